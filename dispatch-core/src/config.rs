@@ -1,0 +1,233 @@
+//! Engine configuration from environment variables, with the names users of the original
+//! Dispatch already know. Parsing is a pure function over a lookup so it is testable; a bad value
+//! is an `InvalidInput` error naming the variable.
+
+use crate::error::{Error, Result};
+use crate::gate::SpawnPolicy;
+use crate::verify::VerifyPolicy;
+use chrono::Duration;
+
+/// Everything the engine needs to know.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// `DEFAULT_WORKSPACE_NAME` (Dispatch).
+    pub workspace_name: String,
+    /// `DEFAULT_ISSUE_PREFIX` (DISPATCH).
+    pub issue_prefix: String,
+    pub policy: SpawnPolicy,
+    pub verify: VerifyPolicy,
+    /// `STALE_RUN_MINUTES` (45): a running run with no callback for this long times out.
+    pub stale_after: Duration,
+    /// `RESPAWN_ON_FIX_FAILURE` (false): a failed fix spawns a new error_fix run through the gates.
+    pub respawn_on_fix_failure: bool,
+    /// `DISPATCH_MAX_ATTEMPTS` (3): dispatch tries before a run fails.
+    pub max_dispatch_attempts: u32,
+    /// `DISPATCH_RETRY_BASE_SECONDS` (10): first retry delay, doubled each time (capped at 10 min).
+    pub retry_base: Duration,
+    /// How long a claimed run or deferred spawn belongs to the claiming process.
+    pub lease: Duration,
+    /// `RETENTION_DAYS` (0 = keep forever): activities and terminal chunks older than this are pruned.
+    pub retention: Option<Duration>,
+    /// How often the loops of [`crate::Dispatch::run`] tick.
+    pub dispatcher_interval: std::time::Duration,
+    pub sweeper_interval: std::time::Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workspace_name: "Dispatch".into(),
+            issue_prefix: "DISPATCH".into(),
+            policy: SpawnPolicy::default(),
+            verify: VerifyPolicy::default(),
+            stale_after: Duration::minutes(45),
+            respawn_on_fix_failure: false,
+            max_dispatch_attempts: 3,
+            retry_base: Duration::seconds(10),
+            lease: Duration::minutes(5),
+            retention: None,
+            dispatcher_interval: std::time::Duration::from_secs(1),
+            sweeper_interval: std::time::Duration::from_secs(15),
+        }
+    }
+}
+
+struct Vars<'a> {
+    get: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Vars<'_> {
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.get)(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    }
+    fn first(&self, names: &[&str]) -> Option<(String, String)> {
+        names.iter().find_map(|n| self.raw(n).map(|v| (n.to_string(), v)))
+    }
+    fn num<T: std::str::FromStr>(&self, names: &[&str], default: T) -> Result<T> {
+        match self.first(names) {
+            None => Ok(default),
+            Some((name, v)) => v.parse::<T>().map_err(|_| {
+                Error::invalid(name.clone(), format!("{name}={v:?} is not a valid non-negative number"))
+            }),
+        }
+    }
+    fn float(&self, names: &[&str], default: f64) -> Result<f64> {
+        let v: f64 = self.num(names, default)?;
+        if !v.is_finite() || v < 0.0 {
+            let name = names.first().copied().unwrap_or("?");
+            return Err(Error::invalid(name, format!("{name} must be a non-negative number")));
+        }
+        Ok(v)
+    }
+    fn flag(&self, names: &[&str], default: bool) -> Result<bool> {
+        match self.first(names) {
+            None => Ok(default),
+            Some((name, v)) => match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => Err(Error::invalid(name.clone(), format!("{name}={v:?} is not true or false"))),
+            },
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(&|k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `get` (the environment, a `.env` map, a test table).
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let v = Vars { get };
+        let d = EngineConfig::default();
+        let dp = SpawnPolicy::default();
+
+        let issue_prefix = v.raw("DEFAULT_ISSUE_PREFIX").unwrap_or(d.issue_prefix).to_ascii_uppercase();
+        if issue_prefix.len() > 16 || !issue_prefix.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(Error::invalid(
+                "DEFAULT_ISSUE_PREFIX",
+                "DEFAULT_ISSUE_PREFIX must be 1-16 letters or digits (e.g. ENG)",
+            ));
+        }
+        let workspace_name = v.raw("DEFAULT_WORKSPACE_NAME").unwrap_or(d.workspace_name);
+
+        // The kill switch is on only for exactly "true" in the original; we accept the usual
+        // spellings of true, and refuse anything unclear rather than guess.
+        let kill_switch = v.flag(&["SPAWN_KILL_SWITCH"], false)?;
+        let immediate_sources = match v.raw("IMMEDIATE_SPAWN_SOURCES") {
+            Some(s) => s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect(),
+            None => dp.immediate_sources.clone(),
+        };
+        let max_error = v.num(&["MAX_CONCURRENT_SPAWNS_ERROR"], dp.max_concurrent_error)?;
+        let budget_error = v.num(&["DAILY_SPAWN_BUDGET_ERROR"], dp.daily_budget_error)?;
+        let policy = SpawnPolicy {
+            kill_switch,
+            cooldown: Duration::minutes(
+                (v.float(&["SPAWN_COOLDOWN_HOURS"], dp.cooldown.num_hours() as f64)? * 60.0) as i64,
+            ),
+            min_event_count: v.num(
+                &["MIN_EVENT_COUNT_TO_SPAWN", "RUNTIME_EVENT_THRESHOLD"],
+                dp.min_event_count,
+            )?,
+            spawn_delay: Duration::seconds(
+                (v.float(
+                    &["SPAWN_DELAY_MINUTES", "RUNTIME_SPAWN_DELAY_MINUTES"],
+                    dp.spawn_delay.num_minutes() as f64,
+                )? * 60.0) as i64,
+            ),
+            immediate_sources,
+            max_concurrent_error: max_error,
+            max_concurrent_prd: v.num(&["MAX_CONCURRENT_SPAWNS_PRD"], dp.max_concurrent_prd)?,
+            max_concurrent_global: v.num(&["MAX_CONCURRENT_SPAWNS"], dp.max_concurrent_global)?,
+            daily_budget_error: budget_error,
+            daily_budget_prd: v.num(&["DAILY_SPAWN_BUDGET_PRD"], dp.daily_budget_prd)?,
+            daily_budget_global: v.num(&["DAILY_SPAWN_BUDGET"], dp.daily_budget_global)?,
+            daily_cost_limit_usd: v.float(&["DAILY_COST_LIMIT_USD"], dp.daily_cost_limit_usd)?,
+            concurrency_retry: dp.concurrency_retry,
+        };
+        let window_hours = v.float(&["VERIFICATION_WINDOW_HOURS"], 48.0)?;
+        if window_hours <= 0.0 {
+            return Err(Error::invalid("VERIFICATION_WINDOW_HOURS", "VERIFICATION_WINDOW_HOURS must be greater than 0"));
+        }
+        let verify = VerifyPolicy {
+            window: Duration::minutes((window_hours * 60.0) as i64),
+            wait_for_deploy: v.flag(&["VERIFY_WAIT_FOR_DEPLOY"], false)?,
+        };
+        let stale_minutes: i64 = v.num(&["STALE_RUN_MINUTES"], 45)?;
+        if stale_minutes == 0 {
+            return Err(Error::invalid("STALE_RUN_MINUTES", "STALE_RUN_MINUTES must be at least 1"));
+        }
+        let retention_days: i64 = v.num(&["RETENTION_DAYS"], 0)?;
+        let max_attempts: u32 = v.num(&["DISPATCH_MAX_ATTEMPTS"], d.max_dispatch_attempts)?;
+        Ok(EngineConfig {
+            workspace_name,
+            issue_prefix,
+            policy,
+            verify,
+            stale_after: Duration::minutes(stale_minutes),
+            respawn_on_fix_failure: v.flag(&["RESPAWN_ON_FIX_FAILURE"], false)?,
+            max_dispatch_attempts: max_attempts.max(1),
+            retry_base: Duration::seconds(v.num(&["DISPATCH_RETRY_BASE_SECONDS"], 10i64)?),
+            lease: d.lease,
+            retention: (retention_days > 0).then(|| Duration::days(retention_days)),
+            dispatcher_interval: d.dispatcher_interval,
+            sweeper_interval: d.sweeper_interval,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<EngineConfig> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        EngineConfig::from_lookup(&move |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_documented_values() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.issue_prefix, "DISPATCH");
+        assert_eq!(c.policy.cooldown, Duration::hours(24));
+        assert_eq!(c.policy.min_event_count, 5);
+        assert_eq!(c.verify.window, Duration::hours(48));
+        assert_eq!(c.stale_after, Duration::minutes(45));
+        assert!(!c.policy.kill_switch);
+    }
+
+    #[test]
+    fn reads_original_names_and_aliases() {
+        let c = cfg(&[
+            ("DEFAULT_ISSUE_PREFIX", "eng"),
+            ("SPAWN_KILL_SWITCH", "true"),
+            ("MIN_EVENT_COUNT_TO_SPAWN", "3"),
+            ("RUNTIME_SPAWN_DELAY_MINUTES", "2"),
+            ("MAX_CONCURRENT_SPAWNS_ERROR", "3"),
+            ("DAILY_SPAWN_BUDGET_ERROR", "10"),
+            ("DAILY_COST_LIMIT_USD", "0"),
+            ("IMMEDIATE_SPAWN_SOURCES", "deploy, infra"),
+        ])
+        .unwrap();
+        assert_eq!(c.issue_prefix, "ENG");
+        assert!(c.policy.kill_switch);
+        assert_eq!(c.policy.min_event_count, 3);
+        assert_eq!(c.policy.spawn_delay, Duration::minutes(2));
+        assert_eq!(c.policy.max_concurrent_error, 3);
+        assert_eq!(c.policy.daily_budget_error, 10);
+        assert_eq!(c.policy.daily_cost_limit_usd, 0.0);
+        assert_eq!(c.policy.immediate_sources, vec!["deploy", "infra"]);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = cfg(&[("MAX_CONCURRENT_SPAWNS_ERROR", "lots")]).unwrap_err();
+        assert_eq!(e.field(), Some("MAX_CONCURRENT_SPAWNS_ERROR"));
+        assert!(e.to_string().contains("MAX_CONCURRENT_SPAWNS_ERROR"));
+        assert_eq!(cfg(&[("SPAWN_KILL_SWITCH", "maybe")]).unwrap_err().field(), Some("SPAWN_KILL_SWITCH"));
+        assert_eq!(cfg(&[("DEFAULT_ISSUE_PREFIX", "A-B")]).unwrap_err().field(), Some("DEFAULT_ISSUE_PREFIX"));
+        assert_eq!(cfg(&[("DAILY_COST_LIMIT_USD", "-1")]).unwrap_err().field(), Some("DAILY_COST_LIMIT_USD"));
+    }
+}

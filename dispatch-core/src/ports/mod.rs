@@ -1,0 +1,21 @@
+//! The traits the engine needs from the outside world. All object-safe, used as `Arc<dyn …>`.
+
+mod alert_source;
+mod embedder;
+mod event_bus;
+mod llm;
+mod notifier;
+mod runner;
+mod store;
+
+pub use alert_source::{AlertBatch, AlertRequest, AlertSource};
+pub use embedder::Embedder;
+pub use event_bus::{Event, EventBus, EventStream};
+pub use llm::{ContentBlock, Llm, LlmMessage, LlmRequest, LlmResponse, Role, ToolSpec, Usage};
+pub use notifier::{Notification, Notifier};
+pub use runner::{DispatchReceipt, RemoteRunStatus, RunJob, RunReporter, RunResult, Runner};
+pub use store::{
+    CustomerStore, DeferredSpawn, DeliveryStore, ErrorLink, ErrorLinkStore, FixStore, IngestDraft,
+    IngestOutcome, IssueStore, IssueUpdate, RunStore, RunUpdate, SpawnRequest, SpawnReservation,
+    SpawnStats, Store, WorkspaceStore,
+};

@@ -1,0 +1,336 @@
+//! The `Store`, split into parts by aggregate. Every implementation (memory, SQLite, PostgreSQL)
+//! passes the same conformance suite (`testkit::conformance`).
+//!
+//! Rules every implementation keeps (DESIGN §3):
+//! - `ingest_error` and `reserve_spawn` are each ONE atomic decision: no two concurrent calls can
+//!   create two issues for one key, or together exceed a limit of the policy.
+//! - Issue identifiers are allocated atomically, unique and gapless per workspace.
+//! - `claim_due_runs` hands each due run to exactly one caller until its lease expires.
+//! - Status moves are guarded (`RunStatus::can_move_to`, expected fix-attempt status), so a
+//!   repeated or late call changes nothing and reports so.
+//! - Pure core functions (`gate::decide`, `run::spawn_effects`, `run::run_end_effects`,
+//!   `IssuePatch::apply_to`) are called inside the transaction, so all stores decide alike.
+
+use crate::Timestamp;
+use crate::customer::{Customer, CustomerPatch, HealthInputs};
+use crate::error::Result;
+use crate::gate::{Decision, SpawnPolicy};
+use crate::ids::{
+    ColumnId, CustomerId, DeferredSpawnId, IssueId, IssueRef, LinkId, RunId, WorkspaceId,
+};
+use crate::issue::{
+    Actor, Column, Comment, HistoryEntry, Issue, IssueFilter, IssuePatch, Label, NewColumn,
+    NewComment, NewHistory, NewIssue, NewLabel, Workspace,
+};
+use crate::run::{Activity, NewActivity, Run, RunPatch, TerminalChunk, WorkflowKind};
+use crate::verify::{FixAttempt, VerificationStatus};
+use async_trait::async_trait;
+use chrono::Duration;
+use serde::{Deserialize, Serialize};
+
+#[async_trait]
+pub trait WorkspaceStore: Send + Sync {
+    /// Gets the workspace with this prefix, creating it with the default columns and labels on
+    /// first use. Safe to call concurrently: exactly one workspace results.
+    async fn ensure_workspace(&self, name: &str, prefix: &str, now: Timestamp) -> Result<Workspace>;
+    async fn get_workspace(&self, id: WorkspaceId) -> Result<Workspace>;
+    /// Columns ordered by position.
+    async fn list_columns(&self, ws: WorkspaceId) -> Result<Vec<Column>>;
+    /// `position: None` appends; an explicit position shifts later columns down.
+    async fn add_column(&self, ws: WorkspaceId, column: NewColumn) -> Result<Column>;
+    /// Positions become the index in `order`, which must name every column exactly once.
+    async fn reorder_columns(&self, ws: WorkspaceId, order: &[ColumnId]) -> Result<Vec<Column>>;
+    /// Labels ordered by name.
+    async fn list_labels(&self, ws: WorkspaceId) -> Result<Vec<Label>>;
+    /// `Conflict` when a label of that name (case-insensitive) exists.
+    async fn create_label(&self, ws: WorkspaceId, label: NewLabel) -> Result<Label>;
+    /// Gets the label of that name (case-insensitive) or creates it.
+    async fn ensure_label(&self, ws: WorkspaceId, label: NewLabel) -> Result<Label>;
+}
+
+/// An update of one issue with the history that describes it, applied atomically.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssueUpdate {
+    pub patch: IssuePatch,
+    pub history: Vec<NewHistory>,
+    /// When set and the issue's version differs: `Conflict`, nothing written.
+    pub expected_version: Option<i64>,
+    pub now: Timestamp,
+}
+
+#[async_trait]
+pub trait IssueStore: Send + Sync {
+    /// Allocates the next identifier of the workspace, inserts the issue (first open column when
+    /// none is given) and a `created` history entry.
+    async fn create_issue(
+        &self,
+        ws: WorkspaceId,
+        issue: NewIssue,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<Issue>;
+    async fn get_issue(&self, ws: WorkspaceId, issue: &IssueRef) -> Result<Issue>;
+    /// Newest first (by number).
+    async fn list_issues(&self, ws: WorkspaceId, filter: &IssueFilter) -> Result<Vec<Issue>>;
+    /// Applies the patch, bumps `version`, sets `updated_at`, appends the history.
+    async fn update_issue(&self, id: IssueId, update: IssueUpdate) -> Result<Issue>;
+    /// Deletes the issue and everything that belongs to it; returns what was deleted.
+    async fn delete_issue(&self, id: IssueId) -> Result<Issue>;
+    async fn add_comment(
+        &self,
+        id: IssueId,
+        comment: NewComment,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<Comment>;
+    /// Oldest first.
+    async fn list_comments(&self, id: IssueId) -> Result<Vec<Comment>>;
+    /// Newest first, at most `limit`.
+    async fn list_history(&self, id: IssueId, limit: usize) -> Result<Vec<HistoryEntry>>;
+    /// `true` when the customer was not watching yet.
+    async fn add_watcher(&self, id: IssueId, customer: CustomerId, now: Timestamp) -> Result<bool>;
+    async fn remove_watcher(&self, id: IssueId, customer: CustomerId) -> Result<bool>;
+    async fn list_watchers(&self, id: IssueId) -> Result<Vec<CustomerId>>;
+}
+
+/// The link between an issue and an error source's key (fingerprint or external id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorLink {
+    pub id: LinkId,
+    pub issue_id: IssueId,
+    /// `loki`, `sentry`, ...
+    pub source: String,
+    /// The fingerprint, or the source's own id.
+    pub external_key: String,
+    pub fingerprint: String,
+    pub url: Option<String>,
+    pub metadata: serde_json::Value,
+    pub event_count: u64,
+    pub first_seen_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub cooldown_until: Option<Timestamp>,
+}
+
+/// Everything ingest needs, computed before the store call (normalisation, issue text).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestDraft {
+    pub source: String,
+    pub external_key: String,
+    pub fingerprint: String,
+    pub url: Option<String>,
+    pub metadata: serde_json::Value,
+    pub event_count: u64,
+    pub seen_at: Timestamp,
+    /// The issue to create if the key is unseen.
+    pub new_issue: NewIssue,
+    pub actor: Actor,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestOutcome {
+    pub issue: Issue,
+    pub link: ErrorLink,
+    /// `true` when this call created the issue.
+    pub created: bool,
+}
+
+#[async_trait]
+pub trait ErrorLinkStore: Send + Sync {
+    /// One atomic decision: for an unseen (source, key) create the issue and its link; for a
+    /// known one add `event_count` and move `last_seen_at` forward. Concurrent calls for one key
+    /// create exactly one issue and sum every count.
+    async fn ingest_error(&self, ws: WorkspaceId, draft: IngestDraft) -> Result<IngestOutcome>;
+    async fn get_link(&self, source: &str, external_key: &str) -> Result<Option<ErrorLink>>;
+    /// Oldest first.
+    async fn links_for_issue(&self, issue: IssueId) -> Result<Vec<ErrorLink>>;
+    /// Sets the cooldown on every error link of the issue.
+    async fn set_cooldown(&self, issue: IssueId, until: Timestamp) -> Result<()>;
+}
+
+/// A request to start an agent on an issue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpawnRequest {
+    pub issue_id: IssueId,
+    pub kind: WorkflowKind,
+    pub force: bool,
+    /// Triggered by an error alert: the store reads the issue's error link for cooldown, event
+    /// count and first sighting.
+    pub from_alert: bool,
+    pub additional_context: Option<String>,
+    pub actor: Actor,
+    pub policy: SpawnPolicy,
+    /// Set when the sweeper retries a deferred spawn: the store settles that record.
+    pub deferred_id: Option<DeferredSpawnId>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpawnReservation {
+    pub decision: Decision,
+    /// The queued run, when allowed.
+    pub run: Option<Run>,
+    /// The issue after the spawn was recorded (or as it was, when not allowed).
+    pub issue: Issue,
+}
+
+/// A spawn the gates deferred, persisted so that no restart forgets it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeferredSpawn {
+    pub id: DeferredSpawnId,
+    pub issue_id: IssueId,
+    pub kind: WorkflowKind,
+    pub from_alert: bool,
+    pub force: bool,
+    pub additional_context: Option<String>,
+    pub actor: Actor,
+    pub due_at: Timestamp,
+    pub reason: String,
+    pub attempts: u32,
+    pub lease_until: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+/// A run update and what it did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunUpdate {
+    pub run: Run,
+    pub issue: Issue,
+    /// The status changed by this call.
+    pub status_changed: bool,
+    /// This call moved the run into a terminal status (exactly one call ever sees `true`).
+    pub ended: bool,
+}
+
+/// Fleet counters (today is the UTC day of `now`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpawnStats {
+    pub active_error: u32,
+    pub active_prd: u32,
+    pub spawned_today_error: u32,
+    pub spawned_today_prd: u32,
+    pub cost_today_usd: f64,
+    pub queued: u32,
+    pub running: u32,
+    pub deferred: u32,
+    pub outcomes_today: Vec<(String, u32)>,
+}
+
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// One atomic decision: refuse if the issue has an active run; read the counters; run
+    /// `gate::decide`; when allowed insert the queued run and record the spawn on the issue
+    /// (`run::spawn_effects`); when deferred upsert the deferred spawn (one per issue and kind);
+    /// settle `deferred_id` otherwise.
+    async fn reserve_spawn(&self, req: &SpawnRequest, now: Timestamp) -> Result<SpawnReservation>;
+    async fn get_run(&self, id: RunId) -> Result<Run>;
+    /// Newest first.
+    async fn list_runs(&self, issue: IssueId) -> Result<Vec<Run>>;
+    async fn find_run_by_external_id(&self, external_id: &str) -> Result<Option<Run>>;
+    /// Applies the patch (guarded status moves). When the run becomes terminal, the issue's
+    /// spawn state follows (`run::run_end_effects`) in the same transaction; the issue's cost and
+    /// turn totals are recomputed from its runs whenever they change.
+    async fn update_run(
+        &self,
+        id: RunId,
+        patch: &RunPatch,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<RunUpdate>;
+    /// Hands out due work: queued runs whose `not_before` has come, and dispatching runs whose
+    /// lease expired (a process died mid-dispatch). Each becomes `dispatching` with a lease
+    /// until `now + lease`; concurrent callers never get the same run.
+    async fn claim_due_runs(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<Run>>;
+    /// Running runs with no callback since `cutoff` (by `last_callback_at`, else `started_at`).
+    async fn stale_runs(&self, cutoff: Timestamp, limit: usize) -> Result<Vec<Run>>;
+    /// Appends a chunk; `seq: Some(n)` makes a retried post idempotent (an existing `n` is
+    /// returned unchanged). Sequence numbers start at 1 and are gapless per run.
+    async fn append_terminal(
+        &self,
+        run: RunId,
+        content: &str,
+        seq: Option<u64>,
+        at: Timestamp,
+    ) -> Result<TerminalChunk>;
+    /// Chunks with `seq > after`, in order, at most `limit`.
+    async fn read_terminal(&self, run: RunId, after: u64, limit: usize) -> Result<Vec<TerminalChunk>>;
+    async fn add_activity(&self, issue: IssueId, activity: NewActivity, at: Timestamp) -> Result<Activity>;
+    /// Newest first, at most `limit`, older than `before` when given (paging).
+    async fn list_activities(
+        &self,
+        issue: IssueId,
+        before: Option<Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<Activity>>;
+    /// Deferred spawns due at `now`, leased to the caller until `now + lease`.
+    async fn claim_due_deferred(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<DeferredSpawn>>;
+    async fn list_deferred(&self, issue: IssueId) -> Result<Vec<DeferredSpawn>>;
+    async fn spawn_stats(&self, now: Timestamp) -> Result<SpawnStats>;
+    /// Deletes activities and terminal chunks older than `before`; returns how many rows went.
+    async fn prune(&self, before: Timestamp) -> Result<u64>;
+}
+
+#[async_trait]
+pub trait FixStore: Send + Sync {
+    /// Inserts the attempt; one per (issue, PR number): a repeat returns the existing one.
+    async fn create_fix_attempt(&self, attempt: &FixAttempt) -> Result<(FixAttempt, bool)>;
+    /// Newest first.
+    async fn list_fix_attempts(&self, issue: IssueId) -> Result<Vec<FixAttempt>>;
+    /// Replaces the attempt if its stored status is still `expected`; `false` otherwise.
+    async fn update_fix_attempt(
+        &self,
+        attempt: &FixAttempt,
+        expected: VerificationStatus,
+    ) -> Result<bool>;
+    /// Attempts in `status`, oldest first.
+    async fn fix_attempts_in_status(
+        &self,
+        status: VerificationStatus,
+        limit: usize,
+    ) -> Result<Vec<FixAttempt>>;
+    /// Monitoring attempts whose deadline has come.
+    async fn due_verifications(&self, now: Timestamp, limit: usize) -> Result<Vec<FixAttempt>>;
+}
+
+#[async_trait]
+pub trait CustomerStore: Send + Sync {
+    /// `Conflict` when the slug is taken in the workspace.
+    async fn create_customer(&self, customer: &Customer) -> Result<Customer>;
+    async fn get_customer(&self, id: CustomerId) -> Result<Customer>;
+    async fn get_customer_by_slug(&self, ws: WorkspaceId, slug: &str) -> Result<Customer>;
+    async fn get_customer_by_token(&self, token: &str) -> Result<Option<Customer>>;
+    /// Name order.
+    async fn list_customers(&self, ws: WorkspaceId) -> Result<Vec<Customer>>;
+    async fn update_customer(&self, id: CustomerId, patch: &CustomerPatch, now: Timestamp) -> Result<Customer>;
+    async fn set_portal_token(&self, id: CustomerId, token: &str, now: Timestamp) -> Result<Customer>;
+    /// Removes the customer and its watches; its issues keep existing without a customer.
+    async fn delete_customer(&self, id: CustomerId) -> Result<()>;
+    /// The customer's issues (by `customer_id`) in the shape the health metrics need.
+    async fn health_inputs(&self, id: CustomerId) -> Result<HealthInputs>;
+}
+
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// Records a webhook delivery id; `true` the first time, `false` for a redelivery.
+    async fn record_delivery(&self, source: &str, delivery_id: &str, now: Timestamp) -> Result<bool>;
+}
+
+/// The whole store.
+pub trait Store:
+    WorkspaceStore + IssueStore + ErrorLinkStore + RunStore + FixStore + CustomerStore + DeliveryStore
+{
+}
+
+impl<T> Store for T where
+    T: WorkspaceStore
+        + IssueStore
+        + ErrorLinkStore
+        + RunStore
+        + FixStore
+        + CustomerStore
+        + DeliveryStore
+{
+}

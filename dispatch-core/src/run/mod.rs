@@ -1,0 +1,15 @@
+//! Agent runs: the six workflow kinds, the run lifecycle, terminal output as numbered chunks,
+//! activities, and what recording a spawn does to its issue.
+
+mod activity;
+#[allow(clippy::module_inception)]
+mod run;
+mod spawn_effects;
+mod terminal;
+
+pub use activity::{Activity, ActivityType, NewActivity};
+pub use run::{
+    Blocker, BlockerCategory, BudgetBucket, NewRun, Outcome, Run, RunPatch, RunStatus, WorkflowKind,
+};
+pub use spawn_effects::{SpawnEffects, run_end_effects, spawn_effects};
+pub use terminal::TerminalChunk;

@@ -1,0 +1,366 @@
+use crate::Timestamp;
+use crate::error::{Error, Result};
+use crate::ids::{IssueId, RunId};
+use crate::issue::AgentStatus;
+use serde::{Deserialize, Serialize};
+
+text_enum!(
+    /// The six agent workflows (run `workflow_type` in the original).
+    WorkflowKind {
+        ErrorFix = "error_fix",
+        PrdInvestigate = "prd_investigate",
+        PrdImplement = "prd_implement",
+        Qa = "qa",
+        DeepResearch = "deep_research",
+        AutoTriage = "auto_triage",
+    }
+);
+
+/// The daily budget and concurrency bucket a kind counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetBucket {
+    Error,
+    Prd,
+}
+
+impl WorkflowKind {
+    pub fn bucket(self) -> BudgetBucket {
+        match self {
+            WorkflowKind::ErrorFix => BudgetBucket::Error,
+            _ => BudgetBucket::Prd,
+        }
+    }
+
+    /// The spawn type names the REST API uses (`investigate`, `implement`, ...), and the run kinds.
+    pub fn from_spawn_type(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "error_fix" | "error" | "fix" => Ok(WorkflowKind::ErrorFix),
+            "investigate" | "prd_investigate" => Ok(WorkflowKind::PrdInvestigate),
+            "implement" | "prd_implement" => Ok(WorkflowKind::PrdImplement),
+            "qa" => Ok(WorkflowKind::Qa),
+            "research" | "deep_research" => Ok(WorkflowKind::DeepResearch),
+            "triage" | "auto_triage" => Ok(WorkflowKind::AutoTriage),
+            other => Err(Error::invalid(
+                "type",
+                format!(
+                    "unknown spawn type {other:?}; expected investigate, implement, qa, research, triage or error_fix"
+                ),
+            )),
+        }
+    }
+
+    pub fn spawn_type(self) -> &'static str {
+        match self {
+            WorkflowKind::ErrorFix => "error_fix",
+            WorkflowKind::PrdInvestigate => "investigate",
+            WorkflowKind::PrdImplement => "implement",
+            WorkflowKind::Qa => "qa",
+            WorkflowKind::DeepResearch => "research",
+            WorkflowKind::AutoTriage => "triage",
+        }
+    }
+
+    /// The agent status an issue shows while this kind runs (spec §5.9).
+    pub fn agent_status(self) -> AgentStatus {
+        match self {
+            WorkflowKind::ErrorFix | WorkflowKind::PrdInvestigate => AgentStatus::Investigating,
+            WorkflowKind::PrdImplement => AgentStatus::Implementing,
+            WorkflowKind::Qa => AgentStatus::Testing,
+            WorkflowKind::DeepResearch => AgentStatus::Researching,
+            WorkflowKind::AutoTriage => AgentStatus::Triaging,
+        }
+    }
+
+    /// Implement and QA work from an approved plan and refuse to start without one.
+    pub fn needs_approved_plan(self) -> bool {
+        matches!(self, WorkflowKind::PrdImplement | WorkflowKind::Qa)
+    }
+
+    /// The workflow file in the target repository (spec §7.1).
+    pub fn workflow_file(self) -> &'static str {
+        match self {
+            WorkflowKind::ErrorFix => "auto-investigate.yml",
+            WorkflowKind::PrdInvestigate => "prd-investigate.yml",
+            WorkflowKind::PrdImplement => "prd-implement.yml",
+            WorkflowKind::Qa => "qa-test.yml",
+            WorkflowKind::DeepResearch => "deep-research.yml",
+            WorkflowKind::AutoTriage => "auto-triage.yml",
+        }
+    }
+}
+
+text_enum!(
+    /// queued → dispatching → running → completed / failed / cancelled / timed_out.
+    RunStatus {
+        Queued = "queued",
+        Dispatching = "dispatching",
+        Running = "running",
+        Completed = "completed",
+        Failed = "failed",
+        Cancelled = "cancelled",
+        TimedOut = "timed_out",
+    }
+);
+
+impl RunStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled | RunStatus::TimedOut
+        )
+    }
+    /// Holds a concurrency slot.
+    pub fn is_active(self) -> bool {
+        !self.is_terminal()
+    }
+    /// Allowed moves. Terminal states are final; a late callback cannot resurrect a run.
+    pub fn can_move_to(self, next: RunStatus) -> bool {
+        use RunStatus::*;
+        if self == next {
+            return true;
+        }
+        match self {
+            Queued => matches!(next, Dispatching | Running | Failed | Cancelled),
+            Dispatching => matches!(next, Queued | Running | Failed | Cancelled | TimedOut | Completed),
+            Running => matches!(next, Completed | Failed | Cancelled | TimedOut),
+            _ => false,
+        }
+    }
+}
+
+text_enum!(
+    /// The agent's declared result (run-result.json `outcome`).
+    Outcome {
+        Completed = "completed",
+        NoChangesNeeded = "no_changes_needed",
+        InvestigationComplete = "investigation_complete",
+        Blocked = "blocked",
+        NeedsHumanDecision = "needs_human_decision",
+        Failed = "failed",
+    }
+);
+
+text_enum!(
+    /// Why an agent stopped (spec §2.4).
+    BlockerCategory {
+        MissingEnv = "missing_env",
+        UnclearRequirement = "unclear_requirement",
+        MissingDependency = "missing_dependency",
+        TestFailure = "test_failure",
+        DesignDecision = "design_decision",
+        OutOfScope = "out_of_scope",
+    }
+);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Blocker {
+    pub category: BlockerCategory,
+    pub reason: String,
+}
+
+impl Blocker {
+    pub fn validate(&self) -> Result<()> {
+        if self.reason.trim().is_empty() {
+            return Err(Error::invalid("reason", "a blocker needs a reason"));
+        }
+        Ok(())
+    }
+    /// `[category] reason`, the form shown on the issue.
+    pub fn display(&self) -> String {
+        format!("[{}] {}", self.category, self.reason.trim())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub id: RunId,
+    pub issue_id: IssueId,
+    pub kind: WorkflowKind,
+    pub status: RunStatus,
+    /// Extra human context passed to the agent.
+    pub additional_context: Option<String>,
+    pub force: bool,
+    /// Who asked for it (user name, "Loki Webhook", ...).
+    pub requested_by: String,
+
+    /// Dispatcher bookkeeping: earliest time to (re)try, attempts so far, the last error,
+    /// and the lease of the process that claimed it.
+    pub not_before: Timestamp,
+    pub dispatch_attempts: u32,
+    pub last_error: Option<String>,
+    pub lease_until: Option<Timestamp>,
+
+    /// The runner's handle on the run (GitHub run id, local pid, ...), and a link to it.
+    pub runner: Option<String>,
+    pub external_id: Option<String>,
+    pub external_url: Option<String>,
+
+    pub outcome: Option<Outcome>,
+    pub outcome_summary: Option<String>,
+    pub cost_usd: f64,
+    pub num_turns: u32,
+    pub model: Option<String>,
+    pub tokens_used: Option<u64>,
+    pub pr_number: Option<i64>,
+    pub files_changed: Vec<String>,
+    pub follow_ups: Vec<String>,
+    pub prompt_text: Option<String>,
+    pub report_content: Option<String>,
+
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    /// Last sign of life from the agent (any callback); staleness is measured from here.
+    pub last_callback_at: Option<Timestamp>,
+    pub completed_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+impl Run {
+    pub fn duration_seconds(&self, now: Timestamp) -> Option<i64> {
+        let start = self.started_at?;
+        Some((self.completed_at.unwrap_or(now) - start).num_seconds().max(0))
+    }
+}
+
+/// A run to insert (the store fills in bookkeeping).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewRun {
+    pub issue_id: IssueId,
+    pub kind: WorkflowKind,
+    pub additional_context: Option<String>,
+    pub force: bool,
+    pub requested_by: String,
+}
+
+impl NewRun {
+    pub fn into_run(self, now: Timestamp) -> Run {
+        Run {
+            id: RunId::new(),
+            issue_id: self.issue_id,
+            kind: self.kind,
+            status: RunStatus::Queued,
+            additional_context: self.additional_context,
+            force: self.force,
+            requested_by: self.requested_by,
+            not_before: now,
+            dispatch_attempts: 0,
+            last_error: None,
+            lease_until: None,
+            runner: None,
+            external_id: None,
+            external_url: None,
+            outcome: None,
+            outcome_summary: None,
+            cost_usd: 0.0,
+            num_turns: 0,
+            model: None,
+            tokens_used: None,
+            pr_number: None,
+            files_changed: Vec::new(),
+            follow_ups: Vec::new(),
+            prompt_text: None,
+            report_content: None,
+            created_at: now,
+            started_at: None,
+            last_callback_at: None,
+            completed_at: None,
+            updated_at: now,
+        }
+    }
+}
+
+/// A partial update of a run. Values are *set*, never added, so callbacks are idempotent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunPatch {
+    pub status: Option<RunStatus>,
+    pub not_before: Option<Timestamp>,
+    pub dispatch_attempts: Option<u32>,
+    pub last_error: Option<Option<String>>,
+    pub lease_until: Option<Option<Timestamp>>,
+    pub runner: Option<String>,
+    pub external_id: Option<String>,
+    pub external_url: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub outcome_summary: Option<String>,
+    pub cost_usd: Option<f64>,
+    pub num_turns: Option<u32>,
+    pub model: Option<String>,
+    pub tokens_used: Option<u64>,
+    pub pr_number: Option<i64>,
+    pub files_changed: Option<Vec<String>>,
+    pub follow_ups: Option<Vec<String>>,
+    pub prompt_text: Option<String>,
+    pub report_content: Option<String>,
+    pub started_at: Option<Timestamp>,
+    pub last_callback_at: Option<Timestamp>,
+    pub completed_at: Option<Timestamp>,
+}
+
+impl RunPatch {
+    pub fn validate(&self) -> Result<()> {
+        if let Some(c) = self.cost_usd {
+            if !c.is_finite() || c < 0.0 {
+                return Err(Error::invalid("cost_usd", "cost must be a non-negative number"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the patch in place. A status move that [`RunStatus::can_move_to`] forbids is
+    /// ignored (late callbacks after a timeout or cancel), other fields still apply.
+    /// Terminal statuses set `completed_at` if it is not set yet.
+    pub fn apply_to(&self, run: &mut Run, now: Timestamp) {
+        if let Some(s) = self.status {
+            if run.status.can_move_to(s) {
+                run.status = s;
+                if s.is_terminal() && run.completed_at.is_none() {
+                    run.completed_at = Some(self.completed_at.unwrap_or(now));
+                }
+                if s == RunStatus::Running && run.started_at.is_none() {
+                    run.started_at = Some(self.started_at.unwrap_or(now));
+                }
+            }
+        }
+        macro_rules! set {
+            ($f:ident) => {
+                if let Some(v) = &self.$f {
+                    run.$f = v.clone();
+                }
+            };
+            (opt $f:ident) => {
+                if let Some(v) = &self.$f {
+                    run.$f = Some(v.clone());
+                }
+            };
+        }
+        set!(not_before);
+        set!(dispatch_attempts);
+        set!(last_error);
+        set!(lease_until);
+        set!(opt runner);
+        set!(opt external_id);
+        set!(opt external_url);
+        set!(opt outcome);
+        set!(opt outcome_summary);
+        set!(cost_usd);
+        set!(num_turns);
+        set!(opt model);
+        set!(opt tokens_used);
+        set!(opt pr_number);
+        set!(files_changed);
+        set!(follow_ups);
+        set!(opt prompt_text);
+        set!(opt report_content);
+        set!(opt started_at);
+        if let Some(t) = self.last_callback_at {
+            run.last_callback_at = Some(run.last_callback_at.map_or(t, |old| old.max(t)));
+        }
+        if let Some(t) = self.completed_at {
+            if run.status.is_terminal() {
+                run.completed_at = Some(t);
+            }
+        }
+        run.updated_at = now;
+    }
+}
