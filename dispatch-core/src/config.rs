@@ -18,6 +18,9 @@ pub struct EngineConfig {
     pub verify: VerifyPolicy,
     /// `STALE_RUN_MINUTES` (45): a running run with no callback for this long times out.
     pub stale_after: Duration,
+    /// `AUTO_SPAWN_ORIGINS` (loki): alert origins whose errors start agents by themselves
+    /// (Sentry issues never did in the original).
+    pub auto_spawn_origins: Vec<String>,
     /// `RESPAWN_ON_FIX_FAILURE` (false): a failed fix spawns a new error_fix run through the gates.
     pub respawn_on_fix_failure: bool,
     /// `DISPATCH_MAX_ATTEMPTS` (3): dispatch tries before a run fails.
@@ -41,6 +44,7 @@ impl Default for EngineConfig {
             policy: SpawnPolicy::default(),
             verify: VerifyPolicy::default(),
             stale_after: Duration::minutes(45),
+            auto_spawn_origins: vec!["loki".into()],
             respawn_on_fix_failure: false,
             max_dispatch_attempts: 3,
             retry_base: Duration::seconds(10),
@@ -166,6 +170,10 @@ impl EngineConfig {
             policy,
             verify,
             stale_after: Duration::minutes(stale_minutes),
+            auto_spawn_origins: match v.raw("AUTO_SPAWN_ORIGINS") {
+                Some(s) => s.split(',').map(|x| x.trim().to_ascii_lowercase()).filter(|x| !x.is_empty()).collect(),
+                None => d.auto_spawn_origins.clone(),
+            },
             respawn_on_fix_failure: v.flag(&["RESPAWN_ON_FIX_FAILURE"], false)?,
             max_dispatch_attempts: max_attempts.max(1),
             retry_base: Duration::seconds(v.num(&["DISPATCH_RETRY_BASE_SECONDS"], 10i64)?),

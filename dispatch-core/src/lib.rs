@@ -32,6 +32,7 @@ pub mod verify;
 pub mod testkit;
 
 pub use clock::{Clock, SystemClock};
+pub use engine::Dispatch;
 pub use error::{Error, ErrorKind, Result};
 
 /// Timestamps are UTC everywhere; the spawn budget's day boundary is midnight UTC.

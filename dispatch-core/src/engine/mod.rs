@@ -1,0 +1,179 @@
+//! The [`Dispatch`] facade: every use-case, over `Arc<dyn …>` ports.
+//!
+//! Each use-case is a short sequence of store calls, each of which is atomic by itself (see
+//! [`crate::ports::Store`]); between them the engine only publishes events and notifies. The
+//! dispatcher and sweeper steps are safe to run in any number of processes at once: they claim
+//! work with leases and every state move is guarded in the store.
+
+mod callbacks;
+mod customers;
+mod dispatcher;
+mod ingest;
+mod issues;
+mod job;
+mod plans;
+mod run_loop;
+mod spawn;
+mod sweeper;
+mod verification;
+
+pub use callbacks::RunSelector;
+pub use customers::CustomerHealth;
+pub use ingest::IngestReport;
+pub use issues::{ColumnRef, IssueChanges};
+pub use job::job_inputs;
+pub use plans::PlanReview;
+pub use spawn::{SpawnOptions, SpawnOutcome};
+pub use sweeper::SweepReport;
+pub use verification::{FixAttemptReport, FixStatus};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::EngineConfig;
+use crate::error::Result;
+use crate::issue::Workspace;
+use crate::memory::MemoryEventBus;
+use crate::ports::{Embedder, Event, EventBus, Llm, Notification, Notifier, Runner, Store};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// The Dispatch engine. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct Dispatch {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    runner: Arc<dyn Runner>,
+    bus: Arc<dyn EventBus>,
+    clock: Arc<dyn Clock>,
+    notifier: Option<Arc<dyn Notifier>>,
+    llm: Option<Arc<dyn Llm>>,
+    embedder: Option<Arc<dyn Embedder>>,
+    config: EngineConfig,
+    workspace: Workspace,
+    /// Wakes the dispatcher loop when a run is queued, so nothing waits for the next tick.
+    wake_dispatcher: Notify,
+}
+
+/// Builds a [`Dispatch`]: a store and a runner are required; the event bus defaults to an
+/// in-process one, the clock to the system clock.
+pub struct DispatchBuilder {
+    store: Arc<dyn Store>,
+    runner: Arc<dyn Runner>,
+    bus: Option<Arc<dyn EventBus>>,
+    clock: Option<Arc<dyn Clock>>,
+    notifier: Option<Arc<dyn Notifier>>,
+    llm: Option<Arc<dyn Llm>>,
+    embedder: Option<Arc<dyn Embedder>>,
+    config: EngineConfig,
+}
+
+impl DispatchBuilder {
+    pub fn bus(mut self, bus: Arc<dyn EventBus>) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+    pub fn notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+    pub fn llm(mut self, llm: Arc<dyn Llm>) -> Self {
+        self.llm = Some(llm);
+        self
+    }
+    pub fn embedder(mut self, embedder: Arc<dyn Embedder>) -> Self {
+        self.embedder = Some(embedder);
+        self
+    }
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Gets or creates the workspace (default columns and labels on first start).
+    pub async fn build(self) -> Result<Dispatch> {
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let workspace = self
+            .store
+            .ensure_workspace(&self.config.workspace_name, &self.config.issue_prefix, clock.now())
+            .await?;
+        Ok(Dispatch {
+            inner: Arc::new(Inner {
+                store: self.store,
+                runner: self.runner,
+                bus: self.bus.unwrap_or_else(|| Arc::new(MemoryEventBus::new())),
+                clock,
+                notifier: self.notifier,
+                llm: self.llm,
+                embedder: self.embedder,
+                config: self.config,
+                workspace,
+                wake_dispatcher: Notify::new(),
+            }),
+        })
+    }
+}
+
+impl Dispatch {
+    pub fn builder(store: Arc<dyn Store>, runner: Arc<dyn Runner>) -> DispatchBuilder {
+        DispatchBuilder {
+            store,
+            runner,
+            bus: None,
+            clock: None,
+            notifier: None,
+            llm: None,
+            embedder: None,
+            config: EngineConfig::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+    pub fn runner(&self) -> &Arc<dyn Runner> {
+        &self.inner.runner
+    }
+    pub fn bus(&self) -> &Arc<dyn EventBus> {
+        &self.inner.bus
+    }
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+    pub fn llm(&self) -> Option<&Arc<dyn Llm>> {
+        self.inner.llm.as_ref()
+    }
+    pub fn embedder(&self) -> Option<&Arc<dyn Embedder>> {
+        self.inner.embedder.as_ref()
+    }
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+    pub fn workspace(&self) -> &Workspace {
+        &self.inner.workspace
+    }
+    fn now(&self) -> crate::Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Publishes a live event; a bus failure is logged, never fails the use-case (the state is
+    /// already committed and viewers resync from the store).
+    async fn publish(&self, event: Event) {
+        if let Err(e) = self.inner.bus.publish(event).await {
+            tracing::warn!(error = %e, "event bus publish failed");
+        }
+    }
+
+    async fn notify(&self, n: Notification) {
+        if let Some(notifier) = &self.inner.notifier {
+            if let Err(e) = notifier.notify(&n).await {
+                tracing::warn!(error = %e, "notification failed");
+            }
+        }
+    }
+}

@@ -115,3 +115,7 @@ pub fn normalize_message(msg: &str) -> String {
     // 13b. Trim with JavaScript's whitespace set.
     cur.trim_matches(is_js_whitespace).to_string()
 }
+
+#[cfg(test)]
+#[path = "normalize_tests.rs"]
+mod tests;

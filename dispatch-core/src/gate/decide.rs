@@ -157,7 +157,8 @@ pub fn decide(policy: &SpawnPolicy, s: &GateSnapshot, now: Timestamp) -> Decisio
             };
         }
         let ready_at = *first_seen_at + delay;
-        if ready_at > now {
+        // No delay means no wait, even if `first_seen_at` is a little ahead of `now` (skew).
+        if delay > chrono::Duration::zero() && ready_at > now {
             return Decision::Defer {
                 until: ready_at,
                 reason: GateReason::SpawnDelay {

@@ -1,0 +1,9 @@
+//! Test helpers (feature `testkit`): a manual clock, a scriptable fake runner, and the Store
+//! conformance suite that every `Store` implementation must pass.
+
+mod clock;
+pub mod conformance;
+mod fake_runner;
+
+pub use clock::ManualClock;
+pub use fake_runner::FakeRunner;

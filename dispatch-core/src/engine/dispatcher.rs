@@ -1,0 +1,115 @@
+//! The dispatcher: claims due queued runs and hands them to the Runner, retrying with backoff.
+
+use super::Dispatch;
+use super::job::job_inputs;
+use crate::error::Result;
+use crate::issue::Actor;
+use crate::ports::{RunJob, RunReporter};
+use crate::run::{Outcome, Run, RunPatch, RunStatus};
+use chrono::Duration;
+use std::sync::Arc;
+
+/// How many runs one step claims.
+const BATCH: usize = 16;
+const MAX_BACKOFF_SECONDS: i64 = 600;
+
+impl Dispatch {
+    /// One dispatcher pass: claim due runs (exactly once across processes) and dispatch them.
+    /// Returns how many runs were handed to the runner successfully.
+    pub async fn dispatcher_step(&self) -> Result<usize> {
+        let claimed = self
+            .inner
+            .store
+            .claim_due_runs(self.now(), self.inner.config.lease, BATCH)
+            .await?;
+        let results = futures::future::join_all(claimed.into_iter().map(|run| self.dispatch_one(run))).await;
+        let mut ok = 0;
+        for r in results {
+            match r {
+                Ok(true) => ok += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "dispatch bookkeeping failed"),
+            }
+        }
+        Ok(ok)
+    }
+
+    fn backoff(&self, attempts: u32) -> Duration {
+        let base = self.inner.config.retry_base.num_seconds().max(1);
+        let secs = base.saturating_mul(1i64 << attempts.saturating_sub(1).min(16)).min(MAX_BACKOFF_SECONDS);
+        Duration::seconds(secs)
+    }
+
+    async fn dispatch_one(&self, run: Run) -> Result<bool> {
+        let actor = Actor::system("Dispatcher");
+        let issue = match self.get_issue(run.issue_id).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(run = %run.id, error = %e, "run without issue; failing it");
+                let patch = RunPatch {
+                    status: Some(RunStatus::Failed),
+                    outcome: Some(Outcome::Failed),
+                    outcome_summary: Some("Issue no longer exists".into()),
+                    lease_until: Some(None),
+                    ..RunPatch::default()
+                };
+                self.inner.store.update_run(run.id, &patch, &actor, self.now()).await?;
+                return Ok(false);
+            }
+        };
+        let link = self.inner.store.links_for_issue(issue.id).await?.into_iter().max_by_key(|l| l.last_seen_at);
+        let inputs = job_inputs(&run, &issue, link.as_ref());
+        let attempts = run.dispatch_attempts.saturating_add(1);
+        let job = RunJob { run: run.clone(), issue: issue.clone(), inputs };
+        let reporter: Arc<dyn RunReporter> = Arc::new(self.clone());
+        match self.inner.runner.dispatch(job, reporter).await {
+            Ok(receipt) => {
+                let now = self.now();
+                let patch = RunPatch {
+                    status: Some(RunStatus::Running),
+                    runner: Some(self.inner.runner.name().to_string()),
+                    external_id: receipt.external_id,
+                    external_url: receipt.external_url,
+                    dispatch_attempts: Some(attempts),
+                    last_error: Some(None),
+                    lease_until: Some(None),
+                    last_callback_at: Some(now),
+                    ..RunPatch::default()
+                };
+                let update = self.inner.store.update_run(run.id, &patch, &actor, now).await?;
+                self.after_run_update(&update, &issue).await?;
+                tracing::info!(run = %run.id, issue = %issue.identifier, "run dispatched");
+                Ok(true)
+            }
+            Err(e) => {
+                let now = self.now();
+                let retry = e.kind.is_retryable() && attempts < self.inner.config.max_dispatch_attempts;
+                let patch = if retry {
+                    tracing::warn!(run = %run.id, attempt = attempts, error = %e, "dispatch failed; will retry");
+                    RunPatch {
+                        status: Some(RunStatus::Queued),
+                        not_before: Some(now + self.backoff(attempts)),
+                        dispatch_attempts: Some(attempts),
+                        last_error: Some(Some(e.to_string())),
+                        lease_until: Some(None),
+                        ..RunPatch::default()
+                    }
+                } else {
+                    tracing::error!(run = %run.id, attempt = attempts, error = %e, "dispatch failed; giving up");
+                    RunPatch {
+                        status: Some(RunStatus::Failed),
+                        outcome: Some(Outcome::Failed),
+                        outcome_summary: Some(format!("Dispatch failed after {attempts} attempt(s): {e}")),
+                        dispatch_attempts: Some(attempts),
+                        last_error: Some(Some(e.to_string())),
+                        lease_until: Some(None),
+                        ..RunPatch::default()
+                    }
+                };
+                let update = self.inner.store.update_run(run.id, &patch, &actor, now).await?;
+                self.after_run_update(&update, &issue).await?;
+                Ok(false)
+            }
+        }
+    }
+}

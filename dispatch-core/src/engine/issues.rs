@@ -1,0 +1,320 @@
+//! Issue use-cases: create, read, change, move (through the close gate), comments, watchers,
+//! columns and labels.
+
+use super::Dispatch;
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::{ColumnId, CustomerId, IssueId, IssueRef, LabelId};
+use crate::issue::{
+    Actor, AgentStatus, Column, ColumnCategory, Comment, HistoryEntry, Issue, IssueFilter,
+    IssuePatch, Label, NewColumn, NewComment, NewIssue, NewLabel, Priority, diff_history, names,
+};
+use crate::ports::{Event, IssueUpdate, Notification};
+use crate::verify::{self, CloseBlock};
+use serde::{Deserialize, Serialize};
+
+/// A column by id or by (case-insensitive) name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ColumnRef {
+    Id(ColumnId),
+    Name(String),
+}
+
+/// What a person or an agent may change on an issue directly. Spawn and run state change only
+/// through runs; plans through the plan use-cases.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IssueChanges {
+    pub title: Option<String>,
+    pub description: Option<Option<String>>,
+    pub column: Option<ColumnRef>,
+    pub priority: Option<Priority>,
+    pub assignee: Option<Option<String>>,
+    pub labels: Option<Vec<LabelId>>,
+    pub customer_id: Option<Option<CustomerId>>,
+    pub agent_status: Option<AgentStatus>,
+    pub blocked_reason: Option<Option<String>>,
+}
+
+/// Optimistic updates retry this often before giving up with `Conflict`.
+const UPDATE_RETRIES: usize = 5;
+
+impl Dispatch {
+    pub async fn create_issue(&self, new: NewIssue, actor: &Actor) -> Result<Issue> {
+        new.validate()?;
+        self.check_labels(&new.labels).await?;
+        if let Some(c) = new.customer_id {
+            self.inner.store.get_customer(c).await?;
+        }
+        let issue = self
+            .inner
+            .store
+            .create_issue(self.inner.workspace.id, new, actor, self.now())
+            .await?;
+        self.publish(Event::IssueCreated { issue_id: issue.id }).await;
+        Ok(issue)
+    }
+
+    pub async fn get_issue(&self, issue: impl Into<IssueRef>) -> Result<Issue> {
+        self.inner.store.get_issue(self.inner.workspace.id, &issue.into()).await
+    }
+
+    pub async fn list_issues(&self, filter: &IssueFilter) -> Result<Vec<Issue>> {
+        self.inner.store.list_issues(self.inner.workspace.id, filter).await
+    }
+
+    pub async fn columns(&self) -> Result<Vec<Column>> {
+        self.inner.store.list_columns(self.inner.workspace.id).await
+    }
+
+    pub async fn labels(&self) -> Result<Vec<Label>> {
+        self.inner.store.list_labels(self.inner.workspace.id).await
+    }
+
+    pub async fn add_column(&self, column: NewColumn) -> Result<Column> {
+        self.inner.store.add_column(self.inner.workspace.id, column).await
+    }
+
+    pub async fn reorder_columns(&self, order: &[ColumnId]) -> Result<Vec<Column>> {
+        self.inner.store.reorder_columns(self.inner.workspace.id, order).await
+    }
+
+    pub async fn create_label(&self, label: NewLabel) -> Result<Label> {
+        self.inner.store.create_label(self.inner.workspace.id, label).await
+    }
+
+    pub async fn resolve_column(&self, r: &ColumnRef) -> Result<Column> {
+        let cols = self.columns().await?;
+        let found = match r {
+            ColumnRef::Id(id) => cols.into_iter().find(|c| c.id == *id),
+            ColumnRef::Name(n) => cols.into_iter().find(|c| c.is_named(n)),
+        };
+        found.ok_or_else(|| {
+            let what = match r {
+                ColumnRef::Id(id) => id.to_string(),
+                ColumnRef::Name(n) => format!("{n:?}"),
+            };
+            Error::invalid("status", format!("no column {what} in this workspace"))
+        })
+    }
+
+    async fn check_labels(&self, labels: &[LabelId]) -> Result<()> {
+        if labels.is_empty() {
+            return Ok(());
+        }
+        let known = self.labels().await?;
+        if let Some(bad) = labels.iter().find(|l| !known.iter().any(|k| k.id == **l)) {
+            return Err(Error::invalid("labelIds", format!("label {bad} does not exist")));
+        }
+        Ok(())
+    }
+
+    /// Whether the issue may move into a closed column now (spec §6.7): an issue that came from
+    /// an error source needs a verified fix. Deadlines that passed are settled first, so the
+    /// answer never depends on whether the sweeper already ran.
+    pub async fn can_close(&self, issue: &Issue) -> Result<std::result::Result<(), CloseBlock>> {
+        let links = self.inner.store.links_for_issue(issue.id).await?;
+        let latest = self.settle_due_attempt(issue.id).await?;
+        Ok(verify::close_gate(!links.is_empty(), latest.as_ref(), self.now()))
+    }
+
+    /// Changes an issue. Moving it into a closed column goes through the close gate; a failed
+    /// gate is `Forbidden` with the reason, and nothing changes.
+    pub async fn update_issue(
+        &self,
+        issue: impl Into<IssueRef>,
+        changes: IssueChanges,
+        actor: &Actor,
+    ) -> Result<Issue> {
+        let r = issue.into();
+        if let Some(t) = &changes.title {
+            if t.trim().is_empty() {
+                return Err(Error::invalid("title", "title must not be empty"));
+            }
+        }
+        if let Some(l) = &changes.labels {
+            self.check_labels(l).await?;
+        }
+        let target = match &changes.column {
+            Some(c) => Some(self.resolve_column(c).await?),
+            None => None,
+        };
+        for _ in 0..UPDATE_RETRIES {
+            let current = self.get_issue(r.clone()).await?;
+            let patch = IssuePatch {
+                title: changes.title.as_ref().map(|t| t.trim().to_string()),
+                description: changes.description.clone(),
+                column_id: target.as_ref().map(|c| c.id),
+                priority: changes.priority,
+                assignee: changes.assignee.clone().map(|a| a.filter(|s| !s.trim().is_empty())),
+                labels: changes.labels.clone(),
+                customer_id: changes.customer_id,
+                agent_status: changes.agent_status,
+                blocked_reason: changes.blocked_reason.clone(),
+                ..IssuePatch::default()
+            };
+            match self.apply_patch(&current, patch, actor).await {
+                Err(e) if e.kind == ErrorKind::Conflict => continue,
+                other => return other,
+            }
+        }
+        Err(Error::conflict("the issue kept changing; try again"))
+    }
+
+    /// Moves an issue to a column (through the close gate when the column is closed).
+    pub async fn move_issue(
+        &self,
+        issue: impl Into<IssueRef>,
+        column: ColumnRef,
+        actor: &Actor,
+    ) -> Result<Issue> {
+        self.update_issue(issue, IssueChanges { column: Some(column), ..Default::default() }, actor)
+            .await
+    }
+
+    /// The one write path for issue changes made by the engine: close gate, history, version
+    /// check, events, notifications.
+    pub(crate) async fn apply_patch(
+        &self,
+        current: &Issue,
+        patch: IssuePatch,
+        actor: &Actor,
+    ) -> Result<Issue> {
+        let mut moved_to: Option<Column> = None;
+        if let Some(col) = patch.column_id {
+            if col != current.column_id {
+                let cols = self.columns().await?;
+                let target = cols
+                    .iter()
+                    .find(|c| c.id == col)
+                    .cloned()
+                    .ok_or_else(|| Error::invalid("status", format!("no column {col}")))?;
+                if target.is_closed() {
+                    let was_closed = cols.iter().any(|c| c.id == current.column_id && c.is_closed());
+                    if !was_closed {
+                        if let Err(block) = self.can_close(current).await? {
+                            return Err(Error::forbidden(block.reason));
+                        }
+                    }
+                }
+                moved_to = Some(target);
+            }
+        }
+        let history = diff_history(current, &patch, actor);
+        if patch.is_empty() {
+            return Ok(current.clone());
+        }
+        let updated = self
+            .inner
+            .store
+            .update_issue(
+                current.id,
+                IssueUpdate {
+                    patch,
+                    history,
+                    expected_version: Some(current.version),
+                    now: self.now(),
+                },
+            )
+            .await?;
+        if let Some(to) = moved_to {
+            self.publish(Event::IssueMoved { issue_id: updated.id, from: current.column_id, to: to.id })
+                .await;
+            let from = self
+                .columns()
+                .await
+                .ok()
+                .and_then(|c| c.into_iter().find(|c| c.id == current.column_id).map(|c| c.name))
+                .unwrap_or_default();
+            self.notify(Notification::StatusChanged { issue: updated.clone(), from, to: to.name })
+                .await;
+        } else {
+            self.publish(Event::IssueUpdated { issue_id: updated.id }).await;
+        }
+        Ok(updated)
+    }
+
+    /// Re-reads and re-applies a patch computed from the current issue until it lands.
+    pub(crate) async fn patch_with_retry<F>(&self, issue_id: IssueId, actor: &Actor, mut f: F) -> Result<Issue>
+    where
+        F: FnMut(&Issue) -> Result<IssuePatch> + Send,
+    {
+        for _ in 0..UPDATE_RETRIES {
+            let current = self.get_issue(issue_id).await?;
+            let patch = f(&current)?;
+            match self.apply_patch(&current, patch, actor).await {
+                Err(e) if e.kind == ErrorKind::Conflict => continue,
+                other => return other,
+            }
+        }
+        Err(Error::conflict("the issue kept changing; try again"))
+    }
+
+    pub async fn delete_issue(&self, issue: impl Into<IssueRef>) -> Result<Issue> {
+        let issue = self.get_issue(issue).await?;
+        let deleted = self.inner.store.delete_issue(issue.id).await?;
+        self.publish(Event::IssueDeleted { issue_id: deleted.id, identifier: deleted.identifier.clone() })
+            .await;
+        Ok(deleted)
+    }
+
+    pub async fn add_comment(
+        &self,
+        issue: impl Into<IssueRef>,
+        comment: NewComment,
+        actor: &Actor,
+    ) -> Result<Comment> {
+        comment.validate()?;
+        let issue = self.get_issue(issue).await?;
+        let c = self.inner.store.add_comment(issue.id, comment, actor, self.now()).await?;
+        self.publish(Event::IssueUpdated { issue_id: issue.id }).await;
+        self.notify(Notification::CommentAdded { issue, comment: c.clone() }).await;
+        Ok(c)
+    }
+
+    pub async fn comments(&self, issue: impl Into<IssueRef>) -> Result<Vec<Comment>> {
+        let issue = self.get_issue(issue).await?;
+        self.inner.store.list_comments(issue.id).await
+    }
+
+    pub async fn history(&self, issue: impl Into<IssueRef>, limit: usize) -> Result<Vec<HistoryEntry>> {
+        let issue = self.get_issue(issue).await?;
+        self.inner.store.list_history(issue.id, limit).await
+    }
+
+    pub async fn add_watcher(&self, issue: impl Into<IssueRef>, customer: CustomerId) -> Result<bool> {
+        let issue = self.get_issue(issue).await?;
+        self.inner.store.add_watcher(issue.id, customer, self.now()).await
+    }
+
+    pub async fn remove_watcher(&self, issue: impl Into<IssueRef>, customer: CustomerId) -> Result<bool> {
+        let issue = self.get_issue(issue).await?;
+        self.inner.store.remove_watcher(issue.id, customer).await
+    }
+
+    pub async fn watchers(&self, issue: impl Into<IssueRef>) -> Result<Vec<CustomerId>> {
+        let issue = self.get_issue(issue).await?;
+        self.inner.store.list_watchers(issue.id).await
+    }
+
+    /// The column an engine-driven move targets, by its well-known name; falls back to the first
+    /// column of the category (a workspace may have renamed its columns).
+    pub(crate) async fn column_named(&self, name: &str, category: ColumnCategory) -> Result<Column> {
+        let cols = self.columns().await?;
+        cols.iter()
+            .find(|c| c.is_named(name))
+            .or_else(|| cols.iter().find(|c| c.category == category))
+            .cloned()
+            .ok_or_else(|| Error::conflict(format!("the workspace has no {name} column")))
+    }
+
+    pub(crate) async fn backlog(&self) -> Result<Column> {
+        self.column_named(names::BACKLOG, ColumnCategory::Open).await
+    }
+
+    pub(crate) async fn done(&self) -> Result<Column> {
+        self.column_named(names::DONE, ColumnCategory::Closed).await
+    }
+
+    pub(crate) async fn is_closed(&self, issue: &Issue) -> Result<bool> {
+        Ok(self.columns().await?.iter().any(|c| c.id == issue.column_id && c.is_closed()))
+    }
+}

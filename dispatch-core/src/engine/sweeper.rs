@@ -1,0 +1,80 @@
+//! The sweeper: deferred spawns whose time came, stale runs, verification deadlines, retention.
+//! Time is persisted, never slept: a restart forgets nothing.
+
+use super::Dispatch;
+use crate::error::Result;
+use crate::issue::Actor;
+use crate::run::{ActivityType, NewActivity, Outcome, RunPatch, RunStatus};
+use serde::{Deserialize, Serialize};
+
+const BATCH: usize = 64;
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepReport {
+    pub deferred_checked: usize,
+    pub deferred_spawned: usize,
+    pub timed_out: usize,
+    pub verified: usize,
+    pub pruned: u64,
+}
+
+impl Dispatch {
+    /// One sweeper pass. Safe in several processes at once: deferred spawns are leased, and
+    /// every state move is guarded in the store so only one process performs it.
+    pub async fn sweeper_step(&self) -> Result<SweepReport> {
+        let mut report = SweepReport::default();
+        let now = self.now();
+        let due = self.inner.store.claim_due_deferred(now, self.inner.config.lease, BATCH).await?;
+        for d in &due {
+            report.deferred_checked += 1;
+            match self.retry_deferred(d).await {
+                Ok(o) if o.spawned() => report.deferred_spawned += 1,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(issue = %d.issue_id, error = %e, "deferred spawn failed"),
+            }
+        }
+
+        report.timed_out = self.time_out_stale_runs().await?;
+        report.verified = self.verify_due_attempts().await?;
+
+        if let Some(age) = self.inner.config.retention {
+            report.pruned = self.inner.store.prune(self.now() - age).await?;
+        }
+        Ok(report)
+    }
+
+    /// Running runs with no callback for `stale_after` end `timed_out`; their issues return to
+    /// Backlog if they were Investigating (spec §5.8). Returns how many this call ended.
+    pub async fn time_out_stale_runs(&self) -> Result<usize> {
+        let stale_after = self.inner.config.stale_after;
+        let cutoff = self.now() - stale_after;
+        let stale = self.inner.store.stale_runs(cutoff, BATCH).await?;
+        let actor = Actor::system("Stale Run Cleanup");
+        let mut n = 0;
+        for run in stale {
+            let before = match self.get_issue(run.issue_id).await {
+                Ok(i) => i,
+                Err(_) => continue,
+            };
+            let summary = format!("Run timed out (no callback received after {}m)", stale_after.num_minutes());
+            let patch = RunPatch {
+                status: Some(RunStatus::TimedOut),
+                outcome: Some(Outcome::Failed),
+                outcome_summary: Some(summary.clone()),
+                ..RunPatch::default()
+            };
+            let update = self.inner.store.update_run(run.id, &patch, &actor, self.now()).await?;
+            if update.ended {
+                n += 1;
+                self.after_run_update(&update, &before).await?;
+                if let Err(e) = self.inner.runner.cancel(&update.run).await {
+                    tracing::warn!(run = %run.id, error = %e, "could not stop a timed-out run");
+                }
+                let a = NewActivity::new(ActivityType::Error, summary).run(run.id);
+                self.record_activity(run.issue_id, a).await?;
+            }
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,253 @@
+//! Fix verification: merged PRs become fix attempts, deploys start monitoring, recurrences fail
+//! them, deadlines verify them and close the issue.
+
+use super::Dispatch;
+use crate::Timestamp;
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::{IssueId, IssueRef};
+use crate::issue::{Actor, Issue, IssuePatch, NewComment, NewLabel, find_identifiers, names};
+use crate::ports::{ErrorLink, Notification};
+use crate::run::{ActivityType, NewActivity};
+use crate::verify::{self, FixAttempt, MergedPr, VerificationStatus};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FixAttemptReport {
+    pub issue_id: IssueId,
+    pub identifier: String,
+    pub attempt: FixAttempt,
+    /// `false` when this PR was already recorded for the issue (redelivered webhook).
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FixStatus {
+    pub issue_id: IssueId,
+    pub identifier: String,
+    pub has_error_link: bool,
+    pub links: Vec<ErrorLink>,
+    /// Newest first.
+    pub attempts: Vec<FixAttempt>,
+    pub latest: Option<FixAttempt>,
+    pub latest_description: Option<String>,
+    pub can_close: bool,
+    pub close_block_reason: Option<String>,
+}
+
+impl Dispatch {
+    /// A PR was merged: every issue of this workspace it names (title, body, head branch) gets a
+    /// fix attempt. Redelivery is harmless (one attempt per issue and PR).
+    pub async fn pr_merged(&self, pr: &MergedPr, actor: &Actor) -> Result<Vec<FixAttemptReport>> {
+        let text = [pr.title.as_deref(), pr.body.as_deref(), pr.head_branch.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("\n");
+        let refs: Vec<IssueRef> = find_identifiers(&text, &self.inner.workspace.issue_prefix)
+            .into_iter()
+            .map(IssueRef::Identifier)
+            .collect();
+        self.record_fix(pr, &refs, actor).await
+    }
+
+    /// Records a merged PR as a fix attempt for the given issues (found by identifier, or by a
+    /// matcher such as lexical similarity or an LLM). Unknown issues are skipped.
+    pub async fn record_fix(&self, pr: &MergedPr, issues: &[IssueRef], actor: &Actor) -> Result<Vec<FixAttemptReport>> {
+        verify::validate_pr_number(pr.number)?;
+        let mut out = Vec::new();
+        for r in issues {
+            let issue = match self.get_issue(r.clone()).await {
+                Ok(i) => i,
+                Err(e) if e.kind == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if out.iter().any(|x: &FixAttemptReport| x.issue_id == issue.id) {
+                continue;
+            }
+            let attempt = verify::on_merge(issue.id, pr, &self.inner.config.verify, self.now());
+            let (attempt, created) = self.inner.store.create_fix_attempt(&attempt).await?;
+            if created {
+                let what = match attempt.status {
+                    VerificationStatus::AwaitingDeploy => "awaiting deploy".to_string(),
+                    _ => format!(
+                        "monitoring for recurrence until {}",
+                        attempt.deadline.map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default()
+                    ),
+                };
+                let mut a = NewActivity::new(
+                    ActivityType::Observation,
+                    format!("Fix PR #{} merged by {}; {what}", attempt.pr_number, actor.name),
+                );
+                a.metadata = serde_json::json!({"pr_number": attempt.pr_number, "pr_url": attempt.pr_url, "fix_attempt_id": attempt.id});
+                self.record_activity(issue.id, a).await?;
+            }
+            out.push(FixAttemptReport { issue_id: issue.id, identifier: issue.identifier, attempt, created });
+        }
+        Ok(out)
+    }
+
+    /// A deploy signal (e.g. a successful production workflow run): attempts awaiting deploy that
+    /// were merged before `deployed_at` start monitoring. Returns how many started.
+    pub async fn deploy_signal(&self, sha: Option<&str>, deployed_at: Timestamp) -> Result<usize> {
+        let waiting = self.inner.store.fix_attempts_in_status(VerificationStatus::AwaitingDeploy, 1000).await?;
+        let mut n = 0;
+        for a in waiting {
+            if let Some(next) = verify::on_deploy(&a, sha, deployed_at, &self.inner.config.verify) {
+                if self.inner.store.update_fix_attempt(&next, VerificationStatus::AwaitingDeploy).await? {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// The latest attempt as it stands at `now`: a monitoring attempt whose deadline passed
+    /// counts as verified even before the sweeper persisted it.
+    pub(crate) async fn settle_due_attempt(&self, issue: IssueId) -> Result<Option<FixAttempt>> {
+        let latest = self.inner.store.list_fix_attempts(issue).await?.into_iter().next();
+        Ok(latest.map(|a| verify::on_deadline(&a, self.now()).unwrap_or(a)))
+    }
+
+    /// The error came back: fails the issue's monitoring attempt. Returns whether it did.
+    pub(crate) async fn check_recurrence(&self, issue: &Issue, seen_at: Timestamp, events: u64, reason: String) -> Result<bool> {
+        let Some(latest) = self.inner.store.list_fix_attempts(issue.id).await?.into_iter().next() else {
+            return Ok(false);
+        };
+        let Some(failed) = verify::on_recurrence(&latest, seen_at, events, reason) else {
+            return Ok(false);
+        };
+        if !self.inner.store.update_fix_attempt(&failed, VerificationStatus::Monitoring).await? {
+            return Ok(false);
+        }
+        self.fail_fix(issue.id, &failed).await?;
+        Ok(true)
+    }
+
+    /// Spec §6.6: comment, back to Backlog, priority up one, label "Fix Failed", and, when
+    /// configured, a new error_fix run through the gates.
+    async fn fail_fix(&self, issue_id: IssueId, attempt: &FixAttempt) -> Result<()> {
+        let actor = Actor::system("Fix Verification");
+        let label = self
+            .inner
+            .store
+            .ensure_label(self.inner.workspace.id, NewLabel::new(names::LABEL_FIX_FAILED, names::COLOR_FIX_FAILED))
+            .await?;
+        let backlog = self.backlog().await?;
+        let deployed = attempt
+            .deployed_at
+            .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let pr = match (&attempt.pr_url, &attempt.pr_title) {
+            (Some(u), Some(t)) => format!("[#{} {t}]({u})", attempt.pr_number),
+            (Some(u), None) => format!("[#{}]({u})", attempt.pr_number),
+            _ => format!("#{}", attempt.pr_number),
+        };
+        let body = format!(
+            "## Fix Verification Failed\n\n- **PR:** {pr}\n- **Deployed:** {deployed}\n- **Reason:** {}\n- **Events after deploy:** {}\n\nThe issue went back to Backlog with a higher priority.",
+            attempt.failure_reason.as_deref().unwrap_or("the error came back"),
+            attempt.events_after_deploy.unwrap_or(0)
+        );
+        self.add_comment(issue_id, NewComment { author: Some("Dispatch".into()), body }, &actor).await?;
+        let updated = self
+            .patch_with_retry(issue_id, &actor, |cur| {
+                let mut labels = cur.labels.clone();
+                if !labels.contains(&label.id) {
+                    labels.push(label.id);
+                }
+                Ok(IssuePatch {
+                    column_id: (cur.column_id != backlog.id).then_some(backlog.id),
+                    priority: Some(cur.priority.escalate()),
+                    labels: Some(labels),
+                    ..IssuePatch::default()
+                })
+            })
+            .await?;
+        tracing::info!(issue = %updated.identifier, pr = attempt.pr_number, "fix failed verification");
+        self.notify(Notification::FixFailed { issue: updated.clone(), attempt: attempt.clone() }).await;
+        if self.inner.config.respawn_on_fix_failure && !updated.spawn_status.is_some_and(|s| s.is_active()) {
+            self.spawn_for_alert(&updated, &actor).await?;
+        }
+        Ok(())
+    }
+
+    /// Verifies monitoring attempts whose deadline passed and closes their issues.
+    pub(crate) async fn verify_due_attempts(&self) -> Result<usize> {
+        let due = self.inner.store.due_verifications(self.now(), 64).await?;
+        let mut n = 0;
+        for a in due {
+            if self.verify_attempt(&a).await? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn verify_attempt(&self, a: &FixAttempt) -> Result<bool> {
+        let Some(verified) = verify::on_deadline(a, self.now()) else { return Ok(false) };
+        if !self.inner.store.update_fix_attempt(&verified, VerificationStatus::Monitoring).await? {
+            return Ok(false);
+        }
+        let actor = Actor::system("Fix Verification");
+        let issue = match self.get_issue(a.issue_id).await {
+            Ok(i) => i,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(e),
+        };
+        let hours = self.inner.config.verify.window.num_hours();
+        self.add_comment(
+            issue.id,
+            NewComment {
+                author: Some("Dispatch".into()),
+                body: format!("## Fix Verified\n\nNo recurrence in the {hours} h after PR #{} was deployed. Closing.", a.pr_number),
+            },
+            &actor,
+        )
+        .await?;
+        if !self.is_closed(&issue).await? {
+            let done = self.done().await?;
+            match self.patch_with_retry(issue.id, &actor, |_| Ok(IssuePatch { column_id: Some(done.id), ..IssuePatch::default() })).await {
+                Ok(_) => {}
+                // A newer attempt that is not verified yet keeps the issue open.
+                Err(e) if e.kind == ErrorKind::Forbidden => {
+                    tracing::info!(issue = %issue.identifier, reason = %e, "verified fix, but issue stays open");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let issue = self.get_issue(issue.id).await?;
+        self.notify(Notification::FixVerified { issue, attempt: verified }).await;
+        Ok(true)
+    }
+
+    /// Fix attempts and close eligibility of an issue; settles a due verification first.
+    pub async fn fix_status(&self, issue: impl Into<IssueRef>) -> Result<FixStatus> {
+        let issue = self.get_issue(issue).await?;
+        if let Some(latest) = self.inner.store.list_fix_attempts(issue.id).await?.into_iter().next() {
+            self.verify_attempt(&latest).await?;
+        }
+        let issue = self.get_issue(issue.id).await?;
+        let links = self.inner.store.links_for_issue(issue.id).await?;
+        let attempts = self.inner.store.list_fix_attempts(issue.id).await?;
+        let latest = attempts.first().cloned();
+        let gate = verify::close_gate(!links.is_empty(), latest.as_ref(), self.now());
+        Ok(FixStatus {
+            issue_id: issue.id,
+            identifier: issue.identifier,
+            has_error_link: !links.is_empty(),
+            links,
+            latest_description: latest.as_ref().map(|a| verify::describe(a, self.now())),
+            latest,
+            attempts,
+            can_close: gate.is_ok(),
+            close_block_reason: gate.err().map(|b| b.reason),
+        })
+    }
+
+    /// For callers that need an error when an issue may not close.
+    pub async fn ensure_can_close(&self, issue: &Issue) -> Result<()> {
+        match self.can_close(issue).await? {
+            Ok(()) => Ok(()),
+            Err(b) => Err(Error::forbidden(b.reason)),
+        }
+    }
+}

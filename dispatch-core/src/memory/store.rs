@@ -1,0 +1,958 @@
+use crate::Timestamp;
+use crate::clock::utc_day_start;
+use crate::customer::{Customer, CustomerPatch, HealthInputs, HealthIssue};
+use crate::error::{Error, Result};
+use crate::gate::{Decision, GateReason, GateSnapshot, Trigger, decide};
+use crate::ids::{
+    ColumnId, CustomerId, DeferredSpawnId, FixAttemptId, IssueId, IssueRef, LinkId, RunId,
+    WorkspaceId,
+};
+use crate::issue::{
+    Actor, Column, ColumnCategory, Comment, HistoryAction, HistoryEntry, Issue, IssueFilter,
+    Label, NewColumn, NewComment, NewHistory, NewIssue, NewLabel, PlanFields, Workspace,
+    default_columns, default_labels, format_identifier,
+};
+use crate::ports::{
+    CustomerStore, DeferredSpawn, DeliveryStore, ErrorLink, ErrorLinkStore, FixStore, IngestDraft,
+    IngestOutcome, IssueStore, IssueUpdate, RunStore, RunUpdate, SpawnRequest, SpawnReservation,
+    SpawnStats, WorkspaceStore,
+};
+use crate::run::{
+    Activity, BudgetBucket, NewActivity, NewRun, Run, RunPatch, RunStatus, TerminalChunk,
+    run_end_effects, spawn_effects,
+};
+use crate::verify::{FixAttempt, VerificationStatus};
+use async_trait::async_trait;
+use chrono::Duration;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+
+/// Every store call takes one lock for its whole duration, which makes each call one atomic
+/// decision, exactly what the database stores do with transactions.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    workspaces: Vec<Workspace>,
+    columns: Vec<Column>,
+    labels: Vec<Label>,
+    issues: BTreeMap<IssueId, Issue>,
+    by_identifier: HashMap<String, IssueId>,
+    comments: Vec<Comment>,
+    history: HashMap<IssueId, Vec<HistoryEntry>>,
+    watchers: BTreeSet<(IssueId, CustomerId)>,
+    links: Vec<ErrorLink>,
+    link_index: HashMap<(String, String), usize>,
+    runs: BTreeMap<RunId, Run>,
+    chunks: HashMap<RunId, Vec<TerminalChunk>>,
+    activities: HashMap<IssueId, Vec<Activity>>,
+    deferred: BTreeMap<DeferredSpawnId, DeferredSpawn>,
+    fixes: BTreeMap<FixAttemptId, FixAttempt>,
+    customers: BTreeMap<CustomerId, Customer>,
+    deliveries: HashSet<(String, String)>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic in another holder cannot leave half-applied state here: every mutation below
+        // is computed first and then written, so the data behind a poisoned lock is consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn issue_not_found(r: impl std::fmt::Display) -> Error {
+    Error::not_found(format!("issue {r} not found"))
+}
+
+impl State {
+    fn workspace_mut(&mut self, id: WorkspaceId) -> Result<&mut Workspace> {
+        self.workspaces
+            .iter_mut()
+            .find(|w| w.id == id)
+            .ok_or_else(|| Error::not_found(format!("workspace {id} not found")))
+    }
+
+    fn columns_of(&self, ws: WorkspaceId) -> Vec<Column> {
+        let mut c: Vec<Column> = self.columns.iter().filter(|c| c.workspace_id == ws).cloned().collect();
+        c.sort_by_key(|c| c.position);
+        c
+    }
+
+    fn issue(&self, id: IssueId) -> Result<&Issue> {
+        self.issues.get(&id).ok_or_else(|| issue_not_found(id))
+    }
+
+    fn push_history(&mut self, issue_id: IssueId, entries: Vec<NewHistory>, at: Timestamp) {
+        let h = self.history.entry(issue_id).or_default();
+        for e in entries {
+            h.push(e.into_entry(issue_id, at));
+        }
+    }
+
+    /// Applies a patch with its history and bumps the version (the one write path for issues).
+    fn write_issue(&mut self, id: IssueId, update: IssueUpdate) -> Result<Issue> {
+        let issue = self.issues.get_mut(&id).ok_or_else(|| issue_not_found(id))?;
+        if let Some(v) = update.expected_version {
+            if v != issue.version {
+                return Err(Error::conflict(format!(
+                    "issue {} changed meanwhile (version {} != {v})",
+                    issue.identifier, issue.version
+                )));
+            }
+        }
+        update.patch.apply_to(issue);
+        issue.version += 1;
+        issue.updated_at = update.now;
+        let out = issue.clone();
+        self.push_history(id, update.history, update.now);
+        Ok(out)
+    }
+
+    fn recompute_totals(&mut self, issue_id: IssueId) {
+        let (cost, turns) = self
+            .runs
+            .values()
+            .filter(|r| r.issue_id == issue_id)
+            .fold((0.0, 0u32), |(c, t), r| (c + r.cost_usd, t.saturating_add(r.num_turns)));
+        if let Some(i) = self.issues.get_mut(&issue_id) {
+            i.cost_usd = cost;
+            i.num_turns = turns;
+        }
+    }
+
+    fn counters(&self, now: Timestamp) -> (u32, u32, u32, u32, f64) {
+        let day = utc_day_start(now);
+        let (mut ae, mut ap, mut se, mut sp, mut cost) = (0, 0, 0, 0, 0.0);
+        for r in self.runs.values() {
+            let error = r.kind.bucket() == BudgetBucket::Error;
+            if r.status.is_active() {
+                if error { ae += 1 } else { ap += 1 }
+            }
+            if r.created_at >= day {
+                if error { se += 1 } else { sp += 1 }
+                cost += r.cost_usd;
+            }
+        }
+        (ae, ap, se, sp, cost)
+    }
+}
+
+fn sort_labels(labels: &mut [Label]) {
+    labels.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+}
+
+#[async_trait]
+impl WorkspaceStore for MemoryStore {
+    async fn ensure_workspace(&self, name: &str, prefix: &str, now: Timestamp) -> Result<Workspace> {
+        let mut s = self.lock();
+        if let Some(w) = s.workspaces.iter().find(|w| w.issue_prefix == prefix) {
+            return Ok(w.clone());
+        }
+        let ws = Workspace {
+            id: WorkspaceId::new(),
+            name: name.to_string(),
+            issue_prefix: prefix.to_string(),
+            next_issue_number: 1,
+            created_at: now,
+        };
+        for (i, c) in default_columns().into_iter().enumerate() {
+            s.columns.push(Column {
+                id: ColumnId::new(),
+                workspace_id: ws.id,
+                name: c.name,
+                color: c.color,
+                position: c.position.unwrap_or(i as i32),
+                category: c.category,
+            });
+        }
+        for l in default_labels() {
+            s.labels.push(Label { id: crate::ids::LabelId::new(), workspace_id: ws.id, name: l.name, color: l.color });
+        }
+        s.workspaces.push(ws.clone());
+        Ok(ws)
+    }
+
+    async fn get_workspace(&self, id: WorkspaceId) -> Result<Workspace> {
+        let mut s = self.lock();
+        Ok(s.workspace_mut(id)?.clone())
+    }
+
+    async fn list_columns(&self, ws: WorkspaceId) -> Result<Vec<Column>> {
+        Ok(self.lock().columns_of(ws))
+    }
+
+    async fn add_column(&self, ws: WorkspaceId, column: NewColumn) -> Result<Column> {
+        column.validate()?;
+        let mut s = self.lock();
+        s.workspace_mut(ws)?;
+        let existing = s.columns_of(ws);
+        if existing.iter().any(|c| c.is_named(&column.name)) {
+            return Err(Error::conflict(format!("a column named {:?} exists", column.name)));
+        }
+        let end = existing.len() as i32;
+        let position = column.position.unwrap_or(end).clamp(0, end);
+        for c in s.columns.iter_mut().filter(|c| c.workspace_id == ws && c.position >= position) {
+            c.position += 1;
+        }
+        let col = Column {
+            id: ColumnId::new(),
+            workspace_id: ws,
+            name: column.name.trim().to_string(),
+            color: column.color,
+            position,
+            category: column.category,
+        };
+        s.columns.push(col.clone());
+        Ok(col)
+    }
+
+    async fn reorder_columns(&self, ws: WorkspaceId, order: &[ColumnId]) -> Result<Vec<Column>> {
+        let mut s = self.lock();
+        let existing: BTreeSet<ColumnId> = s.columns_of(ws).iter().map(|c| c.id).collect();
+        let given: BTreeSet<ColumnId> = order.iter().copied().collect();
+        if given.len() != order.len() || given != existing {
+            return Err(Error::invalid("statusIds", "the order must name every column of the workspace exactly once"));
+        }
+        for (i, id) in order.iter().enumerate() {
+            if let Some(c) = s.columns.iter_mut().find(|c| c.id == *id) {
+                c.position = i as i32;
+            }
+        }
+        Ok(s.columns_of(ws))
+    }
+
+    async fn list_labels(&self, ws: WorkspaceId) -> Result<Vec<Label>> {
+        let s = self.lock();
+        let mut l: Vec<Label> = s.labels.iter().filter(|l| l.workspace_id == ws).cloned().collect();
+        sort_labels(&mut l);
+        Ok(l)
+    }
+
+    async fn create_label(&self, ws: WorkspaceId, label: NewLabel) -> Result<Label> {
+        label.validate()?;
+        let mut s = self.lock();
+        s.workspace_mut(ws)?;
+        if s.labels.iter().any(|l| l.workspace_id == ws && l.name.eq_ignore_ascii_case(label.name.trim())) {
+            return Err(Error::conflict(format!("a label named {:?} exists", label.name)));
+        }
+        let l = Label { id: crate::ids::LabelId::new(), workspace_id: ws, name: label.name.trim().to_string(), color: label.color };
+        s.labels.push(l.clone());
+        Ok(l)
+    }
+
+    async fn ensure_label(&self, ws: WorkspaceId, label: NewLabel) -> Result<Label> {
+        label.validate()?;
+        let mut s = self.lock();
+        s.workspace_mut(ws)?;
+        if let Some(l) = s.labels.iter().find(|l| l.workspace_id == ws && l.name.eq_ignore_ascii_case(label.name.trim())) {
+            return Ok(l.clone());
+        }
+        let l = Label { id: crate::ids::LabelId::new(), workspace_id: ws, name: label.name.trim().to_string(), color: label.color };
+        s.labels.push(l.clone());
+        Ok(l)
+    }
+}
+
+fn new_issue_row(s: &mut State, ws: WorkspaceId, new: NewIssue, now: Timestamp) -> Result<Issue> {
+    new.validate()?;
+    let columns = s.columns_of(ws);
+    let column_id = match new.column_id {
+        Some(c) => {
+            if !columns.iter().any(|x| x.id == c) {
+                return Err(Error::invalid("statusId", format!("column {c} is not in this workspace")));
+            }
+            c
+        }
+        None => columns
+            .iter()
+            .find(|c| c.category == ColumnCategory::Open)
+            .map(|c| c.id)
+            .ok_or_else(|| Error::conflict("the workspace has no open column"))?,
+    };
+    let w = s.workspace_mut(ws)?;
+    let number = w.next_issue_number;
+    w.next_issue_number += 1;
+    let identifier = format_identifier(&w.issue_prefix, number);
+    let issue = Issue {
+        id: IssueId::new(),
+        workspace_id: ws,
+        identifier: identifier.clone(),
+        number,
+        title: new.title.trim().to_string(),
+        description: new.description,
+        column_id,
+        priority: new.priority,
+        assignee: new.assignee,
+        labels: new.labels,
+        customer_id: new.customer_id,
+        agent_status: Default::default(),
+        spawn_status: None,
+        spawn_kind: None,
+        current_run_id: None,
+        spawn_attempt_count: 0,
+        spawn_started_at: None,
+        spawn_completed_at: None,
+        plan: PlanFields::default(),
+        blocked_reason: None,
+        cost_usd: 0.0,
+        num_turns: 0,
+        model: None,
+        run_outcome: None,
+        outcome_summary: None,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    s.by_identifier.insert(identifier, issue.id);
+    s.issues.insert(issue.id, issue.clone());
+    Ok(issue)
+}
+
+#[async_trait]
+impl IssueStore for MemoryStore {
+    async fn create_issue(&self, ws: WorkspaceId, issue: NewIssue, actor: &Actor, now: Timestamp) -> Result<Issue> {
+        let mut s = self.lock();
+        let issue = new_issue_row(&mut s, ws, issue, now)?;
+        let h = NewHistory::new(HistoryAction::Created, actor)
+            .values(None, Some(json!({"identifier": issue.identifier, "title": issue.title})));
+        s.push_history(issue.id, vec![h], now);
+        Ok(issue)
+    }
+
+    async fn get_issue(&self, ws: WorkspaceId, issue: &IssueRef) -> Result<Issue> {
+        let s = self.lock();
+        let id = match issue {
+            IssueRef::Id(id) => *id,
+            IssueRef::Identifier(ident) => *s.by_identifier.get(ident).ok_or_else(|| issue_not_found(ident))?,
+        };
+        match s.issues.get(&id) {
+            Some(i) if i.workspace_id == ws => Ok(i.clone()),
+            _ => Err(issue_not_found(issue)),
+        }
+    }
+
+    async fn list_issues(&self, ws: WorkspaceId, f: &IssueFilter) -> Result<Vec<Issue>> {
+        let s = self.lock();
+        let mut out: Vec<Issue> = s
+            .issues
+            .values()
+            .filter(|i| i.workspace_id == ws)
+            .filter(|i| f.column_id.is_none_or(|c| i.column_id == c))
+            .filter(|i| f.customer_id.is_none_or(|c| i.customer_id == Some(c)))
+            .filter(|i| f.watched_by.is_none_or(|c| s.watchers.contains(&(i.id, c))))
+            .filter(|i| f.spawn_active.is_none_or(|a| i.spawn_status.is_some_and(|x| x.is_active()) == a))
+            .filter(|i| f.label_id.is_none_or(|l| i.labels.contains(&l)))
+            .filter(|i| f.before_number.is_none_or(|n| i.number < n))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| b.number.cmp(&a.number));
+        if let Some(l) = f.limit {
+            out.truncate(l);
+        }
+        Ok(out)
+    }
+
+    async fn update_issue(&self, id: IssueId, update: IssueUpdate) -> Result<Issue> {
+        self.lock().write_issue(id, update)
+    }
+
+    async fn delete_issue(&self, id: IssueId) -> Result<Issue> {
+        let mut s = self.lock();
+        let issue = s.issues.remove(&id).ok_or_else(|| issue_not_found(id))?;
+        s.by_identifier.remove(&issue.identifier);
+        s.comments.retain(|c| c.issue_id != id);
+        s.history.remove(&id);
+        s.watchers.retain(|(i, _)| *i != id);
+        let run_ids: Vec<RunId> = s.runs.values().filter(|r| r.issue_id == id).map(|r| r.id).collect();
+        for r in run_ids {
+            s.runs.remove(&r);
+            s.chunks.remove(&r);
+        }
+        s.activities.remove(&id);
+        s.deferred.retain(|_, d| d.issue_id != id);
+        s.fixes.retain(|_, f| f.issue_id != id);
+        s.links.retain(|l| l.issue_id != id);
+        let index: HashMap<(String, String), usize> = s
+            .links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| ((l.source.clone(), l.external_key.clone()), i))
+            .collect();
+        s.link_index = index;
+        Ok(issue)
+    }
+
+    async fn add_comment(&self, id: IssueId, comment: NewComment, actor: &Actor, now: Timestamp) -> Result<Comment> {
+        comment.validate()?;
+        let mut s = self.lock();
+        s.issue(id)?;
+        let c = Comment { id: crate::ids::CommentId::new(), issue_id: id, author: comment.author, body: comment.body, created_at: now };
+        s.comments.push(c.clone());
+        let h = NewHistory::new(HistoryAction::CommentAdded, actor).values(None, Some(json!({"comment_id": c.id})));
+        s.push_history(id, vec![h], now);
+        if let Some(i) = s.issues.get_mut(&id) {
+            i.updated_at = now;
+        }
+        Ok(c)
+    }
+
+    async fn list_comments(&self, id: IssueId) -> Result<Vec<Comment>> {
+        let s = self.lock();
+        s.issue(id)?;
+        Ok(s.comments.iter().filter(|c| c.issue_id == id).cloned().collect())
+    }
+
+    async fn list_history(&self, id: IssueId, limit: usize) -> Result<Vec<HistoryEntry>> {
+        let s = self.lock();
+        s.issue(id)?;
+        Ok(s.history.get(&id).map(|h| h.iter().rev().take(limit).cloned().collect()).unwrap_or_default())
+    }
+
+    async fn add_watcher(&self, id: IssueId, customer: CustomerId, _now: Timestamp) -> Result<bool> {
+        let mut s = self.lock();
+        s.issue(id)?;
+        if !s.customers.contains_key(&customer) {
+            return Err(Error::not_found(format!("customer {customer} not found")));
+        }
+        Ok(s.watchers.insert((id, customer)))
+    }
+
+    async fn remove_watcher(&self, id: IssueId, customer: CustomerId) -> Result<bool> {
+        let mut s = self.lock();
+        s.issue(id)?;
+        Ok(s.watchers.remove(&(id, customer)))
+    }
+
+    async fn list_watchers(&self, id: IssueId) -> Result<Vec<CustomerId>> {
+        let s = self.lock();
+        s.issue(id)?;
+        Ok(s.watchers.iter().filter(|(i, _)| *i == id).map(|(_, c)| *c).collect())
+    }
+}
+
+#[async_trait]
+impl ErrorLinkStore for MemoryStore {
+    async fn ingest_error(&self, ws: WorkspaceId, d: IngestDraft) -> Result<IngestOutcome> {
+        if d.event_count == 0 {
+            return Err(Error::invalid("event_count", "event count must be at least 1"));
+        }
+        let mut s = self.lock();
+        let key = (d.source.clone(), d.external_key.clone());
+        if let Some(&idx) = s.link_index.get(&key) {
+            let link = &mut s.links[idx];
+            link.event_count = link.event_count.saturating_add(d.event_count);
+            link.last_seen_at = link.last_seen_at.max(d.seen_at);
+            let link = link.clone();
+            let issue = s.issue(link.issue_id)?.clone();
+            return Ok(IngestOutcome { issue, link, created: false });
+        }
+        let issue = new_issue_row(&mut s, ws, d.new_issue, d.seen_at)?;
+        let h = NewHistory::new(HistoryAction::Created, &d.actor)
+            .values(None, Some(json!({"identifier": issue.identifier, "title": issue.title, "source": d.source})));
+        s.push_history(issue.id, vec![h], d.seen_at);
+        let link = ErrorLink {
+            id: LinkId::new(),
+            issue_id: issue.id,
+            source: d.source,
+            external_key: d.external_key,
+            fingerprint: d.fingerprint,
+            url: d.url,
+            metadata: d.metadata,
+            event_count: d.event_count,
+            first_seen_at: d.seen_at,
+            last_seen_at: d.seen_at,
+            cooldown_until: None,
+        };
+        s.links.push(link.clone());
+        let idx = s.links.len() - 1;
+        s.link_index.insert(key, idx);
+        Ok(IngestOutcome { issue, link, created: true })
+    }
+
+    async fn get_link(&self, source: &str, external_key: &str) -> Result<Option<ErrorLink>> {
+        let s = self.lock();
+        Ok(s.link_index.get(&(source.to_string(), external_key.to_string())).map(|&i| s.links[i].clone()))
+    }
+
+    async fn links_for_issue(&self, issue: IssueId) -> Result<Vec<ErrorLink>> {
+        let s = self.lock();
+        Ok(s.links.iter().filter(|l| l.issue_id == issue).cloned().collect())
+    }
+
+    async fn set_cooldown(&self, issue: IssueId, until: Timestamp) -> Result<()> {
+        let mut s = self.lock();
+        for l in s.links.iter_mut().filter(|l| l.issue_id == issue) {
+            l.cooldown_until = Some(until);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RunStore for MemoryStore {
+    async fn reserve_spawn(&self, req: &SpawnRequest, now: Timestamp) -> Result<SpawnReservation> {
+        let mut s = self.lock();
+        let issue = s.issue(req.issue_id)?.clone();
+        let settle_deferred = |s: &mut State| {
+            if let Some(d) = req.deferred_id {
+                s.deferred.remove(&d);
+            }
+        };
+        let has_active = s.runs.values().any(|r| r.issue_id == issue.id && r.status.is_active());
+        if has_active {
+            settle_deferred(&mut s);
+            return Ok(SpawnReservation { decision: Decision::Deny { reason: GateReason::AlreadyRunning }, run: None, issue });
+        }
+        let trigger = if req.from_alert {
+            // The most recently seen error link of the issue governs.
+            match s.links.iter().filter(|l| l.issue_id == issue.id).max_by_key(|l| l.last_seen_at) {
+                Some(l) => Trigger::Alert {
+                    source: l.metadata.get("source").and_then(|v| v.as_str()).unwrap_or(&l.source).to_string(),
+                    event_count: l.event_count,
+                    first_seen_at: l.first_seen_at,
+                    cooldown_until: l.cooldown_until,
+                },
+                None => Trigger::Manual,
+            }
+        } else {
+            Trigger::Manual
+        };
+        let (ae, ap, se, sp, cost) = s.counters(now);
+        let snapshot = GateSnapshot {
+            bucket: req.kind.bucket(),
+            trigger,
+            force: req.force,
+            active_error: ae,
+            active_prd: ap,
+            spawned_today_error: se,
+            spawned_today_prd: sp,
+            cost_today_usd: cost,
+        };
+        let decision = decide(&req.policy, &snapshot, now);
+        match &decision {
+            Decision::Allow => {
+                settle_deferred(&mut s);
+                let run = NewRun {
+                    issue_id: issue.id,
+                    kind: req.kind,
+                    additional_context: req.additional_context.clone(),
+                    force: req.force,
+                    requested_by: req.actor.name.clone(),
+                }
+                .into_run(now);
+                let columns = s.columns_of(issue.workspace_id);
+                let fx = spawn_effects(&issue, &run, &columns, &req.actor, now);
+                s.runs.insert(run.id, run.clone());
+                let issue = s.write_issue(issue.id, IssueUpdate { patch: fx.patch, history: fx.history, expected_version: None, now })?;
+                Ok(SpawnReservation { decision, run: Some(run), issue })
+            }
+            Decision::Defer { until, reason } => {
+                let existing = match req.deferred_id {
+                    Some(id) if s.deferred.contains_key(&id) => Some(id),
+                    _ => s.deferred.values().find(|d| d.issue_id == issue.id && d.kind == req.kind).map(|d| d.id),
+                };
+                match existing.and_then(|id| s.deferred.get_mut(&id)) {
+                    Some(d) => {
+                        d.due_at = *until;
+                        d.reason = reason.to_string();
+                        d.lease_until = None;
+                        d.force = d.force || req.force;
+                        if req.additional_context.is_some() {
+                            d.additional_context = req.additional_context.clone();
+                        }
+                    }
+                    None => {
+                        let d = DeferredSpawn {
+                            id: DeferredSpawnId::new(),
+                            issue_id: issue.id,
+                            kind: req.kind,
+                            from_alert: req.from_alert,
+                            force: req.force,
+                            additional_context: req.additional_context.clone(),
+                            actor: req.actor.clone(),
+                            due_at: *until,
+                            reason: reason.to_string(),
+                            attempts: 0,
+                            lease_until: None,
+                            created_at: now,
+                        };
+                        s.deferred.insert(d.id, d);
+                    }
+                }
+                Ok(SpawnReservation { decision, run: None, issue })
+            }
+            Decision::Deny { .. } => {
+                settle_deferred(&mut s);
+                Ok(SpawnReservation { decision, run: None, issue })
+            }
+        }
+    }
+
+    async fn get_run(&self, id: RunId) -> Result<Run> {
+        self.lock().runs.get(&id).cloned().ok_or_else(|| Error::not_found(format!("run {id} not found")))
+    }
+
+    async fn list_runs(&self, issue: IssueId) -> Result<Vec<Run>> {
+        let s = self.lock();
+        let mut r: Vec<Run> = s.runs.values().filter(|r| r.issue_id == issue).cloned().collect();
+        r.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        Ok(r)
+    }
+
+    async fn find_run_by_external_id(&self, external_id: &str) -> Result<Option<Run>> {
+        let s = self.lock();
+        Ok(s.runs.values().filter(|r| r.external_id.as_deref() == Some(external_id)).max_by_key(|r| r.created_at).cloned())
+    }
+
+    async fn update_run(&self, id: RunId, patch: &RunPatch, actor: &Actor, now: Timestamp) -> Result<RunUpdate> {
+        patch.validate()?;
+        let mut s = self.lock();
+        let before = s.runs.get(&id).cloned().ok_or_else(|| Error::not_found(format!("run {id} not found")))?;
+        let mut run = before.clone();
+        patch.apply_to(&mut run, now);
+        let status_changed = run.status != before.status;
+        let ended = status_changed && run.status.is_terminal();
+        s.runs.insert(id, run.clone());
+        if run.cost_usd != before.cost_usd || run.num_turns != before.num_turns {
+            s.recompute_totals(run.issue_id);
+        }
+        let mut issue = s.issue(run.issue_id)?.clone();
+        if ended {
+            let columns = s.columns_of(issue.workspace_id);
+            if let Some(fx) = run_end_effects(&issue, &run, &columns, actor) {
+                issue = s.write_issue(issue.id, IssueUpdate { patch: fx.patch, history: fx.history, expected_version: None, now })?;
+            }
+        } else if status_changed && run.status == RunStatus::Running && issue.current_run_id == Some(run.id) {
+            let patch = crate::issue::IssuePatch { spawn_status: Some(Some(crate::issue::SpawnStatus::Running)), ..Default::default() };
+            issue = s.write_issue(issue.id, IssueUpdate { patch, history: Vec::new(), expected_version: None, now })?;
+        }
+        Ok(RunUpdate { run, issue, status_changed, ended })
+    }
+
+    async fn claim_due_runs(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<Run>> {
+        let mut s = self.lock();
+        let mut due: Vec<&mut Run> = s
+            .runs
+            .values_mut()
+            .filter(|r| match r.status {
+                RunStatus::Queued => r.not_before <= now,
+                RunStatus::Dispatching => r.lease_until.is_none_or(|l| l <= now),
+                _ => false,
+            })
+            .collect();
+        due.sort_by_key(|r| (r.not_before, r.created_at));
+        let mut out = Vec::new();
+        for r in due.into_iter().take(limit) {
+            r.status = RunStatus::Dispatching;
+            r.lease_until = Some(now + lease);
+            r.updated_at = now;
+            out.push(r.clone());
+        }
+        Ok(out)
+    }
+
+    async fn stale_runs(&self, cutoff: Timestamp, limit: usize) -> Result<Vec<Run>> {
+        let s = self.lock();
+        let mut out: Vec<Run> = s
+            .runs
+            .values()
+            .filter(|r| r.status == RunStatus::Running)
+            .filter(|r| r.last_callback_at.or(r.started_at).unwrap_or(r.created_at) < cutoff)
+            .cloned()
+            .collect();
+        out.sort_by_key(|r| r.created_at);
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn append_terminal(&self, run: RunId, content: &str, seq: Option<u64>, at: Timestamp) -> Result<TerminalChunk> {
+        let mut s = self.lock();
+        if !s.runs.contains_key(&run) {
+            return Err(Error::not_found(format!("run {run} not found")));
+        }
+        let chunks = s.chunks.entry(run).or_default();
+        if let Some(n) = seq {
+            if let Some(c) = chunks.iter().find(|c| c.seq == n) {
+                return Ok(c.clone());
+            }
+            let next = chunks.len() as u64 + 1;
+            if n != next {
+                return Err(Error::invalid("seq", format!("expected sequence number {next}, got {n}")));
+            }
+        }
+        let c = TerminalChunk { run_id: run, seq: chunks.len() as u64 + 1, content: content.to_string(), at };
+        chunks.push(c.clone());
+        Ok(c)
+    }
+
+    async fn read_terminal(&self, run: RunId, after: u64, limit: usize) -> Result<Vec<TerminalChunk>> {
+        let s = self.lock();
+        if !s.runs.contains_key(&run) {
+            return Err(Error::not_found(format!("run {run} not found")));
+        }
+        Ok(s.chunks.get(&run).map(|c| c.iter().filter(|c| c.seq > after).take(limit).cloned().collect()).unwrap_or_default())
+    }
+
+    async fn add_activity(&self, issue: IssueId, activity: NewActivity, at: Timestamp) -> Result<Activity> {
+        let mut s = self.lock();
+        s.issue(issue)?;
+        if let Some(r) = activity.run_id {
+            match s.runs.get(&r) {
+                Some(run) if run.issue_id == issue => {}
+                _ => return Err(Error::invalid("run_id", format!("run {r} is not a run of this issue"))),
+            }
+        }
+        let a = activity.into_activity(issue, at);
+        s.activities.entry(issue).or_default().push(a.clone());
+        Ok(a)
+    }
+
+    async fn list_activities(&self, issue: IssueId, before: Option<Timestamp>, limit: usize) -> Result<Vec<Activity>> {
+        let s = self.lock();
+        s.issue(issue)?;
+        Ok(s.activities
+            .get(&issue)
+            .map(|a| a.iter().rev().filter(|a| before.is_none_or(|b| a.created_at < b)).take(limit).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn claim_due_deferred(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<DeferredSpawn>> {
+        let mut s = self.lock();
+        let mut due: Vec<&mut DeferredSpawn> = s
+            .deferred
+            .values_mut()
+            .filter(|d| d.due_at <= now && d.lease_until.is_none_or(|l| l <= now))
+            .collect();
+        due.sort_by_key(|d| d.due_at);
+        let mut out = Vec::new();
+        for d in due.into_iter().take(limit) {
+            d.lease_until = Some(now + lease);
+            d.attempts = d.attempts.saturating_add(1);
+            out.push(d.clone());
+        }
+        Ok(out)
+    }
+
+    async fn list_deferred(&self, issue: IssueId) -> Result<Vec<DeferredSpawn>> {
+        let s = self.lock();
+        Ok(s.deferred.values().filter(|d| d.issue_id == issue).cloned().collect())
+    }
+
+    async fn spawn_stats(&self, now: Timestamp) -> Result<SpawnStats> {
+        let s = self.lock();
+        let (ae, ap, se, sp, cost) = s.counters(now);
+        let day = utc_day_start(now);
+        let mut outcomes: BTreeMap<String, u32> = BTreeMap::new();
+        for r in s.runs.values().filter(|r| r.created_at >= day) {
+            if let Some(o) = r.outcome {
+                *outcomes.entry(o.as_str().to_string()).or_default() += 1;
+            }
+        }
+        Ok(SpawnStats {
+            active_error: ae,
+            active_prd: ap,
+            spawned_today_error: se,
+            spawned_today_prd: sp,
+            cost_today_usd: cost,
+            queued: s.runs.values().filter(|r| matches!(r.status, RunStatus::Queued | RunStatus::Dispatching)).count() as u32,
+            running: s.runs.values().filter(|r| r.status == RunStatus::Running).count() as u32,
+            deferred: s.deferred.len() as u32,
+            outcomes_today: outcomes.into_iter().collect(),
+        })
+    }
+
+    async fn prune(&self, before: Timestamp) -> Result<u64> {
+        let mut s = self.lock();
+        let mut n = 0u64;
+        for a in s.activities.values_mut() {
+            let len = a.len();
+            a.retain(|x| x.created_at >= before);
+            n += (len - a.len()) as u64;
+        }
+        // Chunks keep their numbering: a pruned prefix is simply no longer readable.
+        for c in s.chunks.values_mut() {
+            let len = c.len();
+            let last = c.last().map(|x| x.seq);
+            c.retain(|x| x.at >= before || Some(x.seq) == last);
+            n += (len - c.len()) as u64;
+        }
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl FixStore for MemoryStore {
+    async fn create_fix_attempt(&self, attempt: &FixAttempt) -> Result<(FixAttempt, bool)> {
+        let mut s = self.lock();
+        s.issue(attempt.issue_id)?;
+        if let Some(existing) = s.fixes.values().find(|f| f.issue_id == attempt.issue_id && f.pr_number == attempt.pr_number) {
+            return Ok((existing.clone(), false));
+        }
+        s.fixes.insert(attempt.id, attempt.clone());
+        Ok((attempt.clone(), true))
+    }
+
+    async fn list_fix_attempts(&self, issue: IssueId) -> Result<Vec<FixAttempt>> {
+        let s = self.lock();
+        let mut v: Vec<FixAttempt> = s.fixes.values().filter(|f| f.issue_id == issue).cloned().collect();
+        v.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        Ok(v)
+    }
+
+    async fn update_fix_attempt(&self, attempt: &FixAttempt, expected: VerificationStatus) -> Result<bool> {
+        let mut s = self.lock();
+        match s.fixes.get_mut(&attempt.id) {
+            None => Err(Error::not_found(format!("fix attempt {} not found", attempt.id))),
+            Some(f) if f.status != expected => Ok(false),
+            Some(f) => {
+                *f = attempt.clone();
+                Ok(true)
+            }
+        }
+    }
+
+    async fn fix_attempts_in_status(&self, status: VerificationStatus, limit: usize) -> Result<Vec<FixAttempt>> {
+        let s = self.lock();
+        let mut v: Vec<FixAttempt> = s.fixes.values().filter(|f| f.status == status).cloned().collect();
+        v.sort_by_key(|f| f.created_at);
+        v.truncate(limit);
+        Ok(v)
+    }
+
+    async fn due_verifications(&self, now: Timestamp, limit: usize) -> Result<Vec<FixAttempt>> {
+        let s = self.lock();
+        let mut v: Vec<FixAttempt> = s
+            .fixes
+            .values()
+            .filter(|f| f.status == VerificationStatus::Monitoring && f.deadline.is_some_and(|d| d <= now))
+            .cloned()
+            .collect();
+        v.sort_by_key(|f| f.deadline);
+        v.truncate(limit);
+        Ok(v)
+    }
+}
+
+#[async_trait]
+impl CustomerStore for MemoryStore {
+    async fn create_customer(&self, c: &Customer) -> Result<Customer> {
+        let mut s = self.lock();
+        s.workspace_mut(c.workspace_id)?;
+        if s.customers.values().any(|x| x.workspace_id == c.workspace_id && x.slug == c.slug) {
+            return Err(Error::conflict(format!("a customer with slug {:?} exists", c.slug)));
+        }
+        if let Some(ch) = &c.slack_channel_id {
+            if s.customers.values().any(|x| x.slack_channel_id.as_ref() == Some(ch)) {
+                return Err(Error::conflict(format!("Slack channel {ch} belongs to another customer")));
+            }
+        }
+        s.customers.insert(c.id, c.clone());
+        Ok(c.clone())
+    }
+
+    async fn get_customer(&self, id: CustomerId) -> Result<Customer> {
+        self.lock().customers.get(&id).cloned().ok_or_else(|| Error::not_found(format!("customer {id} not found")))
+    }
+
+    async fn get_customer_by_slug(&self, ws: WorkspaceId, slug: &str) -> Result<Customer> {
+        self.lock()
+            .customers
+            .values()
+            .find(|c| c.workspace_id == ws && c.slug == slug)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("customer {slug:?} not found")))
+    }
+
+    async fn get_customer_by_token(&self, token: &str) -> Result<Option<Customer>> {
+        let s = self.lock();
+        Ok(s.customers
+            .values()
+            .find(|c| crate::customer::constant_time_eq(c.portal_token.as_bytes(), token.as_bytes()))
+            .cloned())
+    }
+
+    async fn list_customers(&self, ws: WorkspaceId) -> Result<Vec<Customer>> {
+        let s = self.lock();
+        let mut v: Vec<Customer> = s.customers.values().filter(|c| c.workspace_id == ws).cloned().collect();
+        v.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+        Ok(v)
+    }
+
+    async fn update_customer(&self, id: CustomerId, patch: &CustomerPatch, now: Timestamp) -> Result<Customer> {
+        patch.validate()?;
+        let mut s = self.lock();
+        let current = s.customers.get(&id).cloned().ok_or_else(|| Error::not_found(format!("customer {id} not found")))?;
+        let mut next = current.clone();
+        patch.apply_to(&mut next);
+        if next.slug != current.slug && s.customers.values().any(|x| x.id != id && x.workspace_id == next.workspace_id && x.slug == next.slug) {
+            return Err(Error::conflict(format!("a customer with slug {:?} exists", next.slug)));
+        }
+        next.updated_at = now;
+        s.customers.insert(id, next.clone());
+        Ok(next)
+    }
+
+    async fn set_portal_token(&self, id: CustomerId, token: &str, now: Timestamp) -> Result<Customer> {
+        let mut s = self.lock();
+        let c = s.customers.get_mut(&id).ok_or_else(|| Error::not_found(format!("customer {id} not found")))?;
+        c.portal_token = token.to_string();
+        c.updated_at = now;
+        Ok(c.clone())
+    }
+
+    async fn delete_customer(&self, id: CustomerId) -> Result<()> {
+        let mut s = self.lock();
+        if s.customers.remove(&id).is_none() {
+            return Err(Error::not_found(format!("customer {id} not found")));
+        }
+        s.watchers.retain(|(_, c)| *c != id);
+        for i in s.issues.values_mut().filter(|i| i.customer_id == Some(id)) {
+            i.customer_id = None;
+        }
+        Ok(())
+    }
+
+    async fn health_inputs(&self, id: CustomerId) -> Result<HealthInputs> {
+        let s = self.lock();
+        if !s.customers.contains_key(&id) {
+            return Err(Error::not_found(format!("customer {id} not found")));
+        }
+        let closed: HashSet<ColumnId> = s.columns.iter().filter(|c| c.is_closed()).map(|c| c.id).collect();
+        let issues = s
+            .issues
+            .values()
+            .filter(|i| i.customer_id == Some(id))
+            .map(|i| {
+                let comments: Vec<&Comment> = s.comments.iter().filter(|c| c.issue_id == i.id).collect();
+                HealthIssue {
+                    closed: closed.contains(&i.column_id),
+                    priority: i.priority,
+                    created_at: i.created_at,
+                    updated_at: i.updated_at,
+                    comment_count: comments.len() as u32,
+                    first_comment_at: comments.iter().map(|c| c.created_at).min(),
+                    last_comment_at: comments.iter().map(|c| c.created_at).max(),
+                }
+            })
+            .collect();
+        Ok(HealthInputs { issues })
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for MemoryStore {
+    async fn record_delivery(&self, source: &str, delivery_id: &str, _now: Timestamp) -> Result<bool> {
+        if delivery_id.trim().is_empty() {
+            return Err(Error::invalid("delivery_id", "delivery id must not be empty"));
+        }
+        Ok(self.lock().deliveries.insert((source.to_string(), delivery_id.to_string())))
+    }
+}

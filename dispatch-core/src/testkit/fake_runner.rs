@@ -1,0 +1,89 @@
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::RunId;
+use crate::ports::{DispatchReceipt, RunJob, RunReporter, Runner};
+use crate::run::Run;
+use async_trait::async_trait;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+/// A runner that starts nothing. It records every dispatch call, can be told to fail the next
+/// calls, keeps the reporter of each run so a test can play the agent, and is idempotent by run
+/// id like a real runner must be (a repeated dispatch returns the first receipt).
+#[derive(Default)]
+pub struct FakeRunner {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    calls: Vec<RunId>,
+    jobs: Vec<RunJob>,
+    receipts: HashMap<RunId, DispatchReceipt>,
+    reporters: HashMap<RunId, Arc<dyn RunReporter>>,
+    failures: VecDeque<ErrorKind>,
+    cancelled: Vec<RunId>,
+}
+
+impl FakeRunner {
+    pub fn new() -> Arc<Self> {
+        Arc::new(FakeRunner::default())
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// The next `n` dispatch calls fail with `kind`.
+    pub fn fail_next(&self, n: usize, kind: ErrorKind) {
+        let mut s = self.lock();
+        for _ in 0..n {
+            s.failures.push_back(kind.clone());
+        }
+    }
+    /// Every dispatch call, in order (a run appearing twice was dispatched twice).
+    pub fn calls(&self) -> Vec<RunId> {
+        self.lock().calls.clone()
+    }
+    /// Jobs accepted (one per run).
+    pub fn jobs(&self) -> Vec<RunJob> {
+        self.lock().jobs.clone()
+    }
+    pub fn job(&self, run: RunId) -> Option<RunJob> {
+        self.lock().jobs.iter().find(|j| j.run.id == run).cloned()
+    }
+    pub fn reporter(&self, run: RunId) -> Option<Arc<dyn RunReporter>> {
+        self.lock().reporters.get(&run).cloned()
+    }
+    pub fn cancelled(&self) -> Vec<RunId> {
+        self.lock().cancelled.clone()
+    }
+}
+
+#[async_trait]
+impl Runner for FakeRunner {
+    fn name(&self) -> &str {
+        "fake"
+    }
+
+    async fn dispatch(&self, job: RunJob, reporter: Arc<dyn RunReporter>) -> Result<DispatchReceipt> {
+        let mut s = self.lock();
+        s.calls.push(job.run.id);
+        if let Some(kind) = s.failures.pop_front() {
+            return Err(Error::new(kind, "fake runner told to fail"));
+        }
+        if let Some(r) = s.receipts.get(&job.run.id) {
+            return Ok(r.clone());
+        }
+        let receipt = DispatchReceipt {
+            external_id: Some(format!("fake-{}", job.run.id)),
+            external_url: Some(format!("https://runner.invalid/runs/{}", job.run.id)),
+        };
+        s.receipts.insert(job.run.id, receipt.clone());
+        s.reporters.insert(job.run.id, reporter);
+        s.jobs.push(job);
+        Ok(receipt)
+    }
+
+    async fn cancel(&self, run: &Run) -> Result<bool> {
+        self.lock().cancelled.push(run.id);
+        Ok(true)
+    }
+}
