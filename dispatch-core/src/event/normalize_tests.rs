@@ -1,7 +1,13 @@
 //! One test per rule of spec §5.1 (a match and near-misses that must stay), then rule-order
 //! tests. Every expected value here was checked against the original's regexes under Node.js 20.
 
-use super::{is_js_whitespace, normalize_message};
+use super::{
+    B, DOLLAR_PATTERN, JWT_PATTERN, collapse_pattern, ipv4_pattern, is_js_whitespace,
+    normalize_message, stripe_pattern, url_pattern,
+};
+use proptest::prelude::*;
+use regex::{NoExpand, Regex};
+use std::sync::LazyLock;
 
 #[track_caller]
 fn check(input: &str, expected: &str) {
@@ -325,4 +331,94 @@ fn order_collapse_after_all_replacements() {
     );
     // `$*` is not a bare `*`, so the whitespace before it survives the collapse.
     check(" \u{FEFF}1705314600 10.0.0.1\u{3000}$5 ", "*\u{3000}$*");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plain-regex version of the whole function, as the original has it. The scanners that
+// replace rules 2, 5, 6, 7, 11 and 12 must give the same output on any input.
+
+static REFERENCE: LazyLock<Vec<(Regex, &'static str, bool)>> = LazyLock::new(|| {
+    let hex = "[0-9a-fA-F]";
+    let pats: Vec<(String, &'static str, bool)> = vec![
+        (format!("{hex}{{8}}-{hex}{{4}}-{hex}{{4}}-{hex}{{4}}-{hex}{{12}}"), "*", false),
+        (stripe_pattern(), "${1}_*", true),
+        (JWT_PATTERN.to_string(), "JWT_*", false),
+        (
+            r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:?[0-9]{2})?"
+                .to_string(),
+            "*",
+            false,
+        ),
+        (format!(r"{B}[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}{B}"), "*", false),
+        (format!(r"{B}[0-9]{{10,13}}{B}"), "*", false),
+        (ipv4_pattern(), "*", false),
+        (url_pattern(), "${1}/*", true),
+        (DOLLAR_PATTERN.to_string(), "$*", false),
+        (format!(r"{B}{hex}{{32,}}{B}"), "*", false),
+        (format!(r"{B}[0-9]{{5,}}{B}"), "*", false),
+        (collapse_pattern(), "*", false),
+    ];
+    pats.into_iter()
+        .map(|(p, r, expand)| (Regex::new(&p).expect("reference pattern"), r, expand))
+        .collect()
+});
+
+fn reference(msg: &str) -> String {
+    let mut cur = msg.to_string();
+    for (re, rep, expand) in REFERENCE.iter() {
+        cur = if *expand {
+            re.replace_all(&cur, *rep).into_owned()
+        } else {
+            re.replace_all(&cur, NoExpand(rep)).into_owned()
+        };
+    }
+    cur.trim_matches(is_js_whitespace).to_string()
+}
+
+#[test]
+fn reference_agrees_on_the_hand_written_cases() {
+    for msg in [
+        "User 3f2a9c1e-7b4d-4e8a-9f00-1a2b3c4d5e6f 123456 2024-01-15 failed",
+        "3f2a9c1e-7b4d-4e8a-9f00-3f2a9c1e-7b4d-4e8a-9f00-1a2b3c4d5e6f",
+        "2024-01-15T2024-01-15T10:30:00.5+01:0",
+        "2024-01-15-2024-01-15 1234-12-12-12",
+        "é1705314600 ٠١٢٣٤٥ $1705314600.50",
+    ] {
+        assert_eq!(normalize_message(msg), reference(msg), "input: {msg:?}");
+    }
+}
+
+/// Pieces that make the rules fire, nearly fire, or sit on their edges.
+const ATOMS: &[&str] = &[
+    "0", "1", "5", "9", "a", "f", "A", "F", "g", "x", "Z", "T", "t", "-", "-", ":", ".", ".", "$",
+    ",", "*", "*", "_", "/", "+", " ", "\t", "\n", "\u{0B}", "\u{A0}", "\u{2028}", "\u{3000}",
+    "\u{FEFF}", "\u{85}", "\u{180E}", "\u{200B}", "é", "ß", "\u{660}", "\u{FF11}", "😀", "K",
+    "cus_", "pk_live_", "seti_", "re_", "eyJ", "eyJhbGci.eyJzdWIi.sig", "http://", "https://",
+    "https://a.b", "http://h:80/p?q=1", "2024-01-15", "T10:30:00", "10:30:00", ".123", "+02:00",
+    "-0500", "1705314600", "1705314600123", "123456", "12345", "1234", "10.0.12.7", ":5432",
+    "3f2a9c1e", "-7b4d", "3f2a9c1e-7b4d-4e8a-9f00-1a2b3c4d5e6f", "1A2B3C4D5E6F",
+    "9f86d081884c7d659a2feaa0c55ad015", "$1,234.56", "$500", "00000000000000000000",
+];
+
+fn atom_string() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(ATOMS), 0..24).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn scanners_match_the_regexes_on_rule_pieces(msg in atom_string()) {
+        prop_assert_eq!(normalize_message(&msg), reference(&msg));
+    }
+
+    #[test]
+    fn scanners_match_the_regexes_on_any_text(msg in any::<String>()) {
+        prop_assert_eq!(normalize_message(&msg), reference(&msg));
+    }
+
+    #[test]
+    fn scanners_match_the_regexes_on_digit_and_hex_soup(msg in "[0-9a-fA-FTZ:.+_ é٣-]{0,80}") {
+        prop_assert_eq!(normalize_message(&msg), reference(&msg));
+    }
 }
