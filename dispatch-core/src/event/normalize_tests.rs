@@ -333,6 +333,16 @@ fn order_collapse_after_all_replacements() {
     check(" \u{FEFF}1705314600 10.0.0.1\u{3000}$5 ", "*\u{3000}$*");
 }
 
+#[test]
+fn not_idempotent_like_the_original() {
+    // A second pass can change the result: the collapse pulls `*,x` into the URL path, and the
+    // dollar rule exposes a word boundary before `cus_`. The original behaves the same way.
+    check(".https://h/ *,x", ".https://h/*,x");
+    check(".https://h/*,x", ".https://h/*");
+    check("é$12345cus_5Z0", "é$*cus_5Z0");
+    check("é$*cus_5Z0", "é$*cus_*");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The plain-regex version of the whole function, as the original has it. The scanners that
 // replace rules 2, 5, 6, 7, 11 and 12 must give the same output on any input.
