@@ -1,1 +1,150 @@
-fn main() {}
+//! Micro-benchmarks of the hot pure functions: normalising + fingerprinting an error message, and
+//! the spawn-gate decision. Results and targets: `docs/performance.md`.
+//!
+//! `cargo bench -p dispatch-core --bench core -- --warm-up-time 1 --measurement-time 3`
+
+use chrono::{Duration, TimeZone, Utc};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use dispatch_core::event::fingerprint_message;
+use dispatch_core::gate::{GateSnapshot, SpawnPolicy, Trigger, decide};
+use dispatch_core::run::BudgetBucket;
+use std::fmt::Write as _;
+use std::hint::black_box;
+
+/// ~80 characters with a UUID and a 6-digit number.
+const SHORT: &str =
+    "Payment 3f2a9c1e-7b4d-4e8a-9f00-1a2b3c4d5e6f failed for order 123456: card declined";
+
+/// A ~12 KB Node.js-style error with a long async stack, wrapped causes, native frames with hex
+/// addresses, request URLs, timestamps, ids and line/column numbers.
+fn stack_12kb() -> String {
+    const FRAMES: &[(&str, &str)] = &[
+        (
+            "processTicksAndRejections",
+            "node:internal/process/task_queues",
+        ),
+        (
+            "async WebhookHandler.handle",
+            "/app/.next/server/app/api/stripe/webhook/route.js",
+        ),
+        (
+            "Object.<anonymous>",
+            "/srv/app/node_modules/pg/lib/client.js",
+        ),
+        (
+            "Parser.parseMessage",
+            "/srv/app/node_modules/pg-protocol/dist/parser.js",
+        ),
+        (
+            "async ChargeService.capture",
+            "/srv/app/dist/services/billing/chargeService.js",
+        ),
+        (
+            "Socket.<anonymous>",
+            "/srv/app/node_modules/pg-protocol/dist/index.js",
+        ),
+        ("async Promise.all", "index 3"),
+        ("RetryPolicy.execute", "/srv/app/dist/lib/retry/policy.js"),
+    ];
+    let mut s = String::with_capacity(13 * 1024);
+    s.push_str(
+        "Error: Failed to process webhook evt_1OaBcD2eFgHiJk for customer cus_Nf8dJ2kLq9 at \
+         2024-01-15T10:30:00.123Z (request 3f2a9c1e-7b4d-4e8a-9f00-1a2b3c4d5e6f, trace \
+         9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08)\n",
+    );
+    let mut i: u64 = 0;
+    while s.len() < 12 * 1024 {
+        let (func, file) = FRAMES[(i % FRAMES.len() as u64) as usize];
+        let _ = writeln!(
+            s,
+            "    at {func} ({file}:{}:{})",
+            17 + i * 37 % 2000,
+            5 + i % 61
+        );
+        if i % 6 == 5 {
+            let _ = writeln!(
+                s,
+                "    #{:02} 0x00007f3a{:08x} in v8::internal::Execution::Call(v8::internal::Isolate*) \
+                 /usr/lib/libnode.so.108+0x{:06x}",
+                i % 32,
+                0x2c00_1a40 + i * 0x1f3,
+                0x9a_0000 + i * 0x41
+            );
+        }
+        if i % 12 == 11 {
+            let _ = writeln!(
+                s,
+                "Caused by: GET https://api.stripe.com/v1/charges/ch_{}Xy?expand[]=customer failed \
+                 with 502 after {}ms at 2024-01-15 10:{:02}:{:02} from 10.0.{}.{} (attempt {} of 5, \
+                 deadline {})",
+                3_000_000 + i * 7919,
+                120 + i % 900,
+                i % 60,
+                (i * 7) % 60,
+                i % 256,
+                (i * 13) % 256,
+                1 + i % 5,
+                1_705_314_600_123 + i * 1000
+            );
+        }
+        i += 1;
+    }
+    s
+}
+
+fn normalize_fingerprint(c: &mut Criterion) {
+    let stack = stack_12kb();
+    let mut g = c.benchmark_group("normalize_fingerprint");
+    g.throughput(Throughput::Bytes(SHORT.len() as u64));
+    g.bench_function("short", |b| {
+        b.iter(|| fingerprint_message(black_box("billing"), black_box("charge"), black_box(SHORT)))
+    });
+    g.throughput(Throughput::Bytes(stack.len() as u64));
+    g.bench_function("stack_12kb", |b| {
+        b.iter(|| {
+            fingerprint_message(
+                black_box("billing"),
+                black_box("webhook"),
+                black_box(&stack),
+            )
+        })
+    });
+    g.finish();
+}
+
+fn gate(c: &mut Criterion) {
+    let policy = SpawnPolicy::default();
+    let now = match Utc.with_ymd_and_hms(2024, 1, 15, 10, 30, 0).single() {
+        Some(t) => t,
+        None => unreachable!("a valid fixed date"),
+    };
+    // An alert that passes every gate: over the threshold, past the delay and the cooldown,
+    // below every concurrency, budget and cost limit.
+    let snapshot = GateSnapshot {
+        bucket: BudgetBucket::Error,
+        trigger: Trigger::Alert {
+            source: "billing".into(),
+            event_count: 12,
+            first_seen_at: now - Duration::hours(1),
+            cooldown_until: Some(now - Duration::hours(2)),
+        },
+        force: false,
+        active_error: 3,
+        active_prd: 1,
+        spawned_today_error: 7,
+        spawned_today_prd: 2,
+        cost_today_usd: 12.5,
+    };
+    assert!(
+        decide(&policy, &snapshot, now).is_allow(),
+        "the benchmark snapshot must pass all gates"
+    );
+    let mut g = c.benchmark_group("gate");
+    g.bench_function("decide", |b| {
+        b.iter(|| decide(black_box(&policy), black_box(&snapshot), black_box(now)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, normalize_fingerprint, gate);
+criterion_main!(benches);

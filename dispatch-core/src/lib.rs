@@ -26,6 +26,7 @@ pub mod memory;
 pub mod plan;
 pub mod ports;
 pub mod run;
+pub mod search;
 pub mod verify;
 
 #[cfg(feature = "testkit")]

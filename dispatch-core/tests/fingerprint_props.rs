@@ -10,20 +10,14 @@ use proptest::prelude::*;
 fn is_js_whitespace(c: char) -> bool {
     matches!(
         c,
-        '\t' | '\n'
-            | '\u{0B}'
-            | '\u{0C}'
-            | '\r'
-            | ' '
-            | '\u{A0}'
-            | '\u{1680}'
-            | '\u{2000}'..='\u{200A}'
-            | '\u{2028}'
-            | '\u{2029}'
-            | '\u{202F}'
-            | '\u{205F}'
-            | '\u{3000}'
-            | '\u{FEFF}'
+        '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r' | ' ' | '\u{A0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200A}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202F}'
+                | '\u{205F}'
+                | '\u{3000}'
+                | '\u{FEFF}'
     )
 }
 
@@ -32,9 +26,21 @@ fn assert_well_formed(source: &str, feature: &str, msg: &str) -> Result<(), Test
     prop_assert_eq!(&normalized, &normalize_message(msg));
     prop_assert_eq!(&fp, &fingerprint(source, feature, &normalized));
     prop_assert_eq!(fp.as_str().len(), 64);
-    prop_assert!(fp.as_str().bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
-    prop_assert!(!normalized.starts_with(is_js_whitespace), "not trimmed: {:?}", normalized);
-    prop_assert!(!normalized.ends_with(is_js_whitespace), "not trimmed: {:?}", normalized);
+    prop_assert!(
+        fp.as_str()
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    );
+    prop_assert!(
+        !normalized.starts_with(is_js_whitespace),
+        "not trimmed: {:?}",
+        normalized
+    );
+    prop_assert!(
+        !normalized.ends_with(is_js_whitespace),
+        "not trimmed: {:?}",
+        normalized
+    );
     Ok(())
 }
 
@@ -80,7 +86,16 @@ fn tokens() -> impl Strategy<Value = Tokens> {
 
 /// Fixed templates with their normalised form.
 fn templates(t: &Tokens) -> [(String, &'static str); 3] {
-    let Tokens { uuid, iso, unix, id, dollar, ip, hex, path } = t;
+    let Tokens {
+        uuid,
+        iso,
+        unix,
+        id,
+        dollar,
+        ip,
+        hex,
+        path,
+    } = t;
     [
         (
             format!(
@@ -91,7 +106,9 @@ fn templates(t: &Tokens) -> [(String, &'static str); 3] {
              https://api.example.com/* hash *",
         ),
         (
-            format!("\u{FEFF} {uuid} {unix}\u{3000}{id}\u{FEFF}{hex}\t{iso} worker crashed\u{2028}"),
+            format!(
+                "\u{FEFF} {uuid} {unix}\u{3000}{id}\u{FEFF}{hex}\t{iso} worker crashed\u{2028}"
+            ),
             "* worker crashed",
         ),
         (

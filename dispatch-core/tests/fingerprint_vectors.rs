@@ -16,7 +16,10 @@ struct Vector {
 }
 
 fn vectors() -> Vec<Vector> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fingerprints.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/fingerprints.json"
+    );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {path}: {e}"))
 }
@@ -42,7 +45,12 @@ fn every_vector_matches_the_original() {
         }
         // The two halves agree with the combined call.
         assert_eq!(normalize_message(&v.msg), normalized, "[{}]", v.note);
-        assert_eq!(fingerprint(&v.source, &v.feature, &normalized), fp, "[{}]", v.note);
+        assert_eq!(
+            fingerprint(&v.source, &v.feature, &normalized),
+            fp,
+            "[{}]",
+            v.note
+        );
     }
     assert!(
         failures.is_empty(),
@@ -59,7 +67,9 @@ fn fingerprints_are_lowercase_hex_sha256() {
         let (_, fp) = fingerprint_message(&v.source, &v.feature, &v.msg);
         assert_eq!(fp.as_str().len(), 64, "[{}]", v.note);
         assert!(
-            fp.as_str().bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            fp.as_str()
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
             "[{}] {fp}",
             v.note
         );

@@ -93,6 +93,7 @@ impl Dispatch {
         if outcome.created {
             tracing::info!(issue = %issue.identifier, fingerprint = fp.short(), "new error issue");
             self.publish(Event::IssueCreated { issue_id: issue.id }).await;
+            self.embed_issue(&issue).await;
             self.notify(Notification::NewError { issue: issue.clone(), event_count: outcome.link.event_count }).await;
         } else {
             let reason = match &event.external_id {

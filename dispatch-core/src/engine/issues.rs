@@ -50,6 +50,7 @@ impl Dispatch {
             .create_issue(self.inner.workspace.id, new, actor, self.now())
             .await?;
         self.publish(Event::IssueCreated { issue_id: issue.id }).await;
+        self.embed_issue(&issue).await;
         Ok(issue)
     }
 

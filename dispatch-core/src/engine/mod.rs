@@ -13,6 +13,7 @@ mod issues;
 mod job;
 mod plans;
 mod run_loop;
+mod search;
 mod spawn;
 mod sweeper;
 mod verification;

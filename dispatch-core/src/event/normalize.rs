@@ -47,20 +47,14 @@ pub(crate) const JS_WS: &str = r"\t\n\x0B\x0C\r \x{A0}\x{1680}\x{2000}-\x{200A}\
 pub(crate) fn is_js_whitespace(c: char) -> bool {
     matches!(
         c,
-        '\t' | '\n'
-            | '\u{0B}'
-            | '\u{0C}'
-            | '\r'
-            | ' '
-            | '\u{A0}'
-            | '\u{1680}'
-            | '\u{2000}'..='\u{200A}'
-            | '\u{2028}'
-            | '\u{2029}'
-            | '\u{202F}'
-            | '\u{205F}'
-            | '\u{3000}'
-            | '\u{FEFF}'
+        '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r' | ' ' | '\u{A0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200A}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202F}'
+                | '\u{205F}'
+                | '\u{3000}'
+                | '\u{FEFF}'
     )
 }
 
@@ -89,7 +83,11 @@ fn compile(pattern: &str) -> Regex {
 }
 
 fn rule(pattern: &str, needle: &'static str, replacement: Replacement) -> Rule {
-    Rule { re: compile(pattern), needle, replacement }
+    Rule {
+        re: compile(pattern),
+        needle,
+        replacement,
+    }
 }
 
 /// ASCII word boundary, JavaScript's `\b` without the `u` flag.
@@ -197,10 +195,16 @@ struct Splicer<'a> {
 
 impl<'a> Splicer<'a> {
     fn new(src: &'a str) -> Self {
-        Splicer { src, out: None, last: 0 }
+        Splicer {
+            src,
+            out: None,
+            last: 0,
+        }
     }
     fn star(&mut self, start: usize, end: usize) {
-        let out = self.out.get_or_insert_with(|| String::with_capacity(self.src.len()));
+        let out = self
+            .out
+            .get_or_insert_with(|| String::with_capacity(self.src.len()));
         out.push_str(self.src.get(self.last..start).unwrap_or_default());
         out.push('*');
         self.last = end;
@@ -273,7 +277,9 @@ fn scan_anchored(
     while let Some(off) = s.get(from..).and_then(|rest| rest.find(lit)) {
         let p = from + off;
         from = p + 1;
-        let Some(start) = p.checked_sub(at) else { continue };
+        let Some(start) = p.checked_sub(at) else {
+            continue;
+        };
         if start < sp.last {
             continue;
         }

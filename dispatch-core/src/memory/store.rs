@@ -14,13 +14,14 @@ use crate::issue::{
 };
 use crate::ports::{
     CustomerStore, DeferredSpawn, DeliveryStore, ErrorLink, ErrorLinkStore, FixStore, IngestDraft,
-    IngestOutcome, IssueStore, IssueUpdate, RunStore, RunUpdate, SpawnRequest, SpawnReservation,
+    IngestOutcome, IssueStore, IssueUpdate, RunStore, RunUpdate, SearchStore, SpawnRequest, SpawnReservation,
     SpawnStats, WorkspaceStore,
 };
 use crate::run::{
     Activity, BudgetBucket, NewActivity, NewRun, Run, RunPatch, RunStatus, TerminalChunk,
     run_end_effects, spawn_effects,
 };
+use crate::search::{SearchHit, cosine, lexical_score, terms};
 use crate::verify::{FixAttempt, VerificationStatus};
 use async_trait::async_trait;
 use chrono::Duration;
@@ -54,6 +55,7 @@ struct State {
     fixes: BTreeMap<FixAttemptId, FixAttempt>,
     customers: BTreeMap<CustomerId, Customer>,
     deliveries: HashSet<(String, String)>,
+    embeddings: HashMap<IssueId, (String, Vec<f32>)>,
 }
 
 impl MemoryStore {
@@ -380,6 +382,7 @@ impl IssueStore for MemoryStore {
         s.deferred.retain(|_, d| d.issue_id != id);
         s.fixes.retain(|_, f| f.issue_id != id);
         s.links.retain(|l| l.issue_id != id);
+        s.embeddings.remove(&id);
         let index: HashMap<(String, String), usize> = s
             .links
             .iter()
@@ -944,6 +947,72 @@ impl CustomerStore for MemoryStore {
             })
             .collect();
         Ok(HealthInputs { issues })
+    }
+}
+
+impl State {
+    fn comment_text(&self, issue: IssueId) -> String {
+        self.comments.iter().filter(|c| c.issue_id == issue).map(|c| c.body.as_str()).collect::<Vec<_>>().join("\n")
+    }
+
+    fn rank(&self, ws: WorkspaceId, query: &[String], exclude: Option<IssueId>, with_comments: bool, limit: usize) -> Vec<SearchHit> {
+        let mut hits: Vec<SearchHit> = self
+            .issues
+            .values()
+            .filter(|i| i.workspace_id == ws && Some(i.id) != exclude)
+            .filter_map(|i| {
+                let comments = if with_comments { self.comment_text(i.id) } else { String::new() };
+                let score = lexical_score(query, &i.title, i.description.as_deref().unwrap_or(""), &comments);
+                (score > 0.0).then(|| SearchHit { issue: i.clone(), score })
+            })
+            .collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.issue.number.cmp(&a.issue.number)));
+        hits.truncate(limit);
+        hits
+    }
+}
+
+#[async_trait]
+impl SearchStore for MemoryStore {
+    async fn search_issues(&self, ws: WorkspaceId, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
+        let q = terms(query);
+        if q.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.lock().rank(ws, &q, None, true, limit))
+    }
+
+    async fn similar_issues(&self, issue: IssueId, limit: usize) -> Result<Vec<SearchHit>> {
+        let s = self.lock();
+        let i = s.issue(issue)?;
+        let q = terms(&format!("{} {}", i.title, i.description.as_deref().unwrap_or("")));
+        Ok(s.rank(i.workspace_id, &q, Some(issue), false, limit))
+    }
+
+    async fn set_embedding(&self, issue: IssueId, model: &str, vector: &[f32]) -> Result<()> {
+        if vector.is_empty() || vector.iter().any(|x| !x.is_finite()) {
+            return Err(Error::invalid("embedding", "an embedding must be a non-empty vector of finite numbers"));
+        }
+        let mut s = self.lock();
+        s.issue(issue)?;
+        s.embeddings.insert(issue, (model.to_string(), vector.to_vec()));
+        Ok(())
+    }
+
+    async fn nearest_issues(&self, ws: WorkspaceId, model: &str, vector: &[f32], exclude: Option<IssueId>, limit: usize) -> Result<Vec<SearchHit>> {
+        let s = self.lock();
+        let mut hits: Vec<SearchHit> = s
+            .embeddings
+            .iter()
+            .filter(|(id, (m, _))| m == model && Some(**id) != exclude)
+            .filter_map(|(id, (_, v))| {
+                let issue = s.issues.get(id).filter(|i| i.workspace_id == ws)?;
+                Some(SearchHit { issue: issue.clone(), score: cosine(vector, v) })
+            })
+            .collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        hits.truncate(limit);
+        Ok(hits)
     }
 }
 

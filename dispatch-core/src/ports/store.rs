@@ -22,6 +22,7 @@ use crate::issue::{
     Actor, Column, Comment, HistoryEntry, Issue, IssueFilter, IssuePatch, Label, NewColumn,
     NewComment, NewHistory, NewIssue, NewLabel, Workspace,
 };
+use crate::search::SearchHit;
 use crate::run::{Activity, NewActivity, Run, RunPatch, TerminalChunk, WorkflowKind};
 use crate::verify::{FixAttempt, VerificationStatus};
 use async_trait::async_trait;
@@ -312,6 +313,27 @@ pub trait CustomerStore: Send + Sync {
     async fn health_inputs(&self, id: CustomerId) -> Result<HealthInputs>;
 }
 
+/// Search over issues. Lexical search is always there; embeddings are optional.
+#[async_trait]
+pub trait SearchStore: Send + Sync {
+    /// Lexical search over title, description and comments, best first. Matches nothing for a
+    /// query without words.
+    async fn search_issues(&self, ws: WorkspaceId, query: &str, limit: usize) -> Result<Vec<SearchHit>>;
+    /// Issues whose text is like this one's, best first, without the issue itself.
+    async fn similar_issues(&self, issue: IssueId, limit: usize) -> Result<Vec<SearchHit>>;
+    /// Stores (replaces) the issue's embedding for `model`.
+    async fn set_embedding(&self, issue: IssueId, model: &str, vector: &[f32]) -> Result<()>;
+    /// Issues whose embedding (same model) is nearest by cosine similarity, best first.
+    async fn nearest_issues(
+        &self,
+        ws: WorkspaceId,
+        model: &str,
+        vector: &[f32],
+        exclude: Option<IssueId>,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>>;
+}
+
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
     /// Records a webhook delivery id; `true` the first time, `false` for a redelivery.
@@ -320,7 +342,14 @@ pub trait DeliveryStore: Send + Sync {
 
 /// The whole store.
 pub trait Store:
-    WorkspaceStore + IssueStore + ErrorLinkStore + RunStore + FixStore + CustomerStore + DeliveryStore
+    WorkspaceStore
+    + IssueStore
+    + ErrorLinkStore
+    + RunStore
+    + FixStore
+    + CustomerStore
+    + SearchStore
+    + DeliveryStore
 {
 }
 
@@ -331,6 +360,7 @@ impl<T> Store for T where
         + RunStore
         + FixStore
         + CustomerStore
+        + SearchStore
         + DeliveryStore
 {
 }
