@@ -1,1 +1,18 @@
-//! Adapters for Dispatch: each one arrives behind its own cargo feature with its issue.
+//! Adapters for Dispatch: implementations of the core's ports, one cargo feature each.
+//!
+//! - `sqlite` (default): [`sqlite::SqliteStore`], the embedded default.
+//! - `postgres`: [`postgres::PostgresStore`] and [`postgres::PostgresEventBus`] for several
+//!   server processes on one database.
+
+#[cfg(feature = "_sql")]
+#[macro_use]
+mod sql;
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
+#[cfg(feature = "_sql")]
+pub mod open;

@@ -86,8 +86,9 @@ impl NewHistory {
         old: Option<serde_json::Value>,
         new: Option<serde_json::Value>,
     ) -> Self {
-        self.old_value = old;
-        self.new_value = new;
+        // `Some(null)` and `None` mean the same ("no value") and must survive a JSON round trip.
+        self.old_value = old.filter(|v| !v.is_null());
+        self.new_value = new.filter(|v| !v.is_null());
         self
     }
     pub fn into_entry(self, issue_id: IssueId, at: Timestamp) -> HistoryEntry {

@@ -1,5 +1,5 @@
 use crate::Timestamp;
-use crate::clock::utc_day_start;
+use crate::clock::{utc_day_start, utc_next_day_start};
 use crate::customer::{Customer, CustomerPatch, HealthInputs, HealthIssue};
 use crate::error::{Error, Result};
 use crate::gate::{Decision, GateReason, GateSnapshot, Trigger, decide};
@@ -131,14 +131,14 @@ impl State {
     }
 
     fn counters(&self, now: Timestamp) -> (u32, u32, u32, u32, f64) {
-        let day = utc_day_start(now);
+        let (day, next_day) = (utc_day_start(now), utc_next_day_start(now));
         let (mut ae, mut ap, mut se, mut sp, mut cost) = (0, 0, 0, 0, 0.0);
         for r in self.runs.values() {
             let error = r.kind.bucket() == BudgetBucket::Error;
             if r.status.is_active() {
                 if error { ae += 1 } else { ap += 1 }
             }
-            if r.created_at >= day {
+            if r.created_at >= day && r.created_at < next_day {
                 if error { se += 1 } else { sp += 1 }
                 cost += r.cost_usd;
             }
@@ -686,12 +686,14 @@ impl RunStore for MemoryStore {
             if let Some(c) = chunks.iter().find(|c| c.seq == n) {
                 return Ok(c.clone());
             }
-            let next = chunks.len() as u64 + 1;
+            let next = chunks.last().map_or(1, |c| c.seq + 1);
             if n != next {
                 return Err(Error::invalid("seq", format!("expected sequence number {next}, got {n}")));
             }
         }
-        let c = TerminalChunk { run_id: run, seq: chunks.len() as u64 + 1, content: content.to_string(), at };
+        // Numbering continues after the last chunk, even when `prune` removed earlier ones.
+        let seq = chunks.last().map_or(1, |c| c.seq + 1);
+        let c = TerminalChunk { run_id: run, seq, content: content.to_string(), at };
         chunks.push(c.clone());
         Ok(c)
     }
@@ -721,10 +723,15 @@ impl RunStore for MemoryStore {
     async fn list_activities(&self, issue: IssueId, before: Option<Timestamp>, limit: usize) -> Result<Vec<Activity>> {
         let s = self.lock();
         s.issue(issue)?;
-        Ok(s.activities
+        // Newest by `created_at` (callbacks may arrive out of time order); ties newest-inserted first.
+        let mut out: Vec<Activity> = s
+            .activities
             .get(&issue)
-            .map(|a| a.iter().rev().filter(|a| before.is_none_or(|b| a.created_at < b)).take(limit).cloned().collect())
-            .unwrap_or_default())
+            .map(|a| a.iter().rev().filter(|a| before.is_none_or(|b| a.created_at < b)).cloned().collect())
+            .unwrap_or_default();
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        out.truncate(limit);
+        Ok(out)
     }
 
     async fn claim_due_deferred(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<DeferredSpawn>> {
@@ -752,9 +759,9 @@ impl RunStore for MemoryStore {
     async fn spawn_stats(&self, now: Timestamp) -> Result<SpawnStats> {
         let s = self.lock();
         let (ae, ap, se, sp, cost) = s.counters(now);
-        let day = utc_day_start(now);
+        let (day, next_day) = (utc_day_start(now), utc_next_day_start(now));
         let mut outcomes: BTreeMap<String, u32> = BTreeMap::new();
-        for r in s.runs.values().filter(|r| r.created_at >= day) {
+        for r in s.runs.values().filter(|r| r.created_at >= day && r.created_at < next_day) {
             if let Some(o) = r.outcome {
                 *outcomes.entry(o.as_str().to_string()).or_default() += 1;
             }

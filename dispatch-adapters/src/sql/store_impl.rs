@@ -1,0 +1,1660 @@
+//! The SQL store logic, written once and instantiated for SQLite and PostgreSQL.
+//!
+//! Every write is one transaction from `write_tx()` (SQLite: `BEGIN IMMEDIATE` on the single
+//! writer connection; PostgreSQL: a pooled transaction with row locks `FOR UPDATE` and advisory
+//! locks where a decision spans rows). Rows are read, changed in Rust with the core's pure
+//! functions — the same ones the in-memory store uses — and written back, columns and JSON
+//! document together.
+//!
+//! A store type using this macro provides: `reader()`, `write_tx()`, `ts()`, `ts_opt()`,
+//! `get_ts()`, `get_ts_opt()`, `lock_key()` and `lock_spawns()`; the macro arguments give the
+//! row-locking clauses (empty for SQLite, whose writer lock already serialises writes).
+
+macro_rules! impl_sql_store {
+    ($S:ident, $DB:ty, for_update = $FU:literal, skip_locked = $SKIP:literal) => {
+        mod sql_store_impl {
+        #[allow(unused_imports)]
+        use super::*;
+        use dispatch_core::Timestamp;
+        use dispatch_core::clock::utc_day_start;
+        use dispatch_core::customer::{Customer, CustomerPatch, HealthInputs, HealthIssue};
+        use dispatch_core::error::{Error, Result};
+        use dispatch_core::gate::{Decision, GateReason, GateSnapshot, Trigger, decide};
+        use dispatch_core::ids::{
+            ColumnId, CommentId, CustomerId, DeferredSpawnId, IssueId, IssueRef, LabelId, LinkId,
+            RunId, WorkspaceId,
+        };
+        use dispatch_core::issue::{
+            Actor, Column, ColumnCategory, Comment, HistoryAction, HistoryEntry, Issue,
+            IssueFilter, IssuePatch, Label, NewColumn, NewComment, NewHistory, NewIssue, NewLabel,
+            PlanFields, SpawnStatus, Workspace, default_columns, default_labels, format_identifier,
+        };
+        use dispatch_core::ports::{
+            CustomerStore, DeferredSpawn, DeliveryStore, ErrorLink, ErrorLinkStore, FixStore,
+            IngestDraft, IngestOutcome, IssueStore, IssueUpdate, RunStore, RunUpdate,
+            SpawnRequest, SpawnReservation, SpawnStats, WorkspaceStore,
+        };
+        use dispatch_core::run::{
+            Activity, ActivityType, BudgetBucket, NewActivity, NewRun, Run, RunPatch, RunStatus,
+            TerminalChunk, run_end_effects, spawn_effects,
+        };
+        use dispatch_core::verify::{FixAttempt, VerificationStatus};
+        use crate::sql::{db, decode_err, to_i64, to_u64};
+        use async_trait::async_trait;
+        use chrono::Duration;
+        use serde_json::json;
+        use sqlx::types::Json;
+        use std::collections::BTreeMap;
+
+        type Tx = sqlx::Transaction<'static, $DB>;
+        type DbRow = <$DB as sqlx::Database>::Row;
+
+        fn bucket_str(b: BudgetBucket) -> &'static str {
+            match b {
+                BudgetBucket::Error => "error",
+                BudgetBucket::Prd => "prd",
+            }
+        }
+
+        fn category_str(c: ColumnCategory) -> &'static str {
+            match c {
+                ColumnCategory::Open => "open",
+                ColumnCategory::Closed => "closed",
+            }
+        }
+
+        fn issue_not_found(r: impl std::fmt::Display) -> Error {
+            Error::not_found(format!("issue {r} not found"))
+        }
+
+        impl $S {
+            fn row_column(row: &DbRow) -> Result<Column> {
+                let category: String = col!(row, "dispatch_column", "category", String)?;
+                Ok(Column {
+                    id: ColumnId(col!(row, "dispatch_column", "id", uuid::Uuid)?),
+                    workspace_id: WorkspaceId(col!(row, "dispatch_column", "workspace_id", uuid::Uuid)?),
+                    name: col!(row, "dispatch_column", "name", String)?,
+                    color: col!(row, "dispatch_column", "color", String)?,
+                    position: col!(row, "dispatch_column", "position", i32)?,
+                    category: match category.as_str() {
+                        "closed" => ColumnCategory::Closed,
+                        "open" => ColumnCategory::Open,
+                        other => return Err(decode_err("dispatch_column", "category", format!("unknown category {other:?}"))),
+                    },
+                })
+            }
+
+            fn row_label(row: &DbRow) -> Result<Label> {
+                Ok(Label {
+                    id: LabelId(col!(row, "dispatch_label", "id", uuid::Uuid)?),
+                    workspace_id: WorkspaceId(col!(row, "dispatch_label", "workspace_id", uuid::Uuid)?),
+                    name: col!(row, "dispatch_label", "name", String)?,
+                    color: col!(row, "dispatch_label", "color", String)?,
+                })
+            }
+
+            fn row_workspace(row: &DbRow) -> Result<Workspace> {
+                Ok(Workspace {
+                    id: WorkspaceId(col!(row, "dispatch_workspace", "id", uuid::Uuid)?),
+                    name: col!(row, "dispatch_workspace", "name", String)?,
+                    issue_prefix: col!(row, "dispatch_workspace", "issue_prefix", String)?,
+                    next_issue_number: col!(row, "dispatch_workspace", "next_issue_number", i64)?,
+                    created_at: Self::get_ts(row, "dispatch_workspace", "created_at")?,
+                })
+            }
+
+            fn row_link(row: &DbRow) -> Result<ErrorLink> {
+                Ok(ErrorLink {
+                    id: LinkId(col!(row, "dispatch_error_link", "id", uuid::Uuid)?),
+                    issue_id: IssueId(col!(row, "dispatch_error_link", "issue_id", uuid::Uuid)?),
+                    source: col!(row, "dispatch_error_link", "source", String)?,
+                    external_key: col!(row, "dispatch_error_link", "external_key", String)?,
+                    fingerprint: col!(row, "dispatch_error_link", "fingerprint", String)?,
+                    url: col!(row, "dispatch_error_link", "url", Option<String>)?,
+                    metadata: col!(row, "dispatch_error_link", "metadata", Json<serde_json::Value>)?.0,
+                    event_count: to_u64("dispatch_error_link", "event_count", col!(row, "dispatch_error_link", "event_count", i64)?)?,
+                    first_seen_at: Self::get_ts(row, "dispatch_error_link", "first_seen_at")?,
+                    last_seen_at: Self::get_ts(row, "dispatch_error_link", "last_seen_at")?,
+                    cooldown_until: Self::get_ts_opt(row, "dispatch_error_link", "cooldown_until")?,
+                })
+            }
+
+            fn row_comment(row: &DbRow) -> Result<Comment> {
+                Ok(Comment {
+                    id: CommentId(col!(row, "dispatch_comment", "id", uuid::Uuid)?),
+                    issue_id: IssueId(col!(row, "dispatch_comment", "issue_id", uuid::Uuid)?),
+                    author: col!(row, "dispatch_comment", "author", Option<String>)?,
+                    body: col!(row, "dispatch_comment", "body", String)?,
+                    created_at: Self::get_ts(row, "dispatch_comment", "created_at")?,
+                })
+            }
+
+            fn row_activity(row: &DbRow) -> Result<Activity> {
+                let kind: String = col!(row, "dispatch_activity", "kind", String)?;
+                Ok(Activity {
+                    id: dispatch_core::ids::ActivityId(col!(row, "dispatch_activity", "id", uuid::Uuid)?),
+                    issue_id: IssueId(col!(row, "dispatch_activity", "issue_id", uuid::Uuid)?),
+                    run_id: col!(row, "dispatch_activity", "run_id", Option<uuid::Uuid>)?.map(RunId),
+                    kind: ActivityType::parse(&kind).map_err(|e| decode_err("dispatch_activity", "kind", e))?,
+                    content: col!(row, "dispatch_activity", "content", String)?,
+                    metadata: col!(row, "dispatch_activity", "metadata", Json<serde_json::Value>)?.0,
+                    created_at: Self::get_ts(row, "dispatch_activity", "created_at")?,
+                })
+            }
+
+            async fn columns_tx(tx: &mut Tx, ws: WorkspaceId) -> Result<Vec<Column>> {
+                let rows = sqlx::query("SELECT * FROM dispatch_column WHERE workspace_id = $1 ORDER BY position, name")
+                    .bind(ws.0)
+                    .fetch_all(&mut **tx)
+                    .await
+                    .map_err(db("list columns"))?;
+                rows.iter().map(Self::row_column).collect()
+            }
+
+            async fn workspace_tx(tx: &mut Tx, ws: WorkspaceId) -> Result<Workspace> {
+                let row = sqlx::query(concat!("SELECT * FROM dispatch_workspace WHERE id = $1", $FU))
+                    .bind(ws.0)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(db("read workspace"))?
+                    .ok_or_else(|| Error::not_found(format!("workspace {ws} not found")))?;
+                Self::row_workspace(&row)
+            }
+
+            async fn issue_tx(tx: &mut Tx, id: IssueId) -> Result<Issue> {
+                let row = sqlx::query(concat!("SELECT doc FROM dispatch_issue WHERE id = $1", $FU))
+                    .bind(id.0)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(db("read issue"))?
+                    .ok_or_else(|| issue_not_found(id))?;
+                doc_col!(row, "dispatch_issue", Issue)
+            }
+
+            async fn insert_issue_tx(tx: &mut Tx, i: &Issue) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO dispatch_issue (id, workspace_id, number, identifier, title, description, column_id, customer_id, spawn_active, version, created_at, updated_at, doc) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(i.id.0)
+                .bind(i.workspace_id.0)
+                .bind(i.number)
+                .bind(&i.identifier)
+                .bind(&i.title)
+                .bind(&i.description)
+                .bind(i.column_id.0)
+                .bind(i.customer_id.map(|c| c.0))
+                .bind(i.spawn_status.is_some_and(|s| s.is_active()))
+                .bind(i.version)
+                .bind(Self::ts(i.created_at))
+                .bind(Self::ts(i.updated_at))
+                .bind(Json(i))
+                .execute(&mut **tx)
+                .await
+                .map_err(db("insert issue"))?;
+                Ok(())
+            }
+
+            async fn save_issue_tx(tx: &mut Tx, i: &Issue) -> Result<()> {
+                sqlx::query(
+                    "UPDATE dispatch_issue SET title = $2, description = $3, column_id = $4, customer_id = $5, spawn_active = $6, version = $7, updated_at = $8, doc = $9 WHERE id = $1",
+                )
+                .bind(i.id.0)
+                .bind(&i.title)
+                .bind(&i.description)
+                .bind(i.column_id.0)
+                .bind(i.customer_id.map(|c| c.0))
+                .bind(i.spawn_status.is_some_and(|s| s.is_active()))
+                .bind(i.version)
+                .bind(Self::ts(i.updated_at))
+                .bind(Json(i))
+                .execute(&mut **tx)
+                .await
+                .map_err(db("update issue"))?;
+                Ok(())
+            }
+
+            async fn history_tx(tx: &mut Tx, issue: IssueId, entries: Vec<NewHistory>, at: Timestamp) -> Result<()> {
+                for e in entries {
+                    let entry = e.into_entry(issue, at);
+                    let action = serde_json::to_value(entry.action)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    sqlx::query("INSERT INTO dispatch_history (id, issue_id, action, created_at, doc) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(entry.id.0)
+                        .bind(issue.0)
+                        .bind(action)
+                        .bind(Self::ts(at))
+                        .bind(Json(&entry))
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(db("insert history"))?;
+                }
+                Ok(())
+            }
+
+            /// The one write path for issues: version check, patch, version bump, history.
+            async fn write_issue_tx(tx: &mut Tx, id: IssueId, u: IssueUpdate) -> Result<Issue> {
+                let mut issue = Self::issue_tx(tx, id).await?;
+                if let Some(v) = u.expected_version {
+                    if v != issue.version {
+                        return Err(Error::conflict(format!(
+                            "issue {} changed meanwhile (version {} != {v})",
+                            issue.identifier, issue.version
+                        )));
+                    }
+                }
+                u.patch.apply_to(&mut issue);
+                issue.version += 1;
+                issue.updated_at = u.now;
+                Self::save_issue_tx(tx, &issue).await?;
+                Self::history_tx(tx, id, u.history, u.now).await?;
+                Ok(issue)
+            }
+
+            async fn new_issue_tx(tx: &mut Tx, ws: WorkspaceId, new: NewIssue, now: Timestamp) -> Result<Issue> {
+                new.validate()?;
+                let columns = Self::columns_tx(tx, ws).await?;
+                let column_id = match new.column_id {
+                    Some(c) => {
+                        if !columns.iter().any(|x| x.id == c) {
+                            return Err(Error::invalid("statusId", format!("column {c} is not in this workspace")));
+                        }
+                        c
+                    }
+                    None => columns
+                        .iter()
+                        .find(|c| c.category == ColumnCategory::Open)
+                        .map(|c| c.id)
+                        .ok_or_else(|| Error::conflict("the workspace has no open column"))?,
+                };
+                // The workspace row is the identifier counter: updating it locks it until commit,
+                // which makes identifiers unique and gapless.
+                let row = sqlx::query(
+                    "UPDATE dispatch_workspace SET next_issue_number = next_issue_number + 1 WHERE id = $1 RETURNING next_issue_number, issue_prefix",
+                )
+                .bind(ws.0)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db("allocate identifier"))?
+                .ok_or_else(|| Error::not_found(format!("workspace {ws} not found")))?;
+                let number = col!(row, "dispatch_workspace", "next_issue_number", i64)? - 1;
+                let prefix: String = col!(row, "dispatch_workspace", "issue_prefix", String)?;
+                let issue = Issue {
+                    id: IssueId::new(),
+                    workspace_id: ws,
+                    identifier: format_identifier(&prefix, number),
+                    number,
+                    title: new.title.trim().to_string(),
+                    description: new.description,
+                    column_id,
+                    priority: new.priority,
+                    assignee: new.assignee,
+                    labels: new.labels,
+                    customer_id: new.customer_id,
+                    agent_status: Default::default(),
+                    spawn_status: None,
+                    spawn_kind: None,
+                    current_run_id: None,
+                    spawn_attempt_count: 0,
+                    spawn_started_at: None,
+                    spawn_completed_at: None,
+                    plan: PlanFields::default(),
+                    blocked_reason: None,
+                    cost_usd: 0.0,
+                    num_turns: 0,
+                    model: None,
+                    run_outcome: None,
+                    outcome_summary: None,
+                    created_at: now,
+                    updated_at: now,
+                    version: 1,
+                };
+                Self::insert_issue_tx(tx, &issue).await?;
+                Ok(issue)
+            }
+
+            async fn run_tx(tx: &mut Tx, id: RunId) -> Result<Run> {
+                let row = sqlx::query(concat!("SELECT doc FROM dispatch_run WHERE id = $1", $FU))
+                    .bind(id.0)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(db("read run"))?
+                    .ok_or_else(|| Error::not_found(format!("run {id} not found")))?;
+                doc_col!(row, "dispatch_run", Run)
+            }
+
+            async fn insert_run_tx(tx: &mut Tx, r: &Run) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO dispatch_run (id, issue_id, kind, bucket, status, not_before, lease_until, external_id, cost_usd, num_turns, outcome, alive_at, created_at, doc) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                )
+                .bind(r.id.0)
+                .bind(r.issue_id.0)
+                .bind(r.kind.as_str())
+                .bind(bucket_str(r.kind.bucket()))
+                .bind(r.status.as_str())
+                .bind(Self::ts(r.not_before))
+                .bind(Self::ts_opt(r.lease_until))
+                .bind(&r.external_id)
+                .bind(r.cost_usd)
+                .bind(i64::from(r.num_turns))
+                .bind(r.outcome.map(|o| o.as_str()))
+                .bind(Self::ts(r.last_callback_at.or(r.started_at).unwrap_or(r.created_at)))
+                .bind(Self::ts(r.created_at))
+                .bind(Json(r))
+                .execute(&mut **tx)
+                .await
+                .map_err(db("insert run"))?;
+                Ok(())
+            }
+
+            async fn save_run_tx(tx: &mut Tx, r: &Run) -> Result<()> {
+                sqlx::query(
+                    "UPDATE dispatch_run SET status = $2, not_before = $3, lease_until = $4, external_id = $5, cost_usd = $6, num_turns = $7, outcome = $8, alive_at = $9, doc = $10 WHERE id = $1",
+                )
+                .bind(r.id.0)
+                .bind(r.status.as_str())
+                .bind(Self::ts(r.not_before))
+                .bind(Self::ts_opt(r.lease_until))
+                .bind(&r.external_id)
+                .bind(r.cost_usd)
+                .bind(i64::from(r.num_turns))
+                .bind(r.outcome.map(|o| o.as_str()))
+                .bind(Self::ts(r.last_callback_at.or(r.started_at).unwrap_or(r.created_at)))
+                .bind(Json(r))
+                .execute(&mut **tx)
+                .await
+                .map_err(db("update run"))?;
+                Ok(())
+            }
+
+            /// (active error, active prd, spawned today error, spawned today prd, cost today).
+            async fn counters_tx(tx: &mut Tx, now: Timestamp) -> Result<(u32, u32, u32, u32, f64)> {
+                let (mut ae, mut ap, mut se, mut sp, mut cost) = (0u32, 0u32, 0u32, 0u32, 0f64);
+                let rows = sqlx::query(
+                    "SELECT bucket, COUNT(*) AS n FROM dispatch_run WHERE status IN ('queued', 'dispatching', 'running') GROUP BY bucket",
+                )
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(db("count active runs"))?;
+                for r in &rows {
+                    let b: String = col!(r, "dispatch_run", "bucket", String)?;
+                    let n = col!(r, "dispatch_run", "n", i64)?.max(0) as u32;
+                    if b == "error" { ae = n } else { ap += n }
+                }
+                let rows = sqlx::query(
+                    "SELECT bucket, COUNT(*) AS n, CAST(COALESCE(SUM(cost_usd), 0.0) AS DOUBLE PRECISION) AS cost FROM dispatch_run WHERE created_at >= $1 AND created_at < $2 GROUP BY bucket",
+                )
+                .bind(Self::ts(utc_day_start(now)))
+                .bind(Self::ts(dispatch_core::clock::utc_next_day_start(now)))
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(db("count today's runs"))?;
+                for r in &rows {
+                    let b: String = col!(r, "dispatch_run", "bucket", String)?;
+                    let n = col!(r, "dispatch_run", "n", i64)?.max(0) as u32;
+                    if b == "error" { se = n } else { sp += n }
+                    cost += col!(r, "dispatch_run", "cost", f64)?;
+                }
+                Ok((ae, ap, se, sp, cost))
+            }
+
+            async fn recompute_totals_tx(tx: &mut Tx, issue_id: IssueId) -> Result<()> {
+                let row = sqlx::query(
+                    "SELECT CAST(COALESCE(SUM(cost_usd), 0.0) AS DOUBLE PRECISION) AS cost, CAST(COALESCE(SUM(num_turns), 0) AS BIGINT) AS turns FROM dispatch_run WHERE issue_id = $1",
+                )
+                .bind(issue_id.0)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(db("sum run costs"))?;
+                let cost: f64 = col!(row, "dispatch_run", "cost", f64)?;
+                let turns: i64 = col!(row, "dispatch_run", "turns", i64)?;
+                let mut issue = Self::issue_tx(tx, issue_id).await?;
+                issue.cost_usd = cost;
+                issue.num_turns = u32::try_from(turns.max(0)).unwrap_or(u32::MAX);
+                Self::save_issue_tx(tx, &issue).await
+            }
+
+            async fn deferred_tx(tx: &mut Tx, id: DeferredSpawnId) -> Result<Option<DeferredSpawn>> {
+                let row = sqlx::query(concat!("SELECT doc FROM dispatch_deferred_spawn WHERE id = $1", $FU))
+                    .bind(id.0)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(db("read deferred spawn"))?;
+                row.map(|r| doc_col!(r, "dispatch_deferred_spawn", DeferredSpawn)).transpose()
+            }
+
+            async fn save_deferred_tx(tx: &mut Tx, d: &DeferredSpawn) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO dispatch_deferred_spawn (id, issue_id, kind, due_at, lease_until, doc) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, lease_until = excluded.lease_until, doc = excluded.doc",
+                )
+                .bind(d.id.0)
+                .bind(d.issue_id.0)
+                .bind(d.kind.as_str())
+                .bind(Self::ts(d.due_at))
+                .bind(Self::ts_opt(d.lease_until))
+                .bind(Json(d))
+                .execute(&mut **tx)
+                .await
+                .map_err(db("save deferred spawn"))?;
+                Ok(())
+            }
+
+            async fn delete_deferred_tx(tx: &mut Tx, id: DeferredSpawnId) -> Result<()> {
+                sqlx::query("DELETE FROM dispatch_deferred_spawn WHERE id = $1")
+                    .bind(id.0)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db("delete deferred spawn"))?;
+                Ok(())
+            }
+
+            async fn fix_tx(tx: &mut Tx, id: dispatch_core::ids::FixAttemptId) -> Result<Option<FixAttempt>> {
+                let row = sqlx::query(concat!("SELECT doc FROM dispatch_fix_attempt WHERE id = $1", $FU))
+                    .bind(id.0)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(db("read fix attempt"))?;
+                row.map(|r| doc_col!(r, "dispatch_fix_attempt", FixAttempt)).transpose()
+            }
+
+            async fn customer_tx(tx: &mut Tx, id: CustomerId) -> Result<Customer> {
+                let row = sqlx::query(concat!("SELECT doc FROM dispatch_customer WHERE id = $1", $FU))
+                    .bind(id.0)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(db("read customer"))?
+                    .ok_or_else(|| Error::not_found(format!("customer {id} not found")))?;
+                doc_col!(row, "dispatch_customer", Customer)
+            }
+
+            async fn save_customer_tx(tx: &mut Tx, c: &Customer, insert: bool) -> Result<()> {
+                let sql = if insert {
+                    "INSERT INTO dispatch_customer (id, workspace_id, name, slug, portal_token, slack_channel_id, created_at, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                } else {
+                    "UPDATE dispatch_customer SET workspace_id = $2, name = $3, slug = $4, portal_token = $5, slack_channel_id = $6, created_at = $7, doc = $8 WHERE id = $1"
+                };
+                sqlx::query(sql)
+                    .bind(c.id.0)
+                    .bind(c.workspace_id.0)
+                    .bind(&c.name)
+                    .bind(&c.slug)
+                    .bind(&c.portal_token)
+                    .bind(&c.slack_channel_id)
+                    .bind(Self::ts(c.created_at))
+                    .bind(Json(c))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(|e| match &e {
+                        sqlx::Error::Database(d) if d.is_unique_violation() => {
+                            Error::conflict(format!("a customer with slug {:?}, that Slack channel or that token exists", c.slug))
+                        }
+                        _ => db("save customer")(e),
+                    })?;
+                Ok(())
+            }
+
+            async fn commit(tx: Tx) -> Result<()> {
+                tx.commit().await.map_err(db("commit"))
+            }
+        }
+
+        #[async_trait]
+        impl WorkspaceStore for $S {
+            async fn ensure_workspace(&self, name: &str, prefix: &str, now: Timestamp) -> Result<Workspace> {
+                if let Some(row) = sqlx::query("SELECT * FROM dispatch_workspace WHERE issue_prefix = $1")
+                    .bind(prefix)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db("read workspace"))?
+                {
+                    return Self::row_workspace(&row);
+                }
+                let mut tx = self.write_tx().await?;
+                Self::lock_key(&mut tx, &format!("workspace:{prefix}")).await?;
+                if let Some(row) = sqlx::query("SELECT * FROM dispatch_workspace WHERE issue_prefix = $1")
+                    .bind(prefix)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db("read workspace"))?
+                {
+                    return Self::row_workspace(&row);
+                }
+                let ws = Workspace {
+                    id: WorkspaceId::new(),
+                    name: name.to_string(),
+                    issue_prefix: prefix.to_string(),
+                    next_issue_number: 1,
+                    created_at: now,
+                };
+                sqlx::query("INSERT INTO dispatch_workspace (id, name, issue_prefix, next_issue_number, created_at) VALUES ($1, $2, $3, 1, $4)")
+                    .bind(ws.id.0)
+                    .bind(&ws.name)
+                    .bind(&ws.issue_prefix)
+                    .bind(Self::ts(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("insert workspace"))?;
+                for (i, c) in default_columns().into_iter().enumerate() {
+                    sqlx::query("INSERT INTO dispatch_column (id, workspace_id, name, color, position, category) VALUES ($1, $2, $3, $4, $5, $6)")
+                        .bind(ColumnId::new().0)
+                        .bind(ws.id.0)
+                        .bind(&c.name)
+                        .bind(&c.color)
+                        .bind(c.position.unwrap_or(i as i32))
+                        .bind(category_str(c.category))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("insert column"))?;
+                }
+                for l in default_labels() {
+                    sqlx::query("INSERT INTO dispatch_label (id, workspace_id, name, name_key, color) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(LabelId::new().0)
+                        .bind(ws.id.0)
+                        .bind(&l.name)
+                        .bind(l.name.to_lowercase())
+                        .bind(&l.color)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("insert label"))?;
+                }
+                match tx.commit().await {
+                    Ok(()) => Ok(ws),
+                    // Another process created it first (SQLite has no advisory lock).
+                    Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+                        let row = sqlx::query("SELECT * FROM dispatch_workspace WHERE issue_prefix = $1")
+                            .bind(prefix)
+                            .fetch_one(self.reader())
+                            .await
+                            .map_err(db("read workspace"))?;
+                        Self::row_workspace(&row)
+                    }
+                    Err(e) => Err(db("commit workspace")(e)),
+                }
+            }
+
+            async fn get_workspace(&self, id: WorkspaceId) -> Result<Workspace> {
+                let row = sqlx::query("SELECT * FROM dispatch_workspace WHERE id = $1")
+                    .bind(id.0)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db("read workspace"))?
+                    .ok_or_else(|| Error::not_found(format!("workspace {id} not found")))?;
+                Self::row_workspace(&row)
+            }
+
+            async fn list_columns(&self, ws: WorkspaceId) -> Result<Vec<Column>> {
+                let rows = sqlx::query("SELECT * FROM dispatch_column WHERE workspace_id = $1 ORDER BY position, name")
+                    .bind(ws.0)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db("list columns"))?;
+                rows.iter().map(Self::row_column).collect()
+            }
+
+            async fn add_column(&self, ws: WorkspaceId, column: NewColumn) -> Result<Column> {
+                column.validate()?;
+                let mut tx = self.write_tx().await?;
+                Self::workspace_tx(&mut tx, ws).await?;
+                let existing = Self::columns_tx(&mut tx, ws).await?;
+                if existing.iter().any(|c| c.is_named(&column.name)) {
+                    return Err(Error::conflict(format!("a column named {:?} exists", column.name)));
+                }
+                let end = existing.len() as i32;
+                let position = column.position.unwrap_or(end).clamp(0, end);
+                sqlx::query("UPDATE dispatch_column SET position = position + 1 WHERE workspace_id = $1 AND position >= $2")
+                    .bind(ws.0)
+                    .bind(position)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("shift columns"))?;
+                let col = Column {
+                    id: ColumnId::new(),
+                    workspace_id: ws,
+                    name: column.name.trim().to_string(),
+                    color: column.color,
+                    position,
+                    category: column.category,
+                };
+                sqlx::query("INSERT INTO dispatch_column (id, workspace_id, name, color, position, category) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(col.id.0)
+                    .bind(ws.0)
+                    .bind(&col.name)
+                    .bind(&col.color)
+                    .bind(col.position)
+                    .bind(category_str(col.category))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("insert column"))?;
+                Self::commit(tx).await?;
+                Ok(col)
+            }
+
+            async fn reorder_columns(&self, ws: WorkspaceId, order: &[ColumnId]) -> Result<Vec<Column>> {
+                let mut tx = self.write_tx().await?;
+                Self::workspace_tx(&mut tx, ws).await?;
+                let existing: std::collections::BTreeSet<ColumnId> =
+                    Self::columns_tx(&mut tx, ws).await?.iter().map(|c| c.id).collect();
+                let given: std::collections::BTreeSet<ColumnId> = order.iter().copied().collect();
+                if given.len() != order.len() || given != existing {
+                    return Err(Error::invalid("statusIds", "the order must name every column of the workspace exactly once"));
+                }
+                for (i, id) in order.iter().enumerate() {
+                    sqlx::query("UPDATE dispatch_column SET position = $2 WHERE id = $1")
+                        .bind(id.0)
+                        .bind(i as i32)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("reorder columns"))?;
+                }
+                let cols = Self::columns_tx(&mut tx, ws).await?;
+                Self::commit(tx).await?;
+                Ok(cols)
+            }
+
+            async fn list_labels(&self, ws: WorkspaceId) -> Result<Vec<Label>> {
+                let rows = sqlx::query("SELECT * FROM dispatch_label WHERE workspace_id = $1 ORDER BY name_key")
+                    .bind(ws.0)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db("list labels"))?;
+                rows.iter().map(Self::row_label).collect()
+            }
+
+            async fn create_label(&self, ws: WorkspaceId, label: NewLabel) -> Result<Label> {
+                label.validate()?;
+                let l = Label { id: LabelId::new(), workspace_id: ws, name: label.name.trim().to_string(), color: label.color };
+                let mut tx = self.write_tx().await?;
+                Self::workspace_tx(&mut tx, ws).await?;
+                sqlx::query("INSERT INTO dispatch_label (id, workspace_id, name, name_key, color) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(l.id.0)
+                    .bind(ws.0)
+                    .bind(&l.name)
+                    .bind(l.name.to_lowercase())
+                    .bind(&l.color)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| match &e {
+                        sqlx::Error::Database(d) if d.is_unique_violation() => {
+                            Error::conflict(format!("a label named {:?} exists", l.name))
+                        }
+                        _ => db("insert label")(e),
+                    })?;
+                Self::commit(tx).await?;
+                Ok(l)
+            }
+
+            async fn ensure_label(&self, ws: WorkspaceId, label: NewLabel) -> Result<Label> {
+                label.validate()?;
+                let key = label.name.trim().to_lowercase();
+                let find = "SELECT * FROM dispatch_label WHERE workspace_id = $1 AND name_key = $2";
+                if let Some(row) = sqlx::query(find).bind(ws.0).bind(&key).fetch_optional(self.reader()).await.map_err(db("read label"))? {
+                    return Self::row_label(&row);
+                }
+                let mut tx = self.write_tx().await?;
+                Self::workspace_tx(&mut tx, ws).await?;
+                sqlx::query("INSERT INTO dispatch_label (id, workspace_id, name, name_key, color) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workspace_id, name_key) DO NOTHING")
+                    .bind(LabelId::new().0)
+                    .bind(ws.0)
+                    .bind(label.name.trim())
+                    .bind(&key)
+                    .bind(&label.color)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("insert label"))?;
+                let row = sqlx::query(find).bind(ws.0).bind(&key).fetch_one(&mut *tx).await.map_err(db("read label"))?;
+                let l = Self::row_label(&row)?;
+                Self::commit(tx).await?;
+                Ok(l)
+            }
+        }
+
+        #[async_trait]
+        impl IssueStore for $S {
+            async fn create_issue(&self, ws: WorkspaceId, issue: NewIssue, actor: &Actor, now: Timestamp) -> Result<Issue> {
+                issue.validate()?;
+                let mut tx = self.write_tx().await?;
+                let issue = Self::new_issue_tx(&mut tx, ws, issue, now).await?;
+                let h = NewHistory::new(HistoryAction::Created, actor)
+                    .values(None, Some(json!({"identifier": issue.identifier, "title": issue.title})));
+                Self::history_tx(&mut tx, issue.id, vec![h], now).await?;
+                Self::commit(tx).await?;
+                Ok(issue)
+            }
+
+            async fn get_issue(&self, ws: WorkspaceId, issue: &IssueRef) -> Result<Issue> {
+                let row = match issue {
+                    IssueRef::Id(id) => sqlx::query("SELECT doc FROM dispatch_issue WHERE id = $1 AND workspace_id = $2")
+                        .bind(id.0)
+                        .bind(ws.0)
+                        .fetch_optional(self.reader())
+                        .await,
+                    IssueRef::Identifier(ident) => sqlx::query("SELECT doc FROM dispatch_issue WHERE identifier = $1 AND workspace_id = $2")
+                        .bind(ident)
+                        .bind(ws.0)
+                        .fetch_optional(self.reader())
+                        .await,
+                }
+                .map_err(db("read issue"))?
+                .ok_or_else(|| issue_not_found(issue))?;
+                doc_col!(row, "dispatch_issue", Issue)
+            }
+
+            async fn list_issues(&self, ws: WorkspaceId, f: &IssueFilter) -> Result<Vec<Issue>> {
+                let rows = sqlx::query(
+                    "SELECT doc FROM dispatch_issue i WHERE workspace_id = $1 \
+                     AND ($2 IS NULL OR column_id = $2) \
+                     AND ($3 IS NULL OR customer_id = $3) \
+                     AND ($4 IS NULL OR EXISTS (SELECT 1 FROM dispatch_watcher w WHERE w.issue_id = i.id AND w.customer_id = $4)) \
+                     AND ($5 IS NULL OR spawn_active = $5) \
+                     AND ($6 IS NULL OR number < $6) \
+                     ORDER BY number DESC LIMIT $7",
+                )
+                .bind(ws.0)
+                .bind(f.column_id.map(|c| c.0))
+                .bind(f.customer_id.map(|c| c.0))
+                .bind(f.watched_by.map(|c| c.0))
+                .bind(f.spawn_active)
+                .bind(f.before_number)
+                .bind(f.limit.map(|l| to_i64(l as u64)).unwrap_or(i64::MAX))
+                .fetch_all(self.reader())
+                .await
+                .map_err(db("list issues"))?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let issue: Issue = doc_col!(r, "dispatch_issue", Issue)?;
+                    if f.label_id.is_none_or(|l| issue.labels.contains(&l)) {
+                        out.push(issue);
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn update_issue(&self, id: IssueId, update: IssueUpdate) -> Result<Issue> {
+                let mut tx = self.write_tx().await?;
+                let issue = Self::write_issue_tx(&mut tx, id, update).await?;
+                Self::commit(tx).await?;
+                Ok(issue)
+            }
+
+            async fn delete_issue(&self, id: IssueId) -> Result<Issue> {
+                let mut tx = self.write_tx().await?;
+                let issue = Self::issue_tx(&mut tx, id).await?;
+                // Children go by ON DELETE CASCADE.
+                sqlx::query("DELETE FROM dispatch_issue WHERE id = $1").bind(id.0).execute(&mut *tx).await.map_err(db("delete issue"))?;
+                Self::commit(tx).await?;
+                Ok(issue)
+            }
+
+            async fn add_comment(&self, id: IssueId, comment: NewComment, actor: &Actor, now: Timestamp) -> Result<Comment> {
+                comment.validate()?;
+                let mut tx = self.write_tx().await?;
+                let mut issue = Self::issue_tx(&mut tx, id).await?;
+                let c = Comment { id: CommentId::new(), issue_id: id, author: comment.author, body: comment.body, created_at: now };
+                sqlx::query("INSERT INTO dispatch_comment (id, issue_id, author, body, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(c.id.0)
+                    .bind(id.0)
+                    .bind(&c.author)
+                    .bind(&c.body)
+                    .bind(Self::ts(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("insert comment"))?;
+                sqlx::query("UPDATE dispatch_issue SET comments_text = comments_text || ' ' || $2 WHERE id = $1")
+                    .bind(id.0)
+                    .bind(&c.body)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("index comment"))?;
+                issue.updated_at = now;
+                Self::save_issue_tx(&mut tx, &issue).await?;
+                let h = NewHistory::new(HistoryAction::CommentAdded, actor).values(None, Some(json!({"comment_id": c.id})));
+                Self::history_tx(&mut tx, id, vec![h], now).await?;
+                Self::commit(tx).await?;
+                Ok(c)
+            }
+
+            async fn list_comments(&self, id: IssueId) -> Result<Vec<Comment>> {
+                self.require_issue(id).await?;
+                let rows = sqlx::query("SELECT * FROM dispatch_comment WHERE issue_id = $1 ORDER BY created_at, id")
+                    .bind(id.0)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db("list comments"))?;
+                rows.iter().map(Self::row_comment).collect()
+            }
+
+            async fn list_history(&self, id: IssueId, limit: usize) -> Result<Vec<HistoryEntry>> {
+                self.require_issue(id).await?;
+                let rows = sqlx::query("SELECT doc FROM dispatch_history WHERE issue_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2")
+                    .bind(id.0)
+                    .bind(to_i64(limit as u64))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db("list history"))?;
+                rows.into_iter().map(|r| doc_col!(r, "dispatch_history", HistoryEntry)).collect()
+            }
+
+            async fn add_watcher(&self, id: IssueId, customer: CustomerId, now: Timestamp) -> Result<bool> {
+                let mut tx = self.write_tx().await?;
+                Self::issue_tx(&mut tx, id).await?;
+                Self::customer_tx(&mut tx, customer).await?;
+                let r = sqlx::query("INSERT INTO dispatch_watcher (issue_id, customer_id, added_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                    .bind(id.0)
+                    .bind(customer.0)
+                    .bind(Self::ts(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("add watcher"))?;
+                Self::commit(tx).await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn remove_watcher(&self, id: IssueId, customer: CustomerId) -> Result<bool> {
+                let mut tx = self.write_tx().await?;
+                Self::issue_tx(&mut tx, id).await?;
+                let r = sqlx::query("DELETE FROM dispatch_watcher WHERE issue_id = $1 AND customer_id = $2")
+                    .bind(id.0)
+                    .bind(customer.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("remove watcher"))?;
+                Self::commit(tx).await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn list_watchers(&self, id: IssueId) -> Result<Vec<CustomerId>> {
+                self.require_issue(id).await?;
+                let rows = sqlx::query("SELECT customer_id FROM dispatch_watcher WHERE issue_id = $1 ORDER BY customer_id")
+                    .bind(id.0)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db("list watchers"))?;
+                rows.iter().map(|r| Ok(CustomerId(col!(r, "dispatch_watcher", "customer_id", uuid::Uuid)?))).collect()
+            }
+        }
+
+        impl $S {
+            async fn require_issue(&self, id: IssueId) -> Result<()> {
+                let found = sqlx::query("SELECT 1 AS one FROM dispatch_issue WHERE id = $1")
+                    .bind(id.0)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db("read issue"))?;
+                found.map(|_| ()).ok_or_else(|| issue_not_found(id))
+            }
+
+            async fn link_tx(tx: &mut Tx, source: &str, key: &str) -> Result<Option<ErrorLink>> {
+                let row = sqlx::query(concat!("SELECT * FROM dispatch_error_link WHERE source = $1 AND external_key = $2", $FU))
+                    .bind(source)
+                    .bind(key)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(db("read error link"))?;
+                row.as_ref().map(Self::row_link).transpose()
+            }
+        }
+
+        #[async_trait]
+        impl ErrorLinkStore for $S {
+            async fn ingest_error(&self, ws: WorkspaceId, d: IngestDraft) -> Result<IngestOutcome> {
+                if d.event_count == 0 {
+                    return Err(Error::invalid("event_count", "event count must be at least 1"));
+                }
+                let mut tx = self.write_tx().await?;
+                // Same key, one at a time (PostgreSQL advisory lock; SQLite's writer lock already).
+                Self::lock_key(&mut tx, &format!("ingest:{}:{}", d.source, d.external_key)).await?;
+                if let Some(mut link) = Self::link_tx(&mut tx, &d.source, &d.external_key).await? {
+                    link.event_count = link.event_count.saturating_add(d.event_count);
+                    link.last_seen_at = link.last_seen_at.max(d.seen_at);
+                    sqlx::query("UPDATE dispatch_error_link SET event_count = $2, last_seen_at = $3 WHERE id = $1")
+                        .bind(link.id.0)
+                        .bind(to_i64(link.event_count))
+                        .bind(Self::ts(link.last_seen_at))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("update error link"))?;
+                    let issue = Self::issue_tx(&mut tx, link.issue_id).await?;
+                    Self::commit(tx).await?;
+                    return Ok(IngestOutcome { issue, link, created: false });
+                }
+                let issue = Self::new_issue_tx(&mut tx, ws, d.new_issue, d.seen_at).await?;
+                let h = NewHistory::new(HistoryAction::Created, &d.actor)
+                    .values(None, Some(json!({"identifier": issue.identifier, "title": issue.title, "source": d.source})));
+                Self::history_tx(&mut tx, issue.id, vec![h], d.seen_at).await?;
+                let link = ErrorLink {
+                    id: LinkId::new(),
+                    issue_id: issue.id,
+                    source: d.source,
+                    external_key: d.external_key,
+                    fingerprint: d.fingerprint,
+                    url: d.url,
+                    metadata: d.metadata,
+                    event_count: d.event_count,
+                    first_seen_at: d.seen_at,
+                    last_seen_at: d.seen_at,
+                    cooldown_until: None,
+                };
+                sqlx::query(
+                    "INSERT INTO dispatch_error_link (id, issue_id, source, external_key, fingerprint, url, metadata, event_count, first_seen_at, last_seen_at, cooldown_until) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)",
+                )
+                .bind(link.id.0)
+                .bind(issue.id.0)
+                .bind(&link.source)
+                .bind(&link.external_key)
+                .bind(&link.fingerprint)
+                .bind(&link.url)
+                .bind(Json(&link.metadata))
+                .bind(to_i64(link.event_count))
+                .bind(Self::ts(link.first_seen_at))
+                .bind(Self::ts(link.last_seen_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(db("insert error link"))?;
+                Self::commit(tx).await?;
+                Ok(IngestOutcome { issue, link, created: true })
+            }
+
+            async fn get_link(&self, source: &str, external_key: &str) -> Result<Option<ErrorLink>> {
+                let row = sqlx::query("SELECT * FROM dispatch_error_link WHERE source = $1 AND external_key = $2")
+                    .bind(source)
+                    .bind(external_key)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db("read error link"))?;
+                row.as_ref().map(Self::row_link).transpose()
+            }
+
+            async fn links_for_issue(&self, issue: IssueId) -> Result<Vec<ErrorLink>> {
+                let rows = sqlx::query("SELECT * FROM dispatch_error_link WHERE issue_id = $1 ORDER BY first_seen_at, id")
+                    .bind(issue.0)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db("list error links"))?;
+                rows.iter().map(Self::row_link).collect()
+            }
+
+            async fn set_cooldown(&self, issue: IssueId, until: Timestamp) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                sqlx::query("UPDATE dispatch_error_link SET cooldown_until = $2 WHERE issue_id = $1")
+                    .bind(issue.0)
+                    .bind(Self::ts(until))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("set cooldown"))?;
+                Self::commit(tx).await
+            }
+        }
+
+        #[async_trait]
+        impl RunStore for $S {
+            async fn reserve_spawn(&self, req: &SpawnRequest, now: Timestamp) -> Result<SpawnReservation> {
+                let mut tx = self.write_tx().await?;
+                // Every reservation reads global counters: reservations run one at a time.
+                Self::lock_spawns(&mut tx).await?;
+                let issue = Self::issue_tx(&mut tx, req.issue_id).await?;
+                let active = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM dispatch_run WHERE issue_id = $1 AND status IN ('queued', 'dispatching', 'running')",
+                )
+                .bind(issue.id.0)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db("count issue runs"))?;
+                if col!(active, "dispatch_run", "n", i64)? > 0 {
+                    if let Some(d) = req.deferred_id {
+                        Self::delete_deferred_tx(&mut tx, d).await?;
+                    }
+                    Self::commit(tx).await?;
+                    return Ok(SpawnReservation { decision: Decision::Deny { reason: GateReason::AlreadyRunning }, run: None, issue });
+                }
+                let trigger = if req.from_alert {
+                    let row = sqlx::query("SELECT * FROM dispatch_error_link WHERE issue_id = $1 ORDER BY last_seen_at DESC LIMIT 1")
+                        .bind(issue.id.0)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db("read error link"))?;
+                    match row.as_ref().map(Self::row_link).transpose()? {
+                        Some(l) => Trigger::Alert {
+                            source: l.metadata.get("source").and_then(|v| v.as_str()).unwrap_or(&l.source).to_string(),
+                            event_count: l.event_count,
+                            first_seen_at: l.first_seen_at,
+                            cooldown_until: l.cooldown_until,
+                        },
+                        None => Trigger::Manual,
+                    }
+                } else {
+                    Trigger::Manual
+                };
+                let (ae, ap, se, sp, cost) = Self::counters_tx(&mut tx, now).await?;
+                let snapshot = GateSnapshot {
+                    bucket: req.kind.bucket(),
+                    trigger,
+                    force: req.force,
+                    active_error: ae,
+                    active_prd: ap,
+                    spawned_today_error: se,
+                    spawned_today_prd: sp,
+                    cost_today_usd: cost,
+                };
+                let decision = decide(&req.policy, &snapshot, now);
+                let out = match &decision {
+                    Decision::Allow => {
+                        if let Some(d) = req.deferred_id {
+                            Self::delete_deferred_tx(&mut tx, d).await?;
+                        }
+                        let run = NewRun {
+                            issue_id: issue.id,
+                            kind: req.kind,
+                            additional_context: req.additional_context.clone(),
+                            force: req.force,
+                            requested_by: req.actor.name.clone(),
+                        }
+                        .into_run(now);
+                        Self::insert_run_tx(&mut tx, &run).await?;
+                        let columns = Self::columns_tx(&mut tx, issue.workspace_id).await?;
+                        let fx = spawn_effects(&issue, &run, &columns, &req.actor, now);
+                        let issue = Self::write_issue_tx(
+                            &mut tx,
+                            issue.id,
+                            IssueUpdate { patch: fx.patch, history: fx.history, expected_version: None, now },
+                        )
+                        .await?;
+                        SpawnReservation { decision, run: Some(run), issue }
+                    }
+                    Decision::Defer { until, reason } => {
+                        let existing = match req.deferred_id {
+                            Some(id) => Self::deferred_tx(&mut tx, id).await?,
+                            None => None,
+                        };
+                        let existing = match existing {
+                            Some(d) => Some(d),
+                            None => {
+                                let row = sqlx::query(concat!("SELECT doc FROM dispatch_deferred_spawn WHERE issue_id = $1 AND kind = $2", $FU))
+                                    .bind(issue.id.0)
+                                    .bind(req.kind.as_str())
+                                    .fetch_optional(&mut *tx)
+                                    .await
+                                    .map_err(db("read deferred spawn"))?;
+                                row.map(|r| doc_col!(r, "dispatch_deferred_spawn", DeferredSpawn)).transpose()?
+                            }
+                        };
+                        let d = match existing {
+                            Some(mut d) => {
+                                d.due_at = *until;
+                                d.reason = reason.to_string();
+                                d.lease_until = None;
+                                d.force = d.force || req.force;
+                                if req.additional_context.is_some() {
+                                    d.additional_context = req.additional_context.clone();
+                                }
+                                d
+                            }
+                            None => DeferredSpawn {
+                                id: DeferredSpawnId::new(),
+                                issue_id: issue.id,
+                                kind: req.kind,
+                                from_alert: req.from_alert,
+                                force: req.force,
+                                additional_context: req.additional_context.clone(),
+                                actor: req.actor.clone(),
+                                due_at: *until,
+                                reason: reason.to_string(),
+                                attempts: 0,
+                                lease_until: None,
+                                created_at: now,
+                            },
+                        };
+                        Self::save_deferred_tx(&mut tx, &d).await?;
+                        SpawnReservation { decision, run: None, issue }
+                    }
+                    Decision::Deny { .. } => {
+                        if let Some(d) = req.deferred_id {
+                            Self::delete_deferred_tx(&mut tx, d).await?;
+                        }
+                        SpawnReservation { decision, run: None, issue }
+                    }
+                };
+                Self::commit(tx).await?;
+                Ok(out)
+            }
+
+            async fn get_run(&self, id: RunId) -> Result<Run> {
+                let row = sqlx::query("SELECT doc FROM dispatch_run WHERE id = $1")
+                    .bind(id.0)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db("read run"))?
+                    .ok_or_else(|| Error::not_found(format!("run {id} not found")))?;
+                doc_col!(row, "dispatch_run", Run)
+            }
+
+            async fn list_runs(&self, issue: IssueId) -> Result<Vec<Run>> {
+                let rows = sqlx::query("SELECT doc FROM dispatch_run WHERE issue_id = $1 ORDER BY created_at DESC, id DESC")
+                    .bind(issue.0)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db("list runs"))?;
+                rows.into_iter().map(|r| doc_col!(r, "dispatch_run", Run)).collect()
+            }
+
+            async fn find_run_by_external_id(&self, external_id: &str) -> Result<Option<Run>> {
+                let row = sqlx::query("SELECT doc FROM dispatch_run WHERE external_id = $1 ORDER BY created_at DESC LIMIT 1")
+                    .bind(external_id)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db("find run"))?;
+                row.map(|r| doc_col!(r, "dispatch_run", Run)).transpose()
+            }
+
+            async fn update_run(&self, id: RunId, patch: &RunPatch, actor: &Actor, now: Timestamp) -> Result<RunUpdate> {
+                patch.validate()?;
+                let mut tx = self.write_tx().await?;
+                let before = Self::run_tx(&mut tx, id).await?;
+                let mut run = before.clone();
+                patch.apply_to(&mut run, now);
+                let status_changed = run.status != before.status;
+                let ended = status_changed && run.status.is_terminal();
+                Self::save_run_tx(&mut tx, &run).await?;
+                if run.cost_usd != before.cost_usd || run.num_turns != before.num_turns {
+                    Self::recompute_totals_tx(&mut tx, run.issue_id).await?;
+                }
+                let mut issue = Self::issue_tx(&mut tx, run.issue_id).await?;
+                if ended {
+                    let columns = Self::columns_tx(&mut tx, issue.workspace_id).await?;
+                    if let Some(fx) = run_end_effects(&issue, &run, &columns, actor) {
+                        issue = Self::write_issue_tx(&mut tx, issue.id, IssueUpdate { patch: fx.patch, history: fx.history, expected_version: None, now }).await?;
+                    }
+                } else if status_changed && run.status == RunStatus::Running && issue.current_run_id == Some(run.id) {
+                    let patch = IssuePatch { spawn_status: Some(Some(SpawnStatus::Running)), ..IssuePatch::default() };
+                    issue = Self::write_issue_tx(&mut tx, issue.id, IssueUpdate { patch, history: Vec::new(), expected_version: None, now }).await?;
+                }
+                Self::commit(tx).await?;
+                Ok(RunUpdate { run, issue, status_changed, ended })
+            }
+
+            async fn claim_due_runs(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<Run>> {
+                let mut tx = self.write_tx().await?;
+                let rows = sqlx::query(concat!(
+                    "SELECT doc FROM dispatch_run WHERE (status = 'queued' AND not_before <= $1) \
+                     OR (status = 'dispatching' AND (lease_until IS NULL OR lease_until <= $1)) \
+                     ORDER BY not_before, created_at LIMIT $2",
+                    $SKIP
+                ))
+                .bind(Self::ts(now))
+                .bind(to_i64(limit as u64))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db("claim due runs"))?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let mut run: Run = doc_col!(r, "dispatch_run", Run)?;
+                    run.status = RunStatus::Dispatching;
+                    run.lease_until = Some(now + lease);
+                    run.updated_at = now;
+                    Self::save_run_tx(&mut tx, &run).await?;
+                    out.push(run);
+                }
+                Self::commit(tx).await?;
+                Ok(out)
+            }
+
+            async fn stale_runs(&self, cutoff: Timestamp, limit: usize) -> Result<Vec<Run>> {
+                let rows = sqlx::query("SELECT doc FROM dispatch_run WHERE status = 'running' AND alive_at < $1 ORDER BY created_at LIMIT $2")
+                    .bind(Self::ts(cutoff))
+                    .bind(to_i64(limit as u64))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db("find stale runs"))?;
+                rows.into_iter().map(|r| doc_col!(r, "dispatch_run", Run)).collect()
+            }
+
+            async fn append_terminal(&self, run: RunId, content: &str, seq: Option<u64>, at: Timestamp) -> Result<TerminalChunk> {
+                let mut tx = self.write_tx().await?;
+                // Locking the run row orders concurrent appends to one run.
+                Self::run_tx(&mut tx, run).await?;
+                let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS last FROM dispatch_terminal_chunk WHERE run_id = $1")
+                    .bind(run.0)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db("read terminal"))?;
+                let last = to_u64("dispatch_terminal_chunk", "seq", col!(row, "dispatch_terminal_chunk", "last", i64)?)?;
+                if let Some(n) = seq {
+                    if n <= last && n > 0 {
+                        let row = sqlx::query("SELECT * FROM dispatch_terminal_chunk WHERE run_id = $1 AND seq = $2")
+                            .bind(run.0)
+                            .bind(to_i64(n))
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(db("read terminal"))?;
+                        if let Some(row) = row {
+                            let c = TerminalChunk {
+                                run_id: run,
+                                seq: n,
+                                content: col!(row, "dispatch_terminal_chunk", "content", String)?,
+                                at: Self::get_ts(&row, "dispatch_terminal_chunk", "at")?,
+                            };
+                            Self::commit(tx).await?;
+                            return Ok(c);
+                        }
+                    }
+                    if n != last + 1 {
+                        return Err(Error::invalid("seq", format!("expected sequence number {}, got {n}", last + 1)));
+                    }
+                }
+                let c = TerminalChunk { run_id: run, seq: last + 1, content: content.to_string(), at };
+                sqlx::query("INSERT INTO dispatch_terminal_chunk (run_id, seq, content, at) VALUES ($1, $2, $3, $4)")
+                    .bind(run.0)
+                    .bind(to_i64(c.seq))
+                    .bind(&c.content)
+                    .bind(Self::ts(at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("append terminal"))?;
+                Self::commit(tx).await?;
+                Ok(c)
+            }
+
+            async fn read_terminal(&self, run: RunId, after: u64, limit: usize) -> Result<Vec<TerminalChunk>> {
+                let exists = sqlx::query("SELECT 1 AS one FROM dispatch_run WHERE id = $1")
+                    .bind(run.0)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db("read run"))?;
+                if exists.is_none() {
+                    return Err(Error::not_found(format!("run {run} not found")));
+                }
+                let rows = sqlx::query("SELECT * FROM dispatch_terminal_chunk WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+                    .bind(run.0)
+                    .bind(to_i64(after))
+                    .bind(to_i64(limit as u64))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db("read terminal"))?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(TerminalChunk {
+                            run_id: run,
+                            seq: to_u64("dispatch_terminal_chunk", "seq", col!(row, "dispatch_terminal_chunk", "seq", i64)?)?,
+                            content: col!(row, "dispatch_terminal_chunk", "content", String)?,
+                            at: Self::get_ts(row, "dispatch_terminal_chunk", "at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn add_activity(&self, issue: IssueId, activity: NewActivity, at: Timestamp) -> Result<Activity> {
+                let mut tx = self.write_tx().await?;
+                let row = sqlx::query("SELECT 1 AS one FROM dispatch_issue WHERE id = $1")
+                    .bind(issue.0)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db("read issue"))?;
+                if row.is_none() {
+                    return Err(issue_not_found(issue));
+                }
+                if let Some(r) = activity.run_id {
+                    let row = sqlx::query("SELECT issue_id FROM dispatch_run WHERE id = $1")
+                        .bind(r.0)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db("read run"))?;
+                    let owner = row.map(|row| col!(row, "dispatch_run", "issue_id", uuid::Uuid)).transpose()?;
+                    if owner != Some(issue.0) {
+                        return Err(Error::invalid("run_id", format!("run {r} is not a run of this issue")));
+                    }
+                }
+                let a = activity.into_activity(issue, at);
+                sqlx::query("INSERT INTO dispatch_activity (id, issue_id, run_id, kind, content, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(a.id.0)
+                    .bind(issue.0)
+                    .bind(a.run_id.map(|r| r.0))
+                    .bind(a.kind.as_str())
+                    .bind(&a.content)
+                    .bind(Json(&a.metadata))
+                    .bind(Self::ts(at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("insert activity"))?;
+                Self::commit(tx).await?;
+                Ok(a)
+            }
+
+            async fn list_activities(&self, issue: IssueId, before: Option<Timestamp>, limit: usize) -> Result<Vec<Activity>> {
+                self.require_issue(issue).await?;
+                let rows = sqlx::query(
+                    "SELECT * FROM dispatch_activity WHERE issue_id = $1 AND ($2 IS NULL OR created_at < $2) ORDER BY created_at DESC, id DESC LIMIT $3",
+                )
+                .bind(issue.0)
+                .bind(Self::ts_opt(before))
+                .bind(to_i64(limit as u64))
+                .fetch_all(self.reader())
+                .await
+                .map_err(db("list activities"))?;
+                rows.iter().map(Self::row_activity).collect()
+            }
+
+            async fn claim_due_deferred(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<DeferredSpawn>> {
+                let mut tx = self.write_tx().await?;
+                let rows = sqlx::query(concat!(
+                    "SELECT doc FROM dispatch_deferred_spawn WHERE due_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) ORDER BY due_at LIMIT $2",
+                    $SKIP
+                ))
+                .bind(Self::ts(now))
+                .bind(to_i64(limit as u64))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db("claim deferred spawns"))?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let mut d: DeferredSpawn = doc_col!(r, "dispatch_deferred_spawn", DeferredSpawn)?;
+                    d.lease_until = Some(now + lease);
+                    d.attempts = d.attempts.saturating_add(1);
+                    Self::save_deferred_tx(&mut tx, &d).await?;
+                    out.push(d);
+                }
+                Self::commit(tx).await?;
+                Ok(out)
+            }
+
+            async fn list_deferred(&self, issue: IssueId) -> Result<Vec<DeferredSpawn>> {
+                let rows = sqlx::query("SELECT doc FROM dispatch_deferred_spawn WHERE issue_id = $1 ORDER BY due_at")
+                    .bind(issue.0)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db("list deferred spawns"))?;
+                rows.into_iter().map(|r| doc_col!(r, "dispatch_deferred_spawn", DeferredSpawn)).collect()
+            }
+
+            async fn spawn_stats(&self, now: Timestamp) -> Result<SpawnStats> {
+                let mut tx = self.reader().begin().await.map_err(db("begin"))?;
+                let (ae, ap, se, sp, cost) = Self::counters_tx(&mut tx, now).await?;
+                let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM dispatch_run WHERE status IN ('queued', 'dispatching', 'running') GROUP BY status")
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db("count runs"))?;
+                let (mut queued, mut running) = (0u32, 0u32);
+                for r in &rows {
+                    let s: String = col!(r, "dispatch_run", "status", String)?;
+                    let n = col!(r, "dispatch_run", "n", i64)?.max(0) as u32;
+                    if s == "running" { running += n } else { queued += n }
+                }
+                let row = sqlx::query("SELECT COUNT(*) AS n FROM dispatch_deferred_spawn")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db("count deferred"))?;
+                let deferred = col!(row, "dispatch_deferred_spawn", "n", i64)?.max(0) as u32;
+                let rows = sqlx::query("SELECT outcome, COUNT(*) AS n FROM dispatch_run WHERE created_at >= $1 AND created_at < $2 AND outcome IS NOT NULL GROUP BY outcome ORDER BY outcome")
+                    .bind(Self::ts(utc_day_start(now)))
+                    .bind(Self::ts(dispatch_core::clock::utc_next_day_start(now)))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db("count outcomes"))?;
+                let mut outcomes = BTreeMap::new();
+                for r in &rows {
+                    outcomes.insert(col!(r, "dispatch_run", "outcome", String)?, col!(r, "dispatch_run", "n", i64)?.max(0) as u32);
+                }
+                tx.rollback().await.map_err(db("end read"))?;
+                Ok(SpawnStats {
+                    active_error: ae,
+                    active_prd: ap,
+                    spawned_today_error: se,
+                    spawned_today_prd: sp,
+                    cost_today_usd: cost,
+                    queued,
+                    running,
+                    deferred,
+                    outcomes_today: outcomes.into_iter().collect(),
+                })
+            }
+
+            async fn prune(&self, before: Timestamp) -> Result<u64> {
+                let mut tx = self.write_tx().await?;
+                let a = sqlx::query("DELETE FROM dispatch_activity WHERE created_at < $1")
+                    .bind(Self::ts(before))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("prune activities"))?
+                    .rows_affected();
+                // The newest chunk of each run stays, so numbering continues after a prune.
+                let c = sqlx::query(
+                    "DELETE FROM dispatch_terminal_chunk WHERE at < $1 AND seq < (SELECT MAX(c2.seq) FROM dispatch_terminal_chunk c2 WHERE c2.run_id = dispatch_terminal_chunk.run_id)",
+                )
+                .bind(Self::ts(before))
+                .execute(&mut *tx)
+                .await
+                .map_err(db("prune terminal"))?
+                .rows_affected();
+                Self::commit(tx).await?;
+                Ok(a + c)
+            }
+        }
+
+        #[async_trait]
+        impl FixStore for $S {
+            async fn create_fix_attempt(&self, a: &FixAttempt) -> Result<(FixAttempt, bool)> {
+                let mut tx = self.write_tx().await?;
+                Self::issue_tx(&mut tx, a.issue_id).await?;
+                let r = sqlx::query(
+                    "INSERT INTO dispatch_fix_attempt (id, issue_id, pr_number, status, deadline, created_at, doc) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (issue_id, pr_number) DO NOTHING",
+                )
+                .bind(a.id.0)
+                .bind(a.issue_id.0)
+                .bind(a.pr_number)
+                .bind(a.status.as_str())
+                .bind(Self::ts_opt(a.deadline))
+                .bind(Self::ts(a.created_at))
+                .bind(Json(a))
+                .execute(&mut *tx)
+                .await
+                .map_err(db("insert fix attempt"))?;
+                if r.rows_affected() == 1 {
+                    Self::commit(tx).await?;
+                    return Ok((a.clone(), true));
+                }
+                let row = sqlx::query("SELECT doc FROM dispatch_fix_attempt WHERE issue_id = $1 AND pr_number = $2")
+                    .bind(a.issue_id.0)
+                    .bind(a.pr_number)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db("read fix attempt"))?;
+                let existing: FixAttempt = doc_col!(row, "dispatch_fix_attempt", FixAttempt)?;
+                Self::commit(tx).await?;
+                Ok((existing, false))
+            }
+
+            async fn list_fix_attempts(&self, issue: IssueId) -> Result<Vec<FixAttempt>> {
+                let rows = sqlx::query("SELECT doc FROM dispatch_fix_attempt WHERE issue_id = $1 ORDER BY created_at DESC, id DESC")
+                    .bind(issue.0)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db("list fix attempts"))?;
+                rows.into_iter().map(|r| doc_col!(r, "dispatch_fix_attempt", FixAttempt)).collect()
+            }
+
+            async fn update_fix_attempt(&self, a: &FixAttempt, expected: VerificationStatus) -> Result<bool> {
+                let mut tx = self.write_tx().await?;
+                let current = Self::fix_tx(&mut tx, a.id)
+                    .await?
+                    .ok_or_else(|| Error::not_found(format!("fix attempt {} not found", a.id)))?;
+                if current.status != expected {
+                    return Ok(false);
+                }
+                sqlx::query("UPDATE dispatch_fix_attempt SET status = $2, deadline = $3, doc = $4 WHERE id = $1")
+                    .bind(a.id.0)
+                    .bind(a.status.as_str())
+                    .bind(Self::ts_opt(a.deadline))
+                    .bind(Json(a))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("update fix attempt"))?;
+                Self::commit(tx).await?;
+                Ok(true)
+            }
+
+            async fn fix_attempts_in_status(&self, status: VerificationStatus, limit: usize) -> Result<Vec<FixAttempt>> {
+                let rows = sqlx::query("SELECT doc FROM dispatch_fix_attempt WHERE status = $1 ORDER BY created_at LIMIT $2")
+                    .bind(status.as_str())
+                    .bind(to_i64(limit as u64))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db("list fix attempts"))?;
+                rows.into_iter().map(|r| doc_col!(r, "dispatch_fix_attempt", FixAttempt)).collect()
+            }
+
+            async fn due_verifications(&self, now: Timestamp, limit: usize) -> Result<Vec<FixAttempt>> {
+                let rows = sqlx::query("SELECT doc FROM dispatch_fix_attempt WHERE status = 'monitoring' AND deadline <= $1 ORDER BY deadline LIMIT $2")
+                    .bind(Self::ts(now))
+                    .bind(to_i64(limit as u64))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db("due verifications"))?;
+                rows.into_iter().map(|r| doc_col!(r, "dispatch_fix_attempt", FixAttempt)).collect()
+            }
+        }
+
+        #[async_trait]
+        impl CustomerStore for $S {
+            async fn create_customer(&self, c: &Customer) -> Result<Customer> {
+                let mut tx = self.write_tx().await?;
+                Self::workspace_tx(&mut tx, c.workspace_id).await?;
+                Self::save_customer_tx(&mut tx, c, true).await?;
+                Self::commit(tx).await?;
+                Ok(c.clone())
+            }
+
+            async fn get_customer(&self, id: CustomerId) -> Result<Customer> {
+                let row = sqlx::query("SELECT doc FROM dispatch_customer WHERE id = $1")
+                    .bind(id.0)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db("read customer"))?
+                    .ok_or_else(|| Error::not_found(format!("customer {id} not found")))?;
+                doc_col!(row, "dispatch_customer", Customer)
+            }
+
+            async fn get_customer_by_slug(&self, ws: WorkspaceId, slug: &str) -> Result<Customer> {
+                let row = sqlx::query("SELECT doc FROM dispatch_customer WHERE workspace_id = $1 AND slug = $2")
+                    .bind(ws.0)
+                    .bind(slug)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db("read customer"))?
+                    .ok_or_else(|| Error::not_found(format!("customer {slug:?} not found")))?;
+                doc_col!(row, "dispatch_customer", Customer)
+            }
+
+            async fn get_customer_by_token(&self, token: &str) -> Result<Option<Customer>> {
+                // An indexed lookup; the token is compared again in constant time so that a
+                // near-miss costs the same as a miss.
+                let row = sqlx::query("SELECT doc FROM dispatch_customer WHERE portal_token = $1")
+                    .bind(token)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db("read customer"))?;
+                let c = row.map(|r| doc_col!(r, "dispatch_customer", Customer)).transpose()?;
+                Ok(c.filter(|c| dispatch_core::customer::constant_time_eq(c.portal_token.as_bytes(), token.as_bytes())))
+            }
+
+            async fn list_customers(&self, ws: WorkspaceId) -> Result<Vec<Customer>> {
+                let rows = sqlx::query("SELECT doc FROM dispatch_customer WHERE workspace_id = $1 ORDER BY LOWER(name), id")
+                    .bind(ws.0)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db("list customers"))?;
+                rows.into_iter().map(|r| doc_col!(r, "dispatch_customer", Customer)).collect()
+            }
+
+            async fn update_customer(&self, id: CustomerId, patch: &CustomerPatch, now: Timestamp) -> Result<Customer> {
+                patch.validate()?;
+                let mut tx = self.write_tx().await?;
+                let mut c = Self::customer_tx(&mut tx, id).await?;
+                patch.apply_to(&mut c);
+                c.updated_at = now;
+                Self::save_customer_tx(&mut tx, &c, false).await?;
+                Self::commit(tx).await?;
+                Ok(c)
+            }
+
+            async fn set_portal_token(&self, id: CustomerId, token: &str, now: Timestamp) -> Result<Customer> {
+                let mut tx = self.write_tx().await?;
+                let mut c = Self::customer_tx(&mut tx, id).await?;
+                c.portal_token = token.to_string();
+                c.updated_at = now;
+                Self::save_customer_tx(&mut tx, &c, false).await?;
+                Self::commit(tx).await?;
+                Ok(c)
+            }
+
+            async fn delete_customer(&self, id: CustomerId) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                Self::customer_tx(&mut tx, id).await?;
+                let rows = sqlx::query(concat!("SELECT doc FROM dispatch_issue WHERE customer_id = $1", $FU))
+                    .bind(id.0)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db("read customer issues"))?;
+                for r in rows {
+                    let mut issue: Issue = doc_col!(r, "dispatch_issue", Issue)?;
+                    issue.customer_id = None;
+                    Self::save_issue_tx(&mut tx, &issue).await?;
+                }
+                sqlx::query("DELETE FROM dispatch_customer WHERE id = $1").bind(id.0).execute(&mut *tx).await.map_err(db("delete customer"))?;
+                Self::commit(tx).await
+            }
+
+            async fn health_inputs(&self, id: CustomerId) -> Result<HealthInputs> {
+                self.get_customer(id).await?;
+                let rows = sqlx::query(
+                    "SELECT i.doc AS doc, c.category AS category, \
+                     (SELECT COUNT(*) FROM dispatch_comment m WHERE m.issue_id = i.id) AS comments, \
+                     (SELECT MIN(m.created_at) FROM dispatch_comment m WHERE m.issue_id = i.id) AS first_comment, \
+                     (SELECT MAX(m.created_at) FROM dispatch_comment m WHERE m.issue_id = i.id) AS last_comment \
+                     FROM dispatch_issue i LEFT JOIN dispatch_column c ON c.id = i.column_id WHERE i.customer_id = $1",
+                )
+                .bind(id.0)
+                .fetch_all(self.reader())
+                .await
+                .map_err(db("customer health"))?;
+                let mut issues = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let issue: Issue = doc_col!(r, "dispatch_issue", Issue)?;
+                    let category: Option<String> = col!(r, "dispatch_column", "category", Option<String>)?;
+                    issues.push(HealthIssue {
+                        closed: category.as_deref() == Some("closed"),
+                        priority: issue.priority,
+                        created_at: issue.created_at,
+                        updated_at: issue.updated_at,
+                        comment_count: col!(r, "dispatch_comment", "comments", i64)?.max(0) as u32,
+                        first_comment_at: Self::get_ts_opt(&r, "dispatch_comment", "first_comment")?,
+                        last_comment_at: Self::get_ts_opt(&r, "dispatch_comment", "last_comment")?,
+                    });
+                }
+                Ok(HealthInputs { issues })
+            }
+        }
+
+        #[async_trait]
+        impl DeliveryStore for $S {
+            async fn record_delivery(&self, source: &str, delivery_id: &str, now: Timestamp) -> Result<bool> {
+                if delivery_id.trim().is_empty() {
+                    return Err(Error::invalid("delivery_id", "delivery id must not be empty"));
+                }
+                let mut tx = self.write_tx().await?;
+                let r = sqlx::query("INSERT INTO dispatch_delivery (source, delivery_id, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                    .bind(source)
+                    .bind(delivery_id)
+                    .bind(Self::ts(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("record delivery"))?;
+                Self::commit(tx).await?;
+                Ok(r.rows_affected() == 1)
+            }
+        }
+    }
+    };
+}

@@ -1,0 +1,278 @@
+//! [`SqliteStore`]: the embedded default, one file, no server.
+//!
+//! Writes go through ONE writer connection in `BEGIN IMMEDIATE` transactions, so every store
+//! call is one atomic decision and concurrent writers in this process queue fairly instead of
+//! spinning on `SQLITE_BUSY`; reads use a pool of readers, concurrent with the writer thanks to
+//! WAL. A second process on the same file is safe too (the busy timeout makes it wait for the
+//! write lock), though PostgreSQL is the store for several server processes.
+
+use crate::sql::{Migration, StoreError, db, decode_err, split_statements};
+use dispatch_core::search::{SearchHit, cosine, terms};
+use dispatch_core::{Error, Result, Timestamp};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite};
+use std::str::FromStr;
+use std::time::Duration as StdDuration;
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../migrations/sqlite/0001_init.sql"),
+}];
+
+/// A Dispatch store in a SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    reader: SqlitePool,
+    writer: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path`, `sqlite::memory:` or a
+    /// plain file path) and runs pending migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        let store = Self::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens without migrating.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let url = if url.starts_with("sqlite:") { url.to_string() } else { format!("sqlite://{url}") };
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let opts = SqliteConnectOptions::from_str(&url)
+            .map_err(|e| Error::invalid("DATABASE_URL", format!("not a SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .journal_mode(if memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(StdDuration::from_secs(30));
+        // An in-memory database exists per connection: share one connection for everything.
+        let readers = if memory { 1 } else { 8 };
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(StdDuration::from_secs(60))
+            .connect_with(opts.clone())
+            .await
+            .map_err(|e| Error::unavailable(format!("cannot open SQLite database {url}: {e}")))?;
+        let reader = if memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(readers)
+                .acquire_timeout(StdDuration::from_secs(60))
+                .connect_with(opts.read_only(false))
+                .await
+                .map_err(|e| Error::unavailable(format!("cannot open SQLite database {url}: {e}")))?
+        };
+        Ok(SqliteStore { reader, writer })
+    }
+
+    /// Applies the migrations this build knows and the database has not seen, in order.
+    pub async fn migrate(&self) -> Result<()> {
+        let mut conn = self.writer.acquire().await.map_err(db("connect"))?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS dispatch_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)")
+            .execute(&mut *conn)
+            .await
+            .map_err(db("create migrations table"))?;
+        for m in MIGRATIONS {
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await.map_err(db("begin migration"))?;
+            let done = sqlx::query("SELECT 1 FROM dispatch_migrations WHERE version = $1")
+                .bind(m.version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("read migrations"))?;
+            if done.is_some() {
+                continue;
+            }
+            for stmt in split_statements(m.sql) {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(stmt))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|source| Error::from(StoreError::Migration { version: m.version, name: m.name, source }))?;
+            }
+            sqlx::query("INSERT INTO dispatch_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                .bind(m.version)
+                .bind(m.name)
+                .bind(Self::ts(chrono::Utc::now()))
+                .execute(&mut *tx)
+                .await
+                .map_err(db("record migration"))?;
+            tx.commit().await.map_err(db("commit migration"))?;
+        }
+        Ok(())
+    }
+
+    /// Closes the pools (the WAL is checkpointed on close).
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db("begin write"))
+    }
+
+    /// Timestamps are INTEGER microseconds: they compare correctly as numbers, unlike text.
+    fn ts(t: Timestamp) -> i64 {
+        t.timestamp_micros()
+    }
+
+    fn ts_opt(t: Option<Timestamp>) -> Option<i64> {
+        t.map(Self::ts)
+    }
+
+    fn get_ts(row: &sqlx::sqlite::SqliteRow, table: &'static str, col: &'static str) -> Result<Timestamp> {
+        let v: i64 = row.try_get(col).map_err(|e| decode_err(table, col, e))?;
+        chrono::DateTime::from_timestamp_micros(v).ok_or_else(|| decode_err(table, col, format!("timestamp {v} out of range")))
+    }
+
+    fn get_ts_opt(row: &sqlx::sqlite::SqliteRow, table: &'static str, col: &'static str) -> Result<Option<Timestamp>> {
+        let v: Option<i64> = row.try_get(col).map_err(|e| decode_err(table, col, e))?;
+        v.map(|v| chrono::DateTime::from_timestamp_micros(v).ok_or_else(|| decode_err(table, col, format!("timestamp {v} out of range"))))
+            .transpose()
+    }
+
+    /// The writer lock already serialises every write transaction.
+    async fn lock_key(_tx: &mut sqlx::Transaction<'static, Sqlite>, _key: &str) -> Result<()> {
+        Ok(())
+    }
+
+    async fn lock_spawns(_tx: &mut sqlx::Transaction<'static, Sqlite>) -> Result<()> {
+        Ok(())
+    }
+
+    /// An FTS5 query that ORs the quoted prefix terms (user text never reaches FTS syntax).
+    fn fts_query(text: &str) -> Option<String> {
+        let t = terms(text);
+        if t.is_empty() {
+            return None;
+        }
+        Some(t.iter().map(|w| format!("\"{}\"*", w.replace('"', ""))).collect::<Vec<_>>().join(" OR "))
+    }
+
+    async fn fts_search(
+        &self,
+        ws: dispatch_core::ids::WorkspaceId,
+        query: &str,
+        exclude: Option<dispatch_core::ids::IssueId>,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>> {
+        let rows = sqlx::query(
+            "SELECT i.doc AS doc, bm25(dispatch_issue_fts, 3.0, 2.0, 1.0) AS rank FROM dispatch_issue_fts f \
+             JOIN dispatch_issue i ON i.rowid = f.rowid \
+             WHERE dispatch_issue_fts MATCH $1 AND i.workspace_id = $2 AND ($3 IS NULL OR i.id <> $3) \
+             ORDER BY rank, i.number DESC LIMIT $4",
+        )
+        .bind(query)
+        .bind(ws.0)
+        .bind(exclude.map(|e| e.0))
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db("search issues"))?;
+        rows.into_iter()
+            .map(|r| {
+                let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
+                let rank: f64 = r.try_get("rank").map_err(|e| decode_err("dispatch_issue_fts", "rank", e))?;
+                Ok(SearchHit { issue, score: -rank })
+            })
+            .collect()
+    }
+}
+
+impl_sql_store!(SqliteStore, sqlx::Sqlite, for_update = "", skip_locked = "");
+
+fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn decode_vector(b: &[u8]) -> Result<Vec<f32>> {
+    if b.len() % 4 != 0 {
+        return Err(decode_err("dispatch_embedding", "vector", "length is not a multiple of 4"));
+    }
+    Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+#[async_trait::async_trait]
+impl dispatch_core::ports::SearchStore for SqliteStore {
+    async fn search_issues(&self, ws: dispatch_core::ids::WorkspaceId, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
+        match Self::fts_query(query) {
+            Some(q) => self.fts_search(ws, &q, None, limit).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn similar_issues(&self, issue: dispatch_core::ids::IssueId, limit: usize) -> Result<Vec<SearchHit>> {
+        let row = sqlx::query("SELECT doc FROM dispatch_issue WHERE id = $1")
+            .bind(issue.0)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db("read issue"))?
+            .ok_or_else(|| Error::not_found(format!("issue {issue} not found")))?;
+        let i: dispatch_core::issue::Issue = crate::sql::doc_col!(row, "dispatch_issue", dispatch_core::issue::Issue)?;
+        match Self::fts_query(&format!("{} {}", i.title, i.description.as_deref().unwrap_or(""))) {
+            Some(q) => self.fts_search(i.workspace_id, &q, Some(issue), limit).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn set_embedding(&self, issue: dispatch_core::ids::IssueId, model: &str, vector: &[f32]) -> Result<()> {
+        if vector.is_empty() || vector.iter().any(|x| !x.is_finite()) {
+            return Err(Error::invalid("embedding", "an embedding must be a non-empty vector of finite numbers"));
+        }
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query("SELECT workspace_id FROM dispatch_issue WHERE id = $1")
+            .bind(issue.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("read issue"))?
+            .ok_or_else(|| Error::not_found(format!("issue {issue} not found")))?;
+        let ws: uuid::Uuid = row.try_get("workspace_id").map_err(|e| decode_err("dispatch_issue", "workspace_id", e))?;
+        sqlx::query(
+            "INSERT INTO dispatch_embedding (issue_id, workspace_id, model, vector) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (issue_id) DO UPDATE SET model = excluded.model, vector = excluded.vector",
+        )
+        .bind(issue.0)
+        .bind(ws)
+        .bind(model)
+        .bind(encode_vector(vector))
+        .execute(&mut *tx)
+        .await
+        .map_err(db("store embedding"))?;
+        tx.commit().await.map_err(db("commit"))
+    }
+
+    async fn nearest_issues(
+        &self,
+        ws: dispatch_core::ids::WorkspaceId,
+        model: &str,
+        vector: &[f32],
+        exclude: Option<dispatch_core::ids::IssueId>,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>> {
+        let rows = sqlx::query(
+            "SELECT i.doc AS doc, e.vector AS vector FROM dispatch_embedding e JOIN dispatch_issue i ON i.id = e.issue_id \
+             WHERE e.workspace_id = $1 AND e.model = $2 AND ($3 IS NULL OR e.issue_id <> $3)",
+        )
+        .bind(ws.0)
+        .bind(model)
+        .bind(exclude.map(|e| e.0))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db("nearest issues"))?;
+        let mut hits = Vec::with_capacity(rows.len());
+        for r in rows {
+            let v: Vec<u8> = r.try_get("vector").map_err(|e| decode_err("dispatch_embedding", "vector", e))?;
+            let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
+            hits.push(SearchHit { issue, score: cosine(vector, &decode_vector(&v)?) });
+        }
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        hits.truncate(limit);
+        Ok(hits)
+    }
+}
