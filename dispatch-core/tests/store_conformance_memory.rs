@@ -10,7 +10,9 @@ use std::sync::Arc;
 async fn memory_store_passes_the_store_conformance_suite() {
     let factory: Box<StoreFactory> =
         Box::new(|| Box::pin(async { Arc::new(MemoryStore::new()) as Arc<dyn Store> }));
-    let filter = std::env::var("CONFORMANCE_FILTER").ok().filter(|f| !f.is_empty());
+    let filter = std::env::var("CONFORMANCE_FILTER")
+        .ok()
+        .filter(|f| !f.is_empty());
     let passed = run_suite_filtered(&*factory, filter.as_deref()).await;
     if filter.is_none() {
         assert_eq!(passed, cases().len(), "every case ran and passed");

@@ -57,7 +57,6 @@ macro_rules! col {
         }
     };
 }
-pub(crate) use col;
 
 /// Reads a JSON document column into `T`.
 macro_rules! doc_col {

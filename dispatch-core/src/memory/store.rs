@@ -729,7 +729,7 @@ impl RunStore for MemoryStore {
             .get(&issue)
             .map(|a| a.iter().rev().filter(|a| before.is_none_or(|b| a.created_at < b)).cloned().collect())
             .unwrap_or_default();
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        out.sort_by_key(|a| std::cmp::Reverse(a.created_at));
         out.truncate(limit);
         Ok(out)
     }

@@ -18,34 +18,97 @@ pub(super) fn cases() -> Vec<Case> {
 async fn create_and_get_by_id_slug_and_token(store: Arc<dyn Store>) {
     let s = &*store;
     let ws = workspace(s).await;
-    let other = s.ensure_workspace("Beta", "BETA", t0()).await.expect("second workspace");
+    let other = s
+        .ensure_workspace("Beta", "BETA", t0())
+        .await
+        .expect("second workspace");
 
     let zeta = customer(ws.id, "Zeta Corp", "zeta", t0());
-    assert_eq!(s.create_customer(&zeta).await.expect("create"), zeta, "stored as given");
-    let acme = s.create_customer(&customer(ws.id, "Acme", "acme", mins(1))).await.expect("create");
-    let beta = s.create_customer(&customer(ws.id, "Beta", "beta", mins(2))).await.expect("create");
-    let theirs = s.create_customer(&customer(other.id, "Acme elsewhere", "acme", mins(3))).await.expect("the same slug in another workspace");
+    assert_eq!(
+        s.create_customer(&zeta).await.expect("create"),
+        zeta,
+        "stored as given"
+    );
+    let acme = s
+        .create_customer(&customer(ws.id, "Acme", "acme", mins(1)))
+        .await
+        .expect("create");
+    let beta = s
+        .create_customer(&customer(ws.id, "Beta", "beta", mins(2)))
+        .await
+        .expect("create");
+    let theirs = s
+        .create_customer(&customer(other.id, "Acme elsewhere", "acme", mins(3)))
+        .await
+        .expect("the same slug in another workspace");
 
     assert_eq!(s.get_customer(zeta.id).await.expect("get"), zeta);
-    assert_eq!(s.get_customer_by_slug(ws.id, "acme").await.expect("by slug"), acme);
-    assert_eq!(s.get_customer_by_slug(other.id, "acme").await.expect("by slug"), theirs, "slugs are per workspace");
-    assert_eq!(s.get_customer_by_token(&beta.portal_token).await.expect("by token"), Some(beta.clone()));
-    assert_eq!(s.get_customer_by_token(&new_portal_token()).await.expect("by token"), None);
+    assert_eq!(
+        s.get_customer_by_slug(ws.id, "acme")
+            .await
+            .expect("by slug"),
+        acme
+    );
+    assert_eq!(
+        s.get_customer_by_slug(other.id, "acme")
+            .await
+            .expect("by slug"),
+        theirs,
+        "slugs are per workspace"
+    );
+    assert_eq!(
+        s.get_customer_by_token(&beta.portal_token)
+            .await
+            .expect("by token"),
+        Some(beta.clone())
+    );
+    assert_eq!(
+        s.get_customer_by_token(&new_portal_token())
+            .await
+            .expect("by token"),
+        None
+    );
     assert_eq!(s.get_customer_by_token("").await.expect("by token"), None);
 
-    let names: Vec<String> = s.list_customers(ws.id).await.expect("list").into_iter().map(|c| c.name).collect();
-    assert_eq!(names, ["Acme", "Beta", "Zeta Corp"], "name order, own workspace only");
+    let names: Vec<String> = s
+        .list_customers(ws.id)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["Acme", "Beta", "Zeta Corp"],
+        "name order, own workspace only"
+    );
 
     let mut dup = customer(ws.id, "Another Acme", "acme", mins(4));
-    conflict(s.create_customer(&dup).await, "a slug taken in the workspace");
+    conflict(
+        s.create_customer(&dup).await,
+        "a slug taken in the workspace",
+    );
     dup.slug = "acme-2".into();
     s.create_customer(&dup).await.expect("a free slug");
     assert_eq!(s.list_customers(ws.id).await.expect("list").len(), 4);
 
-    not_found(s.get_customer(CustomerId::new()).await, "an unknown customer");
-    not_found(s.get_customer_by_slug(ws.id, "nobody").await, "an unknown slug");
-    not_found(s.get_customer_by_slug(WorkspaceId::new(), "acme").await, "a slug in an unknown workspace");
-    not_found(s.create_customer(&customer(WorkspaceId::new(), "Lost", "lost", t0())).await, "a customer of an unknown workspace");
+    not_found(
+        s.get_customer(CustomerId::new()).await,
+        "an unknown customer",
+    );
+    not_found(
+        s.get_customer_by_slug(ws.id, "nobody").await,
+        "an unknown slug",
+    );
+    not_found(
+        s.get_customer_by_slug(WorkspaceId::new(), "acme").await,
+        "a slug in an unknown workspace",
+    );
+    not_found(
+        s.create_customer(&customer(WorkspaceId::new(), "Lost", "lost", t0()))
+            .await,
+        "a customer of an unknown workspace",
+    );
 }
 
 async fn update_customer_and_slug_conflicts(store: Arc<dyn Store>) {
@@ -61,28 +124,138 @@ async fn update_customer_and_slug_conflicts(store: Arc<dyn Store>) {
         slack_channel_id: Some(Some("C0123".into())),
         ..Default::default()
     };
-    let u = s.update_customer(acme.id, &patch, mins(5)).await.expect("update");
-    assert_eq!((u.name.as_str(), u.brand_color.as_deref(), u.logo_url.as_deref(), u.slack_channel_id.as_deref()), ("Acme Inc", Some("#abcdef"), None, Some("C0123")));
-    assert_eq!((u.slug.as_str(), u.portal_token.as_str(), u.created_at, u.updated_at), ("acme", acme.portal_token.as_str(), acme.created_at, mins(5)));
+    let u = s
+        .update_customer(acme.id, &patch, mins(5))
+        .await
+        .expect("update");
+    assert_eq!(
+        (
+            u.name.as_str(),
+            u.brand_color.as_deref(),
+            u.logo_url.as_deref(),
+            u.slack_channel_id.as_deref()
+        ),
+        ("Acme Inc", Some("#abcdef"), None, Some("C0123"))
+    );
+    assert_eq!(
+        (
+            u.slug.as_str(),
+            u.portal_token.as_str(),
+            u.created_at,
+            u.updated_at
+        ),
+        ("acme", acme.portal_token.as_str(), acme.created_at, mins(5))
+    );
     assert_eq!(s.get_customer(acme.id).await.expect("get"), u);
 
-    conflict(s.update_customer(acme.id, &CustomerPatch { slug: Some("beta".into()), ..Default::default() }, mins(6)).await, "a slug taken by another customer");
-    assert_eq!(s.get_customer(acme.id).await.expect("get"), u, "a conflicting update writes nothing");
+    conflict(
+        s.update_customer(
+            acme.id,
+            &CustomerPatch {
+                slug: Some("beta".into()),
+                ..Default::default()
+            },
+            mins(6),
+        )
+        .await,
+        "a slug taken by another customer",
+    );
+    assert_eq!(
+        s.get_customer(acme.id).await.expect("get"),
+        u,
+        "a conflicting update writes nothing"
+    );
     assert_eq!(s.get_customer(beta.id).await.expect("get"), beta);
 
-    let same = s.update_customer(acme.id, &CustomerPatch { slug: Some("acme".into()), ..Default::default() }, mins(7)).await.expect("own slug");
+    let same = s
+        .update_customer(
+            acme.id,
+            &CustomerPatch {
+                slug: Some("acme".into()),
+                ..Default::default()
+            },
+            mins(7),
+        )
+        .await
+        .expect("own slug");
     assert_eq!(same.slug, "acme", "keeping one's own slug is no conflict");
-    let moved = s.update_customer(acme.id, &CustomerPatch { slug: Some("acme-inc".into()), ..Default::default() }, mins(8)).await.expect("new slug");
-    assert_eq!(s.get_customer_by_slug(ws.id, "acme-inc").await.expect("by new slug").id, acme.id);
+    let moved = s
+        .update_customer(
+            acme.id,
+            &CustomerPatch {
+                slug: Some("acme-inc".into()),
+                ..Default::default()
+            },
+            mins(8),
+        )
+        .await
+        .expect("new slug");
+    assert_eq!(
+        s.get_customer_by_slug(ws.id, "acme-inc")
+            .await
+            .expect("by new slug")
+            .id,
+        acme.id
+    );
     not_found(s.get_customer_by_slug(ws.id, "acme").await, "the old slug");
     assert_eq!(moved.updated_at, mins(8));
 
-    invalid(s.update_customer(acme.id, &CustomerPatch { brand_color: Some(Some("red".into())), ..Default::default() }, mins(9)).await, "brandColor", "a bad colour");
-    invalid(s.update_customer(acme.id, &CustomerPatch { slug: Some("Not A Slug".into()), ..Default::default() }, mins(9)).await, "slug", "a bad slug");
-    invalid(s.update_customer(acme.id, &CustomerPatch { name: Some(" ".into()), ..Default::default() }, mins(9)).await, "name", "an empty name");
-    assert_eq!(s.get_customer(acme.id).await.expect("get"), moved, "rejected updates write nothing");
-    not_found(s.update_customer(CustomerId::new(), &CustomerPatch::default(), mins(9)).await, "update of an unknown customer");
-    let names: Vec<String> = s.list_customers(ws.id).await.expect("list").into_iter().map(|c| c.name).collect();
+    invalid(
+        s.update_customer(
+            acme.id,
+            &CustomerPatch {
+                brand_color: Some(Some("red".into())),
+                ..Default::default()
+            },
+            mins(9),
+        )
+        .await,
+        "brandColor",
+        "a bad colour",
+    );
+    invalid(
+        s.update_customer(
+            acme.id,
+            &CustomerPatch {
+                slug: Some("Not A Slug".into()),
+                ..Default::default()
+            },
+            mins(9),
+        )
+        .await,
+        "slug",
+        "a bad slug",
+    );
+    invalid(
+        s.update_customer(
+            acme.id,
+            &CustomerPatch {
+                name: Some(" ".into()),
+                ..Default::default()
+            },
+            mins(9),
+        )
+        .await,
+        "name",
+        "an empty name",
+    );
+    assert_eq!(
+        s.get_customer(acme.id).await.expect("get"),
+        moved,
+        "rejected updates write nothing"
+    );
+    not_found(
+        s.update_customer(CustomerId::new(), &CustomerPatch::default(), mins(9))
+            .await,
+        "update of an unknown customer",
+    );
+    let names: Vec<String> = s
+        .list_customers(ws.id)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
     assert_eq!(names, ["Acme Inc", "Beta"]);
 }
 
@@ -94,13 +267,41 @@ async fn set_portal_token_replaces_the_old_token(store: Arc<dyn Store>) {
     let old = acme.portal_token.clone();
     let new = new_portal_token();
 
-    let u = s.set_portal_token(acme.id, &new, mins(5)).await.expect("set_portal_token");
-    assert_eq!((u.portal_token.as_str(), u.updated_at, u.name.as_str(), u.slug.as_str()), (new.as_str(), mins(5), "Acme", "acme"));
-    assert_eq!(s.get_customer_by_token(&old).await.expect("by old token"), None, "the old token no longer opens the portal");
-    assert_eq!(s.get_customer_by_token(&new).await.expect("by new token"), Some(u.clone()));
-    assert_eq!(s.get_customer_by_token(&beta.portal_token).await.expect("by token"), Some(beta), "other customers keep theirs");
+    let u = s
+        .set_portal_token(acme.id, &new, mins(5))
+        .await
+        .expect("set_portal_token");
+    assert_eq!(
+        (
+            u.portal_token.as_str(),
+            u.updated_at,
+            u.name.as_str(),
+            u.slug.as_str()
+        ),
+        (new.as_str(), mins(5), "Acme", "acme")
+    );
+    assert_eq!(
+        s.get_customer_by_token(&old).await.expect("by old token"),
+        None,
+        "the old token no longer opens the portal"
+    );
+    assert_eq!(
+        s.get_customer_by_token(&new).await.expect("by new token"),
+        Some(u.clone())
+    );
+    assert_eq!(
+        s.get_customer_by_token(&beta.portal_token)
+            .await
+            .expect("by token"),
+        Some(beta),
+        "other customers keep theirs"
+    );
     assert_eq!(s.get_customer(acme.id).await.expect("get"), u);
-    not_found(s.set_portal_token(CustomerId::new(), &new_portal_token(), mins(6)).await, "an unknown customer");
+    not_found(
+        s.set_portal_token(CustomerId::new(), &new_portal_token(), mins(6))
+            .await,
+        "an unknown customer",
+    );
 }
 
 async fn delete_customer_clears_issues_and_watches(store: Arc<dyn Store>) {
@@ -116,29 +317,69 @@ async fn delete_customer_clears_issues_and_watches(store: Arc<dyn Store>) {
     let theirs = create(s, ws.id, theirs, t0()).await;
     let watched = issue(s, ws.id, "watched").await;
     for i in [&owned, &theirs, &watched] {
-        s.add_watcher(i.id, gone_c.id, mins(1)).await.expect("watch");
+        s.add_watcher(i.id, gone_c.id, mins(1))
+            .await
+            .expect("watch");
     }
-    s.add_watcher(watched.id, stays.id, mins(1)).await.expect("watch");
+    s.add_watcher(watched.id, stays.id, mins(1))
+        .await
+        .expect("watch");
 
     s.delete_customer(gone_c.id).await.expect("delete_customer");
     not_found(s.get_customer(gone_c.id).await, "the deleted customer");
-    not_found(s.get_customer_by_slug(ws.id, "acme").await, "the deleted customer's slug");
-    assert_eq!(s.get_customer_by_token(&gone_c.portal_token).await.expect("by token"), None);
+    not_found(
+        s.get_customer_by_slug(ws.id, "acme").await,
+        "the deleted customer's slug",
+    );
+    assert_eq!(
+        s.get_customer_by_token(&gone_c.portal_token)
+            .await
+            .expect("by token"),
+        None
+    );
     let owned_now = get(s, &owned).await;
-    assert_eq!(owned_now.customer_id, None, "its issues stay, without a customer");
-    assert_eq!((owned_now.title.as_str(), owned_now.identifier.as_str()), ("owned", "ACME-1"));
-    assert_eq!(get(s, &theirs).await.customer_id, Some(stays.id), "other customers' issues keep theirs");
-    assert_eq!(s.list_watchers(watched.id).await.expect("watchers"), vec![stays.id], "its watches are gone");
+    assert_eq!(
+        owned_now.customer_id, None,
+        "its issues stay, without a customer"
+    );
+    assert_eq!(
+        (owned_now.title.as_str(), owned_now.identifier.as_str()),
+        ("owned", "ACME-1")
+    );
+    assert_eq!(
+        get(s, &theirs).await.customer_id,
+        Some(stays.id),
+        "other customers' issues keep theirs"
+    );
+    assert_eq!(
+        s.list_watchers(watched.id).await.expect("watchers"),
+        vec![stays.id],
+        "its watches are gone"
+    );
     assert_eq!(s.list_watchers(owned.id).await.expect("watchers"), vec![]);
-    let f = IssueFilter { watched_by: Some(gone_c.id), ..Default::default() };
+    let f = IssueFilter {
+        watched_by: Some(gone_c.id),
+        ..Default::default()
+    };
     assert_eq!(s.list_issues(ws.id, &f).await.expect("list"), vec![]);
-    let f = IssueFilter { customer_id: Some(gone_c.id), ..Default::default() };
+    let f = IssueFilter {
+        customer_id: Some(gone_c.id),
+        ..Default::default()
+    };
     assert_eq!(s.list_issues(ws.id, &f).await.expect("list"), vec![]);
-    assert_eq!(s.list_issues(ws.id, &IssueFilter::default()).await.expect("list").len(), 3);
+    assert_eq!(
+        s.list_issues(ws.id, &IssueFilter::default())
+            .await
+            .expect("list")
+            .len(),
+        3
+    );
     assert_eq!(s.list_customers(ws.id).await.expect("list"), vec![stays]);
     not_found(s.delete_customer(gone_c.id).await, "deleting twice");
     // A new customer may take the slug.
-    s.create_customer(&customer(ws.id, "Acme again", "acme", mins(2))).await.expect("the slug is free again");
+    s.create_customer(&customer(ws.id, "Acme again", "acme", mins(2)))
+        .await
+        .expect("the slug is free again");
 }
 
 async fn health_inputs_cover_the_customers_issues(store: Arc<dyn Store>) {
@@ -147,7 +388,15 @@ async fn health_inputs_cover_the_customers_issues(store: Arc<dyn Store>) {
     let c = add_customer(s, ws.id, "Acme", "acme").await;
     let other = add_customer(s, ws.id, "Beta", "beta").await;
     let wont_fix = s
-        .add_column(ws.id, NewColumn { name: "Won't Fix".into(), color: "#999999".into(), position: None, category: ColumnCategory::Closed })
+        .add_column(
+            ws.id,
+            NewColumn {
+                name: "Won't Fix".into(),
+                color: "#999999".into(),
+                position: None,
+                category: ColumnCategory::Closed,
+            },
+        )
         .await
         .expect("add_column");
     let done = column_id(s, ws.id, "Done").await;
@@ -168,30 +417,88 @@ async fn health_inputs_cover_the_customers_issues(store: Arc<dyn Store>) {
     move_to(s, fixed.id, done, mins(10)).await;
     move_to(s, dropped.id, canceled, mins(10)).await;
     move_to(s, wont.id, wont_fix.id, mins(10)).await;
-    for (i, at) in [(&open, 20), (&open, 40), (&open, 30), (&fixed, 50), (&elsewhere, 60)] {
-        s.add_comment(i.id, NewComment { author: Some("support".into()), body: "on it".into() }, &actor(), mins(at)).await.expect("comment");
+    for (i, at) in [
+        (&open, 20),
+        (&open, 40),
+        (&open, 30),
+        (&fixed, 50),
+        (&elsewhere, 60),
+    ] {
+        s.add_comment(
+            i.id,
+            NewComment {
+                author: Some("support".into()),
+                body: "on it".into(),
+            },
+            &actor(),
+            mins(at),
+        )
+        .await
+        .expect("comment");
     }
 
     let inputs = s.health_inputs(c.id).await.expect("health_inputs");
     assert_eq!(inputs.issues.len(), 4, "the customer's issues only");
     let by = |p: Priority| -> HealthIssue {
-        inputs.issues.iter().find(|h| h.priority == p).unwrap_or_else(|| panic!("no {p} issue")).clone()
+        inputs
+            .issues
+            .iter()
+            .find(|h| h.priority == p)
+            .unwrap_or_else(|| panic!("no {p} issue"))
+            .clone()
     };
     let p1 = by(Priority::P1);
-    assert_eq!((p1.closed, p1.created_at, p1.comment_count), (false, mins(0), 3));
-    assert_eq!((p1.first_comment_at, p1.last_comment_at), (Some(mins(20)), Some(mins(40))), "first and last by time");
+    assert_eq!(
+        (p1.closed, p1.created_at, p1.comment_count),
+        (false, mins(0), 3)
+    );
+    assert_eq!(
+        (p1.first_comment_at, p1.last_comment_at),
+        (Some(mins(20)), Some(mins(40))),
+        "first and last by time"
+    );
     let p2 = by(Priority::P2);
-    assert_eq!((p2.closed, p2.created_at, p2.comment_count, p2.first_comment_at, p2.last_comment_at), (true, mins(1), 1, Some(mins(50)), Some(mins(50))));
+    assert_eq!(
+        (
+            p2.closed,
+            p2.created_at,
+            p2.comment_count,
+            p2.first_comment_at,
+            p2.last_comment_at
+        ),
+        (true, mins(1), 1, Some(mins(50)), Some(mins(50)))
+    );
     let p3 = by(Priority::P3);
-    assert_eq!((p3.closed, p3.comment_count, p3.first_comment_at, p3.last_comment_at), (true, 0, None, None), "Canceled is closed");
+    assert_eq!(
+        (
+            p3.closed,
+            p3.comment_count,
+            p3.first_comment_at,
+            p3.last_comment_at
+        ),
+        (true, 0, None, None),
+        "Canceled is closed"
+    );
     let p4 = by(Priority::P4);
     assert!(p4.closed, "closed by column category, not by name");
     assert!(inputs.issues.iter().all(|h| h.updated_at >= h.created_at));
 
     let theirs = s.health_inputs(other.id).await.expect("health_inputs");
     assert_eq!(theirs.issues.len(), 1);
-    assert_eq!((theirs.issues[0].comment_count, theirs.issues[0].closed), (1, false));
+    assert_eq!(
+        (theirs.issues[0].comment_count, theirs.issues[0].closed),
+        (1, false)
+    );
     let fresh = add_customer(s, ws.id, "Fresh", "fresh").await;
-    assert_eq!(s.health_inputs(fresh.id).await.expect("health_inputs").issues, vec![]);
-    not_found(s.health_inputs(CustomerId::new()).await, "an unknown customer");
+    assert_eq!(
+        s.health_inputs(fresh.id)
+            .await
+            .expect("health_inputs")
+            .issues,
+        vec![]
+    );
+    not_found(
+        s.health_inputs(CustomerId::new()).await,
+        "an unknown customer",
+    );
 }

@@ -8,13 +8,54 @@ pub(super) fn cases() -> Vec<Case> {
 
 async fn record_delivery_is_true_once_per_source_and_id(store: Arc<dyn Store>) {
     let s = &*store;
-    assert!(s.record_delivery("github", "d-1", mins(0)).await.expect("record"), "first delivery: true");
-    assert!(!s.record_delivery("github", "d-1", mins(1)).await.expect("record"), "redelivery: false");
-    assert!(!s.record_delivery("github", "d-1", mins(60 * 24 * 3)).await.expect("record"), "still false days later");
-    assert!(s.record_delivery("sentry", "d-1", mins(2)).await.expect("record"), "the same id from another source is another delivery");
-    assert!(s.record_delivery("github", "d-2", mins(3)).await.expect("record"));
-    assert!(s.record_delivery("github", "D-1", mins(4)).await.expect("record"), "ids are compared exactly");
-    assert!(!s.record_delivery("sentry", "d-1", mins(5)).await.expect("record"));
-    invalid(s.record_delivery("github", "", mins(6)).await, "delivery_id", "an empty delivery id");
-    invalid(s.record_delivery("github", "  ", mins(6)).await, "delivery_id", "a blank delivery id");
+    assert!(
+        s.record_delivery("github", "d-1", mins(0))
+            .await
+            .expect("record"),
+        "first delivery: true"
+    );
+    assert!(
+        !s.record_delivery("github", "d-1", mins(1))
+            .await
+            .expect("record"),
+        "redelivery: false"
+    );
+    assert!(
+        !s.record_delivery("github", "d-1", mins(60 * 24 * 3))
+            .await
+            .expect("record"),
+        "still false days later"
+    );
+    assert!(
+        s.record_delivery("sentry", "d-1", mins(2))
+            .await
+            .expect("record"),
+        "the same id from another source is another delivery"
+    );
+    assert!(
+        s.record_delivery("github", "d-2", mins(3))
+            .await
+            .expect("record")
+    );
+    assert!(
+        s.record_delivery("github", "D-1", mins(4))
+            .await
+            .expect("record"),
+        "ids are compared exactly"
+    );
+    assert!(
+        !s.record_delivery("sentry", "d-1", mins(5))
+            .await
+            .expect("record")
+    );
+    invalid(
+        s.record_delivery("github", "", mins(6)).await,
+        "delivery_id",
+        "an empty delivery id",
+    );
+    invalid(
+        s.record_delivery("github", "  ", mins(6)).await,
+        "delivery_id",
+        "a blank delivery id",
+    );
 }

@@ -17,90 +17,276 @@ async fn ingest_creates_an_issue_then_dedupes(store: Arc<dyn Store>) {
     let ws = workspace(s).await;
     let backlog = column_id(s, ws.id, "Backlog").await;
 
-    let first = s.ingest_error(ws.id, draft("loki", "fp-1", 2, mins(1))).await.expect("first ingest");
+    let first = s
+        .ingest_error(ws.id, draft("loki", "fp-1", 2, mins(1)))
+        .await
+        .expect("first ingest");
     assert!(first.created, "an unseen key creates the issue");
     let i = &first.issue;
-    assert_eq!((i.identifier.as_str(), i.number, i.column_id), ("ACME-1", 1, backlog));
+    assert_eq!(
+        (i.identifier.as_str(), i.number, i.column_id),
+        ("ACME-1", 1, backlog)
+    );
     assert_eq!(i.title, "TypeError in billing (fp-1)");
     assert_eq!((i.created_at, i.workspace_id), (mins(1), ws.id));
     let l = &first.link;
     assert_eq!(l.issue_id, i.id);
-    assert_eq!((l.source.as_str(), l.external_key.as_str(), l.fingerprint.as_str()), ("loki", "fp-1", "fp-1"));
+    assert_eq!(
+        (
+            l.source.as_str(),
+            l.external_key.as_str(),
+            l.fingerprint.as_str()
+        ),
+        ("loki", "fp-1", "fp-1")
+    );
     assert_eq!(l.url.as_deref(), Some("https://logs.invalid/loki/fp-1"));
-    assert_eq!(l.metadata, serde_json::json!({"service": "billing", "level": "error"}));
-    assert_eq!((l.event_count, l.first_seen_at, l.last_seen_at, l.cooldown_until), (2, mins(1), mins(1), None));
+    assert_eq!(
+        l.metadata,
+        serde_json::json!({"service": "billing", "level": "error"})
+    );
+    assert_eq!(
+        (
+            l.event_count,
+            l.first_seen_at,
+            l.last_seen_at,
+            l.cooldown_until
+        ),
+        (2, mins(1), mins(1), None)
+    );
     assert_eq!(get(s, i).await, *i);
     let history = s.list_history(i.id, 10).await.expect("list_history");
     assert_eq!(history.len(), 1);
-    assert_eq!((history[0].action, history[0].created_at), (HistoryAction::Created, mins(1)));
-    assert_eq!(history[0].actor, crate::issue::Actor::webhook("Loki Webhook"));
+    assert_eq!(
+        (history[0].action, history[0].created_at),
+        (HistoryAction::Created, mins(1))
+    );
+    assert_eq!(
+        history[0].actor,
+        crate::issue::Actor::webhook("Loki Webhook")
+    );
 
-    let second = s.ingest_error(ws.id, draft("loki", "fp-1", 3, mins(5))).await.expect("second ingest");
+    let second = s
+        .ingest_error(ws.id, draft("loki", "fp-1", 3, mins(5)))
+        .await
+        .expect("second ingest");
     assert!(!second.created, "a known key does not create");
     assert_eq!(second.issue.id, i.id, "same issue");
     assert_eq!(second.link.id, l.id, "same link");
-    assert_eq!((second.link.event_count, second.link.first_seen_at, second.link.last_seen_at), (5, mins(1), mins(5)), "counts add up, last_seen moves forward");
+    assert_eq!(
+        (
+            second.link.event_count,
+            second.link.first_seen_at,
+            second.link.last_seen_at
+        ),
+        (5, mins(1), mins(5)),
+        "counts add up, last_seen moves forward"
+    );
 
-    let late = s.ingest_error(ws.id, draft("loki", "fp-1", 1, mins(3))).await.expect("late ingest");
+    let late = s
+        .ingest_error(ws.id, draft("loki", "fp-1", 1, mins(3)))
+        .await
+        .expect("late ingest");
     assert!(!late.created);
-    assert_eq!((late.link.event_count, late.link.last_seen_at), (6, mins(5)), "last_seen_at is the max, never moves back");
-    assert_eq!(s.get_link("loki", "fp-1").await.expect("get_link"), Some(late.link.clone()));
+    assert_eq!(
+        (late.link.event_count, late.link.last_seen_at),
+        (6, mins(5)),
+        "last_seen_at is the max, never moves back"
+    );
+    assert_eq!(
+        s.get_link("loki", "fp-1").await.expect("get_link"),
+        Some(late.link.clone())
+    );
 
-    let issues = s.list_issues(ws.id, &IssueFilter::default()).await.expect("list_issues");
+    let issues = s
+        .list_issues(ws.id, &IssueFilter::default())
+        .await
+        .expect("list_issues");
     assert_eq!(issues.len(), 1, "one issue per key");
-    assert_eq!(s.get_workspace(ws.id).await.expect("ws").next_issue_number, 2, "dedupe allocates no identifier");
+    assert_eq!(
+        s.get_workspace(ws.id).await.expect("ws").next_issue_number,
+        2,
+        "dedupe allocates no identifier"
+    );
 
-    invalid(s.ingest_error(ws.id, draft("loki", "fp-1", 0, mins(6))).await, "event_count", "an ingest of zero events");
-    invalid(s.ingest_error(ws.id, draft("loki", "fp-new", 0, mins(6))).await, "event_count", "a new key with zero events");
+    invalid(
+        s.ingest_error(ws.id, draft("loki", "fp-1", 0, mins(6)))
+            .await,
+        "event_count",
+        "an ingest of zero events",
+    );
+    invalid(
+        s.ingest_error(ws.id, draft("loki", "fp-new", 0, mins(6)))
+            .await,
+        "event_count",
+        "a new key with zero events",
+    );
     let mut untitled = draft("loki", "fp-untitled", 1, mins(6));
     untitled.new_issue.title = " ".into();
-    invalid(s.ingest_error(ws.id, untitled).await, "title", "a new key whose issue has no title");
-    assert_eq!(s.get_link("loki", "fp-untitled").await.expect("get_link"), None, "a rejected ingest writes no link");
-    assert_eq!(s.get_link("loki", "fp-1").await.expect("get_link").map(|l| l.event_count), Some(6));
+    invalid(
+        s.ingest_error(ws.id, untitled).await,
+        "title",
+        "a new key whose issue has no title",
+    );
+    assert_eq!(
+        s.get_link("loki", "fp-untitled").await.expect("get_link"),
+        None,
+        "a rejected ingest writes no link"
+    );
+    assert_eq!(
+        s.get_link("loki", "fp-1")
+            .await
+            .expect("get_link")
+            .map(|l| l.event_count),
+        Some(6)
+    );
     let next = issue(s, ws.id, "next").await;
-    assert_eq!(next.identifier, "ACME-2", "a rejected ingest allocates no identifier");
+    assert_eq!(
+        next.identifier, "ACME-2",
+        "a rejected ingest allocates no identifier"
+    );
 }
 
 async fn ingest_keys_are_per_source(store: Arc<dyn Store>) {
     let s = &*store;
     let ws = workspace(s).await;
-    let loki = s.ingest_error(ws.id, draft("loki", "shared-key", 1, mins(1))).await.expect("loki ingest");
-    let sentry = s.ingest_error(ws.id, draft("sentry", "shared-key", 4, mins(2))).await.expect("sentry ingest");
-    assert!(loki.created && sentry.created, "the same key from another source is another error");
+    let loki = s
+        .ingest_error(ws.id, draft("loki", "shared-key", 1, mins(1)))
+        .await
+        .expect("loki ingest");
+    let sentry = s
+        .ingest_error(ws.id, draft("sentry", "shared-key", 4, mins(2)))
+        .await
+        .expect("sentry ingest");
+    assert!(
+        loki.created && sentry.created,
+        "the same key from another source is another error"
+    );
     assert_ne!(loki.issue.id, sentry.issue.id);
     assert_ne!(loki.link.id, sentry.link.id);
     assert_eq!(sentry.issue.identifier, "ACME-2");
 
-    let again = s.ingest_error(ws.id, draft("sentry", "shared-key", 1, mins(3))).await.expect("sentry again");
-    assert_eq!((again.created, again.issue.id, again.link.event_count), (false, sentry.issue.id, 5));
-    assert_eq!(s.get_link("loki", "shared-key").await.expect("get_link").map(|l| l.event_count), Some(1), "the loki count is untouched");
-    assert_eq!(s.get_link("sentry", "shared-key").await.expect("get_link").map(|l| l.issue_id), Some(sentry.issue.id));
-    assert_eq!(s.get_link("loki", "other-key").await.expect("get_link"), None);
-    assert_eq!(s.get_link("github", "shared-key").await.expect("get_link"), None);
-    assert_eq!(s.list_issues(ws.id, &IssueFilter::default()).await.expect("list_issues").len(), 2);
+    let again = s
+        .ingest_error(ws.id, draft("sentry", "shared-key", 1, mins(3)))
+        .await
+        .expect("sentry again");
+    assert_eq!(
+        (again.created, again.issue.id, again.link.event_count),
+        (false, sentry.issue.id, 5)
+    );
+    assert_eq!(
+        s.get_link("loki", "shared-key")
+            .await
+            .expect("get_link")
+            .map(|l| l.event_count),
+        Some(1),
+        "the loki count is untouched"
+    );
+    assert_eq!(
+        s.get_link("sentry", "shared-key")
+            .await
+            .expect("get_link")
+            .map(|l| l.issue_id),
+        Some(sentry.issue.id)
+    );
+    assert_eq!(
+        s.get_link("loki", "other-key").await.expect("get_link"),
+        None
+    );
+    assert_eq!(
+        s.get_link("github", "shared-key").await.expect("get_link"),
+        None
+    );
+    assert_eq!(
+        s.list_issues(ws.id, &IssueFilter::default())
+            .await
+            .expect("list_issues")
+            .len(),
+        2
+    );
 }
 
 async fn links_for_issue_get_link_and_set_cooldown(store: Arc<dyn Store>) {
     let s = &*store;
     let ws = workspace(s).await;
-    let a = s.ingest_error(ws.id, draft("loki", "fp-a", 1, mins(1))).await.expect("ingest a");
-    let b = s.ingest_error(ws.id, draft("loki", "fp-b", 1, mins(2))).await.expect("ingest b");
+    let a = s
+        .ingest_error(ws.id, draft("loki", "fp-a", 1, mins(1)))
+        .await
+        .expect("ingest a");
+    let b = s
+        .ingest_error(ws.id, draft("loki", "fp-b", 1, mins(2)))
+        .await
+        .expect("ingest b");
     let plain = issue(s, ws.id, "no errors").await;
 
-    assert_eq!(s.links_for_issue(a.issue.id).await.expect("links_for_issue"), vec![a.link.clone()]);
-    assert_eq!(s.links_for_issue(b.issue.id).await.expect("links_for_issue"), vec![b.link.clone()]);
-    assert_eq!(s.links_for_issue(plain.id).await.expect("links_for_issue"), vec![]);
-    assert_eq!(s.links_for_issue(IssueId::new()).await.map(|v| v.len()).unwrap_or(0), 0);
+    assert_eq!(
+        s.links_for_issue(a.issue.id)
+            .await
+            .expect("links_for_issue"),
+        vec![a.link.clone()]
+    );
+    assert_eq!(
+        s.links_for_issue(b.issue.id)
+            .await
+            .expect("links_for_issue"),
+        vec![b.link.clone()]
+    );
+    assert_eq!(
+        s.links_for_issue(plain.id).await.expect("links_for_issue"),
+        vec![]
+    );
+    assert_eq!(
+        s.links_for_issue(IssueId::new())
+            .await
+            .map(|v| v.len())
+            .unwrap_or(0),
+        0
+    );
 
-    s.set_cooldown(a.issue.id, mins(60)).await.expect("set_cooldown");
-    let la = s.links_for_issue(a.issue.id).await.expect("links_for_issue");
+    s.set_cooldown(a.issue.id, mins(60))
+        .await
+        .expect("set_cooldown");
+    let la = s
+        .links_for_issue(a.issue.id)
+        .await
+        .expect("links_for_issue");
     assert_eq!(la[0].cooldown_until, Some(mins(60)));
-    assert_eq!(s.get_link("loki", "fp-a").await.expect("get_link").and_then(|l| l.cooldown_until), Some(mins(60)));
-    assert_eq!(s.get_link("loki", "fp-b").await.expect("get_link").and_then(|l| l.cooldown_until), None, "other issues' links keep theirs");
-    s.set_cooldown(a.issue.id, mins(30)).await.expect("set_cooldown again");
-    assert_eq!(s.get_link("loki", "fp-a").await.expect("get_link").and_then(|l| l.cooldown_until), Some(mins(30)), "set, not max");
-    s.set_cooldown(plain.id, mins(60)).await.expect("set_cooldown on an issue without links is a no-op");
+    assert_eq!(
+        s.get_link("loki", "fp-a")
+            .await
+            .expect("get_link")
+            .and_then(|l| l.cooldown_until),
+        Some(mins(60))
+    );
+    assert_eq!(
+        s.get_link("loki", "fp-b")
+            .await
+            .expect("get_link")
+            .and_then(|l| l.cooldown_until),
+        None,
+        "other issues' links keep theirs"
+    );
+    s.set_cooldown(a.issue.id, mins(30))
+        .await
+        .expect("set_cooldown again");
+    assert_eq!(
+        s.get_link("loki", "fp-a")
+            .await
+            .expect("get_link")
+            .and_then(|l| l.cooldown_until),
+        Some(mins(30)),
+        "set, not max"
+    );
+    s.set_cooldown(plain.id, mins(60))
+        .await
+        .expect("set_cooldown on an issue without links is a no-op");
 
-    let after = s.ingest_error(ws.id, draft("loki", "fp-a", 2, mins(40))).await.expect("ingest during cooldown");
-    assert_eq!((after.link.event_count, after.link.cooldown_until), (3, Some(mins(30))), "ingest keeps the cooldown");
+    let after = s
+        .ingest_error(ws.id, draft("loki", "fp-a", 2, mins(40)))
+        .await
+        .expect("ingest during cooldown");
+    assert_eq!(
+        (after.link.event_count, after.link.cooldown_until),
+        (3, Some(mins(30))),
+        "ingest keeps the cooldown"
+    );
 }

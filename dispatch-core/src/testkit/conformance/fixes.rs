@@ -32,19 +32,36 @@ async fn fix_attempts_are_one_per_issue_and_pr_newest_first(store: Arc<dyn Store
     repeat.pr_title = Some("another title".into());
     let (existing, created) = s.create_fix_attempt(&repeat).await.expect("repeat");
     assert!(!created, "one attempt per (issue, PR)");
-    assert_eq!(existing, first, "a repeat returns the existing attempt unchanged");
+    assert_eq!(
+        existing, first,
+        "a repeat returns the existing attempt unchanged"
+    );
 
-    let (_, created) = s.create_fix_attempt(&attempt(b, 10, AwaitingDeploy, mins(3), None)).await.expect("same PR, other issue");
+    let (_, created) = s
+        .create_fix_attempt(&attempt(b, 10, AwaitingDeploy, mins(3), None))
+        .await
+        .expect("same PR, other issue");
     assert!(created, "the same PR on another issue is another attempt");
     let second = attempt(a, 11, Monitoring, mins(4), Some(mins(200)));
     assert!(s.create_fix_attempt(&second).await.expect("second PR").1);
 
     let listed = s.list_fix_attempts(a).await.expect("list");
-    assert_eq!(listed, vec![second.clone(), first.clone()], "newest first, this issue's only");
-    assert_eq!(pr_numbers(&s.list_fix_attempts(b).await.expect("list")), [10]);
+    assert_eq!(
+        listed,
+        vec![second.clone(), first.clone()],
+        "newest first, this issue's only"
+    );
+    assert_eq!(
+        pr_numbers(&s.list_fix_attempts(b).await.expect("list")),
+        [10]
+    );
     let none = issue(s, ws.id, "none").await.id;
     assert_eq!(s.list_fix_attempts(none).await.expect("list"), vec![]);
-    not_found(s.create_fix_attempt(&attempt(IssueId::new(), 1, AwaitingDeploy, mins(5), None)).await, "an attempt on an unknown issue");
+    not_found(
+        s.create_fix_attempt(&attempt(IssueId::new(), 1, AwaitingDeploy, mins(5), None))
+            .await,
+        "an attempt on an unknown issue",
+    );
 }
 
 async fn update_fix_attempt_is_compare_and_set_on_status(store: Arc<dyn Store>) {
@@ -60,27 +77,60 @@ async fn update_fix_attempt_is_compare_and_set_on_status(store: Arc<dyn Store>) 
     deployed.deployed_at = Some(mins(10));
     deployed.deadline = Some(mins(10) + Duration::hours(48));
     deployed.updated_at = mins(10);
-    assert!(s.update_fix_attempt(&deployed, AwaitingDeploy).await.expect("cas"), "the stored status matched");
-    assert_eq!(s.list_fix_attempts(a).await.expect("list"), vec![deployed.clone()], "the whole attempt is replaced");
+    assert!(
+        s.update_fix_attempt(&deployed, AwaitingDeploy)
+            .await
+            .expect("cas"),
+        "the stored status matched"
+    );
+    assert_eq!(
+        s.list_fix_attempts(a).await.expect("list"),
+        vec![deployed.clone()],
+        "the whole attempt is replaced"
+    );
 
     let mut racing = waiting.clone();
     racing.status = Failed;
     racing.failure_reason = Some("stale writer".into());
-    assert!(!s.update_fix_attempt(&racing, AwaitingDeploy).await.expect("cas"), "the status moved on: false");
-    assert_eq!(s.list_fix_attempts(a).await.expect("list"), vec![deployed.clone()], "a failed compare writes nothing");
+    assert!(
+        !s.update_fix_attempt(&racing, AwaitingDeploy)
+            .await
+            .expect("cas"),
+        "the status moved on: false"
+    );
+    assert_eq!(
+        s.list_fix_attempts(a).await.expect("list"),
+        vec![deployed.clone()],
+        "a failed compare writes nothing"
+    );
 
     let mut verified = deployed.clone();
     verified.status = Verified;
     verified.checked_at = Some(mins(3000));
-    assert!(s.update_fix_attempt(&verified, Monitoring).await.expect("cas"));
-    assert!(!s.update_fix_attempt(&verified, Monitoring).await.expect("cas"), "a repeated transition reports false");
+    assert!(
+        s.update_fix_attempt(&verified, Monitoring)
+            .await
+            .expect("cas")
+    );
+    assert!(
+        !s.update_fix_attempt(&verified, Monitoring)
+            .await
+            .expect("cas"),
+        "a repeated transition reports false"
+    );
     assert_eq!(s.list_fix_attempts(a).await.expect("list"), vec![verified]);
 
     let unknown = attempt(a, 99, AwaitingDeploy, mins(1), None);
-    not_found(s.update_fix_attempt(&unknown, AwaitingDeploy).await, "update of an attempt never created");
+    not_found(
+        s.update_fix_attempt(&unknown, AwaitingDeploy).await,
+        "update of an attempt never created",
+    );
     let mut ghost = unknown.clone();
     ghost.id = FixAttemptId::new();
-    not_found(s.update_fix_attempt(&ghost, Monitoring).await, "update of an unknown id");
+    not_found(
+        s.update_fix_attempt(&ghost, Monitoring).await,
+        "update of an unknown id",
+    );
 }
 
 async fn fix_attempts_in_status_and_due_verifications(store: Arc<dyn Store>) {
@@ -99,26 +149,95 @@ async fn fix_attempts_in_status_and_due_verifications(store: Arc<dyn Store>) {
         assert!(s.create_fix_attempt(x).await.expect("create").1);
     }
 
-    let monitoring = s.fix_attempts_in_status(Monitoring, 10).await.expect("in_status");
-    assert_eq!(pr_numbers(&monitoring), [1, 2, 3], "oldest first, across issues");
-    assert_eq!(pr_numbers(&s.fix_attempts_in_status(Monitoring, 2).await.expect("in_status")), [1, 2], "limit");
-    assert_eq!(s.fix_attempts_in_status(AwaitingDeploy, 10).await.expect("in_status"), vec![w.clone()]);
-    assert_eq!(pr_numbers(&s.fix_attempts_in_status(Verified, 10).await.expect("in_status")), [5]);
-    assert_eq!(pr_numbers(&s.fix_attempts_in_status(Failed, 10).await.expect("in_status")), [6]);
+    let monitoring = s
+        .fix_attempts_in_status(Monitoring, 10)
+        .await
+        .expect("in_status");
+    assert_eq!(
+        pr_numbers(&monitoring),
+        [1, 2, 3],
+        "oldest first, across issues"
+    );
+    assert_eq!(
+        pr_numbers(
+            &s.fix_attempts_in_status(Monitoring, 2)
+                .await
+                .expect("in_status")
+        ),
+        [1, 2],
+        "limit"
+    );
+    assert_eq!(
+        s.fix_attempts_in_status(AwaitingDeploy, 10)
+            .await
+            .expect("in_status"),
+        vec![w.clone()]
+    );
+    assert_eq!(
+        pr_numbers(
+            &s.fix_attempts_in_status(Verified, 10)
+                .await
+                .expect("in_status")
+        ),
+        [5]
+    );
+    assert_eq!(
+        pr_numbers(
+            &s.fix_attempts_in_status(Failed, 10)
+                .await
+                .expect("in_status")
+        ),
+        [6]
+    );
 
     let due = |now, limit| async move {
-        s.due_verifications(now, limit).await.expect("due_verifications").iter().map(|a| a.pr_number).collect::<BTreeSet<i64>>()
+        s.due_verifications(now, limit)
+            .await
+            .expect("due_verifications")
+            .iter()
+            .map(|a| a.pr_number)
+            .collect::<BTreeSet<i64>>()
     };
-    assert_eq!(due(mins(30), 10).await, BTreeSet::new(), "no deadline has come");
-    assert_eq!(due(mins(60), 10).await, BTreeSet::from([1]), "a deadline equal to now has come");
+    assert_eq!(
+        due(mins(30), 10).await,
+        BTreeSet::new(),
+        "no deadline has come"
+    );
+    assert_eq!(
+        due(mins(60), 10).await,
+        BTreeSet::from([1]),
+        "a deadline equal to now has come"
+    );
     assert_eq!(due(mins(150), 10).await, BTreeSet::from([1, 3]));
     let one = due(mins(150), 1).await;
-    assert!(one.len() == 1 && one.is_subset(&BTreeSet::from([1, 3])), "limit: {one:?}");
-    assert_eq!(due(mins(10_000), 10).await, BTreeSet::from([1, 2, 3]), "only monitoring attempts, never verified or failed ones");
+    assert!(
+        one.len() == 1 && one.is_subset(&BTreeSet::from([1, 3])),
+        "limit: {one:?}"
+    );
+    assert_eq!(
+        due(mins(10_000), 10).await,
+        BTreeSet::from([1, 2, 3]),
+        "only monitoring attempts, never verified or failed ones"
+    );
 
     let mut verified = m1.clone();
     verified.status = Verified;
-    assert!(s.update_fix_attempt(&verified, Monitoring).await.expect("cas"));
-    assert_eq!(due(mins(10_000), 10).await, BTreeSet::from([2, 3]), "a verified attempt is no longer due");
-    assert_eq!(pr_numbers(&s.fix_attempts_in_status(Verified, 10).await.expect("in_status")), [1, 5]);
+    assert!(
+        s.update_fix_attempt(&verified, Monitoring)
+            .await
+            .expect("cas")
+    );
+    assert_eq!(
+        due(mins(10_000), 10).await,
+        BTreeSet::from([2, 3]),
+        "a verified attempt is no longer due"
+    );
+    assert_eq!(
+        pr_numbers(
+            &s.fix_attempts_in_status(Verified, 10)
+                .await
+                .expect("in_status")
+        ),
+        [1, 5]
+    );
 }

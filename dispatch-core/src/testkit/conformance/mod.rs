@@ -45,8 +45,7 @@ mod support;
 mod workspace;
 
 /// Hands out a fresh, empty store for one case.
-pub type StoreFactory =
-    dyn Fn() -> BoxFuture<'static, Arc<dyn Store>> + Send + Sync;
+pub type StoreFactory = dyn Fn() -> BoxFuture<'static, Arc<dyn Store>> + Send + Sync;
 
 /// One behaviour of the Store contract.
 #[derive(Clone, Copy, Debug)]
@@ -87,7 +86,10 @@ pub async fn run_suite_filtered(factory: &StoreFactory, filter: Option<&str>) ->
         .into_iter()
         .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
         .collect();
-    assert!(!selected.is_empty(), "no conformance case matches the filter {filter:?}");
+    assert!(
+        !selected.is_empty(),
+        "no conformance case matches the filter {filter:?}"
+    );
     let suite_started = Instant::now();
     let mut passed = 0;
     let mut failures: Vec<(&'static str, String)> = Vec::new();
@@ -99,7 +101,11 @@ pub async fn run_suite_filtered(factory: &StoreFactory, filter: Option<&str>) ->
         match tokio::time::timeout(CASE_TIMEOUT, handle).await {
             Ok(Ok(())) => {
                 passed += 1;
-                eprintln!("conformance {} ... ok ({:.1?})", case.name, started.elapsed());
+                eprintln!(
+                    "conformance {} ... ok ({:.1?})",
+                    case.name,
+                    started.elapsed()
+                );
             }
             Ok(Err(e)) if e.is_panic() => {
                 let msg = panic_message(&*e.into_panic());
@@ -119,7 +125,10 @@ pub async fn run_suite_filtered(factory: &StoreFactory, filter: Option<&str>) ->
         suite_started.elapsed()
     );
     if !failures.is_empty() {
-        let list: Vec<String> = failures.iter().map(|(n, m)| format!("  {n}: {m}")).collect();
+        let list: Vec<String> = failures
+            .iter()
+            .map(|(n, m)| format!("  {n}: {m}"))
+            .collect();
         panic!(
             "{} of {} Store conformance cases failed:\n{}",
             failures.len(),

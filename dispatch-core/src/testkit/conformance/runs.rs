@@ -45,12 +45,32 @@ async fn reserve_spawn_allows_and_records_the_spawn_on_the_issue(store: Arc<dyn 
     let in_progress = column_id(s, ws.id, "In Progress").await;
 
     let expectations = [
-        (WorkflowKind::ErrorFix, investigating, AgentStatus::Investigating),
-        (WorkflowKind::PrdInvestigate, investigating, AgentStatus::Investigating),
-        (WorkflowKind::AutoTriage, investigating, AgentStatus::Triaging),
-        (WorkflowKind::PrdImplement, in_progress, AgentStatus::Implementing),
+        (
+            WorkflowKind::ErrorFix,
+            investigating,
+            AgentStatus::Investigating,
+        ),
+        (
+            WorkflowKind::PrdInvestigate,
+            investigating,
+            AgentStatus::Investigating,
+        ),
+        (
+            WorkflowKind::AutoTriage,
+            investigating,
+            AgentStatus::Triaging,
+        ),
+        (
+            WorkflowKind::PrdImplement,
+            in_progress,
+            AgentStatus::Implementing,
+        ),
         (WorkflowKind::Qa, backlog, AgentStatus::Testing),
-        (WorkflowKind::DeepResearch, backlog, AgentStatus::Researching),
+        (
+            WorkflowKind::DeepResearch,
+            backlog,
+            AgentStatus::Researching,
+        ),
     ];
     for (kind, column, agent) in expectations {
         let i = issue(s, ws.id, kind.as_str()).await;
@@ -59,11 +79,36 @@ async fn reserve_spawn_allows_and_records_the_spawn_on_the_issue(store: Arc<dyn 
         let r = reserve(s, &req, mins(1)).await;
         assert_eq!(r.decision, Decision::Allow, "{kind}");
         let run = r.run.expect("an allowed spawn returns the queued run");
-        assert_eq!((run.issue_id, run.kind, run.status), (i.id, kind, RunStatus::Queued));
-        assert_eq!((run.created_at, run.not_before, run.updated_at), (mins(1), mins(1), mins(1)));
-        assert_eq!((run.force, run.requested_by.as_str(), run.additional_context.as_deref()), (false, "conformance", Some("look at billing")));
-        assert_eq!((run.dispatch_attempts, run.lease_until, run.external_id.clone(), run.completed_at), (0, None, None, None));
-        assert_eq!(s.get_run(run.id).await.expect("get_run"), run, "the returned run is the stored one");
+        assert_eq!(
+            (run.issue_id, run.kind, run.status),
+            (i.id, kind, RunStatus::Queued)
+        );
+        assert_eq!(
+            (run.created_at, run.not_before, run.updated_at),
+            (mins(1), mins(1), mins(1))
+        );
+        assert_eq!(
+            (
+                run.force,
+                run.requested_by.as_str(),
+                run.additional_context.as_deref()
+            ),
+            (false, "conformance", Some("look at billing"))
+        );
+        assert_eq!(
+            (
+                run.dispatch_attempts,
+                run.lease_until,
+                run.external_id.clone(),
+                run.completed_at
+            ),
+            (0, None, None, None)
+        );
+        assert_eq!(
+            s.get_run(run.id).await.expect("get_run"),
+            run,
+            "the returned run is the stored one"
+        );
 
         let after = &r.issue;
         assert_eq!(after.spawn_status, Some(SpawnStatus::Queued), "{kind}");
@@ -71,13 +116,36 @@ async fn reserve_spawn_allows_and_records_the_spawn_on_the_issue(store: Arc<dyn 
         assert_eq!(after.current_run_id, Some(run.id));
         assert_eq!(after.agent_status, agent, "{kind}");
         assert_eq!(after.spawn_attempt_count, 1);
-        assert_eq!((after.spawn_started_at, after.spawn_completed_at), (Some(mins(1)), None));
-        assert_eq!(after.column_id, column, "{kind} moves the issue from Backlog accordingly");
+        assert_eq!(
+            (after.spawn_started_at, after.spawn_completed_at),
+            (Some(mins(1)), None)
+        );
+        assert_eq!(
+            after.column_id, column,
+            "{kind} moves the issue from Backlog accordingly"
+        );
         assert_eq!(after.version, i.version + 1);
-        assert_eq!(get(s, &i).await, *after, "the returned issue is the stored one");
-        let actions: Vec<HistoryAction> = s.list_history(i.id, 10).await.expect("history").iter().map(|h| h.action).collect();
-        assert!(actions.contains(&HistoryAction::AgentStarted), "{kind}: {actions:?}");
-        assert_eq!(actions.contains(&HistoryAction::StatusChanged), column != backlog, "{kind}: {actions:?}");
+        assert_eq!(
+            get(s, &i).await,
+            *after,
+            "the returned issue is the stored one"
+        );
+        let actions: Vec<HistoryAction> = s
+            .list_history(i.id, 10)
+            .await
+            .expect("history")
+            .iter()
+            .map(|h| h.action)
+            .collect();
+        assert!(
+            actions.contains(&HistoryAction::AgentStarted),
+            "{kind}: {actions:?}"
+        );
+        assert_eq!(
+            actions.contains(&HistoryAction::StatusChanged),
+            column != backlog,
+            "{kind}: {actions:?}"
+        );
     }
 
     // Only Backlog moves: an error fix on an issue in progress stays there.
@@ -91,10 +159,27 @@ async fn reserve_spawn_allows_and_records_the_spawn_on_the_issue(store: Arc<dyn 
     set_status(s, run.id, RunStatus::Completed, mins(5)).await;
     let second = allow(s, busy.id, WorkflowKind::ErrorFix, mins(6)).await;
     let now = get(s, &busy).await;
-    assert_eq!((now.spawn_attempt_count, now.current_run_id, now.spawn_status), (2, Some(second.id), Some(SpawnStatus::Queued)));
-    assert_eq!((now.spawn_started_at, now.spawn_completed_at), (Some(mins(6)), None));
+    assert_eq!(
+        (
+            now.spawn_attempt_count,
+            now.current_run_id,
+            now.spawn_status
+        ),
+        (2, Some(second.id), Some(SpawnStatus::Queued))
+    );
+    assert_eq!(
+        (now.spawn_started_at, now.spawn_completed_at),
+        (Some(mins(6)), None)
+    );
 
-    not_found(s.reserve_spawn(&spawn(IssueId::new(), WorkflowKind::ErrorFix, permissive()), mins(7)).await, "a spawn on an unknown issue");
+    not_found(
+        s.reserve_spawn(
+            &spawn(IssueId::new(), WorkflowKind::ErrorFix, permissive()),
+            mins(7),
+        )
+        .await,
+        "a spawn on an unknown issue",
+    );
 }
 
 async fn reserve_spawn_refuses_a_second_active_run(store: Arc<dyn Store>) {
@@ -104,23 +189,44 @@ async fn reserve_spawn_refuses_a_second_active_run(store: Arc<dyn Store>) {
     let run = allow(s, i.id, WorkflowKind::ErrorFix, mins(1)).await;
     let before = get(s, &i).await;
 
-    for (status, at) in [(None, 2), (Some(RunStatus::Dispatching), 3), (Some(RunStatus::Running), 4)] {
+    for (status, at) in [
+        (None, 2),
+        (Some(RunStatus::Dispatching), 3),
+        (Some(RunStatus::Running), 4),
+    ] {
         if let Some(st) = status {
             set_status(s, run.id, st, mins(at)).await;
         }
         let before = get(s, &i).await;
-        for (kind, force) in [(WorkflowKind::ErrorFix, false), (WorkflowKind::PrdInvestigate, false), (WorkflowKind::ErrorFix, true)] {
+        for (kind, force) in [
+            (WorkflowKind::ErrorFix, false),
+            (WorkflowKind::PrdInvestigate, false),
+            (WorkflowKind::ErrorFix, true),
+        ] {
             let mut req = spawn(i.id, kind, permissive());
             req.force = force;
             let r = reserve(s, &req, mins(at)).await;
-            assert_eq!(r.decision, Decision::Deny { reason: GateReason::AlreadyRunning }, "while {status:?}, {kind}, force={force}");
+            assert_eq!(
+                r.decision,
+                Decision::Deny {
+                    reason: GateReason::AlreadyRunning
+                },
+                "while {status:?}, {kind}, force={force}"
+            );
             assert_eq!(r.run, None);
-            assert_eq!(r.issue, before, "a denied spawn returns the issue as it was");
+            assert_eq!(
+                r.issue, before,
+                "a denied spawn returns the issue as it was"
+            );
         }
         assert_eq!(get(s, &i).await, before, "a denied spawn writes nothing");
     }
     assert_eq!(s.list_runs(i.id).await.expect("list_runs").len(), 1);
-    assert_eq!(s.list_deferred(i.id).await.expect("list_deferred"), vec![], "already_running is not deferred");
+    assert_eq!(
+        s.list_deferred(i.id).await.expect("list_deferred"),
+        vec![],
+        "already_running is not deferred"
+    );
     assert_eq!(before.spawn_attempt_count, 1);
 
     set_status(s, run.id, RunStatus::Failed, mins(10)).await;
@@ -131,7 +237,10 @@ async fn reserve_spawn_refuses_a_second_active_run(store: Arc<dyn Store>) {
 async fn reserve_spawn_reads_the_error_link_for_alerts(store: Arc<dyn Store>) {
     let s = &*store;
     let ws = workspace(s).await;
-    let ing = s.ingest_error(ws.id, draft("loki", "fp-alert", 2, t0())).await.expect("ingest");
+    let ing = s
+        .ingest_error(ws.id, draft("loki", "fp-alert", 2, t0()))
+        .await
+        .expect("ingest");
     let i = ing.issue.id;
     let mut policy = SpawnPolicy::permissive();
     policy.min_event_count = 3;
@@ -141,13 +250,21 @@ async fn reserve_spawn_reads_the_error_link_for_alerts(store: Arc<dyn Store>) {
     let r = reserve(s, &req, mins(1)).await;
     assert_eq!(
         r.decision,
-        Decision::Deny { reason: GateReason::BelowEventThreshold { need: 3, have: 2, source: "loki".into() } },
+        Decision::Deny {
+            reason: GateReason::BelowEventThreshold {
+                need: 3,
+                have: 2,
+                source: "loki".into()
+            }
+        },
         "the store passes the link's event count and source to the gates"
     );
     assert_eq!(s.list_runs(i).await.expect("list_runs"), vec![]);
 
     let manual = spawn(i, WorkflowKind::ErrorFix, policy.clone());
-    s.ingest_error(ws.id, draft("loki", "fp-alert", 1, mins(2))).await.expect("ingest");
+    s.ingest_error(ws.id, draft("loki", "fp-alert", 1, mins(2)))
+        .await
+        .expect("ingest");
     let r = reserve(s, &req, mins(3)).await;
     assert_eq!(r.decision, Decision::Allow, "3 events reach the threshold");
     let run = r.run.expect("run");
@@ -156,21 +273,38 @@ async fn reserve_spawn_reads_the_error_link_for_alerts(store: Arc<dyn Store>) {
 
     s.set_cooldown(i, mins(60)).await.expect("set_cooldown");
     let r = reserve(s, &req, mins(5)).await;
-    assert_eq!(r.decision, Decision::Deny { reason: GateReason::Cooldown { until: mins(60) } }, "the link's cooldown applies to alerts");
+    assert_eq!(
+        r.decision,
+        Decision::Deny {
+            reason: GateReason::Cooldown { until: mins(60) }
+        },
+        "the link's cooldown applies to alerts"
+    );
     let r = reserve(s, &manual, mins(6)).await;
-    assert_eq!(r.decision, Decision::Allow, "a manual spawn ignores the error cooldown");
+    assert_eq!(
+        r.decision,
+        Decision::Allow,
+        "a manual spawn ignores the error cooldown"
+    );
     let run = r.run.expect("run");
     set_status(s, run.id, RunStatus::Running, mins(6)).await;
     set_status(s, run.id, RunStatus::Completed, mins(7)).await;
     let r = reserve(s, &req, mins(61)).await;
-    assert_eq!(r.decision, Decision::Allow, "after the cooldown an alert spawns again");
+    assert_eq!(
+        r.decision,
+        Decision::Allow,
+        "after the cooldown an alert spawns again"
+    );
     assert_eq!(r.issue.spawn_attempt_count, 3);
 }
 
 async fn reserve_spawn_defers_once_per_issue_and_kind_and_settles(store: Arc<dyn Store>) {
     let s = &*store;
     let ws = workspace(s).await;
-    let ing = s.ingest_error(ws.id, draft("loki", "fp-delay", 5, t0())).await.expect("ingest");
+    let ing = s
+        .ingest_error(ws.id, draft("loki", "fp-delay", 5, t0()))
+        .await
+        .expect("ingest");
     let i = ing.issue.clone();
     let mut delay = SpawnPolicy::permissive();
     delay.spawn_delay = Duration::minutes(5);
@@ -178,20 +312,38 @@ async fn reserve_spawn_defers_once_per_issue_and_kind_and_settles(store: Arc<dyn
     req.from_alert = true;
 
     let r = reserve(s, &req, mins(1)).await;
-    assert!(matches!(r.decision, Decision::Defer { until, reason: GateReason::SpawnDelay { .. } } if until == mins(5)), "{:?}", r.decision);
-    assert_eq!((r.run.clone(), r.issue.clone()), (None, i.clone()), "a deferral leaves the issue as it was");
+    assert!(
+        matches!(r.decision, Decision::Defer { until, reason: GateReason::SpawnDelay { .. } } if until == mins(5)),
+        "{:?}",
+        r.decision
+    );
+    assert_eq!(
+        (r.run.clone(), r.issue.clone()),
+        (None, i.clone()),
+        "a deferral leaves the issue as it was"
+    );
     let deferred = s.list_deferred(i.id).await.expect("list_deferred");
     assert_eq!(deferred.len(), 1, "a deferral is persisted");
     let d = deferred[0].clone();
-    assert_eq!((d.issue_id, d.kind, d.from_alert, d.force), (i.id, WorkflowKind::ErrorFix, true, false));
-    assert_eq!((d.due_at, d.created_at, d.lease_until), (mins(5), mins(1), None));
+    assert_eq!(
+        (d.issue_id, d.kind, d.from_alert, d.force),
+        (i.id, WorkflowKind::ErrorFix, true, false)
+    );
+    assert_eq!(
+        (d.due_at, d.created_at, d.lease_until),
+        (mins(5), mins(1), None)
+    );
     assert_eq!(&d.actor, &actor());
     assert!(d.reason.starts_with("spawn_delay"), "reason {:?}", d.reason);
 
     let r = reserve(s, &req, mins(2)).await;
     assert_eq!(code(&r.decision), "spawn_delay");
     let again = s.list_deferred(i.id).await.expect("list_deferred");
-    assert_eq!(again.len(), 1, "re-deferring the same issue and kind keeps one record");
+    assert_eq!(
+        again.len(),
+        1,
+        "re-deferring the same issue and kind keeps one record"
+    );
     assert_eq!((again[0].id, again[0].due_at), (d.id, mins(5)));
 
     let mut busy = delay.clone();
@@ -199,20 +351,42 @@ async fn reserve_spawn_defers_once_per_issue_and_kind_and_settles(store: Arc<dyn
     let mut req_busy = req.clone();
     req_busy.policy = busy;
     let r = reserve(s, &req_busy, mins(6)).await;
-    assert_eq!(r.decision, Decision::Defer { until: mins(7), reason: GateReason::ConcurrencyLimit { scope: LimitScope::Error, limit: 0 } });
+    assert_eq!(
+        r.decision,
+        Decision::Defer {
+            until: mins(7),
+            reason: GateReason::ConcurrencyLimit {
+                scope: LimitScope::Error,
+                limit: 0
+            }
+        }
+    );
     let again = s.list_deferred(i.id).await.expect("list_deferred");
     assert_eq!(again.len(), 1, "still one record");
     assert_eq!(again[0].id, d.id, "the same record, updated");
     assert_eq!(again[0].due_at, mins(7), "re-deferring moves the due time");
-    assert!(again[0].reason.starts_with("concurrency_limit"), "and the reason: {:?}", again[0].reason);
+    assert!(
+        again[0].reason.starts_with("concurrency_limit"),
+        "and the reason: {:?}",
+        again[0].reason
+    );
 
     let mut no_prd = SpawnPolicy::permissive();
     no_prd.max_concurrent_prd = 0;
-    let r = reserve(s, &spawn(i.id, WorkflowKind::PrdInvestigate, no_prd), mins(6)).await;
+    let r = reserve(
+        s,
+        &spawn(i.id, WorkflowKind::PrdInvestigate, no_prd),
+        mins(6),
+    )
+    .await;
     assert_eq!(code(&r.decision), "concurrency_limit");
     let both = s.list_deferred(i.id).await.expect("list_deferred");
     assert_eq!(both.len(), 2, "another kind is another record");
-    let prd = both.iter().find(|x| x.kind == WorkflowKind::PrdInvestigate).expect("prd record").clone();
+    let prd = both
+        .iter()
+        .find(|x| x.kind == WorkflowKind::PrdInvestigate)
+        .expect("prd record")
+        .clone();
     assert_eq!((prd.from_alert, prd.due_at), (false, mins(7)));
     assert_eq!(get(s, &i).await, i, "deferrals never touch the issue");
     assert_eq!(s.list_runs(i.id).await.expect("list_runs"), vec![]);
@@ -224,13 +398,22 @@ async fn reserve_spawn_defers_once_per_issue_and_kind_and_settles(store: Arc<dyn
     assert_eq!(r.decision, Decision::Allow);
     assert!(r.run.is_some());
     let left = s.list_deferred(i.id).await.expect("list_deferred");
-    assert_eq!(left.iter().map(|x| x.id).collect::<Vec<_>>(), vec![prd.id], "an allowed retry settles its record only");
+    assert_eq!(
+        left.iter().map(|x| x.id).collect::<Vec<_>>(),
+        vec![prd.id],
+        "an allowed retry settles its record only"
+    );
 
     // A denied retry settles it too.
     let other = issue(s, ws.id, "other").await;
     let mut no_prd = SpawnPolicy::permissive();
     no_prd.max_concurrent_prd = 0;
-    reserve(s, &spawn(other.id, WorkflowKind::DeepResearch, no_prd), mins(8)).await;
+    reserve(
+        s,
+        &spawn(other.id, WorkflowKind::DeepResearch, no_prd),
+        mins(8),
+    )
+    .await;
     let od = s.list_deferred(other.id).await.expect("list_deferred");
     assert_eq!(od.len(), 1);
     let mut kill = SpawnPolicy::permissive();
@@ -239,8 +422,16 @@ async fn reserve_spawn_defers_once_per_issue_and_kind_and_settles(store: Arc<dyn
     retry.deferred_id = Some(od[0].id);
     let r = reserve(s, &retry, mins(9)).await;
     assert_eq!(code(&r.decision), "kill_switch");
-    assert_eq!(s.list_deferred(other.id).await.expect("list_deferred"), vec![], "a denied retry settles its record");
-    assert_eq!(s.list_deferred(i.id).await.expect("list_deferred").len(), 1, "other issues' records stay");
+    assert_eq!(
+        s.list_deferred(other.id).await.expect("list_deferred"),
+        vec![],
+        "a denied retry settles its record"
+    );
+    assert_eq!(
+        s.list_deferred(i.id).await.expect("list_deferred").len(),
+        1,
+        "other issues' records stay"
+    );
 }
 
 async fn kill_switch_denies_even_forced_spawns(store: Arc<dyn Store>) {
@@ -254,14 +445,23 @@ async fn kill_switch_denies_even_forced_spawns(store: Arc<dyn Store>) {
         req.force = force;
         req.from_alert = from_alert;
         let r = reserve(s, &req, mins(1)).await;
-        assert_eq!(r.decision, Decision::Deny { reason: GateReason::KillSwitch }, "force={force}");
+        assert_eq!(
+            r.decision,
+            Decision::Deny {
+                reason: GateReason::KillSwitch
+            },
+            "force={force}"
+        );
         assert_eq!(r.run, None);
     }
     assert_eq!(get(s, &i).await, i, "nothing recorded on the issue");
     assert_eq!(s.list_runs(i.id).await.expect("list_runs"), vec![]);
     assert_eq!(s.list_deferred(i.id).await.expect("list_deferred"), vec![]);
     let stats = s.spawn_stats(mins(2)).await.expect("spawn_stats");
-    assert_eq!((stats.spawned_today_error, stats.active_error, stats.queued), (0, 0, 0));
+    assert_eq!(
+        (stats.spawned_today_error, stats.active_error, stats.queued),
+        (0, 0, 0)
+    );
 
     let mut forced = spawn(i.id, WorkflowKind::ErrorFix, {
         let mut p = SpawnPolicy::permissive();
@@ -271,7 +471,11 @@ async fn kill_switch_denies_even_forced_spawns(store: Arc<dyn Store>) {
     });
     forced.force = true;
     let r = reserve(s, &forced, mins(3)).await;
-    assert_eq!(r.decision, Decision::Allow, "force skips every gate but the kill switch");
+    assert_eq!(
+        r.decision,
+        Decision::Allow,
+        "force skips every gate but the kill switch"
+    );
     assert!(r.run.expect("run").force);
 }
 
@@ -291,22 +495,84 @@ async fn daily_budget_counts_per_utc_day(store: Arc<dyn Store>) {
     let (d1, d2) = ((2026, 1, 15), (2026, 1, 16));
     let at = |d: (i32, u32, u32), h, m| utc(d.0, d.1, d.2, h, m);
 
-    assert_eq!(code(&reserve_at(issues[0], WorkflowKind::ErrorFix, at(d1, 23, 50)).await.decision), "allow");
-    assert_eq!(code(&reserve_at(issues[1], WorkflowKind::ErrorFix, at(d1, 23, 51)).await.decision), "allow");
+    assert_eq!(
+        code(
+            &reserve_at(issues[0], WorkflowKind::ErrorFix, at(d1, 23, 50))
+                .await
+                .decision
+        ),
+        "allow"
+    );
+    assert_eq!(
+        code(
+            &reserve_at(issues[1], WorkflowKind::ErrorFix, at(d1, 23, 51))
+                .await
+                .decision
+        ),
+        "allow"
+    );
     let r = reserve_at(issues[2], WorkflowKind::ErrorFix, at(d1, 23, 52)).await;
-    assert_eq!(r.decision, Decision::Deny { reason: GateReason::DailyBudget { scope: LimitScope::Error, limit: 2 } });
-    assert_eq!(code(&reserve_at(issues[3], WorkflowKind::PrdInvestigate, at(d1, 23, 53)).await.decision), "allow", "the prd bucket has its own budget");
+    assert_eq!(
+        r.decision,
+        Decision::Deny {
+            reason: GateReason::DailyBudget {
+                scope: LimitScope::Error,
+                limit: 2
+            }
+        }
+    );
+    assert_eq!(
+        code(
+            &reserve_at(issues[3], WorkflowKind::PrdInvestigate, at(d1, 23, 53))
+                .await
+                .decision
+        ),
+        "allow",
+        "the prd bucket has its own budget"
+    );
 
     // Past midnight UTC the budget is fresh, though the earlier runs are still active.
-    assert_eq!(code(&reserve_at(issues[2], WorkflowKind::ErrorFix, at(d2, 0, 5)).await.decision), "allow");
-    assert_eq!(code(&reserve_at(issues[4], WorkflowKind::ErrorFix, at(d2, 0, 6)).await.decision), "allow");
-    assert_eq!(code(&reserve_at(issues[5], WorkflowKind::ErrorFix, at(d2, 0, 7)).await.decision), "daily_budget");
+    assert_eq!(
+        code(
+            &reserve_at(issues[2], WorkflowKind::ErrorFix, at(d2, 0, 5))
+                .await
+                .decision
+        ),
+        "allow"
+    );
+    assert_eq!(
+        code(
+            &reserve_at(issues[4], WorkflowKind::ErrorFix, at(d2, 0, 6))
+                .await
+                .decision
+        ),
+        "allow"
+    );
+    assert_eq!(
+        code(
+            &reserve_at(issues[5], WorkflowKind::ErrorFix, at(d2, 0, 7))
+                .await
+                .decision
+        ),
+        "daily_budget"
+    );
 
     let late = s.spawn_stats(at(d1, 23, 59)).await.expect("spawn_stats");
-    assert_eq!((late.spawned_today_error, late.spawned_today_prd), (2, 1), "the 15th counts only its own runs");
+    assert_eq!(
+        (late.spawned_today_error, late.spawned_today_prd),
+        (2, 1),
+        "the 15th counts only its own runs"
+    );
     let next = s.spawn_stats(at(d2, 0, 10)).await.expect("spawn_stats");
-    assert_eq!((next.spawned_today_error, next.spawned_today_prd), (2, 0), "the 16th counts only its own runs");
-    assert_eq!(next.active_error, 4, "concurrency counts active runs of any day");
+    assert_eq!(
+        (next.spawned_today_error, next.spawned_today_prd),
+        (2, 0),
+        "the 16th counts only its own runs"
+    );
+    assert_eq!(
+        next.active_error, 4,
+        "concurrency counts active runs of any day"
+    );
 }
 
 async fn daily_cost_comes_from_run_costs(store: Arc<dyn Store>) {
@@ -318,23 +584,76 @@ async fn daily_cost_comes_from_run_costs(store: Arc<dyn Store>) {
     let b = issue(s, ws.id, "next").await;
 
     let run = running(s, a.id, WorkflowKind::ErrorFix, mins(1)).await;
-    patch_run(s, run.id, RunPatch { cost_usd: Some(4.0), ..Default::default() }, mins(2)).await;
-    let r = reserve(s, &spawn(b.id, WorkflowKind::PrdInvestigate, policy.clone()), mins(3)).await;
+    patch_run(
+        s,
+        run.id,
+        RunPatch {
+            cost_usd: Some(4.0),
+            ..Default::default()
+        },
+        mins(2),
+    )
+    .await;
+    let r = reserve(
+        s,
+        &spawn(b.id, WorkflowKind::PrdInvestigate, policy.clone()),
+        mins(3),
+    )
+    .await;
     assert_eq!(r.decision, Decision::Allow, "4 of 10 spent");
     let b_run = r.run.expect("run");
     set_status(s, b_run.id, RunStatus::Cancelled, mins(3)).await;
 
     // A corrected cost replaces the earlier one (set, never added).
-    patch_run(s, run.id, RunPatch { status: Some(RunStatus::Completed), cost_usd: Some(12.5), ..Default::default() }, mins(4)).await;
+    patch_run(
+        s,
+        run.id,
+        RunPatch {
+            status: Some(RunStatus::Completed),
+            cost_usd: Some(12.5),
+            ..Default::default()
+        },
+        mins(4),
+    )
+    .await;
     let stats = s.spawn_stats(mins(5)).await.expect("spawn_stats");
-    approx(stats.cost_today_usd, 12.5, "cost_today_usd is the sum of today's run costs");
-    let r = reserve(s, &spawn(b.id, WorkflowKind::PrdInvestigate, policy.clone()), mins(5)).await;
-    assert_eq!(r.decision, Decision::Deny { reason: GateReason::DailyCost { limit_usd: 10.0, spent_usd: 12.5 } });
+    approx(
+        stats.cost_today_usd,
+        12.5,
+        "cost_today_usd is the sum of today's run costs",
+    );
+    let r = reserve(
+        s,
+        &spawn(b.id, WorkflowKind::PrdInvestigate, policy.clone()),
+        mins(5),
+    )
+    .await;
+    assert_eq!(
+        r.decision,
+        Decision::Deny {
+            reason: GateReason::DailyCost {
+                limit_usd: 10.0,
+                spent_usd: 12.5
+            }
+        }
+    );
     assert_eq!(r.run, None);
 
     let tomorrow = utc(2026, 1, 16, 9, 0);
-    approx(s.spawn_stats(tomorrow).await.expect("spawn_stats").cost_today_usd, 0.0, "a new UTC day starts at zero");
-    let r = reserve(s, &spawn(b.id, WorkflowKind::PrdInvestigate, policy), tomorrow).await;
+    approx(
+        s.spawn_stats(tomorrow)
+            .await
+            .expect("spawn_stats")
+            .cost_today_usd,
+        0.0,
+        "a new UTC day starts at zero",
+    );
+    let r = reserve(
+        s,
+        &spawn(b.id, WorkflowKind::PrdInvestigate, policy),
+        tomorrow,
+    )
+    .await;
     assert_eq!(r.decision, Decision::Allow);
 }
 
@@ -346,7 +665,9 @@ async fn get_run_and_list_runs_newest_first(store: Arc<dyn Store>) {
     let mut made = Vec::new();
     for n in 0..3 {
         let run = running(s, i.id, WorkflowKind::PrdInvestigate, mins(10 * n)).await;
-        let ended = set_status(s, run.id, RunStatus::Completed, mins(10 * n + 5)).await.run;
+        let ended = set_status(s, run.id, RunStatus::Completed, mins(10 * n + 5))
+            .await
+            .run;
         made.push(ended);
     }
     let theirs = allow(s, other.id, WorkflowKind::Qa, mins(1)).await;
@@ -357,7 +678,10 @@ async fn get_run_and_list_runs_newest_first(store: Arc<dyn Store>) {
     for r in &made {
         assert_eq!(&s.get_run(r.id).await.expect("get_run"), r);
     }
-    assert_eq!(s.list_runs(other.id).await.expect("list_runs"), vec![theirs]);
+    assert_eq!(
+        s.list_runs(other.id).await.expect("list_runs"),
+        vec![theirs]
+    );
     let none = issue(s, ws.id, "no runs").await;
     assert_eq!(s.list_runs(none.id).await.expect("list_runs"), vec![]);
     not_found(s.get_run(RunId::new()).await, "an unknown run");
@@ -370,7 +694,10 @@ async fn find_run_by_external_id(store: Arc<dyn Store>) {
     let b = issue(s, ws.id, "b").await;
     let ra = allow(s, a.id, WorkflowKind::ErrorFix, mins(1)).await;
     let rb = allow(s, b.id, WorkflowKind::ErrorFix, mins(2)).await;
-    assert_eq!(s.find_run_by_external_id("gh-1001").await.expect("find"), None);
+    assert_eq!(
+        s.find_run_by_external_id("gh-1001").await.expect("find"),
+        None
+    );
 
     let patch = |ext: &str| RunPatch {
         runner: Some("github".into()),
@@ -380,10 +707,23 @@ async fn find_run_by_external_id(store: Arc<dyn Store>) {
     };
     let ua = patch_run(s, ra.id, patch("gh-1001"), mins(3)).await.run;
     let ub = patch_run(s, rb.id, patch("gh-1002"), mins(3)).await.run;
-    assert_eq!(s.find_run_by_external_id("gh-1001").await.expect("find"), Some(ua.clone()));
-    assert_eq!(s.find_run_by_external_id("gh-1002").await.expect("find"), Some(ub));
-    assert_eq!((ua.runner.as_deref(), ua.external_url.as_deref()), (Some("github"), Some("https://github.invalid/runs/gh-1001")));
-    assert_eq!(s.find_run_by_external_id("gh-100").await.expect("find"), None, "exact match only");
+    assert_eq!(
+        s.find_run_by_external_id("gh-1001").await.expect("find"),
+        Some(ua.clone())
+    );
+    assert_eq!(
+        s.find_run_by_external_id("gh-1002").await.expect("find"),
+        Some(ub)
+    );
+    assert_eq!(
+        (ua.runner.as_deref(), ua.external_url.as_deref()),
+        (Some("github"), Some("https://github.invalid/runs/gh-1001"))
+    );
+    assert_eq!(
+        s.find_run_by_external_id("gh-100").await.expect("find"),
+        None,
+        "exact match only"
+    );
     assert_eq!(s.find_run_by_external_id("").await.expect("find"), None);
 }
 
@@ -395,36 +735,105 @@ async fn update_run_guards_status_moves_and_ends_once(store: Arc<dyn Store>) {
 
     let u = set_status(s, run.id, RunStatus::Running, mins(2)).await;
     assert!(u.status_changed && !u.ended);
-    assert_eq!((u.run.status, u.run.started_at, u.run.updated_at), (RunStatus::Running, Some(mins(2)), mins(2)));
-    assert_eq!(u.issue.spawn_status, Some(SpawnStatus::Running), "the issue mirrors its current run");
+    assert_eq!(
+        (u.run.status, u.run.started_at, u.run.updated_at),
+        (RunStatus::Running, Some(mins(2)), mins(2))
+    );
+    assert_eq!(
+        u.issue.spawn_status,
+        Some(SpawnStatus::Running),
+        "the issue mirrors its current run"
+    );
     assert_eq!(get(s, &i).await, u.issue);
 
-    let u = patch_run(s, run.id, RunPatch { status: Some(RunStatus::Running), last_callback_at: Some(mins(3)), ..Default::default() }, mins(3)).await;
-    assert!(!u.status_changed && !u.ended, "the same status again changes nothing");
-    assert_eq!((u.run.last_callback_at, u.run.started_at), (Some(mins(3)), Some(mins(2))));
+    let u = patch_run(
+        s,
+        run.id,
+        RunPatch {
+            status: Some(RunStatus::Running),
+            last_callback_at: Some(mins(3)),
+            ..Default::default()
+        },
+        mins(3),
+    )
+    .await;
+    assert!(
+        !u.status_changed && !u.ended,
+        "the same status again changes nothing"
+    );
+    assert_eq!(
+        (u.run.last_callback_at, u.run.started_at),
+        (Some(mins(3)), Some(mins(2)))
+    );
 
-    let u = patch_run(s, run.id, RunPatch { status: Some(RunStatus::Completed), outcome: Some(Outcome::Completed), ..Default::default() }, mins(4)).await;
-    assert!(u.status_changed && u.ended, "the move into a terminal status ends the run");
-    assert_eq!((u.run.status, u.run.completed_at), (RunStatus::Completed, Some(mins(4))));
+    let u = patch_run(
+        s,
+        run.id,
+        RunPatch {
+            status: Some(RunStatus::Completed),
+            outcome: Some(Outcome::Completed),
+            ..Default::default()
+        },
+        mins(4),
+    )
+    .await;
+    assert!(
+        u.status_changed && u.ended,
+        "the move into a terminal status ends the run"
+    );
+    assert_eq!(
+        (u.run.status, u.run.completed_at),
+        (RunStatus::Completed, Some(mins(4)))
+    );
     assert_eq!(u.issue.spawn_status, Some(SpawnStatus::Completed));
 
     let u = set_status(s, run.id, RunStatus::Completed, mins(5)).await;
-    assert!(!u.status_changed && !u.ended, "ending twice: ended only once");
-    assert_eq!(u.run.completed_at, Some(mins(4)), "completed_at stays the first end");
+    assert!(
+        !u.status_changed && !u.ended,
+        "ending twice: ended only once"
+    );
+    assert_eq!(
+        u.run.completed_at,
+        Some(mins(4)),
+        "completed_at stays the first end"
+    );
 
-    let late = RunPatch { status: Some(RunStatus::Running), report_content: Some("late report".into()), ..Default::default() };
+    let late = RunPatch {
+        status: Some(RunStatus::Running),
+        report_content: Some("late report".into()),
+        ..Default::default()
+    };
     let u = patch_run(s, run.id, late, mins(6)).await;
     assert!(!u.status_changed && !u.ended);
-    assert_eq!(u.run.status, RunStatus::Completed, "terminal is final: a late Running is ignored");
-    assert_eq!(u.run.report_content.as_deref(), Some("late report"), "the patch's other fields still apply");
-    for st in [RunStatus::Failed, RunStatus::Queued, RunStatus::TimedOut, RunStatus::Cancelled] {
+    assert_eq!(
+        u.run.status,
+        RunStatus::Completed,
+        "terminal is final: a late Running is ignored"
+    );
+    assert_eq!(
+        u.run.report_content.as_deref(),
+        Some("late report"),
+        "the patch's other fields still apply"
+    );
+    for st in [
+        RunStatus::Failed,
+        RunStatus::Queued,
+        RunStatus::TimedOut,
+        RunStatus::Cancelled,
+    ] {
         let u = set_status(s, run.id, st, mins(7)).await;
         assert!(!u.status_changed && !u.ended, "completed -> {st}");
         assert_eq!(u.run.status, RunStatus::Completed);
     }
     let now = get(s, &i).await;
     assert_eq!(now.spawn_status, Some(SpawnStatus::Completed));
-    let completions = s.list_history(i.id, 100).await.expect("history").iter().filter(|h| h.action == HistoryAction::AgentCompleted).count();
+    let completions = s
+        .list_history(i.id, 100)
+        .await
+        .expect("history")
+        .iter()
+        .filter(|h| h.action == HistoryAction::AgentCompleted)
+        .count();
     assert_eq!(completions, 1, "the end is recorded once");
 
     // Queued cannot jump to completed.
@@ -433,11 +842,27 @@ async fn update_run_guards_status_moves_and_ends_once(store: Arc<dyn Store>) {
     let u = set_status(s, queued.id, RunStatus::Completed, mins(9)).await;
     assert!(!u.status_changed && !u.ended);
     assert_eq!(u.run.status, RunStatus::Queued);
-    assert_eq!(s.get_run(queued.id).await.expect("get_run").status, RunStatus::Queued);
+    assert_eq!(
+        s.get_run(queued.id).await.expect("get_run").status,
+        RunStatus::Queued
+    );
 
-    not_found(s.update_run(RunId::new(), &RunPatch::default(), &actor(), mins(9)).await, "update of an unknown run");
+    not_found(
+        s.update_run(RunId::new(), &RunPatch::default(), &actor(), mins(9))
+            .await,
+        "update of an unknown run",
+    );
     invalid(
-        s.update_run(queued.id, &RunPatch { cost_usd: Some(-1.0), ..Default::default() }, &actor(), mins(9)).await,
+        s.update_run(
+            queued.id,
+            &RunPatch {
+                cost_usd: Some(-1.0),
+                ..Default::default()
+            },
+            &actor(),
+            mins(9),
+        )
+        .await,
         "cost_usd",
         "a negative cost",
     );
@@ -445,7 +870,13 @@ async fn update_run_guards_status_moves_and_ends_once(store: Arc<dyn Store>) {
 
 /// Runs `kind` on a fresh Backlog issue, applies `during` to the issue while it runs, then ends the
 /// run with `end` (from running). Returns the issue as `update_run` returned it and the run.
-async fn end_run(s: &dyn Store, title: &str, kind: WorkflowKind, during: Option<IssuePatch>, end: RunPatch) -> (Issue, crate::run::Run) {
+async fn end_run(
+    s: &dyn Store,
+    title: &str,
+    kind: WorkflowKind,
+    during: Option<IssuePatch>,
+    end: RunPatch,
+) -> (Issue, crate::run::Run) {
     let ws = workspace(s).await;
     let i = issue(s, ws.id, title).await;
     let run = running(s, i.id, kind, mins(1)).await;
@@ -454,7 +885,11 @@ async fn end_run(s: &dyn Store, title: &str, kind: WorkflowKind, during: Option<
     }
     let u = patch_run(s, run.id, end, mins(3)).await;
     assert!(u.ended, "{title}: the run ends");
-    assert_eq!(get(s, &i).await, u.issue, "{title}: update_run returns the stored issue");
+    assert_eq!(
+        get(s, &i).await,
+        u.issue,
+        "{title}: update_run returns the stored issue"
+    );
     (u.issue, u.run)
 }
 
@@ -462,50 +897,188 @@ async fn run_end_moves_the_issue(store: Arc<dyn Store>) {
     let s = &*store;
     let ws = workspace(s).await;
     let col = |name: &'static str| column_id(s, ws.id, name);
-    let end = |status: RunStatus| RunPatch { status: Some(status), ..Default::default() };
-
-    let (i, run) = end_run(s, "investigated", WorkflowKind::ErrorFix, None, RunPatch {
-        status: Some(RunStatus::Completed),
-        outcome: Some(Outcome::InvestigationComplete),
-        outcome_summary: Some("null check missing".into()),
-        model: Some("claude-sonnet".into()),
+    let end = |status: RunStatus| RunPatch {
+        status: Some(status),
         ..Default::default()
-    })
-    .await;
-    assert_eq!(i.column_id, col("Needs Review").await, "Investigating -> Needs Review on completion without a PR");
-    assert_eq!((i.spawn_status, i.agent_status), (Some(SpawnStatus::Completed), AgentStatus::Idle));
-    assert_eq!((i.run_outcome, i.outcome_summary.as_deref(), i.model.as_deref()), (Some(Outcome::InvestigationComplete), Some("null check missing"), Some("claude-sonnet")));
-    assert_eq!((i.spawn_completed_at, run.completed_at), (Some(mins(3)), Some(mins(3))));
-    let actions: Vec<HistoryAction> = s.list_history(i.id, 20).await.expect("history").iter().map(|h| h.action).collect();
-    assert!(actions.contains(&HistoryAction::AgentCompleted), "{actions:?}");
+    };
 
-    let (i, _) = end_run(s, "with pr", WorkflowKind::ErrorFix, None, RunPatch { status: Some(RunStatus::Completed), pr_number: Some(42), ..Default::default() }).await;
-    assert_eq!(i.column_id, col("In Review").await, "Investigating -> In Review with a PR");
+    let (i, run) = end_run(
+        s,
+        "investigated",
+        WorkflowKind::ErrorFix,
+        None,
+        RunPatch {
+            status: Some(RunStatus::Completed),
+            outcome: Some(Outcome::InvestigationComplete),
+            outcome_summary: Some("null check missing".into()),
+            model: Some("claude-sonnet".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        i.column_id,
+        col("Needs Review").await,
+        "Investigating -> Needs Review on completion without a PR"
+    );
+    assert_eq!(
+        (i.spawn_status, i.agent_status),
+        (Some(SpawnStatus::Completed), AgentStatus::Idle)
+    );
+    assert_eq!(
+        (
+            i.run_outcome,
+            i.outcome_summary.as_deref(),
+            i.model.as_deref()
+        ),
+        (
+            Some(Outcome::InvestigationComplete),
+            Some("null check missing"),
+            Some("claude-sonnet")
+        )
+    );
+    assert_eq!(
+        (i.spawn_completed_at, run.completed_at),
+        (Some(mins(3)), Some(mins(3)))
+    );
+    let actions: Vec<HistoryAction> = s
+        .list_history(i.id, 20)
+        .await
+        .expect("history")
+        .iter()
+        .map(|h| h.action)
+        .collect();
+    assert!(
+        actions.contains(&HistoryAction::AgentCompleted),
+        "{actions:?}"
+    );
+
+    let (i, _) = end_run(
+        s,
+        "with pr",
+        WorkflowKind::ErrorFix,
+        None,
+        RunPatch {
+            status: Some(RunStatus::Completed),
+            pr_number: Some(42),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        i.column_id,
+        col("In Review").await,
+        "Investigating -> In Review with a PR"
+    );
     assert_eq!(i.spawn_status, Some(SpawnStatus::Completed));
 
-    let (i, _) = end_run(s, "failed", WorkflowKind::ErrorFix, None, end(RunStatus::Failed)).await;
-    assert_eq!((i.column_id, i.spawn_status, i.agent_status), (col("Backlog").await, Some(SpawnStatus::Failed), AgentStatus::Idle), "failed: back to Backlog");
+    let (i, _) = end_run(
+        s,
+        "failed",
+        WorkflowKind::ErrorFix,
+        None,
+        end(RunStatus::Failed),
+    )
+    .await;
+    assert_eq!(
+        (i.column_id, i.spawn_status, i.agent_status),
+        (
+            col("Backlog").await,
+            Some(SpawnStatus::Failed),
+            AgentStatus::Idle
+        ),
+        "failed: back to Backlog"
+    );
 
-    let (i, _) = end_run(s, "timed out", WorkflowKind::PrdInvestigate, None, end(RunStatus::TimedOut)).await;
-    assert_eq!((i.column_id, i.spawn_status), (col("Backlog").await, Some(SpawnStatus::Failed)), "timed out: back to Backlog");
+    let (i, _) = end_run(
+        s,
+        "timed out",
+        WorkflowKind::PrdInvestigate,
+        None,
+        end(RunStatus::TimedOut),
+    )
+    .await;
+    assert_eq!(
+        (i.column_id, i.spawn_status),
+        (col("Backlog").await, Some(SpawnStatus::Failed)),
+        "timed out: back to Backlog"
+    );
 
-    let (i, _) = end_run(s, "cancelled", WorkflowKind::AutoTriage, None, end(RunStatus::Cancelled)).await;
-    assert_eq!((i.column_id, i.spawn_status), (col("Backlog").await, Some(SpawnStatus::Cancelled)));
+    let (i, _) = end_run(
+        s,
+        "cancelled",
+        WorkflowKind::AutoTriage,
+        None,
+        end(RunStatus::Cancelled),
+    )
+    .await;
+    assert_eq!(
+        (i.column_id, i.spawn_status),
+        (col("Backlog").await, Some(SpawnStatus::Cancelled))
+    );
 
-    let (i, _) = end_run(s, "implemented", WorkflowKind::PrdImplement, None, end(RunStatus::Completed)).await;
-    assert_eq!((i.column_id, i.agent_status), (col("In Review").await, AgentStatus::Idle), "In Progress -> In Review");
+    let (i, _) = end_run(
+        s,
+        "implemented",
+        WorkflowKind::PrdImplement,
+        None,
+        end(RunStatus::Completed),
+    )
+    .await;
+    assert_eq!(
+        (i.column_id, i.agent_status),
+        (col("In Review").await, AgentStatus::Idle),
+        "In Progress -> In Review"
+    );
 
-    let review = IssuePatch { agent_status: Some(AgentStatus::AwaitingReview), ..Default::default() };
-    let (i, _) = end_run(s, "plan submitted", WorkflowKind::PrdInvestigate, Some(review), end(RunStatus::Completed)).await;
-    assert_eq!((i.agent_status, i.column_id), (AgentStatus::AwaitingReview, col("Needs Review").await), "awaiting_review survives the end");
+    let review = IssuePatch {
+        agent_status: Some(AgentStatus::AwaitingReview),
+        ..Default::default()
+    };
+    let (i, _) = end_run(
+        s,
+        "plan submitted",
+        WorkflowKind::PrdInvestigate,
+        Some(review),
+        end(RunStatus::Completed),
+    )
+    .await;
+    assert_eq!(
+        (i.agent_status, i.column_id),
+        (AgentStatus::AwaitingReview, col("Needs Review").await),
+        "awaiting_review survives the end"
+    );
 
-    let blocked = IssuePatch { agent_status: Some(AgentStatus::Blocked), blocked_reason: Some(Some("[missing_env] no DSN".into())), ..Default::default() };
-    let (i, _) = end_run(s, "blocked", WorkflowKind::ErrorFix, Some(blocked), end(RunStatus::Failed)).await;
-    assert_eq!((i.agent_status, i.spawn_status), (AgentStatus::Blocked, Some(SpawnStatus::Failed)), "blocked survives the end");
+    let blocked = IssuePatch {
+        agent_status: Some(AgentStatus::Blocked),
+        blocked_reason: Some(Some("[missing_env] no DSN".into())),
+        ..Default::default()
+    };
+    let (i, _) = end_run(
+        s,
+        "blocked",
+        WorkflowKind::ErrorFix,
+        Some(blocked),
+        end(RunStatus::Failed),
+    )
+    .await;
+    assert_eq!(
+        (i.agent_status, i.spawn_status),
+        (AgentStatus::Blocked, Some(SpawnStatus::Failed)),
+        "blocked survives the end"
+    );
     assert_eq!(i.blocked_reason.as_deref(), Some("[missing_env] no DSN"));
 
     let (i, _) = end_run(s, "qa", WorkflowKind::Qa, None, end(RunStatus::Completed)).await;
-    assert_eq!((i.column_id, i.spawn_status, i.agent_status), (col("Backlog").await, Some(SpawnStatus::Completed), AgentStatus::Idle), "qa moves nothing");
+    assert_eq!(
+        (i.column_id, i.spawn_status, i.agent_status),
+        (
+            col("Backlog").await,
+            Some(SpawnStatus::Completed),
+            AgentStatus::Idle
+        ),
+        "qa moves nothing"
+    );
 }
 
 async fn issue_totals_are_sums_over_runs(store: Arc<dyn Store>) {
@@ -515,30 +1088,84 @@ async fn issue_totals_are_sums_over_runs(store: Arc<dyn Store>) {
     let other = issue(s, ws.id, "other").await;
 
     let r1 = running(s, i.id, WorkflowKind::ErrorFix, mins(1)).await;
-    let cost = RunPatch { cost_usd: Some(1.5), num_turns: Some(10), ..Default::default() };
+    let cost = RunPatch {
+        cost_usd: Some(1.5),
+        num_turns: Some(10),
+        ..Default::default()
+    };
     let u = patch_run(s, r1.id, cost.clone(), mins(2)).await;
     approx(u.issue.cost_usd, 1.5, "issue cost after the first report");
     assert_eq!(u.issue.num_turns, 10);
     let u = patch_run(s, r1.id, cost.clone(), mins(3)).await;
-    approx(u.issue.cost_usd, 1.5, "the same cost reported twice is not double counted");
+    approx(
+        u.issue.cost_usd,
+        1.5,
+        "the same cost reported twice is not double counted",
+    );
     assert_eq!(u.issue.num_turns, 10);
-    let u = patch_run(s, r1.id, RunPatch { status: Some(RunStatus::Completed), ..cost }, mins(4)).await;
+    let u = patch_run(
+        s,
+        r1.id,
+        RunPatch {
+            status: Some(RunStatus::Completed),
+            ..cost
+        },
+        mins(4),
+    )
+    .await;
     approx(u.issue.cost_usd, 1.5, "ending with the same cost");
 
     let r2 = running(s, i.id, WorkflowKind::PrdInvestigate, mins(5)).await;
-    let u = patch_run(s, r2.id, RunPatch { cost_usd: Some(2.25), num_turns: Some(5), ..Default::default() }, mins(6)).await;
+    let u = patch_run(
+        s,
+        r2.id,
+        RunPatch {
+            cost_usd: Some(2.25),
+            num_turns: Some(5),
+            ..Default::default()
+        },
+        mins(6),
+    )
+    .await;
     approx(u.issue.cost_usd, 3.75, "the sum over both runs");
     assert_eq!(u.issue.num_turns, 15);
-    let u = patch_run(s, r2.id, RunPatch { cost_usd: Some(2.0), ..Default::default() }, mins(7)).await;
-    approx(u.issue.cost_usd, 3.5, "a corrected cost replaces, never adds");
+    let u = patch_run(
+        s,
+        r2.id,
+        RunPatch {
+            cost_usd: Some(2.0),
+            ..Default::default()
+        },
+        mins(7),
+    )
+    .await;
+    approx(
+        u.issue.cost_usd,
+        3.5,
+        "a corrected cost replaces, never adds",
+    );
     assert_eq!(u.issue.num_turns, 15);
 
     let ro = running(s, other.id, WorkflowKind::ErrorFix, mins(8)).await;
-    patch_run(s, ro.id, RunPatch { cost_usd: Some(100.0), num_turns: Some(1), ..Default::default() }, mins(9)).await;
+    patch_run(
+        s,
+        ro.id,
+        RunPatch {
+            cost_usd: Some(100.0),
+            num_turns: Some(1),
+            ..Default::default()
+        },
+        mins(9),
+    )
+    .await;
     let now = get(s, &i).await;
     approx(now.cost_usd, 3.5, "other issues' runs do not count");
     assert_eq!(now.num_turns, 15);
-    approx(get(s, &other).await.cost_usd, 100.0, "the other issue's own total");
+    approx(
+        get(s, &other).await.cost_usd,
+        100.0,
+        "the other issue's own total",
+    );
 }
 
 async fn claim_due_runs_respects_not_before_lease_and_limit(store: Arc<dyn Store>) {
@@ -550,35 +1177,88 @@ async fn claim_due_runs_respects_not_before_lease_and_limit(store: Arc<dyn Store
         runs.push(allow(s, i.id, WorkflowKind::ErrorFix, t0()).await.id);
     }
     let (r1, r2, r3) = (runs[0], runs[1], runs[2]);
-    patch_run(s, r2, RunPatch { not_before: Some(mins(10)), ..Default::default() }, t0()).await;
+    patch_run(
+        s,
+        r2,
+        RunPatch {
+            not_before: Some(mins(10)),
+            ..Default::default()
+        },
+        t0(),
+    )
+    .await;
     let lease = Duration::minutes(5);
 
-    assert_eq!(s.claim_due_runs(t0() - Duration::minutes(1), lease, 10).await.expect("claim"), vec![], "nothing before not_before");
+    assert_eq!(
+        s.claim_due_runs(t0() - Duration::minutes(1), lease, 10)
+            .await
+            .expect("claim"),
+        vec![],
+        "nothing before not_before"
+    );
     let got = s.claim_due_runs(mins(1), lease, 10).await.expect("claim");
-    assert_eq!(ids(&got), BTreeSet::from([r1, r3]), "due queued runs, not the one waiting for not_before");
+    assert_eq!(
+        ids(&got),
+        BTreeSet::from([r1, r3]),
+        "due queued runs, not the one waiting for not_before"
+    );
     for r in &got {
-        assert_eq!((r.status, r.lease_until), (RunStatus::Dispatching, Some(mins(6))));
-        assert_eq!(&s.get_run(r.id).await.expect("get_run"), r, "the claim is stored");
+        assert_eq!(
+            (r.status, r.lease_until),
+            (RunStatus::Dispatching, Some(mins(6)))
+        );
+        assert_eq!(
+            &s.get_run(r.id).await.expect("get_run"),
+            r,
+            "the claim is stored"
+        );
     }
-    assert_eq!(s.claim_due_runs(mins(2), lease, 10).await.expect("claim"), vec![], "leased runs are not handed out again");
+    assert_eq!(
+        s.claim_due_runs(mins(2), lease, 10).await.expect("claim"),
+        vec![],
+        "leased runs are not handed out again"
+    );
 
     let one = s.claim_due_runs(mins(7), lease, 1).await.expect("claim");
     assert_eq!(one.len(), 1, "limit");
     let rest = s.claim_due_runs(mins(7), lease, 10).await.expect("claim");
     assert_eq!(rest.len(), 1);
-    assert_eq!(ids(&one).union(&ids(&rest)).copied().collect::<BTreeSet<_>>(), BTreeSet::from([r1, r3]), "an expired lease hands the run out again");
+    assert_eq!(
+        ids(&one)
+            .union(&ids(&rest))
+            .copied()
+            .collect::<BTreeSet<_>>(),
+        BTreeSet::from([r1, r3]),
+        "an expired lease hands the run out again"
+    );
     assert_eq!(rest[0].lease_until, Some(mins(12)));
 
     let got = s.claim_due_runs(mins(11), lease, 10).await.expect("claim");
-    assert_eq!(ids(&got), BTreeSet::from([r2]), "r2 once its not_before came; r1 and r3 still leased");
+    assert_eq!(
+        ids(&got),
+        BTreeSet::from([r2]),
+        "r2 once its not_before came; r1 and r3 still leased"
+    );
 
     set_status(s, r2, RunStatus::Running, mins(11)).await;
     let got = s.claim_due_runs(mins(30), lease, 10).await.expect("claim");
-    assert_eq!(ids(&got), BTreeSet::from([r1, r3]), "a running run is never claimed");
+    assert_eq!(
+        ids(&got),
+        BTreeSet::from([r1, r3]),
+        "a running run is never claimed"
+    );
     set_status(s, r1, RunStatus::Failed, mins(31)).await;
     let got = s.claim_due_runs(mins(60), lease, 10).await.expect("claim");
-    assert_eq!(ids(&got), BTreeSet::from([r3]), "a terminal run is never claimed");
-    assert_eq!(s.claim_due_runs(mins(60), lease, 0).await.expect("claim"), vec![], "limit 0");
+    assert_eq!(
+        ids(&got),
+        BTreeSet::from([r3]),
+        "a terminal run is never claimed"
+    );
+    assert_eq!(
+        s.claim_due_runs(mins(60), lease, 0).await.expect("claim"),
+        vec![],
+        "limit 0"
+    );
 }
 
 async fn stale_runs_by_last_callback_else_started(store: Arc<dyn Store>) {
@@ -590,17 +1270,42 @@ async fn stale_runs_by_last_callback_else_started(store: Arc<dyn Store>) {
     }
     let silent = running(s, issues[0], WorkflowKind::ErrorFix, t0()).await.id;
     let chatty = running(s, issues[1], WorkflowKind::ErrorFix, t0()).await.id;
-    patch_run(s, chatty, RunPatch { last_callback_at: Some(mins(30)), ..Default::default() }, mins(30)).await;
+    patch_run(
+        s,
+        chatty,
+        RunPatch {
+            last_callback_at: Some(mins(30)),
+            ..Default::default()
+        },
+        mins(30),
+    )
+    .await;
     let _queued = allow(s, issues[2], WorkflowKind::ErrorFix, t0()).await;
     let done = running(s, issues[3], WorkflowKind::ErrorFix, t0()).await.id;
     set_status(s, done, RunStatus::Completed, mins(1)).await;
 
     let stale = s.stale_runs(mins(20), 10).await.expect("stale_runs");
-    assert_eq!(ids(&stale), BTreeSet::from([silent]), "started at t0 with no callback; the chatty one called back at +30");
+    assert_eq!(
+        ids(&stale),
+        BTreeSet::from([silent]),
+        "started at t0 with no callback; the chatty one called back at +30"
+    );
     let stale = s.stale_runs(mins(40), 10).await.expect("stale_runs");
-    assert_eq!(ids(&stale), BTreeSet::from([silent, chatty]), "only running runs are stale");
-    assert_eq!(s.stale_runs(mins(40), 1).await.expect("stale_runs").len(), 1, "limit");
-    assert_eq!(s.stale_runs(t0(), 10).await.expect("stale_runs"), vec![], "nothing is older than its own start");
+    assert_eq!(
+        ids(&stale),
+        BTreeSet::from([silent, chatty]),
+        "only running runs are stale"
+    );
+    assert_eq!(
+        s.stale_runs(mins(40), 1).await.expect("stale_runs").len(),
+        1,
+        "limit"
+    );
+    assert_eq!(
+        s.stale_runs(t0(), 10).await.expect("stale_runs"),
+        vec![],
+        "nothing is older than its own start"
+    );
 }
 
 async fn terminal_chunks_are_numbered_idempotent_and_gapless(store: Arc<dyn Store>) {
@@ -610,37 +1315,100 @@ async fn terminal_chunks_are_numbered_idempotent_and_gapless(store: Arc<dyn Stor
     let b = issue(s, ws.id, "b").await;
     let run = running(s, a.id, WorkflowKind::ErrorFix, t0()).await.id;
     let other = running(s, b.id, WorkflowKind::ErrorFix, t0()).await.id;
-    assert_eq!(s.read_terminal(run, 0, 100).await.expect("read_terminal"), vec![]);
+    assert_eq!(
+        s.read_terminal(run, 0, 100).await.expect("read_terminal"),
+        vec![]
+    );
 
     for (n, text) in ["a", "b", "c"].into_iter().enumerate() {
-        let c = s.append_terminal(run, text, None, mins(n as i64)).await.expect("append");
-        assert_eq!((c.run_id, c.seq, c.content.as_str(), c.at), (run, n as u64 + 1, text, mins(n as i64)), "numbered from 1");
+        let c = s
+            .append_terminal(run, text, None, mins(n as i64))
+            .await
+            .expect("append");
+        assert_eq!(
+            (c.run_id, c.seq, c.content.as_str(), c.at),
+            (run, n as u64 + 1, text, mins(n as i64)),
+            "numbered from 1"
+        );
     }
-    let d = s.append_terminal(run, "d", Some(4), mins(4)).await.expect("append with the next seq");
+    let d = s
+        .append_terminal(run, "d", Some(4), mins(4))
+        .await
+        .expect("append with the next seq");
     assert_eq!(d.seq, 4);
-    let retried = s.append_terminal(run, "b (retry)", Some(2), mins(9)).await.expect("retried post");
-    assert_eq!((retried.seq, retried.content.as_str(), retried.at), (2, "b", mins(1)), "a retried seq returns the stored chunk unchanged");
-    invalid(s.append_terminal(run, "f", Some(6), mins(5)).await, "seq", "a seq leaving a gap");
-    let e = s.append_terminal(run, "e", None, mins(5)).await.expect("append");
+    let retried = s
+        .append_terminal(run, "b (retry)", Some(2), mins(9))
+        .await
+        .expect("retried post");
+    assert_eq!(
+        (retried.seq, retried.content.as_str(), retried.at),
+        (2, "b", mins(1)),
+        "a retried seq returns the stored chunk unchanged"
+    );
+    invalid(
+        s.append_terminal(run, "f", Some(6), mins(5)).await,
+        "seq",
+        "a seq leaving a gap",
+    );
+    let e = s
+        .append_terminal(run, "e", None, mins(5))
+        .await
+        .expect("append");
     assert_eq!(e.seq, 5, "a rejected gap burns no number");
 
     let all = s.read_terminal(run, 0, 100).await.expect("read_terminal");
-    assert_eq!(all.iter().map(|c| (c.seq, c.content.as_str())).collect::<Vec<_>>(), [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e")]);
+    assert_eq!(
+        all.iter()
+            .map(|c| (c.seq, c.content.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e")]
+    );
     assert_eq!(all[3], d);
-    let tail: Vec<u64> = s.read_terminal(run, 2, 100).await.expect("read").iter().map(|c| c.seq).collect();
+    let tail: Vec<u64> = s
+        .read_terminal(run, 2, 100)
+        .await
+        .expect("read")
+        .iter()
+        .map(|c| c.seq)
+        .collect();
     assert_eq!(tail, [3, 4, 5], "seq > after");
-    let page: Vec<u64> = s.read_terminal(run, 2, 1).await.expect("read").iter().map(|c| c.seq).collect();
+    let page: Vec<u64> = s
+        .read_terminal(run, 2, 1)
+        .await
+        .expect("read")
+        .iter()
+        .map(|c| c.seq)
+        .collect();
     assert_eq!(page, [3], "limit");
     assert_eq!(s.read_terminal(run, 5, 10).await.expect("read"), vec![]);
 
-    let first = s.append_terminal(other, "x", Some(1), t0()).await.expect("explicit first seq");
+    let first = s
+        .append_terminal(other, "x", Some(1), t0())
+        .await
+        .expect("explicit first seq");
     assert_eq!(first.seq, 1, "numbering is per run");
-    assert_eq!(s.append_terminal(other, "x again", Some(1), t0()).await.expect("retry").content, "x");
-    invalid(s.append_terminal(other, "z", Some(3), t0()).await, "seq", "a gap on the other run");
+    assert_eq!(
+        s.append_terminal(other, "x again", Some(1), t0())
+            .await
+            .expect("retry")
+            .content,
+        "x"
+    );
+    invalid(
+        s.append_terminal(other, "z", Some(3), t0()).await,
+        "seq",
+        "a gap on the other run",
+    );
     assert_eq!(s.read_terminal(other, 0, 10).await.expect("read").len(), 1);
 
-    not_found(s.append_terminal(RunId::new(), "x", None, t0()).await, "append to an unknown run");
-    not_found(s.read_terminal(RunId::new(), 0, 10).await, "read an unknown run");
+    not_found(
+        s.append_terminal(RunId::new(), "x", None, t0()).await,
+        "append to an unknown run",
+    );
+    not_found(
+        s.read_terminal(RunId::new(), 0, 10).await,
+        "read an unknown run",
+    );
 }
 
 async fn activities_newest_first_with_before_paging(store: Arc<dyn Store>) {
@@ -652,28 +1420,123 @@ async fn activities_newest_first_with_before_paging(store: Arc<dyn Store>) {
     let rb = allow(s, b.id, WorkflowKind::ErrorFix, t0()).await.id;
 
     // Posted out of time order, as concurrent callbacks may be.
-    for (content, at, run) in [("c", 3, None), ("a", 1, None), ("b", 2, Some(ra)), ("e", 5, Some(ra)), ("d", 4, None)] {
+    for (content, at, run) in [
+        ("c", 3, None),
+        ("a", 1, None),
+        ("b", 2, Some(ra)),
+        ("e", 5, Some(ra)),
+        ("d", 4, None),
+    ] {
         let mut new = NewActivity::new(ActivityType::Thought, content);
         new.run_id = run;
         new.metadata = serde_json::json!({"n": at});
-        let act = s.add_activity(a.id, new, mins(at)).await.expect("add_activity");
-        assert_eq!((act.issue_id, act.run_id, act.content.as_str(), act.created_at), (a.id, run, content, mins(at)));
-        assert_eq!((act.kind.clone(), act.metadata.clone()), (ActivityType::Thought, serde_json::json!({"n": at})));
+        let act = s
+            .add_activity(a.id, new, mins(at))
+            .await
+            .expect("add_activity");
+        assert_eq!(
+            (
+                act.issue_id,
+                act.run_id,
+                act.content.as_str(),
+                act.created_at
+            ),
+            (a.id, run, content, mins(at))
+        );
+        assert_eq!(
+            (act.kind.clone(), act.metadata.clone()),
+            (ActivityType::Thought, serde_json::json!({"n": at}))
+        );
     }
-    let custom = s.add_activity(b.id, NewActivity::new(ActivityType::Other("custom_step".into()), "x").run(rb), mins(1)).await.expect("custom type");
+    let custom = s
+        .add_activity(
+            b.id,
+            NewActivity::new(ActivityType::Other("custom_step".into()), "x").run(rb),
+            mins(1),
+        )
+        .await
+        .expect("custom type");
 
-    let contents = |v: Vec<crate::run::Activity>| v.into_iter().map(|a| a.content).collect::<Vec<_>>();
-    assert_eq!(contents(s.list_activities(a.id, None, 10).await.expect("list")), ["e", "d", "c", "b", "a"], "newest first");
-    assert_eq!(contents(s.list_activities(a.id, None, 2).await.expect("list")), ["e", "d"], "limit");
-    assert_eq!(contents(s.list_activities(a.id, Some(mins(4)), 2).await.expect("list")), ["c", "b"], "older than `before`");
-    assert_eq!(contents(s.list_activities(a.id, Some(mins(2)), 10).await.expect("list")), ["a"]);
-    assert_eq!(contents(s.list_activities(a.id, Some(mins(1)), 10).await.expect("list")), Vec::<String>::new());
-    assert_eq!(s.list_activities(b.id, None, 10).await.expect("list"), vec![custom], "only this issue's");
+    let contents =
+        |v: Vec<crate::run::Activity>| v.into_iter().map(|a| a.content).collect::<Vec<_>>();
+    assert_eq!(
+        contents(s.list_activities(a.id, None, 10).await.expect("list")),
+        ["e", "d", "c", "b", "a"],
+        "newest first"
+    );
+    assert_eq!(
+        contents(s.list_activities(a.id, None, 2).await.expect("list")),
+        ["e", "d"],
+        "limit"
+    );
+    assert_eq!(
+        contents(
+            s.list_activities(a.id, Some(mins(4)), 2)
+                .await
+                .expect("list")
+        ),
+        ["c", "b"],
+        "older than `before`"
+    );
+    assert_eq!(
+        contents(
+            s.list_activities(a.id, Some(mins(2)), 10)
+                .await
+                .expect("list")
+        ),
+        ["a"]
+    );
+    assert_eq!(
+        contents(
+            s.list_activities(a.id, Some(mins(1)), 10)
+                .await
+                .expect("list")
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        s.list_activities(b.id, None, 10).await.expect("list"),
+        vec![custom],
+        "only this issue's"
+    );
 
-    invalid(s.add_activity(a.id, NewActivity::new(ActivityType::Action, "x").run(rb), mins(6)).await, "run_id", "a run of another issue");
-    invalid(s.add_activity(a.id, NewActivity::new(ActivityType::Action, "x").run(RunId::new()), mins(6)).await, "run_id", "an unknown run");
-    not_found(s.add_activity(IssueId::new(), NewActivity::new(ActivityType::Action, "x"), mins(6)).await, "an unknown issue");
-    assert_eq!(s.list_activities(a.id, None, 100).await.expect("list").len(), 5, "rejected activities write nothing");
+    invalid(
+        s.add_activity(
+            a.id,
+            NewActivity::new(ActivityType::Action, "x").run(rb),
+            mins(6),
+        )
+        .await,
+        "run_id",
+        "a run of another issue",
+    );
+    invalid(
+        s.add_activity(
+            a.id,
+            NewActivity::new(ActivityType::Action, "x").run(RunId::new()),
+            mins(6),
+        )
+        .await,
+        "run_id",
+        "an unknown run",
+    );
+    not_found(
+        s.add_activity(
+            IssueId::new(),
+            NewActivity::new(ActivityType::Action, "x"),
+            mins(6),
+        )
+        .await,
+        "an unknown issue",
+    );
+    assert_eq!(
+        s.list_activities(a.id, None, 100)
+            .await
+            .expect("list")
+            .len(),
+        5,
+        "rejected activities write nothing"
+    );
 }
 
 async fn claim_due_deferred_leases(store: Arc<dyn Store>) {
@@ -685,26 +1548,65 @@ async fn claim_due_deferred_leases(store: Arc<dyn Store>) {
     for (n, at) in [0, 0, 5].into_iter().enumerate() {
         let i = issue(s, ws.id, &format!("deferred {n}")).await.id;
         let r = reserve(s, &spawn(i, WorkflowKind::ErrorFix, busy.clone()), mins(at)).await;
-        assert_eq!(r.decision, Decision::Defer { until: mins(at + 1), reason: GateReason::ConcurrencyLimit { scope: LimitScope::Error, limit: 0 } });
+        assert_eq!(
+            r.decision,
+            Decision::Defer {
+                until: mins(at + 1),
+                reason: GateReason::ConcurrencyLimit {
+                    scope: LimitScope::Error,
+                    limit: 0
+                }
+            }
+        );
         issues.push(i);
     }
     let lease = Duration::minutes(5);
-    assert_eq!(s.claim_due_deferred(t0(), lease, 10).await.expect("claim"), vec![], "not due yet");
+    assert_eq!(
+        s.claim_due_deferred(t0(), lease, 10).await.expect("claim"),
+        vec![],
+        "not due yet"
+    );
 
-    let one = s.claim_due_deferred(mins(1), lease, 1).await.expect("claim");
+    let one = s
+        .claim_due_deferred(mins(1), lease, 1)
+        .await
+        .expect("claim");
     assert_eq!(one.len(), 1, "limit");
-    assert_eq!(one[0].lease_until, Some(mins(6)), "leased until now + lease");
-    let two = s.claim_due_deferred(mins(1), lease, 10).await.expect("claim");
+    assert_eq!(
+        one[0].lease_until,
+        Some(mins(6)),
+        "leased until now + lease"
+    );
+    let two = s
+        .claim_due_deferred(mins(1), lease, 10)
+        .await
+        .expect("claim");
     assert_eq!(two.len(), 1, "the leased one is not handed out again");
     let got: BTreeSet<IssueId> = one.iter().chain(&two).map(|d| d.issue_id).collect();
     assert_eq!(got, BTreeSet::from([issues[0], issues[1]]));
-    assert_eq!(s.claim_due_deferred(mins(2), lease, 10).await.expect("claim"), vec![], "all due ones are leased");
-    let stored = s.list_deferred(one[0].issue_id).await.expect("list_deferred");
+    assert_eq!(
+        s.claim_due_deferred(mins(2), lease, 10)
+            .await
+            .expect("claim"),
+        vec![],
+        "all due ones are leased"
+    );
+    let stored = s
+        .list_deferred(one[0].issue_id)
+        .await
+        .expect("list_deferred");
     assert_eq!(stored[0].lease_until, Some(mins(6)), "the lease is stored");
 
-    let all = s.claim_due_deferred(mins(7), lease, 10).await.expect("claim");
+    let all = s
+        .claim_due_deferred(mins(7), lease, 10)
+        .await
+        .expect("claim");
     let got: BTreeSet<IssueId> = all.iter().map(|d| d.issue_id).collect();
-    assert_eq!(got, BTreeSet::from([issues[0], issues[1], issues[2]]), "expired leases and the newly due one");
+    assert_eq!(
+        got,
+        BTreeSet::from([issues[0], issues[1], issues[2]]),
+        "expired leases and the newly due one"
+    );
     assert!(all.iter().all(|d| d.lease_until == Some(mins(12))));
 
     // Settling removes it from the claimable set.
@@ -712,7 +1614,13 @@ async fn claim_due_deferred_leases(store: Arc<dyn Store>) {
     let mut retry = spawn(issues[0], WorkflowKind::ErrorFix, permissive());
     retry.deferred_id = Some(d0.id);
     assert_eq!(reserve(s, &retry, mins(8)).await.decision, Decision::Allow);
-    let later: BTreeSet<IssueId> = s.claim_due_deferred(mins(20), lease, 10).await.expect("claim").iter().map(|d| d.issue_id).collect();
+    let later: BTreeSet<IssueId> = s
+        .claim_due_deferred(mins(20), lease, 10)
+        .await
+        .expect("claim")
+        .iter()
+        .map(|d| d.issue_id)
+        .collect();
     assert_eq!(later, BTreeSet::from([issues[1], issues[2]]));
 }
 
@@ -728,31 +1636,100 @@ async fn spawn_stats_counts(store: Arc<dyn Store>) {
     assert_eq!(empty, crate::ports::SpawnStats::default());
 
     let old = running(s, i[0], WorkflowKind::ErrorFix, yesterday).await.id;
-    patch_run(s, old, RunPatch { status: Some(RunStatus::Completed), outcome: Some(Outcome::Completed), cost_usd: Some(5.0), ..Default::default() }, yesterday).await;
+    patch_run(
+        s,
+        old,
+        RunPatch {
+            status: Some(RunStatus::Completed),
+            outcome: Some(Outcome::Completed),
+            cost_usd: Some(5.0),
+            ..Default::default()
+        },
+        yesterday,
+    )
+    .await;
     let prd = allow(s, i[2], WorkflowKind::PrdInvestigate, t0()).await.id;
-    let claimed = s.claim_due_runs(t0(), Duration::minutes(5), 10).await.expect("claim");
+    let claimed = s
+        .claim_due_runs(t0(), Duration::minutes(5), 10)
+        .await
+        .expect("claim");
     assert_eq!(ids(&claimed), BTreeSet::from([prd]));
     let _queued = allow(s, i[1], WorkflowKind::ErrorFix, mins(1)).await;
     let _running = running(s, i[3], WorkflowKind::ErrorFix, mins(2)).await;
     let done = running(s, i[4], WorkflowKind::ErrorFix, mins(3)).await.id;
-    patch_run(s, done, RunPatch { status: Some(RunStatus::Completed), outcome: Some(Outcome::Completed), cost_usd: Some(1.25), ..Default::default() }, mins(4)).await;
+    patch_run(
+        s,
+        done,
+        RunPatch {
+            status: Some(RunStatus::Completed),
+            outcome: Some(Outcome::Completed),
+            cost_usd: Some(1.25),
+            ..Default::default()
+        },
+        mins(4),
+    )
+    .await;
     let failed = running(s, i[5], WorkflowKind::Qa, mins(4)).await.id;
-    patch_run(s, failed, RunPatch { status: Some(RunStatus::Failed), outcome: Some(Outcome::Failed), cost_usd: Some(0.5), ..Default::default() }, mins(5)).await;
+    patch_run(
+        s,
+        failed,
+        RunPatch {
+            status: Some(RunStatus::Failed),
+            outcome: Some(Outcome::Failed),
+            cost_usd: Some(0.5),
+            ..Default::default()
+        },
+        mins(5),
+    )
+    .await;
     let mut one_prd = SpawnPolicy::permissive();
     one_prd.max_concurrent_prd = 1;
-    assert_eq!(code(&reserve(s, &spawn(i[6], WorkflowKind::DeepResearch, one_prd), mins(6)).await.decision), "concurrency_limit");
+    assert_eq!(
+        code(
+            &reserve(
+                s,
+                &spawn(i[6], WorkflowKind::DeepResearch, one_prd),
+                mins(6)
+            )
+            .await
+            .decision
+        ),
+        "concurrency_limit"
+    );
 
     let stats = s.spawn_stats(mins(60)).await.expect("spawn_stats");
-    assert_eq!((stats.active_error, stats.active_prd), (2, 1), "queued + running error runs; the dispatching prd run");
-    assert_eq!((stats.spawned_today_error, stats.spawned_today_prd), (3, 2), "today's runs of any status, not yesterday's");
+    assert_eq!(
+        (stats.active_error, stats.active_prd),
+        (2, 1),
+        "queued + running error runs; the dispatching prd run"
+    );
+    assert_eq!(
+        (stats.spawned_today_error, stats.spawned_today_prd),
+        (3, 2),
+        "today's runs of any status, not yesterday's"
+    );
     approx(stats.cost_today_usd, 1.75, "today's cost");
-    assert_eq!((stats.queued, stats.running, stats.deferred), (2, 1, 1), "queued counts dispatching runs (not yet running)");
+    assert_eq!(
+        (stats.queued, stats.running, stats.deferred),
+        (2, 1, 1),
+        "queued counts dispatching runs (not yet running)"
+    );
     let mut outcomes = stats.outcomes_today.clone();
     outcomes.sort();
-    assert_eq!(outcomes, [("completed".to_string(), 1), ("failed".to_string(), 1)]);
+    assert_eq!(
+        outcomes,
+        [("completed".to_string(), 1), ("failed".to_string(), 1)]
+    );
 
-    let before = s.spawn_stats(yesterday + Duration::hours(1)).await.expect("spawn_stats");
-    assert_eq!((before.spawned_today_error, before.spawned_today_prd), (1, 0), "yesterday counts only yesterday's runs");
+    let before = s
+        .spawn_stats(yesterday + Duration::hours(1))
+        .await
+        .expect("spawn_stats");
+    assert_eq!(
+        (before.spawned_today_error, before.spawned_today_prd),
+        (1, 0),
+        "yesterday counts only yesterday's runs"
+    );
     approx(before.cost_today_usd, 5.0, "yesterday's cost");
     assert_eq!(before.outcomes_today, [("completed".to_string(), 1)]);
 }
@@ -764,25 +1741,76 @@ async fn prune_removes_old_activities_and_chunks(store: Arc<dyn Store>) {
     let b = issue(s, ws.id, "b").await;
     let run = running(s, a.id, WorkflowKind::ErrorFix, t0()).await.id;
     for (n, at) in [0, 10, 20].into_iter().enumerate() {
-        s.add_activity(a.id, NewActivity::new(ActivityType::Thought, format!("act {n}")), mins(at)).await.expect("activity");
-        s.append_terminal(run, &format!("chunk {n}"), None, mins(at)).await.expect("chunk");
+        s.add_activity(
+            a.id,
+            NewActivity::new(ActivityType::Thought, format!("act {n}")),
+            mins(at),
+        )
+        .await
+        .expect("activity");
+        s.append_terminal(run, &format!("chunk {n}"), None, mins(at))
+            .await
+            .expect("chunk");
     }
 
-    assert_eq!(s.prune(mins(15)).await.expect("prune"), 4, "two activities and two chunks are older than the cutoff");
+    assert_eq!(
+        s.prune(mins(15)).await.expect("prune"),
+        4,
+        "two activities and two chunks are older than the cutoff"
+    );
     let acts = s.list_activities(a.id, None, 10).await.expect("list");
-    assert_eq!(acts.iter().map(|x| x.content.as_str()).collect::<Vec<_>>(), ["act 2"]);
+    assert_eq!(
+        acts.iter().map(|x| x.content.as_str()).collect::<Vec<_>>(),
+        ["act 2"]
+    );
     let chunks = s.read_terminal(run, 0, 10).await.expect("read");
-    assert_eq!(chunks.iter().map(|c| c.seq).collect::<Vec<_>>(), [3], "the kept chunk keeps its number");
-    assert_eq!(s.append_terminal(run, "after", None, mins(30)).await.expect("append").seq, 4, "numbering continues after a prune");
-    assert_eq!(s.prune(mins(15)).await.expect("prune"), 0, "nothing left to prune");
+    assert_eq!(
+        chunks.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        [3],
+        "the kept chunk keeps its number"
+    );
+    assert_eq!(
+        s.append_terminal(run, "after", None, mins(30))
+            .await
+            .expect("append")
+            .seq,
+        4,
+        "numbering continues after a prune"
+    );
+    assert_eq!(
+        s.prune(mins(15)).await.expect("prune"),
+        0,
+        "nothing left to prune"
+    );
 
     // A run whose every chunk is old still never reuses a number.
     let run_b = running(s, b.id, WorkflowKind::ErrorFix, t0()).await.id;
-    s.append_terminal(run_b, "1", None, t0()).await.expect("chunk");
-    s.append_terminal(run_b, "2", None, t0()).await.expect("chunk");
+    s.append_terminal(run_b, "1", None, t0())
+        .await
+        .expect("chunk");
+    s.append_terminal(run_b, "2", None, t0())
+        .await
+        .expect("chunk");
     s.prune(mins(15)).await.expect("prune");
-    assert!(s.read_terminal(run_b, 0, 10).await.expect("read").iter().all(|c| c.seq <= 2));
-    assert_eq!(s.append_terminal(run_b, "3", None, mins(30)).await.expect("append").seq, 3, "numbering continues after pruning everything");
-    assert_eq!(s.list_runs(a.id).await.expect("runs").len(), 1, "prune deletes no runs");
+    assert!(
+        s.read_terminal(run_b, 0, 10)
+            .await
+            .expect("read")
+            .iter()
+            .all(|c| c.seq <= 2)
+    );
+    assert_eq!(
+        s.append_terminal(run_b, "3", None, mins(30))
+            .await
+            .expect("append")
+            .seq,
+        3,
+        "numbering continues after pruning everything"
+    );
+    assert_eq!(
+        s.list_runs(a.id).await.expect("runs").len(),
+        1,
+        "prune deletes no runs"
+    );
     assert_eq!(get(s, &a).await.id, a.id, "nor issues");
 }

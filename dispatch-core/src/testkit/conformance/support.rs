@@ -22,7 +22,9 @@ pub(super) const PREFIX: &str = "ACME";
 
 /// 2026-01-15 09:00:00 UTC, the fixed "now" of every case.
 pub(super) fn t0() -> Timestamp {
-    Utc.with_ymd_and_hms(2026, 1, 15, 9, 0, 0).single().expect("valid timestamp")
+    Utc.with_ymd_and_hms(2026, 1, 15, 9, 0, 0)
+        .single()
+        .expect("valid timestamp")
 }
 
 /// `t0 + n minutes`.
@@ -31,7 +33,9 @@ pub(super) fn mins(n: i64) -> Timestamp {
 }
 
 pub(super) fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> Timestamp {
-    Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).single().expect("valid timestamp")
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
+        .single()
+        .expect("valid timestamp")
 }
 
 pub(super) fn actor() -> Actor {
@@ -40,7 +44,9 @@ pub(super) fn actor() -> Actor {
 
 /// The workspace `ACME` (created at t0).
 pub(super) async fn workspace(s: &dyn Store) -> Workspace {
-    s.ensure_workspace("Acme", PREFIX, t0()).await.expect("ensure_workspace")
+    s.ensure_workspace("Acme", PREFIX, t0())
+        .await
+        .expect("ensure_workspace")
 }
 
 pub(super) async fn column_id(s: &dyn Store, ws: WorkspaceId, name: &str) -> ColumnId {
@@ -54,7 +60,9 @@ pub(super) async fn column_id(s: &dyn Store, ws: WorkspaceId, name: &str) -> Col
 }
 
 pub(super) async fn create(s: &dyn Store, ws: WorkspaceId, new: NewIssue, at: Timestamp) -> Issue {
-    s.create_issue(ws, new, &actor(), at).await.expect("create_issue")
+    s.create_issue(ws, new, &actor(), at)
+        .await
+        .expect("create_issue")
 }
 
 /// A plain issue in the default column, created at t0.
@@ -63,17 +71,36 @@ pub(super) async fn issue(s: &dyn Store, ws: WorkspaceId, title: &str) -> Issue 
 }
 
 pub(super) async fn update(s: &dyn Store, id: IssueId, patch: IssuePatch, now: Timestamp) -> Issue {
-    s.update_issue(id, IssueUpdate { patch, history: Vec::new(), expected_version: None, now })
-        .await
-        .expect("update_issue")
+    s.update_issue(
+        id,
+        IssueUpdate {
+            patch,
+            history: Vec::new(),
+            expected_version: None,
+            now,
+        },
+    )
+    .await
+    .expect("update_issue")
 }
 
 pub(super) async fn move_to(s: &dyn Store, id: IssueId, column: ColumnId, now: Timestamp) -> Issue {
-    update(s, id, IssuePatch { column_id: Some(column), ..Default::default() }, now).await
+    update(
+        s,
+        id,
+        IssuePatch {
+            column_id: Some(column),
+            ..Default::default()
+        },
+        now,
+    )
+    .await
 }
 
 pub(super) async fn get(s: &dyn Store, issue: &Issue) -> Issue {
-    s.get_issue(issue.workspace_id, &issue.id.into()).await.expect("get_issue")
+    s.get_issue(issue.workspace_id, &issue.id.into())
+        .await
+        .expect("get_issue")
 }
 
 /// An error event from `source` with `key` as its fingerprint.
@@ -114,9 +141,18 @@ pub(super) async fn reserve(s: &dyn Store, req: &SpawnRequest, now: Timestamp) -
 }
 
 /// Reserves a spawn under the permissive policy and returns the queued run.
-pub(super) async fn allow(s: &dyn Store, issue: IssueId, kind: WorkflowKind, now: Timestamp) -> Run {
+pub(super) async fn allow(
+    s: &dyn Store,
+    issue: IssueId,
+    kind: WorkflowKind,
+    now: Timestamp,
+) -> Run {
     let r = reserve(s, &spawn(issue, kind, permissive()), now).await;
-    assert_eq!(r.decision, Decision::Allow, "a permissive spawn must be allowed");
+    assert_eq!(
+        r.decision,
+        Decision::Allow,
+        "a permissive spawn must be allowed"
+    );
     r.run.expect("an allowed spawn returns its run")
 }
 
@@ -125,16 +161,42 @@ pub(super) fn code(d: &Decision) -> &'static str {
     d.reason().map_or("allow", |r| r.code())
 }
 
-pub(super) async fn patch_run(s: &dyn Store, run: RunId, patch: RunPatch, now: Timestamp) -> RunUpdate {
-    s.update_run(run, &patch, &Actor::agent("agent"), now).await.expect("update_run")
+pub(super) async fn patch_run(
+    s: &dyn Store,
+    run: RunId,
+    patch: RunPatch,
+    now: Timestamp,
+) -> RunUpdate {
+    s.update_run(run, &patch, &Actor::agent("agent"), now)
+        .await
+        .expect("update_run")
 }
 
-pub(super) async fn set_status(s: &dyn Store, run: RunId, status: RunStatus, now: Timestamp) -> RunUpdate {
-    patch_run(s, run, RunPatch { status: Some(status), ..Default::default() }, now).await
+pub(super) async fn set_status(
+    s: &dyn Store,
+    run: RunId,
+    status: RunStatus,
+    now: Timestamp,
+) -> RunUpdate {
+    patch_run(
+        s,
+        run,
+        RunPatch {
+            status: Some(status),
+            ..Default::default()
+        },
+        now,
+    )
+    .await
 }
 
 /// Reserves (permissive) and moves the run to `running`.
-pub(super) async fn running(s: &dyn Store, issue: IssueId, kind: WorkflowKind, now: Timestamp) -> Run {
+pub(super) async fn running(
+    s: &dyn Store,
+    issue: IssueId,
+    kind: WorkflowKind,
+    now: Timestamp,
+) -> Run {
     let run = allow(s, issue, kind, now).await;
     let u = set_status(s, run.id, RunStatus::Running, now).await;
     assert_eq!(u.run.status, RunStatus::Running);
@@ -156,8 +218,15 @@ pub(super) fn customer(ws: WorkspaceId, name: &str, slug: &str, at: Timestamp) -
     }
 }
 
-pub(super) async fn add_customer(s: &dyn Store, ws: WorkspaceId, name: &str, slug: &str) -> Customer {
-    s.create_customer(&customer(ws, name, slug, t0())).await.expect("create_customer")
+pub(super) async fn add_customer(
+    s: &dyn Store,
+    ws: WorkspaceId,
+    name: &str,
+    slug: &str,
+) -> Customer {
+    s.create_customer(&customer(ws, name, slug, t0()))
+        .await
+        .expect("create_customer")
 }
 
 pub(super) fn attempt(
@@ -215,7 +284,12 @@ pub(super) fn invalid<T: Debug>(r: Result<T>, field: &str, what: &str) {
         Ok(v) => panic!("{what}: expected InvalidInput{{field: {field}}}, got Ok({v:?})"),
         Err(e) => e,
     };
-    assert_eq!(e.field(), Some(field), "{what}: expected InvalidInput on {field:?}, got {:?} ({e})", e.kind);
+    assert_eq!(
+        e.field(),
+        Some(field),
+        "{what}: expected InvalidInput on {field:?}, got {:?} ({e})",
+        e.kind
+    );
 }
 
 /// A listing of something that no longer exists: `NotFound` or empty are both fine.
@@ -223,13 +297,20 @@ pub(super) fn invalid<T: Debug>(r: Result<T>, field: &str, what: &str) {
 pub(super) fn gone<T: Debug>(r: Result<Vec<T>>, what: &str) {
     match r {
         Ok(v) => assert!(v.is_empty(), "{what}: expected nothing, got {v:?}"),
-        Err(e) => assert_eq!(e.kind, ErrorKind::NotFound, "{what}: wrong error kind ({e})"),
+        Err(e) => assert_eq!(
+            e.kind,
+            ErrorKind::NotFound,
+            "{what}: wrong error kind ({e})"
+        ),
     }
 }
 
 #[track_caller]
 pub(super) fn approx(actual: f64, expected: f64, what: &str) {
-    assert!((actual - expected).abs() < 1e-9, "{what}: expected {expected}, got {actual}");
+    assert!(
+        (actual - expected).abs() < 1e-9,
+        "{what}: expected {expected}, got {actual}"
+    );
 }
 
 /// Awaits every task, re-raising the first panic as this task's panic.

@@ -1,0 +1,394 @@
+//! [`PostgresStore`] and [`PostgresEventBus`]: Dispatch for several server processes on one
+//! PostgreSQL database.
+//!
+//! Atomic decisions take locks inside one transaction: identifier allocation locks the workspace
+//! row, ingest takes a transaction-scoped advisory lock on the error's key, spawn reservations
+//! one on a fixed key (they read global counters), and work is claimed with
+//! `FOR UPDATE SKIP LOCKED`, so no two processes claim the same run or deferred spawn.
+
+use crate::sql::{Migration, StoreError, db, decode_err};
+use dispatch_core::ports::{Event, EventBus, EventStream};
+use dispatch_core::search::{SearchHit, terms};
+use dispatch_core::{Error, Result, Timestamp};
+use futures::StreamExt;
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row};
+use std::time::Duration as StdDuration;
+use tokio::sync::broadcast;
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../migrations/postgres/0001_init.sql"),
+}];
+
+/// Advisory lock keys (any fixed 64-bit numbers unlikely to collide with an application's own).
+const MIGRATION_LOCK: i64 = 0x4449_5350_0001; // "DISP" 1
+const SPAWN_LOCK: i64 = 0x4449_5350_0002;
+
+/// The NOTIFY channel of the event bus.
+pub const EVENT_CHANNEL: &str = "dispatch_events";
+
+/// A Dispatch store in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// `pg_trgm` is installed: similarity on titles joins the full-text rank.
+    trigram: bool,
+    /// The `vector` extension is installed and the `pgvector` feature is on.
+    pgvector: bool,
+}
+
+impl PostgresStore {
+    /// Connects, runs pending migrations and enables the optional extensions it can.
+    pub async fn open(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(StdDuration::from_secs(30))
+            .connect(url)
+            .await
+            .map_err(|e| Error::unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+        Self::from_pool(pool).await
+    }
+
+    /// Uses an existing pool; migrates.
+    pub async fn from_pool(pool: PgPool) -> Result<Self> {
+        migrate(&pool).await?;
+        let trigram = enable_extension(&pool, "pg_trgm").await
+            && sqlx::raw_sql("CREATE INDEX IF NOT EXISTS dispatch_issue_title_trgm ON dispatch_issue USING GIN (title gin_trgm_ops)")
+                .execute(&pool)
+                .await
+                .is_ok();
+        let pgvector = cfg!(feature = "pgvector") && enable_extension(&pool, "vector").await;
+        tracing::info!(trigram, pgvector, "PostgreSQL store ready");
+        Ok(PostgresStore { pool, trigram, pgvector })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Whether embeddings are compared inside PostgreSQL with the `vector` extension.
+    pub fn uses_pgvector(&self) -> bool {
+        self.pgvector
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(db("begin"))
+    }
+
+    fn ts(t: Timestamp) -> Timestamp {
+        t
+    }
+
+    fn ts_opt(t: Option<Timestamp>) -> Option<Timestamp> {
+        t
+    }
+
+    fn get_ts(row: &PgRow, table: &'static str, col: &'static str) -> Result<Timestamp> {
+        row.try_get(col).map_err(|e| decode_err(table, col, e))
+    }
+
+    fn get_ts_opt(row: &PgRow, table: &'static str, col: &'static str) -> Result<Option<Timestamp>> {
+        row.try_get(col).map_err(|e| decode_err(table, col, e))
+    }
+
+    async fn lock_key(tx: &mut sqlx::Transaction<'static, Postgres>, key: &str) -> Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map_err(db("advisory lock"))?;
+        Ok(())
+    }
+
+    async fn lock_spawns(tx: &mut sqlx::Transaction<'static, Postgres>) -> Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SPAWN_LOCK)
+            .execute(&mut **tx)
+            .await
+            .map_err(db("spawn lock"))?;
+        Ok(())
+    }
+
+    fn tsquery(text: &str) -> Option<String> {
+        let t = terms(text);
+        if t.is_empty() {
+            return None;
+        }
+        Some(t.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" | "))
+    }
+
+    async fn text_search(
+        &self,
+        ws: dispatch_core::ids::WorkspaceId,
+        text: &str,
+        exclude: Option<dispatch_core::ids::IssueId>,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>> {
+        let Some(q) = Self::tsquery(text) else { return Ok(Vec::new()) };
+        // Only our own constant fragments are spliced in; user text is always bound.
+        let sql = if self.trigram {
+            "SELECT doc, ts_rank(search, q) + similarity(title, $5) AS score FROM dispatch_issue, to_tsquery('simple', $1) q \
+             WHERE workspace_id = $2 AND ($3::uuid IS NULL OR id <> $3) AND (search @@ q OR title % $5) \
+             ORDER BY score DESC, number DESC LIMIT $4"
+        } else {
+            "SELECT doc, ts_rank(search, q) AS score FROM dispatch_issue, to_tsquery('simple', $1) q \
+             WHERE workspace_id = $2 AND ($3::uuid IS NULL OR id <> $3) AND search @@ q AND $5::text IS NOT NULL \
+             ORDER BY score DESC, number DESC LIMIT $4"
+        };
+        let rows = sqlx::query(sql)
+            .bind(&q)
+            .bind(ws.0)
+            .bind(exclude.map(|e| e.0))
+            .bind(limit as i64)
+            .bind(text.chars().take(500).collect::<String>())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("search issues"))?;
+        rows.into_iter()
+            .map(|r| {
+                let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
+                let score: f32 = r.try_get("score").map_err(|e| decode_err("dispatch_issue", "score", e))?;
+                Ok(SearchHit { issue, score: f64::from(score) })
+            })
+            .collect()
+    }
+}
+
+async fn enable_extension(pool: &PgPool, name: &'static str) -> bool {
+    let sql = match name {
+        "pg_trgm" => "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+        "vector" => "CREATE EXTENSION IF NOT EXISTS vector",
+        _ => return false,
+    };
+    match sqlx::raw_sql(sql).execute(pool).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::info!(extension = name, error = %e, "PostgreSQL extension not available; falling back");
+            false
+        }
+    }
+}
+
+/// Applies pending migrations; concurrent migrators (several processes starting at once) wait
+/// for each other on an advisory lock.
+async fn migrate(pool: &PgPool) -> Result<()> {
+    let mut conn = pool.acquire().await.map_err(db("connect"))?;
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await.map_err(db("migration lock"))?;
+    let result = async {
+        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS dispatch_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+            .execute(&mut *conn)
+            .await
+            .map_err(db("create migrations table"))?;
+        for m in MIGRATIONS {
+            let done = sqlx::query("SELECT 1 FROM dispatch_migrations WHERE version = $1")
+                .bind(m.version)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db("read migrations"))?;
+            if done.is_some() {
+                continue;
+            }
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db("begin migration"))?;
+            sqlx::raw_sql(m.sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(|source| Error::from(StoreError::Migration { version: m.version, name: m.name, source }))?;
+            sqlx::query("INSERT INTO dispatch_migrations (version, name) VALUES ($1, $2)")
+                .bind(m.version)
+                .bind(m.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("record migration"))?;
+            tx.commit().await.map_err(db("commit migration"))?;
+        }
+        Ok::<(), Error>(())
+    }
+    .await;
+    let unlock = sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await;
+    result?;
+    unlock.map_err(db("migration unlock"))?;
+    Ok(())
+}
+
+impl_sql_store!(PostgresStore, sqlx::Postgres, for_update = " FOR UPDATE", skip_locked = " FOR UPDATE SKIP LOCKED");
+
+#[async_trait::async_trait]
+impl dispatch_core::ports::SearchStore for PostgresStore {
+    async fn search_issues(&self, ws: dispatch_core::ids::WorkspaceId, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
+        self.text_search(ws, query, None, limit).await
+    }
+
+    async fn similar_issues(&self, issue: dispatch_core::ids::IssueId, limit: usize) -> Result<Vec<SearchHit>> {
+        let row = sqlx::query("SELECT doc FROM dispatch_issue WHERE id = $1")
+            .bind(issue.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read issue"))?
+            .ok_or_else(|| Error::not_found(format!("issue {issue} not found")))?;
+        let i: dispatch_core::issue::Issue = crate::sql::doc_col!(row, "dispatch_issue", dispatch_core::issue::Issue)?;
+        let text = format!("{} {}", i.title, i.description.as_deref().unwrap_or(""));
+        self.text_search(i.workspace_id, &text, Some(issue), limit).await
+    }
+
+    async fn set_embedding(&self, issue: dispatch_core::ids::IssueId, model: &str, vector: &[f32]) -> Result<()> {
+        if vector.is_empty() || vector.iter().any(|x| !x.is_finite()) {
+            return Err(Error::invalid("embedding", "an embedding must be a non-empty vector of finite numbers"));
+        }
+        let r = sqlx::query(
+            "INSERT INTO dispatch_embedding (issue_id, workspace_id, model, vector) \
+             SELECT id, workspace_id, $2, $3 FROM dispatch_issue WHERE id = $1 \
+             ON CONFLICT (issue_id) DO UPDATE SET model = excluded.model, vector = excluded.vector",
+        )
+        .bind(issue.0)
+        .bind(model)
+        .bind(vector)
+        .execute(&self.pool)
+        .await
+        .map_err(db("store embedding"))?;
+        if r.rows_affected() == 0 {
+            return Err(Error::not_found(format!("issue {issue} not found")));
+        }
+        Ok(())
+    }
+
+    async fn nearest_issues(
+        &self,
+        ws: dispatch_core::ids::WorkspaceId,
+        model: &str,
+        vector: &[f32],
+        exclude: Option<dispatch_core::ids::IssueId>,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>> {
+        if self.pgvector {
+            let rows = sqlx::query(
+                "SELECT i.doc AS doc, 1 - (e.vector::vector <=> $3::real[]::vector) AS score \
+                 FROM dispatch_embedding e JOIN dispatch_issue i ON i.id = e.issue_id \
+                 WHERE e.workspace_id = $1 AND e.model = $2 AND ($4::uuid IS NULL OR e.issue_id <> $4) \
+                 AND cardinality(e.vector) = cardinality($3::real[]) \
+                 ORDER BY e.vector::vector <=> $3::real[]::vector LIMIT $5",
+            )
+            .bind(ws.0)
+            .bind(model)
+            .bind(vector)
+            .bind(exclude.map(|e| e.0))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("nearest issues"))?;
+            return rows
+                .into_iter()
+                .map(|r| {
+                    let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
+                    let score: f64 = r.try_get("score").map_err(|e| decode_err("dispatch_embedding", "score", e))?;
+                    Ok(SearchHit { issue, score })
+                })
+                .collect();
+        }
+        let rows = sqlx::query(
+            "SELECT i.doc AS doc, e.vector AS vector FROM dispatch_embedding e JOIN dispatch_issue i ON i.id = e.issue_id \
+             WHERE e.workspace_id = $1 AND e.model = $2 AND ($3::uuid IS NULL OR e.issue_id <> $3)",
+        )
+        .bind(ws.0)
+        .bind(model)
+        .bind(exclude.map(|e| e.0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("nearest issues"))?;
+        let mut hits = Vec::with_capacity(rows.len());
+        for r in rows {
+            let v: Vec<f32> = r.try_get("vector").map_err(|e| decode_err("dispatch_embedding", "vector", e))?;
+            let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
+            hits.push(SearchHit { issue, score: dispatch_core::search::cosine(vector, &v) });
+        }
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        hits.truncate(limit);
+        Ok(hits)
+    }
+}
+
+/// Live events across processes: `publish` is a `NOTIFY` with the small JSON event; one
+/// `LISTEN` connection per process fans notifications out to local subscribers. A subscriber
+/// on one server process sees what another process published.
+#[derive(Debug, Clone)]
+pub struct PostgresEventBus {
+    pool: PgPool,
+    local: broadcast::Sender<Event>,
+}
+
+impl PostgresEventBus {
+    /// Connects a listener and starts forwarding notifications; returns once LISTEN is active,
+    /// so events published after this returns are seen.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(url)
+            .await
+            .map_err(|e| Error::unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+        Self::from_pool(pool).await
+    }
+
+    pub async fn from_pool(pool: PgPool) -> Result<Self> {
+        let mut listener = PgListener::connect_with(&pool).await.map_err(db("listen connect"))?;
+        listener.listen(EVENT_CHANNEL).await.map_err(db("listen"))?;
+        let (local, _) = broadcast::channel(4096);
+        let tx = local.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(n)) => match serde_json::from_str::<Event>(n.payload()) {
+                        Ok(e) => {
+                            let _ = tx.send(e);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "ignoring a malformed event notification"),
+                    },
+                    // The connection dropped; PgListener reconnects and re-listens on the next
+                    // call. Events in between are lost, and viewers resync from the store.
+                    Ok(None) => tracing::warn!("event listener reconnecting"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event listener error; retrying");
+                        tokio::time::sleep(StdDuration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(PostgresEventBus { pool, local })
+    }
+}
+
+#[async_trait::async_trait]
+impl EventBus for PostgresEventBus {
+    async fn publish(&self, event: Event) -> Result<()> {
+        let payload = serde_json::to_string(&event).map_err(|e| Error::internal(format!("encode event: {e}")))?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(EVENT_CHANNEL)
+            .bind(payload)
+            .execute(&self.pool)
+            .await
+            .map_err(db("notify"))?;
+        Ok(())
+    }
+
+    fn subscribe(&self) -> EventStream {
+        let rx = self.local.subscribe();
+        futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) => return Some((e, rx)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .boxed()
+    }
+}
