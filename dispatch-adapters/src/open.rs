@@ -18,19 +18,31 @@ pub const DEFAULT_SQLITE_PATH: &str = "./dispatch.db";
 impl StoreUrl {
     /// Reads `PG_DATABASE_URL`, then `DATABASE_URL`, through `get`.
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
-        let nonempty = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let nonempty = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         if let Some(pg) = nonempty("PG_DATABASE_URL") {
             if !(pg.starts_with("postgres://") || pg.starts_with("postgresql://")) {
-                return Err(Error::invalid("PG_DATABASE_URL", "PG_DATABASE_URL must start with postgres://"));
+                return Err(Error::invalid(
+                    "PG_DATABASE_URL",
+                    "PG_DATABASE_URL must start with postgres://",
+                ));
             }
             return Ok(StoreUrl::Postgres(pg));
         }
         match nonempty("DATABASE_URL") {
-            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => Ok(StoreUrl::Postgres(u)),
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Ok(StoreUrl::Postgres(u))
+            }
             Some(u) if u.starts_with("sqlite:") || !u.contains("://") => Ok(StoreUrl::Sqlite(u)),
             Some(u) => Err(Error::invalid(
                 "DATABASE_URL",
-                format!("DATABASE_URL must be a postgres:// URL or a SQLite path, not {:?}", u.split("://").next().unwrap_or("")),
+                format!(
+                    "DATABASE_URL must be a postgres:// URL or a SQLite path, not {:?}",
+                    u.split("://").next().unwrap_or("")
+                ),
             )),
             None => Ok(StoreUrl::Sqlite(DEFAULT_SQLITE_PATH.to_string())),
         }
@@ -69,16 +81,25 @@ pub async fn open_store(url: &StoreUrl) -> Result<Opened> {
         #[cfg(feature = "sqlite")]
         StoreUrl::Sqlite(path) => {
             let store = crate::sqlite::SqliteStore::open(path).await?;
-            Ok(Opened { store: Arc::new(store), bus: Arc::new(dispatch_core::memory::MemoryEventBus::new()) })
+            Ok(Opened {
+                store: Arc::new(store),
+                bus: Arc::new(dispatch_core::memory::MemoryEventBus::new()),
+            })
         }
         #[cfg(feature = "postgres")]
         StoreUrl::Postgres(u) => {
             let store = crate::postgres::PostgresStore::open(u).await?;
             let bus = crate::postgres::PostgresEventBus::connect(u).await?;
-            Ok(Opened { store: Arc::new(store), bus: Arc::new(bus) })
+            Ok(Opened {
+                store: Arc::new(store),
+                bus: Arc::new(bus),
+            })
         }
         #[allow(unreachable_patterns)]
-        other => Err(Error::invalid("DATABASE_URL", format!("this build has no support for {}", other.redacted()))),
+        other => Err(Error::invalid(
+            "DATABASE_URL",
+            format!("this build has no support for {}", other.redacted()),
+        )),
     }
 }
 
@@ -88,21 +109,42 @@ mod tests {
     use std::collections::HashMap;
 
     fn url(pairs: &[(&str, &str)]) -> Result<StoreUrl> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         StoreUrl::from_lookup(&move |k| m.get(k).cloned())
     }
 
     #[test]
     fn selection_rules() {
         assert_eq!(url(&[]).unwrap(), StoreUrl::Sqlite("./dispatch.db".into()));
-        assert_eq!(url(&[("DATABASE_URL", "/tmp/x.db")]).unwrap(), StoreUrl::Sqlite("/tmp/x.db".into()));
         assert_eq!(
-            url(&[("DATABASE_URL", "/tmp/x.db"), ("PG_DATABASE_URL", "postgres://u@h/db")]).unwrap(),
+            url(&[("DATABASE_URL", "/tmp/x.db")]).unwrap(),
+            StoreUrl::Sqlite("/tmp/x.db".into())
+        );
+        assert_eq!(
+            url(&[
+                ("DATABASE_URL", "/tmp/x.db"),
+                ("PG_DATABASE_URL", "postgres://u@h/db")
+            ])
+            .unwrap(),
             StoreUrl::Postgres("postgres://u@h/db".into())
         );
-        assert_eq!(url(&[("DATABASE_URL", "postgresql://h/db")]).unwrap(), StoreUrl::Postgres("postgresql://h/db".into()));
-        assert_eq!(url(&[("PG_DATABASE_URL", "mysql://x")]).unwrap_err().field(), Some("PG_DATABASE_URL"));
-        assert_eq!(url(&[("DATABASE_URL", "mysql://x")]).unwrap_err().field(), Some("DATABASE_URL"));
+        assert_eq!(
+            url(&[("DATABASE_URL", "postgresql://h/db")]).unwrap(),
+            StoreUrl::Postgres("postgresql://h/db".into())
+        );
+        assert_eq!(
+            url(&[("PG_DATABASE_URL", "mysql://x")])
+                .unwrap_err()
+                .field(),
+            Some("PG_DATABASE_URL")
+        );
+        assert_eq!(
+            url(&[("DATABASE_URL", "mysql://x")]).unwrap_err().field(),
+            Some("DATABASE_URL")
+        );
     }
 
     #[test]

@@ -61,7 +61,11 @@ impl PostgresStore {
                 .is_ok();
         let pgvector = cfg!(feature = "pgvector") && enable_extension(&pool, "vector").await;
         tracing::info!(trigram, pgvector, "PostgreSQL store ready");
-        Ok(PostgresStore { pool, trigram, pgvector })
+        Ok(PostgresStore {
+            pool,
+            trigram,
+            pgvector,
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -97,7 +101,11 @@ impl PostgresStore {
         row.try_get(col).map_err(|e| decode_err(table, col, e))
     }
 
-    fn get_ts_opt(row: &PgRow, table: &'static str, col: &'static str) -> Result<Option<Timestamp>> {
+    fn get_ts_opt(
+        row: &PgRow,
+        table: &'static str,
+        col: &'static str,
+    ) -> Result<Option<Timestamp>> {
         row.try_get(col).map_err(|e| decode_err(table, col, e))
     }
 
@@ -124,7 +132,12 @@ impl PostgresStore {
         if t.is_empty() {
             return None;
         }
-        Some(t.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" | "))
+        Some(
+            t.iter()
+                .map(|w| format!("{w}:*"))
+                .collect::<Vec<_>>()
+                .join(" | "),
+        )
     }
 
     async fn text_search(
@@ -134,7 +147,9 @@ impl PostgresStore {
         exclude: Option<dispatch_core::ids::IssueId>,
         limit: usize,
     ) -> Result<Vec<SearchHit>> {
-        let Some(q) = Self::tsquery(text) else { return Ok(Vec::new()) };
+        let Some(q) = Self::tsquery(text) else {
+            return Ok(Vec::new());
+        };
         // Only our own constant fragments are spliced in; user text is always bound.
         let sql = if self.trigram {
             "SELECT doc, ts_rank(search, q) + similarity(title, $5) AS score FROM dispatch_issue, to_tsquery('simple', $1) q \
@@ -157,8 +172,13 @@ impl PostgresStore {
         rows.into_iter()
             .map(|r| {
                 let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
-                let score: f32 = r.try_get("score").map_err(|e| decode_err("dispatch_issue", "score", e))?;
-                Ok(SearchHit { issue, score: f64::from(score) })
+                let score: f32 = r
+                    .try_get("score")
+                    .map_err(|e| decode_err("dispatch_issue", "score", e))?;
+                Ok(SearchHit {
+                    issue,
+                    score: f64::from(score),
+                })
             })
             .collect()
     }
@@ -183,7 +203,11 @@ async fn enable_extension(pool: &PgPool, name: &'static str) -> bool {
 /// for each other on an advisory lock.
 async fn migrate(pool: &PgPool) -> Result<()> {
     let mut conn = pool.acquire().await.map_err(db("connect"))?;
-    sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await.map_err(db("migration lock"))?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("migration lock"))?;
     let result = async {
         sqlx::raw_sql("CREATE TABLE IF NOT EXISTS dispatch_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
             .execute(&mut *conn)
@@ -214,35 +238,62 @@ async fn migrate(pool: &PgPool) -> Result<()> {
         Ok::<(), Error>(())
     }
     .await;
-    let unlock = sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await;
+    let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await;
     result?;
     unlock.map_err(db("migration unlock"))?;
     Ok(())
 }
 
-impl_sql_store!(PostgresStore, sqlx::Postgres, for_update = " FOR UPDATE", skip_locked = " FOR UPDATE SKIP LOCKED");
+impl_sql_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    for_update = " FOR UPDATE",
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+);
 
 #[async_trait::async_trait]
 impl dispatch_core::ports::SearchStore for PostgresStore {
-    async fn search_issues(&self, ws: dispatch_core::ids::WorkspaceId, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
+    async fn search_issues(
+        &self,
+        ws: dispatch_core::ids::WorkspaceId,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>> {
         self.text_search(ws, query, None, limit).await
     }
 
-    async fn similar_issues(&self, issue: dispatch_core::ids::IssueId, limit: usize) -> Result<Vec<SearchHit>> {
+    async fn similar_issues(
+        &self,
+        issue: dispatch_core::ids::IssueId,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>> {
         let row = sqlx::query("SELECT doc FROM dispatch_issue WHERE id = $1")
             .bind(issue.0)
             .fetch_optional(&self.pool)
             .await
             .map_err(db("read issue"))?
             .ok_or_else(|| Error::not_found(format!("issue {issue} not found")))?;
-        let i: dispatch_core::issue::Issue = crate::sql::doc_col!(row, "dispatch_issue", dispatch_core::issue::Issue)?;
+        let i: dispatch_core::issue::Issue =
+            crate::sql::doc_col!(row, "dispatch_issue", dispatch_core::issue::Issue)?;
         let text = format!("{} {}", i.title, i.description.as_deref().unwrap_or(""));
-        self.text_search(i.workspace_id, &text, Some(issue), limit).await
+        self.text_search(i.workspace_id, &text, Some(issue), limit)
+            .await
     }
 
-    async fn set_embedding(&self, issue: dispatch_core::ids::IssueId, model: &str, vector: &[f32]) -> Result<()> {
+    async fn set_embedding(
+        &self,
+        issue: dispatch_core::ids::IssueId,
+        model: &str,
+        vector: &[f32],
+    ) -> Result<()> {
         if vector.is_empty() || vector.iter().any(|x| !x.is_finite()) {
-            return Err(Error::invalid("embedding", "an embedding must be a non-empty vector of finite numbers"));
+            return Err(Error::invalid(
+                "embedding",
+                "an embedding must be a non-empty vector of finite numbers",
+            ));
         }
         let r = sqlx::query(
             "INSERT INTO dispatch_embedding (issue_id, workspace_id, model, vector) \
@@ -288,8 +339,11 @@ impl dispatch_core::ports::SearchStore for PostgresStore {
             return rows
                 .into_iter()
                 .map(|r| {
-                    let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
-                    let score: f64 = r.try_get("score").map_err(|e| decode_err("dispatch_embedding", "score", e))?;
+                    let issue =
+                        crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
+                    let score: f64 = r
+                        .try_get("score")
+                        .map_err(|e| decode_err("dispatch_embedding", "score", e))?;
                     Ok(SearchHit { issue, score })
                 })
                 .collect();
@@ -306,9 +360,14 @@ impl dispatch_core::ports::SearchStore for PostgresStore {
         .map_err(db("nearest issues"))?;
         let mut hits = Vec::with_capacity(rows.len());
         for r in rows {
-            let v: Vec<f32> = r.try_get("vector").map_err(|e| decode_err("dispatch_embedding", "vector", e))?;
+            let v: Vec<f32> = r
+                .try_get("vector")
+                .map_err(|e| decode_err("dispatch_embedding", "vector", e))?;
             let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
-            hits.push(SearchHit { issue, score: dispatch_core::search::cosine(vector, &v) });
+            hits.push(SearchHit {
+                issue,
+                score: dispatch_core::search::cosine(vector, &v),
+            });
         }
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));
         hits.truncate(limit);
@@ -338,7 +397,9 @@ impl PostgresEventBus {
     }
 
     pub async fn from_pool(pool: PgPool) -> Result<Self> {
-        let mut listener = PgListener::connect_with(&pool).await.map_err(db("listen connect"))?;
+        let mut listener = PgListener::connect_with(&pool)
+            .await
+            .map_err(db("listen connect"))?;
         listener.listen(EVENT_CHANNEL).await.map_err(db("listen"))?;
         let (local, _) = broadcast::channel(4096);
         let tx = local.clone();
@@ -349,7 +410,9 @@ impl PostgresEventBus {
                         Ok(e) => {
                             let _ = tx.send(e);
                         }
-                        Err(e) => tracing::warn!(error = %e, "ignoring a malformed event notification"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "ignoring a malformed event notification")
+                        }
                     },
                     // The connection dropped; PgListener reconnects and re-listens on the next
                     // call. Events in between are lost, and viewers resync from the store.
@@ -368,7 +431,8 @@ impl PostgresEventBus {
 #[async_trait::async_trait]
 impl EventBus for PostgresEventBus {
     async fn publish(&self, event: Event) -> Result<()> {
-        let payload = serde_json::to_string(&event).map_err(|e| Error::internal(format!("encode event: {e}")))?;
+        let payload = serde_json::to_string(&event)
+            .map_err(|e| Error::internal(format!("encode event: {e}")))?;
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(EVENT_CHANNEL)
             .bind(payload)

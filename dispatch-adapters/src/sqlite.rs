@@ -9,7 +9,9 @@
 use crate::sql::{Migration, StoreError, db, decode_err, split_statements};
 use dispatch_core::search::{SearchHit, cosine, terms};
 use dispatch_core::{Error, Result, Timestamp};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Row, Sqlite};
 use std::str::FromStr;
 use std::time::Duration as StdDuration;
@@ -38,13 +40,21 @@ impl SqliteStore {
 
     /// Opens without migrating.
     pub async fn connect(url: &str) -> Result<Self> {
-        let url = if url.starts_with("sqlite:") { url.to_string() } else { format!("sqlite://{url}") };
+        let url = if url.starts_with("sqlite:") {
+            url.to_string()
+        } else {
+            format!("sqlite://{url}")
+        };
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         let opts = SqliteConnectOptions::from_str(&url)
             .map_err(|e| Error::invalid("DATABASE_URL", format!("not a SQLite URL: {e}")))?
             .create_if_missing(true)
             .foreign_keys(true)
-            .journal_mode(if memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
+            .journal_mode(if memory {
+                SqliteJournalMode::Memory
+            } else {
+                SqliteJournalMode::Wal
+            })
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(StdDuration::from_secs(30));
         // An in-memory database exists per connection: share one connection for everything.
@@ -63,7 +73,9 @@ impl SqliteStore {
                 .acquire_timeout(StdDuration::from_secs(60))
                 .connect_with(opts.read_only(false))
                 .await
-                .map_err(|e| Error::unavailable(format!("cannot open SQLite database {url}: {e}")))?
+                .map_err(|e| {
+                    Error::unavailable(format!("cannot open SQLite database {url}: {e}"))
+                })?
         };
         Ok(SqliteStore { reader, writer })
     }
@@ -76,7 +88,9 @@ impl SqliteStore {
             .await
             .map_err(db("create migrations table"))?;
         for m in MIGRATIONS {
-            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await.map_err(db("begin migration"))?;
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE")
+                .await
+                .map_err(db("begin migration"))?;
             let done = sqlx::query("SELECT 1 FROM dispatch_migrations WHERE version = $1")
                 .bind(m.version)
                 .fetch_optional(&mut *tx)
@@ -89,15 +103,23 @@ impl SqliteStore {
                 sqlx::raw_sql(sqlx::AssertSqlSafe(stmt))
                     .execute(&mut *tx)
                     .await
-                    .map_err(|source| Error::from(StoreError::Migration { version: m.version, name: m.name, source }))?;
+                    .map_err(|source| {
+                        Error::from(StoreError::Migration {
+                            version: m.version,
+                            name: m.name,
+                            source,
+                        })
+                    })?;
             }
-            sqlx::query("INSERT INTO dispatch_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-                .bind(m.version)
-                .bind(m.name)
-                .bind(Self::ts(chrono::Utc::now()))
-                .execute(&mut *tx)
-                .await
-                .map_err(db("record migration"))?;
+            sqlx::query(
+                "INSERT INTO dispatch_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(Self::ts(chrono::Utc::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db("record migration"))?;
             tx.commit().await.map_err(db("commit migration"))?;
         }
         Ok(())
@@ -114,7 +136,10 @@ impl SqliteStore {
     }
 
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db("begin write"))
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db("begin write"))
     }
 
     /// Timestamps are INTEGER microseconds: they compare correctly as numbers, unlike text.
@@ -126,15 +151,27 @@ impl SqliteStore {
         t.map(Self::ts)
     }
 
-    fn get_ts(row: &sqlx::sqlite::SqliteRow, table: &'static str, col: &'static str) -> Result<Timestamp> {
+    fn get_ts(
+        row: &sqlx::sqlite::SqliteRow,
+        table: &'static str,
+        col: &'static str,
+    ) -> Result<Timestamp> {
         let v: i64 = row.try_get(col).map_err(|e| decode_err(table, col, e))?;
-        chrono::DateTime::from_timestamp_micros(v).ok_or_else(|| decode_err(table, col, format!("timestamp {v} out of range")))
+        chrono::DateTime::from_timestamp_micros(v)
+            .ok_or_else(|| decode_err(table, col, format!("timestamp {v} out of range")))
     }
 
-    fn get_ts_opt(row: &sqlx::sqlite::SqliteRow, table: &'static str, col: &'static str) -> Result<Option<Timestamp>> {
+    fn get_ts_opt(
+        row: &sqlx::sqlite::SqliteRow,
+        table: &'static str,
+        col: &'static str,
+    ) -> Result<Option<Timestamp>> {
         let v: Option<i64> = row.try_get(col).map_err(|e| decode_err(table, col, e))?;
-        v.map(|v| chrono::DateTime::from_timestamp_micros(v).ok_or_else(|| decode_err(table, col, format!("timestamp {v} out of range"))))
-            .transpose()
+        v.map(|v| {
+            chrono::DateTime::from_timestamp_micros(v)
+                .ok_or_else(|| decode_err(table, col, format!("timestamp {v} out of range")))
+        })
+        .transpose()
     }
 
     /// The writer lock already serialises every write transaction.
@@ -152,7 +189,12 @@ impl SqliteStore {
         if t.is_empty() {
             return None;
         }
-        Some(t.iter().map(|w| format!("\"{}\"*", w.replace('"', ""))).collect::<Vec<_>>().join(" OR "))
+        Some(
+            t.iter()
+                .map(|w| format!("\"{}\"*", w.replace('"', "")))
+                .collect::<Vec<_>>()
+                .join(" OR "),
+        )
     }
 
     async fn fts_search(
@@ -178,8 +220,13 @@ impl SqliteStore {
         rows.into_iter()
             .map(|r| {
                 let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
-                let rank: f64 = r.try_get("rank").map_err(|e| decode_err("dispatch_issue_fts", "rank", e))?;
-                Ok(SearchHit { issue, score: -rank })
+                let rank: f64 = r
+                    .try_get("rank")
+                    .map_err(|e| decode_err("dispatch_issue_fts", "rank", e))?;
+                Ok(SearchHit {
+                    issue,
+                    score: -rank,
+                })
             })
             .collect()
     }
@@ -192,38 +239,69 @@ fn encode_vector(v: &[f32]) -> Vec<u8> {
 }
 
 fn decode_vector(b: &[u8]) -> Result<Vec<f32>> {
-    if b.len() % 4 != 0 {
-        return Err(decode_err("dispatch_embedding", "vector", "length is not a multiple of 4"));
+    if !b.len().is_multiple_of(4) {
+        return Err(decode_err(
+            "dispatch_embedding",
+            "vector",
+            "length is not a multiple of 4",
+        ));
     }
-    Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    Ok(b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 #[async_trait::async_trait]
 impl dispatch_core::ports::SearchStore for SqliteStore {
-    async fn search_issues(&self, ws: dispatch_core::ids::WorkspaceId, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
+    async fn search_issues(
+        &self,
+        ws: dispatch_core::ids::WorkspaceId,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>> {
         match Self::fts_query(query) {
             Some(q) => self.fts_search(ws, &q, None, limit).await,
             None => Ok(Vec::new()),
         }
     }
 
-    async fn similar_issues(&self, issue: dispatch_core::ids::IssueId, limit: usize) -> Result<Vec<SearchHit>> {
+    async fn similar_issues(
+        &self,
+        issue: dispatch_core::ids::IssueId,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>> {
         let row = sqlx::query("SELECT doc FROM dispatch_issue WHERE id = $1")
             .bind(issue.0)
             .fetch_optional(&self.reader)
             .await
             .map_err(db("read issue"))?
             .ok_or_else(|| Error::not_found(format!("issue {issue} not found")))?;
-        let i: dispatch_core::issue::Issue = crate::sql::doc_col!(row, "dispatch_issue", dispatch_core::issue::Issue)?;
-        match Self::fts_query(&format!("{} {}", i.title, i.description.as_deref().unwrap_or(""))) {
-            Some(q) => self.fts_search(i.workspace_id, &q, Some(issue), limit).await,
+        let i: dispatch_core::issue::Issue =
+            crate::sql::doc_col!(row, "dispatch_issue", dispatch_core::issue::Issue)?;
+        match Self::fts_query(&format!(
+            "{} {}",
+            i.title,
+            i.description.as_deref().unwrap_or("")
+        )) {
+            Some(q) => {
+                self.fts_search(i.workspace_id, &q, Some(issue), limit)
+                    .await
+            }
             None => Ok(Vec::new()),
         }
     }
 
-    async fn set_embedding(&self, issue: dispatch_core::ids::IssueId, model: &str, vector: &[f32]) -> Result<()> {
+    async fn set_embedding(
+        &self,
+        issue: dispatch_core::ids::IssueId,
+        model: &str,
+        vector: &[f32],
+    ) -> Result<()> {
         if vector.is_empty() || vector.iter().any(|x| !x.is_finite()) {
-            return Err(Error::invalid("embedding", "an embedding must be a non-empty vector of finite numbers"));
+            return Err(Error::invalid(
+                "embedding",
+                "an embedding must be a non-empty vector of finite numbers",
+            ));
         }
         let mut tx = self.write_tx().await?;
         let row = sqlx::query("SELECT workspace_id FROM dispatch_issue WHERE id = $1")
@@ -232,7 +310,9 @@ impl dispatch_core::ports::SearchStore for SqliteStore {
             .await
             .map_err(db("read issue"))?
             .ok_or_else(|| Error::not_found(format!("issue {issue} not found")))?;
-        let ws: uuid::Uuid = row.try_get("workspace_id").map_err(|e| decode_err("dispatch_issue", "workspace_id", e))?;
+        let ws: uuid::Uuid = row
+            .try_get("workspace_id")
+            .map_err(|e| decode_err("dispatch_issue", "workspace_id", e))?;
         sqlx::query(
             "INSERT INTO dispatch_embedding (issue_id, workspace_id, model, vector) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (issue_id) DO UPDATE SET model = excluded.model, vector = excluded.vector",
@@ -267,9 +347,14 @@ impl dispatch_core::ports::SearchStore for SqliteStore {
         .map_err(db("nearest issues"))?;
         let mut hits = Vec::with_capacity(rows.len());
         for r in rows {
-            let v: Vec<u8> = r.try_get("vector").map_err(|e| decode_err("dispatch_embedding", "vector", e))?;
+            let v: Vec<u8> = r
+                .try_get("vector")
+                .map_err(|e| decode_err("dispatch_embedding", "vector", e))?;
             let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
-            hits.push(SearchHit { issue, score: cosine(vector, &decode_vector(&v)?) });
+            hits.push(SearchHit {
+                issue,
+                score: cosine(vector, &decode_vector(&v)?),
+            });
         }
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));
         hits.truncate(limit);

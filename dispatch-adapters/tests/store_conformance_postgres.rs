@@ -21,11 +21,15 @@ async fn postgres_store_passes_the_store_conformance_suite() {
         Box::pin(async move {
             let (schema, opts) = support::fresh_schema(&admin).await;
             created.lock().unwrap().push(schema);
-            let store = PostgresStore::from_pool(support::pool(&opts, 16).await).await.unwrap();
+            let store = PostgresStore::from_pool(support::pool(&opts, 16).await)
+                .await
+                .unwrap();
             Arc::new(store) as Arc<dyn Store>
         })
     });
-    let filter = std::env::var("CONFORMANCE_FILTER").ok().filter(|f| !f.is_empty());
+    let filter = std::env::var("CONFORMANCE_FILTER")
+        .ok()
+        .filter(|f| !f.is_empty());
     let passed = run_suite_filtered(&*factory, filter.as_deref()).await;
     if filter.is_none() {
         assert_eq!(passed, cases().len(), "every case ran and passed");

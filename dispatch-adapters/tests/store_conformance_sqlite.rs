@@ -19,7 +19,9 @@ async fn sqlite_store_passes_the_store_conformance_suite() {
             Arc::new(store) as Arc<dyn Store>
         })
     });
-    let filter = std::env::var("CONFORMANCE_FILTER").ok().filter(|f| !f.is_empty());
+    let filter = std::env::var("CONFORMANCE_FILTER")
+        .ok()
+        .filter(|f| !f.is_empty());
     let passed = run_suite_filtered(&*factory, filter.as_deref()).await;
     if filter.is_none() {
         assert_eq!(passed, cases().len(), "every case ran and passed");

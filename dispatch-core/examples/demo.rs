@@ -31,21 +31,33 @@ impl Runner for SimulatedAgent {
         "simulated"
     }
 
-    async fn dispatch(&self, job: RunJob, reporter: Arc<dyn RunReporter>) -> Result<DispatchReceipt> {
+    async fn dispatch(
+        &self,
+        job: RunJob,
+        reporter: Arc<dyn RunReporter>,
+    ) -> Result<DispatchReceipt> {
         let run: RunId = job.run.id;
         tokio::spawn(async move {
             let lines = [
-                format!("Investigating {}: {}\n", job.issue.identifier, job.issue.title),
+                format!(
+                    "Investigating {}: {}\n",
+                    job.issue.identifier, job.issue.title
+                ),
                 "[TOOL] Grep(pattern=\"charge_customer\")\n".to_string(),
-                "[RESULT] src/billing/charge.rs:88: let card = customer.card.unwrap();\n".to_string(),
-                "Root cause: a customer without a card on file panics the charge job.\n".to_string(),
+                "[RESULT] src/billing/charge.rs:88: let card = customer.card.unwrap();\n"
+                    .to_string(),
+                "Root cause: a customer without a card on file panics the charge job.\n"
+                    .to_string(),
                 "[COMPLETED] Cost: $0.42, Turns: 7\n".to_string(),
             ];
             for l in lines {
                 let _ = reporter.terminal(run, &l).await;
                 tokio::time::sleep(std::time::Duration::from_millis(150)).await;
             }
-            let report = NewActivity::new(ActivityType::InvestigationComplete, "Root cause found; fix in PR #101");
+            let report = NewActivity::new(
+                ActivityType::InvestigationComplete,
+                "Root cause found; fix in PR #101",
+            );
             let _ = reporter.activity(run, report).await;
             let _ = reporter
                 .finish(
@@ -62,7 +74,10 @@ impl Runner for SimulatedAgent {
                 )
                 .await;
         });
-        Ok(DispatchReceipt { external_id: Some(format!("sim-{run}")), external_url: None })
+        Ok(DispatchReceipt {
+            external_id: Some(format!("sim-{run}")),
+            external_url: None,
+        })
     }
 
     async fn cancel(&self, _run: &Run) -> Result<bool> {
@@ -73,11 +88,21 @@ impl Runner for SimulatedAgent {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let bus = Arc::new(MemoryEventBus::new());
-    let mut config = EngineConfig::default();
     // Demo settings: spawn on the first event, verify after 2 seconds instead of 48 hours.
-    config.policy = SpawnPolicy { min_event_count: 1, spawn_delay: Duration::zero(), ..SpawnPolicy::default() };
-    config.verify.window = Duration::seconds(2);
-    config.sweeper_interval = std::time::Duration::from_millis(250);
+    let defaults = EngineConfig::default();
+    let config = EngineConfig {
+        policy: SpawnPolicy {
+            min_event_count: 1,
+            spawn_delay: Duration::zero(),
+            ..SpawnPolicy::default()
+        },
+        verify: dispatch_core::verify::VerifyPolicy {
+            window: Duration::seconds(2),
+            ..defaults.verify
+        },
+        sweeper_interval: std::time::Duration::from_millis(250),
+        ..defaults
+    };
     let dispatch = Dispatch::builder(Arc::new(MemoryStore::new()), Arc::new(SimulatedAgent))
         .bus(bus.clone())
         .config(config)
@@ -106,7 +131,11 @@ async fn main() -> Result<()> {
                 }
                 Event::IssueMoved { issue_id, to, .. } => {
                     let cols = viewer.columns().await.unwrap_or_default();
-                    let name = cols.iter().find(|c| c.id == to).map(|c| c.name.as_str()).unwrap_or("?");
+                    let name = cols
+                        .iter()
+                        .find(|c| c.id == to)
+                        .map(|c| c.name.as_str())
+                        .unwrap_or("?");
                     if let Ok(i) = viewer.get_issue(issue_id).await {
                         println!("  ▸ {} moved to {name}", i.identifier);
                     }
@@ -124,14 +153,27 @@ async fn main() -> Result<()> {
         "Charge failed for customer cus_Nf8dJ2kLq9: card missing (job 1705314600123)",
     );
     let report = dispatch.ingest(event).await?;
-    println!("  ▸ {} created: {}", report.issue.identifier, report.issue.title);
+    println!(
+        "  ▸ {} created: {}",
+        report.issue.identifier, report.issue.title
+    );
     println!("  ▸ normalised: {:?}", report.normalized);
     println!("  ▸ fingerprint {}", &report.fingerprint[..12]);
-    println!("  ▸ gates: {:?}", report.spawn.as_ref().map(|s| &s.decision));
+    println!(
+        "  ▸ gates: {:?}",
+        report.spawn.as_ref().map(|s| &s.decision)
+    );
 
     println!("2. The dispatcher hands the queued run to the agent, which streams its terminal");
     let ident = report.issue.identifier.clone();
-    wait_until(|| async { dispatch.get_issue(ident.as_str()).await.map(|i| i.spawn_completed_at.is_some()).unwrap_or(false) }).await;
+    wait_until(|| async {
+        dispatch
+            .get_issue(ident.as_str())
+            .await
+            .map(|i| i.spawn_completed_at.is_some())
+            .unwrap_or(false)
+    })
+    .await;
     let issue = dispatch.get_issue(ident.as_str()).await?;
     println!(
         "  ▸ run finished: {:?}, cost ${:.2}, {} turns",
@@ -149,19 +191,34 @@ async fn main() -> Result<()> {
         merged_at: dispatch.clock().now(),
         merge_sha: Some("9f86d081884c7d65".into()),
     };
-    dispatch.pr_merged(&pr, &Actor::webhook("GitHub Webhook")).await?;
+    dispatch
+        .pr_merged(&pr, &Actor::webhook("GitHub Webhook"))
+        .await?;
     let status = dispatch.fix_status(ident.as_str()).await?;
     println!("  ▸ {}", status.latest_description.unwrap_or_default());
     if let Some(reason) = status.close_block_reason {
         println!("  ▸ closing is blocked until then: {reason}");
     }
 
-    println!("4. No recurrence during the window: the sweeper verifies the fix and closes the issue");
-    wait_until(|| async { dispatch.fix_status(ident.as_str()).await.map(|s| s.can_close).unwrap_or(false) }).await;
+    println!(
+        "4. No recurrence during the window: the sweeper verifies the fix and closes the issue"
+    );
+    wait_until(|| async {
+        dispatch
+            .fix_status(ident.as_str())
+            .await
+            .map(|s| s.can_close)
+            .unwrap_or(false)
+    })
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let issue = dispatch.get_issue(ident.as_str()).await?;
     let cols = dispatch.columns().await?;
-    let col = cols.iter().find(|c| c.id == issue.column_id).map(|c| c.name.clone()).unwrap_or_default();
+    let col = cols
+        .iter()
+        .find(|c| c.id == issue.column_id)
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
     println!("  ▸ {} is now in {col}", issue.identifier);
 
     cancel.cancel();

@@ -62,16 +62,23 @@ struct Vars<'a> {
 
 impl Vars<'_> {
     fn raw(&self, name: &str) -> Option<String> {
-        (self.get)(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+        (self.get)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
     }
     fn first(&self, names: &[&str]) -> Option<(String, String)> {
-        names.iter().find_map(|n| self.raw(n).map(|v| (n.to_string(), v)))
+        names
+            .iter()
+            .find_map(|n| self.raw(n).map(|v| (n.to_string(), v)))
     }
     fn num<T: std::str::FromStr>(&self, names: &[&str], default: T) -> Result<T> {
         match self.first(names) {
             None => Ok(default),
             Some((name, v)) => v.parse::<T>().map_err(|_| {
-                Error::invalid(name.clone(), format!("{name}={v:?} is not a valid non-negative number"))
+                Error::invalid(
+                    name.clone(),
+                    format!("{name}={v:?} is not a valid non-negative number"),
+                )
             }),
         }
     }
@@ -79,7 +86,10 @@ impl Vars<'_> {
         let v: f64 = self.num(names, default)?;
         if !v.is_finite() || v < 0.0 {
             let name = names.first().copied().unwrap_or("?");
-            return Err(Error::invalid(name, format!("{name} must be a non-negative number")));
+            return Err(Error::invalid(
+                name,
+                format!("{name} must be a non-negative number"),
+            ));
         }
         Ok(v)
     }
@@ -89,7 +99,10 @@ impl Vars<'_> {
             Some((name, v)) => match v.to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "on" => Ok(true),
                 "false" | "0" | "no" | "off" => Ok(false),
-                _ => Err(Error::invalid(name.clone(), format!("{name}={v:?} is not true or false"))),
+                _ => Err(Error::invalid(
+                    name.clone(),
+                    format!("{name}={v:?} is not true or false"),
+                )),
             },
         }
     }
@@ -107,7 +120,10 @@ impl EngineConfig {
         let d = EngineConfig::default();
         let dp = SpawnPolicy::default();
 
-        let issue_prefix = v.raw("DEFAULT_ISSUE_PREFIX").unwrap_or(d.issue_prefix).to_ascii_uppercase();
+        let issue_prefix = v
+            .raw("DEFAULT_ISSUE_PREFIX")
+            .unwrap_or(d.issue_prefix)
+            .to_ascii_uppercase();
         if issue_prefix.len() > 16 || !issue_prefix.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(Error::invalid(
                 "DEFAULT_ISSUE_PREFIX",
@@ -120,7 +136,11 @@ impl EngineConfig {
         // spellings of true, and refuse anything unclear rather than guess.
         let kill_switch = v.flag(&["SPAWN_KILL_SWITCH"], false)?;
         let immediate_sources = match v.raw("IMMEDIATE_SPAWN_SOURCES") {
-            Some(s) => s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect(),
+            Some(s) => s
+                .split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect(),
             None => dp.immediate_sources.clone(),
         };
         let max_error = v.num(&["MAX_CONCURRENT_SPAWNS_ERROR"], dp.max_concurrent_error)?;
@@ -152,7 +172,10 @@ impl EngineConfig {
         };
         let window_hours = v.float(&["VERIFICATION_WINDOW_HOURS"], 48.0)?;
         if window_hours <= 0.0 {
-            return Err(Error::invalid("VERIFICATION_WINDOW_HOURS", "VERIFICATION_WINDOW_HOURS must be greater than 0"));
+            return Err(Error::invalid(
+                "VERIFICATION_WINDOW_HOURS",
+                "VERIFICATION_WINDOW_HOURS must be greater than 0",
+            ));
         }
         let verify = VerifyPolicy {
             window: Duration::minutes((window_hours * 60.0) as i64),
@@ -160,7 +183,10 @@ impl EngineConfig {
         };
         let stale_minutes: i64 = v.num(&["STALE_RUN_MINUTES"], 45)?;
         if stale_minutes == 0 {
-            return Err(Error::invalid("STALE_RUN_MINUTES", "STALE_RUN_MINUTES must be at least 1"));
+            return Err(Error::invalid(
+                "STALE_RUN_MINUTES",
+                "STALE_RUN_MINUTES must be at least 1",
+            ));
         }
         let retention_days: i64 = v.num(&["RETENTION_DAYS"], 0)?;
         let max_attempts: u32 = v.num(&["DISPATCH_MAX_ATTEMPTS"], d.max_dispatch_attempts)?;
@@ -171,7 +197,11 @@ impl EngineConfig {
             verify,
             stale_after: Duration::minutes(stale_minutes),
             auto_spawn_origins: match v.raw("AUTO_SPAWN_ORIGINS") {
-                Some(s) => s.split(',').map(|x| x.trim().to_ascii_lowercase()).filter(|x| !x.is_empty()).collect(),
+                Some(s) => s
+                    .split(',')
+                    .map(|x| x.trim().to_ascii_lowercase())
+                    .filter(|x| !x.is_empty())
+                    .collect(),
                 None => d.auto_spawn_origins.clone(),
             },
             respawn_on_fix_failure: v.flag(&["RESPAWN_ON_FIX_FAILURE"], false)?,
@@ -191,7 +221,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<EngineConfig> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         EngineConfig::from_lookup(&move |k| m.get(k).cloned())
     }
 
@@ -234,8 +267,17 @@ mod tests {
         let e = cfg(&[("MAX_CONCURRENT_SPAWNS_ERROR", "lots")]).unwrap_err();
         assert_eq!(e.field(), Some("MAX_CONCURRENT_SPAWNS_ERROR"));
         assert!(e.to_string().contains("MAX_CONCURRENT_SPAWNS_ERROR"));
-        assert_eq!(cfg(&[("SPAWN_KILL_SWITCH", "maybe")]).unwrap_err().field(), Some("SPAWN_KILL_SWITCH"));
-        assert_eq!(cfg(&[("DEFAULT_ISSUE_PREFIX", "A-B")]).unwrap_err().field(), Some("DEFAULT_ISSUE_PREFIX"));
-        assert_eq!(cfg(&[("DAILY_COST_LIMIT_USD", "-1")]).unwrap_err().field(), Some("DAILY_COST_LIMIT_USD"));
+        assert_eq!(
+            cfg(&[("SPAWN_KILL_SWITCH", "maybe")]).unwrap_err().field(),
+            Some("SPAWN_KILL_SWITCH")
+        );
+        assert_eq!(
+            cfg(&[("DEFAULT_ISSUE_PREFIX", "A-B")]).unwrap_err().field(),
+            Some("DEFAULT_ISSUE_PREFIX")
+        );
+        assert_eq!(
+            cfg(&[("DAILY_COST_LIMIT_USD", "-1")]).unwrap_err().field(),
+            Some("DAILY_COST_LIMIT_USD")
+        );
     }
 }

@@ -10,14 +10,21 @@ pub enum ErrorKind {
     /// The state changed under the caller (optimistic concurrency) or the transition is not allowed now.
     Conflict,
     /// A named input field was wrong.
-    InvalidInput { field: String },
+    InvalidInput {
+        field: String,
+    },
     Unauthorized,
     Forbidden,
     /// A spawn gate said no; `reason` is the machine-readable code (`kill_switch`, `cooldown`, ...).
-    GateDenied { reason: String },
+    GateDenied {
+        reason: String,
+    },
     RateLimited,
     /// An upstream service answered with an error (status 0 when there was no HTTP answer).
-    Upstream { service: String, status: u16 },
+    Upstream {
+        service: String,
+        status: u16,
+    },
     Unavailable,
     Internal,
 }
@@ -59,7 +66,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), source: None }
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));
@@ -72,16 +83,32 @@ impl Error {
         Self::new(ErrorKind::Conflict, message)
     }
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::InvalidInput { field: field.into() }, message)
+        Self::new(
+            ErrorKind::InvalidInput {
+                field: field.into(),
+            },
+            message,
+        )
     }
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Forbidden, message)
     }
     pub fn gate_denied(reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::GateDenied { reason: reason.into() }, message)
+        Self::new(
+            ErrorKind::GateDenied {
+                reason: reason.into(),
+            },
+            message,
+        )
     }
     pub fn upstream(service: impl Into<String>, status: u16, message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Upstream { service: service.into(), status }, message)
+        Self::new(
+            ErrorKind::Upstream {
+                service: service.into(),
+                status,
+            },
+            message,
+        )
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, message)
@@ -123,7 +150,9 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -134,12 +163,21 @@ impl Clone for Error {
             Some(s) => format!("{}: {s}", self.message),
             None => self.message.clone(),
         };
-        Error { kind: self.kind.clone(), message, source: None }
+        Error {
+            kind: self.kind.clone(),
+            message,
+            source: None,
+        }
     }
 }
 
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
-        Error::new(ErrorKind::InvalidInput { field: "body".into() }, e.to_string())
+        Error::new(
+            ErrorKind::InvalidInput {
+                field: "body".into(),
+            },
+            e.to_string(),
+        )
     }
 }

@@ -35,7 +35,10 @@ pub fn lexical_score(query: &[String], title: &str, description: &str, comments:
         return 0.0;
     }
     let (t, d, c) = (terms(title), terms(description), terms(comments));
-    let has = |v: &[String], q: &String| v.iter().any(|w| w == q || (q.len() >= 4 && w.starts_with(q.as_str())));
+    let has = |v: &[String], q: &String| {
+        v.iter()
+            .any(|w| w == q || (q.len() >= 4 && w.starts_with(q.as_str())))
+    };
     let mut score = 0.0;
     let mut matched = 0;
     for q in query {
@@ -83,7 +86,10 @@ mod tests {
 
     #[test]
     fn terms_are_lowercase_unique_words() {
-        assert_eq!(terms("Card declined: card DECLINED x 42"), vec!["card", "declined", "42"]);
+        assert_eq!(
+            terms("Card declined: card DECLINED x 42"),
+            vec!["card", "declined", "42"]
+        );
     }
 
     #[test]

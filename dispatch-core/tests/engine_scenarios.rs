@@ -6,7 +6,9 @@ use dispatch_core::config::EngineConfig;
 use dispatch_core::engine::{ColumnRef, IssueChanges, SpawnOptions};
 use dispatch_core::event::ErrorEvent;
 use dispatch_core::gate::{Decision, SpawnPolicy};
-use dispatch_core::issue::{Actor, AgentStatus, IssueFilter, NewIssue, Priority, SpawnStatus, names};
+use dispatch_core::issue::{
+    Actor, AgentStatus, IssueFilter, NewIssue, Priority, SpawnStatus, names,
+};
 use dispatch_core::memory::{MemoryEventBus, MemoryStore};
 use dispatch_core::plan::PlanStatus;
 use dispatch_core::ports::{ErrorLinkStore, Event, EventBus, RunResult, RunStore};
@@ -37,11 +39,20 @@ async fn world(config: EngineConfig) -> World {
         .build()
         .await
         .unwrap();
-    World { d, clock, runner, store, bus }
+    World {
+        d,
+        clock,
+        runner,
+        store,
+        bus,
+    }
 }
 
 fn config(policy: SpawnPolicy) -> EngineConfig {
-    EngineConfig { policy, ..EngineConfig::default() }
+    EngineConfig {
+        policy,
+        ..EngineConfig::default()
+    }
 }
 
 fn loki(msg: &str, count: u64) -> ErrorEvent {
@@ -57,7 +68,13 @@ fn agent() -> Actor {
 }
 
 async fn column_name(d: &Dispatch, issue: &dispatch_core::issue::Issue) -> String {
-    d.columns().await.unwrap().into_iter().find(|c| c.id == issue.column_id).unwrap().name
+    d.columns()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id == issue.column_id)
+        .unwrap()
+        .name
 }
 
 /// alert → issue → deferred → sweeper → dispatched → terminal chunks and activity → plan →
@@ -73,7 +90,11 @@ async fn path_to_monitoring(w: &World) -> (dispatch_core::ids::IssueId, String) 
     assert!(r.created);
     assert_eq!(r.issue.identifier, "DISPATCH-1");
     assert_eq!(r.issue.priority, Priority::P3);
-    assert!(r.issue.title.starts_with("[billing/charge-customer] Payment failed"));
+    assert!(
+        r.issue
+            .title
+            .starts_with("[billing/charge-customer] Payment failed")
+    );
     assert_eq!(r.normalized, "Payment failed for customer cus_* at *");
     let spawn = r.spawn.unwrap();
     match &spawn.decision {
@@ -84,10 +105,21 @@ async fn path_to_monitoring(w: &World) -> (dispatch_core::ids::IssueId, String) 
         other => panic!("expected a deferred spawn, got {other:?}"),
     }
     assert!(w.runner.calls().is_empty());
-    assert_eq!(events.next().await, Some(Event::IssueCreated { issue_id: r.issue.id }));
+    assert_eq!(
+        events.next().await,
+        Some(Event::IssueCreated {
+            issue_id: r.issue.id
+        })
+    );
 
     // The same error again dedupes into the same issue; still deferred.
-    let again = d.ingest(loki("Payment failed for customer cus_Zz9 at 2026-01-15T09:01:00Z", 2)).await.unwrap();
+    let again = d
+        .ingest(loki(
+            "Payment failed for customer cus_Zz9 at 2026-01-15T09:01:00Z",
+            2,
+        ))
+        .await
+        .unwrap();
     assert!(!again.created);
     assert_eq!(again.issue.id, r.issue.id);
     assert_eq!(again.event_count, 8);
@@ -121,10 +153,22 @@ async fn path_to_monitoring(w: &World) -> (dispatch_core::ids::IssueId, String) 
 
     // The agent streams output and reports.
     let reporter = w.runner.reporter(run_id).unwrap();
-    reporter.terminal(run_id, "Looking at billing/charge.rs\n").await.unwrap();
-    reporter.terminal(run_id, "[TOOL] Grep(pattern=charge)\n").await.unwrap();
     reporter
-        .activity(run_id, NewActivity::new(ActivityType::InvestigationComplete, "Root cause: missing retry"))
+        .terminal(run_id, "Looking at billing/charge.rs\n")
+        .await
+        .unwrap();
+    reporter
+        .terminal(run_id, "[TOOL] Grep(pattern=charge)\n")
+        .await
+        .unwrap();
+    reporter
+        .activity(
+            run_id,
+            NewActivity::new(
+                ActivityType::InvestigationComplete,
+                "Root cause: missing retry",
+            ),
+        )
         .await
         .unwrap();
     let chunks = d.read_terminal(run_id, 0, 100).await.unwrap();
@@ -154,7 +198,14 @@ async fn path_to_monitoring(w: &World) -> (dispatch_core::ids::IssueId, String) 
         .unwrap();
     // A retried result callback does not double count.
     reporter
-        .finish(run_id, RunResult { cost_usd: Some(1.25), num_turns: Some(12), ..RunResult::default() })
+        .finish(
+            run_id,
+            RunResult {
+                cost_usd: Some(1.25),
+                num_turns: Some(12),
+                ..RunResult::default()
+            },
+        )
         .await
         .unwrap();
     let issue = d.get_issue("DISPATCH-1").await.unwrap();
@@ -166,40 +217,101 @@ async fn path_to_monitoring(w: &World) -> (dispatch_core::ids::IssueId, String) 
     assert_eq!(column_name(d, &issue).await, names::NEEDS_REVIEW);
     // The error run ended: the fingerprint is in cooldown now.
     let links = w.store.links_for_issue(issue.id).await.unwrap();
-    assert_eq!(links[0].cooldown_until, Some(w.clock.now() + Duration::hours(24)));
+    assert_eq!(
+        links[0].cooldown_until,
+        Some(w.clock.now() + Duration::hours(24))
+    );
 
     // Implementation refuses to start without an approved plan.
-    let e = d.spawn("DISPATCH-1", SpawnOptions::new(WorkflowKind::PrdImplement), &user()).await.unwrap_err();
+    let e = d
+        .spawn(
+            "DISPATCH-1",
+            SpawnOptions::new(WorkflowKind::PrdImplement),
+            &user(),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Conflict);
 
     // A person asks for a plan.
-    let inv = d.spawn("DISPATCH-1", SpawnOptions::new(WorkflowKind::PrdInvestigate), &user()).await.unwrap();
-    let inv_run = inv.run_id.unwrap();
-    assert_eq!(d.dispatcher_step().await.unwrap(), 1);
-    d.submit_plan("DISPATCH-1", "1. add retry\n2. add test", &agent()).await.unwrap();
-    d.finish_run(inv_run, RunResult { outcome: Some(Outcome::InvestigationComplete), ..Default::default() }, &agent())
+    let inv = d
+        .spawn(
+            "DISPATCH-1",
+            SpawnOptions::new(WorkflowKind::PrdInvestigate),
+            &user(),
+        )
         .await
         .unwrap();
+    let inv_run = inv.run_id.unwrap();
+    assert_eq!(d.dispatcher_step().await.unwrap(), 1);
+    d.submit_plan("DISPATCH-1", "1. add retry\n2. add test", &agent())
+        .await
+        .unwrap();
+    d.finish_run(
+        inv_run,
+        RunResult {
+            outcome: Some(Outcome::InvestigationComplete),
+            ..Default::default()
+        },
+        &agent(),
+    )
+    .await
+    .unwrap();
     let issue = d.get_issue("DISPATCH-1").await.unwrap();
     assert_eq!(issue.plan.status, Some(PlanStatus::AwaitingReview));
     // Plan submission stays visible after the run ends (the original reset it to idle).
     assert_eq!(issue.agent_status, AgentStatus::AwaitingReview);
 
     // Reject with feedback; re-investigation receives the feedback.
-    assert_eq!(d.reject_plan("DISPATCH-1", "  ", &user()).await.unwrap_err().field(), Some("feedback"));
-    let issue = d.reject_plan("DISPATCH-1", "Also cover refunds", &user()).await.unwrap();
-    assert_eq!(issue.plan.status, Some(PlanStatus::NeedsRevision));
-    let inv2 = d.spawn("DISPATCH-1", SpawnOptions::new(WorkflowKind::PrdInvestigate), &user()).await.unwrap();
-    let inv2_run = inv2.run_id.unwrap();
-    d.dispatcher_step().await.unwrap();
-    assert_eq!(w.runner.job(inv2_run).unwrap().inputs["plan_feedback"], "Also cover refunds");
-    d.submit_plan("DISPATCH-1", "1. add retry\n2. cover refunds\n3. add tests", &agent()).await.unwrap();
-    d.finish_run(inv2_run, RunResult { outcome: Some(Outcome::InvestigationComplete), ..Default::default() }, &agent())
+    assert_eq!(
+        d.reject_plan("DISPATCH-1", "  ", &user())
+            .await
+            .unwrap_err()
+            .field(),
+        Some("feedback")
+    );
+    let issue = d
+        .reject_plan("DISPATCH-1", "Also cover refunds", &user())
         .await
         .unwrap();
+    assert_eq!(issue.plan.status, Some(PlanStatus::NeedsRevision));
+    let inv2 = d
+        .spawn(
+            "DISPATCH-1",
+            SpawnOptions::new(WorkflowKind::PrdInvestigate),
+            &user(),
+        )
+        .await
+        .unwrap();
+    let inv2_run = inv2.run_id.unwrap();
+    d.dispatcher_step().await.unwrap();
+    assert_eq!(
+        w.runner.job(inv2_run).unwrap().inputs["plan_feedback"],
+        "Also cover refunds"
+    );
+    d.submit_plan(
+        "DISPATCH-1",
+        "1. add retry\n2. cover refunds\n3. add tests",
+        &agent(),
+    )
+    .await
+    .unwrap();
+    d.finish_run(
+        inv2_run,
+        RunResult {
+            outcome: Some(Outcome::InvestigationComplete),
+            ..Default::default()
+        },
+        &agent(),
+    )
+    .await
+    .unwrap();
 
     // Approve with auto-spawn: implementation starts through the gates with the plan.
-    let review = d.approve_plan("DISPATCH-1", "lead", true, &user()).await.unwrap();
+    let review = d
+        .approve_plan("DISPATCH-1", "lead", true, &user())
+        .await
+        .unwrap();
     assert_eq!(review.issue.plan.status, Some(PlanStatus::Approved));
     assert_eq!(review.issue.plan.approved_by.as_deref(), Some("lead"));
     let imp = review.spawn.unwrap();
@@ -214,7 +326,12 @@ async fn path_to_monitoring(w: &World) -> (dispatch_core::ids::IssueId, String) 
 
     d.finish_run(
         imp_run,
-        RunResult { outcome: Some(Outcome::Completed), pr_number: Some(42), cost_usd: Some(3.0), ..Default::default() },
+        RunResult {
+            outcome: Some(Outcome::Completed),
+            pr_number: Some(42),
+            cost_usd: Some(3.0),
+            ..Default::default()
+        },
         &agent(),
     )
     .await
@@ -224,7 +341,10 @@ async fn path_to_monitoring(w: &World) -> (dispatch_core::ids::IssueId, String) 
     assert_eq!(issue.cost_usd, 4.25);
 
     // The issue came from an error: it cannot be closed without a verified fix.
-    let e = d.move_issue("DISPATCH-1", ColumnRef::Name("Done".into()), &user()).await.unwrap_err();
+    let e = d
+        .move_issue("DISPATCH-1", ColumnRef::Name("Done".into()), &user())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Forbidden);
     assert!(e.message.contains("Link a PR"), "{}", e.message);
 
@@ -239,18 +359,27 @@ async fn path_to_monitoring(w: &World) -> (dispatch_core::ids::IssueId, String) 
         merged_at: w.clock.now(),
         merge_sha: Some("0123456789abcdef".into()),
     };
-    let reports = d.pr_merged(&pr, &Actor::webhook("GitHub Webhook")).await.unwrap();
+    let reports = d
+        .pr_merged(&pr, &Actor::webhook("GitHub Webhook"))
+        .await
+        .unwrap();
     assert_eq!(reports.len(), 1, "only this workspace's identifier counts");
     assert!(reports[0].created);
     assert_eq!(reports[0].attempt.status, VerificationStatus::Monitoring);
     // Redelivery: no second attempt.
-    let again = d.pr_merged(&pr, &Actor::webhook("GitHub Webhook")).await.unwrap();
+    let again = d
+        .pr_merged(&pr, &Actor::webhook("GitHub Webhook"))
+        .await
+        .unwrap();
     assert!(!again[0].created);
     let status = d.fix_status("DISPATCH-1").await.unwrap();
     assert_eq!(status.attempts.len(), 1);
     assert!(!status.can_close);
     assert!(status.close_block_reason.unwrap().contains("~48 hours"));
-    let e = d.move_issue("DISPATCH-1", ColumnRef::Name("Done".into()), &user()).await.unwrap_err();
+    let e = d
+        .move_issue("DISPATCH-1", ColumnRef::Name("Done".into()), &user())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Forbidden);
     (issue.id, msg.to_string())
 }
@@ -271,7 +400,10 @@ async fn full_loop_recurrence_reopens_with_priority_up() {
     assert_eq!(column_name(&w.d, &issue).await, names::BACKLOG);
     assert_eq!(issue.priority, Priority::P2);
     let labels = w.d.labels().await.unwrap();
-    let fix_failed = labels.iter().find(|l| l.name == names::LABEL_FIX_FAILED).unwrap();
+    let fix_failed = labels
+        .iter()
+        .find(|l| l.name == names::LABEL_FIX_FAILED)
+        .unwrap();
     assert!(issue.labels.contains(&fix_failed.id));
     let comments = w.d.comments(issue_id).await.unwrap();
     let last = comments.last().unwrap();
@@ -280,7 +412,10 @@ async fn full_loop_recurrence_reopens_with_priority_up() {
     let status = w.d.fix_status(issue_id).await.unwrap();
     assert_eq!(status.latest.unwrap().status, VerificationStatus::Failed);
     // Still in cooldown from the error run: no new agent yet.
-    assert_eq!(r.spawn.unwrap().decision.reason().unwrap().code(), "cooldown");
+    assert_eq!(
+        r.spawn.unwrap().decision.reason().unwrap().code(),
+        "cooldown"
+    );
     // The deadline passing later changes nothing: a failed attempt stays failed.
     w.clock.advance(Duration::hours(48));
     assert_eq!(w.d.sweeper_step().await.unwrap().verified, 0);
@@ -302,19 +437,41 @@ async fn full_loop_verified_and_closed_at_deadline() {
     let status = w.d.fix_status(issue_id).await.unwrap();
     assert_eq!(status.latest.unwrap().status, VerificationStatus::Verified);
     assert!(status.can_close);
-    assert!(w.d.comments(issue_id).await.unwrap().last().unwrap().body.contains("Fix Verified"));
+    assert!(
+        w.d.comments(issue_id)
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .body
+            .contains("Fix Verified")
+    );
     // A second sweep does nothing more.
     assert_eq!(w.d.sweeper_step().await.unwrap().verified, 0);
 
     // The error returning after the issue closed reopens it as a regression.
     w.clock.advance(Duration::days(2));
-    let r = w.d.ingest(loki("Payment failed for customer cus_Q at 2026-01-20T10:00:00Z", 1)).await.unwrap();
+    let r =
+        w.d.ingest(loki(
+            "Payment failed for customer cus_Q at 2026-01-20T10:00:00Z",
+            1,
+        ))
+        .await
+        .unwrap();
     assert!(r.reopened);
     // Back from Done to Backlog, and (cooldown long over) a new agent is on it at once.
     assert!(r.spawn.unwrap().spawned());
     let issue = w.d.get_issue(issue_id).await.unwrap();
     assert_eq!(column_name(&w.d, &issue).await, names::INVESTIGATING);
-    assert!(w.d.comments(issue_id).await.unwrap().last().unwrap().body.contains("Regression"));
+    assert!(
+        w.d.comments(issue_id)
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .body
+            .contains("Regression")
+    );
 }
 
 #[tokio::test]
@@ -336,14 +493,30 @@ async fn deploy_signal_starts_monitoring_when_configured() {
     let rep = w.d.pr_merged(&pr, &Actor::webhook("GitHub")).await.unwrap();
     assert_eq!(rep[0].attempt.status, VerificationStatus::AwaitingDeploy);
     // A recurrence before the deploy is expected and fails nothing.
-    w.d.finish_run(r.spawn.unwrap().run_id.unwrap(), RunResult::default(), &agent()).await.ok();
+    w.d.finish_run(
+        r.spawn.unwrap().run_id.unwrap(),
+        RunResult::default(),
+        &agent(),
+    )
+    .await
+    .ok();
     let again = w.d.ingest(loki("boom", 1)).await.unwrap();
     assert!(!again.fix_failed);
     // Monitoring never ends while awaiting deploy.
     w.clock.advance(Duration::hours(100));
     assert_eq!(w.d.sweeper_step().await.unwrap().verified, 0);
-    assert_eq!(w.d.deploy_signal(Some("feed"), w.clock.now()).await.unwrap(), 1);
-    assert_eq!(w.d.deploy_signal(Some("feed"), w.clock.now()).await.unwrap(), 0);
+    assert_eq!(
+        w.d.deploy_signal(Some("feed"), w.clock.now())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        w.d.deploy_signal(Some("feed"), w.clock.now())
+            .await
+            .unwrap(),
+        0
+    );
     w.clock.advance(Duration::hours(48));
     assert_eq!(w.d.sweeper_step().await.unwrap().verified, 1);
 }
@@ -359,9 +532,16 @@ async fn fifty_concurrent_ingests_of_one_fingerprint_make_one_issue() {
         tasks.push(tokio::spawn(async move {
             b.wait().await;
             // Volatile parts differ per delivery; the fingerprint does not.
-            d.ingest(loki(&format!("Order {} failed for user 3f2a9c1e-7b4d-4e8a-9f00-{:012x}", 100000 + i, i), 1 + i % 3))
-                .await
-                .unwrap()
+            d.ingest(loki(
+                &format!(
+                    "Order {} failed for user 3f2a9c1e-7b4d-4e8a-9f00-{:012x}",
+                    100000 + i,
+                    i
+                ),
+                1 + i % 3,
+            ))
+            .await
+            .unwrap()
         }));
     }
     let mut created = 0;
@@ -388,7 +568,11 @@ async fn fifty_concurrent_spawns_never_exceed_limits() {
     let w = world(config(policy)).await;
     let mut issues = Vec::new();
     for i in 0..50 {
-        issues.push(w.d.create_issue(NewIssue::titled(format!("task {i}")), &user()).await.unwrap());
+        issues.push(
+            w.d.create_issue(NewIssue::titled(format!("task {i}")), &user())
+                .await
+                .unwrap(),
+        );
     }
     let barrier = Arc::new(tokio::sync::Barrier::new(50));
     let tasks: Vec<_> = issues
@@ -399,7 +583,13 @@ async fn fifty_concurrent_spawns_never_exceed_limits() {
             let id = i.id;
             tokio::spawn(async move {
                 b.wait().await;
-                d.spawn(id, SpawnOptions::new(WorkflowKind::DeepResearch), &Actor::user("bot")).await.unwrap()
+                d.spawn(
+                    id,
+                    SpawnOptions::new(WorkflowKind::DeepResearch),
+                    &Actor::user("bot"),
+                )
+                .await
+                .unwrap()
             })
         })
         .collect();
@@ -427,7 +617,9 @@ async fn fifty_concurrent_spawns_never_exceed_limits() {
         for run in w.runner.calls() {
             let r = w.store.get_run(run).await.unwrap();
             if r.status == RunStatus::Running {
-                w.d.finish_run(run, RunResult::default(), &agent()).await.unwrap();
+                w.d.finish_run(run, RunResult::default(), &agent())
+                    .await
+                    .unwrap();
             }
         }
         w.clock.advance(Duration::minutes(2));
@@ -443,12 +635,31 @@ async fn dispatcher_retries_with_backoff_then_fails_and_frees_the_slot() {
     let mut policy = SpawnPolicy::permissive();
     policy.max_concurrent_prd = 1;
     let w = world(config(policy)).await;
-    let a = w.d.create_issue(NewIssue::titled("a"), &user()).await.unwrap();
-    let b = w.d.create_issue(NewIssue::titled("b"), &user()).await.unwrap();
-    w.runner.fail_next(3, ErrorKind::Upstream { service: "github".into(), status: 502 });
-    let run = w.d.spawn(a.id, SpawnOptions::new(WorkflowKind::Qa), &user()).await;
+    let a =
+        w.d.create_issue(NewIssue::titled("a"), &user())
+            .await
+            .unwrap();
+    let b =
+        w.d.create_issue(NewIssue::titled("b"), &user())
+            .await
+            .unwrap();
+    w.runner.fail_next(
+        3,
+        ErrorKind::Upstream {
+            service: "github".into(),
+            status: 502,
+        },
+    );
+    let run =
+        w.d.spawn(a.id, SpawnOptions::new(WorkflowKind::Qa), &user())
+            .await;
     assert!(run.is_err(), "qa needs a plan");
-    let run = w.d.spawn(a.id, SpawnOptions::new(WorkflowKind::DeepResearch), &user()).await.unwrap().run_id.unwrap();
+    let run =
+        w.d.spawn(a.id, SpawnOptions::new(WorkflowKind::DeepResearch), &user())
+            .await
+            .unwrap()
+            .run_id
+            .unwrap();
     assert_eq!(w.d.dispatcher_step().await.unwrap(), 0);
     let r = w.store.get_run(run).await.unwrap();
     assert_eq!((r.status, r.dispatch_attempts), (RunStatus::Queued, 1));
@@ -459,9 +670,16 @@ async fn dispatcher_retries_with_backoff_then_fails_and_frees_the_slot() {
     w.clock.advance(Duration::seconds(10));
     w.d.dispatcher_step().await.unwrap();
     let r = w.store.get_run(run).await.unwrap();
-    assert_eq!(r.not_before, w.clock.now() + Duration::seconds(20), "backoff doubles");
+    assert_eq!(
+        r.not_before,
+        w.clock.now() + Duration::seconds(20),
+        "backoff doubles"
+    );
     // The slot is held meanwhile.
-    let other = w.d.spawn(b.id, SpawnOptions::new(WorkflowKind::DeepResearch), &user()).await.unwrap();
+    let other =
+        w.d.spawn(b.id, SpawnOptions::new(WorkflowKind::DeepResearch), &user())
+            .await
+            .unwrap();
     assert!(matches!(other.decision, Decision::Defer { .. }));
     w.clock.advance(Duration::seconds(20));
     w.d.dispatcher_step().await.unwrap();
@@ -478,20 +696,43 @@ async fn dispatcher_retries_with_backoff_then_fails_and_frees_the_slot() {
 #[tokio::test]
 async fn non_retryable_dispatch_error_fails_at_once() {
     let w = world(config(SpawnPolicy::permissive())).await;
-    let a = w.d.create_issue(NewIssue::titled("a"), &user()).await.unwrap();
+    let a =
+        w.d.create_issue(NewIssue::titled("a"), &user())
+            .await
+            .unwrap();
     w.runner.fail_next(1, ErrorKind::Unauthorized);
-    let run = w.d.spawn(a.id, SpawnOptions::new(WorkflowKind::AutoTriage), &user()).await.unwrap().run_id.unwrap();
+    let run =
+        w.d.spawn(a.id, SpawnOptions::new(WorkflowKind::AutoTriage), &user())
+            .await
+            .unwrap()
+            .run_id
+            .unwrap();
     w.d.dispatcher_step().await.unwrap();
-    assert_eq!(w.store.get_run(run).await.unwrap().status, RunStatus::Failed);
+    assert_eq!(
+        w.store.get_run(run).await.unwrap().status,
+        RunStatus::Failed
+    );
 }
 
 #[tokio::test]
 async fn a_run_claimed_by_a_dead_process_is_dispatched_exactly_once_after_its_lease() {
     let w = world(config(SpawnPolicy::permissive())).await;
-    let a = w.d.create_issue(NewIssue::titled("a"), &user()).await.unwrap();
-    let run = w.d.spawn(a.id, SpawnOptions::new(WorkflowKind::DeepResearch), &user()).await.unwrap().run_id.unwrap();
+    let a =
+        w.d.create_issue(NewIssue::titled("a"), &user())
+            .await
+            .unwrap();
+    let run =
+        w.d.spawn(a.id, SpawnOptions::new(WorkflowKind::DeepResearch), &user())
+            .await
+            .unwrap()
+            .run_id
+            .unwrap();
     // Another process claims it and dies before calling the runner.
-    let claimed = w.store.claim_due_runs(w.clock.now(), Duration::minutes(5), 10).await.unwrap();
+    let claimed = w
+        .store
+        .claim_due_runs(w.clock.now(), Duration::minutes(5), 10)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(w.d.dispatcher_step().await.unwrap(), 0);
     w.clock.advance(Duration::minutes(5));
@@ -507,14 +748,26 @@ async fn two_engines_on_one_store_dispatch_each_run_exactly_once() {
     let runner = FakeRunner::new();
     let cfg = config(SpawnPolicy::permissive());
     let mk = || {
-        Dispatch::builder(store.clone(), runner.clone()).clock(clock.clone()).config(cfg.clone()).build()
+        Dispatch::builder(store.clone(), runner.clone())
+            .clock(clock.clone())
+            .config(cfg.clone())
+            .build()
     };
     let (e1, e2) = (mk().await.unwrap(), mk().await.unwrap());
     assert_eq!(e1.workspace().id, e2.workspace().id);
     for i in 0..40 {
         let e = if i % 2 == 0 { &e1 } else { &e2 };
-        let issue = e.create_issue(NewIssue::titled(format!("t{i}")), &user()).await.unwrap();
-        e.spawn(issue.id, SpawnOptions::new(WorkflowKind::DeepResearch), &user()).await.unwrap();
+        let issue = e
+            .create_issue(NewIssue::titled(format!("t{i}")), &user())
+            .await
+            .unwrap();
+        e.spawn(
+            issue.id,
+            SpawnOptions::new(WorkflowKind::DeepResearch),
+            &user(),
+        )
+        .await
+        .unwrap();
     }
     let mut tasks = Vec::new();
     for e in [e1.clone(), e2.clone(), e1.clone(), e2.clone()] {
@@ -544,9 +797,14 @@ async fn stale_runs_time_out_and_return_to_backlog() {
     assert_eq!(column_name(&w.d, &issue).await, names::INVESTIGATING);
     // Output keeps it alive past 45 minutes from the start.
     w.clock.advance(Duration::minutes(40));
-    w.d.append_terminal(r.issue.id, &dispatch_core::engine::RunSelector::Current, "still working\n", None)
-        .await
-        .unwrap();
+    w.d.append_terminal(
+        r.issue.id,
+        &dispatch_core::engine::RunSelector::Current,
+        "still working\n",
+        None,
+    )
+    .await
+    .unwrap();
     w.clock.advance(Duration::minutes(40));
     assert_eq!(w.d.sweeper_step().await.unwrap().timed_out, 0);
     w.clock.advance(Duration::minutes(6));
@@ -559,8 +817,20 @@ async fn stale_runs_time_out_and_return_to_backlog() {
     assert_eq!(column_name(&w.d, &issue).await, names::BACKLOG);
     assert_eq!(w.runner.cancelled(), vec![run.id]);
     // A late callback cannot resurrect it.
-    w.d.finish_run(run.id, RunResult { outcome: Some(Outcome::Completed), ..Default::default() }, &agent()).await.unwrap();
-    assert_eq!(w.store.get_run(run.id).await.unwrap().status, RunStatus::TimedOut);
+    w.d.finish_run(
+        run.id,
+        RunResult {
+            outcome: Some(Outcome::Completed),
+            ..Default::default()
+        },
+        &agent(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        w.store.get_run(run.id).await.unwrap().status,
+        RunStatus::TimedOut
+    );
 }
 
 #[tokio::test]
@@ -568,35 +838,72 @@ async fn kill_switch_beats_force_and_cancel_ends_the_run() {
     let mut policy = SpawnPolicy::permissive();
     policy.kill_switch = true;
     let w = world(config(policy)).await;
-    let a = w.d.create_issue(NewIssue::titled("a"), &user()).await.unwrap();
-    let out = w
-        .d
-        .spawn(a.id, SpawnOptions { kind: WorkflowKind::AutoTriage, force: true, additional_context: None }, &user())
+    let a =
+        w.d.create_issue(NewIssue::titled("a"), &user())
+            .await
+            .unwrap();
+    let out =
+        w.d.spawn(
+            a.id,
+            SpawnOptions {
+                kind: WorkflowKind::AutoTriage,
+                force: true,
+                additional_context: None,
+            },
+            &user(),
+        )
         .await
         .unwrap();
     assert_eq!(out.decision.reason().unwrap().code(), "kill_switch");
     let err = out.into_result().unwrap_err();
-    assert_eq!(err.kind, ErrorKind::GateDenied { reason: "kill_switch".into() });
+    assert_eq!(
+        err.kind,
+        ErrorKind::GateDenied {
+            reason: "kill_switch".into()
+        }
+    );
 
     let w = world(config(SpawnPolicy::permissive())).await;
-    let a = w.d.create_issue(NewIssue::titled("a"), &user()).await.unwrap();
-    let run = w.d.spawn(a.id, SpawnOptions::new(WorkflowKind::AutoTriage), &user()).await.unwrap().run_id.unwrap();
-    let dup = w.d.spawn(a.id, SpawnOptions::new(WorkflowKind::AutoTriage), &user()).await.unwrap();
+    let a =
+        w.d.create_issue(NewIssue::titled("a"), &user())
+            .await
+            .unwrap();
+    let run =
+        w.d.spawn(a.id, SpawnOptions::new(WorkflowKind::AutoTriage), &user())
+            .await
+            .unwrap()
+            .run_id
+            .unwrap();
+    let dup =
+        w.d.spawn(a.id, SpawnOptions::new(WorkflowKind::AutoTriage), &user())
+            .await
+            .unwrap();
     assert_eq!(dup.decision.reason().unwrap().code(), "already_running");
     w.d.dispatcher_step().await.unwrap();
     assert!(w.d.cancel(a.id, &user()).await.unwrap());
-    assert_eq!(w.store.get_run(run).await.unwrap().status, RunStatus::Cancelled);
-    assert_eq!(w.d.get_issue(a.id).await.unwrap().spawn_status, Some(SpawnStatus::Cancelled));
-    assert_eq!(w.d.cancel(a.id, &user()).await.unwrap_err().kind, ErrorKind::Conflict);
+    assert_eq!(
+        w.store.get_run(run).await.unwrap().status,
+        RunStatus::Cancelled
+    );
+    assert_eq!(
+        w.d.get_issue(a.id).await.unwrap().spawn_status,
+        Some(SpawnStatus::Cancelled)
+    );
+    assert_eq!(
+        w.d.cancel(a.id, &user()).await.unwrap_err().kind,
+        ErrorKind::Conflict
+    );
 }
 
 #[tokio::test]
 async fn issues_without_error_links_close_freely_and_history_records_changes() {
     let w = world(EngineConfig::default()).await;
-    let i = w.d.create_issue(NewIssue::titled("feature"), &user()).await.unwrap();
-    let i = w
-        .d
-        .update_issue(
+    let i =
+        w.d.create_issue(NewIssue::titled("feature"), &user())
+            .await
+            .unwrap();
+    let i =
+        w.d.update_issue(
             i.id,
             IssueChanges {
                 priority: Some(Priority::P1),
@@ -612,12 +919,25 @@ async fn issues_without_error_links_close_freely_and_history_records_changes() {
     let h = w.d.history(i.id, 10).await.unwrap();
     let actions: Vec<_> = h.iter().map(|e| e.action).collect();
     use dispatch_core::issue::HistoryAction::*;
-    assert!(actions.contains(&StatusChanged) && actions.contains(&PriorityChanged) && actions.contains(&Edited));
+    assert!(
+        actions.contains(&StatusChanged)
+            && actions.contains(&PriorityChanged)
+            && actions.contains(&Edited)
+    );
     assert!(actions.contains(&Created));
-    assert!(h.iter().all(|e| e.actor.name == "ann" || e.action == Created));
-    let e = w
-        .d
-        .update_issue(i.id, IssueChanges { column: Some(ColumnRef::Name("Nope".into())), ..Default::default() }, &user())
+    assert!(
+        h.iter()
+            .all(|e| e.actor.name == "ann" || e.action == Created)
+    );
+    let e =
+        w.d.update_issue(
+            i.id,
+            IssueChanges {
+                column: Some(ColumnRef::Name("Nope".into())),
+                ..Default::default()
+            },
+            &user(),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.field(), Some("status"));
@@ -626,24 +946,48 @@ async fn issues_without_error_links_close_freely_and_history_records_changes() {
 #[tokio::test]
 async fn customers_portal_and_health() {
     let w = world(EngineConfig::default()).await;
-    let c = w
-        .d
-        .create_customer(dispatch_core::customer::NewCustomer { name: "Acme Inc".into(), ..Default::default() })
+    let c =
+        w.d.create_customer(dispatch_core::customer::NewCustomer {
+            name: "Acme Inc".into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(c.slug, "acme-inc");
-    assert_eq!(w.d.portal_customer("acme-inc", &c.portal_token).await.unwrap().id, c.id);
-    assert_eq!(w.d.portal_customer("other", &c.portal_token).await.unwrap_err().kind, ErrorKind::Unauthorized);
+    assert_eq!(
+        w.d.portal_customer("acme-inc", &c.portal_token)
+            .await
+            .unwrap()
+            .id,
+        c.id
+    );
+    assert_eq!(
+        w.d.portal_customer("other", &c.portal_token)
+            .await
+            .unwrap_err()
+            .kind,
+        ErrorKind::Unauthorized
+    );
     let c2 = w.d.regenerate_portal_token(c.id).await.unwrap();
     assert_ne!(c2.portal_token, c.portal_token);
-    assert!(w.d.portal_customer("acme-inc", &c.portal_token).await.is_err());
+    assert!(
+        w.d.portal_customer("acme-inc", &c.portal_token)
+            .await
+            .is_err()
+    );
 
     let mut n = NewIssue::titled("login broken");
     n.customer_id = Some(c.id);
     n.priority = Priority::P1;
     let i = w.d.create_issue(n, &user()).await.unwrap();
     assert!(w.d.add_watcher(i.id, c.id).await.unwrap());
-    let watched = w.d.list_issues(&IssueFilter { watched_by: Some(c.id), ..Default::default() }).await.unwrap();
+    let watched =
+        w.d.list_issues(&IssueFilter {
+            watched_by: Some(c.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(watched.len(), 1);
     w.clock.advance(Duration::days(4));
     let h = w.d.customer_health(c.id).await.unwrap();
@@ -656,20 +1000,46 @@ async fn customers_portal_and_health() {
 #[tokio::test]
 async fn agent_callbacks_are_idempotent_and_scoped_to_the_issue() {
     let w = world(config(SpawnPolicy::permissive())).await;
-    let a = w.d.create_issue(NewIssue::titled("a"), &user()).await.unwrap();
-    let b = w.d.create_issue(NewIssue::titled("b"), &user()).await.unwrap();
-    let run = w.d.spawn(a.id, SpawnOptions::new(WorkflowKind::DeepResearch), &user()).await.unwrap().run_id.unwrap();
+    let a =
+        w.d.create_issue(NewIssue::titled("a"), &user())
+            .await
+            .unwrap();
+    let b =
+        w.d.create_issue(NewIssue::titled("b"), &user())
+            .await
+            .unwrap();
+    let run =
+        w.d.spawn(a.id, SpawnOptions::new(WorkflowKind::DeepResearch), &user())
+            .await
+            .unwrap()
+            .run_id
+            .unwrap();
     w.d.dispatcher_step().await.unwrap();
     use dispatch_core::engine::RunSelector;
-    let c1 = w.d.append_terminal(a.id, &RunSelector::Id(run), "one", Some(1)).await.unwrap();
-    let again = w.d.append_terminal(a.id, &RunSelector::Id(run), "one", Some(1)).await.unwrap();
+    let c1 =
+        w.d.append_terminal(a.id, &RunSelector::Id(run), "one", Some(1))
+            .await
+            .unwrap();
+    let again =
+        w.d.append_terminal(a.id, &RunSelector::Id(run), "one", Some(1))
+            .await
+            .unwrap();
     assert_eq!(c1, again);
     assert_eq!(w.d.read_terminal(run, 0, 10).await.unwrap().len(), 1);
     // The runner's id finds the run too.
     let ext = format!("fake-{run}");
-    assert_eq!(w.d.resolve_run(a.id, &RunSelector::External(ext)).await.unwrap().id, run);
+    assert_eq!(
+        w.d.resolve_run(a.id, &RunSelector::External(ext))
+            .await
+            .unwrap()
+            .id,
+        run
+    );
     // Another issue's run is refused.
-    let e = w.d.append_terminal(b.id, &RunSelector::Id(run), "x", None).await.unwrap_err();
+    let e =
+        w.d.append_terminal(b.id, &RunSelector::Id(run), "x", None)
+            .await
+            .unwrap_err();
     assert_eq!(e.field(), Some("run"));
     w.d.report_blocker(
         a.id,
@@ -683,10 +1053,25 @@ async fn agent_callbacks_are_idempotent_and_scoped_to_the_issue() {
     .unwrap();
     let a2 = w.d.get_issue(a.id).await.unwrap();
     assert_eq!(a2.agent_status, AgentStatus::Blocked);
-    assert_eq!(a2.blocked_reason.as_deref(), Some("[missing_env] STRIPE_KEY unset"));
-    w.d.finish_run(run, RunResult { outcome: Some(Outcome::Blocked), ..Default::default() }, &agent()).await.unwrap();
+    assert_eq!(
+        a2.blocked_reason.as_deref(),
+        Some("[missing_env] STRIPE_KEY unset")
+    );
+    w.d.finish_run(
+        run,
+        RunResult {
+            outcome: Some(Outcome::Blocked),
+            ..Default::default()
+        },
+        &agent(),
+    )
+    .await
+    .unwrap();
     // Blocked stays visible after the run ends.
-    assert_eq!(w.d.get_issue(a.id).await.unwrap().agent_status, AgentStatus::Blocked);
+    assert_eq!(
+        w.d.get_issue(a.id).await.unwrap().agent_status,
+        AgentStatus::Blocked
+    );
 }
 
 #[tokio::test]
@@ -705,13 +1090,20 @@ async fn sentry_errors_do_not_auto_spawn_and_dedupe_by_their_own_id() {
     assert!(!r2.created);
     assert_eq!(r2.issue.id, r.issue.id);
     let labels = w.d.labels().await.unwrap();
-    assert!(labels.iter().any(|l| l.name == "Sentry" && r.issue.labels.contains(&l.id)));
+    assert!(
+        labels
+            .iter()
+            .any(|l| l.name == "Sentry" && r.issue.labels.contains(&l.id))
+    );
 }
 
 #[tokio::test]
 async fn invalid_events_name_the_field() {
     let w = world(EngineConfig::default()).await;
-    let e = w.d.ingest(ErrorEvent::new("loki", "", "f", "m")).await.unwrap_err();
+    let e =
+        w.d.ingest(ErrorEvent::new("loki", "", "f", "m"))
+            .await
+            .unwrap_err();
     assert_eq!(e.field(), Some("source"));
     let e = w.d.ingest(loki("m", 0)).await.unwrap_err();
     assert_eq!(e.field(), Some("event_count"));
@@ -727,8 +1119,13 @@ async fn run_loop_dispatches_without_waiting_for_a_tick_and_stops_on_cancel() {
     let d = w.d.clone();
     let c2 = cancel.clone();
     let handle = tokio::spawn(async move { d.run(c2).await });
-    let a = w.d.create_issue(NewIssue::titled("a"), &user()).await.unwrap();
-    w.d.spawn(a.id, SpawnOptions::new(WorkflowKind::DeepResearch), &user()).await.unwrap();
+    let a =
+        w.d.create_issue(NewIssue::titled("a"), &user())
+            .await
+            .unwrap();
+    w.d.spawn(a.id, SpawnOptions::new(WorkflowKind::DeepResearch), &user())
+        .await
+        .unwrap();
     for _ in 0..200 {
         if !w.runner.calls().is_empty() {
             break;
@@ -737,5 +1134,8 @@ async fn run_loop_dispatches_without_waiting_for_a_tick_and_stops_on_cancel() {
     }
     assert_eq!(w.runner.calls().len(), 1);
     cancel.cancel();
-    tokio::time::timeout(std::time::Duration::from_secs(5), handle).await.unwrap().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), handle)
+        .await
+        .unwrap()
+        .unwrap();
 }

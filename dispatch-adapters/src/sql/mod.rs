@@ -10,11 +10,22 @@ use dispatch_core::{Error, ErrorKind};
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StoreError {
     #[error("{context}: {source}")]
-    Db { context: &'static str, source: sqlx::Error },
+    Db {
+        context: &'static str,
+        source: sqlx::Error,
+    },
     #[error("cannot decode {table}.{column}: {detail}")]
-    Decode { table: &'static str, column: &'static str, detail: String },
+    Decode {
+        table: &'static str,
+        column: &'static str,
+        detail: String,
+    },
     #[error("migration {version} ({name}) failed: {source}")]
-    Migration { version: i64, name: &'static str, source: sqlx::Error },
+    Migration {
+        version: i64,
+        name: &'static str,
+        source: sqlx::Error,
+    },
 }
 
 impl From<StoreError> for Error {
@@ -22,12 +33,16 @@ impl From<StoreError> for Error {
         let kind = match &e {
             StoreError::Db { source, .. } => match source {
                 sqlx::Error::RowNotFound => ErrorKind::NotFound,
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => ErrorKind::Unavailable,
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                    ErrorKind::Unavailable
+                }
                 sqlx::Error::Database(d) if d.is_unique_violation() => ErrorKind::Conflict,
                 sqlx::Error::Database(d) if d.is_foreign_key_violation() => ErrorKind::NotFound,
                 sqlx::Error::Database(d) => match d.code().as_deref() {
                     // PostgreSQL serialization failure / deadlock; SQLite busy / locked.
-                    Some("40001") | Some("40P01") | Some("5") | Some("6") | Some("517") => ErrorKind::Unavailable,
+                    Some("40001") | Some("40P01") | Some("5") | Some("6") | Some("517") => {
+                        ErrorKind::Unavailable
+                    }
                     _ => ErrorKind::Internal,
                 },
                 _ => ErrorKind::Internal,
@@ -44,30 +59,36 @@ pub(crate) fn db(context: &'static str) -> impl Fn(sqlx::Error) -> Error {
     move |source| StoreError::Db { context, source }.into()
 }
 
-pub(crate) fn decode_err(table: &'static str, column: &'static str, detail: impl std::fmt::Display) -> Error {
-    StoreError::Decode { table, column, detail: detail.to_string() }.into()
+pub(crate) fn decode_err(
+    table: &'static str,
+    column: &'static str,
+    detail: impl std::fmt::Display,
+) -> Error {
+    StoreError::Decode {
+        table,
+        column,
+        detail: detail.to_string(),
+    }
+    .into()
 }
 
 /// Reads a column, turning a failure into an `Internal` error that names table and column.
 macro_rules! col {
-    ($row:expr, $table:literal, $col:literal, $ty:ty) => {
-        {
-            use ::sqlx::Row as _;
-            $row.try_get::<$ty, _>($col).map_err(|e| $crate::sql::decode_err($table, $col, e))
-        }
-    };
+    ($row:expr, $table:literal, $col:literal, $ty:ty) => {{
+        use ::sqlx::Row as _;
+        $row.try_get::<$ty, _>($col)
+            .map_err(|e| $crate::sql::decode_err($table, $col, e))
+    }};
 }
 
 /// Reads a JSON document column into `T`.
 macro_rules! doc_col {
-    ($row:expr, $table:literal, $ty:ty) => {
-        {
-            use ::sqlx::Row as _;
-            $row.try_get::<::sqlx::types::Json<$ty>, _>("doc")
-                .map(|j| j.0)
-                .map_err(|e| $crate::sql::decode_err($table, "doc", e))
-        }
-    };
+    ($row:expr, $table:literal, $ty:ty) => {{
+        use ::sqlx::Row as _;
+        $row.try_get::<::sqlx::types::Json<$ty>, _>("doc")
+            .map(|j| j.0)
+            .map_err(|e| $crate::sql::decode_err($table, "doc", e))
+    }};
 }
 pub(crate) use doc_col;
 
@@ -75,7 +96,11 @@ pub(crate) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-pub(crate) fn to_u64(table: &'static str, column: &'static str, n: i64) -> dispatch_core::Result<u64> {
+pub(crate) fn to_u64(
+    table: &'static str,
+    column: &'static str,
+    n: i64,
+) -> dispatch_core::Result<u64> {
     u64::try_from(n).map_err(|_| decode_err(table, column, format!("negative value {n}")))
 }
 

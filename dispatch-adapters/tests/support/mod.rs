@@ -30,7 +30,10 @@ pub async fn admin_pool() -> PgPool {
 /// stays on the path for extensions such as pg_trgm).
 pub async fn fresh_schema(admin: &PgPool) -> (String, PgConnectOptions) {
     let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(admin).await.expect("create schema");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(admin)
+        .await
+        .expect("create schema");
     let opts = PgConnectOptions::from_str(&database_url())
         .expect("DATABASE_URL")
         .options([("search_path", format!("{schema},public"))]);
@@ -38,9 +41,17 @@ pub async fn fresh_schema(admin: &PgPool) -> (String, PgConnectOptions) {
 }
 
 pub async fn drop_schema(admin: &PgPool, schema: &str) {
-    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))).execute(admin).await;
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+    )))
+    .execute(admin)
+    .await;
 }
 
 pub async fn pool(opts: &PgConnectOptions, max: u32) -> PgPool {
-    PgPoolOptions::new().max_connections(max).connect_with(opts.clone()).await.expect("connect")
+    PgPoolOptions::new()
+        .max_connections(max)
+        .connect_with(opts.clone())
+        .await
+        .expect("connect")
 }

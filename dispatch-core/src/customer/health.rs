@@ -66,10 +66,14 @@ pub fn health_metrics(inputs: &HealthInputs, now: Timestamp) -> HealthMetrics {
                 m.unresponded_issues += 1;
             }
         }
-        let last = i.last_comment_at.map_or(i.updated_at, |c| c.max(i.updated_at));
+        let last = i
+            .last_comment_at
+            .map_or(i.updated_at, |c| c.max(i.updated_at));
         m.last_activity_at = Some(m.last_activity_at.map_or(last, |x| x.max(last)));
-        m.last_issue_created_at =
-            Some(m.last_issue_created_at.map_or(i.created_at, |x| x.max(i.created_at)));
+        m.last_issue_created_at = Some(
+            m.last_issue_created_at
+                .map_or(i.created_at, |x| x.max(i.created_at)),
+        );
         if let (true, Some(first)) = (i.comment_count > 0, i.first_comment_at) {
             response_hours.push((first - i.created_at).num_milliseconds() as f64 / 3_600_000.0);
         }
@@ -89,10 +93,10 @@ pub fn health_score(m: &HealthMetrics) -> u32 {
     score -= (20 * m.critical_stale as i64).min(60);
     score -= (10 * m.stale_issues as i64).min(30);
     score -= (5 * m.high_priority_open as i64).min(20);
-    if let Some(d) = m.days_since_activity {
-        if d > 7 {
-            score -= (2 * (d - 7)).min(20);
-        }
+    if let Some(d) = m.days_since_activity
+        && d > 7
+    {
+        score -= (2 * (d - 7)).min(20);
     }
     score.max(0) as u32
 }
@@ -133,7 +137,10 @@ mod tests {
     use chrono::TimeZone;
 
     fn now() -> Timestamp {
-        chrono::Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).single().unwrap_or_default()
+        chrono::Utc
+            .with_ymd_and_hms(2026, 6, 1, 12, 0, 0)
+            .single()
+            .unwrap_or_default()
     }
 
     #[test]
@@ -149,7 +156,10 @@ mod tests {
         // 100 - 40 - 30 - 15 - 6
         assert_eq!(health_score(&troubled), 9);
         assert!(health_score(&troubled) < 50);
-        let three_critical = HealthMetrics { critical_stale: 3, ..Default::default() };
+        let three_critical = HealthMetrics {
+            critical_stale: 3,
+            ..Default::default()
+        };
         assert_eq!(health_score(&three_critical), 40);
     }
 
@@ -163,9 +173,15 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(health_score(&worst), 0);
-        let idle = HealthMetrics { days_since_activity: Some(7), ..Default::default() };
+        let idle = HealthMetrics {
+            days_since_activity: Some(7),
+            ..Default::default()
+        };
         assert_eq!(health_score(&idle), 100);
-        let idle8 = HealthMetrics { days_since_activity: Some(8), ..Default::default() };
+        let idle8 = HealthMetrics {
+            days_since_activity: Some(8),
+            ..Default::default()
+        };
         assert_eq!(health_score(&idle8), 98);
     }
 
@@ -201,7 +217,15 @@ mod tests {
         };
         let m = health_metrics(&inputs, n);
         assert_eq!((m.total_issues, m.open_issues, m.closed_issues), (3, 2, 1));
-        assert_eq!((m.stale_issues, m.critical_stale, m.unresponded_issues, m.high_priority_open), (1, 1, 1, 1));
+        assert_eq!(
+            (
+                m.stale_issues,
+                m.critical_stale,
+                m.unresponded_issues,
+                m.high_priority_open
+            ),
+            (1, 1, 1, 1)
+        );
         assert_eq!(m.avg_response_time_hours, Some(4.5));
         assert_eq!(m.days_since_activity, Some(1));
         assert_eq!(health_score(&m), 100 - 20 - 10 - 5);

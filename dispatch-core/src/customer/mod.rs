@@ -3,7 +3,9 @@
 
 mod health;
 
-pub use health::{HealthBand, HealthInputs, HealthIssue, HealthMetrics, health_band, health_metrics, health_score};
+pub use health::{
+    HealthBand, HealthInputs, HealthIssue, HealthMetrics, health_band, health_metrics, health_score,
+};
 
 use crate::Timestamp;
 use crate::error::{Error, Result};
@@ -68,10 +70,10 @@ impl NewCustomer {
                 s
             }
         };
-        if let Some(c) = &self.brand_color {
-            if !is_valid_hex_color(c) {
-                return Err(Error::invalid("brandColor", "brand colour must be #RRGGBB"));
-            }
+        if let Some(c) = &self.brand_color
+            && !is_valid_hex_color(c)
+        {
+            return Err(Error::invalid("brandColor", "brand colour must be #RRGGBB"));
         }
         if let Some(u) = &self.logo_url {
             validate_url("logoUrl", u)?;
@@ -91,18 +93,18 @@ pub struct CustomerPatch {
 
 impl CustomerPatch {
     pub fn validate(&self) -> Result<()> {
-        if let Some(n) = &self.name {
-            if n.trim().is_empty() {
-                return Err(Error::invalid("name", "customer name must not be empty"));
-            }
+        if let Some(n) = &self.name
+            && n.trim().is_empty()
+        {
+            return Err(Error::invalid("name", "customer name must not be empty"));
         }
         if let Some(s) = &self.slug {
             validate_slug(s)?;
         }
-        if let Some(Some(c)) = &self.brand_color {
-            if !is_valid_hex_color(c) {
-                return Err(Error::invalid("brandColor", "brand colour must be #RRGGBB"));
-            }
+        if let Some(Some(c)) = &self.brand_color
+            && !is_valid_hex_color(c)
+        {
+            return Err(Error::invalid("brandColor", "brand colour must be #RRGGBB"));
         }
         if let Some(Some(u)) = &self.logo_url {
             validate_url("logoUrl", u)?;
@@ -140,13 +142,17 @@ fn validate_url(field: &str, u: &str) -> Result<()> {
 pub fn validate_slug(s: &str) -> Result<()> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-');
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid("slug", "slug must be lowercase letters, digits and single dashes (a-z, 0-9, -)"))
+        Err(Error::invalid(
+            "slug",
+            "slug must be lowercase letters, digits and single dashes (a-z, 0-9, -)",
+        ))
     }
 }
 
@@ -203,9 +209,16 @@ mod tests {
 
     #[test]
     fn new_customer_validation_names_fields() {
-        let c = NewCustomer { name: "Acme".into(), ..Default::default() };
+        let c = NewCustomer {
+            name: "Acme".into(),
+            ..Default::default()
+        };
         assert_eq!(c.validate().unwrap(), "acme");
-        let bad = NewCustomer { name: "A".into(), brand_color: Some("red".into()), ..Default::default() };
+        let bad = NewCustomer {
+            name: "A".into(),
+            brand_color: Some("red".into()),
+            ..Default::default()
+        };
         assert_eq!(bad.validate().unwrap_err().field(), Some("brandColor"));
         let no_name = NewCustomer::default();
         assert_eq!(no_name.validate().unwrap_err().field(), Some("name"));
@@ -216,7 +229,10 @@ mod tests {
         let a = new_portal_token();
         let b = new_portal_token();
         assert_eq!(a.len(), 64);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert_ne!(a, b);
         assert!(constant_time_eq(a.as_bytes(), a.as_bytes()));
         assert!(!constant_time_eq(a.as_bytes(), b.as_bytes()));

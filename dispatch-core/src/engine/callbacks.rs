@@ -6,7 +6,9 @@ use crate::error::{Error, Result};
 use crate::ids::{IssueRef, RunId};
 use crate::issue::{Actor, AgentStatus, IssuePatch};
 use crate::ports::{Event, RunReporter, RunResult};
-use crate::run::{Activity, ActivityType, Blocker, NewActivity, Run, RunPatch, RunStatus, TerminalChunk};
+use crate::run::{
+    Activity, ActivityType, Blocker, NewActivity, Run, RunPatch, RunStatus, TerminalChunk,
+};
 use async_trait::async_trait;
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
@@ -39,13 +41,25 @@ impl Dispatch {
             },
             RunSelector::Current => match issue.current_run_id {
                 Some(id) => Some(self.inner.store.get_run(id).await?),
-                None => self.inner.store.list_runs(issue.id).await?.into_iter().next(),
+                None => self
+                    .inner
+                    .store
+                    .list_runs(issue.id)
+                    .await?
+                    .into_iter()
+                    .next(),
             },
         };
         match run {
             Some(r) if r.issue_id == issue.id => Ok(r),
-            Some(_) => Err(Error::invalid("run", format!("that run is not a run of {}", issue.identifier))),
-            None => Err(Error::not_found(format!("{} has no such run", issue.identifier))),
+            Some(_) => Err(Error::invalid(
+                "run",
+                format!("that run is not a run of {}", issue.identifier),
+            )),
+            None => Err(Error::not_found(format!(
+                "{} has no such run",
+                issue.identifier
+            ))),
         }
     }
 
@@ -55,7 +69,11 @@ impl Dispatch {
         let before = self.get_issue(run.issue_id).await?;
         let mut patch = patch;
         patch.last_callback_at = Some(self.now());
-        let update = self.inner.store.update_run(run_id, &patch, actor, self.now()).await?;
+        let update = self
+            .inner
+            .store
+            .update_run(run_id, &patch, actor, self.now())
+            .await?;
         self.after_run_update(&update, &before).await?;
         Ok(update.run)
     }
@@ -116,23 +134,53 @@ impl Dispatch {
         self.append_to_run(&run, content, seq).await
     }
 
-    async fn append_to_run(&self, run: &Run, content: &str, seq: Option<u64>) -> Result<TerminalChunk> {
+    async fn append_to_run(
+        &self,
+        run: &Run,
+        content: &str,
+        seq: Option<u64>,
+    ) -> Result<TerminalChunk> {
         if content.len() > 1024 * 1024 {
-            return Err(Error::invalid("content", "a terminal chunk is limited to 1 MiB"));
+            return Err(Error::invalid(
+                "content",
+                "a terminal chunk is limited to 1 MiB",
+            ));
         }
         let now = self.now();
-        let chunk = self.inner.store.append_terminal(run.id, content, seq, now).await?;
-        let fresh = run.last_callback_at.is_some_and(|t| now - t < Duration::seconds(LIVENESS_EVERY));
+        let chunk = self
+            .inner
+            .store
+            .append_terminal(run.id, content, seq, now)
+            .await?;
+        let fresh = run
+            .last_callback_at
+            .is_some_and(|t| now - t < Duration::seconds(LIVENESS_EVERY));
         if !fresh && !run.status.is_terminal() {
-            let patch = RunPatch { last_callback_at: Some(now), ..RunPatch::default() };
-            self.inner.store.update_run(run.id, &patch, &Actor::system("Terminal"), now).await?;
+            let patch = RunPatch {
+                last_callback_at: Some(now),
+                ..RunPatch::default()
+            };
+            self.inner
+                .store
+                .update_run(run.id, &patch, &Actor::system("Terminal"), now)
+                .await?;
         }
-        self.publish(Event::TerminalChunk { issue_id: run.issue_id, run_id: run.id, seq: chunk.seq }).await;
+        self.publish(Event::TerminalChunk {
+            issue_id: run.issue_id,
+            run_id: run.id,
+            seq: chunk.seq,
+        })
+        .await;
         Ok(chunk)
     }
 
     /// Terminal output of a run after sequence number `after` (replay for reconnecting viewers).
-    pub async fn read_terminal(&self, run: RunId, after: u64, limit: usize) -> Result<Vec<TerminalChunk>> {
+    pub async fn read_terminal(
+        &self,
+        run: RunId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<TerminalChunk>> {
         self.inner.store.read_terminal(run, after, limit).await
     }
 
@@ -152,24 +200,53 @@ impl Dispatch {
     }
 
     /// Records an activity on an issue (agent reports, tool calls, notes).
-    pub async fn record_activity(&self, issue: impl Into<IssueRef>, activity: NewActivity) -> Result<Activity> {
+    pub async fn record_activity(
+        &self,
+        issue: impl Into<IssueRef>,
+        activity: NewActivity,
+    ) -> Result<Activity> {
         if activity.content.len() > 600 * 1024 {
-            return Err(Error::invalid("content", "activity content is limited to 600 KiB"));
+            return Err(Error::invalid(
+                "content",
+                "activity content is limited to 600 KiB",
+            ));
         }
         let issue = self.get_issue(issue).await?;
-        let a = self.inner.store.add_activity(issue.id, activity, self.now()).await?;
+        let a = self
+            .inner
+            .store
+            .add_activity(issue.id, activity, self.now())
+            .await?;
         if let Some(run_id) = a.run_id {
-            let patch = RunPatch { last_callback_at: Some(self.now()), ..RunPatch::default() };
-            self.inner.store.update_run(run_id, &patch, &Actor::system("Activity"), self.now()).await?;
+            let patch = RunPatch {
+                last_callback_at: Some(self.now()),
+                ..RunPatch::default()
+            };
+            self.inner
+                .store
+                .update_run(run_id, &patch, &Actor::system("Activity"), self.now())
+                .await?;
         }
-        self.publish(Event::Activity { issue_id: issue.id, activity_id: a.id }).await;
+        self.publish(Event::Activity {
+            issue_id: issue.id,
+            activity_id: a.id,
+        })
+        .await;
         Ok(a)
     }
 
     /// Newest first.
-    pub async fn activities(&self, issue: impl Into<IssueRef>, before: Option<crate::Timestamp>, limit: usize) -> Result<Vec<Activity>> {
+    pub async fn activities(
+        &self,
+        issue: impl Into<IssueRef>,
+        before: Option<crate::Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<Activity>> {
         let issue = self.get_issue(issue).await?;
-        self.inner.store.list_activities(issue.id, before, limit).await
+        self.inner
+            .store
+            .list_activities(issue.id, before, limit)
+            .await
     }
 
     pub async fn runs(&self, issue: impl Into<IssueRef>) -> Result<Vec<Run>> {
@@ -178,7 +255,12 @@ impl Dispatch {
     }
 
     /// The agent is blocked: the issue shows it and the reason (`[category] reason`).
-    pub async fn report_blocker(&self, issue: impl Into<IssueRef>, blocker: Blocker, actor: &Actor) -> Result<()> {
+    pub async fn report_blocker(
+        &self,
+        issue: impl Into<IssueRef>,
+        blocker: Blocker,
+        actor: &Actor,
+    ) -> Result<()> {
         blocker.validate()?;
         let issue = self.get_issue(issue).await?;
         let text = blocker.display();
@@ -201,9 +283,16 @@ impl Dispatch {
 /// In-process runners report through the same paths as HTTP callbacks.
 #[async_trait]
 impl RunReporter for Dispatch {
-    async fn started(&self, run: RunId, external_id: Option<String>, url: Option<String>) -> Result<()> {
+    async fn started(
+        &self,
+        run: RunId,
+        external_id: Option<String>,
+        url: Option<String>,
+    ) -> Result<()> {
         let actor = Actor::agent(self.inner.runner.name().to_string());
-        self.run_started(run, external_id, url, &actor).await.map(|_| ())
+        self.run_started(run, external_id, url, &actor)
+            .await
+            .map(|_| ())
     }
 
     async fn terminal(&self, run: RunId, content: &str) -> Result<()> {
@@ -213,7 +302,9 @@ impl RunReporter for Dispatch {
 
     async fn activity(&self, run: RunId, activity: NewActivity) -> Result<()> {
         let r = self.inner.store.get_run(run).await?;
-        self.record_activity(r.issue_id, activity.run(run)).await.map(|_| ())
+        self.record_activity(r.issue_id, activity.run(run))
+            .await
+            .map(|_| ())
     }
 
     async fn finish(&self, run: RunId, result: RunResult) -> Result<()> {

@@ -41,16 +41,25 @@ impl Dispatch {
     }
 
     pub async fn customers(&self) -> Result<Vec<Customer>> {
-        self.inner.store.list_customers(self.inner.workspace.id).await
+        self.inner
+            .store
+            .list_customers(self.inner.workspace.id)
+            .await
     }
 
     pub async fn update_customer(&self, id: CustomerId, patch: CustomerPatch) -> Result<Customer> {
-        self.inner.store.update_customer(id, &patch, self.now()).await
+        self.inner
+            .store
+            .update_customer(id, &patch, self.now())
+            .await
     }
 
     /// A new portal token; the old link stops working at once.
     pub async fn regenerate_portal_token(&self, id: CustomerId) -> Result<Customer> {
-        self.inner.store.set_portal_token(id, &new_portal_token(), self.now()).await
+        self.inner
+            .store
+            .set_portal_token(id, &new_portal_token(), self.now())
+            .await
     }
 
     pub async fn delete_customer(&self, id: CustomerId) -> Result<()> {
@@ -60,7 +69,8 @@ impl Dispatch {
     /// The customer a portal request is for: the token must match and belong to `slug`.
     /// A wrong token and a wrong slug look the same to the caller (`Unauthorized`).
     pub async fn portal_customer(&self, slug: &str, token: &str) -> Result<Customer> {
-        let unauthorized = || crate::Error::new(crate::ErrorKind::Unauthorized, "invalid portal link");
+        let unauthorized =
+            || crate::Error::new(crate::ErrorKind::Unauthorized, "invalid portal link");
         if token.len() != 64 {
             return Err(unauthorized());
         }
@@ -75,6 +85,11 @@ impl Dispatch {
         let metrics = health_metrics(&inputs, self.now());
         let score = health_score(&metrics);
         let band = health_band(score);
-        Ok(CustomerHealth { metrics, score, band, color: band.color().to_string() })
+        Ok(CustomerHealth {
+            metrics,
+            score,
+            band,
+            color: band.color().to_string(),
+        })
     }
 }

@@ -22,7 +22,8 @@ impl Dispatch {
             .store
             .claim_due_runs(self.now(), self.inner.config.lease, BATCH)
             .await?;
-        let results = futures::future::join_all(claimed.into_iter().map(|run| self.dispatch_one(run))).await;
+        let results =
+            futures::future::join_all(claimed.into_iter().map(|run| self.dispatch_one(run))).await;
         let mut ok = 0;
         for r in results {
             match r {
@@ -36,7 +37,9 @@ impl Dispatch {
 
     fn backoff(&self, attempts: u32) -> Duration {
         let base = self.inner.config.retry_base.num_seconds().max(1);
-        let secs = base.saturating_mul(1i64 << attempts.saturating_sub(1).min(16)).min(MAX_BACKOFF_SECONDS);
+        let secs = base
+            .saturating_mul(1i64 << attempts.saturating_sub(1).min(16))
+            .min(MAX_BACKOFF_SECONDS);
         Duration::seconds(secs)
     }
 
@@ -53,14 +56,27 @@ impl Dispatch {
                     lease_until: Some(None),
                     ..RunPatch::default()
                 };
-                self.inner.store.update_run(run.id, &patch, &actor, self.now()).await?;
+                self.inner
+                    .store
+                    .update_run(run.id, &patch, &actor, self.now())
+                    .await?;
                 return Ok(false);
             }
         };
-        let link = self.inner.store.links_for_issue(issue.id).await?.into_iter().max_by_key(|l| l.last_seen_at);
+        let link = self
+            .inner
+            .store
+            .links_for_issue(issue.id)
+            .await?
+            .into_iter()
+            .max_by_key(|l| l.last_seen_at);
         let inputs = job_inputs(&run, &issue, link.as_ref());
         let attempts = run.dispatch_attempts.saturating_add(1);
-        let job = RunJob { run: run.clone(), issue: issue.clone(), inputs };
+        let job = RunJob {
+            run: run.clone(),
+            issue: issue.clone(),
+            inputs,
+        };
         let reporter: Arc<dyn RunReporter> = Arc::new(self.clone());
         match self.inner.runner.dispatch(job, reporter).await {
             Ok(receipt) => {
@@ -76,14 +92,19 @@ impl Dispatch {
                     last_callback_at: Some(now),
                     ..RunPatch::default()
                 };
-                let update = self.inner.store.update_run(run.id, &patch, &actor, now).await?;
+                let update = self
+                    .inner
+                    .store
+                    .update_run(run.id, &patch, &actor, now)
+                    .await?;
                 self.after_run_update(&update, &issue).await?;
                 tracing::info!(run = %run.id, issue = %issue.identifier, "run dispatched");
                 Ok(true)
             }
             Err(e) => {
                 let now = self.now();
-                let retry = e.kind.is_retryable() && attempts < self.inner.config.max_dispatch_attempts;
+                let retry =
+                    e.kind.is_retryable() && attempts < self.inner.config.max_dispatch_attempts;
                 let patch = if retry {
                     tracing::warn!(run = %run.id, attempt = attempts, error = %e, "dispatch failed; will retry");
                     RunPatch {
@@ -99,14 +120,20 @@ impl Dispatch {
                     RunPatch {
                         status: Some(RunStatus::Failed),
                         outcome: Some(Outcome::Failed),
-                        outcome_summary: Some(format!("Dispatch failed after {attempts} attempt(s): {e}")),
+                        outcome_summary: Some(format!(
+                            "Dispatch failed after {attempts} attempt(s): {e}"
+                        )),
                         dispatch_attempts: Some(attempts),
                         last_error: Some(Some(e.to_string())),
                         lease_until: Some(None),
                         ..RunPatch::default()
                     }
                 };
-                let update = self.inner.store.update_run(run.id, &patch, &actor, now).await?;
+                let update = self
+                    .inner
+                    .store
+                    .update_run(run.id, &patch, &actor, now)
+                    .await?;
                 self.after_run_update(&update, &issue).await?;
                 Ok(false)
             }

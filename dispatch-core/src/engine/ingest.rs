@@ -54,7 +54,11 @@ impl Dispatch {
             o => o.to_string(),
         };
         let actor = Actor::webhook(format!("{origin_name} Webhook"));
-        let label = self.inner.store.ensure_label(self.inner.workspace.id, origin_label(&event.origin)).await?;
+        let label = self
+            .inner
+            .store
+            .ensure_label(self.inner.workspace.id, origin_label(&event.origin))
+            .await?;
         let new_issue = NewIssue {
             title: issue_title(&event),
             description: Some(issue_description(&event, &normalized, &fp)),
@@ -86,21 +90,35 @@ impl Dispatch {
             new_issue,
             actor: actor.clone(),
         };
-        let outcome = self.inner.store.ingest_error(self.inner.workspace.id, draft).await?;
+        let outcome = self
+            .inner
+            .store
+            .ingest_error(self.inner.workspace.id, draft)
+            .await?;
         let mut issue = outcome.issue;
         let mut fix_failed = false;
         let mut reopened = false;
         if outcome.created {
             tracing::info!(issue = %issue.identifier, fingerprint = fp.short(), "new error issue");
-            self.publish(Event::IssueCreated { issue_id: issue.id }).await;
+            self.publish(Event::IssueCreated { issue_id: issue.id })
+                .await;
             self.embed_issue(&issue).await;
-            self.notify(Notification::NewError { issue: issue.clone(), event_count: outcome.link.event_count }).await;
+            self.notify(Notification::NewError {
+                issue: issue.clone(),
+                event_count: outcome.link.event_count,
+            })
+            .await;
         } else {
             let reason = match &event.external_id {
                 Some(id) => format!("{origin_name} issue {id} reoccurred after deployment"),
-                None => format!("Error fingerprint {}... reoccurred after deployment", fp.short()),
+                None => format!(
+                    "Error fingerprint {}... reoccurred after deployment",
+                    fp.short()
+                ),
             };
-            fix_failed = self.check_recurrence(&issue, seen_at.max(now), event.event_count, reason).await?;
+            fix_failed = self
+                .check_recurrence(&issue, seen_at.max(now), event.event_count, reason)
+                .await?;
             issue = self.get_issue(issue.id).await?;
             if !fix_failed && self.is_closed(&issue).await? {
                 // The error is back although its issue was closed: a regression.
@@ -108,7 +126,9 @@ impl Dispatch {
                 issue = self.get_issue(issue.id).await?;
             }
         }
-        let spawn = if self.auto_spawns(&event.origin) && !issue.spawn_status.is_some_and(|s| s.is_active()) {
+        let spawn = if self.auto_spawns(&event.origin)
+            && !issue.spawn_status.is_some_and(|s| s.is_active())
+        {
             let s = self.spawn_for_alert(&issue, &actor).await?;
             issue = self.get_issue(issue.id).await?;
             Some(s)
@@ -128,13 +148,22 @@ impl Dispatch {
     }
 
     fn auto_spawns(&self, origin: &str) -> bool {
-        self.inner.config.auto_spawn_origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
+        self.inner
+            .config
+            .auto_spawn_origins
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(origin))
     }
 
     async fn reopen_regression(&self, issue: &Issue, actor: &Actor) -> Result<bool> {
         let backlog = self.backlog().await?;
-        self.patch_with_retry(issue.id, actor, |_| Ok(IssuePatch { column_id: Some(backlog.id), ..IssuePatch::default() }))
-            .await?;
+        self.patch_with_retry(issue.id, actor, |_| {
+            Ok(IssuePatch {
+                column_id: Some(backlog.id),
+                ..IssuePatch::default()
+            })
+        })
+        .await?;
         self.add_comment(
             issue.id,
             NewComment {

@@ -49,17 +49,24 @@ impl Dispatch {
             .store
             .create_issue(self.inner.workspace.id, new, actor, self.now())
             .await?;
-        self.publish(Event::IssueCreated { issue_id: issue.id }).await;
+        self.publish(Event::IssueCreated { issue_id: issue.id })
+            .await;
         self.embed_issue(&issue).await;
         Ok(issue)
     }
 
     pub async fn get_issue(&self, issue: impl Into<IssueRef>) -> Result<Issue> {
-        self.inner.store.get_issue(self.inner.workspace.id, &issue.into()).await
+        self.inner
+            .store
+            .get_issue(self.inner.workspace.id, &issue.into())
+            .await
     }
 
     pub async fn list_issues(&self, filter: &IssueFilter) -> Result<Vec<Issue>> {
-        self.inner.store.list_issues(self.inner.workspace.id, filter).await
+        self.inner
+            .store
+            .list_issues(self.inner.workspace.id, filter)
+            .await
     }
 
     pub async fn columns(&self) -> Result<Vec<Column>> {
@@ -71,15 +78,24 @@ impl Dispatch {
     }
 
     pub async fn add_column(&self, column: NewColumn) -> Result<Column> {
-        self.inner.store.add_column(self.inner.workspace.id, column).await
+        self.inner
+            .store
+            .add_column(self.inner.workspace.id, column)
+            .await
     }
 
     pub async fn reorder_columns(&self, order: &[ColumnId]) -> Result<Vec<Column>> {
-        self.inner.store.reorder_columns(self.inner.workspace.id, order).await
+        self.inner
+            .store
+            .reorder_columns(self.inner.workspace.id, order)
+            .await
     }
 
     pub async fn create_label(&self, label: NewLabel) -> Result<Label> {
-        self.inner.store.create_label(self.inner.workspace.id, label).await
+        self.inner
+            .store
+            .create_label(self.inner.workspace.id, label)
+            .await
     }
 
     pub async fn resolve_column(&self, r: &ColumnRef) -> Result<Column> {
@@ -103,7 +119,10 @@ impl Dispatch {
         }
         let known = self.labels().await?;
         if let Some(bad) = labels.iter().find(|l| !known.iter().any(|k| k.id == **l)) {
-            return Err(Error::invalid("labelIds", format!("label {bad} does not exist")));
+            return Err(Error::invalid(
+                "labelIds",
+                format!("label {bad} does not exist"),
+            ));
         }
         Ok(())
     }
@@ -114,7 +133,11 @@ impl Dispatch {
     pub async fn can_close(&self, issue: &Issue) -> Result<std::result::Result<(), CloseBlock>> {
         let links = self.inner.store.links_for_issue(issue.id).await?;
         let latest = self.settle_due_attempt(issue.id).await?;
-        Ok(verify::close_gate(!links.is_empty(), latest.as_ref(), self.now()))
+        Ok(verify::close_gate(
+            !links.is_empty(),
+            latest.as_ref(),
+            self.now(),
+        ))
     }
 
     /// Changes an issue. Moving it into a closed column goes through the close gate; a failed
@@ -126,10 +149,10 @@ impl Dispatch {
         actor: &Actor,
     ) -> Result<Issue> {
         let r = issue.into();
-        if let Some(t) = &changes.title {
-            if t.trim().is_empty() {
-                return Err(Error::invalid("title", "title must not be empty"));
-            }
+        if let Some(t) = &changes.title
+            && t.trim().is_empty()
+        {
+            return Err(Error::invalid("title", "title must not be empty"));
         }
         if let Some(l) = &changes.labels {
             self.check_labels(l).await?;
@@ -145,7 +168,10 @@ impl Dispatch {
                 description: changes.description.clone(),
                 column_id: target.as_ref().map(|c| c.id),
                 priority: changes.priority,
-                assignee: changes.assignee.clone().map(|a| a.filter(|s| !s.trim().is_empty())),
+                assignee: changes
+                    .assignee
+                    .clone()
+                    .map(|a| a.filter(|s| !s.trim().is_empty())),
                 labels: changes.labels.clone(),
                 customer_id: changes.customer_id,
                 agent_status: changes.agent_status,
@@ -167,8 +193,15 @@ impl Dispatch {
         column: ColumnRef,
         actor: &Actor,
     ) -> Result<Issue> {
-        self.update_issue(issue, IssueChanges { column: Some(column), ..Default::default() }, actor)
-            .await
+        self.update_issue(
+            issue,
+            IssueChanges {
+                column: Some(column),
+                ..Default::default()
+            },
+            actor,
+        )
+        .await
     }
 
     /// The one write path for issue changes made by the engine: close gate, history, version
@@ -180,24 +213,24 @@ impl Dispatch {
         actor: &Actor,
     ) -> Result<Issue> {
         let mut moved_to: Option<Column> = None;
-        if let Some(col) = patch.column_id {
-            if col != current.column_id {
-                let cols = self.columns().await?;
-                let target = cols
+        if let Some(col) = patch.column_id
+            && col != current.column_id
+        {
+            let cols = self.columns().await?;
+            let target = cols
+                .iter()
+                .find(|c| c.id == col)
+                .cloned()
+                .ok_or_else(|| Error::invalid("status", format!("no column {col}")))?;
+            if target.is_closed() {
+                let was_closed = cols
                     .iter()
-                    .find(|c| c.id == col)
-                    .cloned()
-                    .ok_or_else(|| Error::invalid("status", format!("no column {col}")))?;
-                if target.is_closed() {
-                    let was_closed = cols.iter().any(|c| c.id == current.column_id && c.is_closed());
-                    if !was_closed {
-                        if let Err(block) = self.can_close(current).await? {
-                            return Err(Error::forbidden(block.reason));
-                        }
-                    }
+                    .any(|c| c.id == current.column_id && c.is_closed());
+                if !was_closed && let Err(block) = self.can_close(current).await? {
+                    return Err(Error::forbidden(block.reason));
                 }
-                moved_to = Some(target);
             }
+            moved_to = Some(target);
         }
         let history = diff_history(current, &patch, actor);
         if patch.is_empty() {
@@ -217,24 +250,44 @@ impl Dispatch {
             )
             .await?;
         if let Some(to) = moved_to {
-            self.publish(Event::IssueMoved { issue_id: updated.id, from: current.column_id, to: to.id })
-                .await;
+            self.publish(Event::IssueMoved {
+                issue_id: updated.id,
+                from: current.column_id,
+                to: to.id,
+            })
+            .await;
             let from = self
                 .columns()
                 .await
                 .ok()
-                .and_then(|c| c.into_iter().find(|c| c.id == current.column_id).map(|c| c.name))
+                .and_then(|c| {
+                    c.into_iter()
+                        .find(|c| c.id == current.column_id)
+                        .map(|c| c.name)
+                })
                 .unwrap_or_default();
-            self.notify(Notification::StatusChanged { issue: updated.clone(), from, to: to.name })
-                .await;
+            self.notify(Notification::StatusChanged {
+                issue: updated.clone(),
+                from,
+                to: to.name,
+            })
+            .await;
         } else {
-            self.publish(Event::IssueUpdated { issue_id: updated.id }).await;
+            self.publish(Event::IssueUpdated {
+                issue_id: updated.id,
+            })
+            .await;
         }
         Ok(updated)
     }
 
     /// Re-reads and re-applies a patch computed from the current issue until it lands.
-    pub(crate) async fn patch_with_retry<F>(&self, issue_id: IssueId, actor: &Actor, mut f: F) -> Result<Issue>
+    pub(crate) async fn patch_with_retry<F>(
+        &self,
+        issue_id: IssueId,
+        actor: &Actor,
+        mut f: F,
+    ) -> Result<Issue>
     where
         F: FnMut(&Issue) -> Result<IssuePatch> + Send,
     {
@@ -252,8 +305,11 @@ impl Dispatch {
     pub async fn delete_issue(&self, issue: impl Into<IssueRef>) -> Result<Issue> {
         let issue = self.get_issue(issue).await?;
         let deleted = self.inner.store.delete_issue(issue.id).await?;
-        self.publish(Event::IssueDeleted { issue_id: deleted.id, identifier: deleted.identifier.clone() })
-            .await;
+        self.publish(Event::IssueDeleted {
+            issue_id: deleted.id,
+            identifier: deleted.identifier.clone(),
+        })
+        .await;
         Ok(deleted)
     }
 
@@ -265,9 +321,18 @@ impl Dispatch {
     ) -> Result<Comment> {
         comment.validate()?;
         let issue = self.get_issue(issue).await?;
-        let c = self.inner.store.add_comment(issue.id, comment, actor, self.now()).await?;
-        self.publish(Event::IssueUpdated { issue_id: issue.id }).await;
-        self.notify(Notification::CommentAdded { issue, comment: c.clone() }).await;
+        let c = self
+            .inner
+            .store
+            .add_comment(issue.id, comment, actor, self.now())
+            .await?;
+        self.publish(Event::IssueUpdated { issue_id: issue.id })
+            .await;
+        self.notify(Notification::CommentAdded {
+            issue,
+            comment: c.clone(),
+        })
+        .await;
         Ok(c)
     }
 
@@ -276,17 +341,32 @@ impl Dispatch {
         self.inner.store.list_comments(issue.id).await
     }
 
-    pub async fn history(&self, issue: impl Into<IssueRef>, limit: usize) -> Result<Vec<HistoryEntry>> {
+    pub async fn history(
+        &self,
+        issue: impl Into<IssueRef>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>> {
         let issue = self.get_issue(issue).await?;
         self.inner.store.list_history(issue.id, limit).await
     }
 
-    pub async fn add_watcher(&self, issue: impl Into<IssueRef>, customer: CustomerId) -> Result<bool> {
+    pub async fn add_watcher(
+        &self,
+        issue: impl Into<IssueRef>,
+        customer: CustomerId,
+    ) -> Result<bool> {
         let issue = self.get_issue(issue).await?;
-        self.inner.store.add_watcher(issue.id, customer, self.now()).await
+        self.inner
+            .store
+            .add_watcher(issue.id, customer, self.now())
+            .await
     }
 
-    pub async fn remove_watcher(&self, issue: impl Into<IssueRef>, customer: CustomerId) -> Result<bool> {
+    pub async fn remove_watcher(
+        &self,
+        issue: impl Into<IssueRef>,
+        customer: CustomerId,
+    ) -> Result<bool> {
         let issue = self.get_issue(issue).await?;
         self.inner.store.remove_watcher(issue.id, customer).await
     }
@@ -298,7 +378,11 @@ impl Dispatch {
 
     /// The column an engine-driven move targets, by its well-known name; falls back to the first
     /// column of the category (a workspace may have renamed its columns).
-    pub(crate) async fn column_named(&self, name: &str, category: ColumnCategory) -> Result<Column> {
+    pub(crate) async fn column_named(
+        &self,
+        name: &str,
+        category: ColumnCategory,
+    ) -> Result<Column> {
         let cols = self.columns().await?;
         cols.iter()
             .find(|c| c.is_named(name))
@@ -308,7 +392,8 @@ impl Dispatch {
     }
 
     pub(crate) async fn backlog(&self) -> Result<Column> {
-        self.column_named(names::BACKLOG, ColumnCategory::Open).await
+        self.column_named(names::BACKLOG, ColumnCategory::Open)
+            .await
     }
 
     pub(crate) async fn done(&self) -> Result<Column> {
@@ -316,6 +401,10 @@ impl Dispatch {
     }
 
     pub(crate) async fn is_closed(&self, issue: &Issue) -> Result<bool> {
-        Ok(self.columns().await?.iter().any(|c| c.id == issue.column_id && c.is_closed()))
+        Ok(self
+            .columns()
+            .await?
+            .iter()
+            .any(|c| c.id == issue.column_id && c.is_closed()))
     }
 }

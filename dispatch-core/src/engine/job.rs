@@ -20,18 +20,37 @@ pub fn job_inputs(run: &Run, issue: &Issue, link: Option<&ErrorLink>) -> BTreeMa
     m.insert("issue_id".into(), issue.id.to_string());
     m.insert("issue_identifier".into(), issue.identifier.clone());
     m.insert("title".into(), issue.title.clone());
-    m.insert("description".into(), cap(issue.description.as_deref().unwrap_or(""), 5000));
+    m.insert(
+        "description".into(),
+        cap(issue.description.as_deref().unwrap_or(""), 5000),
+    );
     let meta = |k: &str| -> Option<String> {
-        link.and_then(|l| l.metadata.get(k)).and_then(|v| v.as_str()).map(str::to_string)
+        link.and_then(|l| l.metadata.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
     };
     match run.kind {
         WorkflowKind::ErrorFix => {
-            m.insert("source".into(), meta("source").unwrap_or_else(|| "unknown".into()));
-            m.insert("feature".into(), meta("feature").unwrap_or_else(|| "unknown".into()));
-            m.insert("error_fingerprint".into(), link.map(|l| l.fingerprint.clone()).unwrap_or_default());
-            let msg = meta("errorMessage").or_else(|| meta("message")).unwrap_or_default();
+            m.insert(
+                "source".into(),
+                meta("source").unwrap_or_else(|| "unknown".into()),
+            );
+            m.insert(
+                "feature".into(),
+                meta("feature").unwrap_or_else(|| "unknown".into()),
+            );
+            m.insert(
+                "error_fingerprint".into(),
+                link.map(|l| l.fingerprint.clone()).unwrap_or_default(),
+            );
+            let msg = meta("errorMessage")
+                .or_else(|| meta("message"))
+                .unwrap_or_default();
             m.insert("error_message".into(), cap(&msg, 1000));
-            m.insert("stack_trace".into(), cap(&meta("stackTrace").unwrap_or_default(), 2000));
+            m.insert(
+                "stack_trace".into(),
+                cap(&meta("stackTrace").unwrap_or_default(), 2000),
+            );
         }
         WorkflowKind::PrdInvestigate => {
             if let Some(f) = &issue.plan.feedback {

@@ -101,7 +101,11 @@ impl DispatchBuilder {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let workspace = self
             .store
-            .ensure_workspace(&self.config.workspace_name, &self.config.issue_prefix, clock.now())
+            .ensure_workspace(
+                &self.config.workspace_name,
+                &self.config.issue_prefix,
+                clock.now(),
+            )
             .await?;
         Ok(Dispatch {
             inner: Arc::new(Inner {
@@ -171,10 +175,10 @@ impl Dispatch {
     }
 
     async fn notify(&self, n: Notification) {
-        if let Some(notifier) = &self.inner.notifier {
-            if let Err(e) = notifier.notify(&n).await {
-                tracing::warn!(error = %e, "notification failed");
-            }
+        if let Some(notifier) = &self.inner.notifier
+            && let Err(e) = notifier.notify(&n).await
+        {
+            tracing::warn!(error = %e, "notification failed");
         }
     }
 }

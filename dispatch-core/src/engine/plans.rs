@@ -20,11 +20,21 @@ pub struct PlanReview {
 impl Dispatch {
     /// An agent submits a plan: it awaits review, and an issue in Investigating moves to Needs
     /// Review.
-    pub async fn submit_plan(&self, issue: impl Into<IssueRef>, content: &str, actor: &Actor) -> Result<Issue> {
+    pub async fn submit_plan(
+        &self,
+        issue: impl Into<IssueRef>,
+        content: &str,
+        actor: &Actor,
+    ) -> Result<Issue> {
         let issue = self.get_issue(issue).await?;
         let cols = self.columns().await?;
-        let investigating = cols.iter().find(|c| c.is_named(names::INVESTIGATING)).map(|c| c.id);
-        let review = self.column_named(names::NEEDS_REVIEW, ColumnCategory::Open).await?;
+        let investigating = cols
+            .iter()
+            .find(|c| c.is_named(names::INVESTIGATING))
+            .map(|c| c.id);
+        let review = self
+            .column_named(names::NEEDS_REVIEW, ColumnCategory::Open)
+            .await?;
         let updated = self
             .patch_with_retry(issue.id, actor, |cur| {
                 let next = plan::submit(&cur.plan, content)?;
@@ -63,18 +73,38 @@ impl Dispatch {
                 } else {
                     None
                 };
-                Ok(IssuePatch { plan: Some(next), agent_status, ..IssuePatch::default() })
+                Ok(IssuePatch {
+                    plan: Some(next),
+                    agent_status,
+                    ..IssuePatch::default()
+                })
             })
             .await?;
-        let by = updated.plan.approved_by.clone().unwrap_or_else(|| "human".into());
-        self.record_activity(updated.id, NewActivity::new(ActivityType::Observation, format!("Plan approved by {by}")))
-            .await?;
+        let by = updated
+            .plan
+            .approved_by
+            .clone()
+            .unwrap_or_else(|| "human".into());
+        self.record_activity(
+            updated.id,
+            NewActivity::new(ActivityType::Observation, format!("Plan approved by {by}")),
+        )
+        .await?;
         let spawn = if auto_spawn {
-            let outcome = self.spawn(updated.id, SpawnOptions::new(WorkflowKind::PrdImplement), actor).await?;
+            let outcome = self
+                .spawn(
+                    updated.id,
+                    SpawnOptions::new(WorkflowKind::PrdImplement),
+                    actor,
+                )
+                .await?;
             if outcome.spawned() {
                 self.record_activity(
                     updated.id,
-                    NewActivity::new(ActivityType::Action, "Auto-spawned implementation after plan approval"),
+                    NewActivity::new(
+                        ActivityType::Action,
+                        "Auto-spawned implementation after plan approval",
+                    ),
                 )
                 .await?;
             }
@@ -87,17 +117,29 @@ impl Dispatch {
     }
 
     /// A person rejects the plan with feedback; the next investigation gets the feedback.
-    pub async fn reject_plan(&self, issue: impl Into<IssueRef>, feedback: &str, actor: &Actor) -> Result<Issue> {
+    pub async fn reject_plan(
+        &self,
+        issue: impl Into<IssueRef>,
+        feedback: &str,
+        actor: &Actor,
+    ) -> Result<Issue> {
         let issue = self.get_issue(issue).await?;
         let updated = self
             .patch_with_retry(issue.id, actor, |cur| {
                 let next = plan::reject(&cur.plan, feedback)?;
-                Ok(IssuePatch { plan: Some(next), agent_status: Some(AgentStatus::Idle), ..IssuePatch::default() })
+                Ok(IssuePatch {
+                    plan: Some(next),
+                    agent_status: Some(AgentStatus::Idle),
+                    ..IssuePatch::default()
+                })
             })
             .await?;
         self.record_activity(
             updated.id,
-            NewActivity::new(ActivityType::Observation, format!("Plan rejected: {}", feedback.trim())),
+            NewActivity::new(
+                ActivityType::Observation,
+                format!("Plan rejected: {}", feedback.trim()),
+            ),
         )
         .await?;
         Ok(updated)

@@ -22,12 +22,19 @@ impl Dispatch {
         if query.trim().is_empty() {
             return Err(Error::invalid("q", "search needs a query"));
         }
-        self.inner.store.search_issues(self.inner.workspace.id, query, limit.clamp(1, 100)).await
+        self.inner
+            .store
+            .search_issues(self.inner.workspace.id, query, limit.clamp(1, 100))
+            .await
     }
 
     /// Issues like this one: by embedding when an embedder is configured and has vectors, else
     /// lexically.
-    pub async fn similar_issues(&self, issue: impl Into<IssueRef>, limit: usize) -> Result<Vec<SearchHit>> {
+    pub async fn similar_issues(
+        &self,
+        issue: impl Into<IssueRef>,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>> {
         let issue = self.get_issue(issue).await?;
         let limit = limit.clamp(1, 50);
         if let Some(e) = &self.inner.embedder {
@@ -36,14 +43,22 @@ impl Dispatch {
                     let hits = self
                         .inner
                         .store
-                        .nearest_issues(self.inner.workspace.id, e.model(), &v[0], Some(issue.id), limit)
+                        .nearest_issues(
+                            self.inner.workspace.id,
+                            e.model(),
+                            &v[0],
+                            Some(issue.id),
+                            limit,
+                        )
                         .await?;
                     if !hits.is_empty() {
                         return Ok(hits);
                     }
                 }
                 Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "embedding failed; using lexical similarity"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "embedding failed; using lexical similarity")
+                }
             }
         }
         self.inner.store.similar_issues(issue.id, limit).await
@@ -52,10 +67,17 @@ impl Dispatch {
     /// Stores the issue's embedding when an embedder is configured. Best effort: a failure is
     /// logged and the issue stays searchable lexically.
     pub(crate) async fn embed_issue(&self, issue: &Issue) {
-        let Some(e) = &self.inner.embedder else { return };
+        let Some(e) = &self.inner.embedder else {
+            return;
+        };
         match e.embed(&[embed_text(issue)]).await {
             Ok(v) if !v.is_empty() => {
-                if let Err(err) = self.inner.store.set_embedding(issue.id, e.model(), &v[0]).await {
+                if let Err(err) = self
+                    .inner
+                    .store
+                    .set_embedding(issue.id, e.model(), &v[0])
+                    .await
+                {
                     tracing::warn!(issue = %issue.identifier, error = %err, "storing embedding failed");
                 }
             }

@@ -1,6 +1,7 @@
 //! Spawning agents: through the gates into a queued run, cancelling, and what a run's end does.
 
 use super::Dispatch;
+use crate::Timestamp;
 use crate::error::{Error, Result};
 use crate::gate::Decision;
 use crate::ids::{IssueRef, RunId};
@@ -8,7 +9,6 @@ use crate::issue::{Actor, Issue};
 use crate::plan;
 use crate::ports::{DeferredSpawn, Event, Notification, RunUpdate, SpawnRequest, SpawnReservation};
 use crate::run::{ActivityType, NewActivity, Outcome, RunPatch, RunStatus, WorkflowKind};
-use crate::Timestamp;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,7 +21,11 @@ pub struct SpawnOptions {
 
 impl SpawnOptions {
     pub fn new(kind: WorkflowKind) -> Self {
-        SpawnOptions { kind, force: false, additional_context: None }
+        SpawnOptions {
+            kind,
+            force: false,
+            additional_context: None,
+        }
     }
 }
 
@@ -63,13 +67,13 @@ impl Dispatch {
         if options.kind.needs_approved_plan() {
             plan::require_approved(&issue.plan)?;
         }
-        if let Some(c) = &options.additional_context {
-            if c.chars().count() > CONTEXT_MAX {
-                return Err(Error::invalid(
-                    "additional_context",
-                    format!("additional context is limited to {CONTEXT_MAX} characters"),
-                ));
-            }
+        if let Some(c) = &options.additional_context
+            && c.chars().count() > CONTEXT_MAX
+        {
+            return Err(Error::invalid(
+                "additional_context",
+                format!("additional context is limited to {CONTEXT_MAX} characters"),
+            ));
         }
         let req = SpawnRequest {
             issue_id: issue.id,
@@ -85,7 +89,11 @@ impl Dispatch {
     }
 
     /// An error alert asks for an error_fix agent (cooldown, threshold and delay apply).
-    pub(crate) async fn spawn_for_alert(&self, issue: &Issue, actor: &Actor) -> Result<SpawnOutcome> {
+    pub(crate) async fn spawn_for_alert(
+        &self,
+        issue: &Issue,
+        actor: &Actor,
+    ) -> Result<SpawnOutcome> {
         let req = SpawnRequest {
             issue_id: issue.id,
             kind: WorkflowKind::ErrorFix,
@@ -118,19 +126,36 @@ impl Dispatch {
     }
 
     async fn reserve(&self, before: &Issue, req: SpawnRequest) -> Result<SpawnOutcome> {
-        let SpawnReservation { decision, run, issue } =
-            self.inner.store.reserve_spawn(&req, self.now()).await?;
+        let SpawnReservation {
+            decision,
+            run,
+            issue,
+        } = self.inner.store.reserve_spawn(&req, self.now()).await?;
         match &run {
             Some(run) => {
                 tracing::info!(issue = %issue.identifier, kind = %run.kind, run = %run.id, "spawn queued");
                 if issue.column_id != before.column_id {
-                    self.publish(Event::IssueMoved { issue_id: issue.id, from: before.column_id, to: issue.column_id })
-                        .await;
+                    self.publish(Event::IssueMoved {
+                        issue_id: issue.id,
+                        from: before.column_id,
+                        to: issue.column_id,
+                    })
+                    .await;
                 } else {
-                    self.publish(Event::IssueUpdated { issue_id: issue.id }).await;
+                    self.publish(Event::IssueUpdated { issue_id: issue.id })
+                        .await;
                 }
-                self.publish(Event::RunChanged { issue_id: issue.id, run_id: run.id, status: run.status }).await;
-                self.notify(Notification::AgentStarted { issue: issue.clone(), run: run.clone() }).await;
+                self.publish(Event::RunChanged {
+                    issue_id: issue.id,
+                    run_id: run.id,
+                    status: run.status,
+                })
+                .await;
+                self.notify(Notification::AgentStarted {
+                    issue: issue.clone(),
+                    run: run.clone(),
+                })
+                .await;
                 self.inner.wake_dispatcher.notify_one();
             }
             None => {
@@ -139,7 +164,11 @@ impl Dispatch {
                 }
             }
         }
-        Ok(SpawnOutcome { decision, run_id: run.map(|r| r.id), identifier: issue.identifier })
+        Ok(SpawnOutcome {
+            decision,
+            run_id: run.map(|r| r.id),
+            identifier: issue.identifier,
+        })
     }
 
     /// Cancels the issue's active run: the runner is asked to stop, the run ends `cancelled`.
@@ -169,13 +198,21 @@ impl Dispatch {
             lease_until: Some(None),
             ..RunPatch::default()
         };
-        let update = self.inner.store.update_run(run.id, &patch, actor, self.now()).await?;
+        let update = self
+            .inner
+            .store
+            .update_run(run.id, &patch, actor, self.now())
+            .await?;
         self.after_run_update(&update, &issue).await?;
         self.inner
             .store
             .add_activity(
                 issue.id,
-                NewActivity::new(ActivityType::Action, format!("Agent cancelled by {}", actor.name)).run(run.id),
+                NewActivity::new(
+                    ActivityType::Action,
+                    format!("Agent cancelled by {}", actor.name),
+                )
+                .run(run.id),
                 self.now(),
             )
             .await
@@ -187,7 +224,12 @@ impl Dispatch {
     pub(crate) async fn after_run_update(&self, update: &RunUpdate, before: &Issue) -> Result<()> {
         let run = &update.run;
         if update.status_changed {
-            self.publish(Event::RunChanged { issue_id: run.issue_id, run_id: run.id, status: run.status }).await;
+            self.publish(Event::RunChanged {
+                issue_id: run.issue_id,
+                run_id: run.id,
+                status: run.status,
+            })
+            .await;
         }
         if update.issue.column_id != before.column_id {
             self.publish(Event::IssueMoved {
@@ -197,7 +239,10 @@ impl Dispatch {
             })
             .await;
         } else if update.issue.version != before.version {
-            self.publish(Event::IssueUpdated { issue_id: update.issue.id }).await;
+            self.publish(Event::IssueUpdated {
+                issue_id: update.issue.id,
+            })
+            .await;
         }
         if update.ended {
             if run.kind == WorkflowKind::ErrorFix {
@@ -206,7 +251,11 @@ impl Dispatch {
             }
             // A slot is free: deferred spawns waiting on concurrency can go now.
             self.inner.wake_dispatcher.notify_one();
-            self.notify(Notification::AgentCompleted { issue: update.issue.clone(), run: run.clone() }).await;
+            self.notify(Notification::AgentCompleted {
+                issue: update.issue.clone(),
+                run: run.clone(),
+            })
+            .await;
         }
         Ok(())
     }

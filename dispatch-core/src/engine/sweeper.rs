@@ -25,7 +25,11 @@ impl Dispatch {
     pub async fn sweeper_step(&self) -> Result<SweepReport> {
         let mut report = SweepReport::default();
         let now = self.now();
-        let due = self.inner.store.claim_due_deferred(now, self.inner.config.lease, BATCH).await?;
+        let due = self
+            .inner
+            .store
+            .claim_due_deferred(now, self.inner.config.lease, BATCH)
+            .await?;
         for d in &due {
             report.deferred_checked += 1;
             match self.retry_deferred(d).await {
@@ -57,14 +61,21 @@ impl Dispatch {
                 Ok(i) => i,
                 Err(_) => continue,
             };
-            let summary = format!("Run timed out (no callback received after {}m)", stale_after.num_minutes());
+            let summary = format!(
+                "Run timed out (no callback received after {}m)",
+                stale_after.num_minutes()
+            );
             let patch = RunPatch {
                 status: Some(RunStatus::TimedOut),
                 outcome: Some(Outcome::Failed),
                 outcome_summary: Some(summary.clone()),
                 ..RunPatch::default()
             };
-            let update = self.inner.store.update_run(run.id, &patch, &actor, self.now()).await?;
+            let update = self
+                .inner
+                .store
+                .update_run(run.id, &patch, &actor, self.now())
+                .await?;
             if update.ended {
                 n += 1;
                 self.after_run_update(&update, &before).await?;

@@ -38,11 +38,15 @@ impl Dispatch {
     /// A PR was merged: every issue of this workspace it names (title, body, head branch) gets a
     /// fix attempt. Redelivery is harmless (one attempt per issue and PR).
     pub async fn pr_merged(&self, pr: &MergedPr, actor: &Actor) -> Result<Vec<FixAttemptReport>> {
-        let text = [pr.title.as_deref(), pr.body.as_deref(), pr.head_branch.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join("\n");
+        let text = [
+            pr.title.as_deref(),
+            pr.body.as_deref(),
+            pr.head_branch.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("\n");
         let refs: Vec<IssueRef> = find_identifiers(&text, &self.inner.workspace.issue_prefix)
             .into_iter()
             .map(IssueRef::Identifier)
@@ -52,7 +56,12 @@ impl Dispatch {
 
     /// Records a merged PR as a fix attempt for the given issues (found by identifier, or by a
     /// matcher such as lexical similarity or an LLM). Unknown issues are skipped.
-    pub async fn record_fix(&self, pr: &MergedPr, issues: &[IssueRef], actor: &Actor) -> Result<Vec<FixAttemptReport>> {
+    pub async fn record_fix(
+        &self,
+        pr: &MergedPr,
+        issues: &[IssueRef],
+        actor: &Actor,
+    ) -> Result<Vec<FixAttemptReport>> {
         verify::validate_pr_number(pr.number)?;
         let mut out = Vec::new();
         for r in issues {
@@ -61,7 +70,10 @@ impl Dispatch {
                 Err(e) if e.kind == ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            if out.iter().any(|x: &FixAttemptReport| x.issue_id == issue.id) {
+            if out
+                .iter()
+                .any(|x: &FixAttemptReport| x.issue_id == issue.id)
+            {
                 continue;
             }
             let attempt = verify::on_merge(issue.id, pr, &self.inner.config.verify, self.now());
@@ -71,17 +83,28 @@ impl Dispatch {
                     VerificationStatus::AwaitingDeploy => "awaiting deploy".to_string(),
                     _ => format!(
                         "monitoring for recurrence until {}",
-                        attempt.deadline.map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default()
+                        attempt
+                            .deadline
+                            .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+                            .unwrap_or_default()
                     ),
                 };
                 let mut a = NewActivity::new(
                     ActivityType::Observation,
-                    format!("Fix PR #{} merged by {}; {what}", attempt.pr_number, actor.name),
+                    format!(
+                        "Fix PR #{} merged by {}; {what}",
+                        attempt.pr_number, actor.name
+                    ),
                 );
                 a.metadata = serde_json::json!({"pr_number": attempt.pr_number, "pr_url": attempt.pr_url, "fix_attempt_id": attempt.id});
                 self.record_activity(issue.id, a).await?;
             }
-            out.push(FixAttemptReport { issue_id: issue.id, identifier: issue.identifier, attempt, created });
+            out.push(FixAttemptReport {
+                issue_id: issue.id,
+                identifier: issue.identifier,
+                attempt,
+                created,
+            });
         }
         Ok(out)
     }
@@ -89,13 +112,21 @@ impl Dispatch {
     /// A deploy signal (e.g. a successful production workflow run): attempts awaiting deploy that
     /// were merged before `deployed_at` start monitoring. Returns how many started.
     pub async fn deploy_signal(&self, sha: Option<&str>, deployed_at: Timestamp) -> Result<usize> {
-        let waiting = self.inner.store.fix_attempts_in_status(VerificationStatus::AwaitingDeploy, 1000).await?;
+        let waiting = self
+            .inner
+            .store
+            .fix_attempts_in_status(VerificationStatus::AwaitingDeploy, 1000)
+            .await?;
         let mut n = 0;
         for a in waiting {
-            if let Some(next) = verify::on_deploy(&a, sha, deployed_at, &self.inner.config.verify) {
-                if self.inner.store.update_fix_attempt(&next, VerificationStatus::AwaitingDeploy).await? {
-                    n += 1;
-                }
+            if let Some(next) = verify::on_deploy(&a, sha, deployed_at, &self.inner.config.verify)
+                && self
+                    .inner
+                    .store
+                    .update_fix_attempt(&next, VerificationStatus::AwaitingDeploy)
+                    .await?
+            {
+                n += 1;
             }
         }
         Ok(n)
@@ -104,19 +135,43 @@ impl Dispatch {
     /// The latest attempt as it stands at `now`: a monitoring attempt whose deadline passed
     /// counts as verified even before the sweeper persisted it.
     pub(crate) async fn settle_due_attempt(&self, issue: IssueId) -> Result<Option<FixAttempt>> {
-        let latest = self.inner.store.list_fix_attempts(issue).await?.into_iter().next();
+        let latest = self
+            .inner
+            .store
+            .list_fix_attempts(issue)
+            .await?
+            .into_iter()
+            .next();
         Ok(latest.map(|a| verify::on_deadline(&a, self.now()).unwrap_or(a)))
     }
 
     /// The error came back: fails the issue's monitoring attempt. Returns whether it did.
-    pub(crate) async fn check_recurrence(&self, issue: &Issue, seen_at: Timestamp, events: u64, reason: String) -> Result<bool> {
-        let Some(latest) = self.inner.store.list_fix_attempts(issue.id).await?.into_iter().next() else {
+    pub(crate) async fn check_recurrence(
+        &self,
+        issue: &Issue,
+        seen_at: Timestamp,
+        events: u64,
+        reason: String,
+    ) -> Result<bool> {
+        let Some(latest) = self
+            .inner
+            .store
+            .list_fix_attempts(issue.id)
+            .await?
+            .into_iter()
+            .next()
+        else {
             return Ok(false);
         };
         let Some(failed) = verify::on_recurrence(&latest, seen_at, events, reason) else {
             return Ok(false);
         };
-        if !self.inner.store.update_fix_attempt(&failed, VerificationStatus::Monitoring).await? {
+        if !self
+            .inner
+            .store
+            .update_fix_attempt(&failed, VerificationStatus::Monitoring)
+            .await?
+        {
             return Ok(false);
         }
         self.fail_fix(issue.id, &failed).await?;
@@ -130,7 +185,10 @@ impl Dispatch {
         let label = self
             .inner
             .store
-            .ensure_label(self.inner.workspace.id, NewLabel::new(names::LABEL_FIX_FAILED, names::COLOR_FIX_FAILED))
+            .ensure_label(
+                self.inner.workspace.id,
+                NewLabel::new(names::LABEL_FIX_FAILED, names::COLOR_FIX_FAILED),
+            )
             .await?;
         let backlog = self.backlog().await?;
         let deployed = attempt
@@ -144,10 +202,21 @@ impl Dispatch {
         };
         let body = format!(
             "## Fix Verification Failed\n\n- **PR:** {pr}\n- **Deployed:** {deployed}\n- **Reason:** {}\n- **Events after deploy:** {}\n\nThe issue went back to Backlog with a higher priority.",
-            attempt.failure_reason.as_deref().unwrap_or("the error came back"),
+            attempt
+                .failure_reason
+                .as_deref()
+                .unwrap_or("the error came back"),
             attempt.events_after_deploy.unwrap_or(0)
         );
-        self.add_comment(issue_id, NewComment { author: Some("Dispatch".into()), body }, &actor).await?;
+        self.add_comment(
+            issue_id,
+            NewComment {
+                author: Some("Dispatch".into()),
+                body,
+            },
+            &actor,
+        )
+        .await?;
         let updated = self
             .patch_with_retry(issue_id, &actor, |cur| {
                 let mut labels = cur.labels.clone();
@@ -163,8 +232,14 @@ impl Dispatch {
             })
             .await?;
         tracing::info!(issue = %updated.identifier, pr = attempt.pr_number, "fix failed verification");
-        self.notify(Notification::FixFailed { issue: updated.clone(), attempt: attempt.clone() }).await;
-        if self.inner.config.respawn_on_fix_failure && !updated.spawn_status.is_some_and(|s| s.is_active()) {
+        self.notify(Notification::FixFailed {
+            issue: updated.clone(),
+            attempt: attempt.clone(),
+        })
+        .await;
+        if self.inner.config.respawn_on_fix_failure
+            && !updated.spawn_status.is_some_and(|s| s.is_active())
+        {
             self.spawn_for_alert(&updated, &actor).await?;
         }
         Ok(())
@@ -183,8 +258,15 @@ impl Dispatch {
     }
 
     async fn verify_attempt(&self, a: &FixAttempt) -> Result<bool> {
-        let Some(verified) = verify::on_deadline(a, self.now()) else { return Ok(false) };
-        if !self.inner.store.update_fix_attempt(&verified, VerificationStatus::Monitoring).await? {
+        let Some(verified) = verify::on_deadline(a, self.now()) else {
+            return Ok(false);
+        };
+        if !self
+            .inner
+            .store
+            .update_fix_attempt(&verified, VerificationStatus::Monitoring)
+            .await?
+        {
             return Ok(false);
         }
         let actor = Actor::system("Fix Verification");
@@ -205,7 +287,15 @@ impl Dispatch {
         .await?;
         if !self.is_closed(&issue).await? {
             let done = self.done().await?;
-            match self.patch_with_retry(issue.id, &actor, |_| Ok(IssuePatch { column_id: Some(done.id), ..IssuePatch::default() })).await {
+            match self
+                .patch_with_retry(issue.id, &actor, |_| {
+                    Ok(IssuePatch {
+                        column_id: Some(done.id),
+                        ..IssuePatch::default()
+                    })
+                })
+                .await
+            {
                 Ok(_) => {}
                 // A newer attempt that is not verified yet keeps the issue open.
                 Err(e) if e.kind == ErrorKind::Forbidden => {
@@ -215,14 +305,25 @@ impl Dispatch {
             }
         }
         let issue = self.get_issue(issue.id).await?;
-        self.notify(Notification::FixVerified { issue, attempt: verified }).await;
+        self.notify(Notification::FixVerified {
+            issue,
+            attempt: verified,
+        })
+        .await;
         Ok(true)
     }
 
     /// Fix attempts and close eligibility of an issue; settles a due verification first.
     pub async fn fix_status(&self, issue: impl Into<IssueRef>) -> Result<FixStatus> {
         let issue = self.get_issue(issue).await?;
-        if let Some(latest) = self.inner.store.list_fix_attempts(issue.id).await?.into_iter().next() {
+        if let Some(latest) = self
+            .inner
+            .store
+            .list_fix_attempts(issue.id)
+            .await?
+            .into_iter()
+            .next()
+        {
             self.verify_attempt(&latest).await?;
         }
         let issue = self.get_issue(issue.id).await?;

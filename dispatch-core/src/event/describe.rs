@@ -9,10 +9,10 @@ const TITLE_MAX: usize = 100;
 
 /// `[source/feature] message`, the message cut to 97 characters plus `...` when longer than 100.
 pub fn issue_title(e: &ErrorEvent) -> String {
-    if let Some(t) = &e.title {
-        if !t.trim().is_empty() {
-            return truncate(t.trim(), 500);
-        }
+    if let Some(t) = &e.title
+        && !t.trim().is_empty()
+    {
+        return truncate(t.trim(), 500);
     }
     let msg = e.message.trim();
     let msg = if msg.chars().count() > TITLE_MAX {
@@ -51,15 +51,23 @@ pub fn priority_for(e: &ErrorEvent) -> Priority {
     }
 }
 
-const ENV_LABELS: &[&str] = &["app", "namespace", "pod", "container", "level", "env", "version"];
+const ENV_LABELS: &[&str] = &[
+    "app",
+    "namespace",
+    "pod",
+    "container",
+    "level",
+    "env",
+    "version",
+];
 
 /// The markdown description: Error, Fingerprint (when normalisation changed the message), Stack
 /// Trace, Sample Log Lines, Impact, Alert Metrics, Environment, Links — the original's sections.
 pub fn issue_description(e: &ErrorEvent, normalized: &str, fp: &Fingerprint) -> String {
-    if let Some(d) = &e.description {
-        if !d.trim().is_empty() {
-            return d.clone();
-        }
+    if let Some(d) = &e.description
+        && !d.trim().is_empty()
+    {
+        return d.clone();
     }
     let mut s = String::new();
     let _ = writeln!(s, "## Error");
@@ -90,10 +98,15 @@ pub fn issue_description(e: &ErrorEvent, normalized: &str, fp: &Fingerprint) -> 
     let _ = writeln!(s, "## Impact");
     let _ = writeln!(s, "- **Event count:** {}", e.event_count);
     let fmt_t = |t: Option<crate::Timestamp>| {
-        t.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "unknown".into())
+        t.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| "unknown".into())
     };
     let _ = writeln!(s, "- **First seen:** {}", fmt_t(e.first_seen));
-    let _ = writeln!(s, "- **Last seen:** {}", fmt_t(e.last_seen.or(e.first_seen)));
+    let _ = writeln!(
+        s,
+        "- **Last seen:** {}",
+        fmt_t(e.last_seen.or(e.first_seen))
+    );
     s.push('\n');
     if !e.values.is_empty() {
         let _ = writeln!(s, "## Alert Metrics");

@@ -86,12 +86,18 @@ impl ErrorEvent {
             return Err(Error::invalid("feature", "error event needs a feature"));
         }
         if self.event_count == 0 {
-            return Err(Error::invalid("event_count", "event count must be at least 1"));
+            return Err(Error::invalid(
+                "event_count",
+                "event count must be at least 1",
+            ));
         }
-        if let Some(id) = &self.external_id {
-            if id.trim().is_empty() {
-                return Err(Error::invalid("external_id", "external id must not be blank"));
-            }
+        if let Some(id) = &self.external_id
+            && id.trim().is_empty()
+        {
+            return Err(Error::invalid(
+                "external_id",
+                "external id must not be blank",
+            ));
         }
         Ok(())
     }

@@ -57,12 +57,31 @@ impl LimitScope {
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum GateReason {
     KillSwitch,
-    Cooldown { until: Timestamp },
-    BelowEventThreshold { need: u64, have: u64, source: String },
-    SpawnDelay { until: Timestamp, minutes: i64, source: String },
-    ConcurrencyLimit { scope: LimitScope, limit: u32 },
-    DailyBudget { scope: LimitScope, limit: u32 },
-    DailyCost { limit_usd: f64, spent_usd: f64 },
+    Cooldown {
+        until: Timestamp,
+    },
+    BelowEventThreshold {
+        need: u64,
+        have: u64,
+        source: String,
+    },
+    SpawnDelay {
+        until: Timestamp,
+        minutes: i64,
+        source: String,
+    },
+    ConcurrencyLimit {
+        scope: LimitScope,
+        limit: u32,
+    },
+    DailyBudget {
+        scope: LimitScope,
+        limit: u32,
+    },
+    DailyCost {
+        limit_usd: f64,
+        spent_usd: f64,
+    },
     /// The issue already has an active run (checked by the store before the gates).
     AlreadyRunning,
 }
@@ -90,19 +109,41 @@ impl fmt::Display for GateReason {
             GateReason::KillSwitch => f.write_str("kill_switch"),
             GateReason::Cooldown { .. } => f.write_str("cooldown"),
             GateReason::BelowEventThreshold { need, have, source } => {
-                write!(f, "below_event_threshold (need {need}, have {have}, source={source})")
+                write!(
+                    f,
+                    "below_event_threshold (need {need}, have {have}, source={source})"
+                )
             }
-            GateReason::SpawnDelay { minutes, source, .. } => {
-                write!(f, "spawn_delay (waiting {minutes}m after first seen, source={source})")
+            GateReason::SpawnDelay {
+                minutes, source, ..
+            } => {
+                write!(
+                    f,
+                    "spawn_delay (waiting {minutes}m after first seen, source={source})"
+                )
             }
             GateReason::ConcurrencyLimit { scope, limit } => {
-                write!(f, "concurrency_limit ({} limit {limit} reached)", scope.as_str())
+                write!(
+                    f,
+                    "concurrency_limit ({} limit {limit} reached)",
+                    scope.as_str()
+                )
             }
             GateReason::DailyBudget { scope, limit } => {
-                write!(f, "daily_budget ({} budget {limit} spent today, UTC)", scope.as_str())
+                write!(
+                    f,
+                    "daily_budget ({} budget {limit} spent today, UTC)",
+                    scope.as_str()
+                )
             }
-            GateReason::DailyCost { limit_usd, spent_usd } => {
-                write!(f, "daily_cost (${spent_usd:.2} of ${limit_usd:.2} spent today, UTC)")
+            GateReason::DailyCost {
+                limit_usd,
+                spent_usd,
+            } => {
+                write!(
+                    f,
+                    "daily_cost (${spent_usd:.2} of ${limit_usd:.2} spent today, UTC)"
+                )
             }
             GateReason::AlreadyRunning => f.write_str("already_running"),
         }
@@ -114,8 +155,13 @@ impl fmt::Display for GateReason {
 pub enum Decision {
     Allow,
     /// Try again at `until`; the sweeper does, so nothing waits for another alert.
-    Defer { until: Timestamp, reason: GateReason },
-    Deny { reason: GateReason },
+    Defer {
+        until: Timestamp,
+        reason: GateReason,
+    },
+    Deny {
+        reason: GateReason,
+    },
 }
 
 impl Decision {
@@ -133,18 +179,28 @@ impl Decision {
 /// The gate decision. Pure: no I/O, no clock but `now`.
 pub fn decide(policy: &SpawnPolicy, s: &GateSnapshot, now: Timestamp) -> Decision {
     if policy.kill_switch {
-        return Decision::Deny { reason: GateReason::KillSwitch };
+        return Decision::Deny {
+            reason: GateReason::KillSwitch,
+        };
     }
     if s.force {
         return Decision::Allow;
     }
-    if let Trigger::Alert { source, event_count, first_seen_at, cooldown_until } = &s.trigger {
-        if let Some(until) = cooldown_until {
-            if *until > now {
-                // A new alert after the cooldown re-evaluates; nothing is scheduled for a
-                // fingerprint that may have gone quiet.
-                return Decision::Deny { reason: GateReason::Cooldown { until: *until } };
-            }
+    if let Trigger::Alert {
+        source,
+        event_count,
+        first_seen_at,
+        cooldown_until,
+    } = &s.trigger
+    {
+        if let Some(until) = cooldown_until
+            && *until > now
+        {
+            // A new alert after the cooldown re-evaluates; nothing is scheduled for a
+            // fingerprint that may have gone quiet.
+            return Decision::Deny {
+                reason: GateReason::Cooldown { until: *until },
+            };
         }
         let (need, delay) = policy.thresholds_for(source);
         if *event_count < need {
@@ -171,14 +227,21 @@ pub fn decide(policy: &SpawnPolicy, s: &GateSnapshot, now: Timestamp) -> Decisio
     }
 
     let (active, kind_limit, kind_scope) = match s.bucket {
-        BudgetBucket::Error => (s.active_error, policy.max_concurrent_error, LimitScope::Error),
+        BudgetBucket::Error => (
+            s.active_error,
+            policy.max_concurrent_error,
+            LimitScope::Error,
+        ),
         BudgetBucket::Prd => (s.active_prd, policy.max_concurrent_prd, LimitScope::Prd),
     };
     let retry_at = now + policy.concurrency_retry;
     if active >= kind_limit {
         return Decision::Defer {
             until: retry_at,
-            reason: GateReason::ConcurrencyLimit { scope: kind_scope, limit: kind_limit },
+            reason: GateReason::ConcurrencyLimit {
+                scope: kind_scope,
+                limit: kind_limit,
+            },
         };
     }
     if s.active_error.saturating_add(s.active_prd) >= policy.max_concurrent_global {
@@ -197,7 +260,10 @@ pub fn decide(policy: &SpawnPolicy, s: &GateSnapshot, now: Timestamp) -> Decisio
     };
     if spawned >= budget {
         return Decision::Deny {
-            reason: GateReason::DailyBudget { scope: kind_scope, limit: budget },
+            reason: GateReason::DailyBudget {
+                scope: kind_scope,
+                limit: budget,
+            },
         };
     }
     if s.spawned_today_error.saturating_add(s.spawned_today_prd) >= policy.daily_budget_global {

@@ -36,7 +36,11 @@ impl Default for SpawnPolicy {
             cooldown: Duration::hours(24),
             min_event_count: 5,
             spawn_delay: Duration::minutes(5),
-            immediate_sources: vec!["ci-deploy".into(), "migration".into(), "infrastructure".into()],
+            immediate_sources: vec![
+                "ci-deploy".into(),
+                "migration".into(),
+                "infrastructure".into(),
+            ],
             max_concurrent_error: 100,
             max_concurrent_prd: 100,
             max_concurrent_global: 110,
@@ -70,7 +74,9 @@ impl SpawnPolicy {
     }
 
     pub fn is_immediate(&self, source: &str) -> bool {
-        self.immediate_sources.iter().any(|s| s.eq_ignore_ascii_case(source.trim()))
+        self.immediate_sources
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(source.trim()))
     }
 
     /// (events needed, delay) for an error from `source`.

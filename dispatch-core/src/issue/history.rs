@@ -21,16 +21,28 @@ pub struct Actor {
 
 impl Actor {
     pub fn user(name: impl Into<String>) -> Self {
-        Actor { kind: ActorKind::User, name: name.into() }
+        Actor {
+            kind: ActorKind::User,
+            name: name.into(),
+        }
     }
     pub fn system(name: impl Into<String>) -> Self {
-        Actor { kind: ActorKind::System, name: name.into() }
+        Actor {
+            kind: ActorKind::System,
+            name: name.into(),
+        }
     }
     pub fn agent(name: impl Into<String>) -> Self {
-        Actor { kind: ActorKind::Agent, name: name.into() }
+        Actor {
+            kind: ActorKind::Agent,
+            name: name.into(),
+        }
     }
     pub fn webhook(name: impl Into<String>) -> Self {
-        Actor { kind: ActorKind::Webhook, name: name.into() }
+        Actor {
+            kind: ActorKind::Webhook,
+            name: name.into(),
+        }
     }
 }
 
@@ -79,7 +91,12 @@ pub struct NewHistory {
 
 impl NewHistory {
     pub fn new(action: HistoryAction, actor: &Actor) -> Self {
-        NewHistory { action, old_value: None, new_value: None, actor: actor.clone() }
+        NewHistory {
+            action,
+            old_value: None,
+            new_value: None,
+            actor: actor.clone(),
+        }
     }
     pub fn values(
         mut self,

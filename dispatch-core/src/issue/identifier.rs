@@ -8,7 +8,11 @@ pub fn format_identifier(prefix: &str, number: i64) -> String {
 /// `DISPATCH-42` → (`DISPATCH`, 42). Case-insensitive on the prefix; `None` for anything else.
 pub fn parse_identifier(s: &str) -> Option<(String, i64)> {
     let (prefix, num) = s.trim().rsplit_once('-')?;
-    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    if prefix.is_empty()
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
         return None;
     }
     if num.is_empty() || num.len() > 18 || !num.bytes().all(|b| b.is_ascii_digit()) {
@@ -64,7 +68,10 @@ mod tests {
     #[test]
     fn finds_only_own_prefix_in_title_body_and_branch() {
         let text = "fix(billing): null check [DISPATCH-42]\nSee UTF-8 and SHA-256, refs dispatch-7\nbranch auto-fix/dispatch-42";
-        assert_eq!(find_identifiers(text, "DISPATCH"), vec!["DISPATCH-42", "DISPATCH-7"]);
+        assert_eq!(
+            find_identifiers(text, "DISPATCH"),
+            vec!["DISPATCH-42", "DISPATCH-7"]
+        );
     }
 
     #[test]

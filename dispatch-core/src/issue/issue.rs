@@ -8,7 +8,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// P1 (critical) … P4 (low); P3 is the default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 pub enum Priority {
     P1,
     P2,
@@ -57,12 +59,13 @@ impl FromStr for Priority {
             "p2" | "2" | "high" => Ok(Priority::P2),
             "p3" | "3" | "medium" | "normal" => Ok(Priority::P3),
             "p4" | "4" | "low" => Ok(Priority::P4),
-            _ => Err(Error::invalid("priority", format!("unknown priority {s:?} (P1-P4)"))),
+            _ => Err(Error::invalid(
+                "priority",
+                format!("unknown priority {s:?} (P1-P4)"),
+            )),
         }
     }
 }
-
-
 
 text_enum!(
     /// What the agent on an issue is doing (spec §2.4).
@@ -78,6 +81,7 @@ text_enum!(
     }
 );
 
+#[allow(clippy::derivable_impls)] // the variants come from a macro that cannot mark one #[default]
 impl Default for AgentStatus {
     fn default() -> Self {
         AgentStatus::Idle
@@ -181,7 +185,10 @@ impl NewIssue {
             return Err(Error::invalid("title", "title is required"));
         }
         if self.title.chars().count() > 500 {
-            return Err(Error::invalid("title", "title is longer than 500 characters"));
+            return Err(Error::invalid(
+                "title",
+                "title is longer than 500 characters",
+            ));
         }
         Ok(())
     }

@@ -73,32 +73,35 @@ impl IssuePatch {
 /// Pure, so every store records the same history for the same change.
 pub fn diff_history(old: &Issue, patch: &IssuePatch, actor: &Actor) -> Vec<NewHistory> {
     let mut out = Vec::new();
-    if let Some(col) = patch.column_id {
-        if col != old.column_id {
-            out.push(
-                NewHistory::new(HistoryAction::StatusChanged, actor)
-                    .values(Some(json!({"column_id": old.column_id})), Some(json!({"column_id": col}))),
-            );
-        }
+    if let Some(col) = patch.column_id
+        && col != old.column_id
+    {
+        out.push(NewHistory::new(HistoryAction::StatusChanged, actor).values(
+            Some(json!({"column_id": old.column_id})),
+            Some(json!({"column_id": col})),
+        ));
     }
-    if let Some(p) = patch.priority {
-        if p != old.priority {
-            out.push(
-                NewHistory::new(HistoryAction::PriorityChanged, actor)
-                    .values(Some(json!(old.priority)), Some(json!(p))),
-            );
-        }
+    if let Some(p) = patch.priority
+        && p != old.priority
+    {
+        out.push(
+            NewHistory::new(HistoryAction::PriorityChanged, actor)
+                .values(Some(json!(old.priority)), Some(json!(p))),
+        );
     }
-    if let Some(a) = &patch.assignee {
-        if *a != old.assignee {
-            out.push(
-                NewHistory::new(HistoryAction::AssigneeChanged, actor)
-                    .values(Some(json!(old.assignee)), Some(json!(a))),
-            );
-        }
+    if let Some(a) = &patch.assignee
+        && *a != old.assignee
+    {
+        out.push(
+            NewHistory::new(HistoryAction::AssigneeChanged, actor)
+                .values(Some(json!(old.assignee)), Some(json!(a))),
+        );
     }
     let title_changed = patch.title.as_ref().is_some_and(|t| *t != old.title);
-    let desc_changed = patch.description.as_ref().is_some_and(|d| *d != old.description);
+    let desc_changed = patch
+        .description
+        .as_ref()
+        .is_some_and(|d| *d != old.description);
     if title_changed || desc_changed {
         let mut old_v = serde_json::Map::new();
         let mut new_v = serde_json::Map::new();
@@ -108,7 +111,10 @@ pub fn diff_history(old: &Issue, patch: &IssuePatch, actor: &Actor) -> Vec<NewHi
         }
         if desc_changed {
             old_v.insert("description".into(), json!(old.description));
-            new_v.insert("description".into(), json!(patch.description.clone().flatten()));
+            new_v.insert(
+                "description".into(),
+                json!(patch.description.clone().flatten()),
+            );
         }
         out.push(
             NewHistory::new(HistoryAction::Edited, actor)
@@ -129,15 +135,18 @@ pub fn diff_history(old: &Issue, patch: &IssuePatch, actor: &Actor) -> Vec<NewHi
             );
         }
     }
-    if let Some(plan) = &patch.plan {
-        if plan.status != old.plan.status {
-            out.push(
-                NewHistory::new(HistoryAction::PlanChanged, actor)
-                    .values(Some(json!(old.plan.status)), Some(json!(plan.status))),
-            );
-        }
+    if let Some(plan) = &patch.plan
+        && plan.status != old.plan.status
+    {
+        out.push(
+            NewHistory::new(HistoryAction::PlanChanged, actor)
+                .values(Some(json!(old.plan.status)), Some(json!(plan.status))),
+        );
     }
-    let spawn_changed = patch.spawn_status.as_ref().is_some_and(|s| *s != old.spawn_status);
+    let spawn_changed = patch
+        .spawn_status
+        .as_ref()
+        .is_some_and(|s| *s != old.spawn_status);
     if spawn_changed {
         let new_status = patch.spawn_status.flatten();
         let action = match new_status {

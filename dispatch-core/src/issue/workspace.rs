@@ -80,7 +80,10 @@ pub struct NewLabel {
 
 impl NewLabel {
     pub fn new(name: impl Into<String>, color: impl Into<String>) -> Self {
-        NewLabel { name: name.into(), color: color.into() }
+        NewLabel {
+            name: name.into(),
+            color: color.into(),
+        }
     }
     pub fn validate(&self) -> Result<()> {
         if self.name.trim().is_empty() {

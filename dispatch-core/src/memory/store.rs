@@ -8,14 +8,14 @@ use crate::ids::{
     WorkspaceId,
 };
 use crate::issue::{
-    Actor, Column, ColumnCategory, Comment, HistoryAction, HistoryEntry, Issue, IssueFilter,
-    Label, NewColumn, NewComment, NewHistory, NewIssue, NewLabel, PlanFields, Workspace,
-    default_columns, default_labels, format_identifier,
+    Actor, Column, ColumnCategory, Comment, HistoryAction, HistoryEntry, Issue, IssueFilter, Label,
+    NewColumn, NewComment, NewHistory, NewIssue, NewLabel, PlanFields, Workspace, default_columns,
+    default_labels, format_identifier,
 };
 use crate::ports::{
     CustomerStore, DeferredSpawn, DeliveryStore, ErrorLink, ErrorLinkStore, FixStore, IngestDraft,
-    IngestOutcome, IssueStore, IssueUpdate, RunStore, RunUpdate, SearchStore, SpawnRequest, SpawnReservation,
-    SpawnStats, WorkspaceStore,
+    IngestOutcome, IssueStore, IssueUpdate, RunStore, RunUpdate, SearchStore, SpawnRequest,
+    SpawnReservation, SpawnStats, WorkspaceStore,
 };
 use crate::run::{
     Activity, BudgetBucket, NewActivity, NewRun, Run, RunPatch, RunStatus, TerminalChunk,
@@ -83,7 +83,12 @@ impl State {
     }
 
     fn columns_of(&self, ws: WorkspaceId) -> Vec<Column> {
-        let mut c: Vec<Column> = self.columns.iter().filter(|c| c.workspace_id == ws).cloned().collect();
+        let mut c: Vec<Column> = self
+            .columns
+            .iter()
+            .filter(|c| c.workspace_id == ws)
+            .cloned()
+            .collect();
         c.sort_by_key(|c| c.position);
         c
     }
@@ -101,14 +106,17 @@ impl State {
 
     /// Applies a patch with its history and bumps the version (the one write path for issues).
     fn write_issue(&mut self, id: IssueId, update: IssueUpdate) -> Result<Issue> {
-        let issue = self.issues.get_mut(&id).ok_or_else(|| issue_not_found(id))?;
-        if let Some(v) = update.expected_version {
-            if v != issue.version {
-                return Err(Error::conflict(format!(
-                    "issue {} changed meanwhile (version {} != {v})",
-                    issue.identifier, issue.version
-                )));
-            }
+        let issue = self
+            .issues
+            .get_mut(&id)
+            .ok_or_else(|| issue_not_found(id))?;
+        if let Some(v) = update.expected_version
+            && v != issue.version
+        {
+            return Err(Error::conflict(format!(
+                "issue {} changed meanwhile (version {} != {v})",
+                issue.identifier, issue.version
+            )));
         }
         update.patch.apply_to(issue);
         issue.version += 1;
@@ -123,7 +131,9 @@ impl State {
             .runs
             .values()
             .filter(|r| r.issue_id == issue_id)
-            .fold((0.0, 0u32), |(c, t), r| (c + r.cost_usd, t.saturating_add(r.num_turns)));
+            .fold((0.0, 0u32), |(c, t), r| {
+                (c + r.cost_usd, t.saturating_add(r.num_turns))
+            });
         if let Some(i) = self.issues.get_mut(&issue_id) {
             i.cost_usd = cost;
             i.num_turns = turns;
@@ -139,7 +149,11 @@ impl State {
                 if error { ae += 1 } else { ap += 1 }
             }
             if r.created_at >= day && r.created_at < next_day {
-                if error { se += 1 } else { sp += 1 }
+                if error {
+                    se += 1
+                } else {
+                    sp += 1
+                }
                 cost += r.cost_usd;
             }
         }
@@ -148,12 +162,17 @@ impl State {
 }
 
 fn sort_labels(labels: &mut [Label]) {
-    labels.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    labels.sort_by_key(|a| a.name.to_lowercase());
 }
 
 #[async_trait]
 impl WorkspaceStore for MemoryStore {
-    async fn ensure_workspace(&self, name: &str, prefix: &str, now: Timestamp) -> Result<Workspace> {
+    async fn ensure_workspace(
+        &self,
+        name: &str,
+        prefix: &str,
+        now: Timestamp,
+    ) -> Result<Workspace> {
         let mut s = self.lock();
         if let Some(w) = s.workspaces.iter().find(|w| w.issue_prefix == prefix) {
             return Ok(w.clone());
@@ -176,7 +195,12 @@ impl WorkspaceStore for MemoryStore {
             });
         }
         for l in default_labels() {
-            s.labels.push(Label { id: crate::ids::LabelId::new(), workspace_id: ws.id, name: l.name, color: l.color });
+            s.labels.push(Label {
+                id: crate::ids::LabelId::new(),
+                workspace_id: ws.id,
+                name: l.name,
+                color: l.color,
+            });
         }
         s.workspaces.push(ws.clone());
         Ok(ws)
@@ -197,11 +221,18 @@ impl WorkspaceStore for MemoryStore {
         s.workspace_mut(ws)?;
         let existing = s.columns_of(ws);
         if existing.iter().any(|c| c.is_named(&column.name)) {
-            return Err(Error::conflict(format!("a column named {:?} exists", column.name)));
+            return Err(Error::conflict(format!(
+                "a column named {:?} exists",
+                column.name
+            )));
         }
         let end = existing.len() as i32;
         let position = column.position.unwrap_or(end).clamp(0, end);
-        for c in s.columns.iter_mut().filter(|c| c.workspace_id == ws && c.position >= position) {
+        for c in s
+            .columns
+            .iter_mut()
+            .filter(|c| c.workspace_id == ws && c.position >= position)
+        {
             c.position += 1;
         }
         let col = Column {
@@ -221,7 +252,10 @@ impl WorkspaceStore for MemoryStore {
         let existing: BTreeSet<ColumnId> = s.columns_of(ws).iter().map(|c| c.id).collect();
         let given: BTreeSet<ColumnId> = order.iter().copied().collect();
         if given.len() != order.len() || given != existing {
-            return Err(Error::invalid("statusIds", "the order must name every column of the workspace exactly once"));
+            return Err(Error::invalid(
+                "statusIds",
+                "the order must name every column of the workspace exactly once",
+            ));
         }
         for (i, id) in order.iter().enumerate() {
             if let Some(c) = s.columns.iter_mut().find(|c| c.id == *id) {
@@ -233,7 +267,12 @@ impl WorkspaceStore for MemoryStore {
 
     async fn list_labels(&self, ws: WorkspaceId) -> Result<Vec<Label>> {
         let s = self.lock();
-        let mut l: Vec<Label> = s.labels.iter().filter(|l| l.workspace_id == ws).cloned().collect();
+        let mut l: Vec<Label> = s
+            .labels
+            .iter()
+            .filter(|l| l.workspace_id == ws)
+            .cloned()
+            .collect();
         sort_labels(&mut l);
         Ok(l)
     }
@@ -242,10 +281,21 @@ impl WorkspaceStore for MemoryStore {
         label.validate()?;
         let mut s = self.lock();
         s.workspace_mut(ws)?;
-        if s.labels.iter().any(|l| l.workspace_id == ws && l.name.eq_ignore_ascii_case(label.name.trim())) {
-            return Err(Error::conflict(format!("a label named {:?} exists", label.name)));
+        if s.labels
+            .iter()
+            .any(|l| l.workspace_id == ws && l.name.eq_ignore_ascii_case(label.name.trim()))
+        {
+            return Err(Error::conflict(format!(
+                "a label named {:?} exists",
+                label.name
+            )));
         }
-        let l = Label { id: crate::ids::LabelId::new(), workspace_id: ws, name: label.name.trim().to_string(), color: label.color };
+        let l = Label {
+            id: crate::ids::LabelId::new(),
+            workspace_id: ws,
+            name: label.name.trim().to_string(),
+            color: label.color,
+        };
         s.labels.push(l.clone());
         Ok(l)
     }
@@ -254,10 +304,19 @@ impl WorkspaceStore for MemoryStore {
         label.validate()?;
         let mut s = self.lock();
         s.workspace_mut(ws)?;
-        if let Some(l) = s.labels.iter().find(|l| l.workspace_id == ws && l.name.eq_ignore_ascii_case(label.name.trim())) {
+        if let Some(l) = s
+            .labels
+            .iter()
+            .find(|l| l.workspace_id == ws && l.name.eq_ignore_ascii_case(label.name.trim()))
+        {
             return Ok(l.clone());
         }
-        let l = Label { id: crate::ids::LabelId::new(), workspace_id: ws, name: label.name.trim().to_string(), color: label.color };
+        let l = Label {
+            id: crate::ids::LabelId::new(),
+            workspace_id: ws,
+            name: label.name.trim().to_string(),
+            color: label.color,
+        };
         s.labels.push(l.clone());
         Ok(l)
     }
@@ -269,7 +328,10 @@ fn new_issue_row(s: &mut State, ws: WorkspaceId, new: NewIssue, now: Timestamp) 
     let column_id = match new.column_id {
         Some(c) => {
             if !columns.iter().any(|x| x.id == c) {
-                return Err(Error::invalid("statusId", format!("column {c} is not in this workspace")));
+                return Err(Error::invalid(
+                    "statusId",
+                    format!("column {c} is not in this workspace"),
+                ));
             }
             c
         }
@@ -320,11 +382,19 @@ fn new_issue_row(s: &mut State, ws: WorkspaceId, new: NewIssue, now: Timestamp) 
 
 #[async_trait]
 impl IssueStore for MemoryStore {
-    async fn create_issue(&self, ws: WorkspaceId, issue: NewIssue, actor: &Actor, now: Timestamp) -> Result<Issue> {
+    async fn create_issue(
+        &self,
+        ws: WorkspaceId,
+        issue: NewIssue,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<Issue> {
         let mut s = self.lock();
         let issue = new_issue_row(&mut s, ws, issue, now)?;
-        let h = NewHistory::new(HistoryAction::Created, actor)
-            .values(None, Some(json!({"identifier": issue.identifier, "title": issue.title})));
+        let h = NewHistory::new(HistoryAction::Created, actor).values(
+            None,
+            Some(json!({"identifier": issue.identifier, "title": issue.title})),
+        );
         s.push_history(issue.id, vec![h], now);
         Ok(issue)
     }
@@ -333,7 +403,10 @@ impl IssueStore for MemoryStore {
         let s = self.lock();
         let id = match issue {
             IssueRef::Id(id) => *id,
-            IssueRef::Identifier(ident) => *s.by_identifier.get(ident).ok_or_else(|| issue_not_found(ident))?,
+            IssueRef::Identifier(ident) => *s
+                .by_identifier
+                .get(ident)
+                .ok_or_else(|| issue_not_found(ident))?,
         };
         match s.issues.get(&id) {
             Some(i) if i.workspace_id == ws => Ok(i.clone()),
@@ -350,12 +423,15 @@ impl IssueStore for MemoryStore {
             .filter(|i| f.column_id.is_none_or(|c| i.column_id == c))
             .filter(|i| f.customer_id.is_none_or(|c| i.customer_id == Some(c)))
             .filter(|i| f.watched_by.is_none_or(|c| s.watchers.contains(&(i.id, c))))
-            .filter(|i| f.spawn_active.is_none_or(|a| i.spawn_status.is_some_and(|x| x.is_active()) == a))
+            .filter(|i| {
+                f.spawn_active
+                    .is_none_or(|a| i.spawn_status.is_some_and(|x| x.is_active()) == a)
+            })
             .filter(|i| f.label_id.is_none_or(|l| i.labels.contains(&l)))
             .filter(|i| f.before_number.is_none_or(|n| i.number < n))
             .cloned()
             .collect();
-        out.sort_by(|a, b| b.number.cmp(&a.number));
+        out.sort_by_key(|i| std::cmp::Reverse(i.number));
         if let Some(l) = f.limit {
             out.truncate(l);
         }
@@ -373,7 +449,12 @@ impl IssueStore for MemoryStore {
         s.comments.retain(|c| c.issue_id != id);
         s.history.remove(&id);
         s.watchers.retain(|(i, _)| *i != id);
-        let run_ids: Vec<RunId> = s.runs.values().filter(|r| r.issue_id == id).map(|r| r.id).collect();
+        let run_ids: Vec<RunId> = s
+            .runs
+            .values()
+            .filter(|r| r.issue_id == id)
+            .map(|r| r.id)
+            .collect();
         for r in run_ids {
             s.runs.remove(&r);
             s.chunks.remove(&r);
@@ -393,13 +474,26 @@ impl IssueStore for MemoryStore {
         Ok(issue)
     }
 
-    async fn add_comment(&self, id: IssueId, comment: NewComment, actor: &Actor, now: Timestamp) -> Result<Comment> {
+    async fn add_comment(
+        &self,
+        id: IssueId,
+        comment: NewComment,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<Comment> {
         comment.validate()?;
         let mut s = self.lock();
         s.issue(id)?;
-        let c = Comment { id: crate::ids::CommentId::new(), issue_id: id, author: comment.author, body: comment.body, created_at: now };
+        let c = Comment {
+            id: crate::ids::CommentId::new(),
+            issue_id: id,
+            author: comment.author,
+            body: comment.body,
+            created_at: now,
+        };
         s.comments.push(c.clone());
-        let h = NewHistory::new(HistoryAction::CommentAdded, actor).values(None, Some(json!({"comment_id": c.id})));
+        let h = NewHistory::new(HistoryAction::CommentAdded, actor)
+            .values(None, Some(json!({"comment_id": c.id})));
         s.push_history(id, vec![h], now);
         if let Some(i) = s.issues.get_mut(&id) {
             i.updated_at = now;
@@ -410,16 +504,28 @@ impl IssueStore for MemoryStore {
     async fn list_comments(&self, id: IssueId) -> Result<Vec<Comment>> {
         let s = self.lock();
         s.issue(id)?;
-        Ok(s.comments.iter().filter(|c| c.issue_id == id).cloned().collect())
+        Ok(s.comments
+            .iter()
+            .filter(|c| c.issue_id == id)
+            .cloned()
+            .collect())
     }
 
     async fn list_history(&self, id: IssueId, limit: usize) -> Result<Vec<HistoryEntry>> {
         let s = self.lock();
         s.issue(id)?;
-        Ok(s.history.get(&id).map(|h| h.iter().rev().take(limit).cloned().collect()).unwrap_or_default())
+        Ok(s.history
+            .get(&id)
+            .map(|h| h.iter().rev().take(limit).cloned().collect())
+            .unwrap_or_default())
     }
 
-    async fn add_watcher(&self, id: IssueId, customer: CustomerId, _now: Timestamp) -> Result<bool> {
+    async fn add_watcher(
+        &self,
+        id: IssueId,
+        customer: CustomerId,
+        _now: Timestamp,
+    ) -> Result<bool> {
         let mut s = self.lock();
         s.issue(id)?;
         if !s.customers.contains_key(&customer) {
@@ -437,7 +543,11 @@ impl IssueStore for MemoryStore {
     async fn list_watchers(&self, id: IssueId) -> Result<Vec<CustomerId>> {
         let s = self.lock();
         s.issue(id)?;
-        Ok(s.watchers.iter().filter(|(i, _)| *i == id).map(|(_, c)| *c).collect())
+        Ok(s.watchers
+            .iter()
+            .filter(|(i, _)| *i == id)
+            .map(|(_, c)| *c)
+            .collect())
     }
 }
 
@@ -445,7 +555,10 @@ impl IssueStore for MemoryStore {
 impl ErrorLinkStore for MemoryStore {
     async fn ingest_error(&self, ws: WorkspaceId, d: IngestDraft) -> Result<IngestOutcome> {
         if d.event_count == 0 {
-            return Err(Error::invalid("event_count", "event count must be at least 1"));
+            return Err(Error::invalid(
+                "event_count",
+                "event count must be at least 1",
+            ));
         }
         let mut s = self.lock();
         let key = (d.source.clone(), d.external_key.clone());
@@ -455,11 +568,17 @@ impl ErrorLinkStore for MemoryStore {
             link.last_seen_at = link.last_seen_at.max(d.seen_at);
             let link = link.clone();
             let issue = s.issue(link.issue_id)?.clone();
-            return Ok(IngestOutcome { issue, link, created: false });
+            return Ok(IngestOutcome {
+                issue,
+                link,
+                created: false,
+            });
         }
         let issue = new_issue_row(&mut s, ws, d.new_issue, d.seen_at)?;
-        let h = NewHistory::new(HistoryAction::Created, &d.actor)
-            .values(None, Some(json!({"identifier": issue.identifier, "title": issue.title, "source": d.source})));
+        let h = NewHistory::new(HistoryAction::Created, &d.actor).values(
+            None,
+            Some(json!({"identifier": issue.identifier, "title": issue.title, "source": d.source})),
+        );
         s.push_history(issue.id, vec![h], d.seen_at);
         let link = ErrorLink {
             id: LinkId::new(),
@@ -477,17 +596,27 @@ impl ErrorLinkStore for MemoryStore {
         s.links.push(link.clone());
         let idx = s.links.len() - 1;
         s.link_index.insert(key, idx);
-        Ok(IngestOutcome { issue, link, created: true })
+        Ok(IngestOutcome {
+            issue,
+            link,
+            created: true,
+        })
     }
 
     async fn get_link(&self, source: &str, external_key: &str) -> Result<Option<ErrorLink>> {
         let s = self.lock();
-        Ok(s.link_index.get(&(source.to_string(), external_key.to_string())).map(|&i| s.links[i].clone()))
+        Ok(s.link_index
+            .get(&(source.to_string(), external_key.to_string()))
+            .map(|&i| s.links[i].clone()))
     }
 
     async fn links_for_issue(&self, issue: IssueId) -> Result<Vec<ErrorLink>> {
         let s = self.lock();
-        Ok(s.links.iter().filter(|l| l.issue_id == issue).cloned().collect())
+        Ok(s.links
+            .iter()
+            .filter(|l| l.issue_id == issue)
+            .cloned()
+            .collect())
     }
 
     async fn set_cooldown(&self, issue: IssueId, until: Timestamp) -> Result<()> {
@@ -509,16 +638,35 @@ impl RunStore for MemoryStore {
                 s.deferred.remove(&d);
             }
         };
-        let has_active = s.runs.values().any(|r| r.issue_id == issue.id && r.status.is_active());
+        let has_active = s
+            .runs
+            .values()
+            .any(|r| r.issue_id == issue.id && r.status.is_active());
         if has_active {
             settle_deferred(&mut s);
-            return Ok(SpawnReservation { decision: Decision::Deny { reason: GateReason::AlreadyRunning }, run: None, issue });
+            return Ok(SpawnReservation {
+                decision: Decision::Deny {
+                    reason: GateReason::AlreadyRunning,
+                },
+                run: None,
+                issue,
+            });
         }
         let trigger = if req.from_alert {
             // The most recently seen error link of the issue governs.
-            match s.links.iter().filter(|l| l.issue_id == issue.id).max_by_key(|l| l.last_seen_at) {
+            match s
+                .links
+                .iter()
+                .filter(|l| l.issue_id == issue.id)
+                .max_by_key(|l| l.last_seen_at)
+            {
                 Some(l) => Trigger::Alert {
-                    source: l.metadata.get("source").and_then(|v| v.as_str()).unwrap_or(&l.source).to_string(),
+                    source: l
+                        .metadata
+                        .get("source")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or(&l.source)
+                        .to_string(),
                     event_count: l.event_count,
                     first_seen_at: l.first_seen_at,
                     cooldown_until: l.cooldown_until,
@@ -554,13 +702,29 @@ impl RunStore for MemoryStore {
                 let columns = s.columns_of(issue.workspace_id);
                 let fx = spawn_effects(&issue, &run, &columns, &req.actor, now);
                 s.runs.insert(run.id, run.clone());
-                let issue = s.write_issue(issue.id, IssueUpdate { patch: fx.patch, history: fx.history, expected_version: None, now })?;
-                Ok(SpawnReservation { decision, run: Some(run), issue })
+                let issue = s.write_issue(
+                    issue.id,
+                    IssueUpdate {
+                        patch: fx.patch,
+                        history: fx.history,
+                        expected_version: None,
+                        now,
+                    },
+                )?;
+                Ok(SpawnReservation {
+                    decision,
+                    run: Some(run),
+                    issue,
+                })
             }
             Decision::Defer { until, reason } => {
                 let existing = match req.deferred_id {
                     Some(id) if s.deferred.contains_key(&id) => Some(id),
-                    _ => s.deferred.values().find(|d| d.issue_id == issue.id && d.kind == req.kind).map(|d| d.id),
+                    _ => s
+                        .deferred
+                        .values()
+                        .find(|d| d.issue_id == issue.id && d.kind == req.kind)
+                        .map(|d| d.id),
                 };
                 match existing.and_then(|id| s.deferred.get_mut(&id)) {
                     Some(d) => {
@@ -590,35 +754,66 @@ impl RunStore for MemoryStore {
                         s.deferred.insert(d.id, d);
                     }
                 }
-                Ok(SpawnReservation { decision, run: None, issue })
+                Ok(SpawnReservation {
+                    decision,
+                    run: None,
+                    issue,
+                })
             }
             Decision::Deny { .. } => {
                 settle_deferred(&mut s);
-                Ok(SpawnReservation { decision, run: None, issue })
+                Ok(SpawnReservation {
+                    decision,
+                    run: None,
+                    issue,
+                })
             }
         }
     }
 
     async fn get_run(&self, id: RunId) -> Result<Run> {
-        self.lock().runs.get(&id).cloned().ok_or_else(|| Error::not_found(format!("run {id} not found")))
+        self.lock()
+            .runs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("run {id} not found")))
     }
 
     async fn list_runs(&self, issue: IssueId) -> Result<Vec<Run>> {
         let s = self.lock();
-        let mut r: Vec<Run> = s.runs.values().filter(|r| r.issue_id == issue).cloned().collect();
+        let mut r: Vec<Run> = s
+            .runs
+            .values()
+            .filter(|r| r.issue_id == issue)
+            .cloned()
+            .collect();
         r.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         Ok(r)
     }
 
     async fn find_run_by_external_id(&self, external_id: &str) -> Result<Option<Run>> {
         let s = self.lock();
-        Ok(s.runs.values().filter(|r| r.external_id.as_deref() == Some(external_id)).max_by_key(|r| r.created_at).cloned())
+        Ok(s.runs
+            .values()
+            .filter(|r| r.external_id.as_deref() == Some(external_id))
+            .max_by_key(|r| r.created_at)
+            .cloned())
     }
 
-    async fn update_run(&self, id: RunId, patch: &RunPatch, actor: &Actor, now: Timestamp) -> Result<RunUpdate> {
+    async fn update_run(
+        &self,
+        id: RunId,
+        patch: &RunPatch,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<RunUpdate> {
         patch.validate()?;
         let mut s = self.lock();
-        let before = s.runs.get(&id).cloned().ok_or_else(|| Error::not_found(format!("run {id} not found")))?;
+        let before = s
+            .runs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("run {id} not found")))?;
         let mut run = before.clone();
         patch.apply_to(&mut run, now);
         let status_changed = run.status != before.status;
@@ -631,16 +826,48 @@ impl RunStore for MemoryStore {
         if ended {
             let columns = s.columns_of(issue.workspace_id);
             if let Some(fx) = run_end_effects(&issue, &run, &columns, actor) {
-                issue = s.write_issue(issue.id, IssueUpdate { patch: fx.patch, history: fx.history, expected_version: None, now })?;
+                issue = s.write_issue(
+                    issue.id,
+                    IssueUpdate {
+                        patch: fx.patch,
+                        history: fx.history,
+                        expected_version: None,
+                        now,
+                    },
+                )?;
             }
-        } else if status_changed && run.status == RunStatus::Running && issue.current_run_id == Some(run.id) {
-            let patch = crate::issue::IssuePatch { spawn_status: Some(Some(crate::issue::SpawnStatus::Running)), ..Default::default() };
-            issue = s.write_issue(issue.id, IssueUpdate { patch, history: Vec::new(), expected_version: None, now })?;
+        } else if status_changed
+            && run.status == RunStatus::Running
+            && issue.current_run_id == Some(run.id)
+        {
+            let patch = crate::issue::IssuePatch {
+                spawn_status: Some(Some(crate::issue::SpawnStatus::Running)),
+                ..Default::default()
+            };
+            issue = s.write_issue(
+                issue.id,
+                IssueUpdate {
+                    patch,
+                    history: Vec::new(),
+                    expected_version: None,
+                    now,
+                },
+            )?;
         }
-        Ok(RunUpdate { run, issue, status_changed, ended })
+        Ok(RunUpdate {
+            run,
+            issue,
+            status_changed,
+            ended,
+        })
     }
 
-    async fn claim_due_runs(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<Run>> {
+    async fn claim_due_runs(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Run>> {
         let mut s = self.lock();
         let mut due: Vec<&mut Run> = s
             .runs
@@ -676,7 +903,13 @@ impl RunStore for MemoryStore {
         Ok(out)
     }
 
-    async fn append_terminal(&self, run: RunId, content: &str, seq: Option<u64>, at: Timestamp) -> Result<TerminalChunk> {
+    async fn append_terminal(
+        &self,
+        run: RunId,
+        content: &str,
+        seq: Option<u64>,
+        at: Timestamp,
+    ) -> Result<TerminalChunk> {
         let mut s = self.lock();
         if !s.runs.contains_key(&run) {
             return Err(Error::not_found(format!("run {run} not found")));
@@ -688,31 +921,63 @@ impl RunStore for MemoryStore {
             }
             let next = chunks.last().map_or(1, |c| c.seq + 1);
             if n != next {
-                return Err(Error::invalid("seq", format!("expected sequence number {next}, got {n}")));
+                return Err(Error::invalid(
+                    "seq",
+                    format!("expected sequence number {next}, got {n}"),
+                ));
             }
         }
         // Numbering continues after the last chunk, even when `prune` removed earlier ones.
         let seq = chunks.last().map_or(1, |c| c.seq + 1);
-        let c = TerminalChunk { run_id: run, seq, content: content.to_string(), at };
+        let c = TerminalChunk {
+            run_id: run,
+            seq,
+            content: content.to_string(),
+            at,
+        };
         chunks.push(c.clone());
         Ok(c)
     }
 
-    async fn read_terminal(&self, run: RunId, after: u64, limit: usize) -> Result<Vec<TerminalChunk>> {
+    async fn read_terminal(
+        &self,
+        run: RunId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<TerminalChunk>> {
         let s = self.lock();
         if !s.runs.contains_key(&run) {
             return Err(Error::not_found(format!("run {run} not found")));
         }
-        Ok(s.chunks.get(&run).map(|c| c.iter().filter(|c| c.seq > after).take(limit).cloned().collect()).unwrap_or_default())
+        Ok(s.chunks
+            .get(&run)
+            .map(|c| {
+                c.iter()
+                    .filter(|c| c.seq > after)
+                    .take(limit)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
-    async fn add_activity(&self, issue: IssueId, activity: NewActivity, at: Timestamp) -> Result<Activity> {
+    async fn add_activity(
+        &self,
+        issue: IssueId,
+        activity: NewActivity,
+        at: Timestamp,
+    ) -> Result<Activity> {
         let mut s = self.lock();
         s.issue(issue)?;
         if let Some(r) = activity.run_id {
             match s.runs.get(&r) {
                 Some(run) if run.issue_id == issue => {}
-                _ => return Err(Error::invalid("run_id", format!("run {r} is not a run of this issue"))),
+                _ => {
+                    return Err(Error::invalid(
+                        "run_id",
+                        format!("run {r} is not a run of this issue"),
+                    ));
+                }
             }
         }
         let a = activity.into_activity(issue, at);
@@ -720,21 +985,37 @@ impl RunStore for MemoryStore {
         Ok(a)
     }
 
-    async fn list_activities(&self, issue: IssueId, before: Option<Timestamp>, limit: usize) -> Result<Vec<Activity>> {
+    async fn list_activities(
+        &self,
+        issue: IssueId,
+        before: Option<Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<Activity>> {
         let s = self.lock();
         s.issue(issue)?;
         // Newest by `created_at` (callbacks may arrive out of time order); ties newest-inserted first.
         let mut out: Vec<Activity> = s
             .activities
             .get(&issue)
-            .map(|a| a.iter().rev().filter(|a| before.is_none_or(|b| a.created_at < b)).cloned().collect())
+            .map(|a| {
+                a.iter()
+                    .rev()
+                    .filter(|a| before.is_none_or(|b| a.created_at < b))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         out.sort_by_key(|a| std::cmp::Reverse(a.created_at));
         out.truncate(limit);
         Ok(out)
     }
 
-    async fn claim_due_deferred(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<DeferredSpawn>> {
+    async fn claim_due_deferred(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<DeferredSpawn>> {
         let mut s = self.lock();
         let mut due: Vec<&mut DeferredSpawn> = s
             .deferred
@@ -753,7 +1034,11 @@ impl RunStore for MemoryStore {
 
     async fn list_deferred(&self, issue: IssueId) -> Result<Vec<DeferredSpawn>> {
         let s = self.lock();
-        Ok(s.deferred.values().filter(|d| d.issue_id == issue).cloned().collect())
+        Ok(s.deferred
+            .values()
+            .filter(|d| d.issue_id == issue)
+            .cloned()
+            .collect())
     }
 
     async fn spawn_stats(&self, now: Timestamp) -> Result<SpawnStats> {
@@ -761,7 +1046,11 @@ impl RunStore for MemoryStore {
         let (ae, ap, se, sp, cost) = s.counters(now);
         let (day, next_day) = (utc_day_start(now), utc_next_day_start(now));
         let mut outcomes: BTreeMap<String, u32> = BTreeMap::new();
-        for r in s.runs.values().filter(|r| r.created_at >= day && r.created_at < next_day) {
+        for r in s
+            .runs
+            .values()
+            .filter(|r| r.created_at >= day && r.created_at < next_day)
+        {
             if let Some(o) = r.outcome {
                 *outcomes.entry(o.as_str().to_string()).or_default() += 1;
             }
@@ -772,8 +1061,16 @@ impl RunStore for MemoryStore {
             spawned_today_error: se,
             spawned_today_prd: sp,
             cost_today_usd: cost,
-            queued: s.runs.values().filter(|r| matches!(r.status, RunStatus::Queued | RunStatus::Dispatching)).count() as u32,
-            running: s.runs.values().filter(|r| r.status == RunStatus::Running).count() as u32,
+            queued: s
+                .runs
+                .values()
+                .filter(|r| matches!(r.status, RunStatus::Queued | RunStatus::Dispatching))
+                .count() as u32,
+            running: s
+                .runs
+                .values()
+                .filter(|r| r.status == RunStatus::Running)
+                .count() as u32,
             deferred: s.deferred.len() as u32,
             outcomes_today: outcomes.into_iter().collect(),
         })
@@ -803,7 +1100,11 @@ impl FixStore for MemoryStore {
     async fn create_fix_attempt(&self, attempt: &FixAttempt) -> Result<(FixAttempt, bool)> {
         let mut s = self.lock();
         s.issue(attempt.issue_id)?;
-        if let Some(existing) = s.fixes.values().find(|f| f.issue_id == attempt.issue_id && f.pr_number == attempt.pr_number) {
+        if let Some(existing) = s
+            .fixes
+            .values()
+            .find(|f| f.issue_id == attempt.issue_id && f.pr_number == attempt.pr_number)
+        {
             return Ok((existing.clone(), false));
         }
         s.fixes.insert(attempt.id, attempt.clone());
@@ -812,15 +1113,27 @@ impl FixStore for MemoryStore {
 
     async fn list_fix_attempts(&self, issue: IssueId) -> Result<Vec<FixAttempt>> {
         let s = self.lock();
-        let mut v: Vec<FixAttempt> = s.fixes.values().filter(|f| f.issue_id == issue).cloned().collect();
+        let mut v: Vec<FixAttempt> = s
+            .fixes
+            .values()
+            .filter(|f| f.issue_id == issue)
+            .cloned()
+            .collect();
         v.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         Ok(v)
     }
 
-    async fn update_fix_attempt(&self, attempt: &FixAttempt, expected: VerificationStatus) -> Result<bool> {
+    async fn update_fix_attempt(
+        &self,
+        attempt: &FixAttempt,
+        expected: VerificationStatus,
+    ) -> Result<bool> {
         let mut s = self.lock();
         match s.fixes.get_mut(&attempt.id) {
-            None => Err(Error::not_found(format!("fix attempt {} not found", attempt.id))),
+            None => Err(Error::not_found(format!(
+                "fix attempt {} not found",
+                attempt.id
+            ))),
             Some(f) if f.status != expected => Ok(false),
             Some(f) => {
                 *f = attempt.clone();
@@ -829,9 +1142,18 @@ impl FixStore for MemoryStore {
         }
     }
 
-    async fn fix_attempts_in_status(&self, status: VerificationStatus, limit: usize) -> Result<Vec<FixAttempt>> {
+    async fn fix_attempts_in_status(
+        &self,
+        status: VerificationStatus,
+        limit: usize,
+    ) -> Result<Vec<FixAttempt>> {
         let s = self.lock();
-        let mut v: Vec<FixAttempt> = s.fixes.values().filter(|f| f.status == status).cloned().collect();
+        let mut v: Vec<FixAttempt> = s
+            .fixes
+            .values()
+            .filter(|f| f.status == status)
+            .cloned()
+            .collect();
         v.sort_by_key(|f| f.created_at);
         v.truncate(limit);
         Ok(v)
@@ -842,7 +1164,9 @@ impl FixStore for MemoryStore {
         let mut v: Vec<FixAttempt> = s
             .fixes
             .values()
-            .filter(|f| f.status == VerificationStatus::Monitoring && f.deadline.is_some_and(|d| d <= now))
+            .filter(|f| {
+                f.status == VerificationStatus::Monitoring && f.deadline.is_some_and(|d| d <= now)
+            })
             .cloned()
             .collect();
         v.sort_by_key(|f| f.deadline);
@@ -856,20 +1180,34 @@ impl CustomerStore for MemoryStore {
     async fn create_customer(&self, c: &Customer) -> Result<Customer> {
         let mut s = self.lock();
         s.workspace_mut(c.workspace_id)?;
-        if s.customers.values().any(|x| x.workspace_id == c.workspace_id && x.slug == c.slug) {
-            return Err(Error::conflict(format!("a customer with slug {:?} exists", c.slug)));
+        if s.customers
+            .values()
+            .any(|x| x.workspace_id == c.workspace_id && x.slug == c.slug)
+        {
+            return Err(Error::conflict(format!(
+                "a customer with slug {:?} exists",
+                c.slug
+            )));
         }
-        if let Some(ch) = &c.slack_channel_id {
-            if s.customers.values().any(|x| x.slack_channel_id.as_ref() == Some(ch)) {
-                return Err(Error::conflict(format!("Slack channel {ch} belongs to another customer")));
-            }
+        if let Some(ch) = &c.slack_channel_id
+            && s.customers
+                .values()
+                .any(|x| x.slack_channel_id.as_ref() == Some(ch))
+        {
+            return Err(Error::conflict(format!(
+                "Slack channel {ch} belongs to another customer"
+            )));
         }
         s.customers.insert(c.id, c.clone());
         Ok(c.clone())
     }
 
     async fn get_customer(&self, id: CustomerId) -> Result<Customer> {
-        self.lock().customers.get(&id).cloned().ok_or_else(|| Error::not_found(format!("customer {id} not found")))
+        self.lock()
+            .customers
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("customer {id} not found")))
     }
 
     async fn get_customer_by_slug(&self, ws: WorkspaceId, slug: &str) -> Result<Customer> {
@@ -885,34 +1223,65 @@ impl CustomerStore for MemoryStore {
         let s = self.lock();
         Ok(s.customers
             .values()
-            .find(|c| crate::customer::constant_time_eq(c.portal_token.as_bytes(), token.as_bytes()))
+            .find(|c| {
+                crate::customer::constant_time_eq(c.portal_token.as_bytes(), token.as_bytes())
+            })
             .cloned())
     }
 
     async fn list_customers(&self, ws: WorkspaceId) -> Result<Vec<Customer>> {
         let s = self.lock();
-        let mut v: Vec<Customer> = s.customers.values().filter(|c| c.workspace_id == ws).cloned().collect();
-        v.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+        let mut v: Vec<Customer> = s
+            .customers
+            .values()
+            .filter(|c| c.workspace_id == ws)
+            .cloned()
+            .collect();
+        v.sort_by_key(|a| a.name.to_lowercase());
         Ok(v)
     }
 
-    async fn update_customer(&self, id: CustomerId, patch: &CustomerPatch, now: Timestamp) -> Result<Customer> {
+    async fn update_customer(
+        &self,
+        id: CustomerId,
+        patch: &CustomerPatch,
+        now: Timestamp,
+    ) -> Result<Customer> {
         patch.validate()?;
         let mut s = self.lock();
-        let current = s.customers.get(&id).cloned().ok_or_else(|| Error::not_found(format!("customer {id} not found")))?;
+        let current = s
+            .customers
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("customer {id} not found")))?;
         let mut next = current.clone();
         patch.apply_to(&mut next);
-        if next.slug != current.slug && s.customers.values().any(|x| x.id != id && x.workspace_id == next.workspace_id && x.slug == next.slug) {
-            return Err(Error::conflict(format!("a customer with slug {:?} exists", next.slug)));
+        if next.slug != current.slug
+            && s.customers
+                .values()
+                .any(|x| x.id != id && x.workspace_id == next.workspace_id && x.slug == next.slug)
+        {
+            return Err(Error::conflict(format!(
+                "a customer with slug {:?} exists",
+                next.slug
+            )));
         }
         next.updated_at = now;
         s.customers.insert(id, next.clone());
         Ok(next)
     }
 
-    async fn set_portal_token(&self, id: CustomerId, token: &str, now: Timestamp) -> Result<Customer> {
+    async fn set_portal_token(
+        &self,
+        id: CustomerId,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Customer> {
         let mut s = self.lock();
-        let c = s.customers.get_mut(&id).ok_or_else(|| Error::not_found(format!("customer {id} not found")))?;
+        let c = s
+            .customers
+            .get_mut(&id)
+            .ok_or_else(|| Error::not_found(format!("customer {id} not found")))?;
         c.portal_token = token.to_string();
         c.updated_at = now;
         Ok(c.clone())
@@ -935,13 +1304,19 @@ impl CustomerStore for MemoryStore {
         if !s.customers.contains_key(&id) {
             return Err(Error::not_found(format!("customer {id} not found")));
         }
-        let closed: HashSet<ColumnId> = s.columns.iter().filter(|c| c.is_closed()).map(|c| c.id).collect();
+        let closed: HashSet<ColumnId> = s
+            .columns
+            .iter()
+            .filter(|c| c.is_closed())
+            .map(|c| c.id)
+            .collect();
         let issues = s
             .issues
             .values()
             .filter(|i| i.customer_id == Some(id))
             .map(|i| {
-                let comments: Vec<&Comment> = s.comments.iter().filter(|c| c.issue_id == i.id).collect();
+                let comments: Vec<&Comment> =
+                    s.comments.iter().filter(|c| c.issue_id == i.id).collect();
                 HealthIssue {
                     closed: closed.contains(&i.column_id),
                     priority: i.priority,
@@ -959,21 +1334,49 @@ impl CustomerStore for MemoryStore {
 
 impl State {
     fn comment_text(&self, issue: IssueId) -> String {
-        self.comments.iter().filter(|c| c.issue_id == issue).map(|c| c.body.as_str()).collect::<Vec<_>>().join("\n")
+        self.comments
+            .iter()
+            .filter(|c| c.issue_id == issue)
+            .map(|c| c.body.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
-    fn rank(&self, ws: WorkspaceId, query: &[String], exclude: Option<IssueId>, with_comments: bool, limit: usize) -> Vec<SearchHit> {
+    fn rank(
+        &self,
+        ws: WorkspaceId,
+        query: &[String],
+        exclude: Option<IssueId>,
+        with_comments: bool,
+        limit: usize,
+    ) -> Vec<SearchHit> {
         let mut hits: Vec<SearchHit> = self
             .issues
             .values()
             .filter(|i| i.workspace_id == ws && Some(i.id) != exclude)
             .filter_map(|i| {
-                let comments = if with_comments { self.comment_text(i.id) } else { String::new() };
-                let score = lexical_score(query, &i.title, i.description.as_deref().unwrap_or(""), &comments);
-                (score > 0.0).then(|| SearchHit { issue: i.clone(), score })
+                let comments = if with_comments {
+                    self.comment_text(i.id)
+                } else {
+                    String::new()
+                };
+                let score = lexical_score(
+                    query,
+                    &i.title,
+                    i.description.as_deref().unwrap_or(""),
+                    &comments,
+                );
+                (score > 0.0).then(|| SearchHit {
+                    issue: i.clone(),
+                    score,
+                })
             })
             .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.issue.number.cmp(&a.issue.number)));
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(b.issue.number.cmp(&a.issue.number))
+        });
         hits.truncate(limit);
         hits
     }
@@ -981,7 +1384,12 @@ impl State {
 
 #[async_trait]
 impl SearchStore for MemoryStore {
-    async fn search_issues(&self, ws: WorkspaceId, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
+    async fn search_issues(
+        &self,
+        ws: WorkspaceId,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>> {
         let q = terms(query);
         if q.is_empty() {
             return Ok(Vec::new());
@@ -992,21 +1400,36 @@ impl SearchStore for MemoryStore {
     async fn similar_issues(&self, issue: IssueId, limit: usize) -> Result<Vec<SearchHit>> {
         let s = self.lock();
         let i = s.issue(issue)?;
-        let q = terms(&format!("{} {}", i.title, i.description.as_deref().unwrap_or("")));
+        let q = terms(&format!(
+            "{} {}",
+            i.title,
+            i.description.as_deref().unwrap_or("")
+        ));
         Ok(s.rank(i.workspace_id, &q, Some(issue), false, limit))
     }
 
     async fn set_embedding(&self, issue: IssueId, model: &str, vector: &[f32]) -> Result<()> {
         if vector.is_empty() || vector.iter().any(|x| !x.is_finite()) {
-            return Err(Error::invalid("embedding", "an embedding must be a non-empty vector of finite numbers"));
+            return Err(Error::invalid(
+                "embedding",
+                "an embedding must be a non-empty vector of finite numbers",
+            ));
         }
         let mut s = self.lock();
         s.issue(issue)?;
-        s.embeddings.insert(issue, (model.to_string(), vector.to_vec()));
+        s.embeddings
+            .insert(issue, (model.to_string(), vector.to_vec()));
         Ok(())
     }
 
-    async fn nearest_issues(&self, ws: WorkspaceId, model: &str, vector: &[f32], exclude: Option<IssueId>, limit: usize) -> Result<Vec<SearchHit>> {
+    async fn nearest_issues(
+        &self,
+        ws: WorkspaceId,
+        model: &str,
+        vector: &[f32],
+        exclude: Option<IssueId>,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>> {
         let s = self.lock();
         let mut hits: Vec<SearchHit> = s
             .embeddings
@@ -1014,7 +1437,10 @@ impl SearchStore for MemoryStore {
             .filter(|(id, (m, _))| m == model && Some(**id) != exclude)
             .filter_map(|(id, (_, v))| {
                 let issue = s.issues.get(id).filter(|i| i.workspace_id == ws)?;
-                Some(SearchHit { issue: issue.clone(), score: cosine(vector, v) })
+                Some(SearchHit {
+                    issue: issue.clone(),
+                    score: cosine(vector, v),
+                })
             })
             .collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -1025,10 +1451,21 @@ impl SearchStore for MemoryStore {
 
 #[async_trait]
 impl DeliveryStore for MemoryStore {
-    async fn record_delivery(&self, source: &str, delivery_id: &str, _now: Timestamp) -> Result<bool> {
+    async fn record_delivery(
+        &self,
+        source: &str,
+        delivery_id: &str,
+        _now: Timestamp,
+    ) -> Result<bool> {
         if delivery_id.trim().is_empty() {
-            return Err(Error::invalid("delivery_id", "delivery id must not be empty"));
+            return Err(Error::invalid(
+                "delivery_id",
+                "delivery id must not be empty",
+            ));
         }
-        Ok(self.lock().deliveries.insert((source.to_string(), delivery_id.to_string())))
+        Ok(self
+            .lock()
+            .deliveries
+            .insert((source.to_string(), delivery_id.to_string())))
     }
 }

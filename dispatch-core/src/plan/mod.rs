@@ -35,7 +35,9 @@ pub fn submit(current: &PlanFields, content: &str) -> Result<PlanFields> {
 
 fn reviewable(current: &PlanFields) -> Result<()> {
     match current.status {
-        Some(PlanStatus::AwaitingReview | PlanStatus::Posted) if current.content.is_some() => Ok(()),
+        Some(PlanStatus::AwaitingReview | PlanStatus::Posted) if current.content.is_some() => {
+            Ok(())
+        }
         other => Err(Error::conflict(format!(
             "plan is {} and cannot be reviewed; only a plan awaiting review can be approved or rejected",
             other.map(|s| s.as_str()).unwrap_or("absent")
@@ -52,7 +54,11 @@ pub fn approve(current: &PlanFields, by: &str, now: Timestamp) -> Result<PlanFie
         content: current.content.clone(),
         feedback: None,
         approved_at: Some(now),
-        approved_by: Some(if by.is_empty() { "human".to_string() } else { by.to_string() }),
+        approved_by: Some(if by.is_empty() {
+            "human".to_string()
+        } else {
+            by.to_string()
+        }),
     })
 }
 
@@ -62,7 +68,10 @@ pub fn reject(current: &PlanFields, feedback: &str) -> Result<PlanFields> {
     reviewable(current)?;
     let feedback = feedback.trim();
     if feedback.is_empty() {
-        return Err(Error::invalid("feedback", "rejecting a plan requires feedback"));
+        return Err(Error::invalid(
+            "feedback",
+            "rejecting a plan requires feedback",
+        ));
     }
     Ok(PlanFields {
         status: Some(PlanStatus::NeedsRevision),
@@ -75,7 +84,10 @@ pub fn reject(current: &PlanFields, feedback: &str) -> Result<PlanFields> {
 
 /// An investigation starts: the plan is being (re)worked.
 pub fn start_investigation(current: &PlanFields) -> PlanFields {
-    PlanFields { status: Some(PlanStatus::Investigating), ..current.clone() }
+    PlanFields {
+        status: Some(PlanStatus::Investigating),
+        ..current.clone()
+    }
 }
 
 /// Implement and QA refuse to start without an approved plan; returns the plan text to hand over.
@@ -98,7 +110,10 @@ mod tests {
     use chrono::TimeZone;
 
     fn now() -> Timestamp {
-        chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap_or_default()
+        chrono::Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .unwrap_or_default()
     }
 
     #[test]
@@ -114,7 +129,10 @@ mod tests {
         assert_eq!(r.status, Some(PlanStatus::NeedsRevision));
         assert_eq!(r.feedback.as_deref(), Some("split the migration"));
         // Cannot review twice.
-        assert_eq!(approve(&r, "ann", now()).unwrap_err().kind, crate::ErrorKind::Conflict);
+        assert_eq!(
+            approve(&r, "ann", now()).unwrap_err().kind,
+            crate::ErrorKind::Conflict
+        );
 
         let p2 = submit(&start_investigation(&r), "plan v2").unwrap();
         assert_eq!(p2.feedback.as_deref(), Some("split the migration"));

@@ -10,13 +10,35 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    IssueCreated { issue_id: IssueId },
-    IssueUpdated { issue_id: IssueId },
-    IssueMoved { issue_id: IssueId, from: ColumnId, to: ColumnId },
-    IssueDeleted { issue_id: IssueId, identifier: String },
-    Activity { issue_id: IssueId, activity_id: ActivityId },
-    TerminalChunk { issue_id: IssueId, run_id: RunId, seq: u64 },
-    RunChanged { issue_id: IssueId, run_id: RunId, status: RunStatus },
+    IssueCreated {
+        issue_id: IssueId,
+    },
+    IssueUpdated {
+        issue_id: IssueId,
+    },
+    IssueMoved {
+        issue_id: IssueId,
+        from: ColumnId,
+        to: ColumnId,
+    },
+    IssueDeleted {
+        issue_id: IssueId,
+        identifier: String,
+    },
+    Activity {
+        issue_id: IssueId,
+        activity_id: ActivityId,
+    },
+    TerminalChunk {
+        issue_id: IssueId,
+        run_id: RunId,
+        seq: u64,
+    },
+    RunChanged {
+        issue_id: IssueId,
+        run_id: RunId,
+        status: RunStatus,
+    },
 }
 
 impl Event {

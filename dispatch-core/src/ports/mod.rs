@@ -16,6 +16,6 @@ pub use notifier::{Notification, Notifier};
 pub use runner::{DispatchReceipt, RemoteRunStatus, RunJob, RunReporter, RunResult, Runner};
 pub use store::{
     CustomerStore, DeferredSpawn, DeliveryStore, ErrorLink, ErrorLinkStore, FixStore, IngestDraft,
-    IngestOutcome, IssueStore, IssueUpdate, RunStore, RunUpdate, SearchStore, SpawnRequest, SpawnReservation,
-    SpawnStats, Store, WorkspaceStore,
+    IngestOutcome, IssueStore, IssueUpdate, RunStore, RunUpdate, SearchStore, SpawnRequest,
+    SpawnReservation, SpawnStats, Store, WorkspaceStore,
 };

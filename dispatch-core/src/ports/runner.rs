@@ -45,7 +45,12 @@ pub struct RunResult {
 /// implements it with the same code paths as the HTTP agent callbacks.
 #[async_trait]
 pub trait RunReporter: Send + Sync {
-    async fn started(&self, run: RunId, external_id: Option<String>, url: Option<String>) -> Result<()>;
+    async fn started(
+        &self,
+        run: RunId,
+        external_id: Option<String>,
+        url: Option<String>,
+    ) -> Result<()>;
     async fn terminal(&self, run: RunId, content: &str) -> Result<()>;
     async fn activity(&self, run: RunId, activity: NewActivity) -> Result<()>;
     async fn finish(&self, run: RunId, result: RunResult) -> Result<()>;
@@ -66,7 +71,11 @@ pub trait Runner: Send + Sync {
     fn name(&self) -> &str;
     /// Starts the job. Must be idempotent by `job.run.id`: a retry after a dispatch that did go
     /// through must not start a second agent.
-    async fn dispatch(&self, job: RunJob, reporter: Arc<dyn RunReporter>) -> Result<DispatchReceipt>;
+    async fn dispatch(
+        &self,
+        job: RunJob,
+        reporter: Arc<dyn RunReporter>,
+    ) -> Result<DispatchReceipt>;
     /// Stops the run; `true` when the runner confirmed the cancel.
     async fn cancel(&self, run: &Run) -> Result<bool>;
     /// Polls the runner; `None` when it cannot tell.

@@ -22,8 +22,8 @@ use crate::issue::{
     Actor, Column, Comment, HistoryEntry, Issue, IssueFilter, IssuePatch, Label, NewColumn,
     NewComment, NewHistory, NewIssue, NewLabel, Workspace,
 };
-use crate::search::SearchHit;
 use crate::run::{Activity, NewActivity, Run, RunPatch, TerminalChunk, WorkflowKind};
+use crate::search::SearchHit;
 use crate::verify::{FixAttempt, VerificationStatus};
 use async_trait::async_trait;
 use chrono::Duration;
@@ -33,7 +33,8 @@ use serde::{Deserialize, Serialize};
 pub trait WorkspaceStore: Send + Sync {
     /// Gets the workspace with this prefix, creating it with the default columns and labels on
     /// first use. Safe to call concurrently: exactly one workspace results.
-    async fn ensure_workspace(&self, name: &str, prefix: &str, now: Timestamp) -> Result<Workspace>;
+    async fn ensure_workspace(&self, name: &str, prefix: &str, now: Timestamp)
+    -> Result<Workspace>;
     async fn get_workspace(&self, id: WorkspaceId) -> Result<Workspace>;
     /// Columns ordered by position.
     async fn list_columns(&self, ws: WorkspaceId) -> Result<Vec<Column>>;
@@ -239,7 +240,12 @@ pub trait RunStore: Send + Sync {
     /// Hands out due work: queued runs whose `not_before` has come, and dispatching runs whose
     /// lease expired (a process died mid-dispatch). Each becomes `dispatching` with a lease
     /// until `now + lease`; concurrent callers never get the same run.
-    async fn claim_due_runs(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<Run>>;
+    async fn claim_due_runs(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Run>>;
     /// Running runs with no callback since `cutoff` (by `last_callback_at`, else `started_at`).
     async fn stale_runs(&self, cutoff: Timestamp, limit: usize) -> Result<Vec<Run>>;
     /// Appends a chunk; `seq: Some(n)` makes a retried post idempotent (an existing `n` is
@@ -252,8 +258,18 @@ pub trait RunStore: Send + Sync {
         at: Timestamp,
     ) -> Result<TerminalChunk>;
     /// Chunks with `seq > after`, in order, at most `limit`.
-    async fn read_terminal(&self, run: RunId, after: u64, limit: usize) -> Result<Vec<TerminalChunk>>;
-    async fn add_activity(&self, issue: IssueId, activity: NewActivity, at: Timestamp) -> Result<Activity>;
+    async fn read_terminal(
+        &self,
+        run: RunId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<TerminalChunk>>;
+    async fn add_activity(
+        &self,
+        issue: IssueId,
+        activity: NewActivity,
+        at: Timestamp,
+    ) -> Result<Activity>;
     /// Newest first, at most `limit`, older than `before` when given (paging).
     async fn list_activities(
         &self,
@@ -305,8 +321,18 @@ pub trait CustomerStore: Send + Sync {
     async fn get_customer_by_token(&self, token: &str) -> Result<Option<Customer>>;
     /// Name order.
     async fn list_customers(&self, ws: WorkspaceId) -> Result<Vec<Customer>>;
-    async fn update_customer(&self, id: CustomerId, patch: &CustomerPatch, now: Timestamp) -> Result<Customer>;
-    async fn set_portal_token(&self, id: CustomerId, token: &str, now: Timestamp) -> Result<Customer>;
+    async fn update_customer(
+        &self,
+        id: CustomerId,
+        patch: &CustomerPatch,
+        now: Timestamp,
+    ) -> Result<Customer>;
+    async fn set_portal_token(
+        &self,
+        id: CustomerId,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Customer>;
     /// Removes the customer and its watches; its issues keep existing without a customer.
     async fn delete_customer(&self, id: CustomerId) -> Result<()>;
     /// The customer's issues (by `customer_id`) in the shape the health metrics need.
@@ -318,7 +344,12 @@ pub trait CustomerStore: Send + Sync {
 pub trait SearchStore: Send + Sync {
     /// Lexical search over title, description and comments, best first. Matches nothing for a
     /// query without words.
-    async fn search_issues(&self, ws: WorkspaceId, query: &str, limit: usize) -> Result<Vec<SearchHit>>;
+    async fn search_issues(
+        &self,
+        ws: WorkspaceId,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>>;
     /// Issues whose text is like this one's, best first, without the issue itself.
     async fn similar_issues(&self, issue: IssueId, limit: usize) -> Result<Vec<SearchHit>>;
     /// Stores (replaces) the issue's embedding for `model`.
@@ -337,7 +368,12 @@ pub trait SearchStore: Send + Sync {
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
     /// Records a webhook delivery id; `true` the first time, `false` for a redelivery.
-    async fn record_delivery(&self, source: &str, delivery_id: &str, now: Timestamp) -> Result<bool>;
+    async fn record_delivery(
+        &self,
+        source: &str,
+        delivery_id: &str,
+        now: Timestamp,
+    ) -> Result<bool>;
 }
 
 /// The whole store.

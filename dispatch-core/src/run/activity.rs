@@ -33,7 +33,9 @@ pub enum ActivityType {
     Other(String),
 }
 
-const KNOWN: &[(&str, fn() -> ActivityType)] = &[
+type Ctor = fn() -> ActivityType;
+
+const KNOWN: &[(&str, Ctor)] = &[
     ("thought", || ActivityType::Thought),
     ("action", || ActivityType::Action),
     ("observation", || ActivityType::Observation),
@@ -46,10 +48,16 @@ const KNOWN: &[(&str, fn() -> ActivityType)] = &[
     ("agent_heartbeat", || ActivityType::AgentHeartbeat),
     ("agent_full_log", || ActivityType::AgentFullLog),
     ("context_gathered", || ActivityType::ContextGathered),
-    ("investigation_complete", || ActivityType::InvestigationComplete),
+    ("investigation_complete", || {
+        ActivityType::InvestigationComplete
+    }),
     ("investigation_failed", || ActivityType::InvestigationFailed),
-    ("implementation_complete", || ActivityType::ImplementationComplete),
-    ("implementation_failed", || ActivityType::ImplementationFailed),
+    ("implementation_complete", || {
+        ActivityType::ImplementationComplete
+    }),
+    ("implementation_failed", || {
+        ActivityType::ImplementationFailed
+    }),
     ("blocker_reported", || ActivityType::BlockerReported),
     ("qa_complete", || ActivityType::QaComplete),
     ("qa_failed", || ActivityType::QaFailed),
@@ -64,17 +72,32 @@ impl ActivityType {
         if s.is_empty() {
             return Err(Error::invalid("type", "activity type must not be empty"));
         }
-        if s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-            return Err(Error::invalid("type", "activity type must be a short snake_case word"));
+        if s.len() > 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(Error::invalid(
+                "type",
+                "activity type must be a short snake_case word",
+            ));
         }
-        Ok(KNOWN.iter().find(|(k, _)| *k == s).map(|(_, f)| f()).unwrap_or_else(|| ActivityType::Other(s.to_string())))
+        Ok(KNOWN
+            .iter()
+            .find(|(k, _)| *k == s)
+            .map(|(_, f)| f())
+            .unwrap_or_else(|| ActivityType::Other(s.to_string())))
     }
 
     pub fn as_str(&self) -> &str {
         if let ActivityType::Other(s) = self {
             return s;
         }
-        KNOWN.iter().find(|(_, f)| f() == *self).map(|(k, _)| *k).unwrap_or("other")
+        KNOWN
+            .iter()
+            .find(|(_, f)| f() == *self)
+            .map(|(k, _)| *k)
+            .unwrap_or("other")
     }
 
     /// The report types a run's result is posted as (timeline "activity_report").
@@ -136,7 +159,12 @@ pub struct NewActivity {
 
 impl NewActivity {
     pub fn new(kind: ActivityType, content: impl Into<String>) -> Self {
-        NewActivity { run_id: None, kind, content: content.into(), metadata: serde_json::Value::Null }
+        NewActivity {
+            run_id: None,
+            kind,
+            content: content.into(),
+            metadata: serde_json::Value::Null,
+        }
     }
     pub fn run(mut self, run_id: RunId) -> Self {
         self.run_id = Some(run_id);

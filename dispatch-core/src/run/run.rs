@@ -122,7 +122,10 @@ impl RunStatus {
         }
         match self {
             Queued => matches!(next, Dispatching | Running | Failed | Cancelled),
-            Dispatching => matches!(next, Queued | Running | Failed | Cancelled | TimedOut | Completed),
+            Dispatching => matches!(
+                next,
+                Queued | Running | Failed | Cancelled | TimedOut | Completed
+            ),
             Running => matches!(next, Completed | Failed | Cancelled | TimedOut),
             _ => false,
         }
@@ -219,7 +222,11 @@ pub struct Run {
 impl Run {
     pub fn duration_seconds(&self, now: Timestamp) -> Option<i64> {
         let start = self.started_at?;
-        Some((self.completed_at.unwrap_or(now) - start).num_seconds().max(0))
+        Some(
+            (self.completed_at.unwrap_or(now) - start)
+                .num_seconds()
+                .max(0),
+        )
     }
 }
 
@@ -299,10 +306,13 @@ pub struct RunPatch {
 
 impl RunPatch {
     pub fn validate(&self) -> Result<()> {
-        if let Some(c) = self.cost_usd {
-            if !c.is_finite() || c < 0.0 {
-                return Err(Error::invalid("cost_usd", "cost must be a non-negative number"));
-            }
+        if let Some(c) = self.cost_usd
+            && (!c.is_finite() || c < 0.0)
+        {
+            return Err(Error::invalid(
+                "cost_usd",
+                "cost must be a non-negative number",
+            ));
         }
         Ok(())
     }
@@ -311,15 +321,15 @@ impl RunPatch {
     /// ignored (late callbacks after a timeout or cancel), other fields still apply.
     /// Terminal statuses set `completed_at` if it is not set yet.
     pub fn apply_to(&self, run: &mut Run, now: Timestamp) {
-        if let Some(s) = self.status {
-            if run.status.can_move_to(s) {
-                run.status = s;
-                if s.is_terminal() && run.completed_at.is_none() {
-                    run.completed_at = Some(self.completed_at.unwrap_or(now));
-                }
-                if s == RunStatus::Running && run.started_at.is_none() {
-                    run.started_at = Some(self.started_at.unwrap_or(now));
-                }
+        if let Some(s) = self.status
+            && run.status.can_move_to(s)
+        {
+            run.status = s;
+            if s.is_terminal() && run.completed_at.is_none() {
+                run.completed_at = Some(self.completed_at.unwrap_or(now));
+            }
+            if s == RunStatus::Running && run.started_at.is_none() {
+                run.started_at = Some(self.started_at.unwrap_or(now));
             }
         }
         macro_rules! set {
@@ -356,10 +366,10 @@ impl RunPatch {
         if let Some(t) = self.last_callback_at {
             run.last_callback_at = Some(run.last_callback_at.map_or(t, |old| old.max(t)));
         }
-        if let Some(t) = self.completed_at {
-            if run.status.is_terminal() {
-                run.completed_at = Some(t);
-            }
+        if let Some(t) = self.completed_at
+            && run.status.is_terminal()
+        {
+            run.completed_at = Some(t);
         }
         run.updated_at = now;
     }

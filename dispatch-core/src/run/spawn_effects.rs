@@ -18,7 +18,9 @@ fn find<'a>(columns: &'a [Column], name: &str) -> Option<&'a Column> {
 }
 
 fn in_any(issue: &Issue, columns: &[Column], names: &[&str]) -> bool {
-    columns.iter().any(|c| c.id == issue.column_id && names.iter().any(|n| c.is_named(n)))
+    columns
+        .iter()
+        .any(|c| c.id == issue.column_id && names.iter().any(|n| c.is_named(n)))
 }
 
 /// Recording a reserved spawn: agent status, spawn fields, attempt count, column auto-move and
@@ -53,7 +55,12 @@ pub fn spawn_effects(
             if in_any(
                 issue,
                 columns,
-                &[names::BACKLOG, names::INVESTIGATING, names::NEEDS_REVIEW, names::WAITING_FOR_AGENT],
+                &[
+                    names::BACKLOG,
+                    names::INVESTIGATING,
+                    names::NEEDS_REVIEW,
+                    names::WAITING_FOR_AGENT,
+                ],
             ) {
                 find(columns, names::IN_PROGRESS).or_else(|| find(columns, names::BEING_DEVELOPED))
             } else {
@@ -117,7 +124,11 @@ pub fn run_end_effects(
                 } else {
                     find(columns, names::NEEDS_REVIEW)
                 }
-            } else if in_any(issue, columns, &[names::IN_PROGRESS, names::BEING_DEVELOPED]) {
+            } else if in_any(
+                issue,
+                columns,
+                &[names::IN_PROGRESS, names::BEING_DEVELOPED],
+            ) {
                 find(columns, names::IN_REVIEW)
             } else {
                 None
@@ -132,10 +143,10 @@ pub fn run_end_effects(
         }
         _ => None,
     };
-    if let Some(col) = target {
-        if col.id != issue.column_id {
-            patch.column_id = Some(col.id);
-        }
+    if let Some(col) = target
+        && col.id != issue.column_id
+    {
+        patch.column_id = Some(col.id);
     }
     let history = diff_history(issue, &patch, actor);
     Some(SpawnEffects { patch, history })

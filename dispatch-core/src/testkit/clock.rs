@@ -11,11 +11,17 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: Timestamp) -> Self {
-        ManualClock { now: Mutex::new(start) }
+        ManualClock {
+            now: Mutex::new(start),
+        }
     }
     /// 2026-01-15 09:00:00 UTC, a fixed start for tests.
     pub fn at_default() -> Self {
-        Self::new(Utc.with_ymd_and_hms(2026, 1, 15, 9, 0, 0).single().unwrap_or_default())
+        Self::new(
+            Utc.with_ymd_and_hms(2026, 1, 15, 9, 0, 0)
+                .single()
+                .unwrap_or_default(),
+        )
     }
     pub fn set(&self, t: Timestamp) {
         *self.now.lock().unwrap_or_else(|e| e.into_inner()) = t;

@@ -63,7 +63,11 @@ impl Runner for FakeRunner {
         "fake"
     }
 
-    async fn dispatch(&self, job: RunJob, reporter: Arc<dyn RunReporter>) -> Result<DispatchReceipt> {
+    async fn dispatch(
+        &self,
+        job: RunJob,
+        reporter: Arc<dyn RunReporter>,
+    ) -> Result<DispatchReceipt> {
         let mut s = self.lock();
         s.calls.push(job.run.id);
         if let Some(kind) = s.failures.pop_front() {

@@ -20,7 +20,10 @@ text_enum!(
 
 impl VerificationStatus {
     pub fn is_final(self) -> bool {
-        matches!(self, VerificationStatus::Verified | VerificationStatus::Failed)
+        matches!(
+            self,
+            VerificationStatus::Verified | VerificationStatus::Failed
+        )
     }
     /// Display colour of the original UI.
     pub fn color(self) -> &'static str {
@@ -65,7 +68,10 @@ pub struct VerifyPolicy {
 
 impl Default for VerifyPolicy {
     fn default() -> Self {
-        VerifyPolicy { window: Duration::hours(48), wait_for_deploy: false }
+        VerifyPolicy {
+            window: Duration::hours(48),
+            wait_for_deploy: false,
+        }
     }
 }
 
@@ -83,11 +89,20 @@ pub struct MergedPr {
 }
 
 /// A new attempt for a merged PR.
-pub fn on_merge(issue_id: IssueId, pr: &MergedPr, policy: &VerifyPolicy, now: Timestamp) -> FixAttempt {
+pub fn on_merge(
+    issue_id: IssueId,
+    pr: &MergedPr,
+    policy: &VerifyPolicy,
+    now: Timestamp,
+) -> FixAttempt {
     let (status, deployed_at, deadline) = if policy.wait_for_deploy {
         (VerificationStatus::AwaitingDeploy, None, None)
     } else {
-        (VerificationStatus::Monitoring, Some(pr.merged_at), Some(pr.merged_at + policy.window))
+        (
+            VerificationStatus::Monitoring,
+            Some(pr.merged_at),
+            Some(pr.merged_at + policy.window),
+        )
     };
     FixAttempt {
         id: FixAttemptId::new(),
@@ -97,7 +112,11 @@ pub fn on_merge(issue_id: IssueId, pr: &MergedPr, policy: &VerifyPolicy, now: Ti
         pr_title: pr.title.clone(),
         merged_at: pr.merged_at,
         merged_sha: pr.merge_sha.clone(),
-        deployed_sha: if policy.wait_for_deploy { None } else { pr.merge_sha.clone() },
+        deployed_sha: if policy.wait_for_deploy {
+            None
+        } else {
+            pr.merge_sha.clone()
+        },
         deployed_at,
         status,
         deadline,
@@ -122,7 +141,9 @@ pub fn on_deploy(
     }
     let mut a = attempt.clone();
     a.status = VerificationStatus::Monitoring;
-    a.deployed_sha = sha.map(str::to_string).or_else(|| attempt.merged_sha.clone());
+    a.deployed_sha = sha
+        .map(str::to_string)
+        .or_else(|| attempt.merged_sha.clone());
     a.deployed_at = Some(deployed_at);
     a.deadline = Some(deployed_at + policy.window);
     a.updated_at = deployed_at;
@@ -185,7 +206,12 @@ pub fn close_gate(
     if !has_error_link {
         return Ok(());
     }
-    let block = |reason: String| Err(CloseBlock { code: "FIX_VERIFICATION_REQUIRED", reason });
+    let block = |reason: String| {
+        Err(CloseBlock {
+            code: "FIX_VERIFICATION_REQUIRED",
+            reason,
+        })
+    };
     match latest {
         None => block(
             "This issue came from a production error. Link a PR that fixes this issue before closing; it closes itself once the fix is verified."
@@ -219,9 +245,17 @@ pub fn close_gate(
 /// A one-line description for people (`Deployed abc1234, monitoring for ~12h`).
 pub fn describe(a: &FixAttempt, now: Timestamp) -> String {
     match a.status {
-        VerificationStatus::AwaitingDeploy => format!("PR #{} merged, awaiting deploy", a.pr_number),
+        VerificationStatus::AwaitingDeploy => {
+            format!("PR #{} merged, awaiting deploy", a.pr_number)
+        }
         VerificationStatus::Monitoring => {
-            let sha: String = a.deployed_sha.as_deref().unwrap_or("").chars().take(7).collect();
+            let sha: String = a
+                .deployed_sha
+                .as_deref()
+                .unwrap_or("")
+                .chars()
+                .take(7)
+                .collect();
             let hours = a
                 .deadline
                 .map(|d| ((d - now).num_seconds().max(0) as f64 / 3600.0).ceil() as i64)
@@ -234,7 +268,10 @@ pub fn describe(a: &FixAttempt, now: Timestamp) -> String {
         }
         VerificationStatus::Verified => "Fix verified: no recurrence during monitoring".into(),
         VerificationStatus::Failed => {
-            format!("Fix failed: {}", a.failure_reason.as_deref().unwrap_or("recurrence"))
+            format!(
+                "Fix failed: {}",
+                a.failure_reason.as_deref().unwrap_or("recurrence")
+            )
         }
     }
 }

@@ -2,7 +2,11 @@ use super::*;
 use chrono::TimeZone;
 
 fn t(h: i64) -> Timestamp {
-    chrono::Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).single().unwrap_or_default() + Duration::hours(h)
+    chrono::Utc
+        .with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+        + Duration::hours(h)
 }
 
 fn pr() -> MergedPr {
@@ -34,7 +38,10 @@ fn without_deploy_signal_monitoring_starts_at_merge_and_verifies_at_deadline() {
 
 #[test]
 fn with_deploy_signal_waits_and_ignores_recurrence_before_deploy() {
-    let p = VerifyPolicy { window: Duration::hours(48), wait_for_deploy: true };
+    let p = VerifyPolicy {
+        window: Duration::hours(48),
+        wait_for_deploy: true,
+    };
     let a = on_merge(IssueId::new(), &pr(), &p, t(0));
     assert_eq!(a.status, VerificationStatus::AwaitingDeploy);
     assert!(on_recurrence(&a, t(1), 5, "r".into()).is_none());
@@ -43,7 +50,10 @@ fn with_deploy_signal_waits_and_ignores_recurrence_before_deploy() {
     assert_eq!(m.status, VerificationStatus::Monitoring);
     assert_eq!(m.deadline, Some(t(50)));
     assert_eq!(m.deployed_sha.as_deref(), Some("feedbeef"));
-    assert!(on_deploy(&m, None, t(3), &p).is_none(), "second deploy does not restart the window");
+    assert!(
+        on_deploy(&m, None, t(3), &p).is_none(),
+        "second deploy does not restart the window"
+    );
     let f = on_recurrence(&m, t(10), 3, "came back".into()).unwrap();
     assert_eq!(f.status, VerificationStatus::Failed);
     assert_eq!(f.events_after_deploy, Some(3));
@@ -62,9 +72,27 @@ fn close_gate_cases() {
     let v = on_deadline(&m, t(48)).unwrap();
     assert!(close_gate(true, Some(&v), t(48)).is_ok());
     let f = on_recurrence(&m, t(1), 1, "boom".into()).unwrap();
-    assert!(close_gate(true, Some(&f), t(2)).unwrap_err().reason.contains("boom"));
-    let w = on_merge(IssueId::new(), &pr(), &VerifyPolicy { wait_for_deploy: true, ..p }, t(0));
-    assert!(close_gate(true, Some(&w), t(2)).unwrap_err().reason.contains("not deployed"));
+    assert!(
+        close_gate(true, Some(&f), t(2))
+            .unwrap_err()
+            .reason
+            .contains("boom")
+    );
+    let w = on_merge(
+        IssueId::new(),
+        &pr(),
+        &VerifyPolicy {
+            wait_for_deploy: true,
+            ..p
+        },
+        t(0),
+    );
+    assert!(
+        close_gate(true, Some(&w), t(2))
+            .unwrap_err()
+            .reason
+            .contains("not deployed")
+    );
 }
 
 #[test]
