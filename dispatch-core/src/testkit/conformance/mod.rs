@@ -41,6 +41,7 @@ mod errors;
 mod fixes;
 mod issues;
 mod runs;
+mod search;
 mod support;
 mod workspace;
 
@@ -67,6 +68,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(runs::cases());
     all.extend(fixes::cases());
     all.extend(customers::cases());
+    all.extend(search::cases());
     all.extend(deliveries::cases());
     all.extend(concurrency::cases());
     all
