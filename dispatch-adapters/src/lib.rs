@@ -16,3 +16,6 @@ pub mod postgres;
 
 #[cfg(feature = "_sql")]
 pub mod open;
+
+#[cfg(feature = "github")]
+pub mod github;

@@ -92,8 +92,33 @@ fn stack_12kb() -> String {
     s
 }
 
+/// ~12 KB of frames where every line carries volatile numbers (pids, ms timestamps, order ids,
+/// hex addresses): many matches for the word-bounded number rules, the worst case for the plain
+/// regex implementation (see `docs/performance.md`).
+fn numbers_12kb() -> String {
+    let mut s = String::with_capacity(13 * 1024);
+    s.push_str("Error: worker pool exhausted at 2024-01-15T10:30:00.123Z\n");
+    let mut i: u64 = 0;
+    while s.len() < 12 * 1024 {
+        let _ = writeln!(
+            s,
+            "    at Worker.run (/srv/app/dist/queue/worker.js:{}:{}) [0x7f3a2c{:06x}] pid={} \
+             ts={} order={}",
+            100 + i * 7,
+            5 + i % 40,
+            i * 4099 % 0xff_ffff,
+            40_000 + i,
+            1_705_314_600_123 + i,
+            900_000 + i * 31
+        );
+        i += 1;
+    }
+    s
+}
+
 fn normalize_fingerprint(c: &mut Criterion) {
     let stack = stack_12kb();
+    let numbers = numbers_12kb();
     let mut g = c.benchmark_group("normalize_fingerprint");
     g.throughput(Throughput::Bytes(SHORT.len() as u64));
     g.bench_function("short", |b| {
@@ -108,6 +133,10 @@ fn normalize_fingerprint(c: &mut Criterion) {
                 black_box(&stack),
             )
         })
+    });
+    g.throughput(Throughput::Bytes(numbers.len() as u64));
+    g.bench_function("numbers_12kb", |b| {
+        b.iter(|| fingerprint_message(black_box("worker"), black_box("queue"), black_box(&numbers)))
     });
     g.finish();
 }

@@ -13,6 +13,7 @@
 #[macro_use]
 mod macros;
 
+pub mod agent_output;
 pub mod clock;
 pub mod config;
 pub mod customer;

@@ -1,1 +1,167 @@
-fn main() {}
+//! `dispatch`: the Dispatch reference server and its command line.
+
+mod app;
+mod auth;
+mod config;
+mod dto;
+mod error;
+mod extract;
+mod metrics;
+mod routes;
+mod runner;
+mod secrets;
+mod state;
+
+use clap::{Parser, Subcommand};
+use config::ServerConfig;
+use dispatch_core::Dispatch;
+use state::AppState;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "dispatch", version, about = "Dispatch: production errors and requests in, verified fixes out.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (HTTP API, webhooks, dispatcher and sweeper).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let text = std::env::var("LOG_FORMAT").map(|v| v.eq_ignore_ascii_case("text")).unwrap_or(false);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if text {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).with_current_span(false).init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Serve => serve().await,
+            Command::Migrate => migrate().await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dispatch: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_config() -> dispatch_core::Result<ServerConfig> {
+    let get = config::env_lookup();
+    ServerConfig::from_lookup(&get)
+}
+
+async fn migrate() -> dispatch_core::Result<()> {
+    init_logging();
+    let cfg = load_config()?;
+    dispatch_adapters::open::open_store(&cfg.store).await?;
+    println!("migrations applied to {}", cfg.store.redacted());
+    Ok(())
+}
+
+async fn serve() -> dispatch_core::Result<()> {
+    let started = std::time::Instant::now();
+    init_logging();
+    let cfg = load_config()?;
+    let opened = dispatch_adapters::open::open_store(&cfg.store).await?;
+    let get = config::env_lookup();
+    let (runner, runner_line) = runner::select(&get);
+    let dispatch = Dispatch::builder(opened.store, runner).bus(opened.bus).config(cfg.engine.clone()).build().await?;
+    let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port)
+        .parse()
+        .map_err(|e| dispatch_core::Error::invalid("HOST", format!("{}:{} is not an address: {e}", cfg.host, cfg.port)))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| dispatch_core::Error::invalid("PORT", format!("cannot listen on {addr}: {e}")))?;
+    let local = listener.local_addr().map_err(|e| dispatch_core::Error::internal(e.to_string()))?;
+
+    let state = AppState {
+        dispatch: dispatch.clone(),
+        config: Arc::new(cfg.clone()),
+        login_limiter: Arc::new(auth::LoginLimiter::new(10, std::time::Duration::from_secs(300))),
+        metrics: Arc::new(metrics::Metrics::default()),
+    };
+    let app = app::build(state);
+
+    let url = if cfg.host == "0.0.0.0" { format!("http://localhost:{}", local.port()) } else { format!("http://{local}") };
+    println!("Dispatch is listening on {url} ({} store)", cfg.store.redacted());
+    println!("  runner: {runner_line}");
+    if cfg.generated.is_empty() {
+        println!("  API key and login password: from the environment or {}", cfg.secrets_path.display());
+    } else {
+        println!("  generated and stored in {} for the next start:", cfg.secrets_path.display());
+        println!("    DISPATCH_API_KEY={}", cfg.api_key.expose());
+        println!("    DISPATCH_PASSWORD={}", cfg.password.expose());
+    }
+    println!("  ready in {} ms", started.elapsed().as_millis());
+    tracing::info!(address = %local, runner = dispatch.runner().name(), "listening");
+
+    let cancel = CancellationToken::new();
+    let engine = dispatch.clone();
+    let loops = tokio::spawn({
+        let cancel = cancel.clone();
+        async move { engine.run(cancel).await }
+    });
+    let shutdown = {
+        let cancel = cancel.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            cancel.cancel();
+        }
+    };
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| dispatch_core::Error::internal(format!("server error: {e}")))?;
+    cancel.cancel();
+    let _ = loops.await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

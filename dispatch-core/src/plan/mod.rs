@@ -33,6 +33,21 @@ pub fn submit(current: &PlanFields, content: &str) -> Result<PlanFields> {
     })
 }
 
+/// A triage agent posts an assessment (`posted`), which a person may approve like a plan.
+pub fn post_assessment(current: &PlanFields, content: &str) -> Result<PlanFields> {
+    let content = content.trim();
+    if content.is_empty() {
+        return Err(Error::invalid("plan_content", "an assessment needs content"));
+    }
+    Ok(PlanFields {
+        status: Some(PlanStatus::Posted),
+        content: Some(content.to_string()),
+        feedback: current.feedback.clone(),
+        approved_at: None,
+        approved_by: None,
+    })
+}
+
 fn reviewable(current: &PlanFields) -> Result<()> {
     match current.status {
         Some(PlanStatus::AwaitingReview | PlanStatus::Posted) if current.content.is_some() => {

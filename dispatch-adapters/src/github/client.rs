@@ -1,0 +1,407 @@
+//! The HTTP side of the GitHub runner: headers, one attempt classified into answer / retry /
+//! failure, retries for idempotent calls, and GitHub's rate-limit headers.
+
+use super::config::{GithubConfig, RetryPolicy};
+use dispatch_core::{Error, ErrorKind, Result};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
+use reqwest::{Method, StatusCode, Url};
+use secrecy::ExposeSecret;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub(crate) const SERVICE: &str = "github";
+const API_VERSION: &str = "2022-11-28";
+const MEDIA_TYPE: &str = "application/vnd.github+json";
+
+/// An HTTP answer, read whole.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// GitHub's `message` field, or the start of the body.
+    pub fn message(&self) -> String {
+        let parsed: Option<serde_json::Value> = serde_json::from_slice(&self.body).ok();
+        if let Some(m) = parsed
+            .as_ref()
+            .and_then(|v| v.get("message"))
+            .and_then(|m| m.as_str())
+        {
+            let mut m = m.trim().to_string();
+            // Validation errors carry details in `errors` (strings or objects).
+            if let Some(errs) = parsed
+                .as_ref()
+                .and_then(|v| v.get("errors"))
+                .and_then(|e| e.as_array())
+            {
+                let details: Vec<String> = errs
+                    .iter()
+                    .map(|e| match e.as_str() {
+                        Some(s) => s.to_string(),
+                        None => e
+                            .get("message")
+                            .and_then(|m| m.as_str())
+                            .map(str::to_string)
+                            .unwrap_or_else(|| e.to_string()),
+                    })
+                    .collect();
+                if !details.is_empty() {
+                    m = format!("{m} ({})", details.join("; "));
+                }
+            }
+            return truncate(&m, 500);
+        }
+        let text = String::from_utf8_lossy(&self.body);
+        let text = text.trim();
+        if text.is_empty() {
+            format!("HTTP {}", self.status.as_u16())
+        } else {
+            truncate(text, 300)
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// A primary or secondary rate limit (403 with the rate-limit signs, or 429).
+    pub fn is_rate_limited(&self) -> bool {
+        match self.status.as_u16() {
+            429 => true,
+            403 => {
+                self.header("x-ratelimit-remaining") == Some("0")
+                    || self.headers.contains_key(RETRY_AFTER)
+                    || self.message().to_ascii_lowercase().contains("rate limit")
+            }
+            _ => false,
+        }
+    }
+
+    /// How long GitHub asks us to wait: `retry-after` (seconds), else until `x-ratelimit-reset`
+    /// when the quota is spent. `None` when the answer names no time.
+    pub fn rate_limit_wait(&self, now: SystemTime) -> Option<Duration> {
+        if let Some(secs) = self
+            .header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            return Some(Duration::from_secs(secs));
+        }
+        if self.header("x-ratelimit-remaining") == Some("0") {
+            return self
+                .rate_limit_reset()
+                .map(|reset| reset.duration_since(now).unwrap_or(Duration::ZERO));
+        }
+        None
+    }
+
+    fn rate_limit_reset(&self) -> Option<SystemTime> {
+        self.header("x-ratelimit-reset")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .and_then(|secs| UNIX_EPOCH.checked_add(Duration::from_secs(secs)))
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// The result of one attempt.
+pub(crate) enum Attempt {
+    /// An answer to act on (2xx, or a 4xx that retrying cannot fix).
+    Answer(Reply),
+    /// Worth another try after `wait` (or the backoff when `None`). `maybe_applied` says the
+    /// request may have reached GitHub and taken effect (5xx, timeout): a non-idempotent caller
+    /// must check before repeating it.
+    Retry {
+        wait: Option<Duration>,
+        error: Error,
+        maybe_applied: bool,
+    },
+    /// Give up now (rate limit longer than we wait for, a broken request).
+    Fail(Error),
+}
+
+pub(crate) struct GithubClient {
+    http: reqwest::Client,
+    base: Url,
+    retry: RetryPolicy,
+    /// Set when GitHub said the quota is spent: no request goes out before this time.
+    blocked_until: Mutex<Option<SystemTime>>,
+}
+
+impl std::fmt::Debug for GithubClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GithubClient")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// reqwest is built with `rustls-no-provider` and rustls with `ring` (no aws-lc-rs C build);
+/// rustls needs a process-wide provider before the first client is built.
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing the race to another installer is fine: a provider is installed either way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+impl GithubClient {
+    pub fn new(cfg: &GithubConfig) -> Result<Self> {
+        let base = Url::parse(cfg.api_url.trim_end_matches('/'))
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                Error::invalid(
+                    "GITHUB_API_URL",
+                    format!(
+                        "GITHUB_API_URL must be an http(s) URL, not {:?}",
+                        cfg.api_url
+                    ),
+                )
+            })?;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", cfg.token.expose_secret()))
+            .map_err(|_| {
+                Error::invalid(
+                    "GITHUB_TOKEN",
+                    "GITHUB_TOKEN contains characters that cannot be sent in a header",
+                )
+            })?;
+        auth.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, auth);
+        headers.insert(ACCEPT, HeaderValue::from_static(MEDIA_TYPE));
+        headers.insert(
+            "x-github-api-version",
+            HeaderValue::from_static(API_VERSION),
+        );
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_str(&cfg.user_agent)
+                .unwrap_or_else(|_| HeaderValue::from_static("dispatch")),
+        );
+        ensure_crypto_provider();
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(cfg.request_timeout)
+            .connect_timeout(cfg.request_timeout.min(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| {
+                Error::internal("could not build the GitHub HTTP client").with_source(e)
+            })?;
+        Ok(GithubClient {
+            http,
+            base,
+            retry: cfg.retry.clone(),
+            blocked_until: Mutex::new(None),
+        })
+    }
+
+    pub fn retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// `base/seg/seg...?query`, each segment percent-encoded.
+    pub fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Result<Url> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| Error::internal("GITHUB_API_URL cannot take a path"))?
+            .pop_if_empty()
+            .extend(segments);
+        if !query.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in query {
+                q.append_pair(k, v);
+            }
+        }
+        Ok(url)
+    }
+
+    /// One request, classified. `what` names the call in error messages.
+    pub async fn attempt(
+        &self,
+        what: &str,
+        method: Method,
+        url: &Url,
+        body: Option<&serde_json::Value>,
+    ) -> Attempt {
+        if let Err(e) = self.wait_for_quota(what).await {
+            return Attempt::Fail(e);
+        }
+        let mut req = self.http.request(method, url.clone());
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return transport_error(what, e),
+        };
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = match resp.bytes().await {
+            Ok(b) => b.to_vec(),
+            Err(e) => return transport_error(what, e),
+        };
+        let reply = Reply {
+            status,
+            headers,
+            body,
+        };
+        self.note_quota(&reply);
+        self.classify(what, reply)
+    }
+
+    fn classify(&self, what: &str, reply: Reply) -> Attempt {
+        let now = SystemTime::now();
+        if reply.is_rate_limited() {
+            let wait = reply.rate_limit_wait(now);
+            let error = rate_limit_error(what, &reply, wait);
+            // No time named (a secondary limit): GitHub asks for at least a minute, which is
+            // the dispatcher's backoff to sit out, not ours.
+            return match wait {
+                Some(w) if w <= self.retry.max_rate_limit_wait => Attempt::Retry {
+                    wait: Some(w),
+                    error,
+                    maybe_applied: false,
+                },
+                _ => Attempt::Fail(error),
+            };
+        }
+        if reply.status.is_server_error() {
+            let status = reply.status.as_u16();
+            let error = Error::upstream(
+                SERVICE,
+                status,
+                format!("{what} failed: {}", reply.message()),
+            );
+            return Attempt::Retry {
+                wait: None,
+                error,
+                maybe_applied: true,
+            };
+        }
+        Attempt::Answer(reply)
+    }
+
+    /// Sits out a known quota reset (up to the cap), or refuses at once.
+    async fn wait_for_quota(&self, what: &str) -> Result<()> {
+        let until = *self.blocked_until.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(until) = until else { return Ok(()) };
+        let now = SystemTime::now();
+        let Ok(wait) = until.duration_since(now) else {
+            return Ok(());
+        };
+        if wait > self.retry.max_rate_limit_wait {
+            return Err(Error::new(
+                ErrorKind::RateLimited,
+                format!(
+                    "{what} not sent: the GitHub API quota of this token is spent until {} \
+                     (in {} s); Dispatch retries after that",
+                    rfc3339(until),
+                    wait.as_secs()
+                ),
+            ));
+        }
+        tracing::info!(
+            wait_ms = wait.as_millis() as u64,
+            "waiting for the GitHub rate limit to reset"
+        );
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
+    fn note_quota(&self, reply: &Reply) {
+        let spent = reply.header("x-ratelimit-remaining") == Some("0");
+        let mut guard = self.blocked_until.lock().unwrap_or_else(|e| e.into_inner());
+        *guard = if spent {
+            reply.rate_limit_reset()
+        } else {
+            None
+        };
+    }
+
+    /// An idempotent call (GET, cancel): retries 5xx, timeouts, connection errors and short rate
+    /// limits with backoff; returns the final answer, whatever its status, for the caller to map.
+    pub async fn call(
+        &self,
+        what: &str,
+        method: Method,
+        url: &Url,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Reply> {
+        let max = self.retry.max_attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.attempt(what, method.clone(), url, body).await {
+                Attempt::Answer(r) => return Ok(r),
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Retry { wait, error, .. } => {
+                    if attempt >= max {
+                        return Err(after_attempts(error, attempt));
+                    }
+                    let wait = wait.unwrap_or_else(|| self.retry.backoff(attempt));
+                    tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, error = %error, "GitHub call failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+}
+
+/// Adds the attempt count to the final error of a retried call.
+pub(crate) fn after_attempts(mut error: Error, attempts: u32) -> Error {
+    if attempts > 1 {
+        error.message = format!("{} (after {attempts} attempts)", error.message);
+    }
+    error
+}
+
+fn transport_error(what: &str, e: reqwest::Error) -> Attempt {
+    // A connection that never opened carried nothing; a timeout or a broken answer may have.
+    let maybe_applied = !e.is_connect();
+    let why = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "failed in transit"
+    };
+    let error = Error::upstream(SERVICE, 0, format!("{what} {why}")).with_source(e);
+    Attempt::Retry {
+        wait: None,
+        error,
+        maybe_applied,
+    }
+}
+
+fn rate_limit_error(what: &str, reply: &Reply, wait: Option<Duration>) -> Error {
+    let mut msg = format!(
+        "GitHub rate limit hit on {what} ({}: {})",
+        reply.status.as_u16(),
+        reply.message()
+    );
+    if let Some(reset) = reply.rate_limit_reset() {
+        msg.push_str(&format!("; the quota resets at {}", rfc3339(reset)));
+    }
+    if let Some(w) = wait {
+        msg.push_str(&format!("; GitHub asks to wait {} s", w.as_secs()));
+    }
+    msg.push_str(
+        "; Dispatch retries later. Frequent limits: use a dedicated token or a GitHub App",
+    );
+    Error::new(ErrorKind::RateLimited, msg)
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

@@ -1,0 +1,17 @@
+//! GitHub Actions as the agent runner (feature `github`).
+//!
+//! [`GithubActionsRunner`] dispatches the agent workflows (spec §7.1, §7.2) with plain `reqwest`,
+//! finds the run it started by our `dispatch_run_id` (the workflows' `run-name` carries it), and
+//! can poll and cancel that run. [`GithubConfig::from_lookup`] reads the original's variables.
+//!
+//! TLS: reqwest's `rustls-no-provider` plus rustls with the `ring` provider, installed as the
+//! process default when no provider is installed yet. The default `rustls` feature of reqwest 0.13
+//! would bring aws-lc-rs, a large C/assembly build; `ring` needs only the C compiler that the
+//! Rust toolchain needs anyway. Certificates come from the platform (rustls-platform-verifier).
+
+mod client;
+mod config;
+mod runner;
+
+pub use config::{DEFAULT_API_URL, DEFAULT_REF, DiscoveryPolicy, GithubConfig, RetryPolicy};
+pub use runner::{CALLBACK_URL_INPUT, GithubActionsRunner, RUN_ID_INPUT, remote_status};

@@ -1,0 +1,48 @@
+//! The axum application: routes, request ids, access logs, metrics and body limits.
+
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use std::time::Instant;
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+pub fn build(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    crate::routes::api()
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Request id (kept from the client when it looks sane), one JSON log line per request, and
+/// metrics by route template (never by raw path, so ids do not explode the label set).
+async fn observe(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert(REQUEST_ID, v);
+    }
+    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let mut res = next.run(req).await;
+    let status = res.status().as_u16();
+    let secs = started.elapsed().as_secs_f64();
+    s.metrics.request(&method, &route, status, secs);
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+    if route != "/api/health" && route != "/metrics" {
+        tracing::info!(request_id = %id, method = %method, route = %route, status, latency_ms = (secs * 1000.0), "request");
+    }
+    res
+}

@@ -1,0 +1,202 @@
+//! Authentication: a signed, expiring session cookie for people (after `POST /api/auth` with
+//! `DISPATCH_PASSWORD`), `Authorization: Bearer DISPATCH_API_KEY` for agents and automation.
+//! Every secret comparison is constant-time; login attempts are rate-limited per client.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use dispatch_core::customer::constant_time_eq;
+use dispatch_core::issue::Actor;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub const SESSION_COOKIE: &str = "dispatch_session";
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn sign(secret: &str, payload: &str) -> String {
+    // HMAC accepts keys of any length; `new_from_slice` cannot fail for HMAC.
+    let mut mac = match HmacSha256::new_from_slice(secret.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(payload.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A new session token `v1.<expires unix>.<nonce>.<hmac>`.
+pub fn new_session(secret: &str, ttl: chrono::Duration, now: chrono::DateTime<chrono::Utc>) -> String {
+    let mut nonce = [0u8; 16];
+    rand::rng().fill_bytes(&mut nonce);
+    let payload = format!("v1.{}.{}", (now + ttl).timestamp(), hex::encode(nonce));
+    let sig = sign(secret, &payload);
+    format!("{payload}.{sig}")
+}
+
+/// Whether a session token is ours and not expired.
+pub fn verify_session(secret: &str, token: &str, now: chrono::DateTime<chrono::Utc>) -> bool {
+    let Some((payload, sig)) = token.rsplit_once('.') else { return false };
+    let mut parts = payload.split('.');
+    let (Some("v1"), Some(exp), Some(nonce), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    if nonce.len() != 32 || sig.len() != 64 {
+        return false;
+    }
+    let Ok(exp) = exp.parse::<i64>() else { return false };
+    let expected = sign(secret, payload);
+    constant_time_eq(expected.as_bytes(), sig.as_bytes()) && exp > now.timestamp()
+}
+
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// How a request proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Session,
+    ApiKey,
+}
+
+/// An authenticated request (session cookie or API key).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub method: AuthMethod,
+}
+
+impl Authenticated {
+    /// Who is acting, for history entries (as the original: people via the UI, agents via the key).
+    pub fn actor(&self) -> Actor {
+        match self.method {
+            AuthMethod::Session => Actor::user("User"),
+            AuthMethod::ApiKey => Actor::agent("GitHub Actions"),
+        }
+    }
+}
+
+pub fn api_key_ok(state: &AppState, headers: &HeaderMap) -> bool {
+    bearer(headers).is_some_and(|t| constant_time_eq(t.as_bytes(), state.config.api_key.expose().as_bytes()))
+}
+
+pub fn session_ok(state: &AppState, headers: &HeaderMap) -> bool {
+    cookie_value(headers, SESSION_COOKIE)
+        .is_some_and(|t| verify_session(state.config.session_secret.expose(), t, chrono::Utc::now()))
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if api_key_ok(state, &parts.headers) {
+            return Ok(Authenticated { method: AuthMethod::ApiKey });
+        }
+        if session_ok(state, &parts.headers) {
+            return Ok(Authenticated { method: AuthMethod::Session });
+        }
+        Err(ApiError::unauthorized("authentication required: log in, or send Authorization: Bearer <DISPATCH_API_KEY>"))
+    }
+}
+
+/// Requests that must carry the API key (agent callbacks from automation, metrics).
+#[derive(Debug, Clone)]
+pub struct ApiKey;
+
+impl FromRequestParts<AppState> for ApiKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if api_key_ok(state, &parts.headers) {
+            Ok(ApiKey)
+        } else {
+            Err(ApiError::unauthorized("Authorization: Bearer <DISPATCH_API_KEY> required"))
+        }
+    }
+}
+
+/// Fixed-window login limiter per client address.
+#[derive(Debug)]
+pub struct LoginLimiter {
+    max: u32,
+    window: Duration,
+    seen: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl LoginLimiter {
+    pub fn new(max: u32, window: Duration) -> Self {
+        LoginLimiter { max, window, seen: Mutex::new(HashMap::new()) }
+    }
+
+    /// Counts an attempt; `Err(retry_after)` when the client is over the limit.
+    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        let mut m = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if m.len() > 10_000 {
+            m.retain(|_, (_, start)| now.duration_since(*start) < self.window);
+        }
+        let e = m.entry(ip).or_insert((0, now));
+        if now.duration_since(e.1) >= self.window {
+            *e = (0, now);
+        }
+        if e.0 >= self.max {
+            return Err(self.window.saturating_sub(now.duration_since(e.1)));
+        }
+        e.0 += 1;
+        Ok(())
+    }
+
+    /// A successful login clears the client's count.
+    pub fn reset(&self, ip: IpAddr) {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).remove(&ip);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_verify_and_forgeries_fail() {
+        let now = chrono::Utc::now();
+        let t = new_session("k".repeat(40).as_str(), chrono::Duration::hours(1), now);
+        assert!(verify_session(&"k".repeat(40), &t, now));
+        assert!(!verify_session(&"x".repeat(40), &t, now), "other key");
+        assert!(!verify_session(&"k".repeat(40), &t, now + chrono::Duration::hours(2)), "expired");
+        let mut forged = t.clone();
+        forged.replace_range(3..4, if &t[3..4] == "9" { "8" } else { "9" });
+        assert!(!verify_session(&"k".repeat(40), &forged, now), "tampered expiry");
+        for junk in ["", "x", "v1.1.2.3", "dispatch", "v1..."] {
+            assert!(!verify_session(&"k".repeat(40), junk, now));
+        }
+    }
+
+    #[test]
+    fn limiter_blocks_after_max_and_resets() {
+        let l = LoginLimiter::new(3, Duration::from_secs(60));
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        assert!(l.check(ip).is_ok() && l.check(ip).is_ok() && l.check(ip).is_ok());
+        assert!(l.check(ip).is_err());
+        l.reset(ip);
+        assert!(l.check(ip).is_ok());
+    }
+}

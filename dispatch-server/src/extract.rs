@@ -1,0 +1,74 @@
+//! Request body extraction with errors that name what was wrong (`400 {"field": "title"}`).
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use serde::de::DeserializeOwned;
+
+/// A JSON body. Malformed JSON, a wrong type or a missing field is a 400 whose `field` names the
+/// path (`labelIds[2]`, `title`).
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(e.status(), "PAYLOAD_TOO_LARGE", "request body too large")
+            } else {
+                ApiError::bad_request("body", format!("cannot read the request body: {e}"))
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::bad_request("body", "a JSON body is required"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = if path == "." || path.is_empty() {
+            // serde names a missing field only in the message: `missing field `title``.
+            let msg = inner.to_string();
+            msg.split('`').nth(1).filter(|_| msg.starts_with("missing field")).unwrap_or("body").to_string()
+        } else {
+            path
+        };
+        let what = if inner.is_syntax() || inner.is_eof() { "malformed JSON" } else { "invalid value" };
+        ApiError::bad_request(&field, format!("{what} at {field}: {inner}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct B {
+        title: String,
+        #[serde(default)]
+        labels: Vec<u32>,
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse_json::<B>(br#"{"labels": []}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("title"));
+        let e = parse_json::<B>(br#"{"title": "x", "labels": [1, "two"]}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("labels[1]"));
+        let e = parse_json::<B>(br#"{"title": "#).unwrap_err();
+        assert!(e.message.contains("malformed JSON"), "{}", e.message);
+        let e = parse_json::<B>(b"  ").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("body"));
+    }
+}

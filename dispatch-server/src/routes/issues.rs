@@ -1,0 +1,439 @@
+//! `/api/issues`: create, list (paginated), read, change (people and agent callbacks), delete,
+//! history, similar issues, fix status, investigation context.
+
+use super::{Page, issue_ref, link_next_page, params};
+use crate::auth::{AuthMethod, Authenticated};
+use crate::dto::{issue_json, link_json};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use dispatch_core::ErrorKind;
+use dispatch_core::engine::{ColumnRef, IssueChanges, RunSelector};
+use dispatch_core::ids::{ColumnId, CustomerId, IssueId, LabelId};
+use dispatch_core::issue::{Actor, AgentStatus, Issue, IssueFilter, NewIssue, Priority};
+use dispatch_core::ports::RunResult;
+use dispatch_core::run::{Outcome, RunPatch, RunStatus};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::str::FromStr;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/issues", get(list).post(create))
+        .route("/api/issues/{id}", get(read).patch(patch).delete(delete))
+        .route("/api/issues/{id}/history", get(history))
+        .route("/api/issues/{id}/similar", get(similar))
+        .route("/api/issues/{id}/fix-status", get(fix_status))
+        .route("/api/issues/{id}/investigation-context", get(investigation_context))
+}
+
+/// Issue JSON with the workspace's columns and labels resolved.
+pub async fn render_issue(s: &AppState, i: &Issue) -> ApiResult<Value> {
+    let cols = s.dispatch.columns().await?;
+    let labels = s.dispatch.labels().await?;
+    Ok(issue_json(i, &cols, &labels))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+    cursor: Option<i64>,
+    #[serde(rename = "statusId")]
+    status_id: Option<ColumnId>,
+    #[serde(rename = "customerId")]
+    customer_id: Option<CustomerId>,
+    #[serde(rename = "labelId")]
+    label_id: Option<LabelId>,
+    active: Option<bool>,
+}
+
+/// Newest first. The body stays a bare array (as the original's); the next page is announced in
+/// a `Link: <…?cursor=N>; rel="next"` header.
+async fn list(State(s): State<AppState>, _a: Authenticated, q: Query<Page>, Query(f): Query<ListQuery>) -> ApiResult<Response> {
+    let limit = q.limit(f.limit);
+    let filter = IssueFilter {
+        column_id: f.status_id,
+        customer_id: f.customer_id,
+        label_id: f.label_id,
+        spawn_active: f.active,
+        before_number: f.cursor,
+        limit: Some(limit + 1),
+        ..IssueFilter::default()
+    };
+    let mut issues = s.dispatch.list_issues(&filter).await?;
+    let more = issues.len() > limit;
+    issues.truncate(limit);
+    let cols = s.dispatch.columns().await?;
+    let labels = s.dispatch.labels().await?;
+    let body: Vec<Value> = issues.iter().map(|i| issue_json(i, &cols, &labels)).collect();
+    let mut headers = HeaderMap::new();
+    if more {
+        if let Some(last) = issues.last() {
+            link_next_page(&mut headers, "/api/issues", limit, last.number);
+        }
+    }
+    Ok((headers, Json(body)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateIssue {
+    title: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default, alias = "status_id")]
+    status_id: Option<String>,
+    #[serde(default)]
+    status_name: Option<String>,
+    #[serde(default)]
+    priority: Option<String>,
+    #[serde(default)]
+    assignee_name: Option<String>,
+    #[serde(default)]
+    label_ids: Vec<String>,
+    #[serde(default)]
+    customer_id: Option<String>,
+    #[serde(default)]
+    watcher_ids: Vec<String>,
+}
+
+async fn create(State(s): State<AppState>, a: Authenticated, ApiJson(b): ApiJson<CreateIssue>) -> ApiResult<Response> {
+    let column = match (&b.status_id, &b.status_name) {
+        (Some(id), _) => Some(s.dispatch.resolve_column(&ColumnRef::Id(params::column_id("statusId", id)?)).await?.id),
+        (None, Some(name)) => Some(s.dispatch.resolve_column(&ColumnRef::Name(name.clone())).await?.id),
+        _ => None,
+    };
+    let new = NewIssue {
+        title: b.title,
+        description: b.description.filter(|d| !d.trim().is_empty()),
+        column_id: column,
+        priority: match &b.priority {
+            Some(p) => Priority::from_str(p)?,
+            None => Priority::P3,
+        },
+        assignee: b.assignee_name.filter(|n| !n.trim().is_empty()),
+        labels: b.label_ids.iter().map(|l| params::label_id("labelIds", l)).collect::<ApiResult<_>>()?,
+        customer_id: b.customer_id.as_deref().map(|c| params::customer_id("customerId", c)).transpose()?,
+    };
+    let actor = match a.method {
+        AuthMethod::Session => Actor::user("User"),
+        AuthMethod::ApiKey => Actor::system("API"),
+    };
+    let issue = s.dispatch.create_issue(new, &actor).await?;
+    for w in &b.watcher_ids {
+        s.dispatch.add_watcher(issue.id, params::customer_id("watcherIds", w)?).await?;
+    }
+    Ok((StatusCode::CREATED, Json(render_issue(&s, &issue).await?)).into_response())
+}
+
+async fn read(State(s): State<AppState>, _a: Authenticated, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let issue = s.dispatch.get_issue(issue_ref(&id)?).await?;
+    let mut v = render_issue(&s, &issue).await?;
+    let links = s.dispatch.store().links_for_issue(issue.id).await?;
+    v["external_links"] = json!(links.iter().map(link_json).collect::<Vec<_>>());
+    v["watchers"] = json!(s.dispatch.watchers(issue.id).await?);
+    Ok(Json(v))
+}
+
+async fn delete(State(s): State<AppState>, _a: Authenticated, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let issue = s.dispatch.delete_issue(issue_ref(&id)?).await?;
+    Ok(Json(json!({ "success": true, "identifier": issue.identifier })))
+}
+
+fn get_str(m: &Map<String, Value>, keys: &[&str]) -> ApiResult<Option<Option<String>>> {
+    for k in keys {
+        if let Some(v) = m.get(*k) {
+            return match v {
+                Value::Null => Ok(Some(None)),
+                Value::String(s) => Ok(Some(Some(s.clone()))),
+                Value::Number(n) => Ok(Some(Some(n.to_string()))),
+                _ => Err(ApiError::bad_request(k, format!("{k} must be a string"))),
+            };
+        }
+    }
+    Ok(None)
+}
+
+fn get_num(m: &Map<String, Value>, key: &str) -> ApiResult<Option<f64>> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or_else(|| ApiError::bad_request(key, format!("{key} must be a number"))),
+        // NUMERIC columns of the original came back as strings; scripts echo them.
+        Some(Value::String(s)) => s.trim().parse::<f64>().map(Some).map_err(|_| ApiError::bad_request(key, format!("{key} must be a number"))),
+        Some(_) => Err(ApiError::bad_request(key, format!("{key} must be a number"))),
+    }
+}
+
+fn parse_enum<T: FromStr<Err = dispatch_core::Error>>(key: &str, v: Option<Option<String>>) -> ApiResult<Option<T>> {
+    match v.flatten() {
+        None => Ok(None),
+        Some(s) => T::from_str(&s).map(Some).map_err(|e| ApiError::bad_request(key, e.message)),
+    }
+}
+
+/// PATCH for people and for agent workflows (§3.1, §7.6): plan fields go through plan review,
+/// `spawn_status` and cost/turns/outcome go to the issue's current run (values are set, never
+/// added, so a retried callback is harmless), and the rest are plain changes. Moving into a
+/// closed column passes the close gate.
+async fn patch(State(s): State<AppState>, a: Authenticated, Path(id): Path<String>, ApiJson(body): ApiJson<Value>) -> ApiResult<Response> {
+    let Value::Object(m) = body else {
+        return Err(ApiError::bad_request("body", "the body must be a JSON object"));
+    };
+    let actor = a.actor();
+    let issue = s.dispatch.get_issue(issue_ref(&id)?).await?;
+
+    // 1. Plan.
+    let plan_status = get_str(&m, &["plan_status", "planStatus"])?.flatten();
+    let plan_content = get_str(&m, &["plan_content", "planContent"])?.flatten();
+    match plan_status.as_deref() {
+        Some("awaiting_review") => {
+            let c = plan_content.clone().ok_or_else(|| ApiError::bad_request("plan_content", "plan_content is required to submit a plan"))?;
+            s.dispatch.submit_plan(issue.id, &c, &actor).await?;
+        }
+        Some("posted") => {
+            let c = plan_content.clone().ok_or_else(|| ApiError::bad_request("plan_content", "plan_content is required to post an assessment"))?;
+            s.dispatch.post_assessment(issue.id, &c, &actor).await?;
+        }
+        Some("approved") => {
+            let by = get_str(&m, &["plan_approved_by", "planApprovedBy"])?.flatten().unwrap_or_else(|| "human".into());
+            s.dispatch.approve_plan(issue.id, &by, false, &actor).await?;
+        }
+        Some("needs_revision" | "rejected") => {
+            let f = get_str(&m, &["plan_feedback", "planFeedback"])?
+                .flatten()
+                .ok_or_else(|| ApiError::bad_request("plan_feedback", "plan_feedback is required to reject a plan"))?;
+            s.dispatch.reject_plan(issue.id, &f, &actor).await?;
+        }
+        Some("investigating") | None => {
+            if plan_content.is_some() && plan_status.is_none() {
+                s.dispatch.submit_plan(issue.id, plan_content.as_deref().unwrap_or_default(), &actor).await?;
+            }
+        }
+        Some(other) => return Err(ApiError::bad_request("plan_status", format!("unknown plan_status {other:?}"))),
+    }
+
+    // 2. The current run.
+    let spawn_status = get_str(&m, &["spawn_status", "spawnStatus"])?.flatten();
+    let outcome: Option<Outcome> = parse_enum("run_outcome", get_str(&m, &["run_outcome", "runOutcome"])?)?;
+    let summary = get_str(&m, &["outcome_summary", "outcomeSummary"])?.flatten();
+    let cost = get_num(&m, "cost_usd")?;
+    if let Some(c) = cost {
+        if !c.is_finite() || c < 0.0 {
+            return Err(ApiError::bad_request("cost_usd", "cost_usd must be a non-negative number"));
+        }
+    }
+    let turns = get_num(&m, "num_turns")?.map(|n| n.max(0.0) as u32);
+    let model = get_str(&m, &["model"])?.flatten();
+    let pr_number = get_num(&m, "pr_number")?.map(|n| n as i64);
+    let external = get_str(&m, &["spawn_run_id", "spawnRunId", "github_run_id"])?.flatten();
+    let run_touched = spawn_status.is_some() || outcome.is_some() || cost.is_some() || turns.is_some() || pr_number.is_some();
+    if run_touched {
+        match s.dispatch.resolve_run(issue.id, &RunSelector::Current).await {
+            Ok(run) => match spawn_status.as_deref() {
+                Some("running") => {
+                    s.dispatch.run_started(run.id, external, get_str(&m, &["github_run_url"])?.flatten(), &actor).await?;
+                }
+                Some(st @ ("completed" | "failed" | "cancelled")) => {
+                    let status = match st {
+                        "completed" => RunStatus::Completed,
+                        "failed" => RunStatus::Failed,
+                        _ => RunStatus::Cancelled,
+                    };
+                    let result = RunResult {
+                        status: Some(status),
+                        outcome,
+                        summary,
+                        cost_usd: cost,
+                        num_turns: turns,
+                        model,
+                        pr_number,
+                        ..RunResult::default()
+                    };
+                    s.dispatch.finish_run(run.id, result, &actor).await?;
+                }
+                Some(other) => return Err(ApiError::bad_request("spawn_status", format!("unknown spawn_status {other:?}"))),
+                None => {
+                    let p = RunPatch { outcome, outcome_summary: summary, cost_usd: cost, num_turns: turns, model, pr_number, ..RunPatch::default() };
+                    s.dispatch.update_run(run.id, p, &actor).await?;
+                }
+            },
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                return Err(ApiError::new(StatusCode::CONFLICT, "CONFLICT", format!("{} has no run to report on", issue.identifier)));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    // 3. Plain changes (an explicit status wins over the automatic moves above).
+    let mut changes = IssueChanges::default();
+    if let Some(t) = get_str(&m, &["title"])? {
+        changes.title = Some(t.ok_or_else(|| ApiError::bad_request("title", "title cannot be null"))?);
+    }
+    if let Some(d) = get_str(&m, &["description"])? {
+        changes.description = Some(d);
+    }
+    if let Some(Some(sid)) = get_str(&m, &["statusId", "status_id"])? {
+        changes.column = Some(ColumnRef::Id(params::column_id("statusId", &sid)?));
+    } else if let Some(Some(name)) = get_str(&m, &["status"])? {
+        // Workflows send names such as "Canceled", "Needs Review" or "in_progress"; an unknown
+        // name is ignored, as the original did.
+        let wanted = name.replace('_', " ");
+        if let Ok(c) = s.dispatch.resolve_column(&ColumnRef::Name(wanted)).await {
+            changes.column = Some(ColumnRef::Id(c.id));
+        }
+    }
+    if let Some(p) = get_str(&m, &["priority"])?.flatten() {
+        changes.priority = Some(Priority::from_str(&p).map_err(|e| ApiError::bad_request("priority", e.message))?);
+    }
+    if let Some(n) = get_str(&m, &["assigneeName", "assignee_name"])? {
+        changes.assignee = Some(n.filter(|x| !x.trim().is_empty()));
+    }
+    if let Some(v) = m.get("labelIds").or_else(|| m.get("label_ids")) {
+        let arr = v.as_array().ok_or_else(|| ApiError::bad_request("labelIds", "labelIds must be an array"))?;
+        let ids = arr
+            .iter()
+            .enumerate()
+            .map(|(i, x)| params::label_id(&format!("labelIds[{i}]"), x.as_str().unwrap_or_default()))
+            .collect::<ApiResult<Vec<_>>>()?;
+        changes.labels = Some(ids);
+    }
+    if let Some(c) = get_str(&m, &["customerId", "customer_id"])? {
+        changes.customer_id = Some(c.map(|c| params::customer_id("customerId", &c)).transpose()?);
+    }
+    if let Some(st) = parse_enum::<AgentStatus>("agent_status", get_str(&m, &["agent_status", "agentStatus"])?)? {
+        // A run that just ended already set the agent status; an explicit one still wins.
+        changes.agent_status = Some(st);
+    }
+    if let Some(b) = get_str(&m, &["blocked_reason", "blockedReason"])? {
+        changes.blocked_reason = Some(b);
+    }
+    if changes != IssueChanges::default() {
+        match s.dispatch.update_issue(issue.id, changes, &actor).await {
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::Forbidden => {
+                return Err(ApiError::new(StatusCode::FORBIDDEN, "FIX_VERIFICATION_REQUIRED", "Cannot close issue")
+                    .with_extra(json!({ "reason": e.message })));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let issue = s.dispatch.get_issue(issue.id).await?;
+    Ok(Json(render_issue(&s, &issue).await?).into_response())
+}
+
+async fn history(State(s): State<AppState>, _a: Authenticated, Path(id): Path<String>, q: Query<Page>) -> ApiResult<Json<Value>> {
+    let limit = q.limit(None);
+    let entries = s.dispatch.history(issue_ref(&id)?, limit).await?;
+    let cols = s.dispatch.columns().await?;
+    let labels = s.dispatch.labels().await?;
+    let out: Vec<Value> = entries
+        .iter()
+        .map(|h| {
+            json!({
+                "id": h.id,
+                "action": h.action,
+                "old_value": h.old_value,
+                "new_value": h.new_value,
+                "actor_type": h.actor.kind,
+                "actor_name": h.actor.name,
+                "created_at": h.created_at,
+                "formatted": super::history_sentence(h, &cols, &labels),
+            })
+        })
+        .collect();
+    Ok(Json(json!(out)))
+}
+
+async fn similar(State(s): State<AppState>, _a: Authenticated, Path(id): Path<String>, q: Query<Page>) -> ApiResult<Json<Value>> {
+    let hits = s.dispatch.similar_issues(issue_ref(&id)?, q.limit.unwrap_or(5)).await?;
+    let cols = s.dispatch.columns().await?;
+    let out: Vec<Value> = hits
+        .iter()
+        .map(|h| {
+            let c = cols.iter().find(|c| c.id == h.issue.column_id);
+            json!({
+                "id": h.issue.id,
+                "identifier": h.issue.identifier,
+                "title": h.issue.title,
+                "status_name": c.map(|c| c.name.clone()),
+                "status_color": c.map(|c| c.color.clone()),
+                "similarity": h.score,
+            })
+        })
+        .collect();
+    Ok(Json(json!(out)))
+}
+
+async fn fix_status(State(s): State<AppState>, _a: Authenticated, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let st = s.dispatch.fix_status(issue_ref(&id)?).await?;
+    let now = s.dispatch.clock().now();
+    let latest = st.latest.as_ref().map(|a| {
+        json!({
+            "status": a.status,
+            "color": a.status.color(),
+            "description": dispatch_core::verify::describe(a, now),
+        })
+    });
+    let has_sentry = st.links.iter().any(|l| l.source == "sentry");
+    Ok(Json(json!({
+        "issueId": st.issue_id,
+        "identifier": st.identifier,
+        "hasSentryLink": has_sentry,
+        "hasErrorLink": st.has_error_link,
+        "sentryLinks": st.links.iter().map(|l| json!({ "id": l.id, "source": l.source, "externalId": l.external_key, "url": l.url, "metadata": l.metadata })).collect::<Vec<_>>(),
+        "fixAttempts": st.attempts.iter().map(|a| json!({
+            "id": a.id,
+            "prNumber": a.pr_number,
+            "prUrl": a.pr_url,
+            "prTitle": a.pr_title,
+            "mergedAt": a.merged_at,
+            "mergedSha": a.merged_sha,
+            "deployedAt": a.deployed_at,
+            "deployedSha": a.deployed_sha,
+            "verificationStatus": a.status,
+            "verificationDeadline": a.deadline,
+            "failureReason": a.failure_reason,
+            "sentryEventsPostDeploy": a.events_after_deploy,
+        })).collect::<Vec<_>>(),
+        "latestFixStatus": latest,
+        "canClose": st.can_close,
+        "closeBlockReason": st.close_block_reason,
+    })))
+}
+
+async fn investigation_context(State(s): State<AppState>, _a: Authenticated, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let issue_id: IssueId = s.dispatch.get_issue(issue_ref(&id)?).await?.id;
+    let mut runs = s.dispatch.runs(issue_id).await?;
+    runs.retain(|r| r.status.is_terminal());
+    runs.reverse();
+    let attempts = s.dispatch.store().list_fix_attempts(issue_id).await?;
+    let total: f64 = runs.iter().map(|r| r.cost_usd).sum();
+    let prev: Vec<Value> = runs
+        .iter()
+        .enumerate()
+        .map(|(n, r)| {
+            let pr = r.pr_number.and_then(|p| attempts.iter().find(|a| a.pr_number == p));
+            json!({
+                "run_number": n + 1,
+                "date": r.created_at,
+                "workflow_type": r.kind,
+                "outcome": r.outcome,
+                "outcome_summary": r.outcome_summary,
+                "files_changed": r.files_changed,
+                "follow_ups": r.follow_ups,
+                "pr_number": r.pr_number,
+                "pr_status": pr.map(|_| "merged"),
+                "pr_merged": pr.is_some(),
+                "fix_verification": pr.map(|a| a.status),
+                "cost_usd": r.cost_usd,
+                "num_turns": r.num_turns,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "previous_runs": prev, "total_runs": runs.len(), "total_cost_usd": total })))
+}

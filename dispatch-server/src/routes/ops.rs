@@ -1,0 +1,23 @@
+//! Operations: `GET /metrics` (Prometheus text; API key unless `METRICS_PUBLIC=true`).
+
+use crate::auth::api_key_ok;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    if !s.config.metrics_public && !api_key_ok(&s, &headers) {
+        return Err(ApiError::unauthorized("metrics need Authorization: Bearer <DISPATCH_API_KEY> (or METRICS_PUBLIC=true)"));
+    }
+    let stats = s.dispatch.store().spawn_stats(s.dispatch.clock().now()).await?;
+    let body = s.metrics.render(&[("queued", u64::from(stats.queued)), ("running", u64::from(stats.running)), ("deferred", u64::from(stats.deferred))]);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}

@@ -1,0 +1,73 @@
+//! `GET /api/health` and the session: `POST/GET/DELETE /api/auth`.
+
+use crate::auth::{SESSION_COOKIE, new_session, session_ok};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use dispatch_core::customer::constant_time_eq;
+use serde::Deserialize;
+use serde_json::json;
+use std::net::SocketAddr;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/health", get(health)).route("/api/auth", get(status).post(login).delete(logout))
+}
+
+async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "status": "ok",
+        "service": "dispatch",
+        "timestamp": chrono::Utc::now(),
+        "runner": s.dispatch.runner().name(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct Login {
+    password: Option<String>,
+}
+
+fn cookie(s: &AppState, value: &str, max_age: i64) -> Option<HeaderValue> {
+    let secure = if s.config.secure_cookies { "; Secure" } else { "" };
+    format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}").parse().ok()
+}
+
+async fn login(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ApiJson(b): ApiJson<Login>,
+) -> ApiResult<Response> {
+    if let Err(wait) = s.login_limiter.check(addr.ip()) {
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", format!("too many login attempts; try again in {} s", wait.as_secs().max(1))));
+    }
+    let pw = b.password.filter(|p| !p.is_empty()).ok_or_else(|| ApiError::bad_request("password", "password is required"))?;
+    if !constant_time_eq(pw.as_bytes(), s.config.password.expose().as_bytes()) {
+        tracing::warn!(client = %addr.ip(), "failed login");
+        return Err(ApiError::unauthorized("invalid password"));
+    }
+    s.login_limiter.reset(addr.ip());
+    let ttl = chrono::Duration::hours(s.config.session_ttl_hours);
+    let token = new_session(s.config.session_secret.expose(), ttl, chrono::Utc::now());
+    let mut headers = HeaderMap::new();
+    if let Some(c) = cookie(&s, &token, ttl.num_seconds()) {
+        headers.insert(header::SET_COOKIE, c);
+    }
+    Ok((headers, Json(json!({ "success": true }))).into_response())
+}
+
+async fn status(State(s): State<AppState>, headers: HeaderMap) -> Json<serde_json::Value> {
+    Json(json!({ "authenticated": session_ok(&s, &headers) }))
+}
+
+async fn logout(State(s): State<AppState>) -> Response {
+    let mut headers = HeaderMap::new();
+    if let Some(c) = cookie(&s, "", 0) {
+        headers.insert(header::SET_COOKIE, c);
+    }
+    (headers, Json(json!({ "success": true }))).into_response()
+}

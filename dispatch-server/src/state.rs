@@ -1,0 +1,14 @@
+use crate::auth::LoginLimiter;
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use dispatch_core::Dispatch;
+use std::sync::Arc;
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    pub dispatch: Dispatch,
+    pub config: Arc<ServerConfig>,
+    pub login_limiter: Arc<LoginLimiter>,
+    pub metrics: Arc<Metrics>,
+}

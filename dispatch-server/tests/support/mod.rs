@@ -1,0 +1,134 @@
+//! Black-box test harness: starts the real `dispatch` binary on a random port with its own
+//! working directory and environment, and talks to it over HTTP.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub base: String,
+    pub api_key: String,
+    pub password: String,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    pub env: HashMap<String, String>,
+}
+
+pub struct ServerBuilder {
+    env: HashMap<String, String>,
+    dir: Option<PathBuf>,
+}
+
+impl ServerBuilder {
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.insert(k.into(), v.into());
+        self
+    }
+    /// Reuse a working directory (to restart a server on the same SQLite file).
+    pub fn dir(mut self, d: PathBuf) -> Self {
+        self.dir = Some(d);
+        self
+    }
+    pub fn start(self) -> Server {
+        let dir = self.dir.unwrap_or_else(|| {
+            let d = std::env::temp_dir().join(format!("dispatch-server-test-{}", uuid::Uuid::now_v7().simple()));
+            std::fs::create_dir_all(&d).expect("temp dir");
+            d
+        });
+        let mut env = self.env;
+        env.entry("PORT".into()).or_insert_with(|| "0".into());
+        env.entry("HOST".into()).or_insert_with(|| "127.0.0.1".into());
+        env.entry("DISPATCH_API_KEY".into()).or_insert_with(|| "test-api-key-0123456789".into());
+        env.entry("DISPATCH_PASSWORD".into()).or_insert_with(|| "test-password".into());
+        env.entry("RUST_LOG".into()).or_insert_with(|| "warn".into());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dispatch"));
+        cmd.arg("serve").current_dir(&dir).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        // A clean environment: only what the test gives, plus PATH/HOME.
+        cmd.env_clear();
+        for k in ["PATH", "HOME"] {
+            if let Ok(v) = std::env::var(k) {
+                cmd.env(k, v);
+            }
+        }
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start dispatch serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut base = None;
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("Dispatch is listening on ") {
+                        base = rest.split_whitespace().next().map(str::to_string);
+                        break;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!("dispatch serve exited early: {status}");
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let base = base.expect("dispatch serve printed its address");
+        Server {
+            base,
+            api_key: env["DISPATCH_API_KEY"].clone(),
+            password: env["DISPATCH_PASSWORD"].clone(),
+            dir,
+            child: Some(child),
+            env,
+        }
+    }
+}
+
+impl Server {
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder { env: HashMap::new(), dir: None }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGKILL: no graceful anything.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a graceful exit.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let c = self.child.as_mut()?;
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = c.try_wait() {
+                self.child = None;
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
