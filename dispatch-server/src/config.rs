@@ -59,6 +59,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// `SECURE_COOKIES`: mark the session cookie Secure (default: when `app_url` is https).
     pub secure_cookies: bool,
+    /// `DISPATCH_WORKERS` (true): run the dispatcher and sweeper in this process. Set false for
+    /// API-only replicas; some process on the same database must run them.
+    pub workers: bool,
     /// `SESSION_TTL_HOURS` (168 = 7 days).
     pub session_ttl_hours: i64,
     /// Which database.
@@ -197,6 +200,7 @@ impl ServerConfig {
             sentry_client_secret: secret(get, "SENTRY_CLIENT_SECRET", 8)?,
             github_webhook_secret: secret(get, "GITHUB_WEBHOOK_SECRET", 8)?,
             metrics_public: flag(get, "METRICS_PUBLIC", false)?,
+            workers: flag(get, "DISPATCH_WORKERS", true)?,
             max_body_bytes,
             session_ttl_hours,
             store,

@@ -7,6 +7,7 @@ mod dto;
 mod error;
 mod extract;
 mod metrics;
+mod openapi;
 mod routes;
 mod runner;
 mod secrets;
@@ -101,17 +102,22 @@ async fn serve() -> dispatch_core::Result<()> {
         .map_err(|e| dispatch_core::Error::invalid("PORT", format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr().map_err(|e| dispatch_core::Error::internal(e.to_string()))?;
 
+    let cancel = CancellationToken::new();
     let state = AppState {
         dispatch: dispatch.clone(),
         config: Arc::new(cfg.clone()),
         login_limiter: Arc::new(auth::LoginLimiter::new(10, std::time::Duration::from_secs(300))),
         metrics: Arc::new(metrics::Metrics::default()),
+        shutdown: cancel.clone(),
     };
     let app = app::build(state);
 
     let url = if cfg.host == "0.0.0.0" { format!("http://localhost:{}", local.port()) } else { format!("http://{local}") };
     println!("Dispatch is listening on {url} ({} store)", cfg.store.redacted());
     println!("  runner: {runner_line}");
+    if !cfg.workers {
+        println!("  dispatcher and sweeper: off in this process (DISPATCH_WORKERS=false)");
+    }
     if cfg.generated.is_empty() {
         println!("  API key and login password: from the environment or {}", cfg.secrets_path.display());
     } else {
@@ -122,11 +128,17 @@ async fn serve() -> dispatch_core::Result<()> {
     println!("  ready in {} ms", started.elapsed().as_millis());
     tracing::info!(address = %local, runner = dispatch.runner().name(), "listening");
 
-    let cancel = CancellationToken::new();
     let engine = dispatch.clone();
     let loops = tokio::spawn({
         let cancel = cancel.clone();
-        async move { engine.run(cancel).await }
+        let workers = cfg.workers;
+        async move {
+            if workers {
+                engine.run(cancel).await
+            } else {
+                tracing::info!("DISPATCH_WORKERS=false: this process serves the API only");
+            }
+        }
     });
     let shutdown = {
         let cancel = cancel.clone();

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
+    Router::new().route("/metrics", get(metrics)).route("/api/openapi.json", get(openapi))
 }
 
 async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
@@ -20,4 +20,8 @@ async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Res
     let stats = s.dispatch.store().spawn_stats(s.dispatch.clock().now()).await?;
     let body = s.metrics.render(&[("queued", u64::from(stats.queued)), ("running", u64::from(stats.running)), ("deferred", u64::from(stats.deferred))]);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+async fn openapi() -> axum::Json<serde_json::Value> {
+    axum::Json(crate::openapi::document())
 }
