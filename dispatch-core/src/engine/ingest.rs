@@ -5,8 +5,10 @@ use super::Dispatch;
 use super::spawn::SpawnOutcome;
 use crate::error::Result;
 use crate::event::{ErrorEvent, fingerprint_message, issue_description, issue_title, priority_for};
+use crate::gate::{self, Decision, GateSnapshot, Trigger};
 use crate::issue::{Actor, Issue, IssuePatch, NewComment, NewIssue, NewLabel, names};
 use crate::ports::{Event, IngestDraft, Notification};
+use crate::run::BudgetBucket;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -129,9 +131,40 @@ impl Dispatch {
         let spawn = if self.auto_spawns(&event.origin)
             && !issue.spawn_status.is_some_and(|s| s.is_active())
         {
-            let s = self.spawn_for_alert(&issue, &actor).await?;
-            issue = self.get_issue(issue.id).await?;
-            Some(s)
+            // Kill switch, cooldown and the event threshold depend only on the link just read:
+            // when they refuse, the answer is known without the reservation transaction (which
+            // would read the counters and refuse the same way). This keeps repeated alerts for
+            // a known error at one write each.
+            let early = gate::decide(
+                &self.inner.config.policy,
+                &GateSnapshot {
+                    bucket: BudgetBucket::Error,
+                    trigger: Trigger::Alert {
+                        source: event.source.clone(),
+                        event_count: outcome.link.event_count,
+                        first_seen_at: outcome.link.first_seen_at,
+                        cooldown_until: outcome.link.cooldown_until,
+                    },
+                    force: false,
+                    active_error: 0,
+                    active_prd: 0,
+                    spawned_today_error: 0,
+                    spawned_today_prd: 0,
+                    cost_today_usd: 0.0,
+                },
+                now,
+            );
+            if let Decision::Deny { .. } = early {
+                Some(SpawnOutcome {
+                    decision: early,
+                    run_id: None,
+                    identifier: issue.identifier.clone(),
+                })
+            } else {
+                let s = self.spawn_for_alert(&issue, &actor).await?;
+                issue = self.get_issue(issue.id).await?;
+                Some(s)
+            }
         } else {
             None
         };
