@@ -19,3 +19,12 @@ pub mod open;
 
 #[cfg(feature = "github")]
 pub mod github;
+
+#[cfg(feature = "local")]
+pub mod local;
+
+#[cfg(feature = "loki")]
+pub mod loki;
+
+#[cfg(feature = "sentry")]
+pub mod sentry;

@@ -13,7 +13,8 @@ use dispatch_core::ids::RunId;
 use dispatch_core::issue::{Actor, Issue, NewIssue};
 use dispatch_core::memory::MemoryStore;
 use dispatch_core::ports::{
-    DispatchReceipt, RemoteRunStatus, RunJob, RunReporter, RunResult, Runner, Store,
+    DispatchReceipt, IssueStore, RemoteRunStatus, RunJob, RunReporter, RunResult, Runner,
+    WorkspaceStore,
 };
 use dispatch_core::run::{NewActivity, NewRun, Run, WorkflowKind};
 use dispatch_core::{Error, ErrorKind, Result};

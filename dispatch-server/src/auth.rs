@@ -118,22 +118,6 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
-/// Requests that must carry the API key (agent callbacks from automation, metrics).
-#[derive(Debug, Clone)]
-pub struct ApiKey;
-
-impl FromRequestParts<AppState> for ApiKey {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if api_key_ok(state, &parts.headers) {
-            Ok(ApiKey)
-        } else {
-            Err(ApiError::unauthorized("Authorization: Bearer <DISPATCH_API_KEY> required"))
-        }
-    }
-}
-
 /// Fixed-window login limiter per client address.
 #[derive(Debug)]
 pub struct LoginLimiter {

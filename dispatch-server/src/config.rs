@@ -13,9 +13,6 @@ use std::path::{Path, PathBuf};
 pub struct Secret(String);
 
 impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
     pub fn expose(&self) -> &str {
         &self.0
     }

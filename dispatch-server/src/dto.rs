@@ -129,3 +129,31 @@ pub fn activity_json(a: &Activity) -> Value {
         "run_id": a.run_id,
     })
 }
+
+/// A comment as the original's rows plus `author_name`.
+pub fn comment_json(c: &dispatch_core::issue::Comment) -> Value {
+    json!({
+        "id": c.id,
+        "issue_id": c.issue_id,
+        "body": c.body,
+        "author_name": c.author,
+        "created_at": c.created_at,
+    })
+}
+
+/// A customer for the admin API (camelCase, as the original's customer routes). Includes the
+/// portal token: only authenticated callers get this shape.
+pub fn customer_json(c: &dispatch_core::customer::Customer) -> Value {
+    json!({
+        "id": c.id,
+        "workspaceId": c.workspace_id,
+        "name": c.name,
+        "slug": c.slug,
+        "slackChannelId": c.slack_channel_id,
+        "portalToken": c.portal_token,
+        "brandColor": c.brand_color,
+        "logoUrl": c.logo_url,
+        "createdAt": c.created_at,
+        "updatedAt": c.updated_at,
+    })
+}

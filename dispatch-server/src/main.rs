@@ -92,7 +92,7 @@ async fn serve() -> dispatch_core::Result<()> {
     let cfg = load_config()?;
     let opened = dispatch_adapters::open::open_store(&cfg.store).await?;
     let get = config::env_lookup();
-    let (runner, runner_line) = runner::select(&get);
+    let (runner, runner_line) = runner::select(&get)?;
     let dispatch = Dispatch::builder(opened.store, runner).bus(opened.bus).config(cfg.engine.clone()).build().await?;
     let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port)
         .parse()

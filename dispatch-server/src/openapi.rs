@@ -77,6 +77,7 @@ const ROUTES: &[Route] = &[
 ];
 
 /// The paths of the catalogue (for the test that checks it against the server).
+#[cfg(test)]
 pub fn catalogue() -> Vec<(&'static str, &'static str)> {
     ROUTES.iter().map(|r| (r.0, r.1)).collect()
 }

@@ -3,6 +3,7 @@ use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use dispatch_core::Dispatch;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// What every handler gets.
 #[derive(Clone)]
@@ -11,4 +12,6 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub login_limiter: Arc<LoginLimiter>,
     pub metrics: Arc<Metrics>,
+    /// Cancelled when the server shuts down; long-lived responses (SSE) end when it fires.
+    pub shutdown: CancellationToken,
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use support::Server;
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build().unwrap()
+    support::http()
 }
 
 async fn post(s: &Server, path: &str, body: Value) -> (StatusCode, Value) {
@@ -235,10 +235,11 @@ async fn a_run_reserved_before_a_crash_is_dispatched_exactly_once_after_restart(
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    // No runner is configured in tests, so the single dispatch fails at once with that reason.
+    // No agent can run in the test's directory (not a git repository, no `claude`), so the single
+    // dispatch fails at once with that reason; it was neither lost nor repeated.
     assert_eq!(run["dispatch_attempts"], 1, "{run}");
     assert_eq!(run["status"], "failed");
-    assert!(run["last_error"].as_str().unwrap().contains("no agent runner"), "{run}");
+    assert!(!run["last_error"].as_str().unwrap_or("").is_empty(), "{run}");
 }
 
 #[tokio::test]
@@ -264,6 +265,11 @@ async fn openapi_documents_routes_the_server_serves() {
         }
         let r = client().get(s.url(p)).bearer_auth(&s.api_key).send().await.unwrap();
         let st = r.status();
+        if p.ends_with("/stream") {
+            // A live stream: the status is all there is to check without waiting forever.
+            assert_eq!(st, StatusCode::OK, "{p}");
+            continue;
+        }
         let body = r.text().await.unwrap();
         assert!(st != StatusCode::METHOD_NOT_ALLOWED && !(st == StatusCode::NOT_FOUND && body.is_empty()), "{p}: {st}");
     }

@@ -243,13 +243,13 @@ impl GithubClient {
         }
         let resp = match req.send().await {
             Ok(r) => r,
-            Err(e) => return transport_error(what, e),
+            Err(e) => return transport_error(what, url, e),
         };
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = match resp.bytes().await {
             Ok(b) => b.to_vec(),
-            Err(e) => return transport_error(what, e),
+            Err(e) => return transport_error(what, url, e),
         };
         let reply = Reply {
             status,
@@ -366,7 +366,7 @@ pub(crate) fn after_attempts(mut error: Error, attempts: u32) -> Error {
     error
 }
 
-fn transport_error(what: &str, e: reqwest::Error) -> Attempt {
+fn transport_error(what: &str, url: &Url, e: reqwest::Error) -> Attempt {
     // A connection that never opened carried nothing; a timeout or a broken answer may have.
     let maybe_applied = !e.is_connect();
     let why = if e.is_timeout() {
@@ -376,7 +376,12 @@ fn transport_error(what: &str, e: reqwest::Error) -> Attempt {
     } else {
         "failed in transit"
     };
-    let error = Error::upstream(SERVICE, 0, format!("{what} {why}")).with_source(e);
+    let error = Error::upstream(
+        SERVICE,
+        0,
+        format!("{what} {why} ({})", url.origin().ascii_serialization()),
+    )
+    .with_source(e);
     Attempt::Retry {
         wait: None,
         error,

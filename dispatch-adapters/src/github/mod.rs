@@ -4,6 +4,10 @@
 //! finds the run it started by our `dispatch_run_id` (the workflows' `run-name` carries it), and
 //! can poll and cancel that run. [`GithubConfig::from_lookup`] reads the original's variables.
 //!
+//! Each workflow must declare the `dispatch_run_id` input (and `callback_url` when
+//! `DISPATCH_CALLBACK_URL` is set; GitHub answers 422 to undeclared inputs) and carry it in its
+//! name, e.g. `run-name: "Auto Investigate ${{ inputs.issue_identifier }} [${{ inputs.dispatch_run_id }}]"`.
+//!
 //! TLS: reqwest's `rustls-no-provider` plus rustls with the `ring` provider, installed as the
 //! process default when no provider is installed yet. The default `rustls` feature of reqwest 0.13
 //! would bring aws-lc-rs, a large C/assembly build; `ring` needs only the C compiler that the

@@ -904,8 +904,48 @@ macro_rules! impl_sql_store {
                 if d.event_count == 0 {
                     return Err(Error::invalid("event_count", "event count must be at least 1"));
                 }
-                let mut tx = self.write_tx().await?;
-                // Same key, one at a time (PostgreSQL advisory lock; SQLite's writer lock already).
+                // A known key (the common case: an error that keeps firing) in one statement: add
+                // the count (saturating at i64::MAX, as `to_i64` does), move last_seen_at forward
+                // and read the issue. The UPDATE's row lock makes it atomic against every other
+                // ingest of the key, so neither the key lock nor a separate read is needed.
+                let add_to_known = sqlx::query(
+                    "UPDATE dispatch_error_link SET \
+                     event_count = CASE WHEN event_count >= 9223372036854775807 - $3 THEN 9223372036854775807 ELSE event_count + $3 END, \
+                     last_seen_at = CASE WHEN last_seen_at < $4 THEN $4 ELSE last_seen_at END \
+                     WHERE source = $1 AND external_key = $2 \
+                     RETURNING *, (SELECT i.doc FROM dispatch_issue i WHERE i.id = dispatch_error_link.issue_id) AS doc",
+                )
+                .bind(&d.source)
+                .bind(&d.external_key)
+                .bind(to_i64(d.event_count))
+                .bind(Self::ts(d.seen_at));
+                let mut begun = None;
+                let known = if <$DB as sqlx::Database>::NAME == "PostgreSQL" {
+                    // PostgreSQL: on its own (autocommit) the statement is its own transaction, with
+                    // no BEGIN and COMMIT round trips, and the row lock is held only while it runs
+                    // and commits. (`reader()` is PostgresStore's one read-write pool.)
+                    add_to_known.fetch_optional(self.reader()).await
+                } else {
+                    // SQLite: writes go through the writer's transactions only.
+                    let tx = begun.insert(self.write_tx().await?);
+                    add_to_known.fetch_optional(&mut **tx).await
+                }
+                .map_err(db("update error link"))?;
+                if let Some(row) = known {
+                    let link = Self::row_link(&row)?;
+                    let issue = doc_col!(row, "dispatch_issue", Issue)?;
+                    if let Some(tx) = begun {
+                        Self::commit(tx).await?;
+                    }
+                    return Ok(IngestOutcome { issue, link, created: false });
+                }
+                let mut tx = match begun {
+                    Some(tx) => tx,
+                    None => self.write_tx().await?,
+                };
+                // Unseen when the UPDATE ran. Same key, one at a time from here (PostgreSQL
+                // advisory lock; SQLite's writer lock already), and look again under the lock: a
+                // concurrent call may have created it since.
                 Self::lock_key(&mut tx, &format!("ingest:{}:{}", d.source, d.external_key)).await?;
                 if let Some(mut link) = Self::link_tx(&mut tx, &d.source, &d.external_key).await? {
                     link.event_count = link.event_count.saturating_add(d.event_count);

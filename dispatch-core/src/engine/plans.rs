@@ -56,13 +56,24 @@ impl Dispatch {
     }
 
     /// A triage agent posts its assessment for a person to read; it can be approved like a plan.
-    pub async fn post_assessment(&self, issue: impl Into<IssueRef>, content: &str, actor: &Actor) -> Result<Issue> {
+    pub async fn post_assessment(
+        &self,
+        issue: impl Into<IssueRef>,
+        content: &str,
+        actor: &Actor,
+    ) -> Result<Issue> {
         let issue = self.get_issue(issue).await?;
-        let review = self.column_named(names::NEEDS_REVIEW, ColumnCategory::Open).await?;
+        let review = self
+            .column_named(names::NEEDS_REVIEW, ColumnCategory::Open)
+            .await?;
         let updated = self
             .patch_with_retry(issue.id, actor, |cur| {
                 let next = plan::post_assessment(&cur.plan, content)?;
-                Ok(IssuePatch { plan: Some(next), column_id: (cur.column_id != review.id).then_some(review.id), ..IssuePatch::default() })
+                Ok(IssuePatch {
+                    plan: Some(next),
+                    column_id: (cur.column_id != review.id).then_some(review.id),
+                    ..IssuePatch::default()
+                })
             })
             .await?;
         let mut a = NewActivity::new(ActivityType::Complete, "Triage assessment posted");

@@ -29,9 +29,8 @@
 //!   to the next and checking the window around it;
 //! - rules 7, 11 and 12 have the shape `\b[X]{m,n}\b` with X a subset of the ASCII word characters,
 //!   so they match exactly the whole maximal runs of ASCII word characters (`[A-Za-z0-9_]+`) that
-//!   consist only of X and have a length in `m..=n`. Rules 11 and 12 are adjacent and a `*` is not
-//!   a word character, so replacing the runs of one does not move the runs of the other: they
-//!   share one pass.
+//!   consist only of X and have a length in `m..=n`; such a run is found by looking at every m-th
+//!   byte only.
 //!
 //! The unit tests keep the plain regex version of every rule and compare the two on generated
 //! input.
@@ -150,15 +149,17 @@ pub fn normalize_message(msg: &str) -> String {
     // 6. Bare dates.
     step(&mut cur, replace_bare_dates);
     // 7. Unix timestamps (10–13 digits).
-    step(&mut cur, |s| replace_word_runs(s, is_unix_timestamp));
+    step(&mut cur, |s| replace_class_runs(s, DIGIT, 10, 13));
     // 8. IPv4.
     apply(&mut cur, &rules.ipv4);
     // 9. URL paths: keep scheme://host.
     apply(&mut cur, &rules.url);
     // 10. Dollar amounts.
     apply(&mut cur, &rules.dollar);
-    // 11. Long hex strings, then 12. remaining numbers of 5+ digits (one pass, see module docs).
-    step(&mut cur, |s| replace_word_runs(s, is_long_hex_or_number));
+    // 11. Long hex strings.
+    step(&mut cur, |s| replace_class_runs(s, HEX, 32, usize::MAX));
+    // 12. Remaining numbers of 5+ digits.
+    step(&mut cur, |s| replace_class_runs(s, DIGIT, 5, usize::MAX));
     // 13. Runs of `*` separated only by whitespace collapse into one, then trim.
     apply(&mut cur, &rules.collapse);
     cur.trim_matches(is_js_whitespace).to_string()
@@ -341,46 +342,39 @@ fn replace_bare_dates(s: &str) -> Option<String> {
     scan_anchored(s, '-', 4, len_at)
 }
 
-/// Replaces with `*` every maximal run of ASCII word characters for which `keep_out(len, class)`
-/// holds, `class` being the [`CLASS`] bits all the run's bytes share. For `\b[X]{m,n}\b` with X a
-/// subset of the word characters, these runs are exactly the regex's matches: a match must start
-/// where a run starts and, as the character after it must not be a word character, end where that
-/// run ends.
-fn replace_word_runs(s: &str, keep_out: impl Fn(usize, u8) -> bool) -> Option<String> {
+/// Replaces with `*` every maximal run of ASCII word characters whose length is in `min..=max`
+/// and whose bytes all have the [`CLASS`] bit `bit`. For `\b[X]{min,max}\b` with X a subset of
+/// the word characters, these runs are exactly the regex's matches: a match must start where a run
+/// starts and, as the character after it must not be a word character, end where that run ends.
+///
+/// Only every `min`-th byte is looked at until one has `bit`: a run of `min` or more bytes cannot
+/// fit between two such samples. From a sample that has it, the word run around it is examined,
+/// and sampling resumes `min` bytes after that run's end, so each run is seen at most once.
+fn replace_class_runs(s: &str, bit: u8, min: usize, max: usize) -> Option<String> {
     let b = s.as_bytes();
+    let step = min.max(1);
     let mut sp = Splicer::new(s);
-    let mut i = 0;
-    while i < b.len() {
-        let mut class = CLASS[b[i] as usize];
-        if class & WORD == 0 {
-            i += 1;
+    let mut p = step - 1;
+    while let Some(&c) = b.get(p) {
+        if CLASS[c as usize] & bit == 0 {
+            p += step;
             continue;
         }
-        let start = i;
-        i += 1;
-        while let Some(&c) = b.get(i) {
-            let c = CLASS[c as usize];
-            if c & WORD == 0 {
-                break;
-            }
-            class &= c;
-            i += 1;
+        let mut start = p;
+        while start > 0 && is_word(b[start - 1]) {
+            start -= 1;
         }
-        if keep_out(i - start, class) {
-            sp.star(start, i);
+        let mut end = p + 1;
+        while end < b.len() && is_word(b[end]) {
+            end += 1;
         }
+        let run = &b[start..end];
+        if (min..=max).contains(&run.len()) && run.iter().all(|&c| CLASS[c as usize] & bit != 0) {
+            sp.star(start, end);
+        }
+        p = end + step;
     }
     sp.finish()
-}
-
-/// Rule 7: `\b\d{10,13}\b`.
-fn is_unix_timestamp(len: usize, class: u8) -> bool {
-    (10..=13).contains(&len) && class & DIGIT != 0
-}
-
-/// Rule 11 `\b[0-9a-f]{32,}\b` (case-insensitive), then rule 12 `\b\d{5,}\b`.
-fn is_long_hex_or_number(len: usize, class: u8) -> bool {
-    (len >= 32 && class & HEX != 0) || (len >= 5 && class & DIGIT != 0)
 }
 
 #[cfg(test)]

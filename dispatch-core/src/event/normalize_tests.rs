@@ -547,6 +547,13 @@ proptest! {
     }
 
     #[test]
+    fn scanners_match_the_regexes_on_runs_of_every_length(
+        msg in "(([0-9]{1,15}|[0-9a-fA-F]{1,45}|[g-z_]{1,3})[ .é:*T_-]?){0,12}"
+    ) {
+        prop_assert_eq!(normalize_message(&msg), reference(&msg));
+    }
+
+    #[test]
     fn scanners_match_the_regexes_on_digit_and_hex_soup(msg in "[0-9a-fA-FTZ:.+_ é٣-]{0,80}") {
         prop_assert_eq!(normalize_message(&msg), reference(&msg));
     }

@@ -37,7 +37,10 @@ pub fn submit(current: &PlanFields, content: &str) -> Result<PlanFields> {
 pub fn post_assessment(current: &PlanFields, content: &str) -> Result<PlanFields> {
     let content = content.trim();
     if content.is_empty() {
-        return Err(Error::invalid("plan_content", "an assessment needs content"));
+        return Err(Error::invalid(
+            "plan_content",
+            "an assessment needs content",
+        ));
     }
     Ok(PlanFields {
         status: Some(PlanStatus::Posted),

@@ -1,9 +1,417 @@
-//! Routes of this group arrive with their own change; the module exists so that the router
-//! composition in `routes/mod.rs` does not change when they do.
+//! The board's supporting endpoints: statuses (columns), labels, comments, search and the fleet
+//! panel (`/api/spawns/*`).
+//!
+//! Lists stay bare JSON arrays as in the original; `limit` bounds them and, where more remain,
+//! a `Link: <…&cursor=N>; rel="next"` header names the next page (`cursor` is an offset).
 
+use super::{Page, issue_ref, params};
+use crate::auth::Authenticated;
+use crate::dto::{StatusDto, comment_json, label_json};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
 use crate::state::AppState;
-use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dispatch_core::issue::{Actor, ColumnCategory, IssueFilter, NewColumn, NewComment, NewLabel};
+use serde::Deserialize;
+use serde_json::{Value, json};
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route(
+            "/api/statuses",
+            get(list_statuses).post(create_status).put(reorder_statuses),
+        )
+        .route("/api/labels", get(list_labels).post(create_label))
+        .route("/api/comments", get(list_comments).post(create_comment))
+        .route("/api/search", get(search))
+        .route("/api/spawns/active", get(active_spawns))
+        .route("/api/spawns/stats", get(spawn_stats))
+        .route("/api/spawns/cleanup", post(cleanup))
+}
+
+/// Small, bounded lists (columns, labels, an issue's comments) default to the largest page so
+/// that clients of the original, which knew no paging, still see everything.
+const SMALL_LIST_DEFAULT: usize = 500;
+
+#[derive(Debug, Default, Deserialize)]
+struct Cursor {
+    cursor: Option<usize>,
+}
+
+/// One page of `items` from offset `cursor`, with the `Link` header for the next one.
+/// `query` is the list's own query string (without `limit`/`cursor`), kept in the link.
+fn paged<T>(
+    items: Vec<T>,
+    cursor: Option<usize>,
+    limit: usize,
+    path: &str,
+    query: &str,
+) -> (HeaderMap, Vec<T>) {
+    let start = cursor.unwrap_or(0).min(items.len());
+    let total = items.len();
+    let page: Vec<T> = items.into_iter().skip(start).take(limit).collect();
+    let mut headers = HeaderMap::new();
+    let next = start + page.len();
+    if next < total {
+        let sep = if query.is_empty() {
+            String::new()
+        } else {
+            format!("{query}&")
+        };
+        if let Ok(v) = format!("<{path}?{sep}limit={limit}&cursor={next}>; rel=\"next\"").parse() {
+            headers.insert(header::LINK, v);
+        }
+    }
+    (headers, page)
+}
+
+// --- statuses ----------------------------------------------------------------------------------
+
+async fn list_statuses(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    q: Query<Page>,
+    Query(c): Query<Cursor>,
+) -> ApiResult<Response> {
+    let cols: Vec<StatusDto> = s
+        .dispatch
+        .columns()
+        .await?
+        .iter()
+        .map(StatusDto::from)
+        .collect();
+    let (headers, page) = paged(
+        cols,
+        c.cursor,
+        q.limit(Some(SMALL_LIST_DEFAULT)),
+        "/api/statuses",
+        "",
+    );
+    Ok((headers, Json(page)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateStatus {
+    name: String,
+    color: String,
+    #[serde(default)]
+    position: Option<i32>,
+    #[serde(default, alias = "is_closed")]
+    is_closed: bool,
+}
+
+async fn create_status(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    ApiJson(b): ApiJson<CreateStatus>,
+) -> ApiResult<Response> {
+    if let Some(p) = b.position
+        && p < 0
+    {
+        return Err(ApiError::bad_request(
+            "position",
+            "position must not be negative",
+        ));
+    }
+    let new = NewColumn {
+        name: b.name.trim().to_string(),
+        color: b.color,
+        position: b.position,
+        category: if b.is_closed {
+            ColumnCategory::Closed
+        } else {
+            ColumnCategory::Open
+        },
+    };
+    new.validate()?;
+    let col = s.dispatch.add_column(new).await?;
+    Ok((StatusCode::CREATED, Json(StatusDto::from(&col))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Reorder {
+    #[serde(alias = "status_ids")]
+    status_ids: Vec<String>,
+}
+
+async fn reorder_statuses(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    ApiJson(b): ApiJson<Reorder>,
+) -> ApiResult<Json<Vec<StatusDto>>> {
+    let ids = b
+        .status_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| params::column_id(&format!("statusIds[{i}]"), id))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let cols = s.dispatch.reorder_columns(&ids).await?;
+    Ok(Json(cols.iter().map(StatusDto::from).collect()))
+}
+
+// --- labels ------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct LabelQuery {
+    name: Option<String>,
+}
+
+/// All labels by name, or `[label]` / `[]` for `?name=` (case-insensitive, as names are unique
+/// that way).
+async fn list_labels(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    q: Query<Page>,
+    Query(c): Query<Cursor>,
+    Query(lq): Query<LabelQuery>,
+) -> ApiResult<Response> {
+    let labels = s.dispatch.labels().await?;
+    if let Some(name) = lq.name {
+        let hit: Vec<Value> = labels
+            .iter()
+            .filter(|l| l.name.eq_ignore_ascii_case(name.trim()))
+            .take(1)
+            .map(label_json)
+            .collect();
+        return Ok(Json(hit).into_response());
+    }
+    let all: Vec<Value> = labels.iter().map(label_json).collect();
+    let (headers, page) = paged(
+        all,
+        c.cursor,
+        q.limit(Some(SMALL_LIST_DEFAULT)),
+        "/api/labels",
+        "",
+    );
+    Ok((headers, Json(page)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateLabel {
+    name: String,
+    color: String,
+}
+
+async fn create_label(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    ApiJson(b): ApiJson<CreateLabel>,
+) -> ApiResult<Response> {
+    let new = NewLabel::new(b.name.trim(), b.color);
+    new.validate()?;
+    let l = s.dispatch.create_label(new).await?;
+    Ok((StatusCode::CREATED, Json(label_json(&l))).into_response())
+}
+
+// --- comments ----------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct CommentQuery {
+    #[serde(rename = "issueId", alias = "issue_id")]
+    issue_id: Option<String>,
+}
+
+/// An issue's comments, oldest first.
+async fn list_comments(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    q: Query<Page>,
+    Query(c): Query<Cursor>,
+    Query(cq): Query<CommentQuery>,
+) -> ApiResult<Response> {
+    let id = cq
+        .issue_id
+        .filter(|i| !i.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("issueId", "issueId is required"))?;
+    let issue = s.dispatch.get_issue(issue_ref(&id)?).await?;
+    let comments: Vec<Value> = s
+        .dispatch
+        .comments(issue.id)
+        .await?
+        .iter()
+        .map(comment_json)
+        .collect();
+    let (headers, page) = paged(
+        comments,
+        c.cursor,
+        q.limit(Some(SMALL_LIST_DEFAULT)),
+        "/api/comments",
+        &format!("issueId={}", issue.id),
+    );
+    Ok((headers, Json(page)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateComment {
+    #[serde(alias = "issue_id")]
+    issue_id: String,
+    body: String,
+    #[serde(default, alias = "author_name")]
+    author_name: Option<String>,
+}
+
+async fn create_comment(
+    State(s): State<AppState>,
+    a: Authenticated,
+    ApiJson(b): ApiJson<CreateComment>,
+) -> ApiResult<Response> {
+    let actor = a.actor();
+    let author = b
+        .author_name
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty());
+    let actor = match &author {
+        Some(n) => Actor {
+            name: n.clone(),
+            ..actor
+        },
+        None => actor,
+    };
+    let new = NewComment {
+        author: Some(actor.name.clone()),
+        body: b.body,
+    };
+    let c = s
+        .dispatch
+        .add_comment(
+            issue_ref(&b.issue_id)
+                .map_err(|_| ApiError::bad_request("issueId", "not an issue id or identifier"))?,
+            new,
+            &actor,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(comment_json(&c))).into_response())
+}
+
+// --- search ------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct SearchQuery {
+    q: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn search(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    Query(q): Query<SearchQuery>,
+) -> ApiResult<Json<Value>> {
+    let text =
+        q.q.filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| ApiError::bad_request("q", "query parameter q is required"))?;
+    if text.len() > 1000 {
+        return Err(ApiError::bad_request(
+            "q",
+            "the query is limited to 1000 characters",
+        ));
+    }
+    let hits = s
+        .dispatch
+        .search(&text, q.limit.unwrap_or(10).clamp(1, 100))
+        .await?;
+    let cols = s.dispatch.columns().await?;
+    let out: Vec<Value> = hits
+        .iter()
+        .map(|h| {
+            let c = cols.iter().find(|c| c.id == h.issue.column_id);
+            json!({
+                "id": h.issue.id,
+                "identifier": h.issue.identifier,
+                "title": h.issue.title,
+                "description": h.issue.description,
+                "priority": h.issue.priority,
+                "status": c.map(|c| json!({ "name": c.name, "color": c.color })),
+                "score": h.score,
+            })
+        })
+        .collect();
+    Ok(Json(json!(out)))
+}
+
+// --- fleet ---------------------------------------------------------------------------------------
+
+/// Issues with an active spawn (queued, dispatching or running), oldest spawn first.
+async fn active_spawns(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    q: Query<Page>,
+    Query(c): Query<Cursor>,
+) -> ApiResult<Response> {
+    let filter = IssueFilter {
+        spawn_active: Some(true),
+        limit: Some(10_000),
+        ..IssueFilter::default()
+    };
+    let mut issues = s.dispatch.list_issues(&filter).await?;
+    issues.sort_by_key(|i| (i.spawn_started_at.unwrap_or(i.updated_at), i.number));
+    let rows: Vec<Value> = issues
+        .iter()
+        .map(|i| {
+            json!({
+                "id": i.id,
+                "identifier": i.identifier,
+                "title": i.title,
+                "spawn_type": i.spawn_kind.map(|k| k.spawn_type()),
+                "workflow_type": i.spawn_kind,
+                "spawn_status": i.spawn_status,
+                "spawn_started_at": i.spawn_started_at,
+                "spawn_run_id": i.current_run_id,
+                "agent_status": i.agent_status,
+                "cost_usd": i.cost_usd,
+            })
+        })
+        .collect();
+    let (headers, page) = paged(rows, c.cursor, q.limit(None), "/api/spawns/active", "");
+    Ok((headers, Json(page)).into_response())
+}
+
+async fn spawn_stats(State(s): State<AppState>, _a: Authenticated) -> ApiResult<Json<Value>> {
+    let now = s.dispatch.clock().now();
+    let st = s.dispatch.store().spawn_stats(now).await?;
+    let cfg = s.dispatch.config();
+    let policy = &cfg.policy;
+    let stale = s
+        .dispatch
+        .store()
+        .stale_runs(now - cfg.stale_after, 1000)
+        .await?
+        .len();
+    let outcomes: serde_json::Map<String, Value> = st
+        .outcomes_today
+        .iter()
+        .map(|(k, n)| (k.clone(), json!(n)))
+        .collect();
+    Ok(Json(json!({
+        "active": st.active_error + st.active_prd,
+        "budget": {
+            "error_fix": { "used": st.spawned_today_error, "max": policy.daily_budget_error },
+            "prd": { "used": st.spawned_today_prd, "max": policy.daily_budget_prd },
+        },
+        "concurrency": {
+            "error_fix": { "active": st.active_error, "max": policy.max_concurrent_error },
+            "prd": { "active": st.active_prd, "max": policy.max_concurrent_prd },
+            "global": { "max": policy.max_concurrent_global },
+        },
+        "dailyCost": st.cost_today_usd,
+        "dailyCostLimit": policy.daily_cost_limit_usd,
+        "killSwitch": policy.kill_switch,
+        "staleCount": stale,
+        "outcomes": outcomes,
+        "queued": st.queued,
+        "running": st.running,
+        "deferred": st.deferred,
+    })))
+}
+
+/// Times out running runs with no callback for `STALE_RUN_MINUTES` (the sweeper does this too).
+async fn cleanup(State(s): State<AppState>, _a: Authenticated) -> ApiResult<Json<Value>> {
+    let n = s.dispatch.time_out_stale_runs().await?;
+    Ok(Json(json!({ "cleaned": n })))
 }

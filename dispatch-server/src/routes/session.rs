@@ -24,6 +24,7 @@ async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
         "service": "dispatch",
         "timestamp": chrono::Utc::now(),
         "runner": s.dispatch.runner().name(),
+        "url": s.config.app_url,
     }))
 }
 

@@ -1,9 +1,172 @@
-//! Routes of this group arrive with their own change; the module exists so that the router
-//! composition in `routes/mod.rs` does not change when they do.
+//! Inbound webhooks: Grafana/Loki alerts, Sentry issues, GitHub pull requests and deploys.
+//!
+//! Every handler reads the raw body first and authenticates it (bearer secret and optional
+//! Grafana HMAC, Sentry and GitHub HMAC-SHA256 over the exact bytes, all compared in constant
+//! time) before anything is parsed. Deliveries that carry an id (Sentry `Request-ID`, GitHub
+//! `X-GitHub-Delivery`) are de-duplicated in the store, so a redelivery has no second effect.
+//! The `GET` routes answer a health check that names the supported events and nothing about the
+//! configuration.
 
+mod github;
+mod grafana;
+mod sentry;
+
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use axum::Json;
 use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route(
+            "/api/loki/webhook",
+            get(grafana::health).post(grafana::receive),
+        )
+        .route(
+            "/api/sentry/webhook",
+            get(sentry::health).post(sentry::receive),
+        )
+        .route(
+            "/api/github/webhook",
+            get(github::health).post(github::receive),
+        )
+}
+
+/// The request body as the sender signed it. Bodies over the app's limit are a 413.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(e.status(), "PAYLOAD_TOO_LARGE", "request body too large")
+                } else {
+                    ApiError::bad_request("body", format!("cannot read the request body: {e}"))
+                }
+            })
+    }
+}
+
+/// A header as text (`None` when absent or not visible ASCII). Names are case-insensitive; a
+/// configured name that is not a valid header name simply matches nothing.
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Headers for an [`dispatch_core::ports::AlertRequest`]: names lower-cased, text values only.
+fn alert_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
+/// Whether `signature_hex` is the HMAC-SHA256 of the concatenated `parts` under `key`. Checked
+/// in constant time; text that is not hex of the right length is simply wrong.
+fn hmac_matches(key: &[u8], parts: &[&[u8]], signature_hex: &str) -> bool {
+    let Ok(expected) = hex::decode(signature_hex.trim()) else {
+        return false;
+    };
+    // HMAC takes keys of any length; the error case cannot happen.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return false;
+    };
+    for p in parts {
+        mac.update(p);
+    }
+    mac.verify_slice(&expected).is_ok()
+}
+
+/// A delivery id header, when it looks like one (GitHub GUIDs, Sentry's 32 hex digits).
+fn delivery_id<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    header(headers, name).map(str::trim).filter(|id| {
+        !id.is_empty()
+            && id.len() <= 128
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    })
+}
+
+/// Records a delivery id; `true` the first time. Recorded once the request is authentic and
+/// well-formed, before its effect, so two concurrent copies cannot both act.
+async fn first_delivery(s: &AppState, source: &str, id: Option<&str>) -> ApiResult<bool> {
+    match id {
+        None => Ok(true),
+        Some(id) => Ok(s
+            .dispatch
+            .store()
+            .record_delivery(source, id, chrono::Utc::now())
+            .await?),
+    }
+}
+
+/// The answer to a redelivered webhook.
+fn duplicate_delivery(source: &str, id: Option<&str>) -> Response {
+    tracing::info!(
+        source,
+        delivery = id.unwrap_or(""),
+        "duplicate webhook delivery ignored"
+    );
+    Json(json!({ "success": true, "message": "Duplicate delivery", "duplicate": true }))
+        .into_response()
+}
+
+/// A client-facing message for a failed use-case: internal details stay in the log.
+fn public_message(e: &dispatch_core::Error) -> String {
+    if crate::error::status_of(&e.kind) == StatusCode::INTERNAL_SERVER_ERROR {
+        "internal error".into()
+    } else {
+        e.message.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_checks_bytes_hex_and_length() {
+        // GitHub's documented test vector.
+        let sig = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        let key = b"It's a Secret to Everybody";
+        assert!(hmac_matches(key, &[b"Hello, World!"], sig));
+        assert!(hmac_matches(key, &[b"Hello, ", b"World!"], sig));
+        assert!(hmac_matches(key, &[b"Hello, World!"], &sig.to_uppercase()));
+        assert!(!hmac_matches(key, &[b"Hello, World?"], sig));
+        assert!(!hmac_matches(b"other", &[b"Hello, World!"], sig));
+        assert!(!hmac_matches(key, &[b"Hello, World!"], &sig[..62]));
+        assert!(!hmac_matches(key, &[b"Hello, World!"], &format!("{sig}00")));
+        assert!(!hmac_matches(key, &[b"Hello, World!"], ""));
+        assert!(!hmac_matches(key, &[b"Hello, World!"], "zz"));
+    }
+
+    #[test]
+    fn delivery_ids_are_bounded() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-github-delivery",
+            "72d3162e-cc78-11e3-81ab-4c9367dc0958".parse().expect("hv"),
+        );
+        assert!(delivery_id(&h, "X-GitHub-Delivery").is_some());
+        h.insert("x-github-delivery", "a b".parse().expect("hv"));
+        assert!(delivery_id(&h, "x-github-delivery").is_none());
+        h.insert("x-github-delivery", "x".repeat(129).parse().expect("hv"));
+        assert!(delivery_id(&h, "x-github-delivery").is_none());
+        assert!(delivery_id(&h, "request-id").is_none());
+        assert!(delivery_id(&h, "not a header name").is_none());
+    }
 }

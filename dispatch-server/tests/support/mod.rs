@@ -34,18 +34,28 @@ impl ServerBuilder {
     }
     pub fn start(self) -> Server {
         let dir = self.dir.unwrap_or_else(|| {
-            let d = std::env::temp_dir().join(format!("dispatch-server-test-{}", uuid::Uuid::now_v7().simple()));
+            let d = std::env::temp_dir().join(format!(
+                "dispatch-server-test-{}",
+                uuid::Uuid::now_v7().simple()
+            ));
             std::fs::create_dir_all(&d).expect("temp dir");
             d
         });
         let mut env = self.env;
         env.entry("PORT".into()).or_insert_with(|| "0".into());
-        env.entry("HOST".into()).or_insert_with(|| "127.0.0.1".into());
-        env.entry("DISPATCH_API_KEY".into()).or_insert_with(|| "test-api-key-0123456789".into());
-        env.entry("DISPATCH_PASSWORD".into()).or_insert_with(|| "test-password".into());
-        env.entry("RUST_LOG".into()).or_insert_with(|| "warn".into());
+        env.entry("HOST".into())
+            .or_insert_with(|| "127.0.0.1".into());
+        env.entry("DISPATCH_API_KEY".into())
+            .or_insert_with(|| "test-api-key-0123456789".into());
+        env.entry("DISPATCH_PASSWORD".into())
+            .or_insert_with(|| "test-password".into());
+        env.entry("RUST_LOG".into())
+            .or_insert_with(|| "warn".into());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dispatch"));
-        cmd.arg("serve").current_dir(&dir).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.arg("serve")
+            .current_dir(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         // A clean environment: only what the test gives, plus PATH/HOME.
         cmd.env_clear();
         for k in ["PATH", "HOME"] {
@@ -96,7 +106,10 @@ impl ServerBuilder {
 
 impl Server {
     pub fn builder() -> ServerBuilder {
-        ServerBuilder { env: HashMap::new(), dir: None }
+        ServerBuilder {
+            env: HashMap::new(),
+            dir: None,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -114,7 +127,10 @@ impl Server {
     /// SIGTERM and wait for a graceful exit.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let c = self.child.as_mut()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(s)) = c.try_wait() {
@@ -131,4 +147,16 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// An HTTP client for the tests. reqwest is built with `rustls-no-provider` (the GitHub and
+/// Sentry API clients bring it in), so a crypto provider must be installed before a client is.
+pub fn http() -> reqwest::Client {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("http client")
 }

@@ -1,0 +1,401 @@
+//! `POST /api/github/webhook`: pull requests and deploys (spec §4.3, §6.1–6.3).
+//!
+//! `GITHUB_WEBHOOK_SECRET` must be set (else 503). `X-Hub-Signature-256` is `sha256=` + hex
+//! HMAC-SHA256 of the raw body. `X-GitHub-Delivery` is de-duplicated, so a redelivery answers
+//! `{"message": "Duplicate delivery", "duplicate": true}` and changes nothing.
+//!
+//! - `ping` → pong.
+//! - `pull_request` opened/reopened/edited: issues of this workspace named in the title, body or
+//!   head branch (`DISPATCH-42`, `fix/dispatch-42-…`) are matched; on opened/reopened those in
+//!   Backlog, Investigating, Needs Review or In Progress move to In Review and get an activity
+//!   with the PR link. Closed and merged (into any base): a fix attempt per named issue; the
+//!   verification starts at merge, or at the next deploy with `VERIFY_WAIT_FOR_DEPLOY`.
+//! - `workflow_run` completed with success, whose workflow name contains `deploy` or
+//!   `production` and whose head branch is `GITHUB_REF` (default `main`) or `master`: a deploy
+//!   signal, which starts monitoring of fixes awaiting deploy.
+//! - anything else: 200 "Event ignored".
+
+use super::{RawBody, delivery_id, duplicate_delivery, first_delivery, hmac_matches};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::parse_json;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use dispatch_core::engine::ColumnRef;
+use dispatch_core::ids::IssueRef;
+use dispatch_core::issue::{Actor, find_identifiers, names};
+use dispatch_core::run::{ActivityType, NewActivity};
+use dispatch_core::verify::MergedPr;
+use dispatch_core::{Error, ErrorKind, Timestamp};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::OnceLock;
+
+const ACTOR: &str = "GitHub Webhook";
+
+/// Columns from which an opened PR moves its issues to In Review.
+const BEFORE_REVIEW: [&str; 4] = [
+    names::BACKLOG,
+    names::INVESTIGATING,
+    names::NEEDS_REVIEW,
+    names::IN_PROGRESS,
+];
+
+pub async fn health() -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "events": ["ping", "pull_request", "workflow_run"],
+    }))
+}
+
+/// The production branch: `GITHUB_REF` (a `refs/heads/` prefix is dropped), default `main`.
+fn deploy_branch() -> &'static str {
+    static BRANCH: OnceLock<String> = OnceLock::new();
+    BRANCH.get_or_init(|| {
+        let get = crate::config::env_lookup();
+        get("GITHUB_REF")
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .map(|r| r.strip_prefix("refs/heads/").unwrap_or(&r).to_string())
+            .unwrap_or_else(|| "main".into())
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct Ping {
+    #[serde(default)]
+    zen: Option<String>,
+    #[serde(default)]
+    hook_id: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PullRequestEvent {
+    action: String,
+    pull_request: PullRequest,
+}
+
+#[derive(Debug, Deserialize)]
+struct PullRequest {
+    number: i64,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    html_url: Option<String>,
+    #[serde(default)]
+    merged: Option<bool>,
+    #[serde(default)]
+    merged_at: Option<Timestamp>,
+    #[serde(default)]
+    merge_commit_sha: Option<String>,
+    #[serde(default)]
+    head: Option<Branch>,
+    #[serde(default)]
+    base: Option<Branch>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Branch {
+    #[serde(rename = "ref", default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WorkflowRunEvent {
+    action: String,
+    workflow_run: WorkflowRun,
+}
+
+#[derive(Debug, Deserialize)]
+struct WorkflowRun {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    head_branch: Option<String>,
+    #[serde(default)]
+    head_sha: Option<String>,
+    #[serde(default)]
+    conclusion: Option<String>,
+    #[serde(default)]
+    updated_at: Option<Timestamp>,
+}
+
+pub async fn receive(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    let Some(secret) = &s.config.github_webhook_secret else {
+        return Err(Error::unavailable(
+            "GitHub webhook disabled: set GITHUB_WEBHOOK_SECRET to the webhook's secret",
+        )
+        .into());
+    };
+    let signature = super::header(&headers, "x-hub-signature-256")
+        .and_then(|v| v.trim().strip_prefix("sha256="))
+        .unwrap_or("");
+    if signature.is_empty() || !hmac_matches(secret.expose().as_bytes(), &[&body], signature) {
+        return Err(ApiError::unauthorized("invalid X-Hub-Signature-256"));
+    }
+    let Some(event) = super::header(&headers, "x-github-event").map(str::trim) else {
+        return Err(ApiError::bad_request(
+            "X-GitHub-Event",
+            "the X-GitHub-Event header is required",
+        ));
+    };
+    let delivery = delivery_id(&headers, "x-github-delivery");
+    match event {
+        "ping" => {
+            let p: Ping = parse_json(&body)?;
+            Ok(Json(json!({
+                "success": true,
+                "message": "Pong! Webhook configured successfully",
+                "zen": p.zen,
+                "hookId": p.hook_id,
+            }))
+            .into_response())
+        }
+        "pull_request" => {
+            let e: PullRequestEvent = parse_json(&body)?;
+            if !first_delivery(&s, "github", delivery).await? {
+                return Ok(duplicate_delivery("github", delivery));
+            }
+            pull_request(&s, e).await
+        }
+        "workflow_run" => {
+            let e: WorkflowRunEvent = parse_json(&body)?;
+            if !first_delivery(&s, "github", delivery).await? {
+                return Ok(duplicate_delivery("github", delivery));
+            }
+            workflow_run(&s, e).await
+        }
+        other => Ok(Json(json!({
+            "success": true,
+            "message": "Event ignored",
+            "event": other,
+        }))
+        .into_response()),
+    }
+}
+
+async fn pull_request(s: &AppState, e: PullRequestEvent) -> ApiResult<Response> {
+    let pr = e.pull_request;
+    let actor = Actor::webhook(ACTOR);
+    let head = pr.head.and_then(|b| b.name);
+    let base = pr.base.and_then(|b| b.name);
+    match e.action.as_str() {
+        "closed" if pr.merged == Some(true) => {
+            let merged = MergedPr {
+                number: pr.number,
+                url: pr.html_url,
+                title: pr.title,
+                body: pr.body,
+                head_branch: head,
+                base_branch: base,
+                merged_at: pr.merged_at.unwrap_or_else(|| s.dispatch.clock().now()),
+                merge_sha: pr.merge_commit_sha,
+            };
+            let reports = s.dispatch.pr_merged(&merged, &actor).await?;
+            let attempts: Vec<Value> = reports
+                .iter()
+                .map(|r| {
+                    json!({
+                        "issueId": r.issue_id,
+                        "identifier": r.identifier,
+                        "fixAttemptId": r.attempt.id,
+                        "status": r.attempt.status,
+                        "created": r.created,
+                    })
+                })
+                .collect();
+            Ok(Json(json!({
+                "success": true,
+                "message": "Processed",
+                "action": "merged",
+                "prNumber": merged.number,
+                "fixAttempts": attempts,
+            }))
+            .into_response())
+        }
+        "closed" => Ok(Json(json!({
+            "success": true,
+            "message": "Pull request closed without merge",
+            "prNumber": pr.number,
+        }))
+        .into_response()),
+        action @ ("opened" | "reopened" | "edited") => {
+            let text = [pr.title.as_deref(), pr.body.as_deref(), head.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("\n");
+            let ids = find_identifiers(&text, &s.dispatch.workspace().issue_prefix);
+            let move_to_review = action != "edited";
+            let columns = if move_to_review && !ids.is_empty() {
+                s.dispatch.columns().await?
+            } else {
+                Vec::new()
+            };
+            let mut matched = Vec::new();
+            let mut moved = Vec::new();
+            for id in ids {
+                let issue = match s.dispatch.get_issue(IssueRef::Identifier(id)).await {
+                    Ok(i) => i,
+                    Err(err) if err.kind == ErrorKind::NotFound => continue,
+                    Err(err) => return Err(err.into()),
+                };
+                matched.push(issue.identifier.clone());
+                if !move_to_review {
+                    continue;
+                }
+                let mut a = NewActivity::new(
+                    ActivityType::Observation,
+                    format!(
+                        "Pull request #{} {action}: {}",
+                        pr.number,
+                        pr.title.as_deref().unwrap_or("")
+                    ),
+                );
+                a.metadata = json!({ "pr_number": pr.number, "pr_url": pr.html_url, "head": head, "base": base });
+                if let Err(err) = s.dispatch.record_activity(issue.id, a).await {
+                    tracing::warn!(issue = %issue.identifier, error = %err, "cannot record the PR activity");
+                }
+                let in_column = columns.iter().find(|c| c.id == issue.column_id);
+                if !in_column.is_some_and(|c| BEFORE_REVIEW.iter().any(|n| c.is_named(n))) {
+                    continue;
+                }
+                match s
+                    .dispatch
+                    .move_issue(issue.id, ColumnRef::Name(names::IN_REVIEW.into()), &actor)
+                    .await
+                {
+                    Ok(_) => moved.push(issue.identifier.clone()),
+                    // A workspace without an In Review column, or a concurrent change: the PR
+                    // is still matched; the webhook must not fail for it.
+                    Err(err) => {
+                        tracing::warn!(issue = %issue.identifier, error = %err, "cannot move the issue to In Review")
+                    }
+                }
+            }
+            Ok(Json(json!({
+                "success": true,
+                "message": "Processed",
+                "action": action,
+                "prNumber": pr.number,
+                "matched": matched,
+                "movedToReview": moved,
+            }))
+            .into_response())
+        }
+        other => Ok(Json(json!({
+            "success": true,
+            "message": "Action ignored",
+            "action": other,
+        }))
+        .into_response()),
+    }
+}
+
+/// Whether a completed workflow run is a successful production deploy.
+fn is_production_deploy(run: &WorkflowRun, action: &str, branch: &str) -> bool {
+    let name = run.name.as_deref().unwrap_or("").to_lowercase();
+    let head = run.head_branch.as_deref().unwrap_or("");
+    action == "completed"
+        && run.conclusion.as_deref() == Some("success")
+        && (name.contains("deploy") || name.contains("production"))
+        && (head == branch || head == "master")
+}
+
+async fn workflow_run(s: &AppState, e: WorkflowRunEvent) -> ApiResult<Response> {
+    let run = e.workflow_run;
+    if !is_production_deploy(&run, &e.action, deploy_branch()) {
+        return Ok(Json(json!({
+            "success": true,
+            "message": "Workflow run ignored: not a successful production deploy",
+            "workflow": run.name,
+            "headBranch": run.head_branch,
+        }))
+        .into_response());
+    }
+    let at = run.updated_at.unwrap_or_else(|| s.dispatch.clock().now());
+    let started = s
+        .dispatch
+        .deploy_signal(run.head_sha.as_deref(), at)
+        .await?;
+    tracing::info!(
+        sha = run.head_sha.as_deref().unwrap_or(""),
+        monitoring = started,
+        "production deploy"
+    );
+    Ok(Json(json!({
+        "success": true,
+        "message": "Deployment recorded",
+        "deployedSha": run.head_sha,
+        "deployedAt": at,
+        "monitoringStarted": started,
+    }))
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(name: &str, branch: &str, conclusion: &str) -> WorkflowRun {
+        WorkflowRun {
+            name: Some(name.into()),
+            head_branch: Some(branch.into()),
+            head_sha: Some("abc".into()),
+            conclusion: Some(conclusion.into()),
+            updated_at: None,
+        }
+    }
+
+    #[test]
+    fn production_deploys() {
+        assert!(is_production_deploy(
+            &run("Deploy", "main", "success"),
+            "completed",
+            "main"
+        ));
+        assert!(is_production_deploy(
+            &run("CI / Production release", "master", "success"),
+            "completed",
+            "main"
+        ));
+        assert!(is_production_deploy(
+            &run("deploy-prod", "release", "success"),
+            "completed",
+            "release"
+        ));
+        assert!(!is_production_deploy(
+            &run("Deploy", "main", "failure"),
+            "completed",
+            "main"
+        ));
+        assert!(!is_production_deploy(
+            &run("Deploy", "main", "success"),
+            "requested",
+            "main"
+        ));
+        assert!(!is_production_deploy(
+            &run("Tests", "main", "success"),
+            "completed",
+            "main"
+        ));
+        assert!(!is_production_deploy(
+            &run("Deploy", "feature/x", "success"),
+            "completed",
+            "main"
+        ));
+        assert!(!is_production_deploy(
+            &run("Deploy", "staging", "success"),
+            "completed",
+            "main"
+        ));
+    }
+}
