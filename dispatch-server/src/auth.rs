@@ -32,7 +32,11 @@ fn sign(secret: &str, payload: &str) -> String {
 }
 
 /// A new session token `v1.<expires unix>.<nonce>.<hmac>`.
-pub fn new_session(secret: &str, ttl: chrono::Duration, now: chrono::DateTime<chrono::Utc>) -> String {
+pub fn new_session(
+    secret: &str,
+    ttl: chrono::Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
     let mut nonce = [0u8; 16];
     rand::rng().fill_bytes(&mut nonce);
     let payload = format!("v1.{}.{}", (now + ttl).timestamp(), hex::encode(nonce));
@@ -42,15 +46,21 @@ pub fn new_session(secret: &str, ttl: chrono::Duration, now: chrono::DateTime<ch
 
 /// Whether a session token is ours and not expired.
 pub fn verify_session(secret: &str, token: &str, now: chrono::DateTime<chrono::Utc>) -> bool {
-    let Some((payload, sig)) = token.rsplit_once('.') else { return false };
+    let Some((payload, sig)) = token.rsplit_once('.') else {
+        return false;
+    };
     let mut parts = payload.split('.');
-    let (Some("v1"), Some(exp), Some(nonce), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some("v1"), Some(exp), Some(nonce), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return false;
     };
     if nonce.len() != 32 || sig.len() != 64 {
         return false;
     }
-    let Ok(exp) = exp.parse::<i64>() else { return false };
+    let Ok(exp) = exp.parse::<i64>() else {
+        return false;
+    };
     let expected = sign(secret, payload);
     constant_time_eq(expected.as_bytes(), sig.as_bytes()) && exp > now.timestamp()
 }
@@ -67,7 +77,10 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let v = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -96,25 +109,36 @@ impl Authenticated {
 }
 
 pub fn api_key_ok(state: &AppState, headers: &HeaderMap) -> bool {
-    bearer(headers).is_some_and(|t| constant_time_eq(t.as_bytes(), state.config.api_key.expose().as_bytes()))
+    bearer(headers)
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), state.config.api_key.expose().as_bytes()))
 }
 
 pub fn session_ok(state: &AppState, headers: &HeaderMap) -> bool {
-    cookie_value(headers, SESSION_COOKIE)
-        .is_some_and(|t| verify_session(state.config.session_secret.expose(), t, chrono::Utc::now()))
+    cookie_value(headers, SESSION_COOKIE).is_some_and(|t| {
+        verify_session(state.config.session_secret.expose(), t, chrono::Utc::now())
+    })
 }
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if api_key_ok(state, &parts.headers) {
-            return Ok(Authenticated { method: AuthMethod::ApiKey });
+            return Ok(Authenticated {
+                method: AuthMethod::ApiKey,
+            });
         }
         if session_ok(state, &parts.headers) {
-            return Ok(Authenticated { method: AuthMethod::Session });
+            return Ok(Authenticated {
+                method: AuthMethod::Session,
+            });
         }
-        Err(ApiError::unauthorized("authentication required: log in, or send Authorization: Bearer <DISPATCH_API_KEY>"))
+        Err(ApiError::unauthorized(
+            "authentication required: log in, or send Authorization: Bearer <DISPATCH_API_KEY>",
+        ))
     }
 }
 
@@ -128,7 +152,11 @@ pub struct LoginLimiter {
 
 impl LoginLimiter {
     pub fn new(max: u32, window: Duration) -> Self {
-        LoginLimiter { max, window, seen: Mutex::new(HashMap::new()) }
+        LoginLimiter {
+            max,
+            window,
+            seen: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Counts an attempt; `Err(retry_after)` when the client is over the limit.
@@ -151,7 +179,10 @@ impl LoginLimiter {
 
     /// A successful login clears the client's count.
     pub fn reset(&self, ip: IpAddr) {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).remove(&ip);
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ip);
     }
 }
 
@@ -165,10 +196,16 @@ mod tests {
         let t = new_session("k".repeat(40).as_str(), chrono::Duration::hours(1), now);
         assert!(verify_session(&"k".repeat(40), &t, now));
         assert!(!verify_session(&"x".repeat(40), &t, now), "other key");
-        assert!(!verify_session(&"k".repeat(40), &t, now + chrono::Duration::hours(2)), "expired");
+        assert!(
+            !verify_session(&"k".repeat(40), &t, now + chrono::Duration::hours(2)),
+            "expired"
+        );
         let mut forged = t.clone();
         forged.replace_range(3..4, if &t[3..4] == "9" { "8" } else { "9" });
-        assert!(!verify_session(&"k".repeat(40), &forged, now), "tampered expiry");
+        assert!(
+            !verify_session(&"k".repeat(40), &forged, now),
+            "tampered expiry"
+        );
         for junk in ["", "x", "v1.1.2.3", "dispatch", "v1..."] {
             assert!(!verify_session(&"k".repeat(40), junk, now));
         }

@@ -73,16 +73,22 @@ pub struct ServerConfig {
 /// Reads a `.env` file: `KEY=VALUE` lines, `#` comments, optional quotes, `export ` prefix.
 pub fn read_dotenv(path: &Path) -> HashMap<String, String> {
     let mut out = HashMap::new();
-    let Ok(text) = std::fs::read_to_string(path) else { return out };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return out;
+    };
     for line in text.lines() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         let mut v = v.trim();
-        if (v.starts_with('"') && v.ends_with('"') && v.len() >= 2) || (v.starts_with('\'') && v.ends_with('\'') && v.len() >= 2) {
+        if (v.starts_with('"') && v.ends_with('"') && v.len() >= 2)
+            || (v.starts_with('\'') && v.ends_with('\'') && v.len() >= 2)
+        {
             v = &v[1..v.len() - 1];
         }
         out.insert(k.trim().to_string(), v.to_string());
@@ -97,7 +103,9 @@ pub fn env_lookup() -> impl Fn(&str) -> Option<String> {
 }
 
 fn nonempty(get: &dyn Fn(&str) -> Option<String>, k: &str) -> Option<String> {
-    get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    get(k)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 fn flag(get: &dyn Fn(&str) -> Option<String>, k: &str, default: bool) -> Result<bool> {
@@ -111,10 +119,17 @@ fn flag(get: &dyn Fn(&str) -> Option<String>, k: &str, default: bool) -> Result<
     }
 }
 
-fn secret(get: &dyn Fn(&str) -> Option<String>, k: &'static str, min_len: usize) -> Result<Option<Secret>> {
+fn secret(
+    get: &dyn Fn(&str) -> Option<String>,
+    k: &'static str,
+    min_len: usize,
+) -> Result<Option<Secret>> {
     match nonempty(get, k) {
         None => Ok(None),
-        Some(v) if v.len() < min_len => Err(Error::invalid(k, format!("{k} must be at least {min_len} characters"))),
+        Some(v) if v.len() < min_len => Err(Error::invalid(
+            k,
+            format!("{k} must be at least {min_len} characters"),
+        )),
         Some(v) => Ok(Some(Secret(v))),
     }
 }
@@ -125,42 +140,67 @@ impl ServerConfig {
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
         let port = match nonempty(get, "PORT") {
             None => 3002,
-            Some(p) => p.parse::<u16>().map_err(|_| Error::invalid("PORT", format!("PORT={p:?} is not a port number")))?,
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| Error::invalid("PORT", format!("PORT={p:?} is not a port number")))?,
         };
         let host = nonempty(get, "HOST").unwrap_or_else(|| "0.0.0.0".into());
         let app_url = nonempty(get, "DISPATCH_APP_URL")
             .or_else(|| nonempty(get, "NEXT_PUBLIC_APP_URL"))
             .unwrap_or_else(|| format!("http://localhost:{port}"));
         if !(app_url.starts_with("http://") || app_url.starts_with("https://")) {
-            return Err(Error::invalid("DISPATCH_APP_URL", "DISPATCH_APP_URL must be an http(s) URL"));
+            return Err(Error::invalid(
+                "DISPATCH_APP_URL",
+                "DISPATCH_APP_URL must be an http(s) URL",
+            ));
         }
         let store = StoreUrl::from_lookup(get)?;
         let engine = EngineConfig::from_lookup(get)?;
-        let secrets_path = nonempty(get, "DISPATCH_SECRETS_FILE").map(PathBuf::from).unwrap_or_else(|| match &store {
-            StoreUrl::Sqlite(p) => {
-                let p = p.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-                let dir = Path::new(p).parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                dir.join("dispatch.secrets.json")
-            }
-            StoreUrl::Postgres(_) => PathBuf::from("dispatch.secrets.json"),
-        });
+        let secrets_path = nonempty(get, "DISPATCH_SECRETS_FILE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| match &store {
+                StoreUrl::Sqlite(p) => {
+                    let p = p
+                        .trim_start_matches("sqlite://")
+                        .trim_start_matches("sqlite:");
+                    let dir = Path::new(p)
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."));
+                    dir.join("dispatch.secrets.json")
+                }
+                StoreUrl::Postgres(_) => PathBuf::from("dispatch.secrets.json"),
+            });
         let mut generated = Vec::new();
         let mut persisted = crate::secrets::SecretsFile::load(&secrets_path)?;
-        let mut take = |name: &'static str, env: Option<Secret>, generate: fn() -> String| -> Secret {
-            if let Some(s) = env {
-                return s;
-            }
-            if let Some(s) = persisted.get(name) {
-                return Secret(s);
-            }
-            let s = generate();
-            persisted.set(name, &s);
-            generated.push(name);
-            Secret(s)
-        };
-        let api_key = take("DISPATCH_API_KEY", secret(get, "DISPATCH_API_KEY", 16)?, crate::secrets::new_api_key);
-        let password = take("DISPATCH_PASSWORD", secret(get, "DISPATCH_PASSWORD", 8)?, crate::secrets::new_password);
-        let session_secret = take("DISPATCH_SESSION_SECRET", secret(get, "DISPATCH_SESSION_SECRET", 32)?, crate::secrets::new_api_key);
+        let mut take =
+            |name: &'static str, env: Option<Secret>, generate: fn() -> String| -> Secret {
+                if let Some(s) = env {
+                    return s;
+                }
+                if let Some(s) = persisted.get(name) {
+                    return Secret(s);
+                }
+                let s = generate();
+                persisted.set(name, &s);
+                generated.push(name);
+                Secret(s)
+            };
+        let api_key = take(
+            "DISPATCH_API_KEY",
+            secret(get, "DISPATCH_API_KEY", 16)?,
+            crate::secrets::new_api_key,
+        );
+        let password = take(
+            "DISPATCH_PASSWORD",
+            secret(get, "DISPATCH_PASSWORD", 8)?,
+            crate::secrets::new_password,
+        );
+        let session_secret = take(
+            "DISPATCH_SESSION_SECRET",
+            secret(get, "DISPATCH_SESSION_SECRET", 32)?,
+            crate::secrets::new_api_key,
+        );
         if !generated.is_empty() {
             persisted.save(&secrets_path)?;
         }
@@ -170,15 +210,21 @@ impl ServerConfig {
                 .parse::<usize>()
                 .ok()
                 .filter(|n| *n >= 1024)
-                .ok_or_else(|| Error::invalid("MAX_BODY_BYTES", "MAX_BODY_BYTES must be a number of bytes, at least 1024"))?,
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "MAX_BODY_BYTES",
+                        "MAX_BODY_BYTES must be a number of bytes, at least 1024",
+                    )
+                })?,
         };
         let session_ttl_hours = match nonempty(get, "SESSION_TTL_HOURS") {
             None => 168,
-            Some(v) => v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| Error::invalid("SESSION_TTL_HOURS", "SESSION_TTL_HOURS must be a positive number"))?,
+            Some(v) => v.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Error::invalid(
+                    "SESSION_TTL_HOURS",
+                    "SESSION_TTL_HOURS must be a positive number",
+                )
+            })?,
         };
         Ok(ServerConfig {
             port,

@@ -20,7 +20,13 @@ pub struct StatusDto {
 
 impl From<&Column> for StatusDto {
     fn from(c: &Column) -> Self {
-        StatusDto { id: c.id.to_string(), name: c.name.clone(), color: c.color.clone(), position: c.position, is_closed: c.is_closed() }
+        StatusDto {
+            id: c.id.to_string(),
+            name: c.name.clone(),
+            color: c.color.clone(),
+            position: c.position,
+            is_closed: c.is_closed(),
+        }
     }
 }
 

@@ -34,10 +34,19 @@ pub fn status_of(kind: &ErrorKind) -> StatusCode {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        ApiError { status, code: code.into(), message: message.into(), field: None, extra: None }
+        ApiError {
+            status,
+            code: code.into(),
+            message: message.into(),
+            field: None,
+            extra: None,
+        }
     }
     pub fn bad_request(field: &str, message: impl Into<String>) -> Self {
-        ApiError { field: Some(field.into()), ..Self::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", message) }
+        ApiError {
+            field: Some(field.into()),
+            ..Self::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", message)
+        }
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
@@ -58,10 +67,18 @@ impl From<Error> for ApiError {
         }
         let extra = match &e.kind {
             ErrorKind::GateDenied { reason } => Some(json!({ "reason": reason })),
-            ErrorKind::Upstream { service, status } => Some(json!({ "service": service, "upstreamStatus": status })),
+            ErrorKind::Upstream { service, status } => {
+                Some(json!({ "service": service, "upstreamStatus": status }))
+            }
             _ => None,
         };
-        ApiError { status, code: e.kind.code().to_string(), field: e.field().map(str::to_string), message: e.message, extra }
+        ApiError {
+            status,
+            code: e.kind.code().to_string(),
+            field: e.field().map(str::to_string),
+            message: e.message,
+            extra,
+        }
     }
 }
 

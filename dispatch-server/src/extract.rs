@@ -39,11 +39,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let field = if path == "." || path.is_empty() {
             // serde names a missing field only in the message: `missing field `title``.
             let msg = inner.to_string();
-            msg.split('`').nth(1).filter(|_| msg.starts_with("missing field")).unwrap_or("body").to_string()
+            msg.split('`')
+                .nth(1)
+                .filter(|_| msg.starts_with("missing field"))
+                .unwrap_or("body")
+                .to_string()
         } else {
             path
         };
-        let what = if inner.is_syntax() || inner.is_eof() { "malformed JSON" } else { "invalid value" };
+        let what = if inner.is_syntax() || inner.is_eof() {
+            "malformed JSON"
+        } else {
+            "invalid value"
+        };
         ApiError::bad_request(&field, format!("{what} at {field}: {inner}"))
     })
 }

@@ -23,7 +23,11 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "dispatch", version, about = "Dispatch: production errors and requests in, verified fixes out.")]
+#[command(
+    name = "dispatch",
+    version,
+    about = "Dispatch: production errors and requests in, verified fixes out."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,19 +43,31 @@ enum Command {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let text = std::env::var("LOG_FORMAT").map(|v| v.eq_ignore_ascii_case("text")).unwrap_or(false);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let text = std::env::var("LOG_FORMAT")
+        .map(|v| v.eq_ignore_ascii_case("text"))
+        .unwrap_or(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if text {
         builder.init();
     } else {
-        builder.json().flatten_event(true).with_current_span(false).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -93,35 +109,60 @@ async fn serve() -> dispatch_core::Result<()> {
     let opened = dispatch_adapters::open::open_store(&cfg.store).await?;
     let get = config::env_lookup();
     let (runner, runner_line) = runner::select(&get)?;
-    let dispatch = Dispatch::builder(opened.store, runner).bus(opened.bus).config(cfg.engine.clone()).build().await?;
-    let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port)
-        .parse()
-        .map_err(|e| dispatch_core::Error::invalid("HOST", format!("{}:{} is not an address: {e}", cfg.host, cfg.port)))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| dispatch_core::Error::invalid("PORT", format!("cannot listen on {addr}: {e}")))?;
-    let local = listener.local_addr().map_err(|e| dispatch_core::Error::internal(e.to_string()))?;
+    let dispatch = Dispatch::builder(opened.store, runner)
+        .bus(opened.bus)
+        .config(cfg.engine.clone())
+        .build()
+        .await?;
+    let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port).parse().map_err(|e| {
+        dispatch_core::Error::invalid(
+            "HOST",
+            format!("{}:{} is not an address: {e}", cfg.host, cfg.port),
+        )
+    })?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        dispatch_core::Error::invalid("PORT", format!("cannot listen on {addr}: {e}"))
+    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| dispatch_core::Error::internal(e.to_string()))?;
 
     let cancel = CancellationToken::new();
     let state = AppState {
         dispatch: dispatch.clone(),
         config: Arc::new(cfg.clone()),
-        login_limiter: Arc::new(auth::LoginLimiter::new(10, std::time::Duration::from_secs(300))),
+        login_limiter: Arc::new(auth::LoginLimiter::new(
+            10,
+            std::time::Duration::from_secs(300),
+        )),
         metrics: Arc::new(metrics::Metrics::default()),
         shutdown: cancel.clone(),
     };
     let app = app::build(state);
 
-    let url = if cfg.host == "0.0.0.0" { format!("http://localhost:{}", local.port()) } else { format!("http://{local}") };
-    println!("Dispatch is listening on {url} ({} store)", cfg.store.redacted());
+    let url = if cfg.host == "0.0.0.0" {
+        format!("http://localhost:{}", local.port())
+    } else {
+        format!("http://{local}")
+    };
+    println!(
+        "Dispatch is listening on {url} ({} store)",
+        cfg.store.redacted()
+    );
     println!("  runner: {runner_line}");
     if !cfg.workers {
         println!("  dispatcher and sweeper: off in this process (DISPATCH_WORKERS=false)");
     }
     if cfg.generated.is_empty() {
-        println!("  API key and login password: from the environment or {}", cfg.secrets_path.display());
+        println!(
+            "  API key and login password: from the environment or {}",
+            cfg.secrets_path.display()
+        );
     } else {
-        println!("  generated and stored in {} for the next start:", cfg.secrets_path.display());
+        println!(
+            "  generated and stored in {} for the next start:",
+            cfg.secrets_path.display()
+        );
         println!("    DISPATCH_API_KEY={}", cfg.api_key.expose());
         println!("    DISPATCH_PASSWORD={}", cfg.password.expose());
     }
@@ -148,10 +189,13 @@ async fn serve() -> dispatch_core::Result<()> {
             cancel.cancel();
         }
     };
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| dispatch_core::Error::internal(format!("server error: {e}")))?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|e| dispatch_core::Error::internal(format!("server error: {e}")))?;
     cancel.cancel();
     let _ = loops.await;
     Ok(())

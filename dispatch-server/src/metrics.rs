@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Latency buckets in seconds.
-const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 #[derive(Debug, Default)]
 struct Histogram {
@@ -46,13 +48,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Metrics {
     pub fn request(&self, method: &str, route: &str, status: u16, secs: f64) {
-        *lock(&self.requests).entry((method.to_string(), route.to_string(), status)).or_default() += 1;
-        lock(&self.latency).entry(route.to_string()).or_default().observe(secs);
+        *lock(&self.requests)
+            .entry((method.to_string(), route.to_string(), status))
+            .or_default() += 1;
+        lock(&self.latency)
+            .entry(route.to_string())
+            .or_default()
+            .observe(secs);
     }
 
     /// `outcome` is `created`, `deduplicated` or `error`.
     pub fn ingest(&self, source: &str, outcome: &'static str) {
-        *lock(&self.ingest).entry((source.to_string(), outcome)).or_default() += 1;
+        *lock(&self.ingest)
+            .entry((source.to_string(), outcome))
+            .or_default() += 1;
     }
 
     /// `reason` is the gate's code, or `allow`.
@@ -64,44 +73,101 @@ impl Metrics {
     pub fn render(&self, runs: &[(&str, u64)]) -> String {
         use std::fmt::Write as _;
         let mut s = String::new();
-        let _ = writeln!(s, "# HELP dispatch_http_requests_total HTTP requests by route and status.");
+        let _ = writeln!(
+            s,
+            "# HELP dispatch_http_requests_total HTTP requests by route and status."
+        );
         let _ = writeln!(s, "# TYPE dispatch_http_requests_total counter");
         for ((m, r, st), n) in lock(&self.requests).iter() {
-            let _ = writeln!(s, "dispatch_http_requests_total{{method=\"{m}\",route=\"{}\",status=\"{st}\"}} {n}", esc(r));
+            let _ = writeln!(
+                s,
+                "dispatch_http_requests_total{{method=\"{m}\",route=\"{}\",status=\"{st}\"}} {n}",
+                esc(r)
+            );
         }
-        let _ = writeln!(s, "# HELP dispatch_http_request_duration_seconds HTTP request latency by route.");
+        let _ = writeln!(
+            s,
+            "# HELP dispatch_http_request_duration_seconds HTTP request latency by route."
+        );
         let _ = writeln!(s, "# TYPE dispatch_http_request_duration_seconds histogram");
         for (r, h) in lock(&self.latency).iter() {
             for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(s, "dispatch_http_request_duration_seconds_bucket{{route=\"{}\",le=\"{b}\"}} {}", esc(r), h.counts.get(i).copied().unwrap_or(0));
+                let _ = writeln!(
+                    s,
+                    "dispatch_http_request_duration_seconds_bucket{{route=\"{}\",le=\"{b}\"}} {}",
+                    esc(r),
+                    h.counts.get(i).copied().unwrap_or(0)
+                );
             }
-            let _ = writeln!(s, "dispatch_http_request_duration_seconds_bucket{{route=\"{}\",le=\"+Inf\"}} {}", esc(r), h.total);
-            let _ = writeln!(s, "dispatch_http_request_duration_seconds_sum{{route=\"{}\"}} {}", esc(r), h.sum);
-            let _ = writeln!(s, "dispatch_http_request_duration_seconds_count{{route=\"{}\"}} {}", esc(r), h.total);
+            let _ = writeln!(
+                s,
+                "dispatch_http_request_duration_seconds_bucket{{route=\"{}\",le=\"+Inf\"}} {}",
+                esc(r),
+                h.total
+            );
+            let _ = writeln!(
+                s,
+                "dispatch_http_request_duration_seconds_sum{{route=\"{}\"}} {}",
+                esc(r),
+                h.sum
+            );
+            let _ = writeln!(
+                s,
+                "dispatch_http_request_duration_seconds_count{{route=\"{}\"}} {}",
+                esc(r),
+                h.total
+            );
         }
-        let _ = writeln!(s, "# HELP dispatch_ingest_events_total Error events ingested by source and outcome.");
+        let _ = writeln!(
+            s,
+            "# HELP dispatch_ingest_events_total Error events ingested by source and outcome."
+        );
         let _ = writeln!(s, "# TYPE dispatch_ingest_events_total counter");
         for ((src, o), n) in lock(&self.ingest).iter() {
-            let _ = writeln!(s, "dispatch_ingest_events_total{{source=\"{}\",outcome=\"{o}\"}} {n}", esc(src));
+            let _ = writeln!(
+                s,
+                "dispatch_ingest_events_total{{source=\"{}\",outcome=\"{o}\"}} {n}",
+                esc(src)
+            );
         }
-        let _ = writeln!(s, "# HELP dispatch_gate_decisions_total Spawn gate decisions by reason.");
+        let _ = writeln!(
+            s,
+            "# HELP dispatch_gate_decisions_total Spawn gate decisions by reason."
+        );
         let _ = writeln!(s, "# TYPE dispatch_gate_decisions_total counter");
         for (r, n) in lock(&self.gate).iter() {
-            let _ = writeln!(s, "dispatch_gate_decisions_total{{reason=\"{}\"}} {n}", esc(r));
+            let _ = writeln!(
+                s,
+                "dispatch_gate_decisions_total{{reason=\"{}\"}} {n}",
+                esc(r)
+            );
         }
         let _ = writeln!(s, "# HELP dispatch_runs Runs by status right now.");
         let _ = writeln!(s, "# TYPE dispatch_runs gauge");
         for (st, n) in runs {
             let _ = writeln!(s, "dispatch_runs{{status=\"{st}\"}} {n}");
         }
-        let _ = writeln!(s, "# HELP dispatch_loop_lag_seconds How late the last dispatcher/sweeper pass ran.");
+        let _ = writeln!(
+            s,
+            "# HELP dispatch_loop_lag_seconds How late the last dispatcher/sweeper pass ran."
+        );
         let _ = writeln!(s, "# TYPE dispatch_loop_lag_seconds gauge");
-        let _ = writeln!(s, "dispatch_loop_lag_seconds{{loop=\"dispatcher\"}} {}", self.dispatcher_lag_ms.load(Ordering::Relaxed) as f64 / 1000.0);
-        let _ = writeln!(s, "dispatch_loop_lag_seconds{{loop=\"sweeper\"}} {}", self.sweeper_lag_ms.load(Ordering::Relaxed) as f64 / 1000.0);
+        let _ = writeln!(
+            s,
+            "dispatch_loop_lag_seconds{{loop=\"dispatcher\"}} {}",
+            self.dispatcher_lag_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        );
+        let _ = writeln!(
+            s,
+            "dispatch_loop_lag_seconds{{loop=\"sweeper\"}} {}",
+            self.sweeper_lag_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        );
         s
     }
 }
 
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

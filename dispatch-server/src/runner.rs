@@ -18,7 +18,11 @@ impl Runner for UnavailableRunner {
         "none"
     }
 
-    async fn dispatch(&self, _job: RunJob, _reporter: Arc<dyn RunReporter>) -> Result<DispatchReceipt> {
+    async fn dispatch(
+        &self,
+        _job: RunJob,
+        _reporter: Arc<dyn RunReporter>,
+    ) -> Result<DispatchReceipt> {
         Err(Error::invalid("runner", self.reason.clone()))
     }
 
@@ -53,5 +57,10 @@ pub fn select(get: &dyn Fn(&str) -> Option<String>) -> Result<(Arc<dyn Runner>, 
     #[allow(unreachable_code)]
     let _ = get;
     let reason = "no agent runner is available: set GITHUB_TOKEN and GITHUB_REPO for GitHub Actions, or install the Claude Code CLI (`claude`) for the local runner".to_string();
-    Ok((Arc::new(UnavailableRunner { reason: reason.clone() }), reason))
+    Ok((
+        Arc::new(UnavailableRunner {
+            reason: reason.clone(),
+        }),
+        reason,
+    ))
 }

@@ -15,13 +15,20 @@ impl SecretsFile {
     pub fn load(path: &Path) -> Result<Self> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                let values: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
-                    Error::invalid("DISPATCH_SECRETS_FILE", format!("{} is not a JSON object of strings: {e}", path.display()))
-                })?;
+                let values: BTreeMap<String, String> =
+                    serde_json::from_str(&text).map_err(|e| {
+                        Error::invalid(
+                            "DISPATCH_SECRETS_FILE",
+                            format!("{} is not a JSON object of strings: {e}", path.display()),
+                        )
+                    })?;
                 Ok(SecretsFile { values })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SecretsFile::default()),
-            Err(e) => Err(Error::invalid("DISPATCH_SECRETS_FILE", format!("cannot read {}: {e}", path.display()))),
+            Err(e) => Err(Error::invalid(
+                "DISPATCH_SECRETS_FILE",
+                format!("cannot read {}: {e}", path.display()),
+            )),
         }
     }
 
@@ -34,7 +41,8 @@ impl SecretsFile {
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(&self.values).map_err(|e| Error::internal(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&self.values)
+            .map_err(|e| Error::internal(e.to_string()))?;
         let tmp = path.with_extension("tmp");
         let write = || -> std::io::Result<()> {
             use std::io::Write;
@@ -50,7 +58,12 @@ impl SecretsFile {
             f.sync_all()?;
             std::fs::rename(&tmp, path)
         };
-        write().map_err(|e| Error::invalid("DISPATCH_SECRETS_FILE", format!("cannot write {}: {e}", path.display())))
+        write().map_err(|e| {
+            Error::invalid(
+                "DISPATCH_SECRETS_FILE",
+                format!("cannot write {}: {e}", path.display()),
+            )
+        })
     }
 }
 
@@ -70,5 +83,7 @@ pub fn new_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut b = [0u8; 24];
     rand::rng().fill_bytes(&mut b);
-    b.iter().map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char).collect()
+    b.iter()
+        .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
+        .collect()
 }

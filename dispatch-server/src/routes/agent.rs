@@ -17,18 +17,32 @@ use axum::{Json, Router};
 use dispatch_core::ErrorKind;
 use dispatch_core::engine::{RunSelector, SpawnOptions};
 use dispatch_core::gate::Decision;
-use dispatch_core::run::{ActivityType, NewActivity, Outcome, Run, RunPatch, RunStatus, WorkflowKind};
+use dispatch_core::run::{
+    ActivityType, NewActivity, Outcome, Run, RunPatch, RunStatus, WorkflowKind,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::str::FromStr;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/issues/{id}/activity", get(list_activity).post(post_activity))
-        .route("/api/issues/{id}/terminal", post(post_terminal).get(get_terminal))
+        .route(
+            "/api/issues/{id}/activity",
+            get(list_activity).post(post_activity),
+        )
+        .route(
+            "/api/issues/{id}/terminal",
+            post(post_terminal).get(get_terminal),
+        )
         .route("/api/issues/{id}/runs", get(list_runs))
-        .route("/api/issues/{id}/runs/current", get(get_current_run).patch(patch_current_run))
-        .route("/api/issues/{id}/runs/{run_id}", get(get_run).patch(patch_run))
+        .route(
+            "/api/issues/{id}/runs/current",
+            get(get_current_run).patch(patch_current_run),
+        )
+        .route(
+            "/api/issues/{id}/runs/{run_id}",
+            get(get_run).patch(patch_run),
+        )
         .route("/api/issues/{id}/plan", get(get_plan).post(post_plan))
         .route("/api/issues/{id}/spawn", post(spawn))
         .route("/api/issues/{id}/spawn/cancel", post(cancel))
@@ -48,9 +62,14 @@ async fn list_activity(
     q: Query<Page>,
     Query(aq): Query<ActivityQuery>,
 ) -> ApiResult<Json<Value>> {
-    let mut acts = s.dispatch.activities(issue_ref(&id)?, aq.before, q.limit(None)).await?;
+    let mut acts = s
+        .dispatch
+        .activities(issue_ref(&id)?, aq.before, q.limit(None))
+        .await?;
     acts.reverse();
-    Ok(Json(json!(acts.iter().map(activity_json).collect::<Vec<_>>())))
+    Ok(Json(json!(
+        acts.iter().map(activity_json).collect::<Vec<_>>()
+    )))
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,7 +92,11 @@ async fn run_from_metadata(s: &AppState, issue: &str, meta: &Value) -> ApiResult
         });
     match raw {
         None => Ok(None),
-        Some(r) => match s.dispatch.resolve_run(issue_ref(issue)?, &RunSelector::External(r)).await {
+        Some(r) => match s
+            .dispatch
+            .resolve_run(issue_ref(issue)?, &RunSelector::External(r))
+            .await
+        {
             Ok(run) => Ok(Some(run)),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
@@ -81,14 +104,23 @@ async fn run_from_metadata(s: &AppState, issue: &str, meta: &Value) -> ApiResult
     }
 }
 
-async fn post_activity(State(s): State<AppState>, _a: Authenticated, Path(id): Path<String>, ApiJson(b): ApiJson<PostActivity>) -> ApiResult<Response> {
-    let kind = ActivityType::parse(&b.kind).map_err(|e| ApiError::bad_request("type", e.message))?;
+async fn post_activity(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<PostActivity>,
+) -> ApiResult<Response> {
+    let kind =
+        ActivityType::parse(&b.kind).map_err(|e| ApiError::bad_request("type", e.message))?;
     if b.content.is_empty() && kind != ActivityType::AgentHeartbeat {
         return Err(ApiError::bad_request("content", "content is required"));
     }
     let metadata = b.metadata.unwrap_or(Value::Null);
     if !(metadata.is_null() || metadata.is_object()) {
-        return Err(ApiError::bad_request("metadata", "metadata must be an object"));
+        return Err(ApiError::bad_request(
+            "metadata",
+            "metadata must be an object",
+        ));
     }
     let run = run_from_metadata(&s, &id, &metadata).await?;
     let mut act = NewActivity::new(kind, b.content);
@@ -109,7 +141,12 @@ struct PostTerminal {
     run_id: Option<Value>,
 }
 
-async fn post_terminal(State(s): State<AppState>, _a: Authenticated, Path(id): Path<String>, ApiJson(b): ApiJson<PostTerminal>) -> ApiResult<Json<Value>> {
+async fn post_terminal(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<PostTerminal>,
+) -> ApiResult<Json<Value>> {
     let sel = match &b.run_id {
         None | Some(Value::Null) => RunSelector::Current,
         Some(Value::String(x)) => RunSelector::External(x.clone()),
@@ -118,9 +155,18 @@ async fn post_terminal(State(s): State<AppState>, _a: Authenticated, Path(id): P
     };
     // The original appended a newline per post; chunks keep the text exactly as sent plus that
     // newline, so the transcript reads the same.
-    let content = if b.content.ends_with('\n') { b.content } else { format!("{}\n", b.content) };
-    let c = s.dispatch.append_terminal(issue_ref(&id)?, &sel, &content, b.seq).await?;
-    Ok(Json(json!({ "ok": true, "seq": c.seq, "run_id": c.run_id })))
+    let content = if b.content.ends_with('\n') {
+        b.content
+    } else {
+        format!("{}\n", b.content)
+    };
+    let c = s
+        .dispatch
+        .append_terminal(issue_ref(&id)?, &sel, &content, b.seq)
+        .await?;
+    Ok(Json(
+        json!({ "ok": true, "seq": c.seq, "run_id": c.run_id }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,8 +177,16 @@ struct TerminalQuery {
 }
 
 /// Terminal chunks of a run after sequence number `after` (default: the current run, from 0).
-async fn get_terminal(State(s): State<AppState>, _a: Authenticated, Path(id): Path<String>, Query(q): Query<TerminalQuery>) -> ApiResult<Json<Value>> {
-    let sel = q.run_id.map(RunSelector::External).unwrap_or(RunSelector::Current);
+async fn get_terminal(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    Path(id): Path<String>,
+    Query(q): Query<TerminalQuery>,
+) -> ApiResult<Json<Value>> {
+    let sel = q
+        .run_id
+        .map(RunSelector::External)
+        .unwrap_or(RunSelector::Current);
     let run = s.dispatch.resolve_run(issue_ref(&id)?, &sel).await?;
     let chunks = s.dispatch.read_terminal(run.id, q.after, 1000).await?;
     Ok(Json(json!({
@@ -141,10 +195,18 @@ async fn get_terminal(State(s): State<AppState>, _a: Authenticated, Path(id): Pa
     })))
 }
 
-async fn list_runs(State(s): State<AppState>, _a: Authenticated, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn list_runs(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let runs = s.dispatch.runs(issue_ref(&id)?).await?;
     let now = s.dispatch.clock().now();
-    Ok(Json(json!(runs.iter().map(|r| run_json(r, now, false)).collect::<Vec<_>>())))
+    Ok(Json(json!(
+        runs.iter()
+            .map(|r| run_json(r, now, false))
+            .collect::<Vec<_>>()
+    )))
 }
 
 async fn full_run(s: &AppState, run: &Run) -> ApiResult<Value> {
@@ -153,13 +215,27 @@ async fn full_run(s: &AppState, run: &Run) -> ApiResult<Value> {
     Ok(v)
 }
 
-async fn get_run(State(s): State<AppState>, _a: Authenticated, Path((id, run_id)): Path<(String, String)>) -> ApiResult<Json<Value>> {
-    let run = s.dispatch.resolve_run(issue_ref(&id)?, &RunSelector::External(run_id)).await?;
+async fn get_run(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    Path((id, run_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let run = s
+        .dispatch
+        .resolve_run(issue_ref(&id)?, &RunSelector::External(run_id))
+        .await?;
     Ok(Json(full_run(&s, &run).await?))
 }
 
-async fn get_current_run(State(s): State<AppState>, _a: Authenticated, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let run = s.dispatch.resolve_run(issue_ref(&id)?, &RunSelector::Current).await?;
+async fn get_current_run(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let run = s
+        .dispatch
+        .resolve_run(issue_ref(&id)?, &RunSelector::Current)
+        .await?;
     Ok(Json(full_run(&s, &run).await?))
 }
 
@@ -194,16 +270,25 @@ async fn apply_run_body(s: &AppState, a: &Authenticated, run: Run, b: RunBody) -
     let status = match b.status.as_deref() {
         None => None,
         Some("running") => Some(RunStatus::Running),
-        Some(other) => Some(RunStatus::from_str(other).map_err(|e| ApiError::bad_request("status", e.message))?),
+        Some(other) => Some(
+            RunStatus::from_str(other).map_err(|e| ApiError::bad_request("status", e.message))?,
+        ),
     };
-    let outcome = b.outcome.as_deref().map(Outcome::from_str).transpose().map_err(|e| ApiError::bad_request("outcome", e.message))?;
+    let outcome = b
+        .outcome
+        .as_deref()
+        .map(Outcome::from_str)
+        .transpose()
+        .map_err(|e| ApiError::bad_request("outcome", e.message))?;
     let cost = match &b.cost_usd {
         None | Some(Value::Null) => None,
         Some(v) => Some(
             text_of(v)
                 .and_then(|t| t.parse::<f64>().ok())
                 .filter(|c| c.is_finite() && *c >= 0.0)
-                .ok_or_else(|| ApiError::bad_request("cost_usd", "cost_usd must be a non-negative number"))?,
+                .ok_or_else(|| {
+                    ApiError::bad_request("cost_usd", "cost_usd must be a non-negative number")
+                })?,
         ),
     };
     let patch = RunPatch {
@@ -220,21 +305,35 @@ async fn apply_run_body(s: &AppState, a: &Authenticated, run: Run, b: RunBody) -
         prompt_text: b.prompt_text,
         report_content: b.report_content,
         files_changed: b.files_changed,
-        follow_ups: b.follow_ups.map(|f| f.iter().map(|v| text_of(v).unwrap_or_else(|| v.to_string())).collect()),
+        follow_ups: b.follow_ups.map(|f| {
+            f.iter()
+                .map(|v| text_of(v).unwrap_or_else(|| v.to_string()))
+                .collect()
+        }),
         ..RunPatch::default()
     };
     let updated = s.dispatch.update_run(run.id, patch, &a.actor()).await?;
     // The workflow's final full transcript: kept only when no live chunk arrived.
-    if let Some(t) = b.transcript.filter(|t| !t.is_empty()) {
-        if s.dispatch.read_terminal(run.id, 0, 1).await?.is_empty() {
-            s.dispatch.append_terminal(run.issue_id, &RunSelector::Id(run.id), &t, None).await?;
-        }
+    if let Some(t) = b.transcript.filter(|t| !t.is_empty())
+        && s.dispatch.read_terminal(run.id, 0, 1).await?.is_empty()
+    {
+        s.dispatch
+            .append_terminal(run.issue_id, &RunSelector::Id(run.id), &t, None)
+            .await?;
     }
     full_run(s, &updated).await
 }
 
-async fn patch_run(State(s): State<AppState>, a: Authenticated, Path((id, run_id)): Path<(String, String)>, ApiJson(b): ApiJson<RunBody>) -> ApiResult<Json<Value>> {
-    let run = s.dispatch.resolve_run(issue_ref(&id)?, &RunSelector::External(run_id)).await?;
+async fn patch_run(
+    State(s): State<AppState>,
+    a: Authenticated,
+    Path((id, run_id)): Path<(String, String)>,
+    ApiJson(b): ApiJson<RunBody>,
+) -> ApiResult<Json<Value>> {
+    let run = s
+        .dispatch
+        .resolve_run(issue_ref(&id)?, &RunSelector::External(run_id))
+        .await?;
     Ok(Json(apply_run_body(&s, &a, run, b).await?))
 }
 
@@ -260,13 +359,21 @@ async fn patch_current_run(
     let run = match s.dispatch.resolve_run(issue_ref(&id)?, &sel).await {
         Ok(r) => r,
         // A workflow that reports its GitHub run id before we learned it: the current run.
-        Err(e) if e.kind == ErrorKind::NotFound && sel != RunSelector::Current => s.dispatch.resolve_run(issue_ref(&id)?, &RunSelector::Current).await?,
+        Err(e) if e.kind == ErrorKind::NotFound && sel != RunSelector::Current => {
+            s.dispatch
+                .resolve_run(issue_ref(&id)?, &RunSelector::Current)
+                .await?
+        }
         Err(e) => return Err(e.into()),
     };
     Ok(Json(apply_run_body(&s, &a, run, b).await?))
 }
 
-async fn get_plan(State(s): State<AppState>, _a: Authenticated, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_plan(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let i = s.dispatch.get_issue(issue_ref(&id)?).await?;
     Ok(Json(json!({
         "identifier": i.identifier,
@@ -293,28 +400,54 @@ struct PlanAction {
 fn spawn_json(o: &dispatch_core::engine::SpawnOutcome) -> Value {
     match &o.decision {
         Decision::Allow => json!({ "spawned": true, "dispatchId": o.run_id }),
-        Decision::Defer { until, reason } => json!({ "spawned": false, "deferred": true, "until": until, "reason": reason.to_string(), "code": reason.code() }),
-        Decision::Deny { reason } => json!({ "spawned": false, "reason": reason.to_string(), "code": reason.code() }),
+        Decision::Defer { until, reason } => {
+            json!({ "spawned": false, "deferred": true, "until": until, "reason": reason.to_string(), "code": reason.code() })
+        }
+        Decision::Deny { reason } => {
+            json!({ "spawned": false, "reason": reason.to_string(), "code": reason.code() })
+        }
     }
 }
 
-async fn post_plan(State(s): State<AppState>, a: Authenticated, Path(id): Path<String>, ApiJson(b): ApiJson<PlanAction>) -> ApiResult<Json<Value>> {
+async fn post_plan(
+    State(s): State<AppState>,
+    a: Authenticated,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<PlanAction>,
+) -> ApiResult<Json<Value>> {
     let r = issue_ref(&id)?;
     let actor = a.actor();
     let (issue, spawn) = match b.action.as_str() {
         "submit" => {
-            let c = b.content.filter(|c| !c.trim().is_empty()).ok_or_else(|| ApiError::bad_request("content", "content is required to submit a plan"))?;
+            let c = b.content.filter(|c| !c.trim().is_empty()).ok_or_else(|| {
+                ApiError::bad_request("content", "content is required to submit a plan")
+            })?;
             (s.dispatch.submit_plan(r, &c, &actor).await?, None)
         }
         "approve" => {
-            let review = s.dispatch.approve_plan(r, b.approved_by.as_deref().unwrap_or("human"), b.auto_spawn, &actor).await?;
+            let review = s
+                .dispatch
+                .approve_plan(
+                    r,
+                    b.approved_by.as_deref().unwrap_or("human"),
+                    b.auto_spawn,
+                    &actor,
+                )
+                .await?;
             (review.issue, review.spawn)
         }
         "reject" => {
-            let f = b.feedback.filter(|f| !f.trim().is_empty()).ok_or_else(|| ApiError::bad_request("feedback", "feedback is required to reject a plan"))?;
+            let f = b.feedback.filter(|f| !f.trim().is_empty()).ok_or_else(|| {
+                ApiError::bad_request("feedback", "feedback is required to reject a plan")
+            })?;
             (s.dispatch.reject_plan(r, &f, &actor).await?, None)
         }
-        other => return Err(ApiError::bad_request("action", format!("unknown action {other:?}; expected submit, approve or reject"))),
+        other => {
+            return Err(ApiError::bad_request(
+                "action",
+                format!("unknown action {other:?}; expected submit, approve or reject"),
+            ));
+        }
     };
     let mut v = json!({ "success": true, "identifier": issue.identifier, "plan_status": issue.plan.status });
     if let Some(o) = &spawn {
@@ -339,14 +472,28 @@ struct SpawnBody {
 
 /// 200 spawned; 202 deferred (it will start when the gates allow, e.g. a concurrency slot
 /// frees); 429 refused with the gate's reason; 400 for implement/QA without an approved plan.
-async fn spawn(State(s): State<AppState>, a: Authenticated, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult<Response> {
+async fn spawn(
+    State(s): State<AppState>,
+    a: Authenticated,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
     // An empty body means "investigate", as in the original.
-    let b: SpawnBody = if body.iter().all(|c| c.is_ascii_whitespace()) { SpawnBody::default() } else { crate::extract::parse_json(&body)? };
+    let b: SpawnBody = if body.iter().all(|c| c.is_ascii_whitespace()) {
+        SpawnBody::default()
+    } else {
+        crate::extract::parse_json(&body)?
+    };
     let kind = match b.kind.as_deref() {
         None => WorkflowKind::PrdInvestigate,
-        Some(t) => WorkflowKind::from_spawn_type(t).map_err(|e| ApiError::bad_request("type", e.message))?,
+        Some(t) => WorkflowKind::from_spawn_type(t)
+            .map_err(|e| ApiError::bad_request("type", e.message))?,
     };
-    let options = SpawnOptions { kind, force: b.force, additional_context: b.additional_context };
+    let options = SpawnOptions {
+        kind,
+        force: b.force,
+        additional_context: b.additional_context,
+    };
     let outcome = match s.dispatch.spawn(issue_ref(&id)?, options, &a.actor()).await {
         Ok(o) => o,
         Err(e) if e.kind == ErrorKind::Conflict && kind.needs_approved_plan() => {
@@ -354,10 +501,19 @@ async fn spawn(State(s): State<AppState>, a: Authenticated, Path(id): Path<Strin
         }
         Err(e) => return Err(e.into()),
     };
-    s.metrics.gate(outcome.decision.reason().map(|r| r.code()).unwrap_or("allow"));
+    s.metrics.gate(
+        outcome
+            .decision
+            .reason()
+            .map(|r| r.code())
+            .unwrap_or("allow"),
+    );
     let base = json!({ "identifier": outcome.identifier, "type": kind.spawn_type(), "workflow_type": kind });
     let (status, extra) = match &outcome.decision {
-        Decision::Allow => (StatusCode::OK, json!({ "success": true, "dispatchId": outcome.run_id, "message": format!("{} agent queued", kind.spawn_type()) })),
+        Decision::Allow => (
+            StatusCode::OK,
+            json!({ "success": true, "dispatchId": outcome.run_id, "message": format!("{} agent queued", kind.spawn_type()) }),
+        ),
         Decision::Defer { until, reason } => (
             StatusCode::ACCEPTED,
             json!({ "success": true, "deferred": true, "until": until, "reason": reason.to_string(), "code": reason.code(), "message": format!("deferred until {until}: {reason}") }),
@@ -374,7 +530,11 @@ async fn spawn(State(s): State<AppState>, a: Authenticated, Path(id): Path<Strin
     Ok((status, Json(v)).into_response())
 }
 
-async fn cancel(State(s): State<AppState>, a: Authenticated, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn cancel(
+    State(s): State<AppState>,
+    a: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let r = issue_ref(&id)?;
     let identifier = s.dispatch.get_issue(r.clone()).await?.identifier;
     match s.dispatch.cancel(r, &a.actor()).await {

@@ -29,7 +29,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/issues/{id}/history", get(history))
         .route("/api/issues/{id}/similar", get(similar))
         .route("/api/issues/{id}/fix-status", get(fix_status))
-        .route("/api/issues/{id}/investigation-context", get(investigation_context))
+        .route(
+            "/api/issues/{id}/investigation-context",
+            get(investigation_context),
+        )
 }
 
 /// Issue JSON with the workspace's columns and labels resolved.
@@ -54,7 +57,12 @@ struct ListQuery {
 
 /// Newest first. The body stays a bare array (as the original's); the next page is announced in
 /// a `Link: <…?cursor=N>; rel="next"` header.
-async fn list(State(s): State<AppState>, _a: Authenticated, q: Query<Page>, Query(f): Query<ListQuery>) -> ApiResult<Response> {
+async fn list(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    q: Query<Page>,
+    Query(f): Query<ListQuery>,
+) -> ApiResult<Response> {
     let limit = q.limit(f.limit);
     let filter = IssueFilter {
         column_id: f.status_id,
@@ -70,12 +78,13 @@ async fn list(State(s): State<AppState>, _a: Authenticated, q: Query<Page>, Quer
     issues.truncate(limit);
     let cols = s.dispatch.columns().await?;
     let labels = s.dispatch.labels().await?;
-    let body: Vec<Value> = issues.iter().map(|i| issue_json(i, &cols, &labels)).collect();
+    let body: Vec<Value> = issues
+        .iter()
+        .map(|i| issue_json(i, &cols, &labels))
+        .collect();
     let mut headers = HeaderMap::new();
-    if more {
-        if let Some(last) = issues.last() {
-            link_next_page(&mut headers, "/api/issues", limit, last.number);
-        }
+    if more && let Some(last) = issues.last() {
+        link_next_page(&mut headers, "/api/issues", limit, last.number);
     }
     Ok((headers, Json(body)).into_response())
 }
@@ -102,10 +111,24 @@ struct CreateIssue {
     watcher_ids: Vec<String>,
 }
 
-async fn create(State(s): State<AppState>, a: Authenticated, ApiJson(b): ApiJson<CreateIssue>) -> ApiResult<Response> {
+async fn create(
+    State(s): State<AppState>,
+    a: Authenticated,
+    ApiJson(b): ApiJson<CreateIssue>,
+) -> ApiResult<Response> {
     let column = match (&b.status_id, &b.status_name) {
-        (Some(id), _) => Some(s.dispatch.resolve_column(&ColumnRef::Id(params::column_id("statusId", id)?)).await?.id),
-        (None, Some(name)) => Some(s.dispatch.resolve_column(&ColumnRef::Name(name.clone())).await?.id),
+        (Some(id), _) => Some(
+            s.dispatch
+                .resolve_column(&ColumnRef::Id(params::column_id("statusId", id)?))
+                .await?
+                .id,
+        ),
+        (None, Some(name)) => Some(
+            s.dispatch
+                .resolve_column(&ColumnRef::Name(name.clone()))
+                .await?
+                .id,
+        ),
         _ => None,
     };
     let new = NewIssue {
@@ -117,8 +140,16 @@ async fn create(State(s): State<AppState>, a: Authenticated, ApiJson(b): ApiJson
             None => Priority::P3,
         },
         assignee: b.assignee_name.filter(|n| !n.trim().is_empty()),
-        labels: b.label_ids.iter().map(|l| params::label_id("labelIds", l)).collect::<ApiResult<_>>()?,
-        customer_id: b.customer_id.as_deref().map(|c| params::customer_id("customerId", c)).transpose()?,
+        labels: b
+            .label_ids
+            .iter()
+            .map(|l| params::label_id("labelIds", l))
+            .collect::<ApiResult<_>>()?,
+        customer_id: b
+            .customer_id
+            .as_deref()
+            .map(|c| params::customer_id("customerId", c))
+            .transpose()?,
     };
     let actor = match a.method {
         AuthMethod::Session => Actor::user("User"),
@@ -126,12 +157,18 @@ async fn create(State(s): State<AppState>, a: Authenticated, ApiJson(b): ApiJson
     };
     let issue = s.dispatch.create_issue(new, &actor).await?;
     for w in &b.watcher_ids {
-        s.dispatch.add_watcher(issue.id, params::customer_id("watcherIds", w)?).await?;
+        s.dispatch
+            .add_watcher(issue.id, params::customer_id("watcherIds", w)?)
+            .await?;
     }
     Ok((StatusCode::CREATED, Json(render_issue(&s, &issue).await?)).into_response())
 }
 
-async fn read(State(s): State<AppState>, _a: Authenticated, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn read(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let issue = s.dispatch.get_issue(issue_ref(&id)?).await?;
     let mut v = render_issue(&s, &issue).await?;
     let links = s.dispatch.store().links_for_issue(issue.id).await?;
@@ -140,9 +177,15 @@ async fn read(State(s): State<AppState>, _a: Authenticated, Path(id): Path<Strin
     Ok(Json(v))
 }
 
-async fn delete(State(s): State<AppState>, _a: Authenticated, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn delete(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let issue = s.dispatch.delete_issue(issue_ref(&id)?).await?;
-    Ok(Json(json!({ "success": true, "identifier": issue.identifier })))
+    Ok(Json(
+        json!({ "success": true, "identifier": issue.identifier }),
+    ))
 }
 
 fn get_str(m: &Map<String, Value>, keys: &[&str]) -> ApiResult<Option<Option<String>>> {
@@ -162,17 +205,32 @@ fn get_str(m: &Map<String, Value>, keys: &[&str]) -> ApiResult<Option<Option<Str
 fn get_num(m: &Map<String, Value>, key: &str) -> ApiResult<Option<f64>> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or_else(|| ApiError::bad_request(key, format!("{key} must be a number"))),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(key, format!("{key} must be a number"))),
         // NUMERIC columns of the original came back as strings; scripts echo them.
-        Some(Value::String(s)) => s.trim().parse::<f64>().map(Some).map_err(|_| ApiError::bad_request(key, format!("{key} must be a number"))),
-        Some(_) => Err(ApiError::bad_request(key, format!("{key} must be a number"))),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<f64>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(key, format!("{key} must be a number"))),
+        Some(_) => Err(ApiError::bad_request(
+            key,
+            format!("{key} must be a number"),
+        )),
     }
 }
 
-fn parse_enum<T: FromStr<Err = dispatch_core::Error>>(key: &str, v: Option<Option<String>>) -> ApiResult<Option<T>> {
+fn parse_enum<T: FromStr<Err = dispatch_core::Error>>(
+    key: &str,
+    v: Option<Option<String>>,
+) -> ApiResult<Option<T>> {
     match v.flatten() {
         None => Ok(None),
-        Some(s) => T::from_str(&s).map(Some).map_err(|e| ApiError::bad_request(key, e.message)),
+        Some(s) => T::from_str(&s)
+            .map(Some)
+            .map_err(|e| ApiError::bad_request(key, e.message)),
     }
 }
 
@@ -180,9 +238,17 @@ fn parse_enum<T: FromStr<Err = dispatch_core::Error>>(key: &str, v: Option<Optio
 /// `spawn_status` and cost/turns/outcome go to the issue's current run (values are set, never
 /// added, so a retried callback is harmless), and the rest are plain changes. Moving into a
 /// closed column passes the close gate.
-async fn patch(State(s): State<AppState>, a: Authenticated, Path(id): Path<String>, ApiJson(body): ApiJson<Value>) -> ApiResult<Response> {
+async fn patch(
+    State(s): State<AppState>,
+    a: Authenticated,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<Response> {
     let Value::Object(m) = body else {
-        return Err(ApiError::bad_request("body", "the body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "body",
+            "the body must be a JSON object",
+        ));
     };
     let actor = a.actor();
     let issue = s.dispatch.get_issue(issue_ref(&id)?).await?;
@@ -192,51 +258,97 @@ async fn patch(State(s): State<AppState>, a: Authenticated, Path(id): Path<Strin
     let plan_content = get_str(&m, &["plan_content", "planContent"])?.flatten();
     match plan_status.as_deref() {
         Some("awaiting_review") => {
-            let c = plan_content.clone().ok_or_else(|| ApiError::bad_request("plan_content", "plan_content is required to submit a plan"))?;
+            let c = plan_content.clone().ok_or_else(|| {
+                ApiError::bad_request("plan_content", "plan_content is required to submit a plan")
+            })?;
             s.dispatch.submit_plan(issue.id, &c, &actor).await?;
         }
         Some("posted") => {
-            let c = plan_content.clone().ok_or_else(|| ApiError::bad_request("plan_content", "plan_content is required to post an assessment"))?;
+            let c = plan_content.clone().ok_or_else(|| {
+                ApiError::bad_request(
+                    "plan_content",
+                    "plan_content is required to post an assessment",
+                )
+            })?;
             s.dispatch.post_assessment(issue.id, &c, &actor).await?;
         }
         Some("approved") => {
-            let by = get_str(&m, &["plan_approved_by", "planApprovedBy"])?.flatten().unwrap_or_else(|| "human".into());
-            s.dispatch.approve_plan(issue.id, &by, false, &actor).await?;
+            let by = get_str(&m, &["plan_approved_by", "planApprovedBy"])?
+                .flatten()
+                .unwrap_or_else(|| "human".into());
+            s.dispatch
+                .approve_plan(issue.id, &by, false, &actor)
+                .await?;
         }
         Some("needs_revision" | "rejected") => {
             let f = get_str(&m, &["plan_feedback", "planFeedback"])?
                 .flatten()
-                .ok_or_else(|| ApiError::bad_request("plan_feedback", "plan_feedback is required to reject a plan"))?;
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "plan_feedback",
+                        "plan_feedback is required to reject a plan",
+                    )
+                })?;
             s.dispatch.reject_plan(issue.id, &f, &actor).await?;
         }
         Some("investigating") | None => {
             if plan_content.is_some() && plan_status.is_none() {
-                s.dispatch.submit_plan(issue.id, plan_content.as_deref().unwrap_or_default(), &actor).await?;
+                s.dispatch
+                    .submit_plan(
+                        issue.id,
+                        plan_content.as_deref().unwrap_or_default(),
+                        &actor,
+                    )
+                    .await?;
             }
         }
-        Some(other) => return Err(ApiError::bad_request("plan_status", format!("unknown plan_status {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "plan_status",
+                format!("unknown plan_status {other:?}"),
+            ));
+        }
     }
 
     // 2. The current run.
     let spawn_status = get_str(&m, &["spawn_status", "spawnStatus"])?.flatten();
-    let outcome: Option<Outcome> = parse_enum("run_outcome", get_str(&m, &["run_outcome", "runOutcome"])?)?;
+    let outcome: Option<Outcome> =
+        parse_enum("run_outcome", get_str(&m, &["run_outcome", "runOutcome"])?)?;
     let summary = get_str(&m, &["outcome_summary", "outcomeSummary"])?.flatten();
     let cost = get_num(&m, "cost_usd")?;
-    if let Some(c) = cost {
-        if !c.is_finite() || c < 0.0 {
-            return Err(ApiError::bad_request("cost_usd", "cost_usd must be a non-negative number"));
-        }
+    if let Some(c) = cost
+        && (!c.is_finite() || c < 0.0)
+    {
+        return Err(ApiError::bad_request(
+            "cost_usd",
+            "cost_usd must be a non-negative number",
+        ));
     }
     let turns = get_num(&m, "num_turns")?.map(|n| n.max(0.0) as u32);
     let model = get_str(&m, &["model"])?.flatten();
     let pr_number = get_num(&m, "pr_number")?.map(|n| n as i64);
     let external = get_str(&m, &["spawn_run_id", "spawnRunId", "github_run_id"])?.flatten();
-    let run_touched = spawn_status.is_some() || outcome.is_some() || cost.is_some() || turns.is_some() || pr_number.is_some();
+    let run_touched = spawn_status.is_some()
+        || outcome.is_some()
+        || cost.is_some()
+        || turns.is_some()
+        || pr_number.is_some();
     if run_touched {
-        match s.dispatch.resolve_run(issue.id, &RunSelector::Current).await {
+        match s
+            .dispatch
+            .resolve_run(issue.id, &RunSelector::Current)
+            .await
+        {
             Ok(run) => match spawn_status.as_deref() {
                 Some("running") => {
-                    s.dispatch.run_started(run.id, external, get_str(&m, &["github_run_url"])?.flatten(), &actor).await?;
+                    s.dispatch
+                        .run_started(
+                            run.id,
+                            external,
+                            get_str(&m, &["github_run_url"])?.flatten(),
+                            &actor,
+                        )
+                        .await?;
                 }
                 Some(st @ ("completed" | "failed" | "cancelled")) => {
                     let status = match st {
@@ -256,14 +368,31 @@ async fn patch(State(s): State<AppState>, a: Authenticated, Path(id): Path<Strin
                     };
                     s.dispatch.finish_run(run.id, result, &actor).await?;
                 }
-                Some(other) => return Err(ApiError::bad_request("spawn_status", format!("unknown spawn_status {other:?}"))),
+                Some(other) => {
+                    return Err(ApiError::bad_request(
+                        "spawn_status",
+                        format!("unknown spawn_status {other:?}"),
+                    ));
+                }
                 None => {
-                    let p = RunPatch { outcome, outcome_summary: summary, cost_usd: cost, num_turns: turns, model, pr_number, ..RunPatch::default() };
+                    let p = RunPatch {
+                        outcome,
+                        outcome_summary: summary,
+                        cost_usd: cost,
+                        num_turns: turns,
+                        model,
+                        pr_number,
+                        ..RunPatch::default()
+                    };
                     s.dispatch.update_run(run.id, p, &actor).await?;
                 }
             },
             Err(e) if e.kind == ErrorKind::NotFound => {
-                return Err(ApiError::new(StatusCode::CONFLICT, "CONFLICT", format!("{} has no run to report on", issue.identifier)));
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "CONFLICT",
+                    format!("{} has no run to report on", issue.identifier),
+                ));
             }
             Err(e) => return Err(e.into()),
         }
@@ -272,7 +401,8 @@ async fn patch(State(s): State<AppState>, a: Authenticated, Path(id): Path<Strin
     // 3. Plain changes (an explicit status wins over the automatic moves above).
     let mut changes = IssueChanges::default();
     if let Some(t) = get_str(&m, &["title"])? {
-        changes.title = Some(t.ok_or_else(|| ApiError::bad_request("title", "title cannot be null"))?);
+        changes.title =
+            Some(t.ok_or_else(|| ApiError::bad_request("title", "title cannot be null"))?);
     }
     if let Some(d) = get_str(&m, &["description"])? {
         changes.description = Some(d);
@@ -288,24 +418,35 @@ async fn patch(State(s): State<AppState>, a: Authenticated, Path(id): Path<Strin
         }
     }
     if let Some(p) = get_str(&m, &["priority"])?.flatten() {
-        changes.priority = Some(Priority::from_str(&p).map_err(|e| ApiError::bad_request("priority", e.message))?);
+        changes.priority =
+            Some(Priority::from_str(&p).map_err(|e| ApiError::bad_request("priority", e.message))?);
     }
     if let Some(n) = get_str(&m, &["assigneeName", "assignee_name"])? {
         changes.assignee = Some(n.filter(|x| !x.trim().is_empty()));
     }
     if let Some(v) = m.get("labelIds").or_else(|| m.get("label_ids")) {
-        let arr = v.as_array().ok_or_else(|| ApiError::bad_request("labelIds", "labelIds must be an array"))?;
+        let arr = v
+            .as_array()
+            .ok_or_else(|| ApiError::bad_request("labelIds", "labelIds must be an array"))?;
         let ids = arr
             .iter()
             .enumerate()
-            .map(|(i, x)| params::label_id(&format!("labelIds[{i}]"), x.as_str().unwrap_or_default()))
+            .map(|(i, x)| {
+                params::label_id(&format!("labelIds[{i}]"), x.as_str().unwrap_or_default())
+            })
             .collect::<ApiResult<Vec<_>>>()?;
         changes.labels = Some(ids);
     }
     if let Some(c) = get_str(&m, &["customerId", "customer_id"])? {
-        changes.customer_id = Some(c.map(|c| params::customer_id("customerId", &c)).transpose()?);
+        changes.customer_id = Some(
+            c.map(|c| params::customer_id("customerId", &c))
+                .transpose()?,
+        );
     }
-    if let Some(st) = parse_enum::<AgentStatus>("agent_status", get_str(&m, &["agent_status", "agentStatus"])?)? {
+    if let Some(st) = parse_enum::<AgentStatus>(
+        "agent_status",
+        get_str(&m, &["agent_status", "agentStatus"])?,
+    )? {
         // A run that just ended already set the agent status; an explicit one still wins.
         changes.agent_status = Some(st);
     }
@@ -316,8 +457,12 @@ async fn patch(State(s): State<AppState>, a: Authenticated, Path(id): Path<Strin
         match s.dispatch.update_issue(issue.id, changes, &actor).await {
             Ok(_) => {}
             Err(e) if e.kind == ErrorKind::Forbidden => {
-                return Err(ApiError::new(StatusCode::FORBIDDEN, "FIX_VERIFICATION_REQUIRED", "Cannot close issue")
-                    .with_extra(json!({ "reason": e.message })));
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "FIX_VERIFICATION_REQUIRED",
+                    "Cannot close issue",
+                )
+                .with_extra(json!({ "reason": e.message })));
             }
             Err(e) => return Err(e.into()),
         }
@@ -326,7 +471,12 @@ async fn patch(State(s): State<AppState>, a: Authenticated, Path(id): Path<Strin
     Ok(Json(render_issue(&s, &issue).await?).into_response())
 }
 
-async fn history(State(s): State<AppState>, _a: Authenticated, Path(id): Path<String>, q: Query<Page>) -> ApiResult<Json<Value>> {
+async fn history(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    Path(id): Path<String>,
+    q: Query<Page>,
+) -> ApiResult<Json<Value>> {
     let limit = q.limit(None);
     let entries = s.dispatch.history(issue_ref(&id)?, limit).await?;
     let cols = s.dispatch.columns().await?;
@@ -349,8 +499,16 @@ async fn history(State(s): State<AppState>, _a: Authenticated, Path(id): Path<St
     Ok(Json(json!(out)))
 }
 
-async fn similar(State(s): State<AppState>, _a: Authenticated, Path(id): Path<String>, q: Query<Page>) -> ApiResult<Json<Value>> {
-    let hits = s.dispatch.similar_issues(issue_ref(&id)?, q.limit.unwrap_or(5)).await?;
+async fn similar(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    Path(id): Path<String>,
+    q: Query<Page>,
+) -> ApiResult<Json<Value>> {
+    let hits = s
+        .dispatch
+        .similar_issues(issue_ref(&id)?, q.limit.unwrap_or(5))
+        .await?;
     let cols = s.dispatch.columns().await?;
     let out: Vec<Value> = hits
         .iter()
@@ -369,7 +527,11 @@ async fn similar(State(s): State<AppState>, _a: Authenticated, Path(id): Path<St
     Ok(Json(json!(out)))
 }
 
-async fn fix_status(State(s): State<AppState>, _a: Authenticated, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn fix_status(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let st = s.dispatch.fix_status(issue_ref(&id)?).await?;
     let now = s.dispatch.clock().now();
     let latest = st.latest.as_ref().map(|a| {
@@ -406,7 +568,11 @@ async fn fix_status(State(s): State<AppState>, _a: Authenticated, Path(id): Path
     })))
 }
 
-async fn investigation_context(State(s): State<AppState>, _a: Authenticated, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn investigation_context(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let issue_id: IssueId = s.dispatch.get_issue(issue_ref(&id)?).await?.id;
     let mut runs = s.dispatch.runs(issue_id).await?;
     runs.retain(|r| r.status.is_terminal());
@@ -417,7 +583,9 @@ async fn investigation_context(State(s): State<AppState>, _a: Authenticated, Pat
         .iter()
         .enumerate()
         .map(|(n, r)| {
-            let pr = r.pr_number.and_then(|p| attempts.iter().find(|a| a.pr_number == p));
+            let pr = r
+                .pr_number
+                .and_then(|p| attempts.iter().find(|a| a.pr_number == p));
             json!({
                 "run_number": n + 1,
                 "date": r.created_at,
@@ -435,5 +603,7 @@ async fn investigation_context(State(s): State<AppState>, _a: Authenticated, Pat
             })
         })
         .collect();
-    Ok(Json(json!({ "previous_runs": prev, "total_runs": runs.len(), "total_cost_usd": total })))
+    Ok(Json(
+        json!({ "previous_runs": prev, "total_runs": runs.len(), "total_cost_usd": total }),
+    ))
 }

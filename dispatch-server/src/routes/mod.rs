@@ -42,7 +42,12 @@ impl Page {
     }
 }
 
-pub fn link_next_page(headers: &mut HeaderMap, path: &str, limit: usize, cursor: impl std::fmt::Display) {
+pub fn link_next_page(
+    headers: &mut HeaderMap,
+    path: &str,
+    limit: usize,
+    cursor: impl std::fmt::Display,
+) {
     if let Ok(v) = format!("<{path}?limit={limit}&cursor={cursor}>; rel=\"next\"").parse() {
         headers.insert(axum::http::header::LINK, v);
     }
@@ -63,7 +68,9 @@ pub mod params {
     use dispatch_core::ids::{ColumnId, CustomerId, LabelId};
 
     fn uuid<T: From<uuid::Uuid>>(field: &str, s: &str) -> ApiResult<T> {
-        uuid::Uuid::parse_str(s.trim()).map(T::from).map_err(|_| ApiError::bad_request(field, format!("{field} must be a UUID")))
+        uuid::Uuid::parse_str(s.trim())
+            .map(T::from)
+            .map_err(|_| ApiError::bad_request(field, format!("{field} must be a UUID")))
     }
     pub fn column_id(field: &str, s: &str) -> ApiResult<ColumnId> {
         uuid(field, s)
@@ -102,8 +109,16 @@ pub fn history_sentence(h: &HistoryEntry, cols: &[Column], labels: &[Label]) -> 
     };
     match h.action {
         HistoryAction::Created => format!("{who} created the issue"),
-        HistoryAction::StatusChanged => format!("{who} moved it from {} to {}", col(&h.old_value), col(&h.new_value)),
-        HistoryAction::PriorityChanged => format!("{who} changed priority from {} to {}", text(&h.old_value), text(&h.new_value)),
+        HistoryAction::StatusChanged => format!(
+            "{who} moved it from {} to {}",
+            col(&h.old_value),
+            col(&h.new_value)
+        ),
+        HistoryAction::PriorityChanged => format!(
+            "{who} changed priority from {} to {}",
+            text(&h.old_value),
+            text(&h.new_value)
+        ),
         HistoryAction::AssigneeChanged => format!("{who} assigned it to {}", text(&h.new_value)),
         HistoryAction::Edited => format!("{who} edited the issue"),
         HistoryAction::LabelAdded => format!("{who} added {}", label(&h.new_value)),

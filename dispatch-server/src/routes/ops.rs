@@ -10,15 +10,27 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics)).route("/api/openapi.json", get(openapi))
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(openapi))
 }
 
 async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     if !s.config.metrics_public && !api_key_ok(&s, &headers) {
-        return Err(ApiError::unauthorized("metrics need Authorization: Bearer <DISPATCH_API_KEY> (or METRICS_PUBLIC=true)"));
+        return Err(ApiError::unauthorized(
+            "metrics need Authorization: Bearer <DISPATCH_API_KEY> (or METRICS_PUBLIC=true)",
+        ));
     }
-    let stats = s.dispatch.store().spawn_stats(s.dispatch.clock().now()).await?;
-    let body = s.metrics.render(&[("queued", u64::from(stats.queued)), ("running", u64::from(stats.running)), ("deferred", u64::from(stats.deferred))]);
+    let stats = s
+        .dispatch
+        .store()
+        .spawn_stats(s.dispatch.clock().now())
+        .await?;
+    let body = s.metrics.render(&[
+        ("queued", u64::from(stats.queued)),
+        ("running", u64::from(stats.running)),
+        ("deferred", u64::from(stats.deferred)),
+    ]);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 

@@ -15,7 +15,9 @@ use serde_json::json;
 use std::net::SocketAddr;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/health", get(health)).route("/api/auth", get(status).post(login).delete(logout))
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/auth", get(status).post(login).delete(logout))
 }
 
 async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
@@ -34,8 +36,14 @@ struct Login {
 }
 
 fn cookie(s: &AppState, value: &str, max_age: i64) -> Option<HeaderValue> {
-    let secure = if s.config.secure_cookies { "; Secure" } else { "" };
-    format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}").parse().ok()
+    let secure = if s.config.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
+        .parse()
+        .ok()
 }
 
 async fn login(
@@ -44,9 +52,19 @@ async fn login(
     ApiJson(b): ApiJson<Login>,
 ) -> ApiResult<Response> {
     if let Err(wait) = s.login_limiter.check(addr.ip()) {
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", format!("too many login attempts; try again in {} s", wait.as_secs().max(1))));
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            format!(
+                "too many login attempts; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        ));
     }
-    let pw = b.password.filter(|p| !p.is_empty()).ok_or_else(|| ApiError::bad_request("password", "password is required"))?;
+    let pw = b
+        .password
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ApiError::bad_request("password", "password is required"))?;
     if !constant_time_eq(pw.as_bytes(), s.config.password.expose().as_bytes()) {
         tracing::warn!(client = %addr.ip(), "failed login");
         return Err(ApiError::unauthorized("invalid password"));
