@@ -39,6 +39,13 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Render Claude Code stream-json (stdin) as readable terminal lines (stdout), as the local
+    /// runner and the live terminal show them.
+    AgentFilter {
+        /// Also write `{cost_usd, num_turns, model, ...}` of the final result to this file.
+        #[arg(long)]
+        summary_json: Option<std::path::PathBuf>,
+    },
 }
 
 fn init_logging() {
@@ -78,6 +85,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve => serve().await,
             Command::Migrate => migrate().await,
+            Command::AgentFilter { summary_json } => agent_filter(summary_json),
         }
     });
     match result {
@@ -92,6 +100,45 @@ fn main() -> ExitCode {
 fn load_config() -> dispatch_core::Result<ServerConfig> {
     let get = config::env_lookup();
     ServerConfig::from_lookup(&get)
+}
+
+fn agent_filter(summary_json: Option<std::path::PathBuf>) -> dispatch_core::Result<()> {
+    use std::io::{BufRead, Write};
+    let mut filter = dispatch_core::agent_output::StreamFilter::new();
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    let io_err = |e: std::io::Error| dispatch_core::Error::internal(format!("agent-filter: {e}"));
+    // Lines are read as bytes so that invalid UTF-8 in tool output cannot stop the filter.
+    let mut buf = Vec::new();
+    let mut input = stdin.lock();
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf).map_err(io_err)? == 0 {
+            break;
+        }
+        let line = String::from_utf8_lossy(&buf);
+        for l in filter.push_line(line.trim_end_matches(['\n', '\r'])) {
+            out.write_all(l.as_bytes()).map_err(io_err)?;
+        }
+        out.flush().map_err(io_err)?;
+    }
+    if let Some(path) = summary_json {
+        let s = filter.summary();
+        let v = serde_json::json!({
+            "cost_usd": s.as_ref().and_then(|s| s.cost_usd),
+            "num_turns": s.as_ref().and_then(|s| s.num_turns),
+            "model": s.as_ref().and_then(|s| s.model.clone()),
+            "is_error": s.as_ref().map(|s| s.is_error),
+            "subtype": s.as_ref().and_then(|s| s.subtype.clone()),
+        });
+        std::fs::write(&path, v.to_string()).map_err(|e| {
+            dispatch_core::Error::invalid(
+                "summary-json",
+                format!("cannot write {}: {e}", path.display()),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 async fn migrate() -> dispatch_core::Result<()> {

@@ -839,14 +839,19 @@ esac
 "#;
 
 /// `claude`: records its arguments and environment, runs the scenario's `$FAKE_LOG/session-<n>.sh`
-/// (in the checkout), then prints the stream-json fixture.
+/// (in the checkout), then prints the stream-json fixture (a line every `$FAKE_SLOW` seconds
+/// when set).
 const FAKE_CLAUDE: &str = r#"#!/usr/bin/env bash
 if [ "${1:-}" = "--version" ]; then echo "2.1.195 (Claude Code)"; exit 0; fi
 n=$(( $(ls "$FAKE_LOG"/claude-*.args 2>/dev/null | wc -l) + 1 ))
 printf '%s\0' "$@" > "$FAKE_LOG/claude-$n.args"
 env > "$FAKE_LOG/claude-$n.env"
 if [ -f "$FAKE_LOG/session-$n.sh" ]; then bash "$FAKE_LOG/session-$n.sh"; fi
-cat "$FAKE_FIXTURE"
+if [ -n "${FAKE_SLOW:-}" ]; then
+  while IFS= read -r line; do printf '%s\n' "$line"; sleep "$FAKE_SLOW"; done < "$FAKE_FIXTURE"
+else
+  cat "$FAKE_FIXTURE"
+fi
 echo "some stderr noise" >&2
 "#;
 
@@ -923,7 +928,7 @@ fn scenario(
         .as_str()
         .expect("identifier")
         .to_string();
-    if spawn_type == "implement" {
+    if spawn_type == "implement" || spawn_type == "qa" {
         for body in [
             json!({"action": "submit", "content": "1. Add the endpoint\n2. Test it"}),
             json!({"action": "approve", "approvedBy": "lead"}),
@@ -1444,5 +1449,76 @@ fn triage_without_a_result_asks_for_a_plan_and_error_fix_without_one_fails() {
             .unwrap_or_default()
             .contains("[COMPLETED]"),
         "{failed}"
+    );
+}
+
+#[test]
+fn qa_tests_the_implementation_branch_and_streams_while_the_agent_runs() {
+    if skip_without_tools() {
+        return;
+    }
+    let session = r#"
+git rev-parse --abbrev-ref HEAD > "$FAKE_LOG/branch"
+printf '## Summary\nPASS\n' > .scratch/qa-report.md
+echo '{"outcome": "completed", "summary": "All flows pass.", "changes_made": false, "files_changed": [], "pr_needed": false}' > .scratch/run-result.json
+"#;
+    let check = "#!/usr/bin/env bash\necho '12 tests passed'\n";
+    let mut sc = scenario(
+        "qa",
+        "Test CSV export",
+        &[session],
+        &[(".dispatch/check.sh", check)],
+    );
+    // The implement run's branch exists on origin: QA tests it.
+    let branch = format!("feat/{}", sc.identifier);
+    sh(
+        &sc.runner.repo,
+        &format!(
+            "git checkout -q -b '{branch}' && echo impl > impl.txt && git add impl.txt \
+             && git -c user.name=t -c user.email=t@example.com commit -q -m impl \
+             && git push -q origin '{branch}' && git checkout -q main && git branch -q -D '{branch}' \
+             && git fetch -q origin"
+        ),
+    );
+    sc.runner.env.insert("FAKE_SLOW".into(), "0.4".into());
+    run_workflow(&mut sc, WorkflowKind::Qa);
+    check_agent_invocation(&sc, "claude-sonnet-4-5-20250929");
+    let tested = std::fs::read_to_string(sc.fake_log.join("branch")).unwrap_or_default();
+    assert_eq!(tested.trim(), branch, "{}", sc.runner.log);
+    let calls = claude_calls(&sc);
+    let prompt = calls[0].0.last().cloned().unwrap_or_default();
+    assert!(
+        prompt.contains("## The project's checks (.dispatch/check.sh) passed"),
+        "{prompt}"
+    );
+    assert!(prompt.contains("12 tests passed"), "{prompt}");
+
+    // Output arrived in several numbered chunks while the agent ran, not in one at the end.
+    let t = get(
+        &sc.server,
+        &format!(
+            "/api/issues/{}/terminal?run_id={}",
+            sc.identifier, sc.run_id
+        ),
+    );
+    let seqs: Vec<u64> = t["chunks"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|c| c["seq"].as_u64()).collect())
+        .unwrap_or_default();
+    assert!(seqs.len() >= 4, "{t}\n{}", sc.runner.log);
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{t}");
+
+    let run = get(
+        &sc.server,
+        &format!("/api/issues/{}/runs/{}", sc.identifier, sc.run_id),
+    );
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["outcome"], "completed");
+    assert_eq!(run["report_content"], "## Summary\nPASS");
+    let acts = activities(&sc);
+    assert!(
+        acts.iter()
+            .any(|a| a["type"] == "qa_complete" && a["content"] == "## Summary\nPASS"),
+        "{acts:?}"
     );
 }
