@@ -605,7 +605,8 @@ def wants_pr(k, r, checks_ok):
     if r["blocked"] or r["outcome"] == "failed":
         return False, False
     if k == "error_fix":
-        return r["pr_needed"] or r["outcome"] == "completed" or r["changes_made"], False
+        # A fix the agent committed and declared, or any commits it asked to publish.
+        return r["pr_needed"] or r["outcome"] == "completed", False
     if k == "prd_implement":
         return r["outcome"] in ("completed", "needs_human_decision"), (
             r["outcome"] == "needs_human_decision" or not checks_ok
