@@ -233,12 +233,20 @@ const ROUTES: &[Route] = &[
         200,
     ),
     (
+        "get",
+        "/api/issues/{id}/watchers",
+        "The customers watching an issue",
+        Auth::Any,
+        None,
+        200,
+    ),
+    (
         "post",
         "/api/issues/{id}/watchers",
-        "Add a customer as a watcher",
+        "Add a customer as a watcher (201 when new, 200 when already watching)",
         Auth::Any,
         Some("Watcher"),
-        200,
+        201,
     ),
     (
         "delete",

@@ -45,33 +45,36 @@ run_url() {
   fi
 }
 
-# api METHOD PATH [BODYFILE] -> prints the response body; status code in $HTTP_CODE.
+# api METHOD PATH BODYFILE RESPFILE: one request; the answer's body goes to RESPFILE and its
+# status to HTTP_CODE (000 when there was no answer). The key reaches curl on standard input, so
+# it never shows in a process list (the agent runs beside the streaming loop).
 HTTP_CODE=000
 api() {
-  local method="$1" path="$2" body="${3:-}" out code
-  out="$(mktemp)"
-  local args=(-sS -o "$out" -w '%{http_code}' --max-time 30 --retry 2 --retry-delay 2
-    -X "$method" -H "Authorization: Bearer ${DISPATCH_API_KEY}" -H 'Content-Type: application/json'
-    -H 'Accept: application/json')
+  local method="$1" path="$2" body="$3" resp="$4" key
+  key="${DISPATCH_API_KEY//\\/\\\\}"
+  key="${key//\"/\\\"}"
+  local args=(-sS -K - -o "$resp" -w '%{http_code}' --max-time 30 --retry 2 --retry-delay 2
+    -X "$method" -H 'Content-Type: application/json' -H 'Accept: application/json')
   [ -n "$body" ] && args+=(--data-binary "@$body")
-  code="$(curl "${args[@]}" "${DISPATCH_API_URL%/}${path}" 2>/dev/null)" || code="${code:-000}"
-  HTTP_CODE="${code:-000}"
-  cat "$out"
-  rm -f "$out"
+  HTTP_CODE="$(printf 'header = "Authorization: Bearer %s"\n' "$key" \
+    | curl "${args[@]}" "${DISPATCH_API_URL%/}${path}" 2>/dev/null)"
   case "$HTTP_CODE" in
     2??) return 0 ;;
-    *) return 1 ;;
+    '') HTTP_CODE=000 ;;
   esac
+  return 1
 }
 
 # send METHOD PATH JSON-FILE: one callback, a warning on failure.
 send() {
-  local method="$1" path="$2" body="$3" resp
-  if resp="$(api "$method" "$path" "$body")"; then
-    return 0
-  fi
-  log "warning: $method $path answered $HTTP_CODE: $(printf '%s' "$resp" | head -c 300)"
-  return 1
+  local resp ok=0
+  resp="$(mktemp)"
+  api "$1" "$2" "$3" "$resp" || {
+    ok=1
+    log "warning: $1 $2 answered $HTTP_CODE: $(head -c 300 "$resp" 2>/dev/null)"
+  }
+  rm -f "$resp"
+  return "$ok"
 }
 
 issue_path() { printf '/api/issues/%s' "$(uri "$ISSUE_ID")"; }
@@ -146,30 +149,32 @@ post_chunk() {
   next=$((seq + 1))
   f="$(jq -n --rawfile content "$file" --argjson seq "$next" --arg run "${DISPATCH_RUN_ID:-}" \
     '{content: $content, seq: $seq} + (if $run == "" then {} else {run_id: $run} end)' | stdin_file)"
-  if ! resp="$(api POST "$(issue_path)/terminal" "$f")"; then
+  resp="$(mktemp)"
+  if ! api POST "$(issue_path)/terminal" "$f" "$resp"; then
     case "$HTTP_CODE" in
       400 | 409 | 422)
         # Out of step (another writer, an older server): append without a number.
+        log "terminal post $next answered $HTTP_CODE ($(head -c 200 "$resp")); sending it unnumbered"
         jq 'del(.seq)' "$f" >"$f.2" && mv "$f.2" "$f"
-        resp="$(api POST "$(issue_path)/terminal" "$f")" || {
-          log "warning: terminal post answered $HTTP_CODE"
-          rm -f "$f"
-          return 1
-        }
+        if ! api POST "$(issue_path)/terminal" "$f" "$resp"; then
+          log "warning: terminal post answered $HTTP_CODE; dropped"
+          rm -f "$f" "$resp"
+          return 0
+        fi
         ;;
       *)
         log "warning: terminal post answered $HTTP_CODE; will retry"
-        rm -f "$f"
+        rm -f "$f" "$resp"
         return 1
         ;;
     esac
   fi
-  rm -f "$f"
-  seq="$(printf '%s' "$resp" | jq -r '.seq // empty' 2>/dev/null)"
+  seq="$(jq -r '.seq // empty' "$resp" 2>/dev/null)"
   case "$seq" in
     '' | *[!0-9]*) seq="$next" ;;
   esac
   printf '%s' "$seq" >"$STATE/terminal.seq"
+  rm -f "$f" "$resp"
   return 0
 }
 
