@@ -12,6 +12,7 @@ mod routes;
 mod runner;
 mod secrets;
 mod state;
+mod workflows_install;
 
 use clap::{Parser, Subcommand};
 use config::ServerConfig;
@@ -34,11 +35,33 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum WorkflowsCommand {
+    /// Copy the workflows into a repository's .github/workflows and print the secrets to set.
+    Install {
+        /// The target repository (a git checkout).
+        #[arg(long)]
+        repo: std::path::PathBuf,
+        /// Kinds to install (error_fix, investigate, implement, qa, research, triage, all);
+        /// repeat or separate with commas. Default: all.
+        #[arg(long, value_delimiter = ',')]
+        kinds: Vec<String>,
+        /// Overwrite files that differ from the templates.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the server (HTTP API, webhooks, dispatcher and sweeper).
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Agent workflow templates for GitHub Actions.
+    Workflows {
+        #[command(subcommand)]
+        command: WorkflowsCommand,
+    },
     /// Render Claude Code stream-json (stdin) as readable terminal lines (stdout), as the local
     /// runner and the live terminal show them.
     AgentFilter {
@@ -86,6 +109,11 @@ fn main() -> ExitCode {
             Command::Serve => serve().await,
             Command::Migrate => migrate().await,
             Command::AgentFilter { summary_json } => agent_filter(summary_json),
+            Command::Workflows {
+                command: WorkflowsCommand::Install { repo, kinds, force },
+            } => workflows_install::install(&repo, &kinds, force)
+                .map(|report| print!("{report}"))
+                .map_err(|e| dispatch_core::Error::invalid("repo", e)),
         }
     });
     match result {
