@@ -7,20 +7,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::Server;
 
-/// reqwest is built with `rustls-no-provider` (the GitHub and Sentry API clients bring it in):
-/// install the ring provider before building a client.
-fn tls() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}
-
 fn client() -> reqwest::Client {
-    tls();
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(20))
-        .build()
-        .unwrap()
+    support::http()
 }
 
 async fn send(

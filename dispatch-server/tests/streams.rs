@@ -10,25 +10,12 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use support::Server;
 
-/// reqwest is built with `rustls-no-provider` (the GitHub and Sentry API clients bring it in):
-/// install the ring provider before building a client.
-fn tls() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}
-
 fn client() -> reqwest::Client {
-    tls();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
+    support::http()
 }
 
 /// No total timeout: streams stay open; reads are bounded one by one.
 fn stream_client() -> reqwest::Client {
-    tls();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .build()
