@@ -254,6 +254,9 @@ impl Stats {
     }
 }
 
+/// Call numbers, unique over the whole run (fresh keys stay fresh across rounds).
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
 type Op = Arc<dyn Fn(usize, u64) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 /// `tasks` tasks call `op` in a loop: `warmup` unmeasured, then `measure` measured. Every call
@@ -263,11 +266,9 @@ async fn run_load(tasks: usize, warmup: Duration, measure: Duration, op: Op) -> 
     let start = Instant::now();
     let measure_start = start + warmup;
     let end = measure_start + measure;
-    let seq = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::with_capacity(tasks);
     for t in 0..tasks {
         let op = op.clone();
-        let seq = seq.clone();
         handles.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(4096);
             let (mut ops, mut errors, mut ok) = (0u64, 0u64, 0u64);
@@ -277,7 +278,7 @@ async fn run_load(tasks: usize, warmup: Duration, measure: Duration, op: Op) -> 
                 if t0 >= end {
                     break;
                 }
-                let r = op(t, seq.fetch_add(1, Ordering::Relaxed)).await;
+                let r = op(t, SEQ.fetch_add(1, Ordering::Relaxed)).await;
                 let t1 = Instant::now();
                 if r.is_ok() && t1 >= measure_start && t1 <= end {
                     ops += 1;

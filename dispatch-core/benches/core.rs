@@ -175,5 +175,68 @@ fn gate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, normalize_fingerprint, gate);
+/// One error event through the whole engine ingest (normalise, fingerprint, dedupe or create in
+/// the in-memory store, recurrence check, gate), with the kill switch on so that no run is
+/// reserved: what a webhook delivery costs before any I/O of a database.
+fn ingest_memory(c: &mut Criterion) {
+    use dispatch_core::Dispatch;
+    use dispatch_core::config::EngineConfig;
+    use dispatch_core::event::ErrorEvent;
+    use dispatch_core::memory::MemoryStore;
+    use dispatch_core::testkit::FakeRunner;
+    use std::sync::Arc;
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("runtime: {e}"),
+    };
+    let config = EngineConfig {
+        policy: SpawnPolicy {
+            kill_switch: true,
+            ..SpawnPolicy::default()
+        },
+        ..EngineConfig::default()
+    };
+    let d = rt
+        .block_on(
+            Dispatch::builder(Arc::new(MemoryStore::new()), FakeRunner::new())
+                .config(config)
+                .build(),
+        )
+        .unwrap_or_else(|e| panic!("engine: {e}"));
+    let mut g = c.benchmark_group("ingest_memory");
+    g.bench_function("known_fingerprint", |b| {
+        b.iter(|| {
+            let e = ErrorEvent::new(
+                "loki",
+                "billing",
+                "charge-customer",
+                "Card declined for customer cus_Nf8dJ2kLq9",
+            );
+            black_box(rt.block_on(d.ingest(e)).map(|r| r.event_count).ok())
+        })
+    });
+    let mut n: u64 = 0;
+    g.bench_function("new_fingerprint", |b| {
+        b.iter(|| {
+            n += 1;
+            // Letters, not digits: digits would be normalised into one fingerprint.
+            let word: String = (0..8)
+                .map(|i| (b'a' + ((n >> (i * 5)) % 26) as u8) as char)
+                .collect();
+            let e = ErrorEvent::new(
+                "loki",
+                "billing",
+                "charge-customer",
+                format!("Card declined for plan {word}"),
+            );
+            black_box(rt.block_on(d.ingest(e)).map(|r| r.created).ok())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, normalize_fingerprint, gate, ingest_memory);
 criterion_main!(benches);

@@ -44,17 +44,12 @@ use std::sync::LazyLock;
 pub(crate) const JS_WS: &str = r"\t\n\x0B\x0C\r \x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}\x{FEFF}";
 
 pub(crate) fn is_js_whitespace(c: char) -> bool {
-    matches!(
-        c,
-        '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r' | ' ' | '\u{A0}' | '\u{1680}' | '\u{2000}'
-            ..='\u{200A}'
-                | '\u{2028}'
-                | '\u{2029}'
-                | '\u{202F}'
-                | '\u{205F}'
-                | '\u{3000}'
-                | '\u{FEFF}'
-    )
+    // TAB, LF, VT, FF, CR are U+0009..=U+000D.
+    matches!(c, '\t'..='\r' | ' ' | '\u{A0}' | '\u{1680}' | '\u{2000}'..='\u{200A}')
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{202F}' | '\u{205F}' | '\u{3000}' | '\u{FEFF}'
+        )
 }
 
 /// A rule run as a regex. `needle` is a literal that every match contains: without it the regex
@@ -260,10 +255,11 @@ fn fits(b: &[u8], i: usize, shape: &[u8]) -> bool {
     }
 }
 
-/// Finds the leftmost match of a pattern whose match starts with a fixed-length head holding the
-/// ASCII byte `lit` at offset `at`: every occurrence of `lit` at or after `from + at` is a
-/// candidate start `p - at`, in increasing order, and `len_at(bytes, start)` says whether (and
-/// how long) a match starts there. Matches do not overlap, as with a global JavaScript regex.
+/// Replaces with `*` every match of a pattern whose matches start with a fixed-length head holding
+/// the ASCII character `lit` at offset `at`. Each occurrence `p` of `lit`, left to right, gives the
+/// candidate start `p - at`; `len_at(bytes, start)` says whether (and how long) a match starts
+/// there. A candidate that starts inside the previous match is skipped, so matches are leftmost
+/// and do not overlap, as with a global JavaScript regex.
 fn scan_anchored(
     s: &str,
     lit: char,
