@@ -34,7 +34,7 @@ start_server() { # $1 = store; sets PID BASE COLD_MS
   local t0 out
   out="$dir/out.log"
   t0=$(date +%s%N)
-  (cd "$dir" && env -i PATH="$PATH" "${env[@]}" "$BIN" serve >"$out" 2>"$dir/err.log") &
+  (cd "$dir" && exec env -i PATH="$PATH" "${env[@]}" "$BIN" serve >"$out" 2>"$dir/err.log") &
   PID=$!
   BASE=""
   for _ in $(seq 1 500); do

@@ -56,18 +56,14 @@ impl Dispatch {
             o => o.to_string(),
         };
         let actor = Actor::webhook(format!("{origin_name} Webhook"));
-        let label = self
-            .inner
-            .store
-            .ensure_label(self.inner.workspace.id, origin_label(&event.origin))
-            .await?;
+        let label = self.origin_label_id(&event.origin).await?;
         let new_issue = NewIssue {
             title: issue_title(&event),
             description: Some(issue_description(&event, &normalized, &fp)),
             column_id: None,
             priority: priority_for(&event),
             assignee: None,
-            labels: vec![label.id],
+            labels: vec![label],
             customer_id: None,
         };
         let metadata = json!({
@@ -121,7 +117,9 @@ impl Dispatch {
             fix_failed = self
                 .check_recurrence(&issue, seen_at.max(now), event.event_count, reason)
                 .await?;
-            issue = self.get_issue(issue.id).await?;
+            if fix_failed {
+                issue = self.get_issue(issue.id).await?;
+            }
             if !fix_failed && self.is_closed(&issue).await? {
                 // The error is back although its issue was closed: a regression.
                 reopened = self.reopen_regression(&issue, &actor).await?;
@@ -178,6 +176,31 @@ impl Dispatch {
             reopened,
             spawn,
         })
+    }
+
+    /// The label of an alert origin ("Loki", "Sentry", ...). Labels are never deleted, so the id
+    /// is cached after the first lookup.
+    async fn origin_label_id(&self, origin: &str) -> Result<crate::ids::LabelId> {
+        if let Some(id) = self
+            .inner
+            .label_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(origin)
+        {
+            return Ok(*id);
+        }
+        let label = self
+            .inner
+            .store
+            .ensure_label(self.inner.workspace.id, origin_label(origin))
+            .await?;
+        self.inner
+            .label_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(origin.to_string(), label.id);
+        Ok(label.id)
     }
 
     fn auto_spawns(&self, origin: &str) -> bool {

@@ -400,11 +400,27 @@ impl Dispatch {
         self.column_named(names::DONE, ColumnCategory::Closed).await
     }
 
+    /// Whether the issue sits in a closed column. A column's category never changes, so the
+    /// categories are cached and re-read only for a column not seen yet.
     pub(crate) async fn is_closed(&self, issue: &Issue) -> Result<bool> {
-        Ok(self
-            .columns()
-            .await?
-            .iter()
-            .any(|c| c.id == issue.column_id && c.is_closed()))
+        if let Some(closed) = self
+            .inner
+            .column_categories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&issue.column_id)
+        {
+            return Ok(*closed);
+        }
+        let cols = self.columns().await?;
+        let mut cache = self
+            .inner
+            .column_categories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for c in &cols {
+            cache.insert(c.id, c.is_closed());
+        }
+        Ok(cache.get(&issue.column_id).copied().unwrap_or(false))
     }
 }

@@ -55,6 +55,9 @@ struct Inner {
     workspace: Workspace,
     /// Wakes the dispatcher loop when a run is queued, so nothing waits for the next tick.
     wake_dispatcher: Notify,
+    /// Label ids of alert origins, and whether a column is closed: both immutable once known.
+    label_cache: std::sync::Mutex<std::collections::HashMap<String, crate::ids::LabelId>>,
+    column_categories: std::sync::Mutex<std::collections::HashMap<crate::ids::ColumnId, bool>>,
 }
 
 /// Builds a [`Dispatch`]: a store and a runner are required; the event bus defaults to an
@@ -119,6 +122,8 @@ impl DispatchBuilder {
                 config: self.config,
                 workspace,
                 wake_dispatcher: Notify::new(),
+                label_cache: Default::default(),
+                column_categories: Default::default(),
             }),
         })
     }
