@@ -27,6 +27,9 @@
 //! - `--stores sqlite,postgres` [`INGEST_BENCH_STORES`];
 //! - `--paths known,new` [`INGEST_BENCH_PATHS`];
 //! - `--stall-check` [`INGEST_BENCH_STALL_CHECK=1`], `--stall-tasks 256`, `--stall-secs 5`;
+//! - `--breakdown` [`INGEST_BENCH_BREAKDOWN=1`]: where SQLite's known-key time goes: the store's
+//!   known-key statement through a separate single-writer pool on the store's file, alone, with
+//!   its decoding, and inside `BEGIN IMMEDIATE … COMMIT`, next to `ingest_error` itself;
 //! - `--pg-url URL` [`INGEST_BENCH_PG_URL`]: the bench database, dropped and created afresh,
 //!   dropped again at the end (default `postgres://postgres@127.0.0.1:5432/dispatch_bench`;
 //!   never the test database);
@@ -99,6 +102,7 @@ struct Args {
     stores: Vec<Kind>,
     paths: Vec<IngestPath>,
     stall_check: bool,
+    breakdown: bool,
     stall_tasks: usize,
     stall_secs: f64,
     pg_url: String,
@@ -128,6 +132,7 @@ fn parse_args() -> AnyResult<Args> {
         )?,
         paths: parse_paths(&env("INGEST_BENCH_PATHS").unwrap_or_else(|| "known,new".into()))?,
         stall_check: env("INGEST_BENCH_STALL_CHECK").is_some_and(|v| v == "1" || v == "true"),
+        breakdown: env("INGEST_BENCH_BREAKDOWN").is_some_and(|v| v == "1" || v == "true"),
         stall_tasks: 256,
         stall_secs: 5.0,
         pg_url: env("INGEST_BENCH_PG_URL").unwrap_or_else(|| DEFAULT_PG_URL.into()),
@@ -149,6 +154,7 @@ fn parse_args() -> AnyResult<Args> {
             "--stores" => a.stores = parse_stores(&value("--stores")?)?,
             "--paths" => a.paths = parse_paths(&value("--paths")?)?,
             "--stall-check" => a.stall_check = true,
+            "--breakdown" => a.breakdown = true,
             "--stall-tasks" => a.stall_tasks = value("--stall-tasks")?.parse()?,
             "--stall-secs" => a.stall_secs = value("--stall-secs")?.parse()?,
             "--pg-url" => a.pg_url = value("--pg-url")?,
@@ -939,6 +945,142 @@ async fn stall_check(env: &Env, kind: Kind) -> AnyResult<StallResult> {
     })
 }
 
+/// The store's known-key statement (`ingest_error` in `src/sql/store_impl.rs`), for the
+/// breakdown: without and with its RETURNING.
+macro_rules! known_update {
+    () => {
+        "UPDATE dispatch_error_link SET \
+         event_count = CASE WHEN event_count >= 9223372036854775807 - $3 THEN 9223372036854775807 ELSE event_count + $3 END, \
+         last_seen_at = CASE WHEN last_seen_at < $4 THEN $4 ELSE last_seen_at END \
+         WHERE source = $1 AND external_key = $2"
+    };
+}
+const KNOWN_UPDATE: &str = known_update!();
+const KNOWN_UPDATE_RETURNING: &str = concat!(
+    known_update!(),
+    " RETURNING *, (SELECT i.doc FROM dispatch_issue i WHERE i.id = dispatch_error_link.issue_id) AS doc"
+);
+
+/// What a known-key ingest into SQLite costs, step by step, at `tasks` concurrency: the bare
+/// statement, with its RETURNING and decoding, inside the store's `BEGIN IMMEDIATE` transaction,
+/// and `ingest_error` itself. Measured in alternating rounds like the scenarios.
+async fn sqlite_breakdown(env: &Env, tasks: usize) -> AnyResult<Vec<(&'static str, Stats)>> {
+    let a = &env.args;
+    let target = open_ingest(
+        env,
+        Kind::Sqlite,
+        IngestPath::Known,
+        &format!("breakdown_{tasks}"),
+    )
+    .await?;
+    let Cleanup::Sqlite(_, file) = &target.cleanup else {
+        return Err("not a SQLite target".into());
+    };
+    let opts = SqliteConnectOptions::new()
+        .filename(file)
+        .foreign_keys(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(30));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(60))
+        .connect_with(opts)
+        .await?;
+    let (source, key) = (
+        target.tpl.draft.source.clone(),
+        target.tpl.draft.external_key.clone(),
+    );
+    let mk = |mode: u8| -> Op {
+        let (pool, source, key) = (pool.clone(), source.clone(), key.clone());
+        Arc::new(move |_task, _n| {
+            let (pool, source, key) = (pool.clone(), source.clone(), key.clone());
+            let now = chrono::Utc::now().timestamp_micros();
+            Box::pin(async move {
+                let q = |sql: &'static str| {
+                    sqlx::query(sql)
+                        .bind(source.clone())
+                        .bind(key.clone())
+                        .bind(1i64)
+                        .bind(now)
+                };
+                let decode = |row: sqlx::sqlite::SqliteRow| -> Result<(), String> {
+                    use sqlx::Row as _;
+                    let issue: sqlx::types::Json<dispatch_core::issue::Issue> =
+                        row.try_get("doc").map_err(|e| e.to_string())?;
+                    let meta: sqlx::types::Json<serde_json::Value> =
+                        row.try_get("metadata").map_err(|e| e.to_string())?;
+                    let count: i64 = row.try_get("event_count").map_err(|e| e.to_string())?;
+                    std::hint::black_box((issue, meta, count));
+                    Ok(())
+                };
+                match mode {
+                    0 => q(KNOWN_UPDATE)
+                        .execute(&pool)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    1 => decode(
+                        q(KNOWN_UPDATE_RETURNING)
+                            .fetch_one(&pool)
+                            .await
+                            .map_err(|e| e.to_string())?,
+                    ),
+                    _ => {
+                        let mut tx = pool
+                            .begin_with("BEGIN IMMEDIATE")
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let row = q(KNOWN_UPDATE_RETURNING)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        decode(row)?;
+                        tx.commit().await.map_err(|e| e.to_string())
+                    }
+                }
+            })
+        })
+    };
+    let variants: Vec<(&'static str, Op)> = vec![
+        ("UPDATE alone (autocommit)", mk(0)),
+        (
+            "UPDATE … RETURNING link and issue doc, decoded (autocommit)",
+            mk(1),
+        ),
+        ("the same in BEGIN IMMEDIATE … COMMIT", mk(2)),
+        ("SqliteStore::ingest_error", target.op.clone()),
+    ];
+    let warmup = Duration::from_secs_f64(a.warmup);
+    let rounds = a.rounds.max(1);
+    let slice = Duration::from_secs_f64(a.secs / rounds as f64);
+    for (_, op) in &variants {
+        run_load(tasks, warmup, Duration::ZERO, op.clone()).await;
+    }
+    let mut stats: Vec<Stats> = variants.iter().map(|_| Stats::default()).collect();
+    for round in 0..rounds {
+        for i in 0..variants.len() {
+            // Reverse the order every other round.
+            let i = if round % 2 == 0 {
+                i
+            } else {
+                variants.len() - 1 - i
+            };
+            stats[i].merge(run_load(tasks, Duration::ZERO, slice, variants[i].1.clone()).await);
+        }
+    }
+    pool.close().await;
+    target.close(env).await;
+    Ok(variants
+        .into_iter()
+        .zip(stats)
+        .map(|((name, _), mut s)| {
+            s.lat.sort_unstable();
+            (name, s)
+        })
+        .collect())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Set-up and report
 
@@ -1147,7 +1289,34 @@ async fn bench(env: &Env) -> AnyResult<String> {
             stalls.push(s);
         }
     }
-    Ok(report(env, &rows, &stalls, &load_before, started.elapsed()))
+    let mut breakdowns = Vec::new();
+    if a.breakdown && a.stores.contains(&Kind::Sqlite) {
+        for &tasks in &a.concurrency {
+            eprintln!("SQLite known-key breakdown x{tasks}…");
+            breakdowns.push((tasks, sqlite_breakdown(env, tasks).await?));
+        }
+    }
+    let mut out = report(env, &rows, &stalls, &load_before, started.elapsed());
+    if !breakdowns.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nSQLite known-key breakdown (the store's statement through a separate single-writer pool on the store's file):\n"
+        );
+        let _ = writeln!(out, "| tasks | what | ops/s | p50 ms | p99 ms |");
+        let _ = writeln!(out, "|---:|---|---:|---:|---:|");
+        for (tasks, b) in &breakdowns {
+            for (name, s) in b {
+                let _ = writeln!(
+                    out,
+                    "| {tasks} | {name} | {} | {} | {} |",
+                    ops(s.ops_per_sec()),
+                    ms(s.pct_ms(0.5)),
+                    ms(s.pct_ms(0.99))
+                );
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn report(

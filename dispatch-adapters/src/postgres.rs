@@ -85,6 +85,11 @@ impl PostgresStore {
         &self.pool
     }
 
+    /// Single statements that write, outside an explicit transaction.
+    fn autocommit(&self) -> &PgPool {
+        &self.pool
+    }
+
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(db("begin"))
     }

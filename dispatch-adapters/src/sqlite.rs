@@ -135,6 +135,11 @@ impl SqliteStore {
         &self.reader
     }
 
+    /// Single statements that write, outside an explicit transaction (the writer connection).
+    fn autocommit(&self) -> &SqlitePool {
+        &self.writer
+    }
+
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
         self.writer
             .begin_with("BEGIN IMMEDIATE")

@@ -919,30 +919,19 @@ macro_rules! impl_sql_store {
                 .bind(&d.external_key)
                 .bind(to_i64(d.event_count))
                 .bind(Self::ts(d.seen_at));
-                let mut begun = None;
-                let known = if <$DB as sqlx::Database>::NAME == "PostgreSQL" {
-                    // PostgreSQL: on its own (autocommit) the statement is its own transaction, with
-                    // no BEGIN and COMMIT round trips, and the row lock is held only while it runs
-                    // and commits. (`reader()` is PostgresStore's one read-write pool.)
-                    add_to_known.fetch_optional(self.reader()).await
-                } else {
-                    // SQLite: writes go through the writer's transactions only.
-                    let tx = begun.insert(self.write_tx().await?);
-                    add_to_known.fetch_optional(&mut **tx).await
-                }
-                .map_err(db("update error link"))?;
+                // On its own (autocommit) the statement is its own transaction: no BEGIN and
+                // COMMIT round trips, and the write lock is held only while it runs (SQLite: the
+                // writer connection; PostgreSQL: the row lock). An unseen key falls through to the
+                // creation transaction below, which looks again under its lock.
+                let known = add_to_known.fetch_optional(self.autocommit())
+                    .await
+                    .map_err(db("update error link"))?;
                 if let Some(row) = known {
                     let link = Self::row_link(&row)?;
                     let issue = doc_col!(row, "dispatch_issue", Issue)?;
-                    if let Some(tx) = begun {
-                        Self::commit(tx).await?;
-                    }
                     return Ok(IngestOutcome { issue, link, created: false });
                 }
-                let mut tx = match begun {
-                    Some(tx) => tx,
-                    None => self.write_tx().await?,
-                };
+                let mut tx = self.write_tx().await?;
                 // Unseen when the UPDATE ran. Same key, one at a time from here (PostgreSQL
                 // advisory lock; SQLite's writer lock already), and look again under the lock: a
                 // concurrent call may have created it since.
