@@ -27,7 +27,7 @@ macro_rules! impl_sql_store {
         use dispatch_core::issue::{
             Actor, Column, ColumnCategory, Comment, HistoryAction, HistoryEntry, Issue,
             IssueFilter, IssuePatch, Label, NewColumn, NewComment, NewHistory, NewIssue, NewLabel,
-            PlanFields, SpawnStatus, Workspace, default_columns, default_labels, format_identifier,
+            SpawnStatus, Workspace, default_columns, default_labels, format_identifier,
         };
         use dispatch_core::ports::{
             CustomerStore, DeferredSpawn, DeliveryStore, ErrorLink, ErrorLinkStore, FixStore,
@@ -281,36 +281,7 @@ macro_rules! impl_sql_store {
                 .ok_or_else(|| Error::not_found(format!("workspace {ws} not found")))?;
                 let number = col!(row, "dispatch_workspace", "next_issue_number", i64)? - 1;
                 let prefix: String = col!(row, "dispatch_workspace", "issue_prefix", String)?;
-                let issue = Issue {
-                    id: IssueId::new(),
-                    workspace_id: ws,
-                    identifier: format_identifier(&prefix, number),
-                    number,
-                    title: new.title.trim().to_string(),
-                    description: new.description,
-                    column_id,
-                    priority: new.priority,
-                    assignee: new.assignee,
-                    labels: new.labels,
-                    customer_id: new.customer_id,
-                    agent_status: Default::default(),
-                    spawn_status: None,
-                    spawn_kind: None,
-                    current_run_id: None,
-                    spawn_attempt_count: 0,
-                    spawn_started_at: None,
-                    spawn_completed_at: None,
-                    plan: PlanFields::default(),
-                    blocked_reason: None,
-                    cost_usd: 0.0,
-                    num_turns: 0,
-                    model: None,
-                    run_outcome: None,
-                    outcome_summary: None,
-                    created_at: now,
-                    updated_at: now,
-                    version: 1,
-                };
+                let issue = new.into_issue(ws, number, format_identifier(&prefix, number), column_id, now);
                 Self::insert_issue_tx(tx, &issue).await?;
                 Ok(issue)
             }

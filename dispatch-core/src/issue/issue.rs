@@ -180,6 +180,48 @@ impl NewIssue {
             customer_id: None,
         }
     }
+    /// The new issue row, once the store has allocated its number and chosen its column. Every
+    /// store builds issues with this, so they start out identical.
+    pub fn into_issue(
+        self,
+        workspace_id: WorkspaceId,
+        number: i64,
+        identifier: String,
+        column_id: ColumnId,
+        now: crate::Timestamp,
+    ) -> Issue {
+        Issue {
+            id: IssueId::new(),
+            workspace_id,
+            identifier,
+            number,
+            title: self.title.trim().to_string(),
+            description: self.description,
+            column_id,
+            priority: self.priority,
+            assignee: self.assignee,
+            labels: self.labels,
+            customer_id: self.customer_id,
+            agent_status: AgentStatus::default(),
+            spawn_status: None,
+            spawn_kind: None,
+            current_run_id: None,
+            spawn_attempt_count: 0,
+            spawn_started_at: None,
+            spawn_completed_at: None,
+            plan: PlanFields::default(),
+            blocked_reason: None,
+            cost_usd: 0.0,
+            num_turns: 0,
+            model: None,
+            run_outcome: None,
+            outcome_summary: None,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.title.trim().is_empty() {
             return Err(Error::invalid("title", "title is required"));

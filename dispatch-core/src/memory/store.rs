@@ -9,7 +9,7 @@ use crate::ids::{
 };
 use crate::issue::{
     Actor, Column, ColumnCategory, Comment, HistoryAction, HistoryEntry, Issue, IssueFilter, Label,
-    NewColumn, NewComment, NewHistory, NewIssue, NewLabel, PlanFields, Workspace, default_columns,
+    NewColumn, NewComment, NewHistory, NewIssue, NewLabel, Workspace, default_columns,
     default_labels, format_identifier,
 };
 use crate::ports::{
@@ -345,36 +345,7 @@ fn new_issue_row(s: &mut State, ws: WorkspaceId, new: NewIssue, now: Timestamp) 
     let number = w.next_issue_number;
     w.next_issue_number += 1;
     let identifier = format_identifier(&w.issue_prefix, number);
-    let issue = Issue {
-        id: IssueId::new(),
-        workspace_id: ws,
-        identifier: identifier.clone(),
-        number,
-        title: new.title.trim().to_string(),
-        description: new.description,
-        column_id,
-        priority: new.priority,
-        assignee: new.assignee,
-        labels: new.labels,
-        customer_id: new.customer_id,
-        agent_status: Default::default(),
-        spawn_status: None,
-        spawn_kind: None,
-        current_run_id: None,
-        spawn_attempt_count: 0,
-        spawn_started_at: None,
-        spawn_completed_at: None,
-        plan: PlanFields::default(),
-        blocked_reason: None,
-        cost_usd: 0.0,
-        num_turns: 0,
-        model: None,
-        run_outcome: None,
-        outcome_summary: None,
-        created_at: now,
-        updated_at: now,
-        version: 1,
-    };
+    let issue = new.into_issue(ws, number, identifier.clone(), column_id, now);
     s.by_identifier.insert(identifier, issue.id);
     s.issues.insert(issue.id, issue.clone());
     Ok(issue)
