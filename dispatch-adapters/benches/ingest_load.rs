@@ -28,8 +28,8 @@
 //! - `--paths known,new` [`INGEST_BENCH_PATHS`];
 //! - `--stall-check` [`INGEST_BENCH_STALL_CHECK=1`], `--stall-tasks 256`, `--stall-secs 5`;
 //! - `--breakdown` [`INGEST_BENCH_BREAKDOWN=1`]: where SQLite's known-key time goes: the store's
-//!   known-key statement through a separate single-writer pool on the store's file, alone, with
-//!   its decoding, and inside `BEGIN IMMEDIATE … COMMIT`, next to `ingest_error` itself;
+//!   known-key statement through a separate single-writer pool on the store's file, alone and
+//!   with its RETURNING decoded (autocommit), next to `ingest_error` itself;
 //! - `--pg-url URL` [`INGEST_BENCH_PG_URL`]: the bench database, dropped and created afresh,
 //!   dropped again at the end (default `postgres://postgres@127.0.0.1:5432/dispatch_bench`;
 //!   never the test database);
@@ -961,9 +961,10 @@ const KNOWN_UPDATE_RETURNING: &str = concat!(
     " RETURNING *, (SELECT i.doc FROM dispatch_issue i WHERE i.id = dispatch_error_link.issue_id) AS doc"
 );
 
-/// What a known-key ingest into SQLite costs, step by step, at `tasks` concurrency: the bare
-/// statement, with its RETURNING and decoding, inside the store's `BEGIN IMMEDIATE` transaction,
-/// and `ingest_error` itself. Measured in alternating rounds like the scenarios.
+/// What a known-key ingest into SQLite costs, step by step, at `tasks` concurrency: the store's
+/// statement alone, with its RETURNING and decoding (both autocommit, one sqlx call), and
+/// `ingest_error` itself (the same statement in `BEGIN IMMEDIATE … COMMIT`, through the `Store`
+/// trait). Measured in alternating rounds like the scenarios.
 async fn sqlite_breakdown(env: &Env, tasks: usize) -> AnyResult<Vec<(&'static str, Stats)>> {
     let a = &env.args;
     let target = open_ingest(
@@ -1014,30 +1015,19 @@ async fn sqlite_breakdown(env: &Env, tasks: usize) -> AnyResult<Vec<(&'static st
                     std::hint::black_box((issue, meta, count));
                     Ok(())
                 };
-                match mode {
-                    0 => q(KNOWN_UPDATE)
+                if mode == 0 {
+                    q(KNOWN_UPDATE)
                         .execute(&pool)
                         .await
                         .map(|_| ())
-                        .map_err(|e| e.to_string()),
-                    1 => decode(
+                        .map_err(|e| e.to_string())
+                } else {
+                    decode(
                         q(KNOWN_UPDATE_RETURNING)
                             .fetch_one(&pool)
                             .await
                             .map_err(|e| e.to_string())?,
-                    ),
-                    _ => {
-                        let mut tx = pool
-                            .begin_with("BEGIN IMMEDIATE")
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        let row = q(KNOWN_UPDATE_RETURNING)
-                            .fetch_one(&mut *tx)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        decode(row)?;
-                        tx.commit().await.map_err(|e| e.to_string())
-                    }
+                    )
                 }
             })
         })
@@ -1048,7 +1038,6 @@ async fn sqlite_breakdown(env: &Env, tasks: usize) -> AnyResult<Vec<(&'static st
             "UPDATE … RETURNING link and issue doc, decoded (autocommit)",
             mk(1),
         ),
-        ("the same in BEGIN IMMEDIATE … COMMIT", mk(2)),
         ("SqliteStore::ingest_error", target.op.clone()),
     ];
     let warmup = Duration::from_secs_f64(a.warmup);
