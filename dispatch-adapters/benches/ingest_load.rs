@@ -28,8 +28,8 @@
 //! - `--paths known,new` [`INGEST_BENCH_PATHS`];
 //! - `--stall-check` [`INGEST_BENCH_STALL_CHECK=1`], `--stall-tasks 256`, `--stall-secs 5`;
 //! - `--breakdown` [`INGEST_BENCH_BREAKDOWN=1`]: where SQLite's known-key time goes: the store's
-//!   known-key statement through a separate single-writer pool on the store's file, alone and
-//!   with its RETURNING decoded (autocommit), next to `ingest_error` itself;
+//!   known-key statement through a separate single-writer pool on the store's file, alone, with
+//!   its RETURNING decoded, and inside `BEGIN IMMEDIATE … COMMIT`, next to `ingest_error` itself;
 //! - `--pg-url URL` [`INGEST_BENCH_PG_URL`]: the bench database, dropped and created afresh,
 //!   dropped again at the end (default `postgres://postgres@127.0.0.1:5432/dispatch_bench`;
 //!   never the test database);
@@ -962,9 +962,9 @@ const KNOWN_UPDATE_RETURNING: &str = concat!(
 );
 
 /// What a known-key ingest into SQLite costs, step by step, at `tasks` concurrency: the store's
-/// statement alone, with its RETURNING and decoding (both autocommit, one sqlx call), and
-/// `ingest_error` itself (the same statement in `BEGIN IMMEDIATE … COMMIT`, through the `Store`
-/// trait). Measured in alternating rounds like the scenarios.
+/// statement alone, with its RETURNING and decoding (autocommit: one call to the writer's worker
+/// thread), the same wrapped in `BEGIN IMMEDIATE … COMMIT` (three calls), and `ingest_error`
+/// itself (through the `Store` trait). Measured in alternating rounds like the scenarios.
 async fn sqlite_breakdown(env: &Env, tasks: usize) -> AnyResult<Vec<(&'static str, Stats)>> {
     let a = &env.args;
     let target = open_ingest(
@@ -1015,19 +1015,30 @@ async fn sqlite_breakdown(env: &Env, tasks: usize) -> AnyResult<Vec<(&'static st
                     std::hint::black_box((issue, meta, count));
                     Ok(())
                 };
-                if mode == 0 {
-                    q(KNOWN_UPDATE)
+                match mode {
+                    0 => q(KNOWN_UPDATE)
                         .execute(&pool)
                         .await
                         .map(|_| ())
-                        .map_err(|e| e.to_string())
-                } else {
-                    decode(
+                        .map_err(|e| e.to_string()),
+                    1 => decode(
                         q(KNOWN_UPDATE_RETURNING)
                             .fetch_one(&pool)
                             .await
                             .map_err(|e| e.to_string())?,
-                    )
+                    ),
+                    _ => {
+                        let mut tx = pool
+                            .begin_with("BEGIN IMMEDIATE")
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let row = q(KNOWN_UPDATE_RETURNING)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        decode(row)?;
+                        tx.commit().await.map_err(|e| e.to_string())
+                    }
                 }
             })
         })
@@ -1037,6 +1048,10 @@ async fn sqlite_breakdown(env: &Env, tasks: usize) -> AnyResult<Vec<(&'static st
         (
             "UPDATE … RETURNING link and issue doc, decoded (autocommit)",
             mk(1),
+        ),
+        (
+            "the same inside BEGIN IMMEDIATE … COMMIT (three writer round trips)",
+            mk(2),
         ),
         ("SqliteStore::ingest_error", target.op.clone()),
     ];
