@@ -374,9 +374,7 @@ impl dispatch_core::ports::SearchStore for PostgresStore {
                 score: dispatch_core::search::cosine(vector, &v),
             });
         }
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-        hits.truncate(limit);
-        Ok(hits)
+        Ok(dispatch_core::search::best_first(hits, limit))
     }
 }
 

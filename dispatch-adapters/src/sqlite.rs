@@ -361,8 +361,6 @@ impl dispatch_core::ports::SearchStore for SqliteStore {
                 score: cosine(vector, &decode_vector(&v)?),
             });
         }
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-        hits.truncate(limit);
-        Ok(hits)
+        Ok(dispatch_core::search::best_first(hits, limit))
     }
 }

@@ -62,6 +62,14 @@ pub fn lexical_score(query: &[String], title: &str, description: &str, comments:
     score / query.len() as f64
 }
 
+/// The `limit` best hits, best first: how every store answers a nearest-embedding query whose
+/// similarities it computed in Rust.
+pub fn best_first(mut hits: Vec<SearchHit>, limit: usize) -> Vec<SearchHit> {
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+    hits.truncate(limit);
+    hits
+}
+
 /// Cosine similarity; 0 for empty, mismatched or zero vectors.
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     if a.len() != b.len() || a.is_empty() {

@@ -1402,7 +1402,7 @@ impl SearchStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<SearchHit>> {
         let s = self.lock();
-        let mut hits: Vec<SearchHit> = s
+        let hits: Vec<SearchHit> = s
             .embeddings
             .iter()
             .filter(|(id, (m, _))| m == model && Some(**id) != exclude)
@@ -1414,9 +1414,7 @@ impl SearchStore for MemoryStore {
                 })
             })
             .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-        hits.truncate(limit);
-        Ok(hits)
+        Ok(crate::search::best_first(hits, limit))
     }
 }
 
