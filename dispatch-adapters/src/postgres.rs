@@ -6,6 +6,7 @@
 //! one on a fixed key (they read global counters), and work is claimed with
 //! `FOR UPDATE SKIP LOCKED`, so no two processes claim the same run or deferred spawn.
 
+use crate::sql::group_commit::IngestQueue;
 use crate::sql::{Migration, StoreError, db, decode_err};
 use dispatch_core::ports::{Event, EventBus, EventStream};
 use dispatch_core::search::{SearchHit, terms};
@@ -37,6 +38,8 @@ pub struct PostgresStore {
     trigram: bool,
     /// The `vector` extension is installed and the `pgvector` feature is on.
     pgvector: bool,
+    /// Issue creations, answered in batches by one group-commit worker per process.
+    ingest: IngestQueue,
 }
 
 impl PostgresStore {
@@ -65,6 +68,7 @@ impl PostgresStore {
             pool,
             trigram,
             pgvector,
+            ingest: IngestQueue::default(),
         })
     }
 
@@ -92,6 +96,14 @@ impl PostgresStore {
 
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(db("begin"))
+    }
+
+    /// Concurrent writers: a known key is updated directly, in parallel with other keys;
+    /// only creations (which queue on the workspace counter anyway) are grouped.
+    const GROUP_KNOWN_KEYS: bool = false;
+
+    fn ingest_queue(&self) -> &IngestQueue {
+        &self.ingest
     }
 
     fn ts(t: Timestamp) -> Timestamp {

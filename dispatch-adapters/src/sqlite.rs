@@ -6,6 +6,7 @@
 //! WAL. A second process on the same file is safe too (the busy timeout makes it wait for the
 //! write lock), though PostgreSQL is the store for several server processes.
 
+use crate::sql::group_commit::IngestQueue;
 use crate::sql::{Migration, StoreError, db, decode_err, split_statements};
 use dispatch_core::search::{SearchHit, cosine, terms};
 use dispatch_core::{Error, Result, Timestamp};
@@ -27,6 +28,8 @@ const MIGRATIONS: &[Migration] = &[Migration {
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    /// Error ingests, answered in batches by one group-commit worker.
+    ingest: IngestQueue,
 }
 
 impl SqliteStore {
@@ -77,7 +80,11 @@ impl SqliteStore {
                     Error::unavailable(format!("cannot open SQLite database {url}: {e}"))
                 })?
         };
-        Ok(SqliteStore { reader, writer })
+        Ok(SqliteStore {
+            reader,
+            writer,
+            ingest: IngestQueue::default(),
+        })
     }
 
     /// Applies the migrations this build knows and the database has not seen, in order.
@@ -129,6 +136,14 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
+    }
+
+    /// One writer: known keys are grouped too, each distinct key of a batch costs one
+    /// statement however many deliveries carried it.
+    const GROUP_KNOWN_KEYS: bool = true;
+
+    fn ingest_queue(&self) -> &IngestQueue {
+        &self.ingest
     }
 
     fn reader(&self) -> &SqlitePool {

@@ -1,6 +1,7 @@
 //! What the SQL stores share: error conversion, decoding helpers, the migration runner and the
 //! store logic itself (one implementation, instantiated per database by `impl_sql_store!`).
 
+pub(crate) mod group_commit;
 #[macro_use]
 mod store_impl;
 

@@ -40,6 +40,7 @@ macro_rules! impl_sql_store {
         };
         use dispatch_core::verify::{FixAttempt, VerificationStatus};
         use crate::sql::{db, decode_err, to_i64, to_u64};
+        use crate::sql::group_commit::{self, IngestQueue, Pending, share_error};
         use async_trait::async_trait;
         use chrono::Duration;
         use serde_json::json;
@@ -60,6 +61,27 @@ macro_rules! impl_sql_store {
             match c {
                 ColumnCategory::Open => "open",
                 ColumnCategory::Closed => "closed",
+            }
+        }
+
+        /// The history row's `action` column: the action's serialised name.
+        fn history_action(e: &HistoryEntry) -> String {
+            serde_json::to_value(e.action)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        }
+
+        /// Answers the callers of one known key, whose counts one statement added together:
+        /// each sees the count after its own event, as if the calls had run one by one.
+        fn answer_in_order(group: Vec<Pending<(WorkspaceId, IngestDraft), IngestOutcome>>, known: IngestOutcome) {
+            let total = known.link.event_count;
+            let mut after = group.iter().fold(0u64, |n, p| n.saturating_add(p.item.1.event_count));
+            for p in group {
+                after = after.saturating_sub(p.item.1.event_count);
+                let mut o = known.clone();
+                o.link.event_count = total.saturating_sub(after);
+                p.answer(Ok(o));
             }
         }
 
@@ -217,14 +239,10 @@ macro_rules! impl_sql_store {
             async fn history_tx(tx: &mut Tx, issue: IssueId, entries: Vec<NewHistory>, at: Timestamp) -> Result<()> {
                 for e in entries {
                     let entry = e.into_entry(issue, at);
-                    let action = serde_json::to_value(entry.action)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default();
                     sqlx::query("INSERT INTO dispatch_history (id, issue_id, action, created_at, doc) VALUES ($1, $2, $3, $4, $5)")
                         .bind(entry.id.0)
                         .bind(issue.0)
-                        .bind(action)
+                        .bind(history_action(&entry))
                         .bind(Self::ts(at))
                         .bind(Json(&entry))
                         .execute(&mut **tx)
@@ -858,15 +876,321 @@ macro_rules! impl_sql_store {
                 found.map(|_| ()).ok_or_else(|| issue_not_found(id))
             }
 
-            async fn link_tx(tx: &mut Tx, source: &str, key: &str) -> Result<Option<ErrorLink>> {
-                let row = sqlx::query(concat!("SELECT * FROM dispatch_error_link WHERE source = $1 AND external_key = $2", $FU))
-                    .bind(source)
-                    .bind(key)
+            /// Adds `count` events to a known key and reads the issue and its newest fix attempt,
+            /// in one statement (autocommitted: it is its own transaction). The UPDATE's row lock
+            /// makes it atomic against every other ingest of the key. `None`: the key is unseen.
+            async fn add_to_known(&self, source: &str, key: &str, count: u64, seen_at: Timestamp) -> Result<Option<IngestOutcome>> {
+                let row = Self::add_to_known_query(source, key, count, seen_at)
+                    .fetch_optional(self.autocommit())
+                    .await
+                    .map_err(db("update error link"))?;
+                row.as_ref().map(Self::known_outcome).transpose()
+            }
+
+            async fn add_to_known_tx(tx: &mut Tx, source: &str, key: &str, count: u64, seen_at: Timestamp) -> Result<Option<IngestOutcome>> {
+                let row = Self::add_to_known_query(source, key, count, seen_at)
                     .fetch_optional(&mut **tx)
                     .await
-                    .map_err(db("read error link"))?;
-                row.as_ref().map(Self::row_link).transpose()
+                    .map_err(db("update error link"))?;
+                row.as_ref().map(Self::known_outcome).transpose()
             }
+
+            fn add_to_known_query<'q>(source: &'q str, key: &'q str, count: u64, seen_at: Timestamp)
+                -> sqlx::query::Query<'q, $DB, <$DB as sqlx::Database>::Arguments>
+            {
+                // The count saturates at i64::MAX, as `to_i64` does; last_seen_at only moves forward.
+                sqlx::query(
+                    "UPDATE dispatch_error_link SET \
+                     event_count = CASE WHEN event_count >= 9223372036854775807 - $3 THEN 9223372036854775807 ELSE event_count + $3 END, \
+                     last_seen_at = CASE WHEN last_seen_at < $4 THEN $4 ELSE last_seen_at END \
+                     WHERE source = $1 AND external_key = $2 \
+                     RETURNING *, (SELECT i.doc FROM dispatch_issue i WHERE i.id = dispatch_error_link.issue_id) AS doc, \
+                     (SELECT f.doc FROM dispatch_fix_attempt f WHERE f.issue_id = dispatch_error_link.issue_id \
+                      ORDER BY f.created_at DESC, f.id DESC LIMIT 1) AS fix_doc",
+                )
+                .bind(source)
+                .bind(key)
+                .bind(to_i64(count))
+                .bind(Self::ts(seen_at))
+            }
+
+            fn known_outcome(row: &DbRow) -> Result<IngestOutcome> {
+                let link = Self::row_link(row)?;
+                let issue = doc_col!(row, "dispatch_issue", Issue)?;
+                let latest_fix = sqlx::Row::try_get::<Option<Json<FixAttempt>>, _>(row, "fix_doc")
+                    .map_err(|e| decode_err("dispatch_fix_attempt", "doc", e))?
+                    .map(|j| j.0);
+                Ok(IngestOutcome { issue, link, created: false, latest_fix })
+            }
+
+            /// The group-commit worker: answers queued ingests batch by batch until the queue is
+            /// empty. A guard hands the queue back if this task dies (panic, runtime shutdown),
+            /// so the next call starts a new worker instead of waiting forever.
+            async fn drain_ingest_queue(&self) {
+                struct Restart<'a>(&'a IngestQueue, bool);
+                impl Drop for Restart<'_> {
+                    fn drop(&mut self) {
+                        if self.1 {
+                            self.0.worker_died();
+                        }
+                    }
+                }
+                let mut guard = Restart(self.ingest_queue(), true);
+                loop {
+                    let batch = self.ingest_queue().next_batch();
+                    if batch.is_empty() {
+                        guard.1 = false;
+                        return;
+                    }
+                    self.ingest_batch(batch).await;
+                }
+            }
+
+            /// One batch: each known key once (its callers' counts summed), then every unseen
+            /// key in one creation transaction. When that transaction fails, each of its calls
+            /// runs again on its own, so one bad row cannot fail its neighbours.
+            async fn ingest_batch(&self, batch: Vec<Pending<(WorkspaceId, IngestDraft), IngestOutcome>>) {
+                let mut unseen = Vec::new();
+                if Self::GROUP_KNOWN_KEYS {
+                    let mut by_key: Vec<Vec<Pending<(WorkspaceId, IngestDraft), IngestOutcome>>> = Vec::new();
+                    let mut index: std::collections::HashMap<(String, String), usize> = std::collections::HashMap::new();
+                    for p in batch {
+                        let k = (p.item.1.source.clone(), p.item.1.external_key.clone());
+                        match index.get(&k) {
+                            Some(&i) => by_key[i].push(p),
+                            None => {
+                                index.insert(k, by_key.len());
+                                by_key.push(vec![p]);
+                            }
+                        }
+                    }
+                    for group in by_key {
+                        let d = &group[0].item.1;
+                        let total = group.iter().fold(0u64, |n, p| n.saturating_add(p.item.1.event_count));
+                        let seen = group.iter().map(|p| p.item.1.seen_at).max().unwrap_or(d.seen_at);
+                        match self.add_to_known(&d.source, &d.external_key, total, seen).await {
+                            Ok(Some(known)) => answer_in_order(group, known),
+                            Ok(None) => unseen.extend(group),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "grouped ingest of a known key failed");
+                                for p in group {
+                                    p.answer(Err(share_error(&e)));
+                                }
+                            }
+                        }
+                    }
+                } else {
+                    unseen = batch;
+                }
+                if unseen.is_empty() {
+                    return;
+                }
+                let items: Vec<&(WorkspaceId, IngestDraft)> = unseen.iter().map(|p| &p.item).collect();
+                match self.create_batch(&items).await {
+                    Ok(outcomes) => {
+                        for (p, o) in unseen.into_iter().zip(outcomes) {
+                            p.answer(Ok(o));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, calls = unseen.len(), "grouped issue creation failed; retrying each call on its own");
+                        for p in unseen {
+                            let (ws, d) = p.item.clone();
+                            let r = self.ingest_one(ws, d).await;
+                            p.answer(r);
+                        }
+                    }
+                }
+            }
+
+            /// One call in its own transactions: the known-key statement, else a creation
+            /// transaction that looks again under the key's lock.
+            async fn ingest_one(&self, ws: WorkspaceId, d: IngestDraft) -> Result<IngestOutcome> {
+                if let Some(known) = self.add_to_known(&d.source, &d.external_key, d.event_count, d.seen_at).await? {
+                    return Ok(known);
+                }
+                let mut tx = self.write_tx().await?;
+                let mut out = Self::create_in_tx(&mut tx, &[&(ws, d)]).await?;
+                Self::commit(tx).await?;
+                out.pop().ok_or_else(|| Error::internal("creation returned no outcome"))
+            }
+
+            async fn create_batch(&self, items: &[&(WorkspaceId, IngestDraft)]) -> Result<Vec<IngestOutcome>> {
+                let mut tx = self.write_tx().await?;
+                let out = Self::create_in_tx(&mut tx, items).await?;
+                Self::commit(tx).await?;
+                Ok(out)
+            }
+
+            /// Creates the issues and links of unseen keys inside `tx`, one outcome per item in
+            /// order. Each key is looked at again under its lock (PostgreSQL: an advisory lock;
+            /// SQLite: the writer lock already): a concurrent call may have created it since. A
+            /// key repeated within the items is created once, the later calls add to it.
+            /// Identifiers are allocated for the whole batch by one counter update, and the rows
+            /// go in with one multi-row INSERT per table.
+            async fn create_in_tx(tx: &mut Tx, items: &[&(WorkspaceId, IngestDraft)]) -> Result<Vec<IngestOutcome>> {
+                enum Plan { Known(Box<IngestOutcome>), Create(usize), SameAs(usize) }
+                let mut plans = Vec::with_capacity(items.len());
+                // Per created link: (index in `links`) and the issue to build.
+                let mut creating: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
+                let mut new_keys: Vec<usize> = Vec::new();
+                for (i, (_, d)) in items.iter().enumerate() {
+                    let k = (d.source.as_str(), d.external_key.as_str());
+                    if let Some(&first) = creating.get(&k) {
+                        plans.push(Plan::SameAs(first));
+                        continue;
+                    }
+                    Self::lock_key(tx, &format!("ingest:{}:{}", d.source, d.external_key)).await?;
+                    match Self::add_to_known_tx(tx, &d.source, &d.external_key, d.event_count, d.seen_at).await? {
+                        Some(known) => plans.push(Plan::Known(Box::new(known))),
+                        None => {
+                            creating.insert(k, i);
+                            new_keys.push(i);
+                            plans.push(Plan::Create(i));
+                        }
+                    }
+                }
+                // Identifiers: one counter update per workspace for all its new issues.
+                let mut issues: std::collections::HashMap<usize, Issue> = std::collections::HashMap::new();
+                let mut workspaces: Vec<WorkspaceId> = new_keys.iter().map(|&i| items[i].0).collect();
+                workspaces.sort_by_key(|w| w.0);
+                workspaces.dedup();
+                for ws in workspaces {
+                    let mine: Vec<usize> = new_keys.iter().copied().filter(|&i| items[i].0 == ws).collect();
+                    let columns = Self::columns_tx(tx, ws).await?;
+                    let open = columns
+                        .iter()
+                        .find(|c| c.category == ColumnCategory::Open)
+                        .map(|c| c.id)
+                        .ok_or_else(|| Error::conflict("the workspace has no open column"))?;
+                    let n = i64::try_from(mine.len()).unwrap_or(i64::MAX);
+                    let row = sqlx::query(
+                        "UPDATE dispatch_workspace SET next_issue_number = next_issue_number + $2 WHERE id = $1 RETURNING next_issue_number, issue_prefix",
+                    )
+                    .bind(ws.0)
+                    .bind(n)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(db("allocate identifiers"))?
+                    .ok_or_else(|| Error::not_found(format!("workspace {ws} not found")))?;
+                    let first = col!(row, "dispatch_workspace", "next_issue_number", i64)? - n;
+                    let prefix: String = col!(row, "dispatch_workspace", "issue_prefix", String)?;
+                    for (offset, &i) in (0i64..).zip(&mine) {
+                        let d = &items[i].1;
+                        let column_id = match d.new_issue.column_id {
+                            Some(c) if columns.iter().any(|x| x.id == c) => c,
+                            Some(c) => return Err(Error::invalid("statusId", format!("column {c} is not in this workspace"))),
+                            None => open,
+                        };
+                        let number = first + offset;
+                        let issue = d.new_issue.clone().into_issue(ws, number, format_identifier(&prefix, number), column_id, d.seen_at);
+                        issues.insert(i, issue);
+                    }
+                }
+                // Links with every count of the batch for their key; each caller sees the count
+                // after its own event, as if the calls had run one after the other.
+                let mut links: std::collections::HashMap<usize, ErrorLink> = std::collections::HashMap::new();
+                let mut outcomes: Vec<Option<IngestOutcome>> = Vec::with_capacity(items.len());
+                for (i, plan) in plans.into_iter().enumerate() {
+                    let d = &items[i].1;
+                    let out = match plan {
+                        Plan::Known(o) => Some(*o),
+                        Plan::Create(i) => {
+                            let issue = issues.get(&i).cloned().ok_or_else(|| Error::internal("issue missing from its batch"))?;
+                            let link = ErrorLink {
+                                id: LinkId::new(),
+                                issue_id: issue.id,
+                                source: d.source.clone(),
+                                external_key: d.external_key.clone(),
+                                fingerprint: d.fingerprint.clone(),
+                                url: d.url.clone(),
+                                metadata: d.metadata.clone(),
+                                event_count: d.event_count,
+                                first_seen_at: d.seen_at,
+                                last_seen_at: d.seen_at,
+                                cooldown_until: None,
+                            };
+                            links.insert(i, link.clone());
+                            Some(IngestOutcome { issue, link, created: true, latest_fix: None })
+                        }
+                        Plan::SameAs(first) => {
+                            let link = links.get_mut(&first).ok_or_else(|| Error::internal("link missing from its batch"))?;
+                            link.event_count = link.event_count.saturating_add(d.event_count);
+                            link.last_seen_at = link.last_seen_at.max(d.seen_at);
+                            let issue = issues.get(&first).cloned().ok_or_else(|| Error::internal("issue missing from its batch"))?;
+                            Some(IngestOutcome { issue, link: link.clone(), created: false, latest_fix: None })
+                        }
+                    };
+                    outcomes.push(out);
+                }
+                if !new_keys.is_empty() {
+                    let created: Vec<(&Issue, &ErrorLink, &IngestDraft)> = new_keys
+                        .iter()
+                        .filter_map(|i| Some((issues.get(i)?, links.get(i)?, &items[*i].1)))
+                        .collect();
+                    let mut q = sqlx::QueryBuilder::<$DB>::new(
+                        "INSERT INTO dispatch_issue (id, workspace_id, number, identifier, title, description, column_id, customer_id, spawn_active, version, created_at, updated_at, doc) ",
+                    );
+                    q.push_values(&created, |mut b, (i, _, _)| {
+                        b.push_bind(i.id.0)
+                            .push_bind(i.workspace_id.0)
+                            .push_bind(i.number)
+                            .push_bind(i.identifier.as_str())
+                            .push_bind(i.title.as_str())
+                            .push_bind(i.description.as_deref())
+                            .push_bind(i.column_id.0)
+                            .push_bind(i.customer_id.map(|c| c.0))
+                            .push_bind(i.spawn_status.is_some_and(|s| s.is_active()))
+                            .push_bind(i.version)
+                            .push_bind(Self::ts(i.created_at))
+                            .push_bind(Self::ts(i.updated_at))
+                            .push_bind(Json(*i));
+                    });
+                    q.build().execute(&mut **tx).await.map_err(db("insert issues"))?;
+
+                    let history: Vec<(IssueId, HistoryEntry)> = created
+                        .iter()
+                        .map(|(i, _, d)| {
+                            let h = NewHistory::new(HistoryAction::Created, &d.actor)
+                                .values(None, Some(json!({"identifier": i.identifier, "title": i.title, "source": d.source})));
+                            (i.id, h.into_entry(i.id, d.seen_at))
+                        })
+                        .collect();
+                    let mut q = sqlx::QueryBuilder::<$DB>::new("INSERT INTO dispatch_history (id, issue_id, action, created_at, doc) ");
+                    q.push_values(&history, |mut b, (issue, e)| {
+                        b.push_bind(e.id.0)
+                            .push_bind(issue.0)
+                            .push_bind(history_action(e))
+                            .push_bind(Self::ts(e.created_at))
+                            .push_bind(Json(e));
+                    });
+                    q.build().execute(&mut **tx).await.map_err(db("insert history"))?;
+
+                    // The links' final counts: the batch's later calls for a key add to it.
+                    let final_links: Vec<&ErrorLink> = new_keys.iter().filter_map(|i| links.get(i)).collect();
+                    let mut q = sqlx::QueryBuilder::<$DB>::new(
+                        "INSERT INTO dispatch_error_link (id, issue_id, source, external_key, fingerprint, url, metadata, event_count, first_seen_at, last_seen_at) ",
+                    );
+                    q.push_values(&final_links, |mut b, l| {
+                        b.push_bind(l.id.0)
+                            .push_bind(l.issue_id.0)
+                            .push_bind(l.source.as_str())
+                            .push_bind(l.external_key.as_str())
+                            .push_bind(l.fingerprint.as_str())
+                            .push_bind(l.url.as_deref())
+                            .push_bind(Json(&l.metadata))
+                            .push_bind(to_i64(l.event_count))
+                            .push_bind(Self::ts(l.first_seen_at))
+                            .push_bind(Self::ts(l.last_seen_at));
+                    });
+                    q.build().execute(&mut **tx).await.map_err(db("insert error links"))?;
+                }
+                outcomes
+                    .into_iter()
+                    .map(|o| o.ok_or_else(|| Error::internal("batch item without an outcome")))
+                    .collect()
+            }
+
         }
 
         #[async_trait]
@@ -875,88 +1199,21 @@ macro_rules! impl_sql_store {
                 if d.event_count == 0 {
                     return Err(Error::invalid("event_count", "event count must be at least 1"));
                 }
-                // A known key (the common case: an error that keeps firing) in one statement: add
-                // the count (saturating at i64::MAX, as `to_i64` does), move last_seen_at forward
-                // and read the issue. The UPDATE's row lock makes it atomic against every other
-                // ingest of the key, so neither the key lock nor a separate read is needed.
-                let add_to_known = sqlx::query(
-                    "UPDATE dispatch_error_link SET \
-                     event_count = CASE WHEN event_count >= 9223372036854775807 - $3 THEN 9223372036854775807 ELSE event_count + $3 END, \
-                     last_seen_at = CASE WHEN last_seen_at < $4 THEN $4 ELSE last_seen_at END \
-                     WHERE source = $1 AND external_key = $2 \
-                     RETURNING *, (SELECT i.doc FROM dispatch_issue i WHERE i.id = dispatch_error_link.issue_id) AS doc",
-                )
-                .bind(&d.source)
-                .bind(&d.external_key)
-                .bind(to_i64(d.event_count))
-                .bind(Self::ts(d.seen_at));
-                // On its own (autocommit) the statement is its own transaction: no BEGIN and
-                // COMMIT round trips, and the write lock is held only while it runs (SQLite: the
-                // writer connection; PostgreSQL: the row lock). An unseen key falls through to the
-                // creation transaction below, which looks again under its lock.
-                let known = add_to_known.fetch_optional(self.autocommit())
-                    .await
-                    .map_err(db("update error link"))?;
-                if let Some(row) = known {
-                    let link = Self::row_link(&row)?;
-                    let issue = doc_col!(row, "dispatch_issue", Issue)?;
-                    return Ok(IngestOutcome { issue, link, created: false });
+                // Checked before queueing, so that one caller's bad input never fails a batch.
+                d.new_issue.validate()?;
+                if !Self::GROUP_KNOWN_KEYS {
+                    // Concurrent writers (PostgreSQL): a known key is one autocommitted
+                    // statement on any pooled connection, in parallel with the others.
+                    if let Some(known) = self.add_to_known(&d.source, &d.external_key, d.event_count, d.seen_at).await? {
+                        return Ok(known);
+                    }
                 }
-                let mut tx = self.write_tx().await?;
-                // Unseen when the UPDATE ran. Same key, one at a time from here (PostgreSQL
-                // advisory lock; SQLite's writer lock already), and look again under the lock: a
-                // concurrent call may have created it since.
-                Self::lock_key(&mut tx, &format!("ingest:{}:{}", d.source, d.external_key)).await?;
-                if let Some(mut link) = Self::link_tx(&mut tx, &d.source, &d.external_key).await? {
-                    link.event_count = link.event_count.saturating_add(d.event_count);
-                    link.last_seen_at = link.last_seen_at.max(d.seen_at);
-                    sqlx::query("UPDATE dispatch_error_link SET event_count = $2, last_seen_at = $3 WHERE id = $1")
-                        .bind(link.id.0)
-                        .bind(to_i64(link.event_count))
-                        .bind(Self::ts(link.last_seen_at))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db("update error link"))?;
-                    let issue = Self::issue_tx(&mut tx, link.issue_id).await?;
-                    Self::commit(tx).await?;
-                    return Ok(IngestOutcome { issue, link, created: false });
+                let (answer, start_worker) = self.ingest_queue().submit((ws, d));
+                if start_worker {
+                    let store = self.clone();
+                    tokio::spawn(async move { store.drain_ingest_queue().await });
                 }
-                let issue = Self::new_issue_tx(&mut tx, ws, d.new_issue, d.seen_at).await?;
-                let h = NewHistory::new(HistoryAction::Created, &d.actor)
-                    .values(None, Some(json!({"identifier": issue.identifier, "title": issue.title, "source": d.source})));
-                Self::history_tx(&mut tx, issue.id, vec![h], d.seen_at).await?;
-                let link = ErrorLink {
-                    id: LinkId::new(),
-                    issue_id: issue.id,
-                    source: d.source,
-                    external_key: d.external_key,
-                    fingerprint: d.fingerprint,
-                    url: d.url,
-                    metadata: d.metadata,
-                    event_count: d.event_count,
-                    first_seen_at: d.seen_at,
-                    last_seen_at: d.seen_at,
-                    cooldown_until: None,
-                };
-                sqlx::query(
-                    "INSERT INTO dispatch_error_link (id, issue_id, source, external_key, fingerprint, url, metadata, event_count, first_seen_at, last_seen_at, cooldown_until) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)",
-                )
-                .bind(link.id.0)
-                .bind(issue.id.0)
-                .bind(&link.source)
-                .bind(&link.external_key)
-                .bind(&link.fingerprint)
-                .bind(&link.url)
-                .bind(Json(&link.metadata))
-                .bind(to_i64(link.event_count))
-                .bind(Self::ts(link.first_seen_at))
-                .bind(Self::ts(link.last_seen_at))
-                .execute(&mut *tx)
-                .await
-                .map_err(db("insert error link"))?;
-                Self::commit(tx).await?;
-                Ok(IngestOutcome { issue, link, created: true })
+                group_commit::wait(answer).await
             }
 
             async fn get_link(&self, source: &str, external_key: &str) -> Result<Option<ErrorLink>> {

@@ -115,7 +115,13 @@ impl Dispatch {
                 ),
             };
             fix_failed = self
-                .check_recurrence(&issue, seen_at.max(now), event.event_count, reason)
+                .check_recurrence(
+                    &issue,
+                    outcome.latest_fix.as_ref(),
+                    seen_at.max(now),
+                    event.event_count,
+                    reason,
+                )
                 .await?;
             if fix_failed {
                 issue = self.get_issue(issue.id).await?;

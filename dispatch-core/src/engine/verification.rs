@@ -149,21 +149,15 @@ impl Dispatch {
     pub(crate) async fn check_recurrence(
         &self,
         issue: &Issue,
+        latest: Option<&FixAttempt>,
         seen_at: Timestamp,
         events: u64,
         reason: String,
     ) -> Result<bool> {
-        let Some(latest) = self
-            .inner
-            .store
-            .list_fix_attempts(issue.id)
-            .await?
-            .into_iter()
-            .next()
-        else {
+        let Some(latest) = latest else {
             return Ok(false);
         };
-        let Some(failed) = verify::on_recurrence(&latest, seen_at, events, reason) else {
+        let Some(failed) = verify::on_recurrence(latest, seen_at, events, reason) else {
             return Ok(false);
         };
         if !self

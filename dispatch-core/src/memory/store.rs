@@ -539,10 +539,17 @@ impl ErrorLinkStore for MemoryStore {
             link.last_seen_at = link.last_seen_at.max(d.seen_at);
             let link = link.clone();
             let issue = s.issue(link.issue_id)?.clone();
+            let latest_fix = s
+                .fixes
+                .values()
+                .filter(|f| f.issue_id == issue.id)
+                .max_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)))
+                .cloned();
             return Ok(IngestOutcome {
                 issue,
                 link,
                 created: false,
+                latest_fix,
             });
         }
         let issue = new_issue_row(&mut s, ws, d.new_issue, d.seen_at)?;
@@ -571,6 +578,7 @@ impl ErrorLinkStore for MemoryStore {
             issue,
             link,
             created: true,
+            latest_fix: None,
         })
     }
 

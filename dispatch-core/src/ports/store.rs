@@ -134,6 +134,10 @@ pub struct IngestOutcome {
     pub link: ErrorLink,
     /// `true` when this call created the issue.
     pub created: bool,
+    /// For a known key, the issue's newest fix attempt (what `list_fix_attempts` returns
+    /// first), read by the same statement so that the recurrence check costs no second read.
+    /// `None` for a new issue.
+    pub latest_fix: Option<FixAttempt>,
 }
 
 #[async_trait]

@@ -13,6 +13,7 @@ pub(super) fn cases() -> Vec<Case> {
     cases!("concurrency":
         concurrent_ensure_workspace_creates_one,
         concurrent_ingests_of_one_fingerprint_make_one_issue,
+        concurrent_ingests_of_many_keys_answer_each_call_in_some_serial_order,
         concurrent_creates_allocate_unique_gapless_identifiers,
         concurrent_reserves_on_one_issue_allow_one_run,
         concurrent_reserves_never_exceed_max_concurrent,
@@ -123,6 +124,78 @@ async fn concurrent_ingests_of_one_fingerprint_make_one_issue(store: Arc<dyn Sto
         store.get_workspace(ws).await.expect("ws").next_issue_number,
         2,
         "no identifier burnt by the losers"
+    );
+}
+
+/// A burst over several keys, two of them known before: every call's answer must be one that a
+/// serial execution could give (stores may answer such bursts in batches).
+async fn concurrent_ingests_of_many_keys_answer_each_call_in_some_serial_order(
+    store: Arc<dyn Store>,
+) {
+    const N: usize = 180;
+    const KEYS: usize = 9;
+    let ws = workspace(&*store).await.id;
+    for k in 0..2 {
+        let o = store
+            .ingest_error(ws, draft("loki", &format!("burst-{k}"), 5, t0()))
+            .await
+            .expect("known before the burst");
+        assert!(o.created);
+    }
+    let outs = race(&store, N, |s, i| async move {
+        let key = format!("burst-{}", i % KEYS);
+        let o = s
+            .ingest_error(
+                ws,
+                draft("loki", &key, 1, t0() + Duration::seconds(i as i64)),
+            )
+            .await
+            .expect("ingest_error");
+        (key, o)
+    })
+    .await;
+
+    let mut by_key: BTreeMap<String, Vec<&crate::ports::IngestOutcome>> = BTreeMap::new();
+    for (k, o) in &outs {
+        by_key.entry(k.clone()).or_default().push(o);
+    }
+    assert_eq!(by_key.len(), KEYS);
+    let mut identifiers = BTreeSet::new();
+    for (k, calls) in &by_key {
+        let known_before = k == "burst-0" || k == "burst-1";
+        let base = if known_before { 5 } else { 0 };
+        let mut counts: Vec<u64> = calls.iter().map(|o| o.link.event_count).collect();
+        counts.sort_unstable();
+        let expected: Vec<u64> = (base + 1..=base + calls.len() as u64).collect();
+        assert_eq!(
+            counts, expected,
+            "{k}: each call sees the count after its own event, no two the same"
+        );
+        let created = calls.iter().filter(|o| o.created).count();
+        assert_eq!(
+            created,
+            usize::from(!known_before),
+            "{k}: created at most once"
+        );
+        let ids: BTreeSet<IssueId> = calls.iter().map(|o| o.issue.id).collect();
+        assert_eq!(ids.len(), 1, "{k}: one issue for every call");
+        identifiers.insert(calls[0].issue.identifier.clone());
+        let link = store
+            .get_link("loki", k)
+            .await
+            .expect("get_link")
+            .expect("the link");
+        assert_eq!(
+            link.event_count,
+            base + calls.len() as u64,
+            "{k}: stored sum"
+        );
+    }
+    let expected: BTreeSet<String> = (1..=KEYS).map(|n| format!("ACME-{n}")).collect();
+    assert_eq!(identifiers, expected, "unique, gapless identifiers");
+    assert_eq!(
+        store.get_workspace(ws).await.expect("ws").next_issue_number,
+        KEYS as i64 + 1
     );
 }
 

@@ -10,6 +10,7 @@ pub(super) fn cases() -> Vec<Case> {
         fix_attempts_are_one_per_issue_and_pr_newest_first,
         update_fix_attempt_is_compare_and_set_on_status,
         fix_attempts_in_status_and_due_verifications,
+        ingest_of_a_known_key_returns_the_newest_fix_attempt,
     )
 }
 
@@ -239,5 +240,48 @@ async fn fix_attempts_in_status_and_due_verifications(store: Arc<dyn Store>) {
                 .expect("in_status")
         ),
         [1, 5]
+    );
+}
+
+async fn ingest_of_a_known_key_returns_the_newest_fix_attempt(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ws = workspace(s).await;
+    let created = s
+        .ingest_error(ws.id, draft("loki", "fp-fix", 1, mins(1)))
+        .await
+        .expect("create");
+    assert!(created.created);
+    assert_eq!(created.latest_fix, None, "a new issue has no fix attempt");
+    let id = created.issue.id;
+
+    let again = s
+        .ingest_error(ws.id, draft("loki", "fp-fix", 1, mins(2)))
+        .await
+        .expect("dedupe without attempts");
+    assert!(!again.created);
+    assert_eq!(again.latest_fix, None);
+
+    let older = attempt(id, 7, Verified, mins(3), None);
+    let newer = attempt(id, 8, Monitoring, mins(4), Some(mins(500)));
+    s.create_fix_attempt(&older).await.expect("older");
+    s.create_fix_attempt(&newer).await.expect("newer");
+    let other = s
+        .ingest_error(ws.id, draft("loki", "fp-other", 1, mins(5)))
+        .await
+        .expect("other issue");
+    s.create_fix_attempt(&attempt(other.issue.id, 9, Monitoring, mins(6), None))
+        .await
+        .expect("attempt on the other issue");
+
+    let seen = s
+        .ingest_error(ws.id, draft("loki", "fp-fix", 2, mins(7)))
+        .await
+        .expect("dedupe with attempts");
+    assert!(!seen.created);
+    assert_eq!(seen.link.event_count, 4);
+    assert_eq!(
+        seen.latest_fix,
+        Some(newer),
+        "the newest attempt of this issue, as list_fix_attempts orders them"
     );
 }

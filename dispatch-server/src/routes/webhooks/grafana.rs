@@ -110,8 +110,12 @@ pub async fn receive(
     let mut results = Vec::with_capacity(batch.events.len());
     let mut first_error: Option<dispatch_core::Error> = None;
     for event in batch.events {
-        let (_, fp) = fingerprint_message(&event.source, &event.feature, &event.message);
-        let (source, feature) = (event.source.clone(), event.feature.clone());
+        // Kept for the error report only: the success path gets the fingerprint from ingest.
+        let (source, feature, message) = (
+            event.source.clone(),
+            event.feature.clone(),
+            event.message.clone(),
+        );
         match s.dispatch.ingest(event).await {
             Ok(report) => {
                 let action = if report.created {
@@ -127,6 +131,7 @@ pub async fn receive(
                 results.push(result_json(&report, action));
             }
             Err(e) => {
+                let (_, fp) = fingerprint_message(&source, &feature, &message);
                 s.metrics.ingest("loki", "error");
                 tracing::warn!(source = %source, feature = %feature, fingerprint = fp.short(), error = %e, "alert ingest failed");
                 results.push(json!({
