@@ -15,6 +15,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite};
 use std::str::FromStr;
+use std::sync::{Arc, Weak};
 use std::time::Duration as StdDuration;
 
 const MIGRATIONS: &[Migration] = &[Migration {
@@ -30,6 +31,34 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Error ingests, answered in batches by one group-commit worker.
     ingest: IngestQueue,
+    /// Dropped with the last clone of the store: the checkpointer then stops.
+    _alive: Arc<()>,
+}
+
+/// How often the WAL is checkpointed into the database file.
+const CHECKPOINT_EVERY: StdDuration = StdDuration::from_millis(500);
+
+/// Checkpoints the WAL from a reader connection, off the writer's path. PASSIVE never waits
+/// for readers or the writer; what it could not copy this time is copied the next time. Runs
+/// until the store is dropped or closed.
+fn spawn_checkpointer(pool: SqlitePool, alive: Weak<()>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if alive.upgrade().is_none() || pool.is_closed() {
+                return;
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::debug!(error = %e, "WAL checkpoint failed; retrying at the next tick");
+            }
+        }
+    });
 }
 
 impl SqliteStore {
@@ -62,10 +91,18 @@ impl SqliteStore {
             .busy_timeout(StdDuration::from_secs(30));
         // An in-memory database exists per connection: share one connection for everything.
         let readers = if memory { 1 } else { 8 };
+        // The writer never checkpoints: a checkpoint copies the WAL into the database file and
+        // fsyncs it, which on the writer would hold every queued write behind it (the tail
+        // latency of ingest). The checkpointer task does it on a reader connection instead.
+        let writer_opts = if memory {
+            opts.clone()
+        } else {
+            opts.clone().pragma("wal_autocheckpoint", "0")
+        };
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(StdDuration::from_secs(60))
-            .connect_with(opts.clone())
+            .connect_with(writer_opts)
             .await
             .map_err(|e| Error::unavailable(format!("cannot open SQLite database {url}: {e}")))?;
         let reader = if memory {
@@ -80,10 +117,15 @@ impl SqliteStore {
                     Error::unavailable(format!("cannot open SQLite database {url}: {e}"))
                 })?
         };
+        let alive = Arc::new(());
+        if !memory {
+            spawn_checkpointer(reader.clone(), Arc::downgrade(&alive));
+        }
         Ok(SqliteStore {
             reader,
             writer,
             ingest: IngestQueue::default(),
+            _alive: alive,
         })
     }
 

@@ -914,6 +914,37 @@ macro_rules! impl_sql_store {
                 .bind(Self::ts(seen_at))
             }
 
+            /// [`Self::add_to_known`] for several distinct keys in one statement (an UPDATE
+            /// joined to the list of keys), keyed by (source, key); unseen keys are absent. The
+            /// statement is SQLite's (`RETURNING *` names only the updated table there); it runs
+            /// for stores with `GROUP_KNOWN_KEYS` only.
+            async fn add_to_known_many(&self, adds: &[(&str, &str, u64, Timestamp)]) -> Result<std::collections::HashMap<(String, String), IngestOutcome>> {
+                if let [(source, key, count, seen)] = adds {
+                    let one = self.add_to_known(source, key, *count, *seen).await?;
+                    return Ok(one.into_iter().map(|o| ((o.link.source.clone(), o.link.external_key.clone()), o)).collect());
+                }
+                let mut q = sqlx::QueryBuilder::<$DB>::new("WITH v (source, external_key, n, seen) AS (");
+                q.push_values(adds, |mut b, (source, key, count, seen)| {
+                    b.push_bind(*source).push_bind(*key).push_bind(to_i64(*count)).push_bind(Self::ts(*seen));
+                });
+                q.push(
+                    ") UPDATE dispatch_error_link SET \
+                     event_count = CASE WHEN dispatch_error_link.event_count >= 9223372036854775807 - v.n THEN 9223372036854775807 ELSE dispatch_error_link.event_count + v.n END, \
+                     last_seen_at = CASE WHEN dispatch_error_link.last_seen_at < v.seen THEN v.seen ELSE dispatch_error_link.last_seen_at END \
+                     FROM v WHERE dispatch_error_link.source = v.source AND dispatch_error_link.external_key = v.external_key \
+                     RETURNING *, (SELECT i.doc FROM dispatch_issue i WHERE i.id = dispatch_error_link.issue_id) AS doc, \
+                     (SELECT f.doc FROM dispatch_fix_attempt f WHERE f.issue_id = dispatch_error_link.issue_id \
+                      ORDER BY f.created_at DESC, f.id DESC LIMIT 1) AS fix_doc",
+                );
+                let rows = q.build().fetch_all(self.autocommit()).await.map_err(db("update error links"))?;
+                rows.iter()
+                    .map(|r| {
+                        let o = Self::known_outcome(r)?;
+                        Ok(((o.link.source.clone(), o.link.external_key.clone()), o))
+                    })
+                    .collect()
+            }
+
             fn known_outcome(row: &DbRow) -> Result<IngestOutcome> {
                 let link = Self::row_link(row)?;
                 let issue = doc_col!(row, "dispatch_issue", Issue)?;
@@ -942,7 +973,9 @@ macro_rules! impl_sql_store {
                         guard.1 = false;
                         return;
                     }
+                    let (calls, started) = (batch.len(), std::time::Instant::now());
                     self.ingest_batch(batch).await;
+                    tracing::trace!(calls, micros = started.elapsed().as_micros() as u64, "ingest batch");
                 }
             }
 
@@ -964,18 +997,29 @@ macro_rules! impl_sql_store {
                             }
                         }
                     }
-                    for group in by_key {
-                        let d = &group[0].item.1;
-                        let total = group.iter().fold(0u64, |n, p| n.saturating_add(p.item.1.event_count));
-                        let seen = group.iter().map(|p| p.item.1.seen_at).max().unwrap_or(d.seen_at);
-                        match self.add_to_known(&d.source, &d.external_key, total, seen).await {
-                            Ok(Some(known)) => answer_in_order(group, known),
-                            Ok(None) => unseen.extend(group),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "grouped ingest of a known key failed");
-                                for p in group {
-                                    p.answer(Err(share_error(&e)));
+                    let adds: Vec<(&str, &str, u64, Timestamp)> = by_key
+                        .iter()
+                        .map(|group| {
+                            let d = &group[0].item.1;
+                            let total = group.iter().fold(0u64, |n, p| n.saturating_add(p.item.1.event_count));
+                            let seen = group.iter().map(|p| p.item.1.seen_at).max().unwrap_or(d.seen_at);
+                            (d.source.as_str(), d.external_key.as_str(), total, seen)
+                        })
+                        .collect();
+                    match self.add_to_known_many(&adds).await {
+                        Ok(mut found) => {
+                            for group in by_key {
+                                let d = &group[0].item.1;
+                                match found.remove(&(d.source.clone(), d.external_key.clone())) {
+                                    Some(known) => answer_in_order(group, known),
+                                    None => unseen.extend(group),
                                 }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "grouped ingest of known keys failed");
+                            for p in by_key.into_iter().flatten() {
+                                p.answer(Err(share_error(&e)));
                             }
                         }
                     }
@@ -1029,43 +1073,86 @@ macro_rules! impl_sql_store {
             /// Identifiers are allocated for the whole batch by one counter update, and the rows
             /// go in with one multi-row INSERT per table.
             async fn create_in_tx(tx: &mut Tx, items: &[&(WorkspaceId, IngestDraft)]) -> Result<Vec<IngestOutcome>> {
-                enum Plan { Known(Box<IngestOutcome>), Create(usize), SameAs(usize) }
-                let mut plans = Vec::with_capacity(items.len());
-                // Per created link: (index in `links`) and the issue to build.
-                let mut creating: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
-                let mut new_keys: Vec<usize> = Vec::new();
+                enum Plan { Known(usize), Create(usize), SameAs(usize) }
+                // The distinct keys, first call first; a repeated key is created once and its
+                // later calls add to it.
+                let mut first_of: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
+                let mut distinct: Vec<usize> = Vec::new();
                 for (i, (_, d)) in items.iter().enumerate() {
-                    let k = (d.source.as_str(), d.external_key.as_str());
-                    if let Some(&first) = creating.get(&k) {
-                        plans.push(Plan::SameAs(first));
-                        continue;
-                    }
-                    Self::lock_key(tx, &format!("ingest:{}:{}", d.source, d.external_key)).await?;
-                    match Self::add_to_known_tx(tx, &d.source, &d.external_key, d.event_count, d.seen_at).await? {
-                        Some(known) => plans.push(Plan::Known(Box::new(known))),
-                        None => {
-                            creating.insert(k, i);
-                            new_keys.push(i);
-                            plans.push(Plan::Create(i));
-                        }
+                    first_of.entry((d.source.as_str(), d.external_key.as_str())).or_insert_with(|| {
+                        distinct.push(i);
+                        i
+                    });
+                }
+                // Under the keys' locks (PostgreSQL: advisory locks, taken in one global order so
+                // that two processes' batches cannot deadlock; SQLite: the writer lock already),
+                // look again with one statement: a concurrent call may have created some since.
+                let mut lock_keys: Vec<String> = distinct
+                    .iter()
+                    .map(|&i| format!("ingest:{}:{}", items[i].1.source, items[i].1.external_key))
+                    .collect();
+                lock_keys.sort_unstable();
+                for k in &lock_keys {
+                    Self::lock_key(tx, k).await?;
+                }
+                let mut q = sqlx::QueryBuilder::<$DB>::new(
+                    "SELECT source, external_key FROM dispatch_error_link WHERE (source, external_key) IN (",
+                );
+                q.push_values(&distinct, |mut b, &i| {
+                    b.push_bind(items[i].1.source.as_str()).push_bind(items[i].1.external_key.as_str());
+                });
+                q.push(")");
+                let existing: std::collections::HashSet<(String, String)> = q
+                    .build()
+                    .fetch_all(&mut **tx)
+                    .await
+                    .map_err(db("read error links"))?
+                    .iter()
+                    .map(|r| Ok((col!(r, "dispatch_error_link", "source", String)?, col!(r, "dispatch_error_link", "external_key", String)?)))
+                    .collect::<Result<_>>()?;
+                // Keys that exist after all: their outcome with every call's count added, and
+                // what is left to hand out to their calls in order.
+                let mut known: std::collections::HashMap<usize, (IngestOutcome, u64)> = std::collections::HashMap::new();
+                let mut new_keys: Vec<usize> = Vec::new();
+                for &i in &distinct {
+                    let d = &items[i].1;
+                    if existing.contains(&(d.source.clone(), d.external_key.clone())) {
+                        let calls = || items.iter().filter(|(_, x)| x.source == d.source && x.external_key == d.external_key);
+                        let total = calls().fold(0u64, |n, (_, x)| n.saturating_add(x.event_count));
+                        let seen = calls().map(|(_, x)| x.seen_at).max().unwrap_or(d.seen_at);
+                        let o = Self::add_to_known_tx(tx, &d.source, &d.external_key, total, seen)
+                            .await?
+                            .ok_or_else(|| Error::internal("an error link vanished under its lock"))?;
+                        known.insert(i, (o, total));
+                    } else {
+                        new_keys.push(i);
                     }
                 }
-                // Identifiers: one counter update per workspace for all its new issues.
+                let mut plans = Vec::with_capacity(items.len());
+                for (i, (_, d)) in items.iter().enumerate() {
+                    let first = first_of.get(&(d.source.as_str(), d.external_key.as_str())).copied().unwrap_or(i);
+                    plans.push(if known.contains_key(&first) {
+                        Plan::Known(first)
+                    } else if first != i {
+                        Plan::SameAs(first)
+                    } else {
+                        Plan::Create(i)
+                    });
+                }
+                // Identifiers: one counter update per workspace for all its new issues, which
+                // also names the column new issues start in.
                 let mut issues: std::collections::HashMap<usize, Issue> = std::collections::HashMap::new();
                 let mut workspaces: Vec<WorkspaceId> = new_keys.iter().map(|&i| items[i].0).collect();
                 workspaces.sort_by_key(|w| w.0);
                 workspaces.dedup();
                 for ws in workspaces {
                     let mine: Vec<usize> = new_keys.iter().copied().filter(|&i| items[i].0 == ws).collect();
-                    let columns = Self::columns_tx(tx, ws).await?;
-                    let open = columns
-                        .iter()
-                        .find(|c| c.category == ColumnCategory::Open)
-                        .map(|c| c.id)
-                        .ok_or_else(|| Error::conflict("the workspace has no open column"))?;
                     let n = i64::try_from(mine.len()).unwrap_or(i64::MAX);
                     let row = sqlx::query(
-                        "UPDATE dispatch_workspace SET next_issue_number = next_issue_number + $2 WHERE id = $1 RETURNING next_issue_number, issue_prefix",
+                        "UPDATE dispatch_workspace SET next_issue_number = next_issue_number + $2 WHERE id = $1 \
+                         RETURNING next_issue_number, issue_prefix, \
+                         (SELECT c.id FROM dispatch_column c WHERE c.workspace_id = dispatch_workspace.id AND c.category = 'open' \
+                          ORDER BY c.position, c.name LIMIT 1) AS open_column",
                     )
                     .bind(ws.0)
                     .bind(n)
@@ -1075,6 +1162,15 @@ macro_rules! impl_sql_store {
                     .ok_or_else(|| Error::not_found(format!("workspace {ws} not found")))?;
                     let first = col!(row, "dispatch_workspace", "next_issue_number", i64)? - n;
                     let prefix: String = col!(row, "dispatch_workspace", "issue_prefix", String)?;
+                    let open = col!(row, "dispatch_column", "open_column", Option<uuid::Uuid>)?
+                        .map(ColumnId)
+                        .ok_or_else(|| Error::conflict("the workspace has no open column"))?;
+                    // Only a caller that names a column needs the column list.
+                    let columns = if mine.iter().any(|&i| items[i].1.new_issue.column_id.is_some()) {
+                        Self::columns_tx(tx, ws).await?
+                    } else {
+                        Vec::new()
+                    };
                     for (offset, &i) in (0i64..).zip(&mine) {
                         let d = &items[i].1;
                         let column_id = match d.new_issue.column_id {
@@ -1094,7 +1190,13 @@ macro_rules! impl_sql_store {
                 for (i, plan) in plans.into_iter().enumerate() {
                     let d = &items[i].1;
                     let out = match plan {
-                        Plan::Known(o) => Some(*o),
+                        Plan::Known(first) => {
+                            let (o, left) = known.get_mut(&first).ok_or_else(|| Error::internal("link missing from its batch"))?;
+                            *left = left.saturating_sub(d.event_count);
+                            let mut o = o.clone();
+                            o.link.event_count = o.link.event_count.saturating_sub(*left);
+                            Some(o)
+                        }
                         Plan::Create(i) => {
                             let issue = issues.get(&i).cloned().ok_or_else(|| Error::internal("issue missing from its batch"))?;
                             let link = ErrorLink {
