@@ -28,3 +28,6 @@ pub mod loki;
 
 #[cfg(feature = "sentry")]
 pub mod sentry;
+
+#[cfg(feature = "webhook")]
+pub mod webhook;

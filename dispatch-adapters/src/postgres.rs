@@ -17,11 +17,18 @@ use sqlx::{Postgres, Row};
 use std::time::Duration as StdDuration;
 use tokio::sync::broadcast;
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "pr_links_agents",
+        sql: include_str!("../migrations/postgres/0002_pr_links_agents.sql"),
+    },
+];
 
 /// Advisory lock keys (any fixed 64-bit numbers unlikely to collide with an application's own).
 const MIGRATION_LOCK: i64 = 0x4449_5350_0001; // "DISP" 1

@@ -18,11 +18,18 @@ use std::str::FromStr;
 use std::sync::{Arc, Weak};
 use std::time::Duration as StdDuration;
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/sqlite/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "pr_links_agents",
+        sql: include_str!("../migrations/sqlite/0002_pr_links_agents.sql"),
+    },
+];
 
 /// A Dispatch store in a SQLite file.
 #[derive(Debug, Clone)]

@@ -48,6 +48,10 @@ id_type!(
     FixAttemptId,
     CustomerId,
     DeferredSpawnId,
+    /// A pull request linked to an issue (`dispatch_issue_pr`).
+    PrLinkId,
+    /// A registered agent (`dispatch_agent`).
+    AgentId,
 );
 
 /// Every API that takes an issue accepts either its UUID or its human identifier.

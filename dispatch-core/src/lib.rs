@@ -13,6 +13,7 @@
 #[macro_use]
 mod macros;
 
+pub mod agent;
 pub mod agent_output;
 pub mod clock;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod issue;
 pub mod memory;
 pub mod plan;
 pub mod ports;
+pub mod pr;
 pub mod run;
 pub mod search;
 pub mod verify;

@@ -163,3 +163,38 @@ pub fn customer_json(c: &dispatch_core::customer::Customer) -> Value {
         "updatedAt": c.updated_at,
     })
 }
+
+/// A linked pull request, in the original's `dispatch_issue_pr` column names.
+pub fn pr_link_json(l: &dispatch_core::pr::PrLink) -> Value {
+    json!({
+        "id": l.id,
+        "issue_id": l.issue_id,
+        "pr_number": l.pr_number,
+        "pr_url": l.url,
+        "pr_title": l.title,
+        "pr_status": l.status,
+        "branch_name": l.head_branch,
+        "head_branch": l.head_branch,
+        "base_branch": l.base_branch,
+        "author": l.author,
+        "match_confidence": l.match_confidence,
+        "merged_at": l.merged_at,
+        "run_id": l.run_id,
+        "created_at": l.created_at,
+        "updated_at": l.updated_at,
+    })
+}
+
+/// A registered agent. The webhook secret is never part of it.
+pub fn agent_json(a: &dispatch_core::agent::Agent) -> Value {
+    json!({
+        "id": a.id,
+        "name": a.name,
+        "description": a.description,
+        "isActive": a.active,
+        "webhookUrl": a.webhook_url,
+        "hasWebhook": a.webhook_url.is_some(),
+        "createdAt": a.created_at,
+        "updatedAt": a.updated_at,
+    })
+}

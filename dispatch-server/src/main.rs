@@ -184,8 +184,12 @@ async fn serve() -> dispatch_core::Result<()> {
     let opened = dispatch_adapters::open::open_store(&cfg.store).await?;
     let get = config::env_lookup();
     let (runner, runner_line) = runner::select(&get)?;
+    let webhooks = dispatch_adapters::webhook::HttpWebhookSender::start(
+        dispatch_adapters::webhook::WebhookSenderConfig::default(),
+    )?;
     let dispatch = Dispatch::builder(opened.store, runner)
         .bus(opened.bus)
+        .webhooks(Arc::new(webhooks))
         .config(cfg.engine.clone())
         .build()
         .await?;

@@ -169,6 +169,70 @@ const ROUTES: &[Route] = &[
         200,
     ),
     (
+        "post",
+        "/api/issues/{id}/runs",
+        "Record a run a workflow started by itself (it becomes the current run; 409 if another is active; a retry with the same github_run_id answers 200)",
+        Auth::Any,
+        Some("CreateRun"),
+        201,
+    ),
+    (
+        "get",
+        "/api/issues/{id}/pr",
+        "Linked pull requests, newest first",
+        Auth::Any,
+        None,
+        200,
+    ),
+    (
+        "delete",
+        "/api/issues/{id}/pr",
+        "Unlink a pull request (history pr_unlinked); 404 if the issue has no such link",
+        Auth::Any,
+        Some("UnlinkPr"),
+        200,
+    ),
+    (
+        "get",
+        "/api/agents",
+        "Registered agents (?includeInactive=true for all); never their webhook secret",
+        Auth::Any,
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/api/agents",
+        "Register an agent; with webhookUrl the new webhookSecret is in this response only",
+        Auth::Any,
+        Some("CreateAgent"),
+        201,
+    ),
+    (
+        "post",
+        "/api/agents/webhook",
+        "Set an agent's webhook URL with a new secret (returned once as webhookSecret)",
+        Auth::Any,
+        Some("AgentWebhook"),
+        200,
+    ),
+    (
+        "get",
+        "/api/agents/webhook",
+        "Whether an agent (?agentName=) has a webhook, and its URL",
+        Auth::Any,
+        None,
+        200,
+    ),
+    (
+        "delete",
+        "/api/agents/webhook",
+        "Remove an agent's webhook URL and secret",
+        Auth::Any,
+        Some("AgentName"),
+        200,
+    ),
+    (
         "get",
         "/api/issues/{id}/runs/current",
         "The current run with its transcript",
@@ -564,6 +628,33 @@ pub fn document() -> Value {
     schemas.insert("PostActivity".into(), json!({ "type": "object", "required": ["type", "content"], "properties": {
         "type": { "type": "string" }, "content": { "type": "string" }, "metadata": { "type": "object" }
     }}));
+    schemas.insert("CreateRun".into(), json!({ "type": "object", "required": ["workflow_type"], "properties": {
+        "workflow_type": { "enum": ["error_fix", "prd_investigate", "prd_implement", "qa", "deep_research", "auto_triage", "investigate", "implement", "research", "triage"] },
+        "github_run_id": { "type": ["string", "integer"] }, "github_run_url": { "type": "string", "format": "uri" },
+        "prompt_text": { "type": "string" }
+    }}));
+    schemas.insert(
+        "UnlinkPr".into(),
+        json!({ "type": "object", "required": ["prId"], "properties": {
+            "prId": { "type": "string", "format": "uuid" }
+        }}),
+    );
+    schemas.insert(
+        "CreateAgent".into(),
+        json!({ "type": "object", "required": ["name"], "properties": {
+            "name": { "type": "string", "maxLength": 100 }, "description": { "type": "string" },
+            "webhookUrl": { "type": "string", "format": "uri" }
+        }}),
+    );
+    schemas.insert("AgentWebhook".into(), json!({ "type": "object", "required": ["agentName", "webhookUrl"], "properties": {
+        "agentName": { "type": "string" }, "webhookUrl": { "type": "string", "format": "uri", "description": "http(s) URL; receives ISSUE_ASSIGNED signed with X-Webhook-Signature: sha256=<hex HMAC-SHA256(body, webhookSecret)>" }
+    }}));
+    schemas.insert(
+        "AgentName".into(),
+        json!({ "type": "object", "required": ["agentName"], "properties": {
+            "agentName": { "type": "string" }
+        }}),
+    );
     json!({
         "openapi": "3.1.0",
         "info": { "title": "Dispatch", "version": env!("CARGO_PKG_VERSION"),

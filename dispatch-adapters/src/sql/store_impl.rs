@@ -39,6 +39,10 @@ macro_rules! impl_sql_store {
             TerminalChunk, run_end_effects, spawn_effects,
         };
         use dispatch_core::verify::{FixAttempt, VerificationStatus};
+        use dispatch_core::agent::{Agent, name_key};
+        use dispatch_core::ids::PrLinkId;
+        use dispatch_core::ports::{AgentStore, PrLinkStore, PrLinkUpsertOutcome};
+        use dispatch_core::pr::{PrLink, PrLinkUpsert, pr_link_history, pr_unlink_history};
         use crate::sql::{db, decode_err, to_i64, to_u64};
         use crate::sql::group_commit::{self, IngestQueue, Pending, share_error};
         use async_trait::async_trait;
@@ -1770,6 +1774,47 @@ macro_rules! impl_sql_store {
                 })
             }
 
+            async fn record_external_run(&self, run: &Run, actor: &Actor, now: Timestamp) -> Result<(Run, Issue, bool)> {
+                let mut tx = self.write_tx().await?;
+                // Like a reservation: it changes the counters the gates read.
+                Self::lock_spawns(&mut tx).await?;
+                let issue = Self::issue_tx(&mut tx, run.issue_id).await?;
+                if let Some(x) = &run.external_id {
+                    let row = sqlx::query("SELECT doc FROM dispatch_run WHERE issue_id = $1 AND external_id = $2 ORDER BY created_at LIMIT 1")
+                        .bind(issue.id.0)
+                        .bind(x)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db("find run"))?;
+                    if let Some(r) = row {
+                        let existing: Run = doc_col!(r, "dispatch_run", Run)?;
+                        Self::commit(tx).await?;
+                        return Ok((existing, issue, false));
+                    }
+                }
+                let active = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM dispatch_run WHERE issue_id = $1 AND status IN ('queued', 'dispatching', 'running')",
+                )
+                .bind(issue.id.0)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db("count issue runs"))?;
+                if col!(active, "dispatch_run", "n", i64)? > 0 {
+                    return Err(Error::conflict(format!("{} already has an active run", issue.identifier)));
+                }
+                Self::insert_run_tx(&mut tx, run).await?;
+                let columns = Self::columns_tx(&mut tx, issue.workspace_id).await?;
+                let fx = dispatch_core::run::external_run_effects(&issue, run, &columns, actor, now);
+                let issue = Self::write_issue_tx(
+                    &mut tx,
+                    issue.id,
+                    IssueUpdate { patch: fx.patch, history: fx.history, expected_version: None, now },
+                )
+                .await?;
+                Self::commit(tx).await?;
+                Ok((run.clone(), issue, true))
+            }
+
             async fn prune(&self, before: Timestamp) -> Result<u64> {
                 let mut tx = self.write_tx().await?;
                 let a = sqlx::query("DELETE FROM dispatch_activity WHERE created_at < $1")
@@ -2012,6 +2057,180 @@ macro_rules! impl_sql_store {
                     .map_err(db("record delivery"))?;
                 Self::commit(tx).await?;
                 Ok(r.rows_affected() == 1)
+            }
+
+            async fn forget_delivery(&self, source: &str, delivery_id: &str) -> Result<bool> {
+                let r = sqlx::query("DELETE FROM dispatch_delivery WHERE source = $1 AND delivery_id = $2")
+                    .bind(source)
+                    .bind(delivery_id)
+                    .execute(self.autocommit())
+                    .await
+                    .map_err(db("forget delivery"))?;
+                Ok(r.rows_affected() > 0)
+            }
+        }
+
+        impl $S {
+            async fn pr_link_tx(tx: &mut Tx, issue: IssueId, pr_number: i64) -> Result<Option<PrLink>> {
+                let row = sqlx::query("SELECT doc FROM dispatch_issue_pr WHERE issue_id = $1 AND pr_number = $2")
+                    .bind(issue.0)
+                    .bind(pr_number)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(db("read PR link"))?;
+                row.map(|r| doc_col!(r, "dispatch_issue_pr", PrLink)).transpose()
+            }
+
+            async fn agent_tx(tx: &mut Tx, ws: WorkspaceId, name: &str) -> Result<Option<Agent>> {
+                let row = sqlx::query(concat!("SELECT doc FROM dispatch_agent WHERE workspace_id = $1 AND name_key = $2", $FU))
+                    .bind(ws.0)
+                    .bind(name_key(name))
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(db("read agent"))?;
+                row.map(|r| doc_col!(r, "dispatch_agent", Agent)).transpose()
+            }
+        }
+
+        #[async_trait]
+        impl PrLinkStore for $S {
+            async fn upsert_pr_link(&self, up: &PrLinkUpsert, actor: &Actor, now: Timestamp) -> Result<PrLinkUpsertOutcome> {
+                up.validate()?;
+                let mut tx = self.write_tx().await?;
+                // The issue row lock serialises upserts of one issue's links (PostgreSQL); SQLite's
+                // single writer already does.
+                Self::issue_tx(&mut tx, up.issue_id).await?;
+                let existing = Self::pr_link_tx(&mut tx, up.issue_id, up.pr_number).await?;
+                let link = up.apply(existing.as_ref(), now);
+                if existing.is_some() {
+                    sqlx::query("UPDATE dispatch_issue_pr SET status = $2, doc = $3 WHERE id = $1")
+                        .bind(link.id.0)
+                        .bind(link.status.as_str())
+                        .bind(Json(&link))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("update PR link"))?;
+                } else {
+                    sqlx::query("INSERT INTO dispatch_issue_pr (id, issue_id, pr_number, status, created_at, doc) VALUES ($1, $2, $3, $4, $5, $6)")
+                        .bind(link.id.0)
+                        .bind(link.issue_id.0)
+                        .bind(link.pr_number)
+                        .bind(link.status.as_str())
+                        .bind(Self::ts(link.created_at))
+                        .bind(Json(&link))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("insert PR link"))?;
+                }
+                let history = pr_link_history(existing.as_ref(), &link, actor);
+                Self::history_tx(&mut tx, up.issue_id, history, now).await?;
+                Self::commit(tx).await?;
+                Ok(PrLinkUpsertOutcome {
+                    created: existing.is_none(),
+                    status_changed: existing.as_ref().is_some_and(|e| e.status != link.status),
+                    link,
+                })
+            }
+
+            async fn list_pr_links(&self, issue: IssueId) -> Result<Vec<PrLink>> {
+                let rows = sqlx::query("SELECT doc FROM dispatch_issue_pr WHERE issue_id = $1 ORDER BY created_at DESC, id DESC")
+                    .bind(issue.0)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db("list PR links"))?;
+                rows.into_iter().map(|r| doc_col!(r, "dispatch_issue_pr", PrLink)).collect()
+            }
+
+            async fn pr_links_by_number(&self, pr_number: i64) -> Result<Vec<PrLink>> {
+                let rows = sqlx::query("SELECT doc FROM dispatch_issue_pr WHERE pr_number = $1 ORDER BY created_at, id")
+                    .bind(pr_number)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db("list PR links"))?;
+                rows.into_iter().map(|r| doc_col!(r, "dispatch_issue_pr", PrLink)).collect()
+            }
+
+            async fn delete_pr_link(&self, issue: IssueId, id: PrLinkId, actor: &Actor, now: Timestamp) -> Result<bool> {
+                let mut tx = self.write_tx().await?;
+                let row = sqlx::query(concat!("SELECT doc FROM dispatch_issue_pr WHERE id = $1 AND issue_id = $2", $FU))
+                    .bind(id.0)
+                    .bind(issue.0)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db("read PR link"))?;
+                let Some(row) = row else {
+                    Self::commit(tx).await?;
+                    return Ok(false);
+                };
+                let link: PrLink = doc_col!(row, "dispatch_issue_pr", PrLink)?;
+                sqlx::query("DELETE FROM dispatch_issue_pr WHERE id = $1")
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("delete PR link"))?;
+                Self::history_tx(&mut tx, issue, vec![pr_unlink_history(&link, actor)], now).await?;
+                Self::commit(tx).await?;
+                Ok(true)
+            }
+        }
+
+        #[async_trait]
+        impl AgentStore for $S {
+            async fn create_agent(&self, a: &Agent) -> Result<Agent> {
+                let mut tx = self.write_tx().await?;
+                Self::workspace_tx(&mut tx, a.workspace_id).await?;
+                let r = sqlx::query("INSERT INTO dispatch_agent (id, workspace_id, name_key, doc) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                    .bind(a.id.0)
+                    .bind(a.workspace_id.0)
+                    .bind(name_key(&a.name))
+                    .bind(Json(a))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("insert agent"))?;
+                if r.rows_affected() == 0 {
+                    return Err(Error::conflict(format!("an agent named {:?} exists", a.name)));
+                }
+                Self::commit(tx).await?;
+                Ok(a.clone())
+            }
+
+            async fn get_agent_by_name(&self, ws: WorkspaceId, name: &str) -> Result<Option<Agent>> {
+                let row = sqlx::query("SELECT doc FROM dispatch_agent WHERE workspace_id = $1 AND name_key = $2")
+                    .bind(ws.0)
+                    .bind(name_key(name))
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db("read agent"))?;
+                row.map(|r| doc_col!(r, "dispatch_agent", Agent)).transpose()
+            }
+
+            async fn list_agents(&self, ws: WorkspaceId, include_inactive: bool) -> Result<Vec<Agent>> {
+                let rows = sqlx::query("SELECT doc FROM dispatch_agent WHERE workspace_id = $1 ORDER BY name_key, id")
+                    .bind(ws.0)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db("list agents"))?;
+                let all: Vec<Agent> = rows.into_iter().map(|r| doc_col!(r, "dispatch_agent", Agent)).collect::<Result<_>>()?;
+                Ok(all.into_iter().filter(|a| include_inactive || a.active).collect())
+            }
+
+            async fn set_agent_webhook(&self, ws: WorkspaceId, name: &str, webhook: Option<(String, String)>, now: Timestamp) -> Result<Agent> {
+                let mut tx = self.write_tx().await?;
+                let mut a = Self::agent_tx(&mut tx, ws, name)
+                    .await?
+                    .ok_or_else(|| Error::not_found(format!("agent {name:?} not found")))?;
+                let (url, secret) = webhook.unzip();
+                a.webhook_url = url;
+                a.webhook_secret = secret;
+                a.updated_at = now;
+                sqlx::query("UPDATE dispatch_agent SET doc = $2 WHERE id = $1")
+                    .bind(a.id.0)
+                    .bind(Json(&a))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("update agent"))?;
+                Self::commit(tx).await?;
+                Ok(a)
             }
         }
     }

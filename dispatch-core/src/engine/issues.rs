@@ -180,7 +180,13 @@ impl Dispatch {
             };
             match self.apply_patch(&current, patch, actor).await {
                 Err(e) if e.kind == ErrorKind::Conflict => continue,
-                other => return other,
+                Ok(updated) => {
+                    if updated.assignee.is_some() && updated.assignee != current.assignee {
+                        self.announce_assignment(&updated).await;
+                    }
+                    return Ok(updated);
+                }
+                Err(e) => return Err(e),
             }
         }
         Err(Error::conflict("the issue kept changing; try again"))

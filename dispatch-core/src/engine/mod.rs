@@ -5,6 +5,7 @@
 //! dispatcher and sweeper steps are safe to run in any number of processes at once: they claim
 //! work with leases and every state move is guarded in the store.
 
+mod agents;
 mod callbacks;
 mod customers;
 mod dispatcher;
@@ -12,7 +13,9 @@ mod ingest;
 mod issues;
 mod job;
 mod plans;
+mod prs;
 mod run_loop;
+mod runs;
 mod search;
 mod spawn;
 mod sweeper;
@@ -24,6 +27,8 @@ pub use ingest::IngestReport;
 pub use issues::{ColumnRef, IssueChanges};
 pub use job::job_inputs;
 pub use plans::PlanReview;
+pub use prs::{NAMED_MATCH_CONFIDENCE, PrLinkReport, PullRequestInfo};
+pub use runs::ExternalRun;
 pub use spawn::{SpawnOptions, SpawnOutcome};
 pub use sweeper::SweepReport;
 pub use verification::{FixAttemptReport, FixStatus};
@@ -33,7 +38,9 @@ use crate::config::EngineConfig;
 use crate::error::Result;
 use crate::issue::Workspace;
 use crate::memory::MemoryEventBus;
-use crate::ports::{Embedder, Event, EventBus, Llm, Notification, Notifier, Runner, Store};
+use crate::ports::{
+    Embedder, Event, EventBus, Llm, Notification, Notifier, Runner, Store, WebhookSender,
+};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -49,6 +56,7 @@ struct Inner {
     bus: Arc<dyn EventBus>,
     clock: Arc<dyn Clock>,
     notifier: Option<Arc<dyn Notifier>>,
+    webhooks: Option<Arc<dyn WebhookSender>>,
     llm: Option<Arc<dyn Llm>>,
     embedder: Option<Arc<dyn Embedder>>,
     config: EngineConfig,
@@ -68,6 +76,7 @@ pub struct DispatchBuilder {
     bus: Option<Arc<dyn EventBus>>,
     clock: Option<Arc<dyn Clock>>,
     notifier: Option<Arc<dyn Notifier>>,
+    webhooks: Option<Arc<dyn WebhookSender>>,
     llm: Option<Arc<dyn Llm>>,
     embedder: Option<Arc<dyn Embedder>>,
     config: EngineConfig,
@@ -84,6 +93,11 @@ impl DispatchBuilder {
     }
     pub fn notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
         self.notifier = Some(notifier);
+        self
+    }
+    /// Outbound webhooks (agents' `ISSUE_ASSIGNED`); without a sender none are sent.
+    pub fn webhooks(mut self, sender: Arc<dyn WebhookSender>) -> Self {
+        self.webhooks = Some(sender);
         self
     }
     pub fn llm(mut self, llm: Arc<dyn Llm>) -> Self {
@@ -117,6 +131,7 @@ impl DispatchBuilder {
                 bus: self.bus.unwrap_or_else(|| Arc::new(MemoryEventBus::new())),
                 clock,
                 notifier: self.notifier,
+                webhooks: self.webhooks,
                 llm: self.llm,
                 embedder: self.embedder,
                 config: self.config,
@@ -137,6 +152,7 @@ impl Dispatch {
             bus: None,
             clock: None,
             notifier: None,
+            webhooks: None,
             llm: None,
             embedder: None,
             config: EngineConfig::default(),

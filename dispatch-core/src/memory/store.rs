@@ -1,11 +1,12 @@
 use crate::Timestamp;
+use crate::agent::{Agent, name_key};
 use crate::clock::{utc_day_start, utc_next_day_start};
 use crate::customer::{Customer, CustomerPatch, HealthInputs, HealthIssue};
 use crate::error::{Error, Result};
 use crate::gate::{Decision, GateReason, GateSnapshot, Trigger, decide};
 use crate::ids::{
-    ColumnId, CustomerId, DeferredSpawnId, FixAttemptId, IssueId, IssueRef, LinkId, RunId,
-    WorkspaceId,
+    ColumnId, CustomerId, DeferredSpawnId, FixAttemptId, IssueId, IssueRef, LinkId, PrLinkId,
+    RunId, WorkspaceId,
 };
 use crate::issue::{
     Actor, Column, ColumnCategory, Comment, HistoryAction, HistoryEntry, Issue, IssueFilter, Label,
@@ -13,13 +14,14 @@ use crate::issue::{
     default_labels, format_identifier,
 };
 use crate::ports::{
-    CustomerStore, DeferredSpawn, DeliveryStore, ErrorLink, ErrorLinkStore, FixStore, IngestDraft,
-    IngestOutcome, IssueStore, IssueUpdate, RunStore, RunUpdate, SearchStore, SpawnRequest,
-    SpawnReservation, SpawnStats, WorkspaceStore,
+    AgentStore, CustomerStore, DeferredSpawn, DeliveryStore, ErrorLink, ErrorLinkStore, FixStore,
+    IngestDraft, IngestOutcome, IssueStore, IssueUpdate, PrLinkStore, PrLinkUpsertOutcome,
+    RunStore, RunUpdate, SearchStore, SpawnRequest, SpawnReservation, SpawnStats, WorkspaceStore,
 };
+use crate::pr::{PrLink, PrLinkUpsert, pr_link_history, pr_unlink_history, sort_newest_first};
 use crate::run::{
     Activity, BudgetBucket, NewActivity, NewRun, Run, RunPatch, RunStatus, TerminalChunk,
-    run_end_effects, spawn_effects,
+    external_run_effects, run_end_effects, spawn_effects,
 };
 use crate::search::{SearchHit, cosine, lexical_score, terms};
 use crate::verify::{FixAttempt, VerificationStatus};
@@ -55,6 +57,8 @@ struct State {
     fixes: BTreeMap<FixAttemptId, FixAttempt>,
     customers: BTreeMap<CustomerId, Customer>,
     deliveries: HashSet<(String, String)>,
+    pr_links: BTreeMap<PrLinkId, PrLink>,
+    agents: Vec<Agent>,
     embeddings: HashMap<IssueId, (String, Vec<f32>)>,
 }
 
@@ -433,6 +437,7 @@ impl IssueStore for MemoryStore {
         s.activities.remove(&id);
         s.deferred.retain(|_, d| d.issue_id != id);
         s.fixes.retain(|_, f| f.issue_id != id);
+        s.pr_links.retain(|_, l| l.issue_id != id);
         s.links.retain(|l| l.issue_id != id);
         s.embeddings.remove(&id);
         let index: HashMap<(String, String), usize> = s
@@ -1055,6 +1060,46 @@ impl RunStore for MemoryStore {
         })
     }
 
+    async fn record_external_run(
+        &self,
+        run: &Run,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<(Run, Issue, bool)> {
+        let mut s = self.lock();
+        let issue = s.issue(run.issue_id)?.clone();
+        if let Some(x) = &run.external_id
+            && let Some(r) = s
+                .runs
+                .values()
+                .find(|r| r.issue_id == issue.id && r.external_id.as_deref() == Some(x))
+        {
+            return Ok((r.clone(), issue, false));
+        }
+        if s.runs
+            .values()
+            .any(|r| r.issue_id == issue.id && r.status.is_active())
+        {
+            return Err(Error::conflict(format!(
+                "{} already has an active run",
+                issue.identifier
+            )));
+        }
+        let columns = s.columns_of(issue.workspace_id);
+        let fx = external_run_effects(&issue, run, &columns, actor, now);
+        s.runs.insert(run.id, run.clone());
+        let issue = s.write_issue(
+            issue.id,
+            IssueUpdate {
+                patch: fx.patch,
+                history: fx.history,
+                expected_version: None,
+                now,
+            },
+        )?;
+        Ok((run.clone(), issue, true))
+    }
+
     async fn prune(&self, before: Timestamp) -> Result<u64> {
         let mut s = self.lock();
         let mut n = 0u64;
@@ -1444,5 +1489,151 @@ impl DeliveryStore for MemoryStore {
             .lock()
             .deliveries
             .insert((source.to_string(), delivery_id.to_string())))
+    }
+
+    async fn forget_delivery(&self, source: &str, delivery_id: &str) -> Result<bool> {
+        Ok(self
+            .lock()
+            .deliveries
+            .remove(&(source.to_string(), delivery_id.to_string())))
+    }
+}
+
+#[async_trait]
+impl PrLinkStore for MemoryStore {
+    async fn upsert_pr_link(
+        &self,
+        upsert: &PrLinkUpsert,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<PrLinkUpsertOutcome> {
+        upsert.validate()?;
+        let mut s = self.lock();
+        s.issue(upsert.issue_id)?;
+        let existing = s
+            .pr_links
+            .values()
+            .find(|l| l.issue_id == upsert.issue_id && l.pr_number == upsert.pr_number)
+            .cloned();
+        let link = upsert.apply(existing.as_ref(), now);
+        let history = pr_link_history(existing.as_ref(), &link, actor);
+        s.pr_links.insert(link.id, link.clone());
+        s.push_history(upsert.issue_id, history, now);
+        Ok(PrLinkUpsertOutcome {
+            created: existing.is_none(),
+            status_changed: existing.as_ref().is_some_and(|e| e.status != link.status),
+            link,
+        })
+    }
+
+    async fn list_pr_links(&self, issue: IssueId) -> Result<Vec<PrLink>> {
+        let s = self.lock();
+        let mut out: Vec<PrLink> = s
+            .pr_links
+            .values()
+            .filter(|l| l.issue_id == issue)
+            .cloned()
+            .collect();
+        sort_newest_first(&mut out);
+        Ok(out)
+    }
+
+    async fn pr_links_by_number(&self, pr_number: i64) -> Result<Vec<PrLink>> {
+        let s = self.lock();
+        let mut out: Vec<PrLink> = s
+            .pr_links
+            .values()
+            .filter(|l| l.pr_number == pr_number)
+            .cloned()
+            .collect();
+        sort_newest_first(&mut out);
+        out.reverse();
+        Ok(out)
+    }
+
+    async fn delete_pr_link(
+        &self,
+        issue: IssueId,
+        id: PrLinkId,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let mut s = self.lock();
+        match s.pr_links.get(&id) {
+            Some(l) if l.issue_id == issue => {
+                let h = pr_unlink_history(l, actor);
+                s.pr_links.remove(&id);
+                s.push_history(issue, vec![h], now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+#[async_trait]
+impl AgentStore for MemoryStore {
+    async fn create_agent(&self, agent: &Agent) -> Result<Agent> {
+        let mut s = self.lock();
+        s.workspace_mut(agent.workspace_id)?;
+        let key = name_key(&agent.name);
+        if s.agents
+            .iter()
+            .any(|a| a.workspace_id == agent.workspace_id && name_key(&a.name) == key)
+        {
+            return Err(Error::conflict(format!(
+                "an agent named {:?} exists",
+                agent.name
+            )));
+        }
+        s.agents.push(agent.clone());
+        Ok(agent.clone())
+    }
+
+    async fn get_agent_by_name(&self, ws: WorkspaceId, name: &str) -> Result<Option<Agent>> {
+        let key = name_key(name);
+        Ok(self
+            .lock()
+            .agents
+            .iter()
+            .find(|a| a.workspace_id == ws && name_key(&a.name) == key)
+            .cloned())
+    }
+
+    async fn list_agents(&self, ws: WorkspaceId, include_inactive: bool) -> Result<Vec<Agent>> {
+        let s = self.lock();
+        let mut out: Vec<Agent> = s
+            .agents
+            .iter()
+            .filter(|a| a.workspace_id == ws && (include_inactive || a.active))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| {
+            name_key(&a.name)
+                .cmp(&name_key(&b.name))
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(out)
+    }
+
+    async fn set_agent_webhook(
+        &self,
+        ws: WorkspaceId,
+        name: &str,
+        webhook: Option<(String, String)>,
+        now: Timestamp,
+    ) -> Result<Agent> {
+        let key = name_key(name);
+        let mut s = self.lock();
+        let a = s
+            .agents
+            .iter_mut()
+            .find(|a| a.workspace_id == ws && name_key(&a.name) == key)
+            .ok_or_else(|| Error::not_found(format!("agent {name:?} not found")))?;
+        let (url, secret) = webhook.unzip();
+        a.webhook_url = url;
+        a.webhook_secret = secret;
+        a.updated_at = now;
+        Ok(a.clone())
     }
 }

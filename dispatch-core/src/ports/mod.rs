@@ -7,6 +7,7 @@ mod llm;
 mod notifier;
 mod runner;
 mod store;
+mod webhook;
 
 pub use alert_source::{AlertBatch, AlertRequest, AlertSource};
 pub use embedder::Embedder;
@@ -15,7 +16,9 @@ pub use llm::{ContentBlock, Llm, LlmMessage, LlmRequest, LlmResponse, Role, Tool
 pub use notifier::{Notification, Notifier};
 pub use runner::{DispatchReceipt, RemoteRunStatus, RunJob, RunReporter, RunResult, Runner};
 pub use store::{
-    CustomerStore, DeferredSpawn, DeliveryStore, ErrorLink, ErrorLinkStore, FixStore, IngestDraft,
-    IngestOutcome, IssueStore, IssueUpdate, RunStore, RunUpdate, SearchStore, SpawnRequest,
-    SpawnReservation, SpawnStats, Store, WorkspaceStore,
+    AgentStore, CustomerStore, DeferredSpawn, DeliveryStore, ErrorLink, ErrorLinkStore, FixStore,
+    IngestDraft, IngestOutcome, IssueStore, IssueUpdate, PrLinkStore, PrLinkUpsertOutcome,
+    RunStore, RunUpdate, SearchStore, SpawnRequest, SpawnReservation, SpawnStats, Store,
+    WorkspaceStore,
 };
+pub use webhook::{OutboundWebhook, WebhookSender};

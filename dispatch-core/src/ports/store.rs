@@ -12,16 +12,18 @@
 //!   `IssuePatch::apply_to`) are called inside the transaction, so all stores decide alike.
 
 use crate::Timestamp;
+use crate::agent::Agent;
 use crate::customer::{Customer, CustomerPatch, HealthInputs};
 use crate::error::Result;
 use crate::gate::{Decision, SpawnPolicy};
 use crate::ids::{
-    ColumnId, CustomerId, DeferredSpawnId, IssueId, IssueRef, LinkId, RunId, WorkspaceId,
+    ColumnId, CustomerId, DeferredSpawnId, IssueId, IssueRef, LinkId, PrLinkId, RunId, WorkspaceId,
 };
 use crate::issue::{
     Actor, Column, Comment, HistoryEntry, Issue, IssueFilter, IssuePatch, Label, NewColumn,
     NewComment, NewHistory, NewIssue, NewLabel, Workspace,
 };
+use crate::pr::{PrLink, PrLinkUpsert};
 use crate::run::{Activity, NewActivity, Run, RunPatch, TerminalChunk, WorkflowKind};
 use crate::search::SearchHit;
 use crate::verify::{FixAttempt, VerificationStatus};
@@ -290,6 +292,18 @@ pub trait RunStore: Send + Sync {
     ) -> Result<Vec<DeferredSpawn>>;
     async fn list_deferred(&self, issue: IssueId) -> Result<Vec<DeferredSpawn>>;
     async fn spawn_stats(&self, now: Timestamp) -> Result<SpawnStats>;
+    /// Records a run started outside Dispatch (`POST /api/issues/{id}/runs`): `run` arrives
+    /// `running`. One atomic decision: a run of this issue with the same `external_id` is
+    /// returned as it is (`false`, a retried post); `Conflict` when the issue has another active
+    /// run; otherwise the run is inserted and becomes the issue's current run
+    /// (`run::spawn_effects`, with the spawn status `running`). Gates are not consulted: the run
+    /// already exists, it only counts from now on.
+    async fn record_external_run(
+        &self,
+        run: &Run,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<(Run, Issue, bool)>;
     /// Deletes activities and terminal chunks older than `before`; returns how many rows went.
     async fn prune(&self, before: Timestamp) -> Result<u64>;
 }
@@ -369,6 +383,61 @@ pub trait SearchStore: Send + Sync {
     ) -> Result<Vec<SearchHit>>;
 }
 
+/// What an upsert of a PR link did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrLinkUpsertOutcome {
+    pub link: PrLink,
+    /// This call created the link.
+    pub created: bool,
+    /// This call changed the link's status.
+    pub status_changed: bool,
+}
+
+#[async_trait]
+pub trait PrLinkStore: Send + Sync {
+    /// One atomic decision per (issue, PR number): inserts the link or updates it
+    /// ([`PrLinkUpsert::apply`]), writing [`crate::pr::pr_link_history`] in the same transaction.
+    /// Concurrent upserts of one pair leave exactly one row and one `pr_linked` entry.
+    async fn upsert_pr_link(
+        &self,
+        upsert: &PrLinkUpsert,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<PrLinkUpsertOutcome>;
+    /// The issue's links, newest first.
+    async fn list_pr_links(&self, issue: IssueId) -> Result<Vec<PrLink>>;
+    /// Every link of a PR number (any issue), oldest first.
+    async fn pr_links_by_number(&self, pr_number: i64) -> Result<Vec<PrLink>>;
+    /// Removes the issue's link `id` with a `pr_unlinked` history entry; `false` when the issue
+    /// has no such link (nothing written).
+    async fn delete_pr_link(
+        &self,
+        issue: IssueId,
+        id: PrLinkId,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<bool>;
+}
+
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    /// `Conflict` when the workspace has an agent of that name (names compare case-insensitively).
+    async fn create_agent(&self, agent: &Agent) -> Result<Agent>;
+    /// By name, case-insensitive.
+    async fn get_agent_by_name(&self, ws: WorkspaceId, name: &str) -> Result<Option<Agent>>;
+    /// Name order; inactive agents only with `include_inactive`.
+    async fn list_agents(&self, ws: WorkspaceId, include_inactive: bool) -> Result<Vec<Agent>>;
+    /// Sets the webhook `(url, secret)`, or clears both with `None`; `NotFound` for an unknown
+    /// name.
+    async fn set_agent_webhook(
+        &self,
+        ws: WorkspaceId,
+        name: &str,
+        webhook: Option<(String, String)>,
+        now: Timestamp,
+    ) -> Result<Agent>;
+}
+
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
     /// Records a webhook delivery id; `true` the first time, `false` for a redelivery.
@@ -378,6 +447,9 @@ pub trait DeliveryStore: Send + Sync {
         delivery_id: &str,
         now: Timestamp,
     ) -> Result<bool>;
+    /// Forgets a recorded delivery id, so that a redelivery acts again (its first effect
+    /// failed); `true` when it was recorded.
+    async fn forget_delivery(&self, source: &str, delivery_id: &str) -> Result<bool>;
 }
 
 /// The whole store.
@@ -390,6 +462,8 @@ pub trait Store:
     + CustomerStore
     + SearchStore
     + DeliveryStore
+    + PrLinkStore
+    + AgentStore
 {
 }
 
@@ -402,5 +476,7 @@ impl<T> Store for T where
         + CustomerStore
         + SearchStore
         + DeliveryStore
+        + PrLinkStore
+        + AgentStore
 {
 }

@@ -11,5 +11,5 @@ pub use activity::{Activity, ActivityType, NewActivity};
 pub use run::{
     Blocker, BlockerCategory, BudgetBucket, NewRun, Outcome, Run, RunPatch, RunStatus, WorkflowKind,
 };
-pub use spawn_effects::{SpawnEffects, run_end_effects, spawn_effects};
+pub use spawn_effects::{SpawnEffects, external_run_effects, run_end_effects, spawn_effects};
 pub use terminal::TerminalChunk;

@@ -76,6 +76,21 @@ pub fn spawn_effects(
     SpawnEffects { patch, history }
 }
 
+/// Recording a run that started outside Dispatch (it is already running): the spawn effects,
+/// with the spawn status `running`.
+pub fn external_run_effects(
+    issue: &Issue,
+    run: &Run,
+    columns: &[Column],
+    actor: &Actor,
+    now: Timestamp,
+) -> SpawnEffects {
+    let mut fx = spawn_effects(issue, run, columns, actor, now);
+    fx.patch.spawn_status = Some(Some(SpawnStatus::Running));
+    fx.history = diff_history(issue, &fx.patch, actor);
+    fx
+}
+
 /// A run reached a terminal status. Only the issue's *current* run moves the issue; a late end of
 /// an older run changes nothing here (its cost still counts through the run totals).
 pub fn run_end_effects(

@@ -34,7 +34,7 @@ pub fn router() -> Router<AppState> {
             "/api/issues/{id}/terminal",
             post(post_terminal).get(get_terminal),
         )
-        .route("/api/issues/{id}/runs", get(list_runs))
+        .route("/api/issues/{id}/runs", get(list_runs).post(create_run))
         .route(
             "/api/issues/{id}/runs/current",
             get(get_current_run).patch(patch_current_run),
@@ -207,6 +207,54 @@ async fn list_runs(
             .map(|r| run_json(r, now, false))
             .collect::<Vec<_>>()
     )))
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateRun {
+    workflow_type: String,
+    #[serde(default)]
+    github_run_id: Option<Value>,
+    #[serde(default)]
+    github_run_url: Option<String>,
+    #[serde(default)]
+    prompt_text: Option<String>,
+}
+
+/// Records a run a workflow started by itself (201); it becomes the issue's current run. A
+/// retried post with the same `github_run_id` answers 200 with the same run; 409 when another
+/// run of the issue is active.
+async fn create_run(
+    State(s): State<AppState>,
+    a: Authenticated,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<CreateRun>,
+) -> ApiResult<Response> {
+    let kind = WorkflowKind::from_spawn_type(&b.workflow_type)
+        .map_err(|e| ApiError::bad_request("workflow_type", e.message))?;
+    let external_id = match &b.github_run_id {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(text_of(v).ok_or_else(|| {
+            ApiError::bad_request(
+                "github_run_id",
+                "github_run_id must be a string or a number",
+            )
+        })?),
+    };
+    let ext = dispatch_core::engine::ExternalRun {
+        external_id,
+        external_url: b.github_run_url.filter(|u| !u.trim().is_empty()),
+        prompt_text: b.prompt_text,
+    };
+    let (run, created) = s
+        .dispatch
+        .record_external_run(issue_ref(&id)?, kind, ext, &a.actor())
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(full_run(&s, &run).await?)).into_response())
 }
 
 async fn full_run(s: &AppState, run: &Run) -> ApiResult<Value> {

@@ -3,7 +3,7 @@
 
 use super::{Page, issue_ref, link_next_page, params};
 use crate::auth::{AuthMethod, Authenticated};
-use crate::dto::{issue_json, link_json};
+use crate::dto::{issue_json, link_json, pr_link_json};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/issues", get(list).post(create))
         .route("/api/issues/{id}", get(read).patch(patch).delete(delete))
         .route("/api/issues/{id}/history", get(history))
+        .route("/api/issues/{id}/pr", get(list_prs).delete(unlink_pr))
         .route("/api/issues/{id}/similar", get(similar))
         .route("/api/issues/{id}/fix-status", get(fix_status))
         .route(
@@ -174,7 +175,51 @@ async fn read(
     let links = s.dispatch.store().links_for_issue(issue.id).await?;
     v["external_links"] = json!(links.iter().map(link_json).collect::<Vec<_>>());
     v["watchers"] = json!(s.dispatch.watchers(issue.id).await?);
+    let prs = s.dispatch.store().list_pr_links(issue.id).await?;
+    v["linked_prs"] = json!(prs.iter().map(pr_link_json).collect::<Vec<_>>());
     Ok(Json(v))
+}
+
+/// The issue's linked pull requests, newest first.
+async fn list_prs(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let prs = s.dispatch.pr_links(issue_ref(&id)?).await?;
+    Ok(Json(json!(
+        prs.iter().map(pr_link_json).collect::<Vec<_>>()
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UnlinkPr {
+    #[serde(alias = "pr_id")]
+    pr_id: String,
+}
+
+/// Removes a wrong link: `{prId}` → `{success: true}`, 404 when the issue has no such link.
+async fn unlink_pr(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<UnlinkPr>,
+) -> ApiResult<Json<Value>> {
+    let r = issue_ref(&id)?;
+    let pr_id = uuid::Uuid::parse_str(b.pr_id.trim())
+        .map(dispatch_core::ids::PrLinkId)
+        .map_err(|_| ApiError::bad_request("prId", "prId must be a UUID"))?;
+    if !s
+        .dispatch
+        .unlink_pr(r, pr_id, &Actor::user("Manual unlink"))
+        .await?
+    {
+        return Err(
+            dispatch_core::Error::not_found(format!("no linked PR {pr_id} on this issue")).into(),
+        );
+    }
+    Ok(Json(json!({ "success": true })))
 }
 
 async fn delete(

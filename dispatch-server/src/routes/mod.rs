@@ -2,6 +2,7 @@
 //! use-case and render; rules live in the core.
 
 pub mod agent;
+pub mod agents;
 pub mod board;
 pub mod customers;
 pub mod issues;
@@ -23,6 +24,7 @@ pub fn api() -> Router<AppState> {
         .merge(session::router())
         .merge(issues::router())
         .merge(agent::router())
+        .merge(agents::router())
         .merge(board::router())
         .merge(customers::router())
         .merge(webhooks::router())

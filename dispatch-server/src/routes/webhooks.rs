@@ -102,7 +102,8 @@ fn delivery_id<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Records a delivery id; `true` the first time. Recorded once the request is authentic and
-/// well-formed, before its effect, so two concurrent copies cannot both act.
+/// well-formed, before its effect, so two concurrent copies cannot both act; see
+/// [`settle_delivery`] for what a failed effect does.
 async fn first_delivery(s: &AppState, source: &str, id: Option<&str>) -> ApiResult<bool> {
     match id {
         None => Ok(true),
@@ -111,6 +112,18 @@ async fn first_delivery(s: &AppState, source: &str, id: Option<&str>) -> ApiResu
             .store()
             .record_delivery(source, id, chrono::Utc::now())
             .await?),
+    }
+}
+
+/// After the effect of a recorded delivery: when it failed, the id is forgotten again so that
+/// the sender's redelivery acts instead of being taken for a duplicate. A copy that arrives
+/// while the first is still working is still answered as a duplicate.
+async fn settle_delivery(s: &AppState, source: &str, id: Option<&str>, failed: Option<StatusCode>) {
+    if let (Some(status), Some(id)) = (failed, id) {
+        tracing::info!(source, delivery = id, %status, "webhook effect failed; the delivery may be redelivered");
+        if let Err(err) = s.dispatch.store().forget_delivery(source, id).await {
+            tracing::warn!(source, delivery = id, error = %err, "cannot forget the failed delivery; a redelivery will be taken for a duplicate");
+        }
     }
 }
 

@@ -40,6 +40,7 @@ mod deliveries;
 mod errors;
 mod fixes;
 mod issues;
+mod links;
 mod runs;
 mod search;
 mod support;
@@ -70,6 +71,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(customers::cases());
     all.extend(search::cases());
     all.extend(deliveries::cases());
+    all.extend(links::cases());
     all.extend(concurrency::cases());
     all
 }

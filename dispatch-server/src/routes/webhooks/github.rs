@@ -6,16 +6,24 @@
 //!
 //! - `ping` → pong.
 //! - `pull_request` opened/reopened/edited: issues of this workspace named in the title, body or
-//!   head branch (`DISPATCH-42`, `fix/dispatch-42-…`) are matched; on opened/reopened those in
-//!   Backlog, Investigating, Needs Review or In Progress move to In Review and get an activity
-//!   with the PR link. Closed and merged (into any base): a fix attempt per named issue; the
-//!   verification starts at merge, or at the next deploy with `VERIFY_WAIT_FOR_DEPLOY`.
+//!   head branch (`DISPATCH-42`, `fix/dispatch-42-…`) are matched and linked (`dispatch_issue_pr`,
+//!   history `pr_linked`; an edit re-matches and refreshes the title, keeping statuses); on
+//!   opened/reopened those in Backlog, Investigating, Needs Review or In Progress move to In
+//!   Review and get an activity with the PR link. Closed without merge: the PR's existing links
+//!   become `closed`. Closed and merged (into any base): a fix attempt per named issue (the
+//!   verification starts at merge, or at the next deploy with `VERIFY_WAIT_FOR_DEPLOY`), and the
+//!   links (named issues and those already linked) become `merged`.
+//!
+//! A delivery whose effect fails (an error answer) is forgotten again, so GitHub's redelivery
+//! acts; only a delivery that succeeded (or is still being handled) counts as a duplicate.
 //! - `workflow_run` completed with success, whose workflow name contains `deploy` or
 //!   `production` and whose head branch is `GITHUB_REF` (default `main`) or `master`: a deploy
 //!   signal, which starts monitoring of fixes awaiting deploy.
 //! - anything else: 200 "Event ignored".
 
-use super::{RawBody, delivery_id, duplicate_delivery, first_delivery, hmac_matches};
+use super::{
+    RawBody, delivery_id, duplicate_delivery, first_delivery, hmac_matches, settle_delivery,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::parse_json;
 use crate::state::AppState;
@@ -23,9 +31,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use dispatch_core::engine::ColumnRef;
+use dispatch_core::engine::{ColumnRef, PrLinkReport, PullRequestInfo};
 use dispatch_core::ids::IssueRef;
 use dispatch_core::issue::{Actor, find_identifiers, names};
+use dispatch_core::pr::PrStatus;
 use dispatch_core::run::{ActivityType, NewActivity};
 use dispatch_core::verify::MergedPr;
 use dispatch_core::{Error, ErrorKind, Timestamp};
@@ -96,6 +105,14 @@ struct PullRequest {
     head: Option<Branch>,
     #[serde(default)]
     base: Option<Branch>,
+    #[serde(default)]
+    user: Option<User>,
+}
+
+#[derive(Debug, Deserialize)]
+struct User {
+    #[serde(default)]
+    login: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,14 +181,20 @@ pub async fn receive(
             if !first_delivery(&s, "github", delivery).await? {
                 return Ok(duplicate_delivery("github", delivery));
             }
-            pull_request(&s, e).await
+            let r = pull_request(&s, e).await;
+            let failed = r.as_ref().err().map(|e| e.status);
+            settle_delivery(&s, "github", delivery, failed).await;
+            r
         }
         "workflow_run" => {
             let e: WorkflowRunEvent = parse_json(&body)?;
             if !first_delivery(&s, "github", delivery).await? {
                 return Ok(duplicate_delivery("github", delivery));
             }
-            workflow_run(&s, e).await
+            let r = workflow_run(&s, e).await;
+            let failed = r.as_ref().err().map(|e| e.status);
+            settle_delivery(&s, "github", delivery, failed).await;
+            r
         }
         other => Ok(Json(json!({
             "success": true,
@@ -182,11 +205,44 @@ pub async fn receive(
     }
 }
 
+fn links_json(reports: &[PrLinkReport]) -> Vec<Value> {
+    reports
+        .iter()
+        .map(|r| {
+            json!({
+                "issueId": r.issue_id,
+                "identifier": r.identifier,
+                "prLinkId": r.link.id,
+                "prStatus": r.link.status,
+                "created": r.created,
+            })
+        })
+        .collect()
+}
+
 async fn pull_request(s: &AppState, e: PullRequestEvent) -> ApiResult<Response> {
     let pr = e.pull_request;
     let actor = Actor::webhook(ACTOR);
     let head = pr.head.and_then(|b| b.name);
     let base = pr.base.and_then(|b| b.name);
+    let info = PullRequestInfo {
+        number: pr.number,
+        title: pr.title.clone(),
+        url: pr.html_url.clone(),
+        head_branch: head.clone(),
+        base_branch: base.clone(),
+        author: pr.user.and_then(|u| u.login),
+        merged_at: None,
+    };
+    let text = [pr.title.as_deref(), pr.body.as_deref(), head.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("\n");
+    let named: Vec<IssueRef> = find_identifiers(&text, &s.dispatch.workspace().issue_prefix)
+        .into_iter()
+        .map(IssueRef::Identifier)
+        .collect();
     match e.action.as_str() {
         "closed" if pr.merged == Some(true) => {
             let merged = MergedPr {
@@ -200,6 +256,14 @@ async fn pull_request(s: &AppState, e: PullRequestEvent) -> ApiResult<Response> 
                 merge_sha: pr.merge_commit_sha,
             };
             let reports = s.dispatch.pr_merged(&merged, &actor).await?;
+            let info = PullRequestInfo {
+                merged_at: Some(merged.merged_at),
+                ..info
+            };
+            let links = s
+                .dispatch
+                .sync_pr_links(&info, Some(PrStatus::Merged), &named, &actor)
+                .await?;
             let attempts: Vec<Value> = reports
                 .iter()
                 .map(|r| {
@@ -218,32 +282,42 @@ async fn pull_request(s: &AppState, e: PullRequestEvent) -> ApiResult<Response> 
                 "action": "merged",
                 "prNumber": merged.number,
                 "fixAttempts": attempts,
+                "links": links_json(&links),
             }))
             .into_response())
         }
-        "closed" => Ok(Json(json!({
-            "success": true,
-            "message": "Pull request closed without merge",
-            "prNumber": pr.number,
-        }))
-        .into_response()),
+        "closed" => {
+            // Only links that exist change; a closed PR links nothing new.
+            let links = s
+                .dispatch
+                .sync_pr_links(&info, Some(PrStatus::Closed), &[], &actor)
+                .await?;
+            Ok(Json(json!({
+                "success": true,
+                "message": "Pull request closed without merge",
+                "prNumber": pr.number,
+                "links": links_json(&links),
+            }))
+            .into_response())
+        }
         action @ ("opened" | "reopened" | "edited") => {
-            let text = [pr.title.as_deref(), pr.body.as_deref(), head.as_deref()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join("\n");
-            let ids = find_identifiers(&text, &s.dispatch.workspace().issue_prefix);
+            // Opened/reopened: the PR is open. Edited: matched again (a newly named issue is
+            // linked), titles refresh, statuses stay.
+            let status = (action != "edited").then_some(PrStatus::Open);
+            let links = s
+                .dispatch
+                .sync_pr_links(&info, status, &named, &actor)
+                .await?;
             let move_to_review = action != "edited";
-            let columns = if move_to_review && !ids.is_empty() {
+            let columns = if move_to_review && !named.is_empty() {
                 s.dispatch.columns().await?
             } else {
                 Vec::new()
             };
             let mut matched = Vec::new();
             let mut moved = Vec::new();
-            for id in ids {
-                let issue = match s.dispatch.get_issue(IssueRef::Identifier(id)).await {
+            for r in &named {
+                let issue = match s.dispatch.get_issue(r.clone()).await {
                     Ok(i) => i,
                     Err(err) if err.kind == ErrorKind::NotFound => continue,
                     Err(err) => return Err(err.into()),
@@ -288,6 +362,7 @@ async fn pull_request(s: &AppState, e: PullRequestEvent) -> ApiResult<Response> 
                 "prNumber": pr.number,
                 "matched": matched,
                 "movedToReview": moved,
+                "links": links_json(&links),
             }))
             .into_response())
         }

@@ -1,0 +1,168 @@
+//! `/api/agents`: the agents registry and their outbound webhooks (spec §3.1, §4.5).
+//!
+//! An agent's webhook hears `ISSUE_ASSIGNED` when an issue is assigned to it, signed with
+//! `X-Webhook-Signature: sha256=<hex HMAC-SHA256(body, secret)>`. The secret is made by the
+//! server (32 random bytes, hex) and shown exactly once: in the response that made it
+//! (`POST /api/agents` with a `webhookUrl`, `POST /api/agents/webhook`), as `webhookSecret`, so
+//! the receiver can be configured. No other response ever contains it; setting the URL again
+//! makes a new secret.
+
+use crate::auth::Authenticated;
+use crate::dto::agent_json;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dispatch_core::agent::NewAgent;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/agents", get(list).post(create))
+        .route(
+            "/api/agents/webhook",
+            post(set_webhook).get(get_webhook).delete(clear_webhook),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    #[serde(default, alias = "include_inactive")]
+    include_inactive: Option<String>,
+}
+
+async fn list(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let include = match q.include_inactive.as_deref().map(str::trim) {
+        None | Some("") | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "includeInactive",
+                "includeInactive must be true or false",
+            ));
+        }
+    };
+    let agents = s.dispatch.agents(include).await?;
+    Ok(Json(json!(
+        agents.iter().map(agent_json).collect::<Vec<_>>()
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateAgent {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default, alias = "webhook_url")]
+    webhook_url: Option<String>,
+}
+
+async fn create(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    ApiJson(b): ApiJson<CreateAgent>,
+) -> ApiResult<Response> {
+    let agent = s
+        .dispatch
+        .create_agent(NewAgent {
+            name: b.name,
+            description: b.description,
+            webhook_url: b.webhook_url.filter(|u| !u.trim().is_empty()),
+        })
+        .await?;
+    let mut v = agent_json(&agent);
+    if let Some(secret) = &agent.webhook_secret {
+        v["webhookSecret"] = json!(secret);
+    }
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SetWebhook {
+    #[serde(alias = "agent_name")]
+    agent_name: String,
+    #[serde(alias = "webhook_url")]
+    webhook_url: String,
+}
+
+fn agent_name(field: &str, name: &str) -> ApiResult<String> {
+    let n = name.trim();
+    if n.is_empty() {
+        return Err(ApiError::bad_request(field, format!("{field} is required")));
+    }
+    Ok(n.to_string())
+}
+
+/// Sets the URL and makes a new secret, returned once as `webhookSecret`.
+async fn set_webhook(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    ApiJson(b): ApiJson<SetWebhook>,
+) -> ApiResult<Json<Value>> {
+    let name = agent_name("agentName", &b.agent_name)?;
+    let agent = s.dispatch.set_agent_webhook(&name, &b.webhook_url).await?;
+    Ok(Json(json!({
+        "success": true,
+        "agentName": agent.name,
+        "webhookUrl": agent.webhook_url,
+        "webhookSecret": agent.webhook_secret,
+        "message": format!(
+            "Webhook configured for {}. Keep webhookSecret: it is shown only now and verifies X-Webhook-Signature.",
+            agent.name
+        ),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WebhookQuery {
+    #[serde(default, alias = "agent_name")]
+    agent_name: Option<String>,
+}
+
+async fn get_webhook(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    Query(q): Query<WebhookQuery>,
+) -> ApiResult<Json<Value>> {
+    let name = agent_name("agentName", q.agent_name.as_deref().unwrap_or(""))?;
+    let agent = s.dispatch.agent(&name).await?;
+    Ok(Json(json!({
+        "agentName": agent.name,
+        "hasWebhook": agent.webhook_url.is_some(),
+        "webhookUrl": agent.webhook_url,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClearWebhook {
+    #[serde(alias = "agent_name")]
+    agent_name: String,
+}
+
+async fn clear_webhook(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    ApiJson(b): ApiJson<ClearWebhook>,
+) -> ApiResult<Json<Value>> {
+    let name = agent_name("agentName", &b.agent_name)?;
+    let agent = s.dispatch.clear_agent_webhook(&name).await?;
+    Ok(Json(json!({
+        "success": true,
+        "agentName": agent.name,
+        "message": format!("Webhook removed for {}", agent.name),
+    })))
+}
