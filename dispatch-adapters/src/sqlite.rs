@@ -42,6 +42,14 @@ pub struct SqliteStore {
     _alive: Arc<()>,
 }
 
+/// Reader connections. Each is a thread and a page cache; reads are short point lookups and
+/// searches, so a few serve a 2-core machine, and the OS page cache holds the file anyway.
+const READERS: u32 = 4;
+/// Page cache per reader (SQLite's default is 2 MiB per connection; the writer keeps that).
+const READER_CACHE_KIB: u32 = 1024;
+/// WAL size (pages) at which the writer checkpoints what the checkpointer has not yet copied.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 4000;
+
 /// How often the WAL is checkpointed into the database file.
 const CHECKPOINT_EVERY: StdDuration = StdDuration::from_millis(500);
 
@@ -97,15 +105,17 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(StdDuration::from_secs(30));
         // An in-memory database exists per connection: share one connection for everything.
-        let readers = if memory { 1 } else { 8 };
-        // The writer never checkpoints: a checkpoint copies the WAL into the database file and
-        // fsyncs it, which on the writer would hold every queued write behind it (the tail
-        // latency of ingest). The checkpointer task does it on a reader connection instead.
-        let writer_opts = if memory {
-            opts.clone()
-        } else {
-            opts.clone().pragma("wal_autocheckpoint", "0")
-        };
+        let readers = if memory { 1 } else { READERS };
+        // Checkpoints copy the WAL into the database file and fsync it. On the writer they hold
+        // every queued write behind them (the tail latency of ingest), so the checkpointer task
+        // does the bulk of the copying from a reader connection, which never blocks writes. The
+        // writer still checkpoints once the WAL passes WAL_AUTOCHECKPOINT_PAGES: only there can
+        // a checkpoint finish while writes keep coming, which lets the next write start the WAL
+        // file over instead of growing it without bound; by then the checkpointer has already
+        // copied almost everything, so that checkpoint is short.
+        let writer_opts = opts
+            .clone()
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(StdDuration::from_secs(60))
@@ -118,7 +128,10 @@ impl SqliteStore {
             SqlitePoolOptions::new()
                 .max_connections(readers)
                 .acquire_timeout(StdDuration::from_secs(60))
-                .connect_with(opts.read_only(false))
+                .connect_with(
+                    opts.read_only(false)
+                        .pragma("cache_size", format!("-{READER_CACHE_KIB}")),
+                )
                 .await
                 .map_err(|e| {
                     Error::unavailable(format!("cannot open SQLite database {url}: {e}"))

@@ -92,7 +92,22 @@ fn init_logging() {
     }
 }
 
+/// glibc gives each thread that allocates its own arena (up to 8 per core), and memory freed in
+/// one arena is not reused by the others: under 256 concurrent webhooks that alone was ~6 MB of
+/// peak RSS (42.7 MB against 36.5 MB with one arena, same throughput, on 2 cores). One arena
+/// unless the operator chose otherwise with `MALLOC_ARENA_MAX`. Runs before any thread exists.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; no thread is running yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
