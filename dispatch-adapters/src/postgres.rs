@@ -105,9 +105,9 @@ impl PostgresStore {
         self.pool.begin().await.map_err(db("begin"))
     }
 
-    /// Concurrent writers: a known key is updated directly, in parallel with other keys;
-    /// only creations (which queue on the workspace counter anyway) are grouped.
-    const GROUP_KNOWN_KEYS: bool = false;
+    /// Concurrent writers: the known keys of an ingest batch are updated in parallel, one
+    /// statement per key on its own connection.
+    const KNOWN_KEYS_IN_ONE_STATEMENT: bool = false;
 
     fn ingest_queue(&self) -> &IngestQueue {
         &self.ingest

@@ -200,9 +200,8 @@ impl SqliteStore {
         self.writer.close().await;
     }
 
-    /// One writer: known keys are grouped too, each distinct key of a batch costs one
-    /// statement however many deliveries carried it.
-    const GROUP_KNOWN_KEYS: bool = true;
+    /// One writer: all known keys of an ingest batch in one statement.
+    const KNOWN_KEYS_IN_ONE_STATEMENT: bool = true;
 
     fn ingest_queue(&self) -> &IngestQueue {
         &self.ingest

@@ -921,7 +921,7 @@ macro_rules! impl_sql_store {
             /// [`Self::add_to_known`] for several distinct keys in one statement (an UPDATE
             /// joined to the list of keys), keyed by (source, key); unseen keys are absent. The
             /// statement is SQLite's (`RETURNING *` names only the updated table there); it runs
-            /// for stores with `GROUP_KNOWN_KEYS` only.
+            /// for stores with `KNOWN_KEYS_IN_ONE_STATEMENT` only.
             async fn add_to_known_many(&self, adds: &[(&str, &str, u64, Timestamp)]) -> Result<std::collections::HashMap<(String, String), IngestOutcome>> {
                 if let [(source, key, count, seen)] = adds {
                     let one = self.add_to_known(source, key, *count, *seen).await?;
@@ -988,7 +988,7 @@ macro_rules! impl_sql_store {
             /// runs again on its own, so one bad row cannot fail its neighbours.
             async fn ingest_batch(&self, batch: Vec<Pending<(WorkspaceId, IngestDraft), IngestOutcome>>) {
                 let mut unseen = Vec::new();
-                if Self::GROUP_KNOWN_KEYS {
+                {
                     let mut by_key: Vec<Vec<Pending<(WorkspaceId, IngestDraft), IngestOutcome>>> = Vec::new();
                     let mut index: std::collections::HashMap<(String, String), usize> = std::collections::HashMap::new();
                     for p in batch {
@@ -1010,7 +1010,19 @@ macro_rules! impl_sql_store {
                             (d.source.as_str(), d.external_key.as_str(), total, seen)
                         })
                         .collect();
-                    match self.add_to_known_many(&adds).await {
+                    let found = if Self::KNOWN_KEYS_IN_ONE_STATEMENT {
+                        self.add_to_known_many(&adds).await
+                    } else {
+                        // Concurrent writers (PostgreSQL): each key on its own pooled
+                        // connection, in parallel; one key's deliveries are still one UPDATE.
+                        futures::future::join_all(adds.iter().map(|(source, key, count, seen)| self.add_to_known(source, key, *count, *seen)))
+                            .await
+                            .into_iter()
+                            .filter_map(Result::transpose)
+                            .map(|r| r.map(|o| ((o.link.source.clone(), o.link.external_key.clone()), o)))
+                            .collect::<Result<std::collections::HashMap<_, _>>>()
+                    };
+                    match found {
                         Ok(mut found) => {
                             for group in by_key {
                                 let d = &group[0].item.1;
@@ -1027,8 +1039,6 @@ macro_rules! impl_sql_store {
                             }
                         }
                     }
-                } else {
-                    unseen = batch;
                 }
                 if unseen.is_empty() {
                     return;
@@ -1307,13 +1317,6 @@ macro_rules! impl_sql_store {
                 }
                 // Checked before queueing, so that one caller's bad input never fails a batch.
                 d.new_issue.validate()?;
-                if !Self::GROUP_KNOWN_KEYS {
-                    // Concurrent writers (PostgreSQL): a known key is one autocommitted
-                    // statement on any pooled connection, in parallel with the others.
-                    if let Some(known) = self.add_to_known(&d.source, &d.external_key, d.event_count, d.seen_at).await? {
-                        return Ok(known);
-                    }
-                }
                 let (answer, start_worker) = self.ingest_queue().submit((ws, d));
                 if start_worker {
                     let store = self.clone();
