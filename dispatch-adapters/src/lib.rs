@@ -20,6 +20,9 @@ pub mod open;
 #[cfg(feature = "github")]
 pub mod github;
 
+#[cfg(feature = "claude")]
+pub mod claude;
+
 #[cfg(feature = "local")]
 pub mod local;
 

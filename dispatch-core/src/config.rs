@@ -34,6 +34,8 @@ pub struct EngineConfig {
     /// How often the loops of [`crate::Dispatch::run`] tick.
     pub dispatcher_interval: std::time::Duration,
     pub sweeper_interval: std::time::Duration,
+    /// Thresholds of PR ↔ issue matching by similarity (PRs that name no issue).
+    pub pr_match: crate::pr_match::MatchPolicy,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +54,7 @@ impl Default for EngineConfig {
             retention: None,
             dispatcher_interval: std::time::Duration::from_secs(1),
             sweeper_interval: std::time::Duration::from_secs(15),
+            pr_match: crate::pr_match::MatchPolicy::default(),
         }
     }
 }
@@ -211,6 +214,7 @@ impl EngineConfig {
             retention: (retention_days > 0).then(|| Duration::days(retention_days)),
             dispatcher_interval: d.dispatcher_interval,
             sweeper_interval: d.sweeper_interval,
+            pr_match: d.pr_match.clone(),
         })
     }
 }

@@ -28,6 +28,7 @@ pub mod memory;
 pub mod plan;
 pub mod ports;
 pub mod pr;
+pub mod pr_match;
 pub mod run;
 pub mod search;
 pub mod verify;

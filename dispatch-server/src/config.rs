@@ -2,6 +2,7 @@
 //! the original Dispatch's variable names. Everything is validated before the server starts; a
 //! bad value stops it with a message that names the variable.
 
+use dispatch_adapters::claude::ClaudeConfig;
 use dispatch_adapters::open::StoreUrl;
 use dispatch_core::config::EngineConfig;
 use dispatch_core::{Error, Result};
@@ -61,6 +62,9 @@ pub struct ServerConfig {
     pub workers: bool,
     /// `SESSION_TTL_HOURS` (168 = 7 days).
     pub session_ttl_hours: i64,
+    /// `ANTHROPIC_API_KEY` (+ `ANTHROPIC_BASE_URL`, `ORCHESTRATOR_MODEL`): Claude as the engine's
+    /// LLM, which confirms PR ↔ issue matches found by similarity. `None` without a key.
+    pub llm: Option<ClaudeConfig>,
     /// Which database.
     pub store: StoreUrl,
     pub engine: EngineConfig,
@@ -156,6 +160,7 @@ impl ServerConfig {
         }
         let store = StoreUrl::from_lookup(get)?;
         let engine = EngineConfig::from_lookup(get)?;
+        let llm = ClaudeConfig::from_lookup(get)?;
         let secrets_path = nonempty(get, "DISPATCH_SECRETS_FILE")
             .map(PathBuf::from)
             .unwrap_or_else(|| match &store {
@@ -246,6 +251,7 @@ impl ServerConfig {
             workers: flag(get, "DISPATCH_WORKERS", true)?,
             max_body_bytes,
             session_ttl_hours,
+            llm,
             store,
             engine,
             secrets_path,

@@ -202,12 +202,24 @@ async fn serve() -> dispatch_core::Result<()> {
     let webhooks = dispatch_adapters::webhook::HttpWebhookSender::start(
         dispatch_adapters::webhook::WebhookSenderConfig::default(),
     )?;
-    let dispatch = Dispatch::builder(opened.store, runner)
+    let mut builder = Dispatch::builder(opened.store, runner)
         .bus(opened.bus)
         .webhooks(Arc::new(webhooks))
-        .config(cfg.engine.clone())
-        .build()
-        .await?;
+        .config(cfg.engine.clone());
+    let llm_line = match &cfg.llm {
+        Some(c) => {
+            let line = format!(
+                "Claude ({}) at {}: confirms PR ↔ issue matches",
+                c.model, c.base_url
+            );
+            builder = builder.llm(Arc::new(dispatch_adapters::claude::ClaudeLlm::new(
+                c.clone(),
+            )?));
+            line
+        }
+        None => "none (set ANTHROPIC_API_KEY to let Claude confirm PR ↔ issue matches)".into(),
+    };
+    let dispatch = builder.build().await?;
     let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port).parse().map_err(|e| {
         dispatch_core::Error::invalid(
             "HOST",
@@ -244,6 +256,7 @@ async fn serve() -> dispatch_core::Result<()> {
         cfg.store.redacted()
     );
     println!("  runner: {runner_line}");
+    println!("  LLM: {llm_line}");
     if !cfg.workers {
         println!("  dispatcher and sweeper: off in this process (DISPATCH_WORKERS=false)");
     }
@@ -261,7 +274,7 @@ async fn serve() -> dispatch_core::Result<()> {
         println!("    DISPATCH_PASSWORD={}", cfg.password.expose());
     }
     println!("  ready in {} ms", started.elapsed().as_millis());
-    tracing::info!(address = %local, runner = dispatch.runner().name(), "listening");
+    tracing::info!(address = %local, runner = dispatch.runner().name(), llm = dispatch.llm().is_some(), "listening");
 
     let engine = dispatch.clone();
     let loops = tokio::spawn({

@@ -389,6 +389,57 @@ async fn grafana_hmac_signature_and_timestamp_are_checked_when_configured() {
 
 // ---------------------------------------------------------------- Sentry
 
+fn sqlite3(s: &Server, sql: &str) {
+    let out = std::process::Command::new("sqlite3")
+        .arg(s.dir.join("dispatch.db"))
+        .arg(sql)
+        .output()
+        .expect("the sqlite3 command line tool runs");
+    assert!(
+        out.status.success(),
+        "sqlite3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn sentry_delivery_whose_ingest_failed_is_processed_when_redelivered() {
+    let s = Server::builder()
+        .env("SENTRY_CLIENT_SECRET", SENTRY_SECRET)
+        .env("DISPATCH_WORKERS", "false")
+        .start();
+    let path = "/api/sentry/webhook";
+    let headers = fixture_headers(SENTRY_HEADERS, "issue-created.json");
+
+    // The store refuses new issues: the ingest fails after the Request-ID was recorded.
+    sqlite3(
+        &s,
+        "CREATE TRIGGER test_refuse_issues BEFORE INSERT ON dispatch_issue \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    );
+    let (st, body) = post_raw(&s, path, &headers, SENTRY_CREATED).await;
+    assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let (_, issues) = get(&s, "/api/issues").await;
+    assert_eq!(issues.as_array().unwrap().len(), 0, "{issues}");
+
+    // Sentry redelivers with the same Request-ID once the store works again: processed.
+    sqlite3(&s, "DROP TRIGGER test_refuse_issues;");
+    let (st, body) = post_raw(&s, path, &headers, SENTRY_CREATED).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(body.get("duplicate").is_none(), "not a duplicate: {body}");
+    assert_eq!(body["sentry"]["id"], "1170820242");
+    let (_, issues) = get(&s, "/api/issues").await;
+    assert_eq!(issues.as_array().unwrap().len(), 1, "{issues}");
+
+    // Now it succeeded, so a further copy is a duplicate.
+    let (st, body) = post_raw(&s, path, &headers, SENTRY_CREATED).await;
+    assert_eq!(
+        (st, body["duplicate"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn sentry_signed_issue_creates_an_issue_that_does_not_spawn_and_redelivery_is_ignored() {
     let s = Server::builder()

@@ -27,11 +27,11 @@ pub use ingest::IngestReport;
 pub use issues::{ColumnRef, IssueChanges};
 pub use job::job_inputs;
 pub use plans::PlanReview;
-pub use prs::{NAMED_MATCH_CONFIDENCE, PrLinkReport, PullRequestInfo};
+pub use prs::{NAMED_MATCH_CONFIDENCE, PrLinkReport, PrMatch, PullRequestInfo};
 pub use runs::ExternalRun;
 pub use spawn::{SpawnOptions, SpawnOutcome};
 pub use sweeper::SweepReport;
-pub use verification::{FixAttemptReport, FixStatus};
+pub use verification::{FixAttemptReport, FixStatus, PrMergeReport};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;

@@ -5,9 +5,10 @@ use super::Dispatch;
 use crate::Timestamp;
 use crate::error::{ErrorKind, Result};
 use crate::ids::{IssueId, IssueRef, PrLinkId};
-use crate::issue::Actor;
-use crate::ports::Event;
+use crate::issue::{Actor, find_identifiers};
+use crate::ports::{ContentBlock, Event, LlmMessage, LlmRequest, Role};
 use crate::pr::{PrLink, PrLinkUpsert, PrStatus};
+use crate::pr_match::{self, Candidate, LLM_CONFIRMED_CONFIDENCE, MatchMethod, PrWords};
 use serde::{Deserialize, Serialize};
 
 /// What a webhook tells about a pull request.
@@ -15,6 +16,8 @@ use serde::{Deserialize, Serialize};
 pub struct PullRequestInfo {
     pub number: i64,
     pub title: Option<String>,
+    /// Read for matching only; links do not keep it.
+    pub body: Option<String>,
     pub url: Option<String>,
     pub head_branch: Option<String>,
     pub base_branch: Option<String>,
@@ -34,6 +37,16 @@ pub struct PrLinkReport {
 
 /// Confidence of a link made because the PR names the issue's identifier.
 pub const NAMED_MATCH_CONFIDENCE: f64 = 1.0;
+
+/// An issue a PR was matched to, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrMatch {
+    pub issue_id: IssueId,
+    pub identifier: String,
+    /// 0..=1, recorded as the link's `match_confidence`.
+    pub confidence: f64,
+    pub method: MatchMethod,
+}
 
 impl Dispatch {
     /// The issue's linked PRs, newest first.
@@ -62,27 +75,193 @@ impl Dispatch {
         Ok(removed)
     }
 
-    /// Upserts the PR's link on every issue in `named` (unknown ones are skipped) and on every
-    /// issue of this workspace already linked to that PR number. `status: None` keeps a link's
-    /// status (a new link starts open); merged is final.
-    pub async fn sync_pr_links(
-        &self,
-        pr: &PullRequestInfo,
-        status: Option<PrStatus>,
-        named: &[IssueRef],
-        actor: &Actor,
-    ) -> Result<Vec<PrLinkReport>> {
-        crate::verify::validate_pr_number(pr.number)?;
-        let mut targets: Vec<(IssueId, String, Option<f64>)> = Vec::new();
-        for r in named {
-            match self.get_issue(r.clone()).await {
+    /// The issues a PR is matched to now (spec §6.1, without embeddings):
+    ///
+    /// 1. issues of this workspace whose identifiers the title, body or head branch name
+    ///    (confidence 1.0); when it names any that exist, nothing else;
+    /// 2. else, when the PR is already linked here, nothing new (its links were matched when it
+    ///    opened, and a person may have removed a wrong one);
+    /// 3. else open issues whose words match the PR's (the store's lexical search, scored by
+    ///    [`pr_match::similarity`]) over the candidate threshold: with an [`crate::ports::Llm`]
+    ///    configured, those the model confirms (it can only pick among them; an error or an
+    ///    unparsable answer is no match); without one, only the top candidate, when it is clearly
+    ///    similar and clearly ahead of the runner-up.
+    pub async fn match_pr(&self, pr: &PullRequestInfo) -> Result<Vec<PrMatch>> {
+        let text = [
+            pr.title.as_deref(),
+            pr.body.as_deref(),
+            pr.head_branch.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("\n");
+        let mut out: Vec<PrMatch> = Vec::new();
+        for ident in find_identifiers(&text, &self.inner.workspace.issue_prefix) {
+            match self.get_issue(IssueRef::Identifier(ident)).await {
                 Ok(i) => {
-                    if !targets.iter().any(|(id, _, _)| *id == i.id) {
-                        targets.push((i.id, i.identifier, Some(NAMED_MATCH_CONFIDENCE)));
+                    if !out.iter().any(|m| m.issue_id == i.id) {
+                        out.push(PrMatch {
+                            issue_id: i.id,
+                            identifier: i.identifier,
+                            confidence: NAMED_MATCH_CONFIDENCE,
+                            method: MatchMethod::Identifier,
+                        });
                     }
                 }
                 Err(e) if e.kind == ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
+            }
+        }
+        if !out.is_empty() {
+            return Ok(out);
+        }
+        for l in self.inner.store.pr_links_by_number(pr.number).await? {
+            match self.get_issue(l.issue_id).await {
+                Ok(_) => return Ok(Vec::new()),
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.match_pr_by_similarity(pr).await
+    }
+
+    async fn match_pr_by_similarity(&self, pr: &PullRequestInfo) -> Result<Vec<PrMatch>> {
+        let policy = &self.inner.config.pr_match;
+        let words = PrWords::new(
+            pr.title.as_deref(),
+            pr.body.as_deref(),
+            pr.head_branch.as_deref(),
+        );
+        if words.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hits = self
+            .inner
+            .store
+            .search_issues(
+                self.inner.workspace.id,
+                &words.query(),
+                policy.search_limit.max(1),
+            )
+            .await?;
+        let mut scored = Vec::new();
+        let mut ids = Vec::new();
+        for h in hits {
+            if self.is_closed(&h.issue).await? {
+                continue;
+            }
+            let description = h.issue.description.clone().unwrap_or_default();
+            let score = pr_match::similarity(&words, &h.issue.title, &description);
+            ids.push((h.issue.identifier.clone(), h.issue.id));
+            scored.push(Candidate {
+                identifier: h.issue.identifier,
+                title: h.issue.title,
+                description,
+                score,
+            });
+        }
+        let ranked = pr_match::rank(scored, policy);
+        if ranked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let id_of = |ident: &str| ids.iter().find(|(i, _)| i == ident).map(|(_, id)| *id);
+        let Some(llm) = &self.inner.llm else {
+            return Ok(pr_match::pick_without_llm(&ranked, policy)
+                .and_then(|c| {
+                    Some(PrMatch {
+                        issue_id: id_of(&c.identifier)?,
+                        identifier: c.identifier.clone(),
+                        confidence: c.score.clamp(0.0, 1.0),
+                        method: MatchMethod::Similarity,
+                    })
+                })
+                .into_iter()
+                .collect());
+        };
+        let request = LlmRequest {
+            model: None,
+            system: Some(pr_match::CONFIRM_SYSTEM.to_string()),
+            messages: vec![LlmMessage {
+                role: Role::User,
+                content: vec![ContentBlock::Text {
+                    text: pr_match::confirm_prompt(
+                        pr.number,
+                        pr.title.as_deref(),
+                        pr.body.as_deref(),
+                        pr.head_branch.as_deref(),
+                        &ranked,
+                    ),
+                }],
+            }],
+            tools: Vec::new(),
+            max_tokens: policy.llm_max_tokens,
+            temperature: Some(0.0),
+        };
+        let answer = match llm.complete(request).await {
+            Ok(r) => r
+                .content
+                .iter()
+                .filter_map(|b| match b {
+                    ContentBlock::Text { text } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(e) => {
+                tracing::warn!(pr = pr.number, error = %e, "LLM confirmation of PR matches failed; no match");
+                return Ok(Vec::new());
+            }
+        };
+        let confirmed = pr_match::parse_confirmation(&answer, &ranked);
+        tracing::info!(
+            pr = pr.number,
+            candidates = ranked.len(),
+            confirmed = confirmed.len(),
+            "PR matched by similarity and LLM"
+        );
+        Ok(confirmed
+            .into_iter()
+            .filter_map(|ident| {
+                Some(PrMatch {
+                    issue_id: id_of(&ident)?,
+                    identifier: ident,
+                    confidence: LLM_CONFIRMED_CONFIDENCE,
+                    method: MatchMethod::Llm,
+                })
+            })
+            .collect())
+    }
+
+    /// Matches the PR ([`Self::match_pr`]) and upserts its links: on the matched issues (with
+    /// their confidence) and on every issue of this workspace already linked to that PR number.
+    pub async fn link_pr(
+        &self,
+        pr: &PullRequestInfo,
+        status: Option<PrStatus>,
+        actor: &Actor,
+    ) -> Result<(Vec<PrMatch>, Vec<PrLinkReport>)> {
+        crate::verify::validate_pr_number(pr.number)?;
+        let matches = self.match_pr(pr).await?;
+        let links = self.sync_pr_links(pr, status, &matches, actor).await?;
+        Ok((matches, links))
+    }
+
+    /// Upserts the PR's link on every issue in `matches` and on every issue of this workspace
+    /// already linked to that PR number. `status: None` keeps a link's status (a new link starts
+    /// open); merged is final.
+    pub async fn sync_pr_links(
+        &self,
+        pr: &PullRequestInfo,
+        status: Option<PrStatus>,
+        matches: &[PrMatch],
+        actor: &Actor,
+    ) -> Result<Vec<PrLinkReport>> {
+        crate::verify::validate_pr_number(pr.number)?;
+        let mut targets: Vec<(IssueId, String, Option<f64>)> = Vec::new();
+        for m in matches {
+            if !targets.iter().any(|(id, _, _)| *id == m.issue_id) {
+                targets.push((m.issue_id, m.identifier.clone(), Some(m.confidence)));
             }
         }
         for l in self.inner.store.pr_links_by_number(pr.number).await? {

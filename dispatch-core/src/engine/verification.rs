@@ -2,11 +2,13 @@
 //! them, deadlines verify them and close the issue.
 
 use super::Dispatch;
+use super::{PrLinkReport, PrMatch, PullRequestInfo};
 use crate::Timestamp;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{IssueId, IssueRef};
-use crate::issue::{Actor, Issue, IssuePatch, NewComment, NewLabel, find_identifiers, names};
+use crate::issue::{Actor, Issue, IssuePatch, NewComment, NewLabel, names};
 use crate::ports::{ErrorLink, Notification};
+use crate::pr::PrStatus;
 use crate::run::{ActivityType, NewActivity};
 use crate::verify::{self, FixAttempt, MergedPr, VerificationStatus};
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,17 @@ pub struct FixAttemptReport {
     pub attempt: FixAttempt,
     /// `false` when this PR was already recorded for the issue (redelivered webhook).
     pub created: bool,
+}
+
+/// What [`Dispatch::merge_pr`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrMergeReport {
+    /// The issues matched now (empty when the PR was linked before and names no issue).
+    pub matches: Vec<PrMatch>,
+    /// Every link of the PR in this workspace, now merged.
+    pub links: Vec<PrLinkReport>,
+    /// One per matched issue (per linked issue when the PR was linked before and names none).
+    pub fix_attempts: Vec<FixAttemptReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,23 +48,47 @@ pub struct FixStatus {
 }
 
 impl Dispatch {
-    /// A PR was merged: every issue of this workspace it names (title, body, head branch) gets a
-    /// fix attempt. Redelivery is harmless (one attempt per issue and PR).
+    /// A PR was merged: it is matched like an opened PR ([`Dispatch::match_pr`]: identifiers,
+    /// else similarity confirmed by the LLM), its links (matched issues and those already linked
+    /// to the PR number) become `merged`, and each matched issue gets a fix attempt — or, when
+    /// nothing new matched because the PR names no issue and was linked before, each linked
+    /// issue. Redelivery is harmless (one link and one attempt per issue and PR).
+    pub async fn merge_pr(
+        &self,
+        pr: &MergedPr,
+        author: Option<String>,
+        actor: &Actor,
+    ) -> Result<PrMergeReport> {
+        verify::validate_pr_number(pr.number)?;
+        let info = PullRequestInfo {
+            number: pr.number,
+            title: pr.title.clone(),
+            body: pr.body.clone(),
+            url: pr.url.clone(),
+            head_branch: pr.head_branch.clone(),
+            base_branch: pr.base_branch.clone(),
+            author,
+            merged_at: Some(pr.merged_at),
+        };
+        let (matches, links) = self.link_pr(&info, Some(PrStatus::Merged), actor).await?;
+        // The issues matched now; a PR that names none and was linked before (by similarity
+        // when it opened, or by a person) fixes the issues it is linked to.
+        let issues: Vec<IssueRef> = if matches.is_empty() {
+            links.iter().map(|l| IssueRef::Id(l.issue_id)).collect()
+        } else {
+            matches.iter().map(|m| IssueRef::Id(m.issue_id)).collect()
+        };
+        let fix_attempts = self.record_fix(pr, &issues, actor).await?;
+        Ok(PrMergeReport {
+            matches,
+            links,
+            fix_attempts,
+        })
+    }
+
+    /// [`Self::merge_pr`], answering the fix attempts.
     pub async fn pr_merged(&self, pr: &MergedPr, actor: &Actor) -> Result<Vec<FixAttemptReport>> {
-        let text = [
-            pr.title.as_deref(),
-            pr.body.as_deref(),
-            pr.head_branch.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join("\n");
-        let refs: Vec<IssueRef> = find_identifiers(&text, &self.inner.workspace.issue_prefix)
-            .into_iter()
-            .map(IssueRef::Identifier)
-            .collect();
-        self.record_fix(pr, &refs, actor).await
+        Ok(self.merge_pr(pr, None, actor).await?.fix_attempts)
     }
 
     /// Records a merged PR as a fix attempt for the given issues (found by identifier, or by a

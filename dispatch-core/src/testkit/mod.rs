@@ -1,9 +1,11 @@
-//! Test helpers (feature `testkit`): a manual clock, a scriptable fake runner, and the Store
+//! Test helpers (feature `testkit`): a manual clock, a scriptable fake runner, a scripted LLM, and the Store
 //! conformance suite that every `Store` implementation must pass.
 
 mod clock;
 pub mod conformance;
+mod fake_llm;
 mod fake_runner;
 
 pub use clock::ManualClock;
+pub use fake_llm::FakeLlm;
 pub use fake_runner::FakeRunner;

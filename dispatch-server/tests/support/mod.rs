@@ -15,6 +15,8 @@ pub struct Server {
     pub dir: PathBuf,
     child: Option<Child>,
     pub env: HashMap<String, String>,
+    /// The start-up banner's lines after "Dispatch is listening on …".
+    pub banner: Vec<String>,
 }
 
 pub struct ServerBuilder {
@@ -93,6 +95,22 @@ impl ServerBuilder {
             }
         }
         let base = base.expect("dispatch serve printed its address");
+        // The rest of the start-up banner, up to its last line.
+        let mut banner = Vec::new();
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    let last = line.trim_start().starts_with("ready in");
+                    banner.push(line);
+                    if last {
+                        break;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(_) => break,
+            }
+        }
         Server {
             base,
             api_key: env["DISPATCH_API_KEY"].clone(),
@@ -100,6 +118,7 @@ impl ServerBuilder {
             dir,
             child: Some(child),
             env,
+            banner,
         }
     }
 }

@@ -5,14 +5,19 @@
 //! `{"message": "Duplicate delivery", "duplicate": true}` and changes nothing.
 //!
 //! - `ping` → pong.
-//! - `pull_request` opened/reopened/edited: issues of this workspace named in the title, body or
-//!   head branch (`DISPATCH-42`, `fix/dispatch-42-…`) are matched and linked (`dispatch_issue_pr`,
-//!   history `pr_linked`; an edit re-matches and refreshes the title, keeping statuses); on
-//!   opened/reopened those in Backlog, Investigating, Needs Review or In Progress move to In
-//!   Review and get an activity with the PR link. Closed without merge: the PR's existing links
-//!   become `closed`. Closed and merged (into any base): a fix attempt per named issue (the
-//!   verification starts at merge, or at the next deploy with `VERIFY_WAIT_FOR_DEPLOY`), and the
-//!   links (named issues and those already linked) become `merged`.
+//! - `pull_request` opened/reopened/edited: the engine matches the PR ([`Dispatch::match_pr`]:
+//!   issues of this workspace named in the title, body or head branch — `DISPATCH-42`,
+//!   `fix/dispatch-42-…` — with confidence 1.0; else, for a PR not linked yet, open issues with
+//!   similar words, confirmed by the LLM when `ANTHROPIC_API_KEY` is set) and links them
+//!   (`dispatch_issue_pr` with `match_confidence`, history `pr_linked`; an edit re-matches and
+//!   refreshes the title, keeping statuses); on opened/reopened linked issues in Backlog,
+//!   Investigating, Needs Review or In Progress move to In Review and get an activity with the
+//!   PR link. Closed without merge: the PR's existing links become `closed`. Closed and merged
+//!   (into any base): matched the same way, the links become `merged` and each matched issue
+//!   (each linked one, for a PR linked before that names none) gets a fix attempt (the verification starts at merge, or at the next deploy with
+//!   `VERIFY_WAIT_FOR_DEPLOY`).
+//!
+//! [`Dispatch::match_pr`]: dispatch_core::Dispatch::match_pr
 //!
 //! A delivery whose effect fails (an error answer) is forgotten again, so GitHub's redelivery
 //! acts; only a delivery that succeeded (or is still being handled) counts as a duplicate.
@@ -31,9 +36,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use dispatch_core::engine::{ColumnRef, PrLinkReport, PullRequestInfo};
-use dispatch_core::ids::IssueRef;
-use dispatch_core::issue::{Actor, find_identifiers, names};
+use dispatch_core::engine::{ColumnRef, PrLinkReport, PrMatch, PullRequestInfo};
+use dispatch_core::issue::{Actor, names};
 use dispatch_core::pr::PrStatus;
 use dispatch_core::run::{ActivityType, NewActivity};
 use dispatch_core::verify::MergedPr;
@@ -220,29 +224,36 @@ fn links_json(reports: &[PrLinkReport]) -> Vec<Value> {
         .collect()
 }
 
+fn matches_json(matches: &[PrMatch]) -> Vec<Value> {
+    matches
+        .iter()
+        .map(|m| {
+            json!({
+                "issueId": m.issue_id,
+                "identifier": m.identifier,
+                "confidence": m.confidence,
+                "method": m.method,
+            })
+        })
+        .collect()
+}
+
 async fn pull_request(s: &AppState, e: PullRequestEvent) -> ApiResult<Response> {
     let pr = e.pull_request;
     let actor = Actor::webhook(ACTOR);
     let head = pr.head.and_then(|b| b.name);
     let base = pr.base.and_then(|b| b.name);
+    let author = pr.user.and_then(|u| u.login);
     let info = PullRequestInfo {
         number: pr.number,
         title: pr.title.clone(),
+        body: pr.body.clone(),
         url: pr.html_url.clone(),
         head_branch: head.clone(),
         base_branch: base.clone(),
-        author: pr.user.and_then(|u| u.login),
+        author: author.clone(),
         merged_at: None,
     };
-    let text = [pr.title.as_deref(), pr.body.as_deref(), head.as_deref()]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join("\n");
-    let named: Vec<IssueRef> = find_identifiers(&text, &s.dispatch.workspace().issue_prefix)
-        .into_iter()
-        .map(IssueRef::Identifier)
-        .collect();
     match e.action.as_str() {
         "closed" if pr.merged == Some(true) => {
             let merged = MergedPr {
@@ -255,16 +266,9 @@ async fn pull_request(s: &AppState, e: PullRequestEvent) -> ApiResult<Response> 
                 merged_at: pr.merged_at.unwrap_or_else(|| s.dispatch.clock().now()),
                 merge_sha: pr.merge_commit_sha,
             };
-            let reports = s.dispatch.pr_merged(&merged, &actor).await?;
-            let info = PullRequestInfo {
-                merged_at: Some(merged.merged_at),
-                ..info
-            };
-            let links = s
-                .dispatch
-                .sync_pr_links(&info, Some(PrStatus::Merged), &named, &actor)
-                .await?;
-            let attempts: Vec<Value> = reports
+            let report = s.dispatch.merge_pr(&merged, author, &actor).await?;
+            let attempts: Vec<Value> = report
+                .fix_attempts
                 .iter()
                 .map(|r| {
                     json!({
@@ -281,8 +285,9 @@ async fn pull_request(s: &AppState, e: PullRequestEvent) -> ApiResult<Response> 
                 "message": "Processed",
                 "action": "merged",
                 "prNumber": merged.number,
+                "matches": matches_json(&report.matches),
                 "fixAttempts": attempts,
-                "links": links_json(&links),
+                "links": links_json(&report.links),
             }))
             .into_response())
         }
@@ -304,28 +309,20 @@ async fn pull_request(s: &AppState, e: PullRequestEvent) -> ApiResult<Response> 
             // Opened/reopened: the PR is open. Edited: matched again (a newly named issue is
             // linked), titles refresh, statuses stay.
             let status = (action != "edited").then_some(PrStatus::Open);
-            let links = s
-                .dispatch
-                .sync_pr_links(&info, status, &named, &actor)
-                .await?;
+            let (matches, links) = s.dispatch.link_pr(&info, status, &actor).await?;
             let move_to_review = action != "edited";
-            let columns = if move_to_review && !named.is_empty() {
+            let columns = if move_to_review && !links.is_empty() {
                 s.dispatch.columns().await?
             } else {
                 Vec::new()
             };
-            let mut matched = Vec::new();
             let mut moved = Vec::new();
-            for r in &named {
-                let issue = match s.dispatch.get_issue(r.clone()).await {
+            for l in links.iter().filter(|_| move_to_review) {
+                let issue = match s.dispatch.get_issue(l.issue_id).await {
                     Ok(i) => i,
                     Err(err) if err.kind == ErrorKind::NotFound => continue,
                     Err(err) => return Err(err.into()),
                 };
-                matched.push(issue.identifier.clone());
-                if !move_to_review {
-                    continue;
-                }
                 let mut a = NewActivity::new(
                     ActivityType::Observation,
                     format!(
@@ -334,7 +331,13 @@ async fn pull_request(s: &AppState, e: PullRequestEvent) -> ApiResult<Response> 
                         pr.title.as_deref().unwrap_or("")
                     ),
                 );
-                a.metadata = json!({ "pr_number": pr.number, "pr_url": pr.html_url, "head": head, "base": base });
+                a.metadata = json!({
+                    "pr_number": pr.number,
+                    "pr_url": pr.html_url,
+                    "head": head,
+                    "base": base,
+                    "match_confidence": l.link.match_confidence,
+                });
                 if let Err(err) = s.dispatch.record_activity(issue.id, a).await {
                     tracing::warn!(issue = %issue.identifier, error = %err, "cannot record the PR activity");
                 }
@@ -355,12 +358,14 @@ async fn pull_request(s: &AppState, e: PullRequestEvent) -> ApiResult<Response> 
                     }
                 }
             }
+            let matched: Vec<&str> = links.iter().map(|l| l.identifier.as_str()).collect();
             Ok(Json(json!({
                 "success": true,
                 "message": "Processed",
                 "action": action,
                 "prNumber": pr.number,
                 "matched": matched,
+                "matches": matches_json(&matches),
                 "movedToReview": moved,
                 "links": links_json(&links),
             }))

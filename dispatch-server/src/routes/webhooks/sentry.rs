@@ -3,13 +3,14 @@
 //! `SENTRY_CLIENT_SECRET` must be set (else 503). `Sentry-Hook-Signature` is the bare hex
 //! HMAC-SHA256 of the raw body under the client secret; any mismatch, including a signature of
 //! the wrong length, is a 401. A `Request-ID` seen before answers "Duplicate delivery" with no
-//! second effect. New and regressed/escalating issues are ingested under their Sentry issue id;
+//! second effect; when the ingest fails the id is forgotten again, so a redelivery is processed. New and regressed/escalating issues are ingested under their Sentry issue id;
 //! Sentry issues never start an agent by themselves. With `SENTRY_API_TOKEN` and
 //! `SENTRY_ORGANIZATION_SLUG` set, the issue's latest event (stack trace, request, tags, release)
 //! is added to the description; the Sentry API's failure never fails the webhook.
 
 use super::{
     RawBody, alert_headers, delivery_id, duplicate_delivery, first_delivery, hmac_matches,
+    settle_delivery,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -90,7 +91,10 @@ pub async fn receive(
         Ok(r) => r,
         Err(e) => {
             s.metrics.ingest("sentry", "error");
-            return Err(e.into());
+            let e = ApiError::from(e);
+            // Forget the Request-ID so Sentry's redelivery is processed, not a duplicate.
+            settle_delivery(&s, "sentry", request_id, Some(e.status)).await;
+            return Err(e);
         }
     };
     s.metrics.ingest(
