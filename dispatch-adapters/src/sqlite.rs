@@ -47,15 +47,18 @@ pub struct SqliteStore {
 const READERS: u32 = 4;
 /// Page cache per reader (SQLite's default is 2 MiB per connection; the writer keeps that).
 const READER_CACHE_KIB: u32 = 1024;
-/// WAL size (pages) at which the writer checkpoints what the checkpointer has not yet copied.
-const WAL_AUTOCHECKPOINT_PAGES: u32 = 4000;
+/// WAL size (frames of one page) from which the checkpointer restarts the WAL file.
+const WAL_RESTART_FRAMES: i64 = 16_384;
 
 /// How often the WAL is checkpointed into the database file.
-const CHECKPOINT_EVERY: StdDuration = StdDuration::from_millis(500);
+const CHECKPOINT_EVERY: StdDuration = StdDuration::from_millis(250);
 
-/// Checkpoints the WAL from a reader connection, off the writer's path. PASSIVE never waits
-/// for readers or the writer; what it could not copy this time is copied the next time. Runs
-/// until the store is dropped or closed.
+/// Checkpoints the WAL from a reader connection, off the writer's path, until the store is
+/// dropped or closed. A PASSIVE checkpoint never waits for readers or the writer and copies
+/// most frames; but while writes keep coming it never catches up with the end of the WAL, and
+/// only a checkpoint that does lets the next write start the WAL file over. So once the WAL
+/// passes WAL_RESTART_FRAMES (64 MiB of 4 KiB pages), a RESTART checkpoint follows at once: it
+/// holds writers back only to copy what the PASSIVE one just left, and bounds the file.
 fn spawn_checkpointer(pool: SqlitePool, alive: Weak<()>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
@@ -66,14 +69,25 @@ fn spawn_checkpointer(pool: SqlitePool, alive: Weak<()>) {
             if alive.upgrade().is_none() || pool.is_closed() {
                 return;
             }
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&pool)
-                .await
-            {
+            if let Err(e) = checkpoint(&pool).await {
                 tracing::debug!(error = %e, "WAL checkpoint failed; retrying at the next tick");
             }
         }
     });
+}
+
+async fn checkpoint(pool: &SqlitePool) -> std::result::Result<(), sqlx::Error> {
+    // (busy, frames in the WAL, frames checkpointed)
+    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(pool)
+        .await?;
+    let frames: i64 = row.try_get(1)?;
+    if frames >= WAL_RESTART_FRAMES {
+        sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
 }
 
 impl SqliteStore {
@@ -106,16 +120,14 @@ impl SqliteStore {
             .busy_timeout(StdDuration::from_secs(30));
         // An in-memory database exists per connection: share one connection for everything.
         let readers = if memory { 1 } else { READERS };
-        // Checkpoints copy the WAL into the database file and fsync it. On the writer they hold
-        // every queued write behind them (the tail latency of ingest), so the checkpointer task
-        // does the bulk of the copying from a reader connection, which never blocks writes. The
-        // writer still checkpoints once the WAL passes WAL_AUTOCHECKPOINT_PAGES: only there can
-        // a checkpoint finish while writes keep coming, which lets the next write start the WAL
-        // file over instead of growing it without bound; by then the checkpointer has already
-        // copied almost everything, so that checkpoint is short.
-        let writer_opts = opts
-            .clone()
-            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
+        // Checkpoints copy the WAL into the database file and fsync it; on the writer they hold
+        // every queued write behind them (the tail latency of ingest). So the writer never
+        // checkpoints: the checkpointer task does, from a reader connection (see there).
+        let writer_opts = if memory {
+            opts.clone()
+        } else {
+            opts.clone().pragma("wal_autocheckpoint", "0")
+        };
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(StdDuration::from_secs(60))
