@@ -389,17 +389,19 @@ async fn grafana_hmac_signature_and_timestamp_are_checked_when_configured() {
 
 // ---------------------------------------------------------------- Sentry
 
-fn sqlite3(s: &Server, sql: &str) {
-    let out = std::process::Command::new("sqlite3")
-        .arg(s.dir.join("dispatch.db"))
-        .arg(sql)
-        .output()
-        .expect("the sqlite3 command line tool runs");
-    assert!(
-        out.status.success(),
-        "sqlite3: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// Runs SQL on the test server's SQLite file from another connection (WAL: the server's own
+/// connections see it at their next transaction).
+async fn sqlite3(s: &Server, sql: &str) {
+    use sqlx::Connection as _;
+    let url = format!("sqlite://{}", s.dir.join("dispatch.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("open the server's database");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut conn)
+        .await
+        .expect("run the SQL");
+    conn.close().await.expect("close");
 }
 
 #[tokio::test]
@@ -416,14 +418,15 @@ async fn sentry_delivery_whose_ingest_failed_is_processed_when_redelivered() {
         &s,
         "CREATE TRIGGER test_refuse_issues BEFORE INSERT ON dispatch_issue \
          BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
-    );
+    )
+    .await;
     let (st, body) = post_raw(&s, path, &headers, SENTRY_CREATED).await;
     assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     let (_, issues) = get(&s, "/api/issues").await;
     assert_eq!(issues.as_array().unwrap().len(), 0, "{issues}");
 
     // Sentry redelivers with the same Request-ID once the store works again: processed.
-    sqlite3(&s, "DROP TRIGGER test_refuse_issues;");
+    sqlite3(&s, "DROP TRIGGER test_refuse_issues;").await;
     let (st, body) = post_raw(&s, path, &headers, SENTRY_CREATED).await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert!(body.get("duplicate").is_none(), "not a duplicate: {body}");
