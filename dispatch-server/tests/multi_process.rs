@@ -8,46 +8,10 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use support::Server;
 
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-        .map(|u| {
-            format!(
-                "{}/postgres",
-                u.rsplit_once('/').map(|(a, _)| a).unwrap_or(&u)
-            )
-        })
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn psql(sql: &str) {
-    let out = std::process::Command::new("psql")
-        .arg(admin_url())
-        .arg("-qc")
-        .arg(sql)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("psql is needed for this test ({e}); run scripts/test, which sets up PostgreSQL")
-        });
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn board_stream_on_one_process_sees_issues_created_through_the_other() {
-    let db = format!("dispatch_mp_{}", uuid::Uuid::now_v7().simple());
-    psql(&format!("CREATE DATABASE {db}"));
-    let url = format!(
-        "{}/{db}",
-        admin_url()
-            .rsplit_once('/')
-            .map(|(a, _)| a.to_string())
-            .unwrap_or_default()
-    );
+    let db = support::PgDatabase::create();
+    let url = db.url().to_string();
     let a = Server::builder().env("PG_DATABASE_URL", &url).start();
     let b = Server::builder().env("PG_DATABASE_URL", &url).start();
     let c = support::http();
@@ -100,7 +64,6 @@ async fn board_stream_on_one_process_sees_issues_created_through_the_other() {
     assert_eq!(got["title"], "made on A");
     drop(a);
     drop(b);
-    psql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
 }
 
 #[test]

@@ -114,28 +114,6 @@ fn server(pg: Option<&str>, llm: Option<&MockServer>) -> Server {
     b.start()
 }
 
-/// A fresh PostgreSQL database for one test.
-fn pg_database() -> String {
-    let base = std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/dispatch_test".into());
-    let root = base.rsplit_once('/').map(|(a, _)| a.to_string()).unwrap();
-    let db = format!("dispatch_gaps_{}", uuid::Uuid::now_v7().simple());
-    let out = std::process::Command::new("psql")
-        .arg(format!("{root}/postgres"))
-        .arg("-qc")
-        .arg(format!("CREATE DATABASE {db}"))
-        .output()
-        .expect("psql is needed for the PostgreSQL variant; run scripts/test");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    format!("{root}/{db}")
-}
-
 // ------------------------------------------------------------------ similarity alone
 
 async fn similar_pr_links_to_the_clearly_matching_issue(s: &Server) {
@@ -187,7 +165,8 @@ async fn similarity_matching_sqlite() {
 
 #[tokio::test]
 async fn similarity_matching_postgres() {
-    similar_pr_links_to_the_clearly_matching_issue(&server(Some(&pg_database()), None)).await;
+    let db = support::PgDatabase::create();
+    similar_pr_links_to_the_clearly_matching_issue(&server(Some(db.url()), None)).await;
 }
 
 // ------------------------------------------------------------------ with Claude

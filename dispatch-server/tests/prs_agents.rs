@@ -109,28 +109,6 @@ fn server(pg: Option<&str>) -> Server {
     b.start()
 }
 
-/// A fresh PostgreSQL database for one test.
-fn pg_database() -> String {
-    let base = std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/dispatch_test".into());
-    let root = base.rsplit_once('/').map(|(a, _)| a.to_string()).unwrap();
-    let db = format!("dispatch_gaps_{}", uuid::Uuid::now_v7().simple());
-    let out = std::process::Command::new("psql")
-        .arg(format!("{root}/postgres"))
-        .arg("-qc")
-        .arg(format!("CREATE DATABASE {db}"))
-        .output()
-        .expect("psql is needed for the PostgreSQL variant; run scripts/test");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    format!("{root}/{db}")
-}
-
 // ------------------------------------------------------------------ PR links
 
 async fn pr_links_follow_the_pull_request(s: &Server) {
@@ -305,7 +283,8 @@ async fn pr_links_sqlite() {
 
 #[tokio::test]
 async fn pr_links_postgres() {
-    pr_links_follow_the_pull_request(&server(Some(&pg_database()))).await;
+    let db = support::PgDatabase::create();
+    pr_links_follow_the_pull_request(&server(Some(db.url()))).await;
 }
 
 // ------------------------------------------------------------------ delivery de-duplication
@@ -367,7 +346,8 @@ async fn delivery_dedupe_after_effect_sqlite() {
 
 #[tokio::test]
 async fn delivery_dedupe_after_effect_postgres() {
-    failed_effect_does_not_consume_the_delivery(&server(Some(&pg_database()))).await;
+    let db = support::PgDatabase::create();
+    failed_effect_does_not_consume_the_delivery(&server(Some(db.url()))).await;
 }
 
 // ------------------------------------------------------------------ agents
@@ -680,7 +660,8 @@ async fn agents_sqlite() {
 
 #[tokio::test]
 async fn agents_postgres() {
-    agents_registry_and_signed_assignment_webhook(&server(Some(&pg_database()))).await;
+    let db = support::PgDatabase::create();
+    agents_registry_and_signed_assignment_webhook(&server(Some(db.url()))).await;
 }
 
 // ------------------------------------------------------------------ POST /runs
@@ -772,5 +753,6 @@ async fn external_runs_sqlite() {
 
 #[tokio::test]
 async fn external_runs_postgres() {
-    external_runs(&server(Some(&pg_database()))).await;
+    let db = support::PgDatabase::create();
+    external_runs(&server(Some(db.url()))).await;
 }

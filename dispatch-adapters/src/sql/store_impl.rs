@@ -308,6 +308,18 @@ macro_rules! impl_sql_store {
                 Ok(issue)
             }
 
+            /// Runs of the issue that are queued, dispatching or running.
+            async fn active_runs_tx(tx: &mut Tx, issue: IssueId) -> Result<i64> {
+                let row = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM dispatch_run WHERE issue_id = $1 AND status IN ('queued', 'dispatching', 'running')",
+                )
+                .bind(issue.0)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(db("count issue runs"))?;
+                col!(row, "dispatch_run", "n", i64)
+            }
+
             async fn run_tx(tx: &mut Tx, id: RunId) -> Result<Run> {
                 let row = sqlx::query(concat!("SELECT doc FROM dispatch_run WHERE id = $1", $FU))
                     .bind(id.0)
@@ -1363,14 +1375,7 @@ macro_rules! impl_sql_store {
                 // Every reservation reads global counters: reservations run one at a time.
                 Self::lock_spawns(&mut tx).await?;
                 let issue = Self::issue_tx(&mut tx, req.issue_id).await?;
-                let active = sqlx::query(
-                    "SELECT COUNT(*) AS n FROM dispatch_run WHERE issue_id = $1 AND status IN ('queued', 'dispatching', 'running')",
-                )
-                .bind(issue.id.0)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db("count issue runs"))?;
-                if col!(active, "dispatch_run", "n", i64)? > 0 {
+                if Self::active_runs_tx(&mut tx, issue.id).await? > 0 {
                     if let Some(d) = req.deferred_id {
                         Self::delete_deferred_tx(&mut tx, d).await?;
                     }
@@ -1426,7 +1431,7 @@ macro_rules! impl_sql_store {
                         let issue = Self::write_issue_tx(
                             &mut tx,
                             issue.id,
-                            IssueUpdate { patch: fx.patch, history: fx.history, expected_version: None, now },
+                            fx.into_update(now),
                         )
                         .await?;
                         SpawnReservation { decision, run: Some(run), issue }
@@ -1532,7 +1537,7 @@ macro_rules! impl_sql_store {
                 if ended {
                     let columns = Self::columns_tx(&mut tx, issue.workspace_id).await?;
                     if let Some(fx) = run_end_effects(&issue, &run, &columns, actor) {
-                        issue = Self::write_issue_tx(&mut tx, issue.id, IssueUpdate { patch: fx.patch, history: fx.history, expected_version: None, now }).await?;
+                        issue = Self::write_issue_tx(&mut tx, issue.id, fx.into_update(now)).await?;
                     }
                 } else if status_changed && run.status == RunStatus::Running && issue.current_run_id == Some(run.id) {
                     let patch = IssuePatch { spawn_status: Some(Some(SpawnStatus::Running)), ..IssuePatch::default() };
@@ -1795,14 +1800,7 @@ macro_rules! impl_sql_store {
                         return Ok((existing, issue, false));
                     }
                 }
-                let active = sqlx::query(
-                    "SELECT COUNT(*) AS n FROM dispatch_run WHERE issue_id = $1 AND status IN ('queued', 'dispatching', 'running')",
-                )
-                .bind(issue.id.0)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db("count issue runs"))?;
-                if col!(active, "dispatch_run", "n", i64)? > 0 {
+                if Self::active_runs_tx(&mut tx, issue.id).await? > 0 {
                     return Err(Error::conflict(format!("{} already has an active run", issue.identifier)));
                 }
                 Self::insert_run_tx(&mut tx, run).await?;
@@ -1811,7 +1809,7 @@ macro_rules! impl_sql_store {
                 let issue = Self::write_issue_tx(
                     &mut tx,
                     issue.id,
-                    IssueUpdate { patch: fx.patch, history: fx.history, expected_version: None, now },
+                    fx.into_update(now),
                 )
                 .await?;
                 Self::commit(tx).await?;

@@ -686,15 +686,7 @@ impl RunStore for MemoryStore {
                 let columns = s.columns_of(issue.workspace_id);
                 let fx = spawn_effects(&issue, &run, &columns, &req.actor, now);
                 s.runs.insert(run.id, run.clone());
-                let issue = s.write_issue(
-                    issue.id,
-                    IssueUpdate {
-                        patch: fx.patch,
-                        history: fx.history,
-                        expected_version: None,
-                        now,
-                    },
-                )?;
+                let issue = s.write_issue(issue.id, fx.into_update(now))?;
                 Ok(SpawnReservation {
                     decision,
                     run: Some(run),
@@ -810,15 +802,7 @@ impl RunStore for MemoryStore {
         if ended {
             let columns = s.columns_of(issue.workspace_id);
             if let Some(fx) = run_end_effects(&issue, &run, &columns, actor) {
-                issue = s.write_issue(
-                    issue.id,
-                    IssueUpdate {
-                        patch: fx.patch,
-                        history: fx.history,
-                        expected_version: None,
-                        now,
-                    },
-                )?;
+                issue = s.write_issue(issue.id, fx.into_update(now))?;
             }
         } else if status_changed
             && run.status == RunStatus::Running
@@ -1088,15 +1072,7 @@ impl RunStore for MemoryStore {
         let columns = s.columns_of(issue.workspace_id);
         let fx = external_run_effects(&issue, run, &columns, actor, now);
         s.runs.insert(run.id, run.clone());
-        let issue = s.write_issue(
-            issue.id,
-            IssueUpdate {
-                patch: fx.patch,
-                history: fx.history,
-                expected_version: None,
-                now,
-            },
-        )?;
+        let issue = s.write_issue(issue.id, fx.into_update(now))?;
         Ok((run.clone(), issue, true))
     }
 

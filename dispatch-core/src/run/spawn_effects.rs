@@ -6,11 +6,25 @@ use crate::Timestamp;
 use crate::issue::{
     Actor, AgentStatus, Column, Issue, IssuePatch, NewHistory, SpawnStatus, diff_history, names,
 };
+use crate::ports::IssueUpdate;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpawnEffects {
     pub patch: IssuePatch,
     pub history: Vec<NewHistory>,
+}
+
+impl SpawnEffects {
+    /// The unconditional issue write that applies these effects (inside the transaction that
+    /// records the run, so no version check).
+    pub fn into_update(self, now: Timestamp) -> IssueUpdate {
+        IssueUpdate {
+            patch: self.patch,
+            history: self.history,
+            expected_version: None,
+            now,
+        }
+    }
 }
 
 fn find<'a>(columns: &'a [Column], name: &str) -> Option<&'a Column> {

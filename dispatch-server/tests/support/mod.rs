@@ -179,3 +179,60 @@ pub fn http() -> reqwest::Client {
         .build()
         .expect("http client")
 }
+
+/// A fresh PostgreSQL database for one test, dropped (with any sessions still on it) when this
+/// value is. The server is at `DATABASE_URL`'s host (scripts/test sets it up), reached with psql.
+pub struct PgDatabase {
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    pub fn create() -> PgDatabase {
+        let base = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"))
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/dispatch_test".into());
+        let root = base
+            .rsplit_once('/')
+            .map(|(a, _)| a.to_string())
+            .unwrap_or(base);
+        let name = format!("dispatch_t_{}", uuid::Uuid::now_v7().simple());
+        psql_admin(&root, &format!("CREATE DATABASE {name}"));
+        PgDatabase {
+            url: format!("{root}/{name}"),
+            name,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Some((root, _)) = self.url.rsplit_once('/') {
+            psql_admin(
+                root,
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            );
+        }
+    }
+}
+
+fn psql_admin(root: &str, sql: &str) {
+    let out = std::process::Command::new("psql")
+        .arg(format!("{root}/postgres"))
+        .arg("-qc")
+        .arg(sql)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("psql is needed for the PostgreSQL tests ({e}); run scripts/test, which sets up PostgreSQL")
+        });
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
