@@ -52,6 +52,7 @@ async fn starts_with_no_configuration_and_keeps_generated_secrets() {
     std::fs::create_dir_all(&dir).unwrap();
     // Only PORT/HOST: the harness's defaults for the key and password are removed.
     let mut s = Server::builder()
+        .sqlite_only()
         .dir(dir.clone())
         .env("DISPATCH_API_KEY", "")
         .env("DISPATCH_PASSWORD", "")
@@ -81,6 +82,7 @@ async fn starts_with_no_configuration_and_keeps_generated_secrets() {
     s.kill();
     // Restart: the same key still works.
     let s2 = Server::builder()
+        .sqlite_only()
         .dir(dir.clone())
         .env("DISPATCH_API_KEY", "")
         .env("DISPATCH_PASSWORD", "")

@@ -407,6 +407,7 @@ async fn sqlite3(s: &Server, sql: &str) {
 #[tokio::test]
 async fn sentry_delivery_whose_ingest_failed_is_processed_when_redelivered() {
     let s = Server::builder()
+        .sqlite_only()
         .env("SENTRY_CLIENT_SECRET", SENTRY_SECRET)
         .env("DISPATCH_WORKERS", "false")
         .start();

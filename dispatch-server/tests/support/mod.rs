@@ -22,6 +22,13 @@ pub struct Server {
 pub struct ServerBuilder {
     env: HashMap<String, String>,
     dir: Option<PathBuf>,
+    sqlite_only: bool,
+}
+
+/// `DISPATCH_TEST_STORE=postgres` runs every test server on its own fresh PostgreSQL database
+/// (scripts/test runs the black-box suites once per store); the default is the SQLite file.
+fn postgres_requested() -> bool {
+    std::env::var("DISPATCH_TEST_STORE").is_ok_and(|v| v.eq_ignore_ascii_case("postgres"))
 }
 
 impl ServerBuilder {
@@ -29,7 +36,13 @@ impl ServerBuilder {
         self.env.insert(k.into(), v.into());
         self
     }
-    /// Reuse a working directory (to restart a server on the same SQLite file).
+    /// This test needs the SQLite file (it reaches into it), whatever DISPATCH_TEST_STORE says.
+    pub fn sqlite_only(mut self) -> Self {
+        self.sqlite_only = true;
+        self
+    }
+    /// Reuse a working directory (to restart a server on the same store: the SQLite file, or
+    /// the PostgreSQL database recorded there).
     pub fn dir(mut self, d: PathBuf) -> Self {
         self.dir = Some(d);
         self
@@ -44,6 +57,18 @@ impl ServerBuilder {
             d
         });
         let mut env = self.env;
+        if postgres_requested() && !self.sqlite_only && !env.contains_key("PG_DATABASE_URL") {
+            // A restart on the same directory finds its database again; these databases are
+            // kept after the test (a restarted server needs them) and dropped by the next
+            // scripts/test run.
+            let marker = dir.join("pg_database_url");
+            let url = std::fs::read_to_string(&marker).unwrap_or_else(|_| {
+                let url = create_test_database("dispatch_t_");
+                std::fs::write(&marker, &url).expect("record the test database");
+                url
+            });
+            env.insert("PG_DATABASE_URL".into(), url);
+        }
         env.entry("PORT".into()).or_insert_with(|| "0".into());
         env.entry("HOST".into())
             .or_insert_with(|| "127.0.0.1".into());
@@ -128,6 +153,7 @@ impl Server {
         ServerBuilder {
             env: HashMap::new(),
             dir: None,
+            sqlite_only: false,
         }
     }
 
@@ -189,20 +215,12 @@ pub struct PgDatabase {
 
 impl PgDatabase {
     pub fn create() -> PgDatabase {
-        let base = std::env::var("DATABASE_URL")
-            .ok()
-            .filter(|u| u.starts_with("postgres"))
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/dispatch_test".into());
-        let root = base
+        let url = create_test_database("dispatch_p_");
+        let name = url
             .rsplit_once('/')
-            .map(|(a, _)| a.to_string())
-            .unwrap_or(base);
-        let name = format!("dispatch_t_{}", uuid::Uuid::now_v7().simple());
-        psql_admin(&root, &format!("CREATE DATABASE {name}"));
-        PgDatabase {
-            url: format!("{root}/{name}"),
-            name,
-        }
+            .map(|(_, n)| n.to_string())
+            .unwrap_or_default();
+        PgDatabase { name, url }
     }
 
     pub fn url(&self) -> &str {
@@ -219,6 +237,21 @@ impl Drop for PgDatabase {
             );
         }
     }
+}
+
+/// Creates a fresh database named `<prefix><uuid>` next to `DATABASE_URL`'s; returns its URL.
+fn create_test_database(prefix: &str) -> String {
+    let base = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/dispatch_test".into());
+    let root = base
+        .rsplit_once('/')
+        .map(|(a, _)| a.to_string())
+        .unwrap_or(base);
+    let name = format!("{prefix}{}", uuid::Uuid::now_v7().simple());
+    psql_admin(&root, &format!("CREATE DATABASE {name}"));
+    format!("{root}/{name}")
 }
 
 fn psql_admin(root: &str, sql: &str) {
