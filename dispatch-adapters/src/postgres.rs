@@ -133,6 +133,23 @@ impl PostgresStore {
         row.try_get(col).map_err(|e| decode_err(table, col, e))
     }
 
+    /// [`Self::lock_key`] for several keys in one statement, in the order given (callers sort
+    /// them, so two transactions locking overlapping sets cannot deadlock). The lock function is
+    /// volatile, so PostgreSQL evaluates it after `ORDER BY`, row by row.
+    async fn lock_keys(
+        tx: &mut sqlx::Transaction<'static, Postgres>,
+        keys: &[String],
+    ) -> Result<()> {
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
+        )
+        .bind(keys)
+        .execute(&mut **tx)
+        .await
+        .map_err(db("advisory locks"))?;
+        Ok(())
+    }
+
     async fn lock_key(tx: &mut sqlx::Transaction<'static, Postgres>, key: &str) -> Result<()> {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(key)

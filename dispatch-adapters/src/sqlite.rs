@@ -268,6 +268,13 @@ impl SqliteStore {
     }
 
     /// The writer lock already serialises every write transaction.
+    async fn lock_keys(
+        _tx: &mut sqlx::Transaction<'static, Sqlite>,
+        _keys: &[String],
+    ) -> Result<()> {
+        Ok(())
+    }
+
     async fn lock_key(_tx: &mut sqlx::Transaction<'static, Sqlite>, _key: &str) -> Result<()> {
         Ok(())
     }

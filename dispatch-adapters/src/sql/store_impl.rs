@@ -7,7 +7,7 @@
 //! document together.
 //!
 //! A store type using this macro provides: `reader()`, `write_tx()`, `ts()`, `ts_opt()`,
-//! `get_ts()`, `get_ts_opt()`, `lock_key()` and `lock_spawns()`; the macro arguments give the
+//! `get_ts()`, `get_ts_opt()`, `lock_key()`, `lock_keys()` and `lock_spawns()`; the macro arguments give the
 //! row-locking clauses (empty for SQLite, whose writer lock already serialises writes).
 
 macro_rules! impl_sql_store {
@@ -1118,9 +1118,7 @@ macro_rules! impl_sql_store {
                     .map(|&i| format!("ingest:{}:{}", items[i].1.source, items[i].1.external_key))
                     .collect();
                 lock_keys.sort_unstable();
-                for k in &lock_keys {
-                    Self::lock_key(tx, k).await?;
-                }
+                Self::lock_keys(tx, &lock_keys).await?;
                 let mut q = sqlx::QueryBuilder::<$DB>::new(
                     "SELECT source, external_key FROM dispatch_error_link WHERE (source, external_key) IN (",
                 );
