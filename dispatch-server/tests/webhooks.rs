@@ -645,6 +645,73 @@ async fn sentry_issues_are_enriched_through_the_sentry_api_when_a_token_is_set()
     );
 }
 
+#[tokio::test]
+async fn sentry_issues_get_suspect_commits_when_github_is_configured() {
+    use wiremock::matchers::{method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/api/0/organizations/example-org/issues/1170820242/events/",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(SENTRY_EVENTS, "application/json"))
+        .mount(&api)
+        .await;
+    let gh = MockServer::start().await;
+    let sha = "6dcb09b5b57875f334f61aebed695e2e4193db5e";
+    let commit = json!({
+        "sha": sha,
+        "html_url": format!("https://github.com/acme/web/commit/{sha}"),
+        "commit": {
+            "author": { "name": "Mona Octocat", "email": "mona@example.com", "date": "2019-08-19T18:01:00Z" },
+            "message": "Runner: call blooopy"
+        },
+        "author": { "login": "octocat", "id": 1 },
+        "parents": []
+    });
+    let mut detail = commit.clone();
+    detail["files"] = json!([{ "filename": "runner", "status": "modified", "additions": 1, "deletions": 0, "changes": 1 }]);
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/web/commits"))
+        .and(query_param("sha", "release"))
+        .and(query_param("until", "2019-08-19T20:58:37Z"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([commit])))
+        .mount(&gh)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/acme/web/commits/{sha}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(detail))
+        .mount(&gh)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/web/deployments"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&gh)
+        .await;
+    let s = Server::builder()
+        .env("DISPATCH_WORKERS", "false")
+        .env("SENTRY_CLIENT_SECRET", SENTRY_SECRET)
+        .env("SENTRY_API_TOKEN", "sntrys_test_token")
+        .env("SENTRY_ORGANIZATION_SLUG", "example-org")
+        .env("SENTRY_API_URL", &api.uri())
+        .env("GITHUB_TOKEN", "ghp_test_token")
+        .env("GITHUB_REPO", "acme/web")
+        .env("GITHUB_REF", "release")
+        .env("GITHUB_API_URL", &gh.uri())
+        .start();
+    let headers = fixture_headers(SENTRY_HEADERS, "issue-created.json");
+    let (st, body) = post_raw(&s, "/api/sentry/webhook", &headers, SENTRY_CREATED).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let ident = body["issue"]["identifier"].as_str().unwrap();
+    let (_, issue) = get(&s, &format!("/api/issues/{ident}")).await;
+    let d = issue["description"].as_str().unwrap();
+    assert!(d.contains("## Suspected Cause"), "{d}");
+    assert!(
+        d.contains("Runner: call blooopy by octocat (2019-08-19T18:01:00Z): `runner`"),
+        "{d}"
+    );
+}
+
 // ---------------------------------------------------------------- GitHub
 
 fn gh_headers(file: &str) -> Vec<(String, String)> {
