@@ -223,6 +223,69 @@ async fn grafana_creates_one_issue_per_fingerprint_and_a_redelivery_dedupes() {
 }
 
 #[tokio::test]
+async fn grafana_alerts_get_user_impact_from_loki_when_a_gateway_is_set() {
+    use wiremock::matchers::{method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let loki = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/labels"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "status": "success", "data": ["app", "level"] })),
+        )
+        .mount(&loki)
+        .await;
+    let ns = chrono::Utc::now().timestamp_nanos_opt().unwrap() - 30_000_000_000;
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/query_range"))
+        .and(query_param(
+            "query",
+            r#"{service_name="checkout-api"} | json | level=~"(?i)(error|fatal|critical)" | feature="payments""#,
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "status": "success",
+            "data": {
+                "resultType": "streams",
+                "result": [{
+                    "stream": { "service_name": "checkout-api", "level": "error", "userId": "user_17", "orgId": "org_acme" },
+                    "values": [[ns.to_string(), "{\"level\":\"error\",\"msg\":\"card declined\"}"]]
+                }],
+                "stats": {}
+            }
+        })))
+        .mount(&loki)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/query_range"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("too many outstanding requests"))
+        .mount(&loki)
+        .await;
+    let s = Server::builder()
+        .env("DISPATCH_WORKERS", "false")
+        .env("LOKI_GATEWAY_URL", &loki.uri())
+        .env("LOKI_APP_LABEL", "service_name")
+        .start();
+    let (st, body) = post_raw(&s, "/api/loki/webhook", &bearer(&s.api_key), GRAFANA_FIRING).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert!(results.iter().all(|r| r["action"] == "created"), "{body}");
+    let ident = results[0]["issueIdentifier"].as_str().unwrap();
+    let (_, issue) = get(&s, &format!("/api/issues/{ident}")).await;
+    let d = issue["description"].as_str().unwrap();
+    assert!(d.contains("## Error"), "{d}");
+    assert!(d.contains("## User Impact"), "{d}");
+    assert!(
+        d.contains("- **Affected users:** 1 (sample: `user_17`)"),
+        "{d}"
+    );
+    // The other alert's query failed: its issue is created, without the section.
+    let ident = results[1]["issueIdentifier"].as_str().unwrap();
+    let (_, issue) = get(&s, &format!("/api/issues/{ident}")).await;
+    let d = issue["description"].as_str().unwrap();
+    assert!(d.contains("## Error") && !d.contains("User Impact"), "{d}");
+}
+
+#[tokio::test]
 async fn grafana_requires_the_bearer_secret_or_api_key() {
     let s = Server::builder()
         .env("DISPATCH_WORKERS", "false")
