@@ -255,6 +255,20 @@ mod tests {
         assert_eq!(c.verify.window, Duration::hours(48));
         assert_eq!(c.stale_after, Duration::minutes(45));
         assert!(!c.policy.kill_switch);
+        assert_eq!(c.release.deploy_branch, "main");
+        assert_eq!(c.release.head_branch, "staging");
+        assert_eq!(c.release.min_confidence, 85);
+    }
+
+    #[test]
+    fn release_branches_follow_github_ref_and_the_release_head() {
+        let c = cfg(&[
+            ("GITHUB_REF", "refs/heads/production"),
+            ("GITHUB_RELEASE_HEAD_BRANCH", "develop"),
+        ])
+        .unwrap();
+        assert!(c.release.is_release(Some("production"), Some("develop")));
+        assert!(!c.release.is_release(Some("main"), Some("staging")));
     }
 
     #[test]

@@ -140,10 +140,45 @@ async fn merged(
     (st, r.json().await.unwrap_or(Value::Null))
 }
 
+/// A fresh PostgreSQL database for one test.
+fn pg_database() -> String {
+    let base = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/dispatch_test".into());
+    let root = base.rsplit_once('/').map(|(a, _)| a.to_string()).unwrap();
+    let db = format!("dispatch_gaps_{}", uuid::Uuid::now_v7().simple());
+    let out = std::process::Command::new("psql")
+        .arg(format!("{root}/postgres"))
+        .arg("-qc")
+        .arg(format!("CREATE DATABASE {db}"))
+        .output()
+        .expect("psql is needed for the PostgreSQL variant; run scripts/test");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("{root}/{db}")
+}
+
 #[tokio::test]
-async fn a_release_pr_records_fix_attempts_for_the_included_issues() {
+async fn release_pr_sqlite() {
+    a_release_pr_records_fix_attempts_for_the_included_issues(None).await;
+}
+
+#[tokio::test]
+async fn release_pr_postgres() {
+    a_release_pr_records_fix_attempts_for_the_included_issues(Some(pg_database())).await;
+}
+
+async fn a_release_pr_records_fix_attempts_for_the_included_issues(pg: Option<String>) {
     let api = MockServer::start().await;
-    let s = Server::builder()
+    let mut b = Server::builder();
+    if let Some(url) = &pg {
+        b = b.env("PG_DATABASE_URL", url);
+    }
+    let s = b
         .env("DISPATCH_WORKERS", "false")
         .env("GITHUB_WEBHOOK_SECRET", GH_SECRET)
         .env("GITHUB_RELEASE_HEAD_BRANCH", "release-candidate")
@@ -168,11 +203,16 @@ async fn a_release_pr_records_fix_attempts_for_the_included_issues() {
         .mount(&api)
         .await;
 
-    // Not a release (head is not the configured staging branch): the usual merge path, which
-    // matches by the named identifier only and asks the model nothing about releases.
+    // Not a release (head is not the configured staging branch): the usual merge path, with
+    // no release question to the model.
     let (st, v) = merged(&s, 299, "fix/checkout", "main", "nothing named").await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["release"], false, "{v}");
+    let asked_release = |reqs: &[wiremock::Request]| {
+        reqs.iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains("Release pull request"))
+    };
+    assert!(!asked_release(&api.received_requests().await.unwrap()));
 
     let (st, v) = merged(
         &s,
