@@ -29,6 +29,9 @@ pub mod local;
 #[cfg(feature = "loki")]
 pub mod loki;
 
+#[cfg(feature = "loki-gateway")]
+pub mod loki_gateway;
+
 #[cfg(feature = "sentry")]
 pub mod sentry;
 

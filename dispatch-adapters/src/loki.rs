@@ -39,12 +39,39 @@ const MAX_SAMPLE_LINES: usize = 10;
 const MAX_EVENT_COUNT: u64 = 1_000_000_000_000;
 
 /// Grafana/Loki alert webhooks → error events.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GrafanaAlertSource;
+///
+/// With the `loki-gateway` feature and [`GrafanaAlertSource::with_gateway`], firing alerts get a
+/// "User Impact" section from the last hour of their error logs in Loki
+/// ([`crate::loki_gateway`]); a Loki that is down or slow never fails the webhook.
+#[derive(Debug, Clone, Default)]
+pub struct GrafanaAlertSource {
+    #[cfg(feature = "loki-gateway")]
+    gateway: Option<std::sync::Arc<crate::loki_gateway::LokiGateway>>,
+}
 
 impl GrafanaAlertSource {
     pub fn new() -> Self {
-        GrafanaAlertSource
+        GrafanaAlertSource::default()
+    }
+
+    /// Enriches firing alerts from a Loki gateway.
+    #[cfg(feature = "loki-gateway")]
+    pub fn with_gateway(gateway: crate::loki_gateway::LokiGateway) -> Self {
+        GrafanaAlertSource {
+            gateway: Some(std::sync::Arc::new(gateway)),
+        }
+    }
+
+    /// Whether alerts are enriched from Loki.
+    pub fn enriches(&self) -> bool {
+        #[cfg(feature = "loki-gateway")]
+        {
+            self.gateway.is_some()
+        }
+        #[cfg(not(feature = "loki-gateway"))]
+        {
+            false
+        }
     }
 }
 
@@ -55,7 +82,13 @@ impl AlertSource for GrafanaAlertSource {
     }
 
     async fn parse(&self, request: AlertRequest<'_>) -> Result<AlertBatch> {
-        parse_payload(request.body)
+        #[allow(unused_mut)]
+        let mut batch = parse_payload(request.body)?;
+        #[cfg(feature = "loki-gateway")]
+        if let Some(g) = &self.gateway {
+            g.enrich(&mut batch.events).await;
+        }
+        Ok(batch)
     }
 }
 

@@ -10,7 +10,10 @@
 //! priority (high → P1, medium → P2, low → P4, otherwise P3) and a markdown description built
 //! from the payload (Error, Culprit, Project, Impact, Links). With the `sentry-api` feature and a
 //! token, the issue's latest event adds a stack trace, the failing request, the user (id or name
-//! only), environment tags and the release; suspect-commit correlation is not done. Sentry
+//! only), environment tags and the release; with a [`SuspectFinder`] as well (the GitHub
+//! adapter's, when `GITHUB_TOKEN` and the repository are set), a "Suspected Cause" section lists
+//! the commits of the 48 h before the issue's first event that changed files of the stack
+//! trace, and the deployments of that window. Sentry
 //! issues never start an agent by themselves: that is the engine's `AUTO_SPAWN_ORIGINS`
 //! (default `loki` only).
 //!
@@ -47,6 +50,21 @@ const MAX_EVENT_COUNT: u64 = 1_000_000_000_000;
 pub struct SentryAlertSource {
     #[cfg(feature = "sentry-api")]
     api: Option<std::sync::Arc<api::SentryApi>>,
+    #[cfg(feature = "sentry-api")]
+    suspects: Option<std::sync::Arc<dyn SuspectFinder>>,
+}
+
+/// Finds what may have caused a new Sentry issue: e.g. the commits before its first event that
+/// changed files of its stack trace (the GitHub adapter's `GithubSuspectFinder`).
+#[async_trait]
+pub trait SuspectFinder: Send + Sync + std::fmt::Debug {
+    /// The markdown body of a "Suspected Cause" section, or `None` when nothing was found.
+    /// Never fails: a failure is logged and answers `None`, so the webhook goes on without it.
+    async fn suspected_cause(
+        &self,
+        first_seen: Timestamp,
+        stack_files: &[String],
+    ) -> Option<String>;
 }
 
 impl SentryAlertSource {
@@ -67,10 +85,14 @@ impl SentryAlertSource {
         }
     }
 
-    async fn enrichment(&self, _issue_id: &str) -> Enrichment {
+    async fn enrichment(&self, _issue_id: &str, _first_seen: Option<Timestamp>) -> Enrichment {
         #[cfg(feature = "sentry-api")]
         if let Some(api) = &self.api {
-            return api.enrichment(_issue_id).await;
+            let mut e = api.enrichment(_issue_id).await;
+            if let (Some(finder), Some(at)) = (&self.suspects, _first_seen) {
+                e.suspected_cause = finder.suspected_cause(at, &e.files).await;
+            }
+            return e;
         }
         Enrichment::default()
     }
@@ -94,7 +116,7 @@ impl AlertSource for SentryAlertSource {
                 let mut event = issue_event(issue, trigger, &Enrichment::default())?;
                 if self.enriches() {
                     let id = event.external_id.clone().unwrap_or_default();
-                    let extra = self.enrichment(&id).await;
+                    let extra = self.enrichment(&id, event.first_seen).await;
                     if !extra.is_empty() {
                         event = issue_event(issue, trigger, &extra)?;
                     }
@@ -444,6 +466,9 @@ fn issue_event(
     if let Some(st) = &extra.stack_trace {
         let _ = writeln!(d, "## Stack Trace\n```\n{st}\n```\n");
     }
+    if let Some(sc) = &extra.suspected_cause {
+        let _ = writeln!(d, "## Suspected Cause\n{}\n", sc.trim_end());
+    }
     if let Some(c) = culprit.or(meta_function) {
         let _ = writeln!(d, "## Culprit\n`{c}`\n");
     }
@@ -547,6 +572,11 @@ pub struct Enrichment {
     pub release: Option<String>,
     /// Environment tags, in the order of [`ENVIRONMENT_TAGS`].
     pub tags: Vec<(String, String)>,
+    /// Files of the stack trace's application frames (not library ones), most recent first,
+    /// each once: what suspect commits are matched against.
+    pub files: Vec<String>,
+    /// The "Suspected Cause" section's markdown, from a [`SuspectFinder`].
+    pub suspected_cause: Option<String>,
 }
 
 impl Enrichment {
@@ -570,6 +600,7 @@ impl Enrichment {
                 .and_then(|e| e.get("data"))
         };
         let stack_trace = entry("exception").and_then(format_exception);
+        let files = entry("exception").map(stack_files).unwrap_or_default();
         let request = entry("request").and_then(|r| {
             let url = r.get("url").and_then(Value::as_str)?;
             let method = r.get("method").and_then(Value::as_str).unwrap_or("GET");
@@ -624,8 +655,49 @@ impl Enrichment {
             user,
             release,
             tags,
+            files,
+            suspected_cause: None,
         }
     }
+}
+
+/// At most this many stack-trace files are kept for suspect matching.
+const MAX_STACK_FILES: usize = 30;
+
+/// The application files of the exception shown ([`format_exception`]'s), most recent first.
+fn stack_files(data: &Value) -> Vec<String> {
+    let Some(values) = data.get("values").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let Some(frames) = values.iter().rev().find_map(|v| {
+        v.pointer("/stacktrace/frames")
+            .and_then(Value::as_array)
+            .filter(|f| !f.is_empty())
+    }) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for f in frames.iter().rev() {
+        if f.get("inApp").and_then(Value::as_bool) == Some(false) {
+            continue;
+        }
+        let Some(file) = f
+            .get("filename")
+            .or_else(|| f.get("absPath"))
+            .and_then(Value::as_str)
+            .map(|s| one_line(s, 300))
+            .filter(|s| !s.trim().is_empty() && !s.contains("node_modules/"))
+        else {
+            continue;
+        };
+        if !out.contains(&file) {
+            out.push(file);
+        }
+        if out.len() >= MAX_STACK_FILES {
+            break;
+        }
+    }
+    out
 }
 
 fn tags_value(event: &Value, key: &str) -> Option<String> {
@@ -939,7 +1011,15 @@ pub mod api {
         pub fn with_api(cfg: &SentryApiConfig) -> Result<Self> {
             Ok(SentryAlertSource {
                 api: Some(Arc::new(SentryApi::new(cfg)?)),
+                suspects: None,
             })
+        }
+
+        /// Adds a "Suspected Cause" section, found by `finder`, when the Sentry API enrichment
+        /// runs (a source without the API ignores it: the stack trace comes from the API).
+        pub fn with_suspects(mut self, finder: Arc<dyn super::SuspectFinder>) -> Self {
+            self.suspects = Some(finder);
+            self
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct EngineConfig {
     pub sweeper_interval: std::time::Duration,
     /// Thresholds of PR ↔ issue matching by similarity (PRs that name no issue).
     pub pr_match: crate::pr_match::MatchPolicy,
+    /// Release PRs (spec §6.2): the staging branch merged into the deploy branch.
+    pub release: crate::pr_match::ReleasePolicy,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +57,7 @@ impl Default for EngineConfig {
             dispatcher_interval: std::time::Duration::from_secs(1),
             sweeper_interval: std::time::Duration::from_secs(15),
             pr_match: crate::pr_match::MatchPolicy::default(),
+            release: crate::pr_match::ReleasePolicy::default(),
         }
     }
 }
@@ -215,6 +218,17 @@ impl EngineConfig {
             dispatcher_interval: d.dispatcher_interval,
             sweeper_interval: d.sweeper_interval,
             pr_match: d.pr_match.clone(),
+            release: crate::pr_match::ReleasePolicy {
+                deploy_branch: v
+                    .raw("GITHUB_REF")
+                    .map(|r| r.strip_prefix("refs/heads/").unwrap_or(&r).to_string())
+                    .unwrap_or(d.release.deploy_branch),
+                head_branch: v
+                    .raw("GITHUB_RELEASE_HEAD_BRANCH")
+                    .map(|r| r.strip_prefix("refs/heads/").unwrap_or(&r).to_string())
+                    .unwrap_or(d.release.head_branch),
+                ..d.release
+            },
         })
     }
 }
@@ -241,6 +255,20 @@ mod tests {
         assert_eq!(c.verify.window, Duration::hours(48));
         assert_eq!(c.stale_after, Duration::minutes(45));
         assert!(!c.policy.kill_switch);
+        assert_eq!(c.release.deploy_branch, "main");
+        assert_eq!(c.release.head_branch, "staging");
+        assert_eq!(c.release.min_confidence, 85);
+    }
+
+    #[test]
+    fn release_branches_follow_github_ref_and_the_release_head() {
+        let c = cfg(&[
+            ("GITHUB_REF", "refs/heads/production"),
+            ("GITHUB_RELEASE_HEAD_BRANCH", "develop"),
+        ])
+        .unwrap();
+        assert!(c.release.is_release(Some("production"), Some("develop")));
+        assert!(!c.release.is_release(Some("main"), Some("staging")));
     }
 
     #[test]

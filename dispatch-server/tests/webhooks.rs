@@ -223,6 +223,69 @@ async fn grafana_creates_one_issue_per_fingerprint_and_a_redelivery_dedupes() {
 }
 
 #[tokio::test]
+async fn grafana_alerts_get_user_impact_from_loki_when_a_gateway_is_set() {
+    use wiremock::matchers::{method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let loki = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/labels"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "status": "success", "data": ["app", "level"] })),
+        )
+        .mount(&loki)
+        .await;
+    let ns = chrono::Utc::now().timestamp_nanos_opt().unwrap() - 30_000_000_000;
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/query_range"))
+        .and(query_param(
+            "query",
+            r#"{service_name="checkout-api"} | json | level=~"(?i)(error|fatal|critical)" | feature="payments""#,
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "status": "success",
+            "data": {
+                "resultType": "streams",
+                "result": [{
+                    "stream": { "service_name": "checkout-api", "level": "error", "userId": "user_17", "orgId": "org_acme" },
+                    "values": [[ns.to_string(), "{\"level\":\"error\",\"msg\":\"card declined\"}"]]
+                }],
+                "stats": {}
+            }
+        })))
+        .mount(&loki)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/query_range"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("too many outstanding requests"))
+        .mount(&loki)
+        .await;
+    let s = Server::builder()
+        .env("DISPATCH_WORKERS", "false")
+        .env("LOKI_GATEWAY_URL", &loki.uri())
+        .env("LOKI_APP_LABEL", "service_name")
+        .start();
+    let (st, body) = post_raw(&s, "/api/loki/webhook", &bearer(&s.api_key), GRAFANA_FIRING).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert!(results.iter().all(|r| r["action"] == "created"), "{body}");
+    let ident = results[0]["issueIdentifier"].as_str().unwrap();
+    let (_, issue) = get(&s, &format!("/api/issues/{ident}")).await;
+    let d = issue["description"].as_str().unwrap();
+    assert!(d.contains("## Error"), "{d}");
+    assert!(d.contains("## User Impact"), "{d}");
+    assert!(
+        d.contains("- **Affected users:** 1 (sample: `user_17`)"),
+        "{d}"
+    );
+    // The other alert's query failed: its issue is created, without the section.
+    let ident = results[1]["issueIdentifier"].as_str().unwrap();
+    let (_, issue) = get(&s, &format!("/api/issues/{ident}")).await;
+    let d = issue["description"].as_str().unwrap();
+    assert!(d.contains("## Error") && !d.contains("User Impact"), "{d}");
+}
+
+#[tokio::test]
 async fn grafana_requires_the_bearer_secret_or_api_key() {
     let s = Server::builder()
         .env("DISPATCH_WORKERS", "false")
@@ -643,6 +706,73 @@ async fn sentry_issues_are_enriched_through_the_sentry_api_when_a_token_is_set()
             .map(|t| t.starts_with("ReferenceError")),
         Some(true),
         "{issue}"
+    );
+}
+
+#[tokio::test]
+async fn sentry_issues_get_suspect_commits_when_github_is_configured() {
+    use wiremock::matchers::{method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/api/0/organizations/example-org/issues/1170820242/events/",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(SENTRY_EVENTS, "application/json"))
+        .mount(&api)
+        .await;
+    let gh = MockServer::start().await;
+    let sha = "6dcb09b5b57875f334f61aebed695e2e4193db5e";
+    let commit = json!({
+        "sha": sha,
+        "html_url": format!("https://github.com/acme/web/commit/{sha}"),
+        "commit": {
+            "author": { "name": "Mona Octocat", "email": "mona@example.com", "date": "2019-08-19T18:01:00Z" },
+            "message": "Runner: call blooopy"
+        },
+        "author": { "login": "octocat", "id": 1 },
+        "parents": []
+    });
+    let mut detail = commit.clone();
+    detail["files"] = json!([{ "filename": "runner", "status": "modified", "additions": 1, "deletions": 0, "changes": 1 }]);
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/web/commits"))
+        .and(query_param("sha", "release"))
+        .and(query_param("until", "2019-08-19T20:58:37Z"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([commit])))
+        .mount(&gh)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/acme/web/commits/{sha}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(detail))
+        .mount(&gh)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/web/deployments"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&gh)
+        .await;
+    let s = Server::builder()
+        .env("DISPATCH_WORKERS", "false")
+        .env("SENTRY_CLIENT_SECRET", SENTRY_SECRET)
+        .env("SENTRY_API_TOKEN", "sntrys_test_token")
+        .env("SENTRY_ORGANIZATION_SLUG", "example-org")
+        .env("SENTRY_API_URL", &api.uri())
+        .env("GITHUB_TOKEN", "ghp_test_token")
+        .env("GITHUB_REPO", "acme/web")
+        .env("GITHUB_REF", "release")
+        .env("GITHUB_API_URL", &gh.uri())
+        .start();
+    let headers = fixture_headers(SENTRY_HEADERS, "issue-created.json");
+    let (st, body) = post_raw(&s, "/api/sentry/webhook", &headers, SENTRY_CREATED).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let ident = body["issue"]["identifier"].as_str().unwrap();
+    let (_, issue) = get(&s, &format!("/api/issues/{ident}")).await;
+    let d = issue["description"].as_str().unwrap();
+    assert!(d.contains("## Suspected Cause"), "{d}");
+    assert!(
+        d.contains("Runner: call blooopy by octocat (2019-08-19T18:01:00Z): `runner`"),
+        "{d}"
     );
 }
 

@@ -16,6 +16,12 @@
 mod client;
 mod config;
 mod runner;
+#[cfg(feature = "sentry")]
+mod suspects;
 
 pub use config::{DEFAULT_API_URL, DEFAULT_REF, DiscoveryPolicy, GithubConfig, RetryPolicy};
 pub use runner::{CALLBACK_URL_INPUT, GithubActionsRunner, RUN_ID_INPUT, remote_status};
+#[cfg(feature = "sentry")]
+pub use suspects::{
+    Correlation, DeploymentInfo, GithubSuspectFinder, SuspectCommit, SuspectPolicy, paths_match,
+};

@@ -6,9 +6,12 @@ use super::{PrLinkReport, PrMatch, PullRequestInfo};
 use crate::Timestamp;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{IssueId, IssueRef};
-use crate::issue::{Actor, Issue, IssuePatch, NewComment, NewLabel, names};
-use crate::ports::{ErrorLink, Notification};
+use crate::issue::{
+    Actor, Issue, IssueFilter, IssuePatch, NewComment, NewLabel, find_identifiers, names,
+};
+use crate::ports::{ContentBlock, ErrorLink, LlmMessage, LlmRequest, Notification, Role};
 use crate::pr::PrStatus;
+use crate::pr_match::{self, Candidate, MatchMethod};
 use crate::run::{ActivityType, NewActivity};
 use crate::verify::{self, FixAttempt, MergedPr, VerificationStatus};
 use serde::{Deserialize, Serialize};
@@ -81,6 +84,162 @@ impl Dispatch {
         let fix_attempts = self.record_fix(pr, &issues, actor).await?;
         Ok(PrMergeReport {
             matches,
+            links,
+            fix_attempts,
+        })
+    }
+
+    /// Whether a merged PR with this base and head branch is a release (spec §6.2): the
+    /// configured staging branch (`GITHUB_RELEASE_HEAD_BRANCH`) into the deploy branch
+    /// (`GITHUB_REF`).
+    pub fn is_release_pr(&self, base: Option<&str>, head: Option<&str>) -> bool {
+        self.inner.config.release.is_release(base, head)
+    }
+
+    /// A release PR was merged (spec §6.2, without closing anything): the open issues in In
+    /// Review or In Progress are the candidates. Issues of this workspace named in the title,
+    /// body or the commit messages are included for sure (confidence 1.0); with an
+    /// [`crate::ports::Llm`] configured, the model is asked which of the other candidates the
+    /// release includes, and those it names with at least the policy's confidence (85) are
+    /// included too (an error or an unparsable answer includes nothing more). Each included
+    /// issue gets the PR linked as merged and a fix attempt, as for any merged PR: verification
+    /// starts, and the sweeper closes the issue once verified. Redelivery is harmless.
+    pub async fn merge_release_pr(
+        &self,
+        pr: &MergedPr,
+        commits: &[String],
+        author: Option<String>,
+        actor: &Actor,
+    ) -> Result<PrMergeReport> {
+        verify::validate_pr_number(pr.number)?;
+        let policy = &self.inner.config.release;
+        let info = PullRequestInfo {
+            number: pr.number,
+            title: pr.title.clone(),
+            body: pr.body.clone(),
+            url: pr.url.clone(),
+            head_branch: pr.head_branch.clone(),
+            base_branch: pr.base_branch.clone(),
+            author,
+            merged_at: Some(pr.merged_at),
+        };
+        let mut text: Vec<&str> = [pr.title.as_deref(), pr.body.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        text.extend(commits.iter().map(String::as_str));
+        let mut included: Vec<PrMatch> = Vec::new();
+        for ident in find_identifiers(&text.join("\n"), &self.inner.workspace.issue_prefix) {
+            let issue = match self.get_issue(IssueRef::Identifier(ident)).await {
+                Ok(i) => i,
+                Err(e) if e.kind == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if self.is_closed(&issue).await? || included.iter().any(|m| m.issue_id == issue.id) {
+                continue;
+            }
+            included.push(PrMatch {
+                issue_id: issue.id,
+                identifier: issue.identifier,
+                confidence: super::NAMED_MATCH_CONFIDENCE,
+                method: MatchMethod::Identifier,
+            });
+        }
+        if let Some(llm) = &self.inner.llm {
+            let mut candidates: Vec<(IssueId, Candidate)> = Vec::new();
+            for c in self.columns().await? {
+                if c.is_closed()
+                    || !(c.is_named(names::IN_REVIEW) || c.is_named(names::IN_PROGRESS))
+                {
+                    continue;
+                }
+                let filter = IssueFilter {
+                    column_id: Some(c.id),
+                    ..IssueFilter::default()
+                };
+                for i in self.list_issues(&filter).await? {
+                    if included.iter().any(|m| m.issue_id == i.id)
+                        || candidates.iter().any(|(id, _)| *id == i.id)
+                    {
+                        continue;
+                    }
+                    candidates.push((
+                        i.id,
+                        Candidate {
+                            identifier: i.identifier,
+                            title: i.title,
+                            description: i.description.unwrap_or_default(),
+                            score: 0.0,
+                        },
+                    ));
+                }
+            }
+            candidates.truncate(policy.max_candidates.max(1));
+            if !candidates.is_empty() {
+                let list: Vec<Candidate> = candidates.iter().map(|(_, c)| c.clone()).collect();
+                let request = LlmRequest {
+                    model: None,
+                    system: Some(pr_match::RELEASE_SYSTEM.to_string()),
+                    messages: vec![LlmMessage {
+                        role: Role::User,
+                        content: vec![ContentBlock::Text {
+                            text: pr_match::release_prompt(
+                                pr.number,
+                                pr.title.as_deref(),
+                                pr.body.as_deref(),
+                                commits,
+                                &list,
+                            ),
+                        }],
+                    }],
+                    tools: Vec::new(),
+                    max_tokens: policy.llm_max_tokens,
+                    temperature: Some(0.0),
+                };
+                match llm.complete(request).await {
+                    Ok(r) => {
+                        let answer = r
+                            .content
+                            .iter()
+                            .filter_map(|b| match b {
+                                ContentBlock::Text { text } => Some(text.as_str()),
+                                _ => None,
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n");
+                        for (ident, conf) in
+                            pr_match::parse_release(&answer, &list, policy.min_confidence)
+                        {
+                            if let Some((id, _)) =
+                                candidates.iter().find(|(_, c)| c.identifier == ident)
+                            {
+                                included.push(PrMatch {
+                                    issue_id: *id,
+                                    identifier: ident,
+                                    confidence: f64::from(conf) / 100.0,
+                                    method: MatchMethod::Llm,
+                                });
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(pr = pr.number, error = %e, "LLM question about the release failed; only named issues are included");
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            pr = pr.number,
+            included = included.len(),
+            "release PR merged"
+        );
+        let links = self
+            .sync_pr_links(&info, Some(PrStatus::Merged), &included, actor)
+            .await?;
+        let issues: Vec<IssueRef> = included.iter().map(|m| IssueRef::Id(m.issue_id)).collect();
+        let fix_attempts = self.record_fix(pr, &issues, actor).await?;
+        Ok(PrMergeReport {
+            matches: included,
             links,
             fix_attempts,
         })

@@ -16,7 +16,13 @@
 //!   (into any base): matched the same way, the links become `merged` and each matched issue
 //!   (each linked one, for a PR linked before that names none) gets a fix attempt (the verification starts at merge, or at the next deploy with
 //!   `VERIFY_WAIT_FOR_DEPLOY`).
+//!   A **release** (base `GITHUB_REF`, head `GITHUB_RELEASE_HEAD_BRANCH`, default `staging`):
+//!   the issues named in the title, body or commits of the payload, and — with an LLM — the open
+//!   In Review / In Progress issues the model says the release includes (confidence ≥ 85), get
+//!   the PR linked and a fix attempt (history actor "GitHub Webhook (Release)"); nothing closes
+//!   on merge ([`Dispatch::merge_release_pr`]).
 //!
+//! [`Dispatch::merge_release_pr`]: dispatch_core::Dispatch::merge_release_pr
 //! [`Dispatch::match_pr`]: dispatch_core::Dispatch::match_pr
 //!
 //! A delivery whose effect fails (an error answer) is forgotten again, so GitHub's redelivery
@@ -47,6 +53,7 @@ use serde_json::{Value, json};
 use std::sync::OnceLock;
 
 const ACTOR: &str = "GitHub Webhook";
+const RELEASE_ACTOR: &str = "GitHub Webhook (Release)";
 
 /// Columns from which an opened PR moves its issues to In Review.
 const BEFORE_REVIEW: [&str; 4] = [
@@ -88,6 +95,9 @@ struct Ping {
 struct PullRequestEvent {
     action: String,
     pull_request: PullRequest,
+    /// Not in GitHub's `pull_request` payload; read when a relay adds the PR's commits.
+    #[serde(default)]
+    commits: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +121,9 @@ struct PullRequest {
     base: Option<Branch>,
     #[serde(default)]
     user: Option<User>,
+    /// A count in GitHub's payload; a list of commits when a relay adds them.
+    #[serde(default)]
+    commits: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,7 +279,20 @@ async fn pull_request(s: &AppState, e: PullRequestEvent) -> ApiResult<Response> 
                 merged_at: pr.merged_at.unwrap_or_else(|| s.dispatch.clock().now()),
                 merge_sha: pr.merge_commit_sha,
             };
-            let report = s.dispatch.merge_pr(&merged, author, &actor).await?;
+            let release = s
+                .dispatch
+                .is_release_pr(merged.base_branch.as_deref(), merged.head_branch.as_deref());
+            let report = if release {
+                let commits = commit_messages(e.commits.as_ref())
+                    .into_iter()
+                    .chain(commit_messages(pr.commits.as_ref()))
+                    .collect::<Vec<_>>();
+                s.dispatch
+                    .merge_release_pr(&merged, &commits, author, &Actor::webhook(RELEASE_ACTOR))
+                    .await?
+            } else {
+                s.dispatch.merge_pr(&merged, author, &actor).await?
+            };
             let attempts: Vec<Value> = report
                 .fix_attempts
                 .iter()
@@ -284,6 +310,7 @@ async fn pull_request(s: &AppState, e: PullRequestEvent) -> ApiResult<Response> 
                 "success": true,
                 "message": "Processed",
                 "action": "merged",
+                "release": release,
                 "prNumber": merged.number,
                 "matches": matches_json(&report.matches),
                 "fixAttempts": attempts,
@@ -378,6 +405,26 @@ async fn pull_request(s: &AppState, e: PullRequestEvent) -> ApiResult<Response> 
         }))
         .into_response()),
     }
+}
+
+/// Commit messages of a `commits` list in the payload (strings, `{message}` or
+/// `{commit: {message}}` objects); anything else (GitHub's count) is none.
+fn commit_messages(v: Option<&Value>) -> Vec<String> {
+    let Some(Value::Array(list)) = v else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|c| match c {
+            Value::String(m) => Some(m.clone()),
+            Value::Object(_) => c
+                .get("message")
+                .or_else(|| c.get("commit").and_then(|x| x.get("message")))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            _ => None,
+        })
+        .take(250)
+        .collect()
 }
 
 /// Whether a completed workflow run is a successful production deploy.

@@ -8,6 +8,12 @@
 //!
 //! Each firing alert is ingested on its own (dedup by fingerprint, recurrence check, gates);
 //! one alert's failure is reported as `action: "error"` and does not stop the others.
+//!
+//! With `LOKI_GATEWAY_URL` set (off otherwise), the first firing alerts (5) get a "User Impact"
+//! section from the last hour of their error logs in Loki (`LOKI_APP_LABEL` selects the
+//! stream); a Loki that is down, slow or failing leaves the section out and never fails the
+//! webhook. The section lands in the description of a new issue (a known fingerprint keeps its
+//! issue's description).
 
 use super::{RawBody, alert_headers, hmac_matches, public_message};
 use crate::auth::bearer;
@@ -24,6 +30,28 @@ use dispatch_core::event::fingerprint_message;
 use dispatch_core::gate::Decision;
 use dispatch_core::ports::{AlertRequest, AlertSource};
 use serde_json::{Value, json};
+
+/// The parser, with Loki enrichment when `LOKI_GATEWAY_URL` is set. Read once, at the first
+/// webhook; a bad setting is logged and alerts are taken without enrichment.
+fn source() -> &'static GrafanaAlertSource {
+    use dispatch_adapters::loki_gateway::{LokiGateway, LokiGatewayConfig};
+    static SOURCE: std::sync::OnceLock<GrafanaAlertSource> = std::sync::OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let get = crate::config::env_lookup();
+        match LokiGatewayConfig::from_lookup(&get).and_then(|c| c.map(LokiGateway::new).transpose())
+        {
+            Ok(Some(g)) => {
+                tracing::info!("Grafana alerts get a User Impact section from Loki");
+                GrafanaAlertSource::with_gateway(g)
+            }
+            Ok(None) => GrafanaAlertSource::new(),
+            Err(e) => {
+                tracing::error!(error = %e, "Loki enrichment is off");
+                GrafanaAlertSource::new()
+            }
+        }
+    })
+}
 
 /// How far a signed timestamp may be from now, either way.
 const MAX_SKEW_SECS: i64 = 5 * 60;
@@ -92,7 +120,7 @@ pub async fn receive(
 ) -> ApiResult<Response> {
     authorize(&s, &headers, &body, chrono::Utc::now().timestamp())?;
     let hs = alert_headers(&headers);
-    let batch = GrafanaAlertSource::new()
+    let batch = source()
         .parse(AlertRequest {
             headers: &hs,
             body: &body,

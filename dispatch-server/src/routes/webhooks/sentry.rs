@@ -6,7 +6,11 @@
 //! second effect; when the ingest fails the id is forgotten again, so a redelivery is processed. New and regressed/escalating issues are ingested under their Sentry issue id;
 //! Sentry issues never start an agent by themselves. With `SENTRY_API_TOKEN` and
 //! `SENTRY_ORGANIZATION_SLUG` set, the issue's latest event (stack trace, request, tags, release)
-//! is added to the description; the Sentry API's failure never fails the webhook.
+//! is added to the description; the Sentry API's failure never fails the webhook. With GitHub
+//! configured as well (`GITHUB_TOKEN` and `GITHUB_REPO`, as for the runner), a "Suspected Cause"
+//! section lists the commits of `GITHUB_REF` in the 48 h before the issue's first event that
+//! changed stack-trace files, and the deployments of that window (within
+//! `GITHUB_CORRELATION_TIMEOUT_MS`; a failure leaves the section out).
 
 use super::{
     RawBody, alert_headers, delivery_id, duplicate_delivery, first_delivery, hmac_matches,
@@ -37,7 +41,7 @@ fn source() -> &'static SentryAlertSource {
         {
             Ok(Some(s)) => {
                 tracing::info!("Sentry issues are enriched through the Sentry API");
-                s
+                with_suspects(s, &get)
             }
             Ok(None) => SentryAlertSource::new(),
             Err(e) => {
@@ -46,6 +50,39 @@ fn source() -> &'static SentryAlertSource {
             }
         }
     })
+}
+
+/// Adds the GitHub suspect-commit correlation when GitHub is configured (a bad setting is
+/// logged and the correlation is off).
+#[cfg(feature = "github")]
+fn with_suspects(
+    source: SentryAlertSource,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> SentryAlertSource {
+    use dispatch_adapters::github::{GithubConfig, GithubSuspectFinder};
+    let finder = GithubConfig::from_lookup(get).and_then(|cfg| {
+        cfg.map(|cfg| GithubSuspectFinder::new(&cfg, GithubSuspectFinder::policy_from_lookup(get)?))
+            .transpose()
+    });
+    match finder {
+        Ok(Some(f)) => {
+            tracing::info!("Sentry issues get suspect commits from GitHub");
+            source.with_suspects(std::sync::Arc::new(f))
+        }
+        Ok(None) => source,
+        Err(e) => {
+            tracing::error!(error = %e, "GitHub suspect-commit correlation is off");
+            source
+        }
+    }
+}
+
+#[cfg(not(feature = "github"))]
+fn with_suspects(
+    source: SentryAlertSource,
+    _get: &dyn Fn(&str) -> Option<String>,
+) -> SentryAlertSource {
+    source
 }
 
 pub async fn health() -> Json<Value> {
