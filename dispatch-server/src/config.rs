@@ -65,6 +65,8 @@ pub struct ServerConfig {
     /// `ANTHROPIC_API_KEY` (+ `ANTHROPIC_BASE_URL`, `ORCHESTRATOR_MODEL`): Claude as the engine's
     /// LLM, which confirms PR ↔ issue matches found by similarity. `None` without a key.
     pub llm: Option<ClaudeConfig>,
+    /// Loki gateway for the "User Impact" section of new Grafana alerts (`LOKI_GATEWAY_URL`).
+    pub loki_gateway: Option<dispatch_adapters::loki_gateway::LokiGatewayConfig>,
     /// Which database.
     pub store: StoreUrl,
     pub engine: EngineConfig,
@@ -161,6 +163,7 @@ impl ServerConfig {
         let store = StoreUrl::from_lookup(get)?;
         let engine = EngineConfig::from_lookup(get)?;
         let llm = ClaudeConfig::from_lookup(get)?;
+        let loki_gateway = dispatch_adapters::loki_gateway::LokiGatewayConfig::from_lookup(get)?;
         let secrets_path = nonempty(get, "DISPATCH_SECRETS_FILE")
             .map(PathBuf::from)
             .unwrap_or_else(|| match &store {
@@ -252,6 +255,7 @@ impl ServerConfig {
             max_body_bytes,
             session_ttl_hours,
             llm,
+            loki_gateway,
             store,
             engine,
             secrets_path,

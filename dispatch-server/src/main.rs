@@ -242,6 +242,12 @@ async fn serve() -> dispatch_core::Result<()> {
             std::time::Duration::from_secs(300),
         )),
         metrics: Arc::new(metrics::Metrics::default()),
+        grafana: Arc::new(match cfg.loki_gateway.clone() {
+            Some(g) => dispatch_adapters::loki::GrafanaAlertSource::with_gateway(
+                dispatch_adapters::loki_gateway::LokiGateway::new(g)?,
+            ),
+            None => dispatch_adapters::loki::GrafanaAlertSource::new(),
+        }),
         shutdown: cancel.clone(),
     };
     let app = app::build(state);

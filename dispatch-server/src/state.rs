@@ -12,6 +12,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub login_limiter: Arc<LoginLimiter>,
     pub metrics: Arc<Metrics>,
+    /// The Grafana payload parser, with Loki enrichment when configured.
+    pub grafana: Arc<dispatch_adapters::loki::GrafanaAlertSource>,
     /// Cancelled when the server shuts down; long-lived responses (SSE) end when it fires.
     pub shutdown: CancellationToken,
 }

@@ -98,17 +98,22 @@ async fn starts_with_no_configuration_and_keeps_generated_secrets() {
 
 #[tokio::test]
 async fn a_bad_variable_stops_start_up_with_its_name() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dispatch"))
-        .arg("serve")
-        .env_clear()
-        .env("MAX_CONCURRENT_SPAWNS_ERROR", "lots")
-        .env("PORT", "0")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("MAX_CONCURRENT_SPAWNS_ERROR"), "{err}");
+    for (var, value) in [
+        ("MAX_CONCURRENT_SPAWNS_ERROR", "lots"),
+        ("LOKI_GATEWAY_URL", "loki.internal:3100"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dispatch"))
+            .arg("serve")
+            .env_clear()
+            .env(var, value)
+            .env("PORT", "0")
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{var}={value} must stop start-up");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(var), "{err}");
+    }
 }
 
 #[tokio::test]

@@ -23,35 +23,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use dispatch_adapters::loki::GrafanaAlertSource;
 use dispatch_core::customer::constant_time_eq;
 use dispatch_core::engine::IngestReport;
 use dispatch_core::event::fingerprint_message;
 use dispatch_core::gate::Decision;
 use dispatch_core::ports::{AlertRequest, AlertSource};
 use serde_json::{Value, json};
-
-/// The parser, with Loki enrichment when `LOKI_GATEWAY_URL` is set. Read once, at the first
-/// webhook; a bad setting is logged and alerts are taken without enrichment.
-fn source() -> &'static GrafanaAlertSource {
-    use dispatch_adapters::loki_gateway::{LokiGateway, LokiGatewayConfig};
-    static SOURCE: std::sync::OnceLock<GrafanaAlertSource> = std::sync::OnceLock::new();
-    SOURCE.get_or_init(|| {
-        let get = crate::config::env_lookup();
-        match LokiGatewayConfig::from_lookup(&get).and_then(|c| c.map(LokiGateway::new).transpose())
-        {
-            Ok(Some(g)) => {
-                tracing::info!("Grafana alerts get a User Impact section from Loki");
-                GrafanaAlertSource::with_gateway(g)
-            }
-            Ok(None) => GrafanaAlertSource::new(),
-            Err(e) => {
-                tracing::error!(error = %e, "Loki enrichment is off");
-                GrafanaAlertSource::new()
-            }
-        }
-    })
-}
 
 /// How far a signed timestamp may be from now, either way.
 const MAX_SKEW_SECS: i64 = 5 * 60;
@@ -120,7 +97,8 @@ pub async fn receive(
 ) -> ApiResult<Response> {
     authorize(&s, &headers, &body, chrono::Utc::now().timestamp())?;
     let hs = alert_headers(&headers);
-    let batch = source()
+    let batch = s
+        .grafana
         .parse(AlertRequest {
             headers: &hs,
             body: &body,
