@@ -6,11 +6,17 @@
 //! `X-Webhook-Signature: sha256=<hex HMAC-SHA256(exact body bytes, secret)>`, with a per-request
 //! timeout, and retries connection errors, timeouts, 429 and 5xx with exponential backoff a few
 //! times; other 4xx answers are final. What cannot be delivered is logged, never raised.
+//!
+//! Webhook URLs are set by API users, so by default the sender refuses to connect to anything
+//! that is not a public address (loopback, private, link-local such as cloud metadata services,
+//! unique-local, CGNAT, multicast, ...), checked on the resolved addresses so that a public name
+//! pointing inside is refused too. `allow_private` lifts that for receivers on an internal network.
 
 use dispatch_core::ports::{OutboundWebhook, WebhookSender};
 use dispatch_core::{Error, Result};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
@@ -28,6 +34,8 @@ pub struct WebhookSenderConfig {
     pub queue: usize,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// Deliver to loopback, private and link-local addresses too (`AGENT_WEBHOOK_ALLOW_PRIVATE`).
+    pub allow_private: bool,
 }
 
 impl Default for WebhookSenderConfig {
@@ -38,8 +46,80 @@ impl Default for WebhookSenderConfig {
             backoff: Duration::from_secs(2),
             queue: 1024,
             concurrency: 8,
+            allow_private: false,
         }
     }
+}
+
+/// Whether `ip` is an address on the public internet (not loopback, private, link-local,
+/// unique-local, shared CGNAT space, documentation, benchmarking, multicast or unspecified).
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (18..20).contains(&b))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_ip(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
+    }
+}
+
+/// Resolves names like the system does, then keeps only public addresses.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<SocketAddr> =
+                all.into_iter().filter(|a| is_public_ip(a.ip())).collect();
+            if public.is_empty() {
+                return Err(format!(
+                    "{host} resolves to no public address (set AGENT_WEBHOOK_ALLOW_PRIVATE=true for internal receivers)"
+                )
+                .into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// Why a URL is known to point inside without resolving anything: its host is a non-public IP
+/// literal or a `localhost` name (other names are checked when resolved, at delivery).
+pub fn refuse_private_literal(url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url.trim()).ok()?;
+    let host = parsed.host_str()?;
+    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
+        return Some(format!("{host} is a loopback name"));
+    }
+    let ip: IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    (!is_public_ip(ip)).then(|| format!("{ip} is not a public address"))
 }
 
 /// `sha256=` + hex HMAC-SHA256 of `body` under `secret`.
@@ -66,7 +146,11 @@ impl HttpWebhookSender {
         if rustls::crypto::CryptoProvider::get_default().is_none() {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if !config.allow_private {
+            builder = builder.dns_resolver(Arc::new(PublicOnly));
+        }
+        let http = builder
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
@@ -119,6 +203,10 @@ async fn deliver(http: &reqwest::Client, config: &WebhookSenderConfig, hook: Out
             return;
         }
     };
+    if let Some(why) = refuse_private_literal(&hook.url).filter(|_| !config.allow_private) {
+        tracing::warn!(url = %redact(&hook.url), event = %hook.event, why, "outbound webhook refused (AGENT_WEBHOOK_ALLOW_PRIVATE=true allows it)");
+        return;
+    }
     let sig = signature(&body, &hook.secret);
     let ts = hook.timestamp.to_rfc3339();
     let attempts = config.attempts.max(1);
@@ -160,6 +248,44 @@ async fn deliver(http: &reqwest::Client, config: &WebhookSenderConfig, hook: Out
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_public_addresses_pass() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "::1",
+            "fc00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "2001:db8::1",
+        ] {
+            assert!(!is_public_ip(ip.parse().expect(ip)), "{ip}");
+        }
+        for ip in ["1.1.1.1", "140.82.112.3", "2606:4700:4700::1111"] {
+            assert!(is_public_ip(ip.parse().expect(ip)), "{ip}");
+        }
+        assert!(refuse_private_literal("http://127.0.0.1:8080/hook").is_some());
+        assert!(refuse_private_literal("http://[::1]/hook").is_some());
+        assert!(refuse_private_literal("https://hooks.example.com/x").is_none());
+        assert!(refuse_private_literal("https://1.1.1.1/x").is_none());
+    }
+
+    #[tokio::test]
+    async fn names_that_resolve_inside_are_refused() {
+        use reqwest::dns::Resolve as _;
+        let name: reqwest::dns::Name = "localhost".parse().expect("name");
+        let Err(e) = PublicOnly.resolve(name).await else {
+            panic!("localhost must not resolve to a usable address");
+        };
+        assert!(e.to_string().contains("no public address"), "{e}");
+    }
 
     #[test]
     fn signature_is_github_style_hmac() {

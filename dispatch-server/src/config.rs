@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub github_webhook_secret: Option<Secret>,
     /// `METRICS_PUBLIC` (false): serve `/metrics` without the API key.
     pub metrics_public: bool,
+    /// `AGENT_WEBHOOK_ALLOW_PRIVATE` (false): agents' webhook URLs may point at loopback, private
+    /// or link-local addresses (receivers on an internal network).
+    pub agent_webhook_allow_private: bool,
     /// `MAX_BODY_BYTES` (1 MiB).
     pub max_body_bytes: usize,
     /// `SECURE_COOKIES`: mark the session cookie Secure (default: when `app_url` is https).
@@ -251,6 +254,7 @@ impl ServerConfig {
             sentry_client_secret: secret(get, "SENTRY_CLIENT_SECRET", 8)?,
             github_webhook_secret: secret(get, "GITHUB_WEBHOOK_SECRET", 8)?,
             metrics_public: flag(get, "METRICS_PUBLIC", false)?,
+            agent_webhook_allow_private: flag(get, "AGENT_WEBHOOK_ALLOW_PRIVATE", false)?,
             workers: flag(get, "DISPATCH_WORKERS", true)?,
             max_body_bytes,
             session_ttl_hours,

@@ -200,7 +200,10 @@ async fn serve() -> dispatch_core::Result<()> {
     let get = config::env_lookup();
     let (runner, runner_line) = runner::select(&get)?;
     let webhooks = dispatch_adapters::webhook::HttpWebhookSender::start(
-        dispatch_adapters::webhook::WebhookSenderConfig::default(),
+        dispatch_adapters::webhook::WebhookSenderConfig {
+            allow_private: cfg.agent_webhook_allow_private,
+            ..Default::default()
+        },
     )?;
     let mut builder = Dispatch::builder(opened.store, runner)
         .bus(opened.bus)

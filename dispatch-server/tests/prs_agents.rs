@@ -101,6 +101,8 @@ fn delivery() -> String {
 
 fn server(pg: Option<&str>) -> Server {
     let mut b = Server::builder()
+        // The test's webhook receivers listen on loopback.
+        .env("AGENT_WEBHOOK_ALLOW_PRIVATE", "true")
         .env("DISPATCH_WORKERS", "false")
         .env("GITHUB_WEBHOOK_SECRET", GH_SECRET);
     if let Some(url) = pg {
@@ -755,4 +757,64 @@ async fn external_runs_sqlite() {
 async fn external_runs_postgres() {
     let db = support::PgDatabase::create();
     external_runs(&server(Some(db.url()))).await;
+}
+
+// ------------------------------------------------------------------ receivers inside the network
+
+#[tokio::test]
+async fn webhook_urls_pointing_inside_are_refused_unless_allowed() {
+    let s = Server::builder().env("DISPATCH_WORKERS", "false").start();
+    let (st, v) = call(
+        &s,
+        Method::POST,
+        "/api/agents",
+        Some(json!({"name": "metadata", "webhookUrl": "http://169.254.169.254/latest/meta-data"})),
+    )
+    .await;
+    bad_field(st, &v, "webhookUrl");
+    let (st, _) = call(
+        &s,
+        Method::POST,
+        "/api/agents",
+        Some(json!({"name": "builder"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://localhost:8080/hook",
+        "http://[::1]/hook",
+        "http://10.0.0.7/hook",
+    ] {
+        let (st, v) = call(
+            &s,
+            Method::POST,
+            "/api/agents/webhook",
+            Some(json!({"agentName": "builder", "webhookUrl": url})),
+        )
+        .await;
+        bad_field(st, &v, "webhookUrl");
+    }
+    let (st, v) = call(
+        &s,
+        Method::POST,
+        "/api/agents/webhook",
+        Some(json!({"agentName": "builder", "webhookUrl": "https://hooks.example.com/dispatch"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+
+    // With the flag, an internal receiver is accepted.
+    let open = Server::builder()
+        .env("DISPATCH_WORKERS", "false")
+        .env("AGENT_WEBHOOK_ALLOW_PRIVATE", "true")
+        .start();
+    let (st, v) = call(
+        &open,
+        Method::POST,
+        "/api/agents",
+        Some(json!({"name": "internal", "webhookUrl": "http://10.0.0.7/hook"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
 }

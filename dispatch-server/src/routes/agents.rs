@@ -73,6 +73,9 @@ async fn create(
     _a: Authenticated,
     ApiJson(b): ApiJson<CreateAgent>,
 ) -> ApiResult<Response> {
+    if let Some(u) = b.webhook_url.as_deref().filter(|u| !u.trim().is_empty()) {
+        check_receiver(&s, u)?;
+    }
     let agent = s
         .dispatch
         .create_agent(NewAgent {
@@ -97,6 +100,23 @@ struct SetWebhook {
     webhook_url: String,
 }
 
+/// A webhook URL naming a loopback, private or link-local address is refused up front unless
+/// `AGENT_WEBHOOK_ALLOW_PRIVATE` is set (names are checked again when resolved, at delivery).
+fn check_receiver(s: &AppState, url: &str) -> ApiResult<()> {
+    if s.config.agent_webhook_allow_private {
+        return Ok(());
+    }
+    if let Some(why) = dispatch_adapters::webhook::refuse_private_literal(url) {
+        return Err(ApiError::bad_request(
+            "webhookUrl",
+            format!(
+                "webhookUrl points inside ({why}); set AGENT_WEBHOOK_ALLOW_PRIVATE=true to allow receivers on an internal network"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn agent_name(field: &str, name: &str) -> ApiResult<String> {
     let n = name.trim();
     if n.is_empty() {
@@ -112,6 +132,7 @@ async fn set_webhook(
     ApiJson(b): ApiJson<SetWebhook>,
 ) -> ApiResult<Json<Value>> {
     let name = agent_name("agentName", &b.agent_name)?;
+    check_receiver(&s, &b.webhook_url)?;
     let agent = s.dispatch.set_agent_webhook(&name, &b.webhook_url).await?;
     Ok(Json(json!({
         "success": true,
