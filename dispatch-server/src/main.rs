@@ -251,6 +251,7 @@ async fn serve() -> dispatch_core::Result<()> {
             ),
             None => dispatch_adapters::loki::GrafanaAlertSource::new(),
         }),
+        sentry: Arc::new(routes::webhooks::sentry::build_source(&get)?),
         shutdown: cancel.clone(),
     };
     let app = app::build(state);

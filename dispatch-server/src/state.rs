@@ -14,6 +14,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The Grafana payload parser, with Loki enrichment when configured.
     pub grafana: Arc<dispatch_adapters::loki::GrafanaAlertSource>,
+    /// The Sentry payload parser, with API enrichment and suspect commits when configured.
+    pub sentry: Arc<dispatch_adapters::sentry::SentryAlertSource>,
     /// Cancelled when the server shuts down; long-lived responses (SSE) end when it fires.
     pub shutdown: CancellationToken,
 }

@@ -1075,3 +1075,64 @@ async fn github_unset_secret_is_503_and_health_checks_leak_nothing() {
         }
     }
 }
+
+/// Sentry stops waiting after about a second; enrichment can take longer. The delivery must still
+/// be processed to the end (issue created), and a redelivery be a duplicate, not a second issue.
+#[tokio::test]
+async fn a_sender_that_stops_waiting_does_not_cancel_the_delivery() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/api/0/organizations/example-org/issues/1170820242/events/",
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(SENTRY_EVENTS, "application/json")
+                .set_delay(std::time::Duration::from_millis(1500)),
+        )
+        .mount(&api)
+        .await;
+    let s = Server::builder()
+        .env("DISPATCH_WORKERS", "false")
+        .env("SENTRY_CLIENT_SECRET", SENTRY_SECRET)
+        .env("SENTRY_API_TOKEN", "sntrys_test_token")
+        .env("SENTRY_ORGANIZATION_SLUG", "example-org")
+        .env("SENTRY_API_URL", &api.uri())
+        .start();
+    let headers = fixture_headers(SENTRY_HEADERS, "issue-created.json");
+    let _ = support::http(); // installs the rustls crypto provider
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let mut req = impatient
+        .post(s.url("/api/sentry/webhook"))
+        .body(SENTRY_CREATED.to_vec());
+    for (k, v) in &headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    assert!(
+        req.send().await.is_err(),
+        "the sender gave up before the answer"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let issues = loop {
+        let (_, issues) = get(&s, "/api/issues").await;
+        if issues.as_array().is_some_and(|a| !a.is_empty()) || std::time::Instant::now() > deadline
+        {
+            break issues;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let list = issues.as_array().unwrap();
+    assert_eq!(list.len(), 1, "processed to the end: {issues}");
+    let d = list[0]["description"].as_str().unwrap_or_default();
+    assert!(d.contains("## Stack Trace"), "with its enrichment: {d}");
+    // The redelivery (same Request-ID) is a duplicate: no second issue.
+    let (st, body) = post_raw(&s, "/api/sentry/webhook", &headers, SENTRY_CREATED).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (_, issues) = get(&s, "/api/issues").await;
+    assert_eq!(issues.as_array().unwrap().len(), 1, "{issues}");
+}

@@ -46,6 +46,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/issues/{id}/plan", get(get_plan).post(post_plan))
         .route("/api/issues/{id}/spawn", post(spawn))
         .route("/api/issues/{id}/spawn/cancel", post(cancel))
+        // A callback's effects run to the end even when the workflow's curl gives up waiting.
+        .layer(axum::middleware::from_fn(super::webhooks::detached))
 }
 
 #[derive(Debug, Deserialize)]

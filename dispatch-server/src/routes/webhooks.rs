@@ -9,7 +9,7 @@
 
 mod github;
 mod grafana;
-mod sentry;
+pub mod sentry;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -38,6 +38,23 @@ pub fn router() -> Router<AppState> {
             "/api/github/webhook",
             get(github::health).post(github::receive),
         )
+        .layer(axum::middleware::from_fn(detached))
+}
+
+/// Runs a webhook's (or an agent callback's) handling on its own task. A sender that stops waiting (Sentry gives up after
+/// about a second; any client may disconnect) would otherwise drop the handler mid-way — after
+/// the delivery id was recorded and before the ingest, say — and the event would be lost, or a
+/// redelivery refused as a duplicate. Detached, the handling always runs to the end; the
+/// response goes to whoever still waits for it.
+pub async fn detached(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::spawn(next.run(req)).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "webhook handler panicked");
+            ApiError::from(dispatch_core::Error::internal("webhook handling failed"))
+                .into_response()
+        }
+    }
 }
 
 /// The request body as the sender signed it. Bodies over the app's limit are a 413.

@@ -27,62 +27,43 @@ use dispatch_adapters::sentry::api::SentryApiConfig;
 use dispatch_core::Error;
 use dispatch_core::ports::{AlertRequest, AlertSource};
 use serde_json::{Value, json};
-use std::sync::OnceLock;
 
 /// The parser, with Sentry API enrichment when `SENTRY_API_TOKEN` (and
-/// `SENTRY_ORGANIZATION_SLUG`) are set. Read once, at the first webhook; a bad setting is logged
-/// and the webhook works without enrichment.
-fn source() -> &'static SentryAlertSource {
-    static SOURCE: OnceLock<SentryAlertSource> = OnceLock::new();
-    SOURCE.get_or_init(|| {
-        let get = crate::config::env_lookup();
-        match SentryApiConfig::from_lookup(&get)
-            .and_then(|c| c.map(|c| SentryAlertSource::with_api(&c)).transpose())
-        {
-            Ok(Some(s)) => {
-                tracing::info!("Sentry issues are enriched through the Sentry API");
-                with_suspects(s, &get)
-            }
-            Ok(None) => SentryAlertSource::new(),
-            Err(e) => {
-                tracing::error!(error = %e, "Sentry API enrichment is off");
-                SentryAlertSource::new()
-            }
+/// `SENTRY_ORGANIZATION_SLUG`) are set, and GitHub suspect commits when GitHub is configured too.
+/// Built at start; a bad setting stops start-up with an error naming the variable.
+pub fn build_source(
+    get: &dyn Fn(&str) -> Option<String>,
+) -> dispatch_core::Result<SentryAlertSource> {
+    match SentryApiConfig::from_lookup(get)? {
+        Some(c) => {
+            tracing::info!("Sentry issues are enriched through the Sentry API");
+            with_suspects(SentryAlertSource::with_api(&c)?, get)
         }
-    })
+        None => Ok(SentryAlertSource::new()),
+    }
 }
 
-/// Adds the GitHub suspect-commit correlation when GitHub is configured (a bad setting is
-/// logged and the correlation is off).
+/// Adds the GitHub suspect-commit correlation when GitHub is configured.
 #[cfg(feature = "github")]
 fn with_suspects(
     source: SentryAlertSource,
     get: &dyn Fn(&str) -> Option<String>,
-) -> SentryAlertSource {
+) -> dispatch_core::Result<SentryAlertSource> {
     use dispatch_adapters::github::{GithubConfig, GithubSuspectFinder};
-    let finder = GithubConfig::from_lookup(get).and_then(|cfg| {
-        cfg.map(|cfg| GithubSuspectFinder::new(&cfg, GithubSuspectFinder::policy_from_lookup(get)?))
-            .transpose()
-    });
-    match finder {
-        Ok(Some(f)) => {
-            tracing::info!("Sentry issues get suspect commits from GitHub");
-            source.with_suspects(std::sync::Arc::new(f))
-        }
-        Ok(None) => source,
-        Err(e) => {
-            tracing::error!(error = %e, "GitHub suspect-commit correlation is off");
-            source
-        }
-    }
+    let Some(cfg) = GithubConfig::from_lookup(get)? else {
+        return Ok(source);
+    };
+    let finder = GithubSuspectFinder::new(&cfg, GithubSuspectFinder::policy_from_lookup(get)?)?;
+    tracing::info!("Sentry issues get suspect commits from GitHub");
+    Ok(source.with_suspects(std::sync::Arc::new(finder)))
 }
 
 #[cfg(not(feature = "github"))]
 fn with_suspects(
     source: SentryAlertSource,
     _get: &dyn Fn(&str) -> Option<String>,
-) -> SentryAlertSource {
-    source
+) -> dispatch_core::Result<SentryAlertSource> {
+    Ok(source)
 }
 
 pub async fn health() -> Json<Value> {
@@ -108,7 +89,8 @@ pub async fn receive(
         return Err(ApiError::unauthorized("invalid Sentry-Hook-Signature"));
     }
     let hs = alert_headers(&headers);
-    let batch = source()
+    let batch = s
+        .sentry
         .parse(AlertRequest {
             headers: &hs,
             body: &body,
