@@ -283,6 +283,26 @@ async fn grafana_alerts_get_user_impact_from_loki_when_a_gateway_is_set() {
     let (_, issue) = get(&s, &format!("/api/issues/{ident}")).await;
     let d = issue["description"].as_str().unwrap();
     assert!(d.contains("## Error") && !d.contains("User Impact"), "{d}");
+
+    // Repeats of known fingerprints do not ask Loki again.
+    let queries = |reqs: &[wiremock::Request]| {
+        reqs.iter()
+            .filter(|r| r.url.path() == "/loki/api/v1/query_range")
+            .count()
+    };
+    let before = queries(&loki.received_requests().await.unwrap());
+    assert!(before > 0);
+    let (st, body) = post_raw(&s, "/api/loki/webhook", &bearer(&s.api_key), GRAFANA_FIRING).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["action"] == "deduplicated"),
+        "{body}"
+    );
+    assert_eq!(queries(&loki.received_requests().await.unwrap()), before);
 }
 
 #[tokio::test]

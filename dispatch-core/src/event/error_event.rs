@@ -69,6 +69,19 @@ impl ErrorEvent {
         }
     }
 
+    /// The key its error link is stored under, with `origin` as the link's source: the
+    /// tracker's own id when it has one (Sentry), else the fingerprint of the message.
+    pub fn dedupe_key(&self) -> String {
+        match &self.external_id {
+            Some(id) => id.clone(),
+            None => {
+                super::fingerprint_message(&self.source, &self.feature, &self.message)
+                    .1
+                    .0
+            }
+        }
+    }
+
     pub fn with_count(mut self, n: u64) -> Self {
         self.event_count = n;
         self

@@ -12,10 +12,10 @@
 //! With `LOKI_GATEWAY_URL` set (off otherwise), the first firing alerts (5) get a "User Impact"
 //! section from the last hour of their error logs in Loki (`LOKI_APP_LABEL` selects the
 //! stream); a Loki that is down, slow or failing leaves the section out and never fails the
-//! webhook. The section lands in the description of a new issue (a known fingerprint keeps its
-//! issue's description).
+//! webhook. Loki is asked only about alerts whose fingerprint has no issue yet: the section goes
+//! into a new issue's description (a known fingerprint keeps its issue's description).
 
-use super::{RawBody, alert_headers, hmac_matches, public_message};
+use super::{RawBody, hmac_matches, public_message};
 use crate::auth::bearer;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -27,7 +27,6 @@ use dispatch_core::customer::constant_time_eq;
 use dispatch_core::engine::IngestReport;
 use dispatch_core::event::fingerprint_message;
 use dispatch_core::gate::Decision;
-use dispatch_core::ports::{AlertRequest, AlertSource};
 use serde_json::{Value, json};
 
 /// How far a signed timestamp may be from now, either way.
@@ -96,14 +95,28 @@ pub async fn receive(
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     authorize(&s, &headers, &body, chrono::Utc::now().timestamp())?;
-    let hs = alert_headers(&headers);
-    let batch = s
-        .grafana
-        .parse(AlertRequest {
-            headers: &hs,
-            body: &body,
-        })
-        .await?;
+    let mut batch = dispatch_adapters::loki::parse_payload(&body)?;
+    if let Some(gateway) = s.grafana.gateway() {
+        // The section only goes into a new issue's description: ask Loki about the alerts whose
+        // fingerprint has no issue yet, not about every repeat of a known one.
+        let mut unseen = Vec::new();
+        for (i, e) in batch.events.iter().enumerate() {
+            if !matches!(
+                s.dispatch
+                    .store()
+                    .get_link(&e.origin, &e.dedupe_key())
+                    .await,
+                Ok(Some(_))
+            ) {
+                unseen.push(i);
+            }
+        }
+        let mut picked: Vec<_> = unseen.iter().map(|&i| batch.events[i].clone()).collect();
+        gateway.enrich(&mut picked).await;
+        for (i, e) in unseen.into_iter().zip(picked) {
+            batch.events[i] = e;
+        }
+    }
     if batch.events.is_empty() {
         return Ok(Json(json!({
             "success": true,
