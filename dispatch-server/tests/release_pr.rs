@@ -5,32 +5,14 @@
 
 mod support;
 
-use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sha2::Sha256;
-use support::Server;
+use support::{Server, call, hmac_hex};
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const GH_SECRET: &str = "gaps-github-secret";
 const LLM_KEY: &str = "sk-ant-test-0123456789";
-
-fn hmac_hex(key: &str, body: &[u8]) -> String {
-    let mut m = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    m.update(body);
-    hex::encode(m.finalize().into_bytes())
-}
-
-async fn call(s: &Server, m: Method, p: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut r = support::http().request(m, s.url(p)).bearer_auth(&s.api_key);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().await.unwrap();
-    let st = r.status();
-    (st, r.json().await.unwrap_or(Value::Null))
-}
 
 async fn create_issue(s: &Server, title: &str, column: Option<&str>) -> String {
     let (st, v) = call(

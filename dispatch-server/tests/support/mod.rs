@@ -269,3 +269,27 @@ fn psql_admin(root: &str, sql: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Hex HMAC-SHA256 of `body` under `key` (GitHub's and Sentry's signatures).
+pub fn hmac_hex(key: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
+    m.update(body);
+    hex::encode(m.finalize().into_bytes())
+}
+
+/// An authenticated API call; the status and the JSON body (`Null` when there is none).
+pub async fn call(
+    s: &Server,
+    m: reqwest::Method,
+    p: &str,
+    body: Option<serde_json::Value>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut r = http().request(m, s.url(p)).bearer_auth(&s.api_key);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.expect("request");
+    let st = r.status();
+    (st, r.json().await.unwrap_or(serde_json::Value::Null))
+}
