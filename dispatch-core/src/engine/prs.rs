@@ -6,7 +6,7 @@ use crate::Timestamp;
 use crate::error::{ErrorKind, Result};
 use crate::ids::{IssueId, IssueRef, PrLinkId};
 use crate::issue::{Actor, find_identifiers};
-use crate::ports::{ContentBlock, Event, LlmMessage, LlmRequest, Role};
+use crate::ports::{Event, LlmRequest};
 use crate::pr::{PrLink, PrLinkUpsert, PrStatus};
 use crate::pr_match::{self, Candidate, LLM_CONFIRMED_CONFIDENCE, MatchMethod, PrWords};
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,22 @@ pub struct PullRequestInfo {
     pub base_branch: Option<String>,
     pub author: Option<String>,
     pub merged_at: Option<Timestamp>,
+}
+
+impl PullRequestInfo {
+    /// The link-side view of a merged PR.
+    pub fn merged(pr: &crate::verify::MergedPr, author: Option<String>) -> Self {
+        PullRequestInfo {
+            number: pr.number,
+            title: pr.title.clone(),
+            body: pr.body.clone(),
+            url: pr.url.clone(),
+            head_branch: pr.head_branch.clone(),
+            base_branch: pr.base_branch.clone(),
+            author,
+            merged_at: Some(pr.merged_at),
+        }
+    }
 }
 
 /// One link written by [`Dispatch::sync_pr_links`].
@@ -179,35 +195,19 @@ impl Dispatch {
                 .into_iter()
                 .collect());
         };
-        let request = LlmRequest {
-            model: None,
-            system: Some(pr_match::CONFIRM_SYSTEM.to_string()),
-            messages: vec![LlmMessage {
-                role: Role::User,
-                content: vec![ContentBlock::Text {
-                    text: pr_match::confirm_prompt(
-                        pr.number,
-                        pr.title.as_deref(),
-                        pr.body.as_deref(),
-                        pr.head_branch.as_deref(),
-                        &ranked,
-                    ),
-                }],
-            }],
-            tools: Vec::new(),
-            max_tokens: policy.llm_max_tokens,
-            temperature: Some(0.0),
-        };
+        let request = LlmRequest::single_turn(
+            pr_match::CONFIRM_SYSTEM,
+            pr_match::confirm_prompt(
+                pr.number,
+                pr.title.as_deref(),
+                pr.body.as_deref(),
+                pr.head_branch.as_deref(),
+                &ranked,
+            ),
+            policy.llm_max_tokens,
+        );
         let answer = match llm.complete(request).await {
-            Ok(r) => r
-                .content
-                .iter()
-                .filter_map(|b| match b {
-                    ContentBlock::Text { text } => Some(text.as_str()),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
+            Ok(r) => r.text(),
             Err(e) => {
                 tracing::warn!(pr = pr.number, error = %e, "LLM confirmation of PR matches failed; no match");
                 return Ok(Vec::new());

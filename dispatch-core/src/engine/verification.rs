@@ -9,7 +9,7 @@ use crate::ids::{IssueId, IssueRef};
 use crate::issue::{
     Actor, Issue, IssueFilter, IssuePatch, NewComment, NewLabel, find_identifiers, names,
 };
-use crate::ports::{ContentBlock, ErrorLink, LlmMessage, LlmRequest, Notification, Role};
+use crate::ports::{ErrorLink, LlmRequest, Notification};
 use crate::pr::PrStatus;
 use crate::pr_match::{self, Candidate, MatchMethod};
 use crate::run::{ActivityType, NewActivity};
@@ -63,16 +63,7 @@ impl Dispatch {
         actor: &Actor,
     ) -> Result<PrMergeReport> {
         verify::validate_pr_number(pr.number)?;
-        let info = PullRequestInfo {
-            number: pr.number,
-            title: pr.title.clone(),
-            body: pr.body.clone(),
-            url: pr.url.clone(),
-            head_branch: pr.head_branch.clone(),
-            base_branch: pr.base_branch.clone(),
-            author,
-            merged_at: Some(pr.merged_at),
-        };
+        let info = PullRequestInfo::merged(pr, author);
         let (matches, links) = self.link_pr(&info, Some(PrStatus::Merged), actor).await?;
         // The issues matched now; a PR that names none and was linked before (by similarity
         // when it opened, or by a person) fixes the issues it is linked to.
@@ -113,16 +104,7 @@ impl Dispatch {
     ) -> Result<PrMergeReport> {
         verify::validate_pr_number(pr.number)?;
         let policy = &self.inner.config.release;
-        let info = PullRequestInfo {
-            number: pr.number,
-            title: pr.title.clone(),
-            body: pr.body.clone(),
-            url: pr.url.clone(),
-            head_branch: pr.head_branch.clone(),
-            base_branch: pr.base_branch.clone(),
-            author,
-            merged_at: Some(pr.merged_at),
-        };
+        let info = PullRequestInfo::merged(pr, author);
         let mut text: Vec<&str> = [pr.title.as_deref(), pr.body.as_deref()]
             .into_iter()
             .flatten()
@@ -177,36 +159,20 @@ impl Dispatch {
             candidates.truncate(policy.max_candidates.max(1));
             if !candidates.is_empty() {
                 let list: Vec<Candidate> = candidates.iter().map(|(_, c)| c.clone()).collect();
-                let request = LlmRequest {
-                    model: None,
-                    system: Some(pr_match::RELEASE_SYSTEM.to_string()),
-                    messages: vec![LlmMessage {
-                        role: Role::User,
-                        content: vec![ContentBlock::Text {
-                            text: pr_match::release_prompt(
-                                pr.number,
-                                pr.title.as_deref(),
-                                pr.body.as_deref(),
-                                commits,
-                                &list,
-                            ),
-                        }],
-                    }],
-                    tools: Vec::new(),
-                    max_tokens: policy.llm_max_tokens,
-                    temperature: Some(0.0),
-                };
+                let request = LlmRequest::single_turn(
+                    pr_match::RELEASE_SYSTEM,
+                    pr_match::release_prompt(
+                        pr.number,
+                        pr.title.as_deref(),
+                        pr.body.as_deref(),
+                        commits,
+                        &list,
+                    ),
+                    policy.llm_max_tokens,
+                );
                 match llm.complete(request).await {
                     Ok(r) => {
-                        let answer = r
-                            .content
-                            .iter()
-                            .filter_map(|b| match b {
-                                ContentBlock::Text { text } => Some(text.as_str()),
-                                _ => None,
-                            })
-                            .collect::<Vec<_>>()
-                            .join("\n");
+                        let answer = r.text();
                         for (ident, conf) in
                             pr_match::parse_release(&answer, &list, policy.min_confidence)
                         {

@@ -66,6 +66,42 @@ pub struct LlmResponse {
     pub usage: Usage,
 }
 
+impl LlmRequest {
+    /// One user message under a system prompt, no tools, deterministic (temperature 0): the
+    /// shape of every classification question the engine asks.
+    pub fn single_turn(
+        system: impl Into<String>,
+        text: impl Into<String>,
+        max_tokens: u32,
+    ) -> Self {
+        LlmRequest {
+            model: None,
+            system: Some(system.into()),
+            messages: vec![LlmMessage {
+                role: Role::User,
+                content: vec![ContentBlock::Text { text: text.into() }],
+            }],
+            tools: Vec::new(),
+            max_tokens,
+            temperature: Some(0.0),
+        }
+    }
+}
+
+impl LlmResponse {
+    /// The text blocks of the answer, joined by newlines.
+    pub fn text(&self) -> String {
+        self.content
+            .iter()
+            .filter_map(|b| match b {
+                ContentBlock::Text { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
 /// A language model (PR matching confirmation, the chat orchestrator, duplicate review).
 #[async_trait]
 pub trait Llm: Send + Sync {
