@@ -3,6 +3,8 @@
 
 #![cfg(feature = "local")]
 
+mod gitrepo;
+
 use async_trait::async_trait;
 use chrono::Utc;
 use dispatch_adapters::local::{CommandTemplate, LocalConfig, LocalRunner};
@@ -15,64 +17,13 @@ use dispatch_core::ports::{
 };
 use dispatch_core::run::{ActivityType, NewActivity, NewRun, Outcome, RunStatus, WorkflowKind};
 use dispatch_core::{Dispatch, ErrorKind, Result};
+use gitrepo::{TempDir, git, git_repo};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// A directory removed at the end of the test.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "dispatch-local-test-{tag}-{}-{}",
-            std::process::id(),
-            uuid::Uuid::now_v7().simple()
-        ));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.email=test@example.com", "-c", "user.name=Test"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A git repository with one commit, inside `tmp`.
-fn git_repo(tmp: &TempDir) -> PathBuf {
-    let repo = tmp.path().join("repo");
-    std::fs::create_dir_all(&repo).expect("repo dir");
-    git(&repo, &["init", "-q"]);
-    std::fs::write(repo.join("README.md"), "# test project\n").expect("readme");
-    git(&repo, &["add", "README.md"]);
-    git(&repo, &["commit", "-q", "-m", "initial"]);
-    repo
-}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
