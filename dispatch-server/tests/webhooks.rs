@@ -689,6 +689,16 @@ async fn sentry_bad_or_wrong_length_signatures_are_401_and_unset_secret_is_503()
     );
 }
 
+/// A server with the Sentry webhook and its API enrichment against `api` (a local fake).
+fn sentry_with_api(api: &str) -> support::ServerBuilder {
+    Server::builder()
+        .env("DISPATCH_WORKERS", "false")
+        .env("SENTRY_CLIENT_SECRET", SENTRY_SECRET)
+        .env("SENTRY_API_TOKEN", "sntrys_test_token")
+        .env("SENTRY_ORGANIZATION_SLUG", "example-org")
+        .env("SENTRY_API_URL", api)
+}
+
 #[tokio::test]
 async fn sentry_issues_are_enriched_through_the_sentry_api_when_a_token_is_set() {
     use wiremock::matchers::{header as has_header, method, path, query_param};
@@ -704,13 +714,7 @@ async fn sentry_issues_are_enriched_through_the_sentry_api_when_a_token_is_set()
         .expect(1)
         .mount(&api)
         .await;
-    let s = Server::builder()
-        .env("DISPATCH_WORKERS", "false")
-        .env("SENTRY_CLIENT_SECRET", SENTRY_SECRET)
-        .env("SENTRY_API_TOKEN", "sntrys_test_token")
-        .env("SENTRY_ORGANIZATION_SLUG", "example-org")
-        .env("SENTRY_API_URL", &api.uri())
-        .start();
+    let s = sentry_with_api(&api.uri()).start();
     let headers = fixture_headers(SENTRY_HEADERS, "issue-created.json");
     let (st, body) = post_raw(&s, "/api/sentry/webhook", &headers, SENTRY_CREATED).await;
     assert_eq!(st, StatusCode::OK, "{body}");
@@ -772,12 +776,7 @@ async fn sentry_issues_get_suspect_commits_when_github_is_configured() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
         .mount(&gh)
         .await;
-    let s = Server::builder()
-        .env("DISPATCH_WORKERS", "false")
-        .env("SENTRY_CLIENT_SECRET", SENTRY_SECRET)
-        .env("SENTRY_API_TOKEN", "sntrys_test_token")
-        .env("SENTRY_ORGANIZATION_SLUG", "example-org")
-        .env("SENTRY_API_URL", &api.uri())
+    let s = sentry_with_api(&api.uri())
         .env("GITHUB_TOKEN", "ghp_test_token")
         .env("GITHUB_REPO", "acme/web")
         .env("GITHUB_REF", "release")
@@ -1114,13 +1113,7 @@ async fn a_sender_that_stops_waiting_does_not_cancel_the_delivery() {
         )
         .mount(&api)
         .await;
-    let s = Server::builder()
-        .env("DISPATCH_WORKERS", "false")
-        .env("SENTRY_CLIENT_SECRET", SENTRY_SECRET)
-        .env("SENTRY_API_TOKEN", "sntrys_test_token")
-        .env("SENTRY_ORGANIZATION_SLUG", "example-org")
-        .env("SENTRY_API_URL", &api.uri())
-        .start();
+    let s = sentry_with_api(&api.uri()).start();
     let headers = fixture_headers(SENTRY_HEADERS, "issue-created.json");
     let _ = support::http(); // installs the rustls crypto provider
     let impatient = reqwest::Client::builder()
