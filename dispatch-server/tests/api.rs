@@ -4,45 +4,10 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::Server;
+use support::{Server, get, patch, post};
 
 fn client() -> reqwest::Client {
     support::http()
-}
-
-async fn post(s: &Server, path: &str, body: Value) -> (StatusCode, Value) {
-    let r = client()
-        .post(s.url(path))
-        .bearer_auth(&s.api_key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let st = r.status();
-    (st, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(s: &Server, path: &str) -> (StatusCode, Value) {
-    let r = client()
-        .get(s.url(path))
-        .bearer_auth(&s.api_key)
-        .send()
-        .await
-        .unwrap();
-    let st = r.status();
-    (st, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn patch(s: &Server, path: &str, body: Value) -> (StatusCode, Value) {
-    let r = client()
-        .patch(s.url(path))
-        .bearer_auth(&s.api_key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let st = r.status();
-    (st, r.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]

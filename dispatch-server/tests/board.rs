@@ -5,7 +5,7 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::Server;
+use support::{Server, get, post, put};
 
 fn client() -> reqwest::Client {
     support::http()
@@ -27,21 +27,6 @@ async fn send(
     let st = r.status();
     let h = r.headers().clone();
     (st, r.json().await.unwrap_or(Value::Null), h)
-}
-
-async fn get(s: &Server, path: &str) -> (StatusCode, Value) {
-    let (st, v, _) = send(s, reqwest::Method::GET, path, None).await;
-    (st, v)
-}
-
-async fn post(s: &Server, path: &str, body: Value) -> (StatusCode, Value) {
-    let (st, v, _) = send(s, reqwest::Method::POST, path, Some(body)).await;
-    (st, v)
-}
-
-async fn put(s: &Server, path: &str, body: Value) -> (StatusCode, Value) {
-    let (st, v, _) = send(s, reqwest::Method::PUT, path, Some(body)).await;
-    (st, v)
 }
 
 #[tokio::test(flavor = "multi_thread")]

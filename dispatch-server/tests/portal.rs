@@ -4,34 +4,10 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::Server;
+use support::{Server, call, get, post};
 
 fn client() -> reqwest::Client {
     support::http()
-}
-
-async fn call(
-    s: &Server,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = client()
-        .request(method, s.url(path))
-        .bearer_auth(&s.api_key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let st = r.status();
-    (st, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(s: &Server, path: &str) -> (StatusCode, Value) {
-    call(s, reqwest::Method::GET, path, None).await
-}
-async fn post(s: &Server, path: &str, body: Value) -> (StatusCode, Value) {
-    call(s, reqwest::Method::POST, path, Some(body)).await
 }
 
 /// A portal request: no session, no API key, only what the URL carries.

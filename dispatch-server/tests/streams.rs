@@ -8,7 +8,7 @@ use futures::stream::BoxStream;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::Server;
+use support::{Server, post};
 
 fn client() -> reqwest::Client {
     support::http()
@@ -24,18 +24,6 @@ fn stream_client() -> reqwest::Client {
 
 fn server() -> Server {
     Server::builder().env("SSE_KEEPALIVE_SECONDS", "1").start()
-}
-
-async fn post(s: &Server, path: &str, body: Value) -> (StatusCode, Value) {
-    let r = client()
-        .post(s.url(path))
-        .bearer_auth(&s.api_key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let st = r.status();
-    (st, r.json().await.unwrap_or(Value::Null))
 }
 
 #[derive(Debug, Clone, Default)]

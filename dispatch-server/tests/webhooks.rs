@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use std::time::Duration;
-use support::Server;
+use support::{Server, get};
 
 const GRAFANA_FIRING: &[u8] = include_bytes!("fixtures/grafana/alert-firing.json");
 const GRAFANA_DOCS: &[u8] = include_bytes!("fixtures/grafana/docs-example.json");
@@ -88,17 +88,6 @@ async fn post_raw(
         req = req.header(k.as_str(), v.as_str());
     }
     let r = req.send().await.unwrap();
-    let st = r.status();
-    (st, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(s: &Server, path: &str) -> (StatusCode, Value) {
-    let r = client()
-        .get(s.url(path))
-        .bearer_auth(&s.api_key)
-        .send()
-        .await
-        .unwrap();
     let st = r.status();
     (st, r.json().await.unwrap_or(Value::Null))
 }

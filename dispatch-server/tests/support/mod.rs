@@ -293,3 +293,35 @@ pub async fn call(
     let st = r.status();
     (st, r.json().await.unwrap_or(serde_json::Value::Null))
 }
+
+/// `call` with GET.
+pub async fn get(s: &Server, p: &str) -> (reqwest::StatusCode, serde_json::Value) {
+    call(s, reqwest::Method::GET, p, None).await
+}
+
+/// `call` with POST and a JSON body.
+pub async fn post(
+    s: &Server,
+    p: &str,
+    body: serde_json::Value,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    call(s, reqwest::Method::POST, p, Some(body)).await
+}
+
+/// `call` with PATCH and a JSON body.
+pub async fn patch(
+    s: &Server,
+    p: &str,
+    body: serde_json::Value,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    call(s, reqwest::Method::PATCH, p, Some(body)).await
+}
+
+/// `call` with PUT and a JSON body.
+pub async fn put(
+    s: &Server,
+    p: &str,
+    body: serde_json::Value,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    call(s, reqwest::Method::PUT, p, Some(body)).await
+}
