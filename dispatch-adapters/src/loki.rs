@@ -62,12 +62,6 @@ impl GrafanaAlertSource {
         }
     }
 
-    /// The Loki gateway alerts are enriched from, when configured.
-    #[cfg(feature = "loki-gateway")]
-    pub fn gateway(&self) -> Option<&crate::loki_gateway::LokiGateway> {
-        self.gateway.as_deref()
-    }
-
     /// Whether alerts are enriched from Loki.
     pub fn enriches(&self) -> bool {
         #[cfg(feature = "loki-gateway")]

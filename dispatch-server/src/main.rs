@@ -245,12 +245,12 @@ async fn serve() -> dispatch_core::Result<()> {
             std::time::Duration::from_secs(300),
         )),
         metrics: Arc::new(metrics::Metrics::default()),
-        grafana: Arc::new(match cfg.loki_gateway.clone() {
-            Some(g) => dispatch_adapters::loki::GrafanaAlertSource::with_gateway(
-                dispatch_adapters::loki_gateway::LokiGateway::new(g)?,
-            ),
-            None => dispatch_adapters::loki::GrafanaAlertSource::new(),
-        }),
+        loki_gateway: cfg
+            .loki_gateway
+            .clone()
+            .map(dispatch_adapters::loki_gateway::LokiGateway::new)
+            .transpose()?
+            .map(Arc::new),
         sentry: Arc::new(routes::webhooks::sentry::build_source(&get)?),
         shutdown: cancel.clone(),
     };

@@ -12,8 +12,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub login_limiter: Arc<LoginLimiter>,
     pub metrics: Arc<Metrics>,
-    /// The Grafana payload parser, with Loki enrichment when configured.
-    pub grafana: Arc<dispatch_adapters::loki::GrafanaAlertSource>,
+    /// The Loki gateway new Grafana alerts get a "User Impact" section from, when configured.
+    pub loki_gateway: Option<Arc<dispatch_adapters::loki_gateway::LokiGateway>>,
     /// The Sentry payload parser, with API enrichment and suspect commits when configured.
     pub sentry: Arc<dispatch_adapters::sentry::SentryAlertSource>,
     /// Cancelled when the server shuts down; long-lived responses (SSE) end when it fires.

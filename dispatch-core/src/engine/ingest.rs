@@ -49,8 +49,7 @@ impl Dispatch {
         event.validate()?;
         let now = self.now();
         let (normalized, fp) = fingerprint_message(&event.source, &event.feature, &event.message);
-        // `ErrorEvent::dedupe_key`, without fingerprinting twice.
-        let key = event.external_id.clone().unwrap_or_else(|| fp.0.clone());
+        let key = event.dedupe_key_with(&fp);
         let origin_name = match event.origin.as_str() {
             "loki" => "Loki".to_string(),
             "sentry" => "Sentry".to_string(),

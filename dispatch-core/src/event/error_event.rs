@@ -82,6 +82,13 @@ impl ErrorEvent {
         }
     }
 
+    /// [`Self::dedupe_key`] when the fingerprint is already computed.
+    pub fn dedupe_key_with(&self, fingerprint: &super::Fingerprint) -> String {
+        self.external_id
+            .clone()
+            .unwrap_or_else(|| fingerprint.0.clone())
+    }
+
     pub fn with_count(mut self, n: u64) -> Self {
         self.event_count = n;
         self

@@ -96,7 +96,7 @@ pub async fn receive(
 ) -> ApiResult<Response> {
     authorize(&s, &headers, &body, chrono::Utc::now().timestamp())?;
     let mut batch = dispatch_adapters::loki::parse_payload(&body)?;
-    if let Some(gateway) = s.grafana.gateway() {
+    if let Some(gateway) = &s.loki_gateway {
         // The section only goes into a new issue's description: ask Loki about the alerts whose
         // fingerprint has no issue yet, not about every repeat of a known one.
         let mut unseen = Vec::new();
