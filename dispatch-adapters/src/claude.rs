@@ -234,13 +234,6 @@ impl std::fmt::Debug for ClaudeLlm {
     }
 }
 
-fn ensure_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Losing the race to another installer is fine: a provider is installed either way.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}
-
 impl ClaudeLlm {
     pub fn new(cfg: ClaudeConfig) -> Result<Self> {
         let base = check_base_url("ANTHROPIC_BASE_URL", &cfg.base_url)?;
@@ -266,7 +259,7 @@ impl ClaudeLlm {
             HeaderValue::from_str(&cfg.user_agent)
                 .unwrap_or_else(|_| HeaderValue::from_static("dispatch")),
         );
-        ensure_crypto_provider();
+        crate::tls::ensure_crypto_provider();
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(cfg.request_timeout)

@@ -37,3 +37,12 @@ pub mod sentry;
 
 #[cfg(feature = "webhook")]
 pub mod webhook;
+
+#[cfg(any(
+    feature = "github",
+    feature = "claude",
+    feature = "loki-gateway",
+    feature = "sentry-api",
+    feature = "webhook"
+))]
+mod tls;

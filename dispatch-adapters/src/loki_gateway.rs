@@ -315,13 +315,6 @@ impl UserImpact {
     }
 }
 
-fn ensure_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Losing the race to another installer is fine: a provider is installed either way.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}
-
 /// The Loki HTTP API client.
 pub struct LokiGateway {
     http: reqwest::Client,
@@ -370,7 +363,7 @@ impl LokiGateway {
             v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
         }
-        ensure_crypto_provider();
+        crate::tls::ensure_crypto_provider();
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .connect_timeout(cfg.check_timeout)

@@ -891,13 +891,6 @@ pub mod api {
         }
     }
 
-    fn ensure_crypto_provider() {
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            // Losing the race to another installer is fine: a provider is installed either way.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-    }
-
     impl SentryApi {
         fn new(cfg: &SentryApiConfig) -> Result<Self> {
             let base = Url::parse(cfg.api_url.trim_end_matches('/'))
@@ -924,7 +917,7 @@ pub mod api {
             headers.insert(AUTHORIZATION, auth);
             headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
             headers.insert(USER_AGENT, HeaderValue::from_static("dispatch"));
-            ensure_crypto_provider();
+            crate::tls::ensure_crypto_provider();
             let http = reqwest::Client::builder()
                 .default_headers(headers)
                 .timeout(cfg.timeout)

@@ -143,9 +143,7 @@ pub struct HttpWebhookSender {
 impl HttpWebhookSender {
     /// Starts the worker on the current tokio runtime. It ends when every sender is dropped.
     pub fn start(config: WebhookSenderConfig) -> Result<Self> {
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
+        crate::tls::ensure_crypto_provider();
         let mut builder = reqwest::Client::builder();
         if !config.allow_private {
             builder = builder.dns_resolver(Arc::new(PublicOnly));

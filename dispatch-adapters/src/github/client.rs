@@ -146,15 +146,6 @@ impl std::fmt::Debug for GithubClient {
     }
 }
 
-/// reqwest is built with `rustls-no-provider` and rustls with `ring` (no aws-lc-rs C build);
-/// rustls needs a process-wide provider before the first client is built.
-fn ensure_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Losing the race to another installer is fine: a provider is installed either way.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}
-
 impl GithubClient {
     pub fn new(cfg: &GithubConfig) -> Result<Self> {
         let base = Url::parse(cfg.api_url.trim_end_matches('/'))
@@ -189,7 +180,7 @@ impl GithubClient {
             HeaderValue::from_str(&cfg.user_agent)
                 .unwrap_or_else(|_| HeaderValue::from_static("dispatch")),
         );
-        ensure_crypto_provider();
+        crate::tls::ensure_crypto_provider();
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(cfg.request_timeout)
