@@ -57,7 +57,7 @@ impl PostgresStore {
             .acquire_timeout(StdDuration::from_secs(30))
             .connect(url)
             .await
-            .map_err(|e| Error::unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+            .map_err(connect_error)?;
         Self::from_pool(pool).await
     }
 
@@ -223,6 +223,22 @@ impl PostgresStore {
             })
             .collect()
     }
+}
+
+/// A failed connection: `Unavailable`, with sqlx's error (TLS handshake, refused, auth) as the
+/// source and what went wrong named in the message.
+fn connect_error(e: sqlx::Error) -> Error {
+    const TLS: &str = "TLS failed (check sslmode and sslrootcert)";
+    let what = match &e {
+        sqlx::Error::Tls(_) => TLS,
+        sqlx::Error::Configuration(_) => "the URL is not valid",
+        // rustls reports a refused certificate as an I/O error of kind InvalidData that wraps it;
+        // the OS reports refused or unreachable addresses with an errno.
+        sqlx::Error::Io(io) if io.raw_os_error().is_none() && io.get_ref().is_some() => TLS,
+        sqlx::Error::Io(_) => "the server is not reachable",
+        _ => "the server refused the connection",
+    };
+    Error::unavailable(format!("cannot connect to PostgreSQL: {what}")).with_source(e)
 }
 
 async fn enable_extension(pool: &PgPool, name: &'static str) -> bool {
@@ -431,7 +447,7 @@ impl PostgresEventBus {
             .max_connections(4)
             .connect(url)
             .await
-            .map_err(|e| Error::unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+            .map_err(connect_error)?;
         Self::from_pool(pool).await
     }
 

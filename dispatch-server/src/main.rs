@@ -135,6 +135,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dispatch: {e}");
+            // The cause (a TLS handshake failure, a refused connection, …) line by line.
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
             ExitCode::from(2)
         }
     }
