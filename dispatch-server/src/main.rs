@@ -6,6 +6,7 @@ mod config;
 mod dto;
 mod error;
 mod extract;
+mod health_cmd;
 mod metrics;
 mod openapi;
 mod routes;
@@ -61,6 +62,12 @@ enum Command {
     Workflows {
         #[command(subcommand)]
         command: WorkflowsCommand,
+    },
+    /// Ask a running server's /api/health; exit 0 when it answers 200 (container health checks).
+    Health {
+        /// The health URL. Default: http://127.0.0.1:$PORT/api/health.
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Render Claude Code stream-json (stdin) as readable terminal lines (stdout), as the local
     /// runner and the live terminal show them.
@@ -124,6 +131,7 @@ fn main() -> ExitCode {
             Command::Serve => serve().await,
             Command::Migrate => migrate().await,
             Command::AgentFilter { summary_json } => agent_filter(summary_json),
+            Command::Health { url } => health(url).await,
             Command::Workflows {
                 command: WorkflowsCommand::Install { repo, kinds, force },
             } => workflows_install::install(&repo, &kinds, force)
@@ -149,6 +157,22 @@ fn main() -> ExitCode {
 fn load_config() -> dispatch_core::Result<ServerConfig> {
     let get = config::env_lookup();
     ServerConfig::from_lookup(&get)
+}
+
+async fn health(url: Option<String>) -> dispatch_core::Result<()> {
+    let url = match url {
+        Some(u) => u,
+        None => format!("http://127.0.0.1:{}/api/health", load_config()?.port),
+    };
+    match health_cmd::check(&url, std::time::Duration::from_secs(4)).await? {
+        200 => {
+            println!("healthy: {url}");
+            Ok(())
+        }
+        code => Err(dispatch_core::Error::unavailable(format!(
+            "{url} answered {code}"
+        ))),
+    }
 }
 
 fn agent_filter(summary_json: Option<std::path::PathBuf>) -> dispatch_core::Result<()> {
