@@ -62,6 +62,37 @@ impl Default for EngineConfig {
     }
 }
 
+#[derive(Clone, Copy)]
+enum Unit {
+    Seconds,
+    Minutes,
+    Hours,
+    Days,
+}
+
+impl Unit {
+    fn seconds(self) -> f64 {
+        match self {
+            Unit::Seconds => 1.0,
+            Unit::Minutes => 60.0,
+            Unit::Hours => 3600.0,
+            Unit::Days => 86_400.0,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Unit::Seconds => "seconds",
+            Unit::Minutes => "minutes",
+            Unit::Hours => "hours",
+            Unit::Days => "days",
+        }
+    }
+    /// `d` in this unit, for messages.
+    fn of(self, d: Duration) -> f64 {
+        d.num_seconds() as f64 / self.seconds()
+    }
+}
+
 struct Vars<'a> {
     get: &'a dyn Fn(&str) -> Option<String>,
 }
@@ -98,6 +129,40 @@ impl Vars<'_> {
             ));
         }
         Ok(v)
+    }
+    /// A duration given in `unit` (seconds per unit; fractions allowed), at least `min` and at
+    /// most ten years: a negative, unbounded or absurd value is refused with an error naming the
+    /// variable instead of overflowing a timestamp later.
+    fn duration(
+        &self,
+        names: &[&str],
+        default: Duration,
+        unit: Unit,
+        min: Duration,
+    ) -> Result<Duration> {
+        let Some((name, raw)) = self.first(names) else {
+            return Ok(default);
+        };
+        let max = Duration::days(3650);
+        let secs = raw
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .map(|n| n * unit.seconds());
+        match secs {
+            Some(secs) if secs >= min.num_seconds() as f64 && secs <= max.num_seconds() as f64 => {
+                Ok(Duration::milliseconds((secs * 1000.0).round() as i64))
+            }
+            _ => Err(Error::invalid(
+                name.clone(),
+                format!(
+                    "{name}={raw:?} must be a number of {} from {} to {} (ten years)",
+                    unit.name(),
+                    unit.of(min),
+                    unit.of(max),
+                ),
+            )),
+        }
     }
     fn flag(&self, names: &[&str], default: bool) -> Result<bool> {
         match self.first(names) {
@@ -153,19 +218,22 @@ impl EngineConfig {
         let budget_error = v.num(&["DAILY_SPAWN_BUDGET_ERROR"], dp.daily_budget_error)?;
         let policy = SpawnPolicy {
             kill_switch,
-            cooldown: Duration::minutes(
-                (v.float(&["SPAWN_COOLDOWN_HOURS"], dp.cooldown.num_hours() as f64)? * 60.0) as i64,
-            ),
+            cooldown: v.duration(
+                &["SPAWN_COOLDOWN_HOURS"],
+                dp.cooldown,
+                Unit::Hours,
+                Duration::zero(),
+            )?,
             min_event_count: v.num(
                 &["MIN_EVENT_COUNT_TO_SPAWN", "RUNTIME_EVENT_THRESHOLD"],
                 dp.min_event_count,
             )?,
-            spawn_delay: Duration::seconds(
-                (v.float(
-                    &["SPAWN_DELAY_MINUTES", "RUNTIME_SPAWN_DELAY_MINUTES"],
-                    dp.spawn_delay.num_minutes() as f64,
-                )? * 60.0) as i64,
-            ),
+            spawn_delay: v.duration(
+                &["SPAWN_DELAY_MINUTES", "RUNTIME_SPAWN_DELAY_MINUTES"],
+                dp.spawn_delay,
+                Unit::Minutes,
+                Duration::zero(),
+            )?,
             immediate_sources,
             max_concurrent_error: max_error,
             max_concurrent_prd: v.num(&["MAX_CONCURRENT_SPAWNS_PRD"], dp.max_concurrent_prd)?,
@@ -176,32 +244,35 @@ impl EngineConfig {
             daily_cost_limit_usd: v.float(&["DAILY_COST_LIMIT_USD"], dp.daily_cost_limit_usd)?,
             concurrency_retry: dp.concurrency_retry,
         };
-        let window_hours = v.float(&["VERIFICATION_WINDOW_HOURS"], 48.0)?;
-        if window_hours <= 0.0 {
-            return Err(Error::invalid(
-                "VERIFICATION_WINDOW_HOURS",
-                "VERIFICATION_WINDOW_HOURS must be greater than 0",
-            ));
-        }
         let verify = VerifyPolicy {
-            window: Duration::minutes((window_hours * 60.0) as i64),
+            window: v.duration(
+                &["VERIFICATION_WINDOW_HOURS"],
+                Duration::hours(48),
+                Unit::Hours,
+                Duration::minutes(1),
+            )?,
             wait_for_deploy: v.flag(&["VERIFY_WAIT_FOR_DEPLOY"], false)?,
         };
-        let stale_minutes: i64 = v.num(&["STALE_RUN_MINUTES"], 45)?;
-        if stale_minutes == 0 {
-            return Err(Error::invalid(
-                "STALE_RUN_MINUTES",
-                "STALE_RUN_MINUTES must be at least 1",
-            ));
-        }
-        let retention_days: i64 = v.num(&["RETENTION_DAYS"], 0)?;
+        let stale_after = v.duration(
+            &["STALE_RUN_MINUTES"],
+            d.stale_after,
+            Unit::Minutes,
+            Duration::minutes(1),
+        )?;
+        // 0 (the default) keeps everything.
+        let retention = v.duration(
+            &["RETENTION_DAYS"],
+            Duration::zero(),
+            Unit::Days,
+            Duration::zero(),
+        )?;
         let max_attempts: u32 = v.num(&["DISPATCH_MAX_ATTEMPTS"], d.max_dispatch_attempts)?;
         Ok(EngineConfig {
             workspace_name,
             issue_prefix,
             policy,
             verify,
-            stale_after: Duration::minutes(stale_minutes),
+            stale_after,
             auto_spawn_origins: match v.raw("AUTO_SPAWN_ORIGINS") {
                 Some(s) => s
                     .split(',')
@@ -212,9 +283,14 @@ impl EngineConfig {
             },
             respawn_on_fix_failure: v.flag(&["RESPAWN_ON_FIX_FAILURE"], false)?,
             max_dispatch_attempts: max_attempts.max(1),
-            retry_base: Duration::seconds(v.num(&["DISPATCH_RETRY_BASE_SECONDS"], 10i64)?),
+            retry_base: v.duration(
+                &["DISPATCH_RETRY_BASE_SECONDS"],
+                d.retry_base,
+                Unit::Seconds,
+                Duration::zero(),
+            )?,
             lease: d.lease,
-            retention: (retention_days > 0).then(|| Duration::days(retention_days)),
+            retention: (retention > Duration::zero()).then_some(retention),
             dispatcher_interval: d.dispatcher_interval,
             sweeper_interval: d.sweeper_interval,
             pr_match: d.pr_match.clone(),
@@ -292,6 +368,45 @@ mod tests {
         assert_eq!(c.policy.daily_budget_error, 10);
         assert_eq!(c.policy.daily_cost_limit_usd, 0.0);
         assert_eq!(c.policy.immediate_sources, vec!["deploy", "infra"]);
+    }
+
+    #[test]
+    fn negative_unbounded_and_absurd_durations_are_refused_not_panics() {
+        for (var, value) in [
+            ("SPAWN_COOLDOWN_HOURS", "1e15"),
+            ("SPAWN_COOLDOWN_HOURS", "-1"),
+            ("SPAWN_COOLDOWN_HOURS", "inf"),
+            ("SPAWN_COOLDOWN_HOURS", "NaN"),
+            ("SPAWN_DELAY_MINUTES", "1e300"),
+            ("VERIFICATION_WINDOW_HOURS", "0"),
+            ("VERIFICATION_WINDOW_HOURS", "9e18"),
+            ("STALE_RUN_MINUTES", "-5"),
+            ("STALE_RUN_MINUTES", "0"),
+            ("RETENTION_DAYS", "99999999999"),
+            ("DISPATCH_RETRY_BASE_SECONDS", "-10"),
+        ] {
+            let e = cfg(&[(var, value)]).expect_err(&format!("{var}={value} must be refused"));
+            assert_eq!(e.field(), Some(var), "{var}={value}: {e}");
+            assert!(e.to_string().contains(var), "{e}");
+        }
+    }
+
+    #[test]
+    fn fractional_and_edge_durations_are_exact() {
+        let c = cfg(&[
+            ("SPAWN_COOLDOWN_HOURS", "0.5"),
+            ("SPAWN_DELAY_MINUTES", "0"),
+            ("VERIFICATION_WINDOW_HOURS", "87600"),
+            ("STALE_RUN_MINUTES", "1"),
+            ("RETENTION_DAYS", "30"),
+        ])
+        .unwrap();
+        assert_eq!(c.policy.cooldown, Duration::minutes(30));
+        assert_eq!(c.policy.spawn_delay, Duration::zero());
+        assert_eq!(c.verify.window, Duration::days(3650));
+        assert_eq!(c.stale_after, Duration::minutes(1));
+        assert_eq!(c.retention, Some(Duration::days(30)));
+        assert_eq!(cfg(&[]).unwrap().retention, None);
     }
 
     #[test]

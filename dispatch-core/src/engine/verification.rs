@@ -274,6 +274,7 @@ impl Dispatch {
     /// A deploy signal (e.g. a successful production workflow run): attempts awaiting deploy that
     /// were merged before `deployed_at` start monitoring. Returns how many started.
     pub async fn deploy_signal(&self, sha: Option<&str>, deployed_at: Timestamp) -> Result<usize> {
+        let deployed_at = verify::reported_time(deployed_at, self.now());
         let waiting = self
             .inner
             .store

@@ -88,6 +88,13 @@ pub struct MergedPr {
     pub merge_sha: Option<String>,
 }
 
+/// A time reported by the outside world (a payload's `merged_at`, a deploy's time), as the
+/// engine uses it: never later than `now`. A clock ahead of ours, or a signed payload with a
+/// year-262142 timestamp, must neither start a window in the future nor overflow a deadline.
+pub fn reported_time(reported: Timestamp, now: Timestamp) -> Timestamp {
+    reported.min(now)
+}
+
 /// A new attempt for a merged PR.
 pub fn on_merge(
     issue_id: IssueId,
@@ -95,13 +102,14 @@ pub fn on_merge(
     policy: &VerifyPolicy,
     now: Timestamp,
 ) -> FixAttempt {
+    let merged_at = reported_time(pr.merged_at, now);
     let (status, deployed_at, deadline) = if policy.wait_for_deploy {
         (VerificationStatus::AwaitingDeploy, None, None)
     } else {
         (
             VerificationStatus::Monitoring,
-            Some(pr.merged_at),
-            Some(pr.merged_at + policy.window),
+            Some(merged_at),
+            Some(merged_at + policy.window),
         )
     };
     FixAttempt {
@@ -110,7 +118,7 @@ pub fn on_merge(
         pr_number: pr.number,
         pr_url: pr.url.clone(),
         pr_title: pr.title.clone(),
-        merged_at: pr.merged_at,
+        merged_at,
         merged_sha: pr.merge_sha.clone(),
         deployed_sha: if policy.wait_for_deploy {
             None

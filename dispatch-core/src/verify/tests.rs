@@ -100,3 +100,16 @@ fn describe_reads_well() {
     let m = on_merge(IssueId::new(), &pr(), &VerifyPolicy::default(), t(0));
     assert_eq!(describe(&m, t(36)), "Deployed abcdef0, monitoring for ~12h");
 }
+
+#[test]
+fn a_merge_time_from_the_future_starts_the_window_now_without_overflow() {
+    let mut far = pr();
+    far.merged_at = chrono::DateTime::<chrono::Utc>::MAX_UTC;
+    let a = on_merge(IssueId::new(), &far, &VerifyPolicy::default(), t(5));
+    assert_eq!(a.merged_at, t(5));
+    assert_eq!(a.deployed_at, Some(t(5)));
+    assert_eq!(a.deadline, Some(t(53)));
+    // An ordinary past merge keeps its own time.
+    let a = on_merge(IssueId::new(), &pr(), &VerifyPolicy::default(), t(5));
+    assert_eq!(a.deadline, Some(t(48)));
+}
