@@ -11,6 +11,9 @@ mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+#[cfg(feature = "sqlite")]
+pub mod sqlite_backup;
+
 #[cfg(feature = "postgres")]
 pub mod postgres;
 

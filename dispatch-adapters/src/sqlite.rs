@@ -180,6 +180,11 @@ impl SqliteStore {
         })
     }
 
+    /// The newest migration this build has (a backup from a newer schema is refused).
+    pub fn known_schema_version() -> i64 {
+        MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
     /// Applies the migrations this build knows and the database has not seen, in order.
     pub async fn migrate(&self) -> Result<()> {
         let mut conn = self.writer.acquire().await.map_err(db("connect"))?;

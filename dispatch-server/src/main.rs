@@ -63,6 +63,18 @@ enum Command {
         #[command(subcommand)]
         command: WorkflowsCommand,
     },
+    /// Copy the SQLite database into a new file while the server keeps running (SQLite's online
+    /// backup API). For PostgreSQL use pg_dump (see the README).
+    Backup {
+        /// The new backup file (must not exist).
+        file: std::path::PathBuf,
+    },
+    /// Replace the SQLite database with a backup, after checking it is whole and not from a
+    /// newer Dispatch. A running server sees the restored data.
+    Restore {
+        /// The backup file.
+        file: std::path::PathBuf,
+    },
     /// Ask a running server's /api/health; exit 0 when it answers 200 (container health checks).
     Health {
         /// The health URL. Default: http://127.0.0.1:$PORT/api/health.
@@ -132,6 +144,8 @@ fn main() -> ExitCode {
             Command::Migrate => migrate().await,
             Command::AgentFilter { summary_json } => agent_filter(summary_json),
             Command::Health { url } => health(url).await,
+            Command::Backup { file } => backup(&file).await,
+            Command::Restore { file } => restore(&file).await,
             Command::Workflows {
                 command: WorkflowsCommand::Install { repo, kinds, force },
             } => workflows_install::install(&repo, &kinds, force)
@@ -157,6 +171,60 @@ fn main() -> ExitCode {
 fn load_config() -> dispatch_core::Result<ServerConfig> {
     let get = config::env_lookup();
     ServerConfig::from_lookup(&get)
+}
+
+/// The SQLite path of the configured store, or an error saying what to use for PostgreSQL.
+fn sqlite_path() -> dispatch_core::Result<String> {
+    match load_config()?.store {
+        dispatch_adapters::open::StoreUrl::Sqlite(path) => Ok(path),
+        dispatch_adapters::open::StoreUrl::Postgres(_) => Err(dispatch_core::Error::invalid(
+            "DATABASE_URL",
+            "backup and restore are for the SQLite store; for PostgreSQL use pg_dump --format=custom and pg_restore (README, Deploy)",
+        )),
+    }
+}
+
+#[cfg(feature = "sqlite")]
+async fn backup(file: &std::path::Path) -> dispatch_core::Result<()> {
+    let db = sqlite_path()?;
+    let r = dispatch_adapters::sqlite_backup::backup(&db, file).await?;
+    println!(
+        "backed up {db} to {}: {} issues, {} runs, schema {}, {} bytes",
+        file.display(),
+        r.issues,
+        r.runs,
+        r.schema_version,
+        r.bytes
+    );
+    Ok(())
+}
+
+#[cfg(feature = "sqlite")]
+async fn restore(file: &std::path::Path) -> dispatch_core::Result<()> {
+    let db = sqlite_path()?;
+    let known = dispatch_adapters::sqlite::SqliteStore::known_schema_version();
+    let r = dispatch_adapters::sqlite_backup::restore(file, &db, known).await?;
+    println!(
+        "restored {} into {db}: {} issues, {} runs, schema {}",
+        file.display(),
+        r.issues,
+        r.runs,
+        r.schema_version
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "sqlite"))]
+async fn backup(_file: &std::path::Path) -> dispatch_core::Result<()> {
+    sqlite_path().and(Err(dispatch_core::Error::invalid(
+        "DATABASE_URL",
+        "this build has no SQLite support",
+    )))
+}
+
+#[cfg(not(feature = "sqlite"))]
+async fn restore(file: &std::path::Path) -> dispatch_core::Result<()> {
+    backup(file).await
 }
 
 async fn health(url: Option<String>) -> dispatch_core::Result<()> {
