@@ -17,6 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import json
+import re
+
 import helm_python as helm
 import kubernetes_validate
 import yaml
@@ -148,6 +151,22 @@ def main() -> int:
         check(False, "a chart without PostgreSQL is refused")
     except helm.HelmError as e:
         check("PG_DATABASE_URL" in str(e), "a chart without PostgreSQL is refused, naming PG_DATABASE_URL")
+
+    # The Grafana dashboard asks only for series the server exports.
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    source = (ROOT / "dispatch-server" / "src" / "metrics.rs").read_text()
+    exported = dict(re.findall(r"# TYPE (dispatch_[a-z_]+) (counter|gauge|histogram)", source))
+    check(len(exported) >= 5, f"metrics.rs exports {sorted(exported)}")
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    check(len(exprs) == len(dashboard["panels"]) and all(exprs), "every dashboard panel has a query")
+    for expr in exprs:
+        for name in re.findall(r"\b(dispatch_[a-z_]+)", expr):
+            base = re.sub(r"_(bucket|sum|count)$", "", name) if name not in exported else name
+            known = exported.get(base)
+            suffix_ok = name == base or known == "histogram"
+            check(known is not None and suffix_ok, f"dashboard series {name} is exported by /metrics")
+    ids = [p["id"] for p in dashboard["panels"]]
+    check(len(ids) == len(set(ids)), "dashboard panel ids are unique")
 
     print(f"{'FAILED' if failures else 'passed'}: deployment checks, {len(failures)} failed")
     return 1 if failures else 0
