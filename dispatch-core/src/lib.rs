@@ -18,6 +18,7 @@ pub mod agent_output;
 pub mod clock;
 pub mod config;
 pub mod customer;
+pub mod dedup;
 pub mod engine;
 pub mod error;
 pub mod event;

@@ -3,6 +3,7 @@
 
 mod clock;
 pub mod conformance;
+pub mod dedup_corpus;
 mod fake_llm;
 mod fake_runner;
 
