@@ -1,5 +1,5 @@
-//! Micro-benchmarks of the hot pure functions: normalising + fingerprinting an error message, and
-//! the spawn-gate decision. Results and targets: `docs/performance.md`.
+//! Micro-benchmarks of the hot pure functions: normalising + fingerprinting an error message,
+//! the spawn-gate decision, in-memory ingest and duplicate detection. Results and targets: `docs/performance.md`.
 //!
 //! `cargo bench -p dispatch-core --bench core -- --warm-up-time 1 --measurement-time 3`
 
@@ -238,5 +238,23 @@ fn ingest_memory(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, normalize_fingerprint, gate, ingest_memory);
+/// Duplicate detection over generated corpora (planted near-duplicate groups among distinct
+/// issues): bounded candidates, so time grows about linearly with the number of issues.
+fn dedup(c: &mut Criterion) {
+    use dispatch_core::dedup::{DedupPolicy, find_clusters};
+    use dispatch_core::testkit::dedup_corpus::dedup_corpus;
+    let mut g = c.benchmark_group("dedup");
+    g.sample_size(10);
+    for (distinct, groups) in [(1_800, 80), (9_000, 400)] {
+        let corpus = dedup_corpus(distinct, groups, 7);
+        let n = corpus.items.len();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("find_clusters_{n}"), |b| {
+            b.iter(|| black_box(find_clusters(&corpus.items, &DedupPolicy::default()).len()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, normalize_fingerprint, gate, ingest_memory, dedup);
 criterion_main!(benches);

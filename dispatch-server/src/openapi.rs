@@ -97,6 +97,14 @@ const ROUTES: &[Route] = &[
         200,
     ),
     (
+        "post",
+        "/api/issues/deduplicate",
+        "Find duplicate open issues (dry run by default); with dry_run=false cancel them with cross-reference comments (the close gate applies)",
+        Auth::Any,
+        Some("Deduplicate"),
+        200,
+    ),
+    (
         "get",
         "/api/issues/{id}/similar",
         "Similar issues",
@@ -612,6 +620,13 @@ pub fn document() -> Value {
         "title": { "type": "string" }, "description": { "type": "string" }, "statusId": { "type": "string", "format": "uuid" },
         "statusName": { "type": "string" }, "priority": { "enum": ["P1", "P2", "P3", "P4"] }, "assigneeName": { "type": "string" },
         "labelIds": { "type": "array", "items": { "type": "string", "format": "uuid" } }, "customerId": { "type": "string", "format": "uuid" }
+    }}));
+    schemas.insert("Deduplicate".into(), json!({ "type": "object", "additionalProperties": false, "properties": {
+        "statuses": { "type": "array", "items": { "type": "string" }, "description": "column names or ids (default Backlog, Investigating)" },
+        "threshold": { "type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "similarity from which issues are duplicates (default 0.9 by wording)" },
+        "dry_run": { "type": "boolean", "default": true },
+        "max_clusters": { "type": "integer", "minimum": 1, "maximum": 500, "default": 50 },
+        "review": { "type": "boolean", "default": true, "description": "let the configured LLM review each cluster" }
     }}));
     schemas.insert("Spawn".into(), json!({ "type": "object", "properties": {
         "type": { "enum": ["investigate", "implement", "qa", "research", "triage", "error_fix"] },

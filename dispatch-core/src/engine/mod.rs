@@ -8,6 +8,7 @@
 mod agents;
 mod callbacks;
 mod customers;
+mod dedup;
 mod dispatcher;
 mod ingest;
 mod issues;
@@ -23,6 +24,7 @@ mod verification;
 
 pub use callbacks::RunSelector;
 pub use customers::CustomerHealth;
+pub use dedup::{DedupReport, DedupRequest};
 pub use ingest::IngestReport;
 pub use issues::{ColumnRef, IssueChanges};
 pub use job::job_inputs;

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod agents;
 pub mod board;
 pub mod customers;
+pub mod dedup;
 pub mod issues;
 pub mod ops;
 pub mod session;
@@ -27,6 +28,7 @@ pub fn api() -> Router<AppState> {
         .merge(agents::router())
         .merge(board::router())
         .merge(customers::router())
+        .merge(dedup::router())
         .merge(webhooks::router())
         .merge(streams::router())
         .merge(ops::router())
