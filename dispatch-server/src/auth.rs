@@ -18,6 +18,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const SESSION_COOKIE: &str = "dispatch_session";
+/// The header cookie-authenticated writes must carry (the web UI's scripts send it).
+pub const CSRF_HEADER: &str = "x-dispatch-csrf";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -132,6 +134,22 @@ impl FromRequestParts<AppState> for Authenticated {
             });
         }
         if session_ok(state, &parts.headers) {
+            // A cookie rides along on requests other sites make; a custom header does not
+            // (browsers allow it cross-origin only after a CORS preflight, which we never
+            // grant). So a write by cookie must carry the header our own scripts send.
+            let safe = matches!(
+                parts.method,
+                axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+            );
+            if !safe && !parts.headers.contains_key(CSRF_HEADER) {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "CSRF",
+                    format!(
+                        "a request authenticated by the session cookie must send the {CSRF_HEADER} header"
+                    ),
+                ));
+            }
             return Ok(Authenticated {
                 method: AuthMethod::Session,
             });

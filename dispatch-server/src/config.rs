@@ -70,6 +70,8 @@ pub struct ServerConfig {
     pub llm: Option<ClaudeConfig>,
     /// Loki gateway for the "User Impact" section of new Grafana alerts (`LOKI_GATEWAY_URL`).
     pub loki_gateway: Option<dispatch_adapters::loki_gateway::LokiGatewayConfig>,
+    /// White-label names of the web UI (the original's variables).
+    pub brand: Brand,
     /// Which database.
     pub store: StoreUrl,
     pub engine: EngineConfig,
@@ -77,6 +79,56 @@ pub struct ServerConfig {
     pub secrets_path: PathBuf,
     /// Which secrets were generated at this start (to print them once).
     pub generated: Vec<&'static str>,
+}
+
+/// The web UI's white-label settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Brand {
+    /// `NEXT_PUBLIC_APP_NAME` (Dispatch).
+    pub app_name: String,
+    /// `NEXT_PUBLIC_APP_DESCRIPTION`.
+    pub description: String,
+    /// `NEXT_PUBLIC_BRAND_BRAILLE`: braille art for the header (`\n` separates lines).
+    pub braille: String,
+    /// `NEXT_PUBLIC_ORCHESTRATOR_MODEL`: the model label shown in the terminal.
+    pub model_label: String,
+    /// `NEXT_PUBLIC_GITHUB_REPO` (`owner/name`): "View on GitHub" links.
+    pub github_repo: Option<String>,
+}
+
+/// The default header art: a small dispatch "signal" mark.
+pub const DEFAULT_BRAILLE: &str = "⠀⣠⣶⣿⣿⣶⣄⠀\n⢸⣿⠋⣠⣄⠙⣿⡇\n⠘⢿⣦⣈⣁⣴⡿⠃";
+
+impl Brand {
+    fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let github_repo = nonempty(get, "NEXT_PUBLIC_GITHUB_REPO");
+        if let Some(r) = &github_repo {
+            let ok = r.split('/').count() == 2
+                && r.split('/').all(|p| {
+                    !p.is_empty()
+                        && p.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                });
+            if !ok {
+                return Err(Error::invalid(
+                    "NEXT_PUBLIC_GITHUB_REPO",
+                    "NEXT_PUBLIC_GITHUB_REPO must be owner/name",
+                ));
+            }
+        }
+        Ok(Brand {
+            app_name: nonempty(get, "NEXT_PUBLIC_APP_NAME").unwrap_or_else(|| "Dispatch".into()),
+            description: nonempty(get, "NEXT_PUBLIC_APP_DESCRIPTION")
+                .unwrap_or_else(|| "Production errors and requests in, verified fixes out.".into()),
+            braille: nonempty(get, "NEXT_PUBLIC_BRAND_BRAILLE")
+                .unwrap_or_else(|| DEFAULT_BRAILLE.into())
+                .replace("\\n", "\n"),
+            model_label: nonempty(get, "NEXT_PUBLIC_ORCHESTRATOR_MODEL")
+                .or_else(|| nonempty(get, "ORCHESTRATOR_MODEL"))
+                .unwrap_or_else(|| "claude".into()),
+            github_repo,
+        })
+    }
 }
 
 /// Reads a `.env` file: `KEY=VALUE` lines, `#` comments, optional quotes, `export ` prefix.
@@ -260,6 +312,7 @@ impl ServerConfig {
             session_ttl_hours,
             llm,
             loki_gateway,
+            brand: Brand::from_lookup(get)?,
             store,
             engine,
             secrets_path,

@@ -13,6 +13,7 @@ mod routes;
 mod runner;
 mod secrets;
 mod state;
+mod web;
 mod workflows_install;
 
 use clap::{Parser, Subcommand};

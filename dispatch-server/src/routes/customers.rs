@@ -557,7 +557,7 @@ struct PortalQuery {
 }
 
 /// The customer a portal request is for, from the token alone.
-async fn portal_auth(
+pub(crate) async fn portal_auth(
     s: &AppState,
     addr: SocketAddr,
     slug: &str,
@@ -651,15 +651,16 @@ async fn portal_board(
     ))
 }
 
-/// One watched issue, read-only, with its comments. 403 when the customer does not watch it
-/// (also when there is no such issue, so the portal reveals nothing about other issues).
-async fn portal_issue(
-    State(s): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Path((slug, identifier)): Path<(String, String)>,
-    Query(q): Query<PortalQuery>,
-) -> ApiResult<Response> {
-    let c = portal_auth(&s, addr, &slug, q.token.as_deref()).await?;
+/// The issue `identifier` when `c` watches it, with its watchers; 403 otherwise (also when
+/// there is no such issue, so a portal reveals nothing about other issues).
+pub(crate) async fn portal_watched_issue(
+    s: &AppState,
+    c: &Customer,
+    identifier: &str,
+) -> ApiResult<(
+    dispatch_core::issue::Issue,
+    Vec<dispatch_core::ids::CustomerId>,
+)> {
     let forbidden = || {
         ApiError::new(
             StatusCode::FORBIDDEN,
@@ -669,7 +670,7 @@ async fn portal_issue(
     };
     let issue = match s
         .dispatch
-        .get_issue(issue_ref(&identifier).map_err(|_| forbidden())?)
+        .get_issue(issue_ref(identifier).map_err(|_| forbidden())?)
         .await
     {
         Ok(i) => i,
@@ -680,6 +681,19 @@ async fn portal_issue(
     if !watchers.contains(&c.id) {
         return Err(forbidden());
     }
+    Ok((issue, watchers))
+}
+
+/// One watched issue, read-only, with its comments. 403 when the customer does not watch it
+/// (also when there is no such issue, so the portal reveals nothing about other issues).
+async fn portal_issue(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path((slug, identifier)): Path<(String, String)>,
+    Query(q): Query<PortalQuery>,
+) -> ApiResult<Response> {
+    let c = portal_auth(&s, addr, &slug, q.token.as_deref()).await?;
+    let (issue, watchers) = portal_watched_issue(&s, &c, &identifier).await?;
     let cols = s.dispatch.columns().await?;
     let status = cols.iter().find(|col| col.id == issue.column_id);
     let comments: Vec<Value> = s

@@ -51,6 +51,19 @@ async fn login(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     ApiJson(b): ApiJson<Login>,
 ) -> ApiResult<Response> {
+    let cookie = start_session(&s, addr, b.password.as_deref())?;
+    let mut headers = HeaderMap::new();
+    headers.insert(header::SET_COOKIE, cookie);
+    Ok((headers, Json(json!({ "success": true }))).into_response())
+}
+
+/// Checks a login (rate-limited per client, constant-time compare) and returns the session
+/// cookie to set: the JSON login and the web login form both come here.
+pub(crate) fn start_session(
+    s: &AppState,
+    addr: SocketAddr,
+    password: Option<&str>,
+) -> ApiResult<HeaderValue> {
     if let Err(wait) = s.login_limiter.check(addr.ip()) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -61,8 +74,7 @@ async fn login(
             ),
         ));
     }
-    let pw = b
-        .password
+    let pw = password
         .filter(|p| !p.is_empty())
         .ok_or_else(|| ApiError::bad_request("password", "password is required"))?;
     if !constant_time_eq(pw.as_bytes(), s.config.password.expose().as_bytes()) {
@@ -72,11 +84,8 @@ async fn login(
     s.login_limiter.reset(addr.ip());
     let ttl = chrono::Duration::hours(s.config.session_ttl_hours);
     let token = new_session(s.config.session_secret.expose(), ttl, chrono::Utc::now());
-    let mut headers = HeaderMap::new();
-    if let Some(c) = cookie(&s, &token, ttl.num_seconds()) {
-        headers.insert(header::SET_COOKIE, c);
-    }
-    Ok((headers, Json(json!({ "success": true }))).into_response())
+    cookie(s, &token, ttl.num_seconds())
+        .ok_or_else(|| ApiError::from(dispatch_core::Error::internal("session cookie")))
 }
 
 async fn status(State(s): State<AppState>, headers: HeaderMap) -> Json<serde_json::Value> {

@@ -1,0 +1,226 @@
+//! The web UI's HTTP contract (no browser; `tests/web/` drives Chromium): pages need a session
+//! and send people to the login form; the login form redirects only to local paths; every page
+//! carries a strict Content-Security-Policy; cookie-authenticated writes need the CSRF header;
+//! assets are immutable under a versioned path; portal pages refuse a wrong token and are never
+//! cached.
+
+mod support;
+
+use reqwest::StatusCode;
+use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
+use serde_json::json;
+use support::{Server, post};
+
+fn no_redirects() -> reqwest::Client {
+    support::http();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// `application/x-www-form-urlencoded`, as a browser posts the login form.
+fn form(pairs: &[(&str, &str)]) -> String {
+    let enc = |v: &str| {
+        v.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+async fn login_cookie(s: &Server, next: &str) -> (String, String) {
+    let r = no_redirects()
+        .post(s.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("password", s.password.as_str()), ("next", next)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let location = r.headers()[LOCATION].to_str().unwrap().to_string();
+    let cookie = r.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    (cookie, location)
+}
+
+#[tokio::test]
+async fn pages_send_people_to_login_and_back_only_to_local_paths() {
+    let s = Server::builder().start();
+    let c = no_redirects();
+    for page in ["/", "/board", "/issue/DISPATCH-1", "/fleet", "/customers"] {
+        let r = c.get(s.url(page)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{page}");
+        let loc = r.headers()[LOCATION].to_str().unwrap();
+        assert!(
+            loc.starts_with("/login?next=%2F") || loc.starts_with("/login?next=/"),
+            "{page} → {loc}"
+        );
+    }
+    let (_, loc) = login_cookie(&s, "/issue/DISPATCH-1").await;
+    assert_eq!(loc, "/issue/DISPATCH-1");
+    for evil in [
+        "//evil.example/x",
+        "https://evil.example",
+        "/\\evil.example",
+        "javascript:alert(1)",
+    ] {
+        let (_, loc) = login_cookie(&s, evil).await;
+        assert_eq!(loc, "/", "{evil}");
+    }
+    let r = c
+        .post(s.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("password", "wrong"), ("next", "/board")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().get(SET_COOKIE).is_none());
+    assert!(r.text().await.unwrap().contains("invalid password"));
+}
+
+#[tokio::test]
+async fn every_page_has_a_strict_csp_and_assets_are_immutable() {
+    let s = Server::builder().start();
+    let (cookie, _) = login_cookie(&s, "/").await;
+    let c = no_redirects();
+    let board = c
+        .get(s.url("/board"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(board.status(), StatusCode::OK);
+    let csp = board.headers()[CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    let html = board.text().await.unwrap();
+    assert!(!html.contains("<script>"), "no inline script");
+    assert!(!html.contains("style=\""), "no inline style");
+    let css = html
+        .split("href=\"")
+        .find_map(|p| p.split('"').next().filter(|u| u.ends_with("/app.css")))
+        .expect("the stylesheet link")
+        .to_string();
+    assert!(css.starts_with("/assets/"), "{css}");
+    let r = c.get(s.url(&css)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()[CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    assert_eq!(
+        c.get(s.url("/assets/x/nothing.js"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let login = c.get(s.url("/login")).send().await.unwrap();
+    assert!(login.headers().contains_key(CONTENT_SECURITY_POLICY));
+}
+
+#[tokio::test]
+async fn cookie_writes_need_the_csrf_header_and_api_keys_do_not() {
+    let s = Server::builder().start();
+    let (_, issue) = post(&s, "/api/issues", json!({ "title": "csrf" })).await;
+    let id = issue["id"].as_str().unwrap().to_string();
+    let (cookie, _) = login_cookie(&s, "/").await;
+    let c = no_redirects();
+    let bare = c
+        .patch(s.url(&format!("/api/issues/{id}")))
+        .header("cookie", &cookie)
+        .json(&json!({ "title": "changed by another site" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = bare.json().await.unwrap();
+    assert_eq!(body["code"], "CSRF");
+    let ok = c
+        .patch(s.url(&format!("/api/issues/{id}")))
+        .header("cookie", &cookie)
+        .header("x-dispatch-csrf", "1")
+        .json(&json!({ "title": "changed by the UI" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    // Reads by cookie need nothing more.
+    let read = c
+        .get(s.url(&format!("/api/issues/{id}")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    let (st, _) = support::patch(
+        &s,
+        &format!("/api/issues/{id}"),
+        json!({ "title": "by key" }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn portal_pages_refuse_wrong_tokens_and_are_never_cached() {
+    let s = Server::builder().start();
+    let (st, c) = post(&s, "/api/customers", json!({ "name": "Acme" })).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let slug = c["customer"]["slug"].as_str().unwrap().to_string();
+    let token = c["customer"]["portalToken"].as_str().unwrap().to_string();
+    let h = no_redirects();
+    let ok = h
+        .get(s.url(&format!("/portal/{slug}?token={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.headers()[CACHE_CONTROL], "no-store");
+    assert_eq!(ok.headers()["referrer-policy"], "no-referrer");
+    assert!(ok.text().await.unwrap().contains("Acme"));
+    let css = h
+        .get(s.url(&format!("/portal/{slug}/brand.css?token={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(css.text().await.unwrap().starts_with(":root { --brand: #"));
+    for bad in ["", "?token=", &format!("?token={}", "0".repeat(64))] {
+        let r = h
+            .get(s.url(&format!("/portal/{slug}{bad}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{bad}");
+        assert!(!r.text().await.unwrap().contains("Acme"));
+    }
+}
