@@ -28,6 +28,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "pr_links_agents",
         sql: include_str!("../migrations/postgres/0002_pr_links_agents.sql"),
     },
+    Migration {
+        version: 3,
+        name: "settings",
+        sql: include_str!("../migrations/postgres/0003_settings.sql"),
+    },
 ];
 
 /// Advisory lock keys (any fixed 64-bit numbers unlikely to collide with an application's own).

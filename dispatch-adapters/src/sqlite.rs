@@ -29,6 +29,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "pr_links_agents",
         sql: include_str!("../migrations/sqlite/0002_pr_links_agents.sql"),
     },
+    Migration {
+        version: 3,
+        name: "settings",
+        sql: include_str!("../migrations/sqlite/0003_settings.sql"),
+    },
 ];
 
 /// A Dispatch store in a SQLite file.

@@ -13,7 +13,7 @@ use crate::ids::IssueId;
 use crate::pr_match::content_words;
 use crate::search::cosine;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// One open issue, as duplicate detection sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,8 +82,9 @@ pub struct Cluster {
 }
 
 /// Terms of an issue with their weights before IDF: title words twice, description words once.
-fn term_counts(item: &DedupItem) -> HashMap<String, f64> {
-    let mut tf: HashMap<String, f64> = HashMap::new();
+fn term_counts(item: &DedupItem) -> BTreeMap<String, f64> {
+    // Ordered, so that term numbering (and every tie broken by it) is the same on every run.
+    let mut tf: BTreeMap<String, f64> = BTreeMap::new();
     for w in content_words(&item.title, 40) {
         *tf.entry(w).or_default() += 2.0;
     }
@@ -188,7 +189,11 @@ fn shared_terms(ix: &Indexed, a: &[(usize, f64)], b: &[(usize, f64)], max: usize
         .filter(|(t, _)| b.binary_search_by_key(t, |(u, _)| *u).is_ok())
         .map(|(t, _)| *t)
         .collect();
-    shared.sort_by(|x, y| ix.idf[*y].total_cmp(&ix.idf[*x]).then(x.cmp(y)));
+    shared.sort_by(|x, y| {
+        ix.idf[*y]
+            .total_cmp(&ix.idf[*x])
+            .then_with(|| ix.terms[*x].cmp(&ix.terms[*y]))
+    });
     shared
         .into_iter()
         .take(max)

@@ -97,6 +97,22 @@ const ROUTES: &[Route] = &[
         200,
     ),
     (
+        "get",
+        "/api/spawns/kill-switch",
+        "The kill switch as every process sees it: {enabled, forcedByEnvironment, stored}",
+        Auth::Any,
+        None,
+        200,
+    ),
+    (
+        "put",
+        "/api/spawns/kill-switch",
+        "Stop (enabled: true) or resume spawning on every process of the store; queued runs and deferred spawns wait while it is on. 409 when SPAWN_KILL_SWITCH=true keeps it on",
+        Auth::Any,
+        Some("KillSwitch"),
+        200,
+    ),
+    (
         "post",
         "/api/issues/deduplicate",
         "Find duplicate open issues (dry run by default); with dry_run=false cancel them with cross-reference comments (the close gate applies)",
@@ -620,6 +636,9 @@ pub fn document() -> Value {
         "title": { "type": "string" }, "description": { "type": "string" }, "statusId": { "type": "string", "format": "uuid" },
         "statusName": { "type": "string" }, "priority": { "enum": ["P1", "P2", "P3", "P4"] }, "assigneeName": { "type": "string" },
         "labelIds": { "type": "array", "items": { "type": "string", "format": "uuid" } }, "customerId": { "type": "string", "format": "uuid" }
+    }}));
+    schemas.insert("KillSwitch".into(), json!({ "type": "object", "required": ["enabled"], "additionalProperties": false, "properties": {
+        "enabled": { "type": "boolean" }
     }}));
     schemas.insert("Deduplicate".into(), json!({ "type": "object", "additionalProperties": false, "properties": {
         "statuses": { "type": "array", "items": { "type": "string" }, "description": "column names or ids (default Backlog, Investigating)" },

@@ -2041,6 +2041,29 @@ macro_rules! impl_sql_store {
         }
 
         #[async_trait]
+        impl dispatch_core::ports::SettingStore for $S {
+            async fn get_setting(&self, key: &str) -> Result<Option<serde_json::Value>> {
+                let row = sqlx::query("SELECT doc FROM dispatch_setting WHERE key = $1")
+                    .bind(key)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db("read setting"))?;
+                row.map(|r| doc_col!(r, "dispatch_setting", serde_json::Value)).transpose()
+            }
+
+            async fn set_setting(&self, key: &str, value: &serde_json::Value, now: Timestamp) -> Result<()> {
+                sqlx::query("INSERT INTO dispatch_setting (key, doc, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at")
+                    .bind(key)
+                    .bind(Json(value))
+                    .bind(Self::ts(now))
+                    .execute(self.autocommit())
+                    .await
+                    .map_err(db("write setting"))?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
         impl DeliveryStore for $S {
             async fn record_delivery(&self, source: &str, delivery_id: &str, now: Timestamp) -> Result<bool> {
                 if delivery_id.trim().is_empty() {

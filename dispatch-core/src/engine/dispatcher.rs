@@ -17,6 +17,10 @@ impl Dispatch {
     /// One dispatcher pass: claim due runs (exactly once across processes) and dispatch them.
     /// Returns how many runs were handed to the runner successfully.
     pub async fn dispatcher_step(&self) -> Result<usize> {
+        // With the kill switch on, queued runs stay queued (they go out once it is off).
+        if self.kill_switch().await?.enabled {
+            return Ok(0);
+        }
         let claimed = self
             .inner
             .store

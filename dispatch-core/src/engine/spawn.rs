@@ -82,7 +82,7 @@ impl Dispatch {
             from_alert: false,
             additional_context: options.additional_context.filter(|c| !c.trim().is_empty()),
             actor: actor.clone(),
-            policy: self.inner.config.policy.clone(),
+            policy: self.current_policy().await?,
             deferred_id: None,
         };
         self.reserve(&issue, req).await
@@ -101,7 +101,7 @@ impl Dispatch {
             from_alert: true,
             additional_context: None,
             actor: actor.clone(),
-            policy: self.inner.config.policy.clone(),
+            policy: self.current_policy().await?,
             deferred_id: None,
         };
         self.reserve(issue, req).await
@@ -119,7 +119,7 @@ impl Dispatch {
             from_alert: d.from_alert,
             additional_context: d.additional_context.clone(),
             actor: d.actor.clone(),
-            policy: self.inner.config.policy.clone(),
+            policy: self.current_policy().await?,
             deferred_id: Some(d.id),
         };
         self.reserve(&issue, req).await

@@ -25,11 +25,15 @@ impl Dispatch {
     pub async fn sweeper_step(&self) -> Result<SweepReport> {
         let mut report = SweepReport::default();
         let now = self.now();
-        let due = self
-            .inner
-            .store
-            .claim_due_deferred(now, self.inner.config.lease, BATCH)
-            .await?;
+        // With the kill switch on, deferred spawns keep waiting instead of being refused.
+        let due = if self.kill_switch().await?.enabled {
+            Vec::new()
+        } else {
+            self.inner
+                .store
+                .claim_due_deferred(now, self.inner.config.lease, BATCH)
+                .await?
+        };
         for d in &due {
             report.deferred_checked += 1;
             match self.retry_deferred(d).await {

@@ -10,7 +10,7 @@ mod decide;
 mod policy;
 
 pub use decide::{Decision, GateReason, GateSnapshot, LimitScope, Trigger, decide};
-pub use policy::SpawnPolicy;
+pub use policy::{SpawnPolicy, effective_kill_switch};
 
 #[cfg(test)]
 mod tests;

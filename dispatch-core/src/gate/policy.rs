@@ -88,3 +88,9 @@ impl SpawnPolicy {
         }
     }
 }
+
+/// Whether the kill switch is on: the environment (`SPAWN_KILL_SWITCH=true`) is a floor that no
+/// stored value lifts; otherwise the value last stored through the API or UI, off when never set.
+pub fn effective_kill_switch(environment: bool, stored: Option<bool>) -> bool {
+    environment || stored.unwrap_or(false)
+}

@@ -60,6 +60,7 @@ struct State {
     pr_links: BTreeMap<PrLinkId, PrLink>,
     agents: Vec<Agent>,
     embeddings: HashMap<IssueId, (String, Vec<f32>)>,
+    settings: HashMap<String, serde_json::Value>,
 }
 
 impl MemoryStore {
@@ -1544,6 +1545,23 @@ impl PrLinkStore for MemoryStore {
             }
             _ => Ok(false),
         }
+    }
+}
+
+#[async_trait]
+impl crate::ports::SettingStore for MemoryStore {
+    async fn get_setting(&self, key: &str) -> Result<Option<serde_json::Value>> {
+        Ok(self.lock().settings.get(key).cloned())
+    }
+
+    async fn set_setting(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+        _now: Timestamp,
+    ) -> Result<()> {
+        self.lock().settings.insert(key.to_string(), value.clone());
+        Ok(())
     }
 }
 

@@ -18,7 +18,7 @@ pub use runner::{DispatchReceipt, RemoteRunStatus, RunJob, RunReporter, RunResul
 pub use store::{
     AgentStore, CustomerStore, DeferredSpawn, DeliveryStore, ErrorLink, ErrorLinkStore, FixStore,
     IngestDraft, IngestOutcome, IssueStore, IssueUpdate, PrLinkStore, PrLinkUpsertOutcome,
-    RunStore, RunUpdate, SearchStore, SpawnRequest, SpawnReservation, SpawnStats, Store,
-    WorkspaceStore,
+    RunStore, RunUpdate, SearchStore, SettingStore, SpawnRequest, SpawnReservation, SpawnStats,
+    Store, WorkspaceStore,
 };
 pub use webhook::{OutboundWebhook, WebhookSender};

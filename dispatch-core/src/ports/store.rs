@@ -452,6 +452,17 @@ pub trait DeliveryStore: Send + Sync {
     async fn forget_delivery(&self, source: &str, delivery_id: &str) -> Result<bool>;
 }
 
+/// Operational settings shared by every process on the store (the kill switch), so that a
+/// change made through one replica holds on all of them at their next read.
+#[async_trait]
+pub trait SettingStore: Send + Sync {
+    /// The value stored under `key`, `None` when it was never set.
+    async fn get_setting(&self, key: &str) -> Result<Option<serde_json::Value>>;
+    /// Stores `value` under `key` (replacing any earlier value).
+    async fn set_setting(&self, key: &str, value: &serde_json::Value, now: Timestamp)
+    -> Result<()>;
+}
+
 /// The whole store.
 pub trait Store:
     WorkspaceStore
@@ -464,6 +475,7 @@ pub trait Store:
     + DeliveryStore
     + PrLinkStore
     + AgentStore
+    + SettingStore
 {
 }
 
@@ -478,5 +490,6 @@ impl<T> Store for T where
         + DeliveryStore
         + PrLinkStore
         + AgentStore
+        + SettingStore
 {
 }

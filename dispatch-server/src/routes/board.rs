@@ -31,6 +31,36 @@ pub fn router() -> Router<AppState> {
         .route("/api/spawns/active", get(active_spawns))
         .route("/api/spawns/stats", get(spawn_stats))
         .route("/api/spawns/cleanup", post(cleanup))
+        .route(
+            "/api/spawns/kill-switch",
+            get(get_kill_switch).put(put_kill_switch),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KillSwitchBody {
+    enabled: bool,
+}
+
+fn kill_switch_json(k: &dispatch_core::engine::KillSwitch) -> Value {
+    json!({ "enabled": k.enabled, "forcedByEnvironment": k.forced_by_environment, "stored": k.stored })
+}
+
+/// The kill switch as every process sees it.
+async fn get_kill_switch(State(s): State<AppState>, _a: Authenticated) -> ApiResult<Json<Value>> {
+    Ok(Json(kill_switch_json(&s.dispatch.kill_switch().await?)))
+}
+
+/// `{enabled}`: stop (true) or resume (false) spawning on every process of the store; 409 when
+/// `SPAWN_KILL_SWITCH=true` in the environment keeps it on.
+async fn put_kill_switch(
+    State(s): State<AppState>,
+    a: Authenticated,
+    crate::extract::ApiJson(b): crate::extract::ApiJson<KillSwitchBody>,
+) -> ApiResult<Json<Value>> {
+    let k = s.dispatch.set_kill_switch(b.enabled, &a.actor()).await?;
+    Ok(Json(kill_switch_json(&k)))
 }
 
 /// Small, bounded lists (columns, labels, an issue's comments) default to the largest page so
@@ -401,7 +431,7 @@ async fn spawn_stats(State(s): State<AppState>, _a: Authenticated) -> ApiResult<
         },
         "dailyCost": st.cost_today_usd,
         "dailyCostLimit": policy.daily_cost_limit_usd,
-        "killSwitch": policy.kill_switch,
+        "killSwitch": s.dispatch.kill_switch().await?.enabled,
         "staleCount": stale,
         "outcomes": outcomes,
         "queued": st.queued,

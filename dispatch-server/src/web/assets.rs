@@ -28,6 +28,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/issue.js"),
     ),
+    (
+        "fleet.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/fleet.js"),
+    ),
 ];
 
 /// The first 12 hex digits of the hash of every asset (constant data, computed once).

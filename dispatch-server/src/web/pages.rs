@@ -517,6 +517,8 @@ pub async fn issue(
 #[template(path = "fleet.html")]
 struct FleetPage {
     layout: Layout,
+    fleet_js: String,
+    forced: bool,
     bars: Vec<(String, u64, u64, u32)>,
     cost: String,
     cost_limit: String,
@@ -546,6 +548,7 @@ pub async fn fleet(State(s): State<AppState>, headers: HeaderMap, uri: Uri) -> P
         .spawn_stats(s.dispatch.clock().now())
         .await?;
     let p = &s.dispatch.config().policy;
+    let kill = s.dispatch.kill_switch().await?;
     let bar = |name: &str, used: u32, max: u32| {
         (
             name.to_string(),
@@ -560,8 +563,11 @@ pub async fn fleet(State(s): State<AppState>, headers: HeaderMap, uri: Uri) -> P
         .map(|(k, n)| (k.clone(), u64::from(*n)))
         .collect();
     outcomes.sort();
+    let layout = Layout::new(&s, "fleet");
     html(&FleetPage {
-        layout: Layout::new(&s, "fleet"),
+        fleet_js: layout.asset("fleet.js"),
+        forced: kill.forced_by_environment,
+        layout,
         bars: vec![
             bar(
                 "error fixes today",
@@ -583,7 +589,7 @@ pub async fn fleet(State(s): State<AppState>, headers: HeaderMap, uri: Uri) -> P
             "no limit".into()
         },
         cost_percent: percent(st.cost_today_usd, p.daily_cost_limit_usd),
-        kill_switch: p.kill_switch,
+        kill_switch: kill.enabled,
         queued: st.queued,
         running: st.running,
         deferred: st.deferred,

@@ -52,8 +52,6 @@ class Server:
             DISPATCH_APP_URL=self.url,
             DISPATCH_API_KEY=KEY,
             DISPATCH_PASSWORD=PASSWORD,
-            # No agent may start: the tests drive runs through the callback API.
-            SPAWN_KILL_SWITCH="true",
             LOG_FORMAT="text",
         )
         for k in ("PG_DATABASE_URL", "ANTHROPIC_API_KEY", "GITHUB_TOKEN"):
@@ -73,6 +71,10 @@ class Server:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(open(f"{self.dir}/server.log").read())
             time.sleep(0.05)
+        # No agent may start: the tests drive runs through the callback API. (Stored, so the
+        # fleet panel can turn it off and on.)
+        st, body = self.api("PUT", "/api/spawns/kill-switch", {"enabled": True})
+        assert st == 200, body
 
     def api(self, method: str, path: str, body: object | None = None, auth: bool = True) -> tuple[int, object]:
         data = json.dumps(body).encode() if body is not None else None
@@ -332,12 +334,23 @@ def test_portal_on_a_phone_and_refused_links(server: Server) -> None:
         d.quit()
 
 
-def test_fleet_and_customers_pages_render(server: Server) -> None:
+def test_fleet_kill_switch_and_customers_pages(server: Server) -> None:
     d = chromium()
     try:
         login(d, server, "/fleet")
+        page_ready(d)
         assert "Kill switch is ON" in d.page_source
         shot(d, "fleet")
+        no_console_errors(d)
+        # Resume, then stop again (with the confirmation dialog), through the panel.
+        d.find_element(By.ID, "kill-switch-toggle").click()
+        wait(d).until(lambda d: "Kill switch is off" in d.page_source)
+        assert server.api("GET", "/api/spawns/kill-switch")[1]["enabled"] is False
+        page_ready(d)
+        d.find_element(By.ID, "kill-switch-toggle").click()
+        wait(d).until(EC.alert_is_present()).accept()
+        wait(d).until(lambda d: "Kill switch is ON" in d.page_source)
+        assert server.api("GET", "/api/spawns/kill-switch")[1]["enabled"] is True
         no_console_errors(d)
         d.get(f"{server.url}/customers")
         assert "Acme Corp" in d.page_source or "No customers" in d.page_source

@@ -59,3 +59,35 @@ async fn record_delivery_is_true_once_per_source_and_id(store: Arc<dyn Store>) {
         "a blank delivery id",
     );
 }
+
+/// SettingStore: a value per key, replaced by the next write, the same for every reader.
+pub(super) fn setting_cases() -> Vec<Case> {
+    cases!("settings": settings_are_absent_until_set_then_replaced)
+}
+
+async fn settings_are_absent_until_set_then_replaced(store: Arc<dyn Store>) {
+    let s = &*store;
+    assert_eq!(s.get_setting("kill_switch").await.expect("read"), None);
+    s.set_setting("kill_switch", &serde_json::json!(true), mins(0))
+        .await
+        .expect("write");
+    assert_eq!(
+        s.get_setting("kill_switch").await.expect("read"),
+        Some(serde_json::json!(true))
+    );
+    s.set_setting("kill_switch", &serde_json::json!(false), mins(1))
+        .await
+        .expect("write");
+    s.set_setting("other", &serde_json::json!({ "a": [1, 2] }), mins(1))
+        .await
+        .expect("write");
+    assert_eq!(
+        s.get_setting("kill_switch").await.expect("read"),
+        Some(serde_json::json!(false)),
+        "the second write replaced the first"
+    );
+    assert_eq!(
+        s.get_setting("other").await.expect("read"),
+        Some(serde_json::json!({ "a": [1, 2] }))
+    );
+}

@@ -71,6 +71,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(customers::cases());
     all.extend(search::cases());
     all.extend(deliveries::cases());
+    all.extend(deliveries::setting_cases());
     all.extend(links::cases());
     all.extend(concurrency::cases());
     all
