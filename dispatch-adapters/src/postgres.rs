@@ -33,6 +33,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "settings",
         sql: include_str!("../migrations/postgres/0003_settings.sql"),
     },
+    Migration {
+        version: 4,
+        name: "usage_carryover",
+        sql: include_str!("../migrations/postgres/0004_usage_carryover.sql"),
+    },
 ];
 
 /// Advisory lock keys (any fixed 64-bit numbers unlikely to collide with an application's own).

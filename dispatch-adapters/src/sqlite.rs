@@ -34,6 +34,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "settings",
         sql: include_str!("../migrations/sqlite/0003_settings.sql"),
     },
+    Migration {
+        version: 4,
+        name: "usage_carryover",
+        sql: include_str!("../migrations/sqlite/0004_usage_carryover.sql"),
+    },
 ];
 
 /// A Dispatch store in a SQLite file.

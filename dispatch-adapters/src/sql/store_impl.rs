@@ -400,8 +400,20 @@ macro_rules! impl_sql_store {
                 for r in &rows {
                     let b: String = col!(r, "dispatch_run", "bucket", String)?;
                     let n = col!(r, "dispatch_run", "n", i64)?.max(0) as u32;
-                    if b == "error" { se = n } else { sp += n }
+                    if b == "error" { se += n } else { sp += n }
                     cost += col!(r, "dispatch_run", "cost", f64)?;
+                }
+                // Runs of deleted issues still count (run::plan_issue_deletion).
+                let rows = sqlx::query("SELECT bucket, runs, cost_usd FROM dispatch_usage_carryover WHERE day = $1")
+                    .bind(Self::ts(utc_day_start(now)))
+                    .fetch_all(&mut **tx)
+                    .await
+                    .map_err(db("read carried usage"))?;
+                for r in &rows {
+                    let b: String = col!(r, "dispatch_usage_carryover", "bucket", String)?;
+                    let n = col!(r, "dispatch_usage_carryover", "runs", i64)?.max(0) as u32;
+                    if b == "error" { se += n } else { sp += n }
+                    cost += col!(r, "dispatch_usage_carryover", "cost_usd", f64)?;
                 }
                 Ok((ae, ap, se, sp, cost))
             }
@@ -785,9 +797,26 @@ macro_rules! impl_sql_store {
                 Ok(issue)
             }
 
-            async fn delete_issue(&self, id: IssueId) -> Result<Issue> {
+            async fn delete_issue(&self, id: IssueId, now: Timestamp) -> Result<Issue> {
                 let mut tx = self.write_tx().await?;
+                // Locks the issue first, as a spawn reservation does.
                 let issue = Self::issue_tx(&mut tx, id).await?;
+                let rows = sqlx::query("SELECT doc FROM dispatch_run WHERE issue_id = $1")
+                    .bind(id.0)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db("read runs"))?;
+                let runs = rows.iter().map(|r| doc_col!(r, "dispatch_run", Run)).collect::<Result<Vec<_>>>()?;
+                for u in dispatch_core::run::plan_issue_deletion(&runs, now)? {
+                    sqlx::query("INSERT INTO dispatch_usage_carryover (day, bucket, runs, cost_usd) VALUES ($1, $2, $3, $4) ON CONFLICT (day, bucket) DO UPDATE SET runs = dispatch_usage_carryover.runs + excluded.runs, cost_usd = dispatch_usage_carryover.cost_usd + excluded.cost_usd")
+                        .bind(Self::ts(u.day))
+                        .bind(bucket_str(u.bucket))
+                        .bind(i64::from(u.runs))
+                        .bind(u.cost_usd)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("carry usage over"))?;
+                }
                 // Children go by ON DELETE CASCADE.
                 sqlx::query("DELETE FROM dispatch_issue WHERE id = $1").bind(id.0).execute(&mut *tx).await.map_err(db("delete issue"))?;
                 Self::commit(tx).await?;

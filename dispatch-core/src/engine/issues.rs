@@ -310,7 +310,7 @@ impl Dispatch {
 
     pub async fn delete_issue(&self, issue: impl Into<IssueRef>) -> Result<Issue> {
         let issue = self.get_issue(issue).await?;
-        let deleted = self.inner.store.delete_issue(issue.id).await?;
+        let deleted = self.inner.store.delete_issue(issue.id, self.now()).await?;
         self.publish(Event::IssueDeleted {
             issue_id: deleted.id,
             identifier: deleted.identifier.clone(),

@@ -61,6 +61,8 @@ struct State {
     agents: Vec<Agent>,
     embeddings: HashMap<IssueId, (String, Vec<f32>)>,
     settings: HashMap<String, serde_json::Value>,
+    /// Usage of deleted runs per (UTC day, bucket): (runs, cost).
+    carried: HashMap<(Timestamp, BudgetBucket), (u32, f64)>,
 }
 
 impl MemoryStore {
@@ -160,6 +162,15 @@ impl State {
                     sp += 1
                 }
                 cost += r.cost_usd;
+            }
+        }
+        for ((d, bucket), (runs, c)) in &self.carried {
+            if *d == day {
+                match bucket {
+                    BudgetBucket::Error => se += runs,
+                    BudgetBucket::Prd => sp += runs,
+                }
+                cost += c;
             }
         }
         (ae, ap, se, sp, cost)
@@ -418,8 +429,23 @@ impl IssueStore for MemoryStore {
         self.lock().write_issue(id, update)
     }
 
-    async fn delete_issue(&self, id: IssueId) -> Result<Issue> {
+    async fn delete_issue(&self, id: IssueId, now: Timestamp) -> Result<Issue> {
         let mut s = self.lock();
+        if !s.issues.contains_key(&id) {
+            return Err(issue_not_found(id));
+        }
+        let runs: Vec<Run> = s
+            .runs
+            .values()
+            .filter(|r| r.issue_id == id)
+            .cloned()
+            .collect();
+        let carried = crate::run::plan_issue_deletion(&runs, now)?;
+        for u in carried {
+            let e = s.carried.entry((u.day, u.bucket)).or_insert((0, 0.0));
+            e.0 += u.runs;
+            e.1 += u.cost_usd;
+        }
         let issue = s.issues.remove(&id).ok_or_else(|| issue_not_found(id))?;
         s.by_identifier.remove(&issue.identifier);
         s.comments.retain(|c| c.issue_id != id);

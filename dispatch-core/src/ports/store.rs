@@ -79,7 +79,9 @@ pub trait IssueStore: Send + Sync {
     /// Applies the patch, bumps `version`, sets `updated_at`, appends the history.
     async fn update_issue(&self, id: IssueId, update: IssueUpdate) -> Result<Issue>;
     /// Deletes the issue and everything that belongs to it; returns what was deleted.
-    async fn delete_issue(&self, id: IssueId) -> Result<Issue>;
+    /// `Conflict` (nothing deleted) while the issue has an active run; today's runs leave their
+    /// spawn counts and cost behind for the daily limits (`run::plan_issue_deletion`).
+    async fn delete_issue(&self, id: IssueId, now: Timestamp) -> Result<Issue>;
     async fn add_comment(
         &self,
         id: IssueId,

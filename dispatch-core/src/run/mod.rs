@@ -6,6 +6,7 @@ mod activity;
 mod run;
 mod spawn_effects;
 mod terminal;
+mod usage;
 
 pub use activity::{Activity, ActivityType, NewActivity};
 pub use run::{
@@ -13,3 +14,4 @@ pub use run::{
 };
 pub use spawn_effects::{SpawnEffects, external_run_effects, run_end_effects, spawn_effects};
 pub use terminal::TerminalChunk;
+pub use usage::{CarriedUsage, plan_issue_deletion};

@@ -7,7 +7,7 @@ use crate::issue::{
     Actor, AgentStatus, HistoryAction, IssueFilter, IssuePatch, NewComment, NewHistory, NewIssue,
     Priority,
 };
-use crate::run::{ActivityType, NewActivity, RunPatch, WorkflowKind};
+use crate::run::{ActivityType, NewActivity, RunPatch, RunStatus, WorkflowKind};
 use crate::verify::VerificationStatus;
 use serde_json::json;
 
@@ -641,7 +641,9 @@ async fn delete_issue_cascades_and_frees_nothing_else(store: Arc<dyn Store>) {
     let b_before = get(s, &b).await;
     let b_history = s.list_history(b.id, 100).await.expect("history");
 
-    let deleted = s.delete_issue(a.id).await.expect("delete_issue");
+    // An issue with an active run cannot be deleted (usage.rs): its run is cancelled first.
+    set_status(s, runs[0], RunStatus::Cancelled, mins(9)).await;
+    let deleted = s.delete_issue(a.id, mins(10)).await.expect("delete_issue");
     assert_eq!(
         (deleted.id, deleted.identifier.as_str()),
         (a.id, "ACME-1"),
@@ -762,7 +764,7 @@ async fn delete_issue_cascades_and_frees_nothing_else(store: Arc<dyn Store>) {
         ("ACME-4", 1)
     );
 
-    not_found(s.delete_issue(a.id).await, "deleting twice");
+    not_found(s.delete_issue(a.id, mins(0)).await, "deleting twice");
 }
 
 async fn comments_are_oldest_first_with_history(store: Arc<dyn Store>) {

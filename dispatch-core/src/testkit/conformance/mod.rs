@@ -44,6 +44,7 @@ mod links;
 mod runs;
 mod search;
 mod support;
+mod usage;
 mod workspace;
 
 /// Hands out a fresh, empty store for one case.
@@ -72,6 +73,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(search::cases());
     all.extend(deliveries::cases());
     all.extend(deliveries::setting_cases());
+    all.extend(usage::cases());
     all.extend(links::cases());
     all.extend(concurrency::cases());
     all

@@ -1,5 +1,7 @@
-//! `GET/PUT /api/spawns/kill-switch` against the real binary: stored, so two servers on one
-//! PostgreSQL agree; spawns are refused while it is on; the environment keeps it on.
+//! The gates over HTTP against the real binary: the kill switch (`GET/PUT
+//! /api/spawns/kill-switch`: stored, so two servers on one PostgreSQL agree; spawns are refused
+//! while it is on; the environment keeps it on) and budgets that deleting an issue does not
+//! refund.
 
 mod support;
 
@@ -102,4 +104,56 @@ async fn two_servers_on_one_postgresql_share_it() {
     assert_eq!(st, StatusCode::OK);
     let (_, k) = get(&a, "/api/spawns/kill-switch").await;
     assert_eq!(k["enabled"], false);
+}
+
+#[tokio::test]
+async fn deleting_an_issue_never_lowers_the_day_s_budget_or_cost() {
+    let s = Server::builder().env("DISPATCH_WORKERS", "false").start();
+    let (_, i) = post(&s, "/api/issues", json!({ "title": "export" })).await;
+    let id = i["identifier"].as_str().unwrap().to_string();
+    let (st, sp) = post(
+        &s,
+        &format!("/api/issues/{id}/spawn"),
+        json!({ "type": "investigate" }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{sp}");
+    let (_, before) = get(&s, "/api/spawns/stats").await;
+    assert_eq!(before["active"], 1);
+
+    // While the run is active the issue cannot be deleted: its agent would run on unaccounted.
+    let (st, e) = call(
+        &s,
+        reqwest::Method::DELETE,
+        &format!("/api/issues/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("cancel"), "{e}");
+    let (_, during) = get(&s, "/api/spawns/stats").await;
+    assert_eq!(during, before);
+
+    // The agent reports its cost and ends; then the issue may go, and today's numbers stay.
+    for body in [
+        json!({ "spawn_status": "running" }),
+        json!({ "spawn_status": "completed", "cost_usd": "2.25", "run_outcome": "investigation_complete" }),
+    ] {
+        let (st, r) = support::patch(&s, &format!("/api/issues/{id}"), body).await;
+        assert_eq!(st, StatusCode::OK, "{r}");
+    }
+    let (_, ended) = get(&s, "/api/spawns/stats").await;
+    let (st, _) = call(
+        &s,
+        reqwest::Method::DELETE,
+        &format!("/api/issues/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, after) = get(&s, "/api/spawns/stats").await;
+    assert_eq!(after["active"], 0);
+    assert_eq!(after["budget"], ended["budget"], "no spawn refunded");
+    assert_eq!(after["dailyCost"], ended["dailyCost"], "no cost refunded");
+    assert_eq!(after["budget"]["prd"]["used"], 1);
 }
