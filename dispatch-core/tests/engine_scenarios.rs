@@ -880,7 +880,12 @@ async fn kill_switch_beats_force_and_cancel_ends_the_run() {
             .unwrap();
     assert_eq!(dup.decision.reason().unwrap().code(), "already_running");
     w.d.dispatcher_step().await.unwrap();
-    assert!(w.d.cancel(a.id, &user()).await.unwrap());
+    assert_eq!(
+        w.d.cancel(a.id, &user()).await.unwrap(),
+        dispatch_core::engine::CancelOutcome::Cancelled {
+            runner_confirmed: true
+        }
+    );
     assert_eq!(
         w.store.get_run(run).await.unwrap().status,
         RunStatus::Cancelled

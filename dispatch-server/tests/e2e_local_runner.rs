@@ -133,3 +133,122 @@ async fn a_grafana_alert_leads_to_a_streamed_local_run_whose_result_lands_on_the
     );
     assert_eq!(run["files_changed"], json!(["fixed.txt"]));
 }
+
+/// Whether a process is alive (a zombie waiting to be reaped is not).
+fn alive(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X'),
+        Err(_) => false,
+    }
+}
+
+/// Polls `f` until it is true, failing after `secs` (waiting on another process's progress over
+/// HTTP; the order of events is fixed by the FIFO, not by this timing).
+async fn eventually(secs: u64, what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_during_a_slow_dispatch_leaves_no_agent_and_keeps_the_slot() {
+    let dir = std::env::temp_dir().join(format!(
+        "dispatch-e2e-cancel-{}",
+        uuid::Uuid::now_v7().simple()
+    ));
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README.md"), "demo\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "init"]);
+    // Preparing the worktree blocks in git's post-checkout hook until the test writes the FIFO:
+    // the dispatch is in flight for exactly as long as the test wants.
+    let fifo = dir.join("gate.fifo");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let hook = repo.join(".git/hooks/post-checkout");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\ncat '{}' >/dev/null\n", fifo.display()),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&hook)
+        .status()
+        .unwrap();
+    let pid_file = dir.join("agent.pid");
+    let agent = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../dispatch-adapters/tests/fixtures/local/agent-forever.sh");
+    let s = Server::builder()
+        .env("DISPATCH_LOCAL_REPO", &repo.to_string_lossy())
+        .env(
+            "DISPATCH_AGENT_COMMAND",
+            &format!("{} {{prompt}}", agent.display()),
+        )
+        .env("AGENT_PID_FILE", &pid_file.to_string_lossy())
+        .env("MAX_CONCURRENT_SPAWNS", "1")
+        .start();
+    let (_, a) = support::post(&s, "/api/issues", json!({ "title": "slow one" })).await;
+    let (_, b) = support::post(&s, "/api/issues", json!({ "title": "waits" })).await;
+    let a = a["identifier"].as_str().unwrap().to_string();
+    let b = b["identifier"].as_str().unwrap().to_string();
+    let (st, r) = support::post(
+        &s,
+        &format!("/api/issues/{a}/spawn"),
+        json!({ "type": "triage" }),
+    )
+    .await;
+    assert_eq!(st, 200, "{r}");
+    eventually(20, "the run to be claimed", async || {
+        let (_, runs) = support::get(&s, &format!("/api/issues/{a}/runs")).await;
+        runs[0]["status"] == "dispatching"
+    })
+    .await;
+
+    let (st, r) = support::post(&s, &format!("/api/issues/{a}/spawn/cancel"), json!({})).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["cancelRequested"], true, "{r}");
+    // The slot is still held: another spawn is deferred, not allowed.
+    let (st, r) = support::post(
+        &s,
+        &format!("/api/issues/{b}/spawn"),
+        json!({ "type": "triage" }),
+    )
+    .await;
+    assert_eq!(st, 202, "{r}");
+
+    // Let the worktree finish: the runner starts the agent, the dispatcher stops it at once.
+    std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    eventually(30, "the run to end cancelled", async || {
+        let (_, runs) = support::get(&s, &format!("/api/issues/{a}/runs")).await;
+        runs[0]["status"] == "cancelled"
+    })
+    .await;
+    let (_, runs) = support::get(&s, &format!("/api/issues/{a}/runs")).await;
+    assert_eq!(
+        runs[0]["outcome_summary"], "Cancelled while its agent was being started",
+        "the dispatcher stopped the agent the runner had just started: {}",
+        runs[0]
+    );
+    // The agent may have been stopped before it wrote its pid file; if it wrote it, its
+    // processes are gone.
+    if let Ok(pids) = std::fs::read_to_string(&pid_file) {
+        for pid in pids.split_whitespace() {
+            eventually(15, "the agent's processes to be gone", async || !alive(pid)).await;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -67,6 +67,12 @@ impl Dispatch {
                 return Ok(false);
             }
         };
+        // Cancelled while it waited (a claim that outlived a crashed dispatcher included).
+        if run.cancel_requested_at.is_some() {
+            self.end_cancelled(&run, &issue, "Cancelled before its agent started", &actor)
+                .await?;
+            return Ok(false);
+        }
         let link = self
             .inner
             .store
@@ -102,6 +108,22 @@ impl Dispatch {
                     .update_run(run.id, &patch, &actor, now)
                     .await?;
                 self.after_run_update(&update, &issue).await?;
+                // A cancel that arrived while the runner worked (stored before this write, so
+                // this read sees it): stop what was just started.
+                if update.run.cancel_requested_at.is_some() || update.run.status.is_terminal() {
+                    let confirmed = self.stop_agent(&update.run).await;
+                    tracing::warn!(run = %run.id, confirmed, "cancelled during dispatch; agent stopped");
+                    if !update.run.status.is_terminal() {
+                        self.end_cancelled(
+                            &update.run,
+                            &update.issue,
+                            "Cancelled while its agent was being started",
+                            &actor,
+                        )
+                        .await?;
+                    }
+                    return Ok(false);
+                }
                 tracing::info!(run = %run.id, issue = %issue.identifier, "run dispatched");
                 Ok(true)
             }
@@ -139,6 +161,16 @@ impl Dispatch {
                     .update_run(run.id, &patch, &actor, now)
                     .await?;
                 self.after_run_update(&update, &issue).await?;
+                // Cancelled while the failed dispatch ran: no retry.
+                if update.run.cancel_requested_at.is_some() && !update.run.status.is_terminal() {
+                    self.end_cancelled(
+                        &update.run,
+                        &update.issue,
+                        "Cancelled while its agent was being started",
+                        &actor,
+                    )
+                    .await?;
+                }
                 Ok(false)
             }
         }

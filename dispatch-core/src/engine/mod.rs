@@ -33,7 +33,7 @@ pub use kill_switch::{KILL_SWITCH_SETTING, KillSwitch};
 pub use plans::PlanReview;
 pub use prs::{NAMED_MATCH_CONFIDENCE, PrLinkReport, PrMatch, PullRequestInfo};
 pub use runs::ExternalRun;
-pub use spawn::{SpawnOptions, SpawnOutcome};
+pub use spawn::{CancelOutcome, SpawnOptions, SpawnOutcome};
 pub use sweeper::SweepReport;
 pub use verification::{FixAttemptReport, FixStatus, PrMergeReport};
 

@@ -8,7 +8,7 @@ use crate::ids::{IssueRef, RunId};
 use crate::issue::{Actor, Issue};
 use crate::plan;
 use crate::ports::{DeferredSpawn, Event, Notification, RunUpdate, SpawnRequest, SpawnReservation};
-use crate::run::{ActivityType, NewActivity, Outcome, RunPatch, RunStatus, WorkflowKind};
+use crate::run::{ActivityType, NewActivity, Outcome, Run, RunPatch, RunStatus, WorkflowKind};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +35,17 @@ pub struct SpawnOutcome {
     pub decision: Decision,
     pub run_id: Option<RunId>,
     pub identifier: String,
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The run ended `cancelled`; whether the runner confirmed it stopped the agent (a queued
+    /// run had none).
+    Cancelled { runner_confirmed: bool },
+    /// The run was being dispatched: it ends as soon as the dispatch returns, and whatever the
+    /// runner started is stopped then.
+    Requested,
 }
 
 impl SpawnOutcome {
@@ -171,39 +182,72 @@ impl Dispatch {
         })
     }
 
-    /// Cancels the issue's active run: the runner is asked to stop, the run ends `cancelled`.
-    /// Returns whether the runner confirmed.
-    pub async fn cancel(&self, issue: impl Into<IssueRef>, actor: &Actor) -> Result<bool> {
+    /// Cancels the issue's active run. The request is stored on the run first (one store
+    /// transaction, so it is ordered against the dispatcher's own write): a run that is being
+    /// dispatched keeps its concurrency slot and the dispatcher stops what the runner started as
+    /// soon as the runner returns (`CancelOutcome::Requested`); a queued or running run ends
+    /// `cancelled` now, after the runner was asked to stop a running one.
+    pub async fn cancel(&self, issue: impl Into<IssueRef>, actor: &Actor) -> Result<CancelOutcome> {
         let issue = self.get_issue(issue).await?;
         let runs = self.inner.store.list_runs(issue.id).await?;
         let run = runs
             .into_iter()
             .find(|r| r.status.is_active())
             .ok_or_else(|| Error::conflict(format!("{} has no running agent", issue.identifier)))?;
-        let confirmed = if run.status == RunStatus::Queued {
-            true
-        } else {
-            match self.inner.runner.cancel(&run).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(run = %run.id, error = %e, "runner cancel failed; cancelling locally");
-                    false
-                }
-            }
-        };
-        let patch = RunPatch {
-            status: Some(RunStatus::Cancelled),
-            outcome: Some(Outcome::Failed),
-            outcome_summary: Some(format!("Cancelled by {}", actor.name)),
-            lease_until: Some(None),
-            ..RunPatch::default()
-        };
-        let update = self
+        let now = self.now();
+        let flagged = self
             .inner
             .store
-            .update_run(run.id, &patch, actor, self.now())
-            .await?;
-        self.after_run_update(&update, &issue).await?;
+            .update_run(
+                run.id,
+                &RunPatch {
+                    cancel_requested_at: Some(now),
+                    ..RunPatch::default()
+                },
+                actor,
+                now,
+            )
+            .await?
+            .run;
+        let outcome = match flagged.status {
+            RunStatus::Dispatching => {
+                self.inner
+                    .store
+                    .add_activity(
+                        issue.id,
+                        NewActivity::new(
+                            ActivityType::Action,
+                            format!(
+                                "Cancel requested by {}: the agent is stopped as soon as its dispatch returns",
+                                actor.name
+                            ),
+                        )
+                        .run(run.id),
+                        now,
+                    )
+                    .await?;
+                return Ok(CancelOutcome::Requested);
+            }
+            s if s.is_terminal() => {
+                return Err(Error::conflict(format!(
+                    "{}'s run has already ended",
+                    issue.identifier
+                )));
+            }
+            RunStatus::Queued => CancelOutcome::Cancelled {
+                runner_confirmed: true,
+            },
+            _ => CancelOutcome::Cancelled {
+                runner_confirmed: self.stop_agent(&flagged).await,
+            },
+        };
+        self.end_cancelled(
+            &flagged,
+            &issue,
+            &format!("Cancelled by {}", actor.name),
+            actor,
+        )
+        .await?;
         self.inner
             .store
             .add_activity(
@@ -217,7 +261,41 @@ impl Dispatch {
             )
             .await
             .map(|_| ())?;
-        Ok(confirmed)
+        Ok(outcome)
+    }
+
+    /// Asks the runner to stop the run's agent; whether it confirmed.
+    pub(crate) async fn stop_agent(&self, run: &Run) -> bool {
+        match self.inner.runner.cancel(run).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(run = %run.id, error = %e, "runner cancel failed; cancelling locally");
+                false
+            }
+        }
+    }
+
+    /// Ends the run `cancelled` (the store refuses nothing but a move out of a terminal state).
+    pub(crate) async fn end_cancelled(
+        &self,
+        run: &Run,
+        issue: &Issue,
+        summary: &str,
+        actor: &Actor,
+    ) -> Result<()> {
+        let patch = RunPatch {
+            status: Some(RunStatus::Cancelled),
+            outcome: Some(Outcome::Failed),
+            outcome_summary: Some(summary.to_string()),
+            lease_until: Some(None),
+            ..RunPatch::default()
+        };
+        let update = self
+            .inner
+            .store
+            .update_run(run.id, &patch, actor, self.now())
+            .await?;
+        self.after_run_update(&update, issue).await
     }
 
     /// Events, cooldown and notifications after a run update.

@@ -217,6 +217,10 @@ pub struct Run {
     pub last_callback_at: Option<Timestamp>,
     pub completed_at: Option<Timestamp>,
     pub updated_at: Timestamp,
+    /// Someone asked to cancel while the run was being dispatched: the dispatcher stops what it
+    /// started as soon as the runner returns (the run keeps its slot until then).
+    #[serde(default)]
+    pub cancel_requested_at: Option<Timestamp>,
 }
 
 impl Run {
@@ -268,6 +272,7 @@ impl NewRun {
             follow_ups: Vec::new(),
             prompt_text: None,
             report_content: None,
+            cancel_requested_at: None,
             created_at: now,
             started_at: None,
             last_callback_at: None,
@@ -302,6 +307,8 @@ pub struct RunPatch {
     pub started_at: Option<Timestamp>,
     pub last_callback_at: Option<Timestamp>,
     pub completed_at: Option<Timestamp>,
+    /// Records a cancel request (only the first is kept).
+    pub cancel_requested_at: Option<Timestamp>,
 }
 
 impl RunPatch {
@@ -370,6 +377,11 @@ impl RunPatch {
             && run.status.is_terminal()
         {
             run.completed_at = Some(t);
+        }
+        if let Some(t) = self.cancel_requested_at
+            && run.cancel_requested_at.is_none()
+        {
+            run.cancel_requested_at = Some(t);
         }
         run.updated_at = now;
     }

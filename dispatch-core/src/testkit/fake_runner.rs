@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Default)]
 pub struct FakeRunner {
     state: Mutex<State>,
+    /// Signalled on every dispatch call.
+    entered: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -22,6 +24,8 @@ struct State {
     reporters: HashMap<RunId, Arc<dyn RunReporter>>,
     failures: VecDeque<ErrorKind>,
     cancelled: Vec<RunId>,
+    /// While set, dispatch calls wait here for a permit (`hold_dispatches` / `release`).
+    gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl FakeRunner {
@@ -55,6 +59,30 @@ impl FakeRunner {
     pub fn cancelled(&self) -> Vec<RunId> {
         self.lock().cancelled.clone()
     }
+    /// From now on a dispatch call is recorded, then waits until `release` lets it return (a
+    /// slow dispatch: a GitHub retry, a worktree being prepared).
+    pub fn hold_dispatches(&self) {
+        self.lock().gate = Some(Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+    /// Lets `n` held dispatch calls return.
+    pub fn release(&self, n: usize) {
+        if let Some(g) = &self.lock().gate {
+            g.add_permits(n);
+        }
+    }
+    /// Waits until `n` dispatch calls have been made (held ones included).
+    pub async fn wait_for_calls(&self, n: usize) {
+        loop {
+            let entered = self.entered.notified();
+            tokio::pin!(entered);
+            // Registered before the check, so a call made in between still wakes us.
+            entered.as_mut().enable();
+            if self.lock().calls.len() >= n {
+                return;
+            }
+            entered.await;
+        }
+    }
 }
 
 #[async_trait]
@@ -68,8 +96,19 @@ impl Runner for FakeRunner {
         job: RunJob,
         reporter: Arc<dyn RunReporter>,
     ) -> Result<DispatchReceipt> {
+        let gate = {
+            let mut s = self.lock();
+            s.calls.push(job.run.id);
+            s.gate.clone()
+        };
+        self.entered.notify_waiters();
+        if let Some(g) = gate {
+            g.acquire()
+                .await
+                .map_err(|_| Error::unavailable("fake runner gate closed"))?
+                .forget();
+        }
         let mut s = self.lock();
-        s.calls.push(job.run.id);
         if let Some(kind) = s.failures.pop_front() {
             return Err(Error::new(kind, "fake runner told to fail"));
         }

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dispatch_core::ErrorKind;
+use dispatch_core::engine::CancelOutcome;
 use dispatch_core::engine::{RunSelector, SpawnOptions};
 use dispatch_core::gate::Decision;
 use dispatch_core::run::{
@@ -588,13 +589,31 @@ async fn cancel(
     let r = issue_ref(&id)?;
     let identifier = s.dispatch.get_issue(r.clone()).await?.identifier;
     match s.dispatch.cancel(r, &a.actor()).await {
-        Ok(confirmed) => {
+        Ok(outcome) => {
             let issue = s.dispatch.get_issue(identifier.as_str()).await?;
+            let (confirmed, requested, message) = match outcome {
+                CancelOutcome::Cancelled {
+                    runner_confirmed: true,
+                } => (true, false, "Agent cancelled"),
+                CancelOutcome::Cancelled {
+                    runner_confirmed: false,
+                } => (
+                    false,
+                    false,
+                    "Run marked cancelled; the runner did not confirm",
+                ),
+                CancelOutcome::Requested => (
+                    false,
+                    true,
+                    "Cancel requested: the agent is being started and is stopped as soon as its dispatch returns",
+                ),
+            };
             Ok(Json(json!({
                 "success": true,
                 "identifier": identifier,
                 "ghCancelled": confirmed,
-                "message": if confirmed { "Agent cancelled" } else { "Run marked cancelled; the runner did not confirm" },
+                "cancelRequested": requested,
+                "message": message,
                 "issue": render_issue(&s, &issue).await?,
             })))
         }

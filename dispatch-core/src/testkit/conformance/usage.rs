@@ -8,7 +8,8 @@ pub(super) fn cases() -> Vec<Case> {
     cases!(
         "usage": an_issue_with_an_active_run_cannot_be_deleted,
         deleting_an_issue_keeps_todays_spawns_and_cost,
-        deleted_usage_counts_toward_the_daily_budget
+        deleted_usage_counts_toward_the_daily_budget,
+        a_cancel_request_is_kept_on_the_run
     )
 }
 
@@ -91,4 +92,49 @@ async fn deleted_usage_counts_toward_the_daily_budget(store: Arc<dyn Store>) {
         "daily_budget",
         "the deleted run still used today's budget"
     );
+}
+
+/// `Dispatch::cancel` stores its request on the run before acting on the status it sees; the
+/// dispatcher reads it back after its own writes. The first request is the one kept.
+async fn a_cancel_request_is_kept_on_the_run(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ws = workspace(s).await;
+    let i = issue(s, ws.id, "cancel me").await;
+    let run = allow(s, i.id, WorkflowKind::Qa, mins(1)).await;
+    assert_eq!(run.cancel_requested_at, None);
+    let u = patch_run(
+        s,
+        run.id,
+        RunPatch {
+            cancel_requested_at: Some(mins(2)),
+            ..Default::default()
+        },
+        mins(2),
+    )
+    .await;
+    assert_eq!(u.run.cancel_requested_at, Some(mins(2)));
+    assert_eq!(
+        u.run.status,
+        RunStatus::Queued,
+        "a request alone moves nothing"
+    );
+    let u = patch_run(
+        s,
+        run.id,
+        RunPatch {
+            cancel_requested_at: Some(mins(3)),
+            status: Some(RunStatus::Cancelled),
+            ..Default::default()
+        },
+        mins(3),
+    )
+    .await;
+    assert_eq!(
+        u.run.cancel_requested_at,
+        Some(mins(2)),
+        "the first request is kept"
+    );
+    assert_eq!(u.run.status, RunStatus::Cancelled);
+    let read = s.get_run(run.id).await.expect("get_run");
+    assert_eq!(read.cancel_requested_at, Some(mins(2)), "and stored");
 }
