@@ -743,3 +743,67 @@ async fn the_engine_runs_local_agents() {
         "{summary}"
     );
 }
+
+/// After a server restart, the new process finds a running run it does not watch, started by a
+/// process of this host that is gone: its agent is killed and the run is reported lost at once
+/// (the sweeper then fails it) instead of holding a slot until the stale timeout. A run whose
+/// server is alive, or that this runner watches, is not touched.
+#[tokio::test]
+async fn a_run_whose_server_is_gone_is_orphaned_and_its_agent_killed() {
+    let tmp = TempDir::new("orphan");
+    let repo = git_repo(&tmp);
+    let pid_file = tmp.path().join("pids");
+    let pid_env = pid_file.display().to_string();
+    let first = LocalRunner::new(config(
+        &tmp,
+        &repo,
+        "agent-forever.sh",
+        &[("AGENT_PID_FILE", &pid_env)],
+    ));
+    let job = job("Outlives its server", WorkflowKind::PrdInvestigate).await;
+    let mut run = job.run.clone();
+    let rec = Arc::new(Recorder::default());
+    let receipt = first.dispatch(job, rec.clone()).await.expect("dispatch");
+    let pids = read_pids(&pid_file).await;
+    let id = receipt.external_id.expect("external id");
+    run.runner = Some("local".into());
+    run.status = RunStatus::Running;
+    run.external_id = Some(id.clone());
+
+    // The process that started it is alive (it is this test), and `first` watches it.
+    let restarted = LocalRunner::new(config(&tmp, &repo, "agent-forever.sh", &[]));
+    assert!(
+        !first.orphaned(&run).await.unwrap(),
+        "watched by this runner"
+    );
+    assert!(
+        !restarted.orphaned(&run).await.unwrap(),
+        "its server is alive"
+    );
+    assert!(pids.iter().all(|p| alive(*p)));
+
+    // The same run as started by a server process that has exited.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let (head, owner) = id.split_once('@').unwrap();
+    let host = owner.split(':').next().unwrap();
+    let mut orphan = run.clone();
+    orphan.external_id = Some(format!("{head}@{host}:{dead_pid}:12345"));
+    let mut other_host = run.clone();
+    other_host.external_id = Some(format!("{head}@another-host:{dead_pid}:12345"));
+    let mut old_format = run.clone();
+    old_format.external_id = Some(head.to_string());
+    assert!(
+        !restarted.orphaned(&other_host).await.unwrap(),
+        "another host's run"
+    );
+    assert!(
+        !restarted.orphaned(&old_format).await.unwrap(),
+        "cannot tell"
+    );
+    assert!(pids.iter().all(|p| alive(*p)));
+
+    assert!(restarted.orphaned(&orphan).await.unwrap());
+    wait_gone(&pids, Duration::from_secs(5)).await;
+}

@@ -13,11 +13,15 @@ use dispatch_core::{Dispatch, ErrorKind};
 use std::sync::Arc;
 
 async fn engine(runner: Arc<FakeRunner>) -> Dispatch {
+    engine_at(runner, Arc::new(ManualClock::at_default())).await
+}
+
+async fn engine_at(runner: Arc<FakeRunner>, clock: Arc<ManualClock>) -> Dispatch {
     let mut policy = SpawnPolicy::permissive();
     policy.max_concurrent_prd = 1;
     policy.max_concurrent_global = 1;
     Dispatch::builder(Arc::new(MemoryStore::new()), runner)
-        .clock(Arc::new(ManualClock::at_default()))
+        .clock(clock)
         .config(EngineConfig {
             policy,
             ..EngineConfig::default()
@@ -165,4 +169,42 @@ async fn queued_and_running_runs_end_at_once() {
     assert_eq!(runner.cancelled(), vec![run]);
     let e = d.cancel(a.id, &ann()).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Conflict);
+}
+
+#[tokio::test]
+async fn a_run_whose_agent_was_lost_with_its_server_ends_at_the_next_sweep() {
+    let runner = FakeRunner::new();
+    let clock = Arc::new(ManualClock::at_default());
+    let d = engine_at(runner.clone(), clock.clone()).await;
+    let a = d.create_issue(NewIssue::titled("a"), &ann()).await.unwrap();
+    let run = d
+        .spawn(a.id, SpawnOptions::new(WorkflowKind::AutoTriage), &ann())
+        .await
+        .unwrap()
+        .run_id
+        .unwrap();
+    assert_eq!(d.dispatcher_step().await.unwrap(), 1);
+    assert_eq!(
+        d.sweeper_step().await.unwrap().orphaned,
+        0,
+        "alive: untouched"
+    );
+    assert_eq!(d.runs(a.id).await.unwrap()[0].status, RunStatus::Running);
+
+    runner.orphan(run);
+    // One second later, not the 45 minutes of the stale timeout.
+    clock.advance(chrono::Duration::seconds(1));
+    let report = d.sweeper_step().await.unwrap();
+    assert_eq!(report.orphaned, 1);
+    let r = &d.runs(a.id).await.unwrap()[0];
+    assert_eq!(r.status, RunStatus::Failed);
+    assert!(r.outcome_summary.as_deref().unwrap().contains("Agent lost"));
+    // The slot is free again.
+    let b = d.create_issue(NewIssue::titled("b"), &ann()).await.unwrap();
+    assert!(
+        d.spawn(b.id, SpawnOptions::new(WorkflowKind::AutoTriage), &ann())
+            .await
+            .unwrap()
+            .spawned()
+    );
 }

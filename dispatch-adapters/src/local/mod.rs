@@ -52,6 +52,9 @@ use tokio::sync::watch;
 /// Runs agents as local processes. See the [module documentation](self).
 pub struct LocalRunner {
     config: Arc<LocalConfig>,
+    /// This server process, recorded in every run's external id: another process can then tell
+    /// whether the process that watches an agent is still there.
+    owner: process::Owner,
     runs: Arc<Mutex<HashMap<RunId, RunEntry>>>,
     /// Dispatches are started one at a time: the idempotency check and the start are one step,
     /// and git does not like concurrent `worktree add` on one repository.
@@ -72,6 +75,7 @@ impl LocalRunner {
     pub fn new(config: LocalConfig) -> Self {
         LocalRunner {
             config: Arc::new(config),
+            owner: process::Owner::current(),
             runs: Arc::new(Mutex::new(HashMap::new())),
             starting: tokio::sync::Mutex::new(()),
         }
@@ -189,7 +193,11 @@ impl Runner for LocalRunner {
         let run_id = job.run.id;
         let pgid = spawned.pgid;
         let receipt = DispatchReceipt {
-            external_id: Some(format!("local-{}-{pgid}", worktree::short_id(&job))),
+            external_id: Some(format!(
+                "local-{}-{pgid}@{}",
+                worktree::short_id(&job),
+                self.owner
+            )),
             external_url: Some(format!("file://{}", prep.workdir.display())),
         };
         let (stop_tx, stop_rx) = watch::channel(None);
@@ -252,6 +260,27 @@ impl Runner for LocalRunner {
                 run.id
             ))),
         }
+    }
+
+    /// A run this process does not watch, started by a process of this host that is gone (the
+    /// server restarted): whatever is left of its agent's process group is killed and the run is
+    /// lost. Runs of other hosts, of live processes, or with an id of an older format: `false`.
+    async fn orphaned(&self, run: &Run) -> Result<bool> {
+        if self.runs().contains_key(&run.id) {
+            return Ok(false);
+        }
+        let Some((pgid, owner)) = run
+            .external_id
+            .as_deref()
+            .and_then(process::parse_external_id)
+        else {
+            return Ok(false);
+        };
+        if owner.host != self.owner.host || owner == self.owner || owner.is_alive() {
+            return Ok(false);
+        }
+        process::signal_group(pgid, libc::SIGKILL);
+        Ok(true)
     }
 
     async fn status(&self, run: &Run) -> Result<Option<RemoteRunStatus>> {

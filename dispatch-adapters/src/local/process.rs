@@ -56,6 +56,71 @@ pub(crate) fn signal_group(pgid: i32, sig: libc::c_int) {
     }
 }
 
+/// A server process: host name, pid and its start time in clock ticks since boot (so that a
+/// reused pid is not taken for the old process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub host: String,
+    pub pid: u32,
+    pub start: u64,
+}
+
+impl Owner {
+    pub fn current() -> Self {
+        let pid = std::process::id();
+        Owner {
+            host: host_name(),
+            pid,
+            start: process_start(pid).unwrap_or(0),
+        }
+    }
+
+    /// Whether this process still runs (same pid, same start time).
+    pub fn is_alive(&self) -> bool {
+        process_start(self.pid).is_some_and(|s| s == self.start)
+    }
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.host, self.pid, self.start)
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty() && !h.contains([':', '@']))
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Field 22 of `/proc/<pid>/stat` (start time after boot); `None` for no such (or a zombie)
+/// process.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
+        return None;
+    }
+    // rest starts at field 3 (state); field 22 is index 19.
+    fields.get(19)?.parse().ok()
+}
+
+/// `local-<short>-<pgid>@<host>:<pid>:<start>` → (pgid, owner). Ids of the older format
+/// (no owner) give `None`.
+pub(crate) fn parse_external_id(id: &str) -> Option<(i32, Owner)> {
+    let (head, owner) = id.strip_prefix("local-")?.split_once('@')?;
+    let pgid: i32 = head.rsplit_once('-')?.1.parse().ok()?;
+    let mut parts = owner.rsplitn(3, ':');
+    let start = parts.next()?.parse().ok()?;
+    let pid = parts.next()?.parse().ok()?;
+    let host = parts.next()?.to_string();
+    (pgid > 1).then_some((pgid, Owner { host, pid, start }))
+}
+
 /// The agent process, started in its own process group.
 pub(crate) struct Spawned {
     pub child: Child,
@@ -864,5 +929,34 @@ mod tests {
     fn input_names_become_env_names() {
         assert_eq!(env_name("plan_content"), "PLAN_CONTENT");
         assert_eq!(env_name("a-b.c"), "A_B_C");
+    }
+}
+
+#[cfg(test)]
+mod owner_tests {
+    use super::*;
+
+    #[test]
+    fn external_ids_round_trip_and_old_ones_have_no_owner() {
+        let me = Owner::current();
+        assert!(me.is_alive(), "this process is alive");
+        assert!(me.start > 0);
+        let id = format!("local-ab12cd34-4242@{me}");
+        assert_eq!(parse_external_id(&id), Some((4242, me.clone())));
+        assert_eq!(parse_external_id("local-ab12cd34-4242"), None);
+        assert_eq!(parse_external_id("gh-123"), None);
+        assert_eq!(
+            parse_external_id("local-x-1@h:1:1"),
+            None,
+            "pgid 1 is refused"
+        );
+        let reused = Owner {
+            start: me.start + 1,
+            ..me
+        };
+        assert!(
+            !reused.is_alive(),
+            "a pid with another start time is another process"
+        );
     }
 }

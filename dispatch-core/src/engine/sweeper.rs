@@ -14,6 +14,8 @@ const BATCH: usize = 64;
 pub struct SweepReport {
     pub deferred_checked: usize,
     pub deferred_spawned: usize,
+    /// Running runs ended because their agent was lost (its server restarted).
+    pub orphaned: usize,
     pub timed_out: usize,
     pub verified: usize,
     pub pruned: u64,
@@ -43,6 +45,7 @@ impl Dispatch {
             }
         }
 
+        report.orphaned = self.settle_orphaned_runs().await?;
         report.timed_out = self.time_out_stale_runs().await?;
         report.verified = self.verify_due_attempts().await?;
 
@@ -50,6 +53,52 @@ impl Dispatch {
             report.pruned = self.inner.store.prune(self.now() - age).await?;
         }
         Ok(report)
+    }
+
+    /// Running runs of this process's runner whose agent is lost for good (`Runner::orphaned`:
+    /// the server process that watched it is gone) end `failed` now — no run waits for the stale
+    /// timeout because its server restarted. Returns how many this call ended.
+    pub async fn settle_orphaned_runs(&self) -> Result<usize> {
+        let running = self.inner.store.stale_runs(self.now(), BATCH).await?;
+        let actor = Actor::system("Orphan Cleanup");
+        let mut n = 0;
+        for run in running {
+            if run.runner.as_deref() != Some(self.inner.runner.name()) {
+                continue;
+            }
+            match self.inner.runner.orphaned(&run).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(run = %run.id, error = %e, "cannot tell whether the agent is alive");
+                    continue;
+                }
+            }
+            let before = match self.get_issue(run.issue_id).await {
+                Ok(i) => i,
+                Err(_) => continue,
+            };
+            let summary = "Agent lost: the server process that started it is gone".to_string();
+            let patch = RunPatch {
+                status: Some(RunStatus::Failed),
+                outcome: Some(Outcome::Failed),
+                outcome_summary: Some(summary.clone()),
+                ..RunPatch::default()
+            };
+            let update = self
+                .inner
+                .store
+                .update_run(run.id, &patch, &actor, self.now())
+                .await?;
+            if update.ended {
+                n += 1;
+                tracing::warn!(run = %run.id, "agent lost with its server; run failed");
+                self.after_run_update(&update, &before).await?;
+                let a = NewActivity::new(ActivityType::Error, summary).run(run.id);
+                self.record_activity(run.issue_id, a).await?;
+            }
+        }
+        Ok(n)
     }
 
     /// Running runs with no callback for `stale_after` end `timed_out`; their issues return to

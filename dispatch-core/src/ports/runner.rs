@@ -82,4 +82,11 @@ pub trait Runner: Send + Sync {
     async fn status(&self, _run: &Run) -> Result<Option<RemoteRunStatus>> {
         Ok(None)
     }
+    /// `true` when the run's agent is known to be lost for good without a result — the process
+    /// that started and watched it is gone (a server restarted) — after the runner stopped
+    /// whatever was left of it. The sweeper then ends the run at once instead of waiting for the
+    /// stale timeout. `false` when the run is alive or the runner cannot tell.
+    async fn orphaned(&self, _run: &Run) -> Result<bool> {
+        Ok(false)
+    }
 }

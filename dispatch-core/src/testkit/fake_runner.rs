@@ -24,6 +24,8 @@ struct State {
     reporters: HashMap<RunId, Arc<dyn RunReporter>>,
     failures: VecDeque<ErrorKind>,
     cancelled: Vec<RunId>,
+    /// Runs whose agent the fake says is lost (`orphan`).
+    orphans: Vec<RunId>,
     /// While set, dispatch calls wait here for a permit (`hold_dispatches` / `release`).
     gate: Option<Arc<tokio::sync::Semaphore>>,
 }
@@ -58,6 +60,10 @@ impl FakeRunner {
     }
     pub fn cancelled(&self) -> Vec<RunId> {
         self.lock().cancelled.clone()
+    }
+    /// From now on the run's agent is lost (as after a restart of the server that watched it).
+    pub fn orphan(&self, run: RunId) {
+        self.lock().orphans.push(run);
     }
     /// From now on a dispatch call is recorded, then waits until `release` lets it return (a
     /// slow dispatch: a GitHub retry, a worktree being prepared).
@@ -128,5 +134,9 @@ impl Runner for FakeRunner {
     async fn cancel(&self, run: &Run) -> Result<bool> {
         self.lock().cancelled.push(run.id);
         Ok(true)
+    }
+
+    async fn orphaned(&self, run: &Run) -> Result<bool> {
+        Ok(self.lock().orphans.contains(&run.id))
     }
 }
