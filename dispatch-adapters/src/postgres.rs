@@ -38,6 +38,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "usage_carryover",
         sql: include_str!("../migrations/postgres/0004_usage_carryover.sql"),
     },
+    Migration {
+        version: 5,
+        name: "issue_column_order",
+        sql: include_str!("../migrations/postgres/0005_issue_column_order.sql"),
+    },
 ];
 
 /// Advisory lock keys (any fixed 64-bit numbers unlikely to collide with an application's own).

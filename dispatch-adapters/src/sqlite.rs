@@ -39,6 +39,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "usage_carryover",
         sql: include_str!("../migrations/sqlite/0004_usage_carryover.sql"),
     },
+    Migration {
+        version: 5,
+        name: "issue_column_order",
+        sql: include_str!("../migrations/sqlite/0005_issue_column_order.sql"),
+    },
 ];
 
 /// A Dispatch store in a SQLite file.

@@ -761,15 +761,23 @@ macro_rules! impl_sql_store {
             }
 
             async fn list_issues(&self, ws: WorkspaceId, f: &IssueFilter) -> Result<Vec<Issue>> {
-                let rows = sqlx::query(
+                // A filter that is set is written as a plain comparison (not `$n IS NULL OR …`),
+                // so the planner walks the (workspace, column, number) index in order: one
+                // column's newest page of a 10,000-issue board reads its page, not every row.
+                const COLUMN: [&str; 2] = ["$2 IS NULL", "column_id = $2"];
+                const BEFORE: [&str; 2] = ["$6 IS NULL", "number < $6"];
+                let sql = format!(
                     "SELECT doc FROM dispatch_issue i WHERE workspace_id = $1 \
-                     AND ($2 IS NULL OR column_id = $2) \
+                     AND {} \
                      AND ($3 IS NULL OR customer_id = $3) \
                      AND ($4 IS NULL OR EXISTS (SELECT 1 FROM dispatch_watcher w WHERE w.issue_id = i.id AND w.customer_id = $4)) \
                      AND ($5 IS NULL OR spawn_active = $5) \
-                     AND ($6 IS NULL OR number < $6) \
+                     AND {} \
                      ORDER BY number DESC LIMIT $7",
-                )
+                    COLUMN[usize::from(f.column_id.is_some())],
+                    BEFORE[usize::from(f.before_number.is_some())],
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(ws.0)
                 .bind(f.column_id.map(|c| c.0))
                 .bind(f.customer_id.map(|c| c.0))
