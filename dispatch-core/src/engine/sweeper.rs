@@ -74,31 +74,49 @@ impl Dispatch {
                     continue;
                 }
             }
-            let before = match self.get_issue(run.issue_id).await {
-                Ok(i) => i,
-                Err(_) => continue,
-            };
-            let summary = "Agent lost: the server process that started it is gone".to_string();
-            let patch = RunPatch {
-                status: Some(RunStatus::Failed),
-                outcome: Some(Outcome::Failed),
-                outcome_summary: Some(summary.clone()),
-                ..RunPatch::default()
-            };
-            let update = self
-                .inner
-                .store
-                .update_run(run.id, &patch, &actor, self.now())
-                .await?;
-            if update.ended {
+            let summary = "Agent lost: the server process that started it is gone";
+            if self
+                .end_unattended(&run, RunStatus::Failed, summary, &actor)
+                .await?
+                .is_some()
+            {
                 n += 1;
                 tracing::warn!(run = %run.id, "agent lost with its server; run failed");
-                self.after_run_update(&update, &before).await?;
-                let a = NewActivity::new(ActivityType::Error, summary).run(run.id);
-                self.record_activity(run.issue_id, a).await?;
             }
         }
         Ok(n)
+    }
+
+    /// Ends a run nobody reports on any more (`status`, outcome failed, `summary`), with the
+    /// events and an error activity; the updated run when this call ended it.
+    async fn end_unattended(
+        &self,
+        run: &crate::run::Run,
+        status: RunStatus,
+        summary: &str,
+        actor: &Actor,
+    ) -> Result<Option<crate::run::Run>> {
+        let Ok(before) = self.get_issue(run.issue_id).await else {
+            return Ok(None);
+        };
+        let patch = RunPatch {
+            status: Some(status),
+            outcome: Some(Outcome::Failed),
+            outcome_summary: Some(summary.to_string()),
+            ..RunPatch::default()
+        };
+        let update = self
+            .inner
+            .store
+            .update_run(run.id, &patch, actor, self.now())
+            .await?;
+        if !update.ended {
+            return Ok(None);
+        }
+        self.after_run_update(&update, &before).await?;
+        let a = NewActivity::new(ActivityType::Error, summary).run(run.id);
+        self.record_activity(run.issue_id, a).await?;
+        Ok(Some(update.run))
     }
 
     /// Running runs with no callback for `stale_after` end `timed_out`; their issues return to
@@ -110,33 +128,18 @@ impl Dispatch {
         let actor = Actor::system("Stale Run Cleanup");
         let mut n = 0;
         for run in stale {
-            let before = match self.get_issue(run.issue_id).await {
-                Ok(i) => i,
-                Err(_) => continue,
-            };
             let summary = format!(
                 "Run timed out (no callback received after {}m)",
                 stale_after.num_minutes()
             );
-            let patch = RunPatch {
-                status: Some(RunStatus::TimedOut),
-                outcome: Some(Outcome::Failed),
-                outcome_summary: Some(summary.clone()),
-                ..RunPatch::default()
-            };
-            let update = self
-                .inner
-                .store
-                .update_run(run.id, &patch, &actor, self.now())
-                .await?;
-            if update.ended {
+            if let Some(ended) = self
+                .end_unattended(&run, RunStatus::TimedOut, &summary, &actor)
+                .await?
+            {
                 n += 1;
-                self.after_run_update(&update, &before).await?;
-                if let Err(e) = self.inner.runner.cancel(&update.run).await {
+                if let Err(e) = self.inner.runner.cancel(&ended).await {
                     tracing::warn!(run = %run.id, error = %e, "could not stop a timed-out run");
                 }
-                let a = NewActivity::new(ActivityType::Error, summary).run(run.id);
-                self.record_activity(run.issue_id, a).await?;
             }
         }
         Ok(n)

@@ -14,7 +14,7 @@ use crate::extract::{ApiJson, parse_json};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -588,15 +588,20 @@ pub(crate) async fn portal_auth(
     }
 }
 
-/// Portal pages carry the token in the URL: never cache them, never send them as a referrer.
-fn portal_response(body: Value) -> Response {
-    let mut h = HeaderMap::new();
+/// Portal answers carry the token in the URL: never cached, never sent on as a referrer (the
+/// JSON portal and the portal pages alike).
+pub(crate) fn portal_private(mut r: Response) -> Response {
+    let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    (h, Json(body)).into_response()
+    r
+}
+
+fn portal_response(body: Value) -> Response {
+    portal_private(Json(body).into_response())
 }
 
 fn portal_customer_json(c: &Customer) -> Value {

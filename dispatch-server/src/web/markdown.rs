@@ -14,6 +14,15 @@ fn safe_url(url: &str) -> bool {
     !head.contains(':') && !u.starts_with("//")
 }
 
+/// The target itself when it is safe, else `#`.
+fn safe_dest(url: CowStr<'_>) -> CowStr<'_> {
+    if safe_url(&url) {
+        url
+    } else {
+        CowStr::from("#")
+    }
+}
+
 pub fn render(source: &str) -> String {
     let mut opts = Options::empty();
     opts.insert(Options::ENABLE_TABLES);
@@ -28,11 +37,7 @@ pub fn render(source: &str) -> String {
             id,
         }) => Event::Start(Tag::Link {
             link_type,
-            dest_url: if safe_url(&dest_url) {
-                dest_url
-            } else {
-                CowStr::from("#")
-            },
+            dest_url: safe_dest(dest_url),
             title,
             id,
         }),
@@ -43,11 +48,7 @@ pub fn render(source: &str) -> String {
             id,
         }) => Event::Start(Tag::Image {
             link_type,
-            dest_url: if safe_url(&dest_url) {
-                dest_url
-            } else {
-                CowStr::from("#")
-            },
+            dest_url: safe_dest(dest_url),
             title,
             id,
         }),

@@ -4,12 +4,12 @@
 
 use super::markdown;
 use super::pages::{Layout, PageResult, html};
-use crate::routes::customers::{portal_auth, portal_watched_issue};
+use crate::routes::customers::{portal_auth, portal_private as private, portal_watched_issue};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::header;
+use axum::response::IntoResponse;
 use dispatch_core::customer::Customer;
 use dispatch_core::issue::IssueFilter;
 use dispatch_core::issue::is_valid_hex_color;
@@ -61,17 +61,6 @@ struct PortalIssue {
     agent_status: Option<String>,
     description_html: String,
     comments: Vec<(String, String, String)>,
-}
-
-/// Portal pages carry the token in the URL: never cached, never sent on as a referrer.
-fn private(mut r: Response) -> Response {
-    let h = r.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    r
 }
 
 fn logo(c: &Customer) -> Option<String> {
