@@ -85,10 +85,11 @@ impl SseDecoder {
         if line.is_empty() {
             let data = std::mem::take(&mut self.data);
             let event = self.event.take();
-            if !data.is_empty() {
-                if let Some(parsed) = parse_event(event.as_deref(), &data).transpose() {
-                    out.push(parsed);
-                }
+            if data.is_empty() {
+                return;
+            }
+            if let Some(parsed) = parse_event(event.as_deref(), &data).transpose() {
+                out.push(parsed);
             }
         } else if let Some(rest) = line.strip_prefix("data:") {
             if !self.data.is_empty() {
