@@ -26,6 +26,9 @@ pub mod github;
 #[cfg(feature = "claude")]
 pub mod claude;
 
+#[cfg(feature = "claude")]
+pub mod claude_sse;
+
 #[cfg(feature = "local")]
 pub mod local;
 
