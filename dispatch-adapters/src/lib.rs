@@ -52,3 +52,16 @@ pub mod webhook;
     feature = "webhook"
 ))]
 mod tls;
+
+/// Installs the process-wide rustls provider (ring) that every HTTPS client of the adapters uses;
+/// call it before building another reqwest client in the same process (`dispatch status`).
+#[cfg(any(
+    feature = "github",
+    feature = "claude",
+    feature = "loki-gateway",
+    feature = "sentry-api",
+    feature = "webhook"
+))]
+pub fn ensure_crypto_provider() {
+    tls::ensure_crypto_provider();
+}

@@ -13,6 +13,7 @@ mod routes;
 mod runner;
 mod secrets;
 mod state;
+mod status_cmd;
 mod web;
 mod workflows_install;
 
@@ -75,6 +76,12 @@ enum Command {
     Restore {
         /// The backup file.
         file: std::path::PathBuf,
+    },
+    /// The fleet as a running server sees it: kill switch, runs, budgets, cost, loop lag.
+    Status {
+        /// The server's base URL. Default: http://127.0.0.1:$PORT.
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Ask a running server's /api/health; exit 0 when it answers 200 (container health checks).
     Health {
@@ -145,6 +152,7 @@ fn main() -> ExitCode {
             Command::Migrate => migrate().await,
             Command::AgentFilter { summary_json } => agent_filter(summary_json),
             Command::Health { url } => health(url).await,
+            Command::Status { url } => status(url).await,
             Command::Backup { file } => backup(&file).await,
             Command::Restore { file } => restore(&file).await,
             Command::Workflows {
@@ -172,6 +180,17 @@ fn main() -> ExitCode {
 fn load_config() -> dispatch_core::Result<ServerConfig> {
     let get = config::env_lookup();
     ServerConfig::from_lookup(&get)
+}
+
+async fn status(url: Option<String>) -> dispatch_core::Result<()> {
+    // The key as the server has it: DISPATCH_API_KEY, or the secrets file beside its database.
+    let cfg = load_config()?;
+    let base = url
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", cfg.port))
+        .trim_end_matches('/')
+        .to_string();
+    print!("{}", status_cmd::status(&base, cfg.api_key.expose()).await?);
+    Ok(())
 }
 
 /// The SQLite path of the configured store, or an error saying what to use for PostgreSQL.

@@ -157,3 +157,44 @@ async fn deleting_an_issue_never_lowers_the_day_s_budget_or_cost() {
     assert_eq!(after["dailyCost"], ended["dailyCost"], "no cost refunded");
     assert_eq!(after["budget"]["prd"]["used"], 1);
 }
+
+#[tokio::test]
+async fn dispatch_status_shows_the_fleet_of_a_running_server() {
+    let s = Server::builder().env("DISPATCH_WORKERS", "false").start();
+    let (_, i) = post(&s, "/api/issues", json!({ "title": "x" })).await;
+    let id = i["identifier"].as_str().unwrap().to_string();
+    let (st, _) = post(
+        &s,
+        &format!("/api/issues/{id}/spawn"),
+        json!({ "type": "triage" }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = put(&s, json!(true)).await;
+    assert_eq!(st, StatusCode::OK);
+    let run = |key: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dispatch"))
+            .arg("status")
+            .arg("--url")
+            .arg(&s.base)
+            .env("DISPATCH_API_KEY", key)
+            .env("DISPATCH_PASSWORD", &s.password)
+            .env("DATABASE_URL", s.dir.join("status-probe.db"))
+            .output()
+            .unwrap()
+    };
+    let out = run(&s.api_key);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("kill switch   ON"), "{text}");
+    assert!(text.contains("queued 1"), "{text}");
+    assert!(text.contains("requests 1/"), "{text}");
+    assert!(text.contains("loop lag      dispatcher"), "{text}");
+    let refused = run("dsp_wrong_key_0123456789abcdef0123456789abcdef0123456789abcdef");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refused the API key"));
+}
