@@ -15,6 +15,7 @@ mod macros;
 
 pub mod agent;
 pub mod agent_output;
+pub mod brand;
 pub mod clock;
 pub mod config;
 pub mod customer;

@@ -7,6 +7,7 @@ mod dto;
 mod error;
 mod extract;
 mod health_cmd;
+mod logo_cmd;
 mod metrics;
 mod openapi;
 mod routes;
@@ -76,6 +77,27 @@ enum Command {
     Restore {
         /// The backup file.
         file: std::path::PathBuf,
+    },
+    /// Braille art for the web UI's header from a PNG (dark pixels are dots; transparency is
+    /// background), printed as NEXT_PUBLIC_BRAND_BRAILLE, or kept in an env file.
+    GenerateLogo {
+        /// The PNG image.
+        image: std::path::PathBuf,
+        /// Braille characters across.
+        #[arg(long, default_value_t = 20)]
+        width: usize,
+        /// Gray values below this (0-255) are dots.
+        #[arg(long, default_value_t = 128)]
+        threshold: u8,
+        /// Light pixels are dots instead.
+        #[arg(long)]
+        invert: bool,
+        /// Only show the art.
+        #[arg(long)]
+        preview: bool,
+        /// Keep it as NEXT_PUBLIC_BRAND_BRAILLE in this file (e.g. the server's .env).
+        #[arg(long)]
+        env_file: Option<std::path::PathBuf>,
     },
     /// The fleet as a running server sees it: kill switch, runs, budgets, cost, loop lag.
     Status {
@@ -153,6 +175,24 @@ fn main() -> ExitCode {
             Command::AgentFilter { summary_json } => agent_filter(summary_json),
             Command::Health { url } => health(url).await,
             Command::Status { url } => status(url).await,
+            Command::GenerateLogo {
+                image,
+                width,
+                threshold,
+                invert,
+                preview,
+                env_file,
+            } => logo_cmd::generate(
+                &image,
+                dispatch_core::brand::BrailleOptions {
+                    width,
+                    threshold,
+                    invert,
+                },
+                preview,
+                env_file.as_deref(),
+            )
+            .map(|out| print!("{out}")),
             Command::Backup { file } => backup(&file).await,
             Command::Restore { file } => restore(&file).await,
             Command::Workflows {

@@ -224,3 +224,69 @@ async fn portal_pages_refuse_wrong_tokens_and_are_never_cached() {
         assert!(!r.text().await.unwrap().contains("Acme"));
     }
 }
+
+#[tokio::test]
+async fn a_generated_braille_logo_reaches_the_header() {
+    let dir = std::env::temp_dir().join(format!("dispatch-logo-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 40×20 RGBA: the left half dark, the right half transparent black (background).
+    let image = dir.join("logo.png");
+    {
+        let file = std::fs::File::create(&image).unwrap();
+        let mut enc = png::Encoder::new(std::io::BufWriter::new(file), 40, 20);
+        enc.set_color(png::ColorType::Rgba);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header().unwrap();
+        let data: Vec<u8> = (0..20)
+            .flat_map(|_| {
+                (0..40).flat_map(|x| {
+                    if x < 20 {
+                        [20, 20, 20, 255]
+                    } else {
+                        [0, 0, 0, 0]
+                    }
+                })
+            })
+            .collect();
+        w.write_image_data(&data).unwrap();
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dispatch"))
+        .args(["generate-logo", "--width", "10", "--env-file"])
+        .arg(dir.join(".env"))
+        .arg(&image)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = text.lines().next().unwrap();
+    assert_eq!(
+        first, "⣿⣿⣿⣿⣿⠀⠀⠀⠀⠀",
+        "dark half dots, transparent half blank"
+    );
+    let env = std::fs::read_to_string(dir.join(".env")).unwrap();
+    assert!(env.starts_with("NEXT_PUBLIC_BRAND_BRAILLE=⣿⣿⣿⣿⣿"), "{env}");
+
+    // The server started in that directory reads its .env: the header shows the art.
+    let s = Server::builder().dir(dir.clone()).start();
+    let login = no_redirects()
+        .get(s.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(login.contains("⣿⣿⣿⣿⣿⠀⠀⠀⠀⠀"), "{login}");
+
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_dispatch"))
+        .args(["generate-logo"])
+        .arg(dir.join(".env"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a PNG"));
+}
