@@ -186,6 +186,62 @@ pub fn issue_assigned(
     })
 }
 
+/// Events kept per agent at most; pushing more drops the oldest (the original kept 100 in memory,
+/// for everybody at once).
+pub const AGENT_EVENT_CAP: usize = 1000;
+const MAX_EVENT_TYPE: usize = 100;
+const MAX_EVENT_BYTES: usize = 64 * 1024;
+
+/// An event for an agent to read with `poll_events` (`POST /api/mcp/webhook`). Stored, so any
+/// replica answers the poll, and handed out once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentEvent {
+    /// Increasing per store: the order events were queued in.
+    pub seq: i64,
+    #[serde(flatten)]
+    pub event: NewAgentEvent,
+    pub received_at: Timestamp,
+}
+
+/// An event as it is queued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewAgentEvent {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issue: Option<serde_json::Value>,
+    /// When the sender says it happened (`received_at` when it does not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl NewAgentEvent {
+    pub fn validate(&self) -> Result<()> {
+        let t = self.event_type.trim();
+        if t.is_empty() {
+            return Err(Error::invalid("type", "an event needs a type"));
+        }
+        if t.chars().count() > MAX_EVENT_TYPE || t.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "type",
+                format!("a type is at most {MAX_EVENT_TYPE} printable characters"),
+            ));
+        }
+        let size = serde_json::to_vec(self)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_EVENT_BYTES {
+            return Err(Error::invalid(
+                "issue",
+                format!("an event is at most {MAX_EVENT_BYTES} bytes of JSON"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

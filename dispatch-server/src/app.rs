@@ -13,6 +13,7 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub fn build(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     crate::routes::api()
+        .merge(crate::mcp::router(&state))
         .merge(crate::web::router())
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(limit))

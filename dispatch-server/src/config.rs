@@ -56,6 +56,9 @@ pub struct ServerConfig {
     /// `AGENT_WEBHOOK_ALLOW_PRIVATE` (false): agents' webhook URLs may point at loopback, private
     /// or link-local addresses (receivers on an internal network).
     pub agent_webhook_allow_private: bool,
+    /// `MCP_ALLOWED_HOSTS`: more `Host` names (comma-separated, `host` or `host:port`) the MCP
+    /// endpoint answers besides the public URL's host and loopback (DNS-rebinding protection).
+    pub mcp_allowed_hosts: Vec<String>,
     /// `MAX_BODY_BYTES` (1 MiB).
     pub max_body_bytes: usize,
     /// `SECURE_COOKIES`: mark the session cookie Secure (default: when `app_url` is https).
@@ -307,6 +310,14 @@ impl ServerConfig {
             github_webhook_secret: secret(get, "GITHUB_WEBHOOK_SECRET", 8)?,
             metrics_public: flag(get, "METRICS_PUBLIC", false)?,
             agent_webhook_allow_private: flag(get, "AGENT_WEBHOOK_ALLOW_PRIVATE", false)?,
+            mcp_allowed_hosts: nonempty(get, "MCP_ALLOWED_HOSTS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|h| h.trim().to_string())
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
             workers: flag(get, "DISPATCH_WORKERS", true)?,
             max_body_bytes,
             session_ttl_hours,

@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod health_cmd;
 mod logo_cmd;
+mod mcp;
 mod metrics;
 mod openapi;
 mod routes;

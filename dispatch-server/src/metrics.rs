@@ -38,6 +38,8 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<String, Histogram>>,
     ingest: Mutex<BTreeMap<(String, &'static str), u64>>,
     gate: Mutex<BTreeMap<String, u64>>,
+    mcp: Mutex<BTreeMap<(String, &'static str), u64>>,
+    mcp_latency: Mutex<BTreeMap<String, Histogram>>,
     pub dispatcher_lag_ms: AtomicU64,
     pub sweeper_lag_ms: AtomicU64,
 }
@@ -69,6 +71,23 @@ impl Metrics {
         *lock(&self.gate).entry(reason.to_string()).or_default() += 1;
     }
 
+    /// One MCP tool call: its outcome (`ok` or `error`) and latency, by tool.
+    pub fn mcp_tool_call(&self, tool: &str, error: bool, secs: f64) {
+        // Unknown names are folded together so that a client cannot grow the label set.
+        let tool = if crate::mcp::tools::is_known(tool) {
+            tool
+        } else {
+            "unknown"
+        };
+        *lock(&self.mcp)
+            .entry((tool.to_string(), if error { "error" } else { "ok" }))
+            .or_default() += 1;
+        lock(&self.mcp_latency)
+            .entry(tool.to_string())
+            .or_default()
+            .observe(secs);
+    }
+
     /// Renders the text exposition format; `runs` are current run counts by status.
     pub fn render(&self, runs: &[(&str, u64)]) -> String {
         use std::fmt::Write as _;
@@ -90,46 +109,12 @@ impl Metrics {
             "# HELP dispatch_http_request_duration_seconds HTTP request latency by route."
         );
         let _ = writeln!(s, "# TYPE dispatch_http_request_duration_seconds histogram");
-        for (r, h) in lock(&self.latency).iter() {
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    s,
-                    "dispatch_http_request_duration_seconds_bucket{{route=\"{}\",le=\"{b}\"}} {}",
-                    esc(r),
-                    h.counts.get(i).copied().unwrap_or(0)
-                );
-            }
-            let _ = writeln!(
-                s,
-                "dispatch_http_request_duration_seconds_bucket{{route=\"{}\",le=\"+Inf\"}} {}",
-                esc(r),
-                h.total
-            );
-            let _ = writeln!(
-                s,
-                "dispatch_http_request_duration_seconds_sum{{route=\"{}\"}} {}",
-                esc(r),
-                h.sum
-            );
-            let _ = writeln!(
-                s,
-                "dispatch_http_request_duration_seconds_count{{route=\"{}\"}} {}",
-                esc(r),
-                h.total
-            );
-        }
-        let _ = writeln!(
-            s,
-            "# HELP dispatch_ingest_events_total Error events ingested by source and outcome."
+        histograms(
+            &mut s,
+            "dispatch_http_request_duration_seconds",
+            "route",
+            &lock(&self.latency),
         );
-        let _ = writeln!(s, "# TYPE dispatch_ingest_events_total counter");
-        for ((src, o), n) in lock(&self.ingest).iter() {
-            let _ = writeln!(
-                s,
-                "dispatch_ingest_events_total{{source=\"{}\",outcome=\"{o}\"}} {n}",
-                esc(src)
-            );
-        }
         let _ = writeln!(
             s,
             "# HELP dispatch_gate_decisions_total Spawn gate decisions by reason."
@@ -142,6 +127,32 @@ impl Metrics {
                 esc(r)
             );
         }
+        let _ = writeln!(
+            s,
+            "# HELP dispatch_mcp_tool_calls_total MCP tool calls by tool and outcome (ok, error)."
+        );
+        let _ = writeln!(s, "# TYPE dispatch_mcp_tool_calls_total counter");
+        for ((t, o), n) in lock(&self.mcp).iter() {
+            let _ = writeln!(
+                s,
+                "dispatch_mcp_tool_calls_total{{tool=\"{}\",outcome=\"{o}\"}} {n}",
+                esc(t)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP dispatch_mcp_tool_call_duration_seconds MCP tool call latency by tool."
+        );
+        let _ = writeln!(
+            s,
+            "# TYPE dispatch_mcp_tool_call_duration_seconds histogram"
+        );
+        histograms(
+            &mut s,
+            "dispatch_mcp_tool_call_duration_seconds",
+            "tool",
+            &lock(&self.mcp_latency),
+        );
         let _ = writeln!(s, "# HELP dispatch_runs Runs by status right now.");
         let _ = writeln!(s, "# TYPE dispatch_runs gauge");
         for (st, n) in runs {
@@ -163,6 +174,28 @@ impl Metrics {
             self.sweeper_lag_ms.load(Ordering::Relaxed) as f64 / 1000.0
         );
         s
+    }
+}
+
+/// The `_bucket`, `_sum` and `_count` lines of one histogram per label value.
+fn histograms(s: &mut String, name: &str, label: &str, hs: &BTreeMap<String, Histogram>) {
+    use std::fmt::Write as _;
+    for (v, h) in hs {
+        let v = esc(v);
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "{name}_bucket{{{label}=\"{v}\",le=\"{b}\"}} {}",
+                h.counts.get(i).copied().unwrap_or(0)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "{name}_bucket{{{label}=\"{v}\",le=\"+Inf\"}} {}",
+            h.total
+        );
+        let _ = writeln!(s, "{name}_sum{{{label}=\"{v}\"}} {}", h.sum);
+        let _ = writeln!(s, "{name}_count{{{label}=\"{v}\"}} {}", h.total);
     }
 }
 

@@ -39,7 +39,7 @@ macro_rules! impl_sql_store {
             TerminalChunk, run_end_effects, spawn_effects,
         };
         use dispatch_core::verify::{FixAttempt, VerificationStatus};
-        use dispatch_core::agent::{Agent, name_key};
+        use dispatch_core::agent::{Agent, AgentEvent, NewAgentEvent, name_key};
         use dispatch_core::ids::PrLinkId;
         use dispatch_core::ports::{AgentStore, PrLinkStore, PrLinkUpsertOutcome};
         use dispatch_core::pr::{PrLink, PrLinkUpsert, pr_link_history, pr_unlink_history};
@@ -773,6 +773,7 @@ macro_rules! impl_sql_store {
                      AND ($4 IS NULL OR EXISTS (SELECT 1 FROM dispatch_watcher w WHERE w.issue_id = i.id AND w.customer_id = $4)) \
                      AND ($5 IS NULL OR spawn_active = $5) \
                      AND {} \
+                     AND ($8 IS NULL OR lower(doc->>'assignee') = lower($8)) \
                      ORDER BY number DESC LIMIT $7",
                     COLUMN[usize::from(f.column_id.is_some())],
                     BEFORE[usize::from(f.before_number.is_some())],
@@ -785,6 +786,7 @@ macro_rules! impl_sql_store {
                 .bind(f.spawn_active)
                 .bind(f.before_number)
                 .bind(f.limit.map(|l| to_i64(l as u64)).unwrap_or(i64::MAX))
+                .bind(f.assignee.as_deref())
                 .fetch_all(self.reader())
                 .await
                 .map_err(db("list issues"))?;
@@ -2290,6 +2292,53 @@ macro_rules! impl_sql_store {
                     .map_err(db("update agent"))?;
                 Self::commit(tx).await?;
                 Ok(a)
+            }
+
+            async fn push_agent_event(&self, ws: WorkspaceId, name: &str, event: &NewAgentEvent, cap: usize, now: Timestamp) -> Result<i64> {
+                let mut tx = self.write_tx().await?;
+                let a = Self::agent_tx(&mut tx, ws, name)
+                    .await?
+                    .ok_or_else(|| Error::not_found(format!("agent {name:?} not found")))?;
+                let seq: i64 = sqlx::query_scalar("INSERT INTO dispatch_agent_event (agent_id, doc, received_at) VALUES ($1, $2, $3) RETURNING seq")
+                    .bind(a.id.0)
+                    .bind(Json(event))
+                    .bind(Self::ts(now))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db("queue agent event"))?;
+                sqlx::query("DELETE FROM dispatch_agent_event WHERE agent_id = $1 AND seq <= (SELECT seq FROM dispatch_agent_event WHERE agent_id = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2)")
+                    .bind(a.id.0)
+                    .bind(to_i64(cap as u64))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("drop old agent events"))?;
+                Self::commit(tx).await?;
+                Ok(seq)
+            }
+
+            async fn take_agent_events(&self, ws: WorkspaceId, name: &str, limit: usize) -> Result<Vec<AgentEvent>> {
+                // One statement: concurrent takers each get a disjoint set (a row another taker
+                // deleted first is not returned twice).
+                let rows = sqlx::query("DELETE FROM dispatch_agent_event WHERE seq IN (\
+                     SELECT e.seq FROM dispatch_agent_event e JOIN dispatch_agent a ON a.id = e.agent_id \
+                     WHERE a.workspace_id = $1 AND a.name_key = $2 ORDER BY e.seq LIMIT $3) \
+                     RETURNING seq, doc, received_at")
+                    .bind(ws.0)
+                    .bind(name_key(name))
+                    .bind(to_i64(limit as u64))
+                    .fetch_all(self.autocommit())
+                    .await
+                    .map_err(db("take agent events"))?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    out.push(AgentEvent {
+                        seq: r.try_get("seq").map_err(|e| decode_err("dispatch_agent_event", "seq", e))?,
+                        event: doc_col!(r, "dispatch_agent_event", NewAgentEvent)?,
+                        received_at: Self::get_ts(&r, "dispatch_agent_event", "received_at")?,
+                    });
+                }
+                out.sort_by_key(|e| e.seq);
+                Ok(out)
             }
         }
     }

@@ -280,6 +280,78 @@ impl Dispatch {
     }
 }
 
+/// What an agent says it is doing (the MCP tool `update_agent_status`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AgentStatusReport {
+    pub status: AgentStatus,
+    pub phase: Option<String>,
+    pub summary: Option<String>,
+    pub pr_url: Option<String>,
+    pub error: Option<String>,
+}
+
+impl AgentStatusReport {
+    /// One readable line for the timeline.
+    pub fn display(&self) -> String {
+        let mut s = format!("Agent status: {}", self.status);
+        for (k, v) in [
+            ("phase", &self.phase),
+            ("summary", &self.summary),
+            ("PR", &self.pr_url),
+            ("error", &self.error),
+        ] {
+            if let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                s.push_str(&format!("; {k}: {v}"));
+            }
+        }
+        s
+    }
+}
+
+impl Dispatch {
+    /// Sets the issue's agent status and records the report on its timeline. `blocked` keeps
+    /// the error (or summary) as the blocked reason; any other status clears a blocked reason.
+    pub async fn report_agent_status(
+        &self,
+        issue: impl Into<IssueRef>,
+        report: AgentStatusReport,
+        actor: &Actor,
+    ) -> Result<crate::issue::Issue> {
+        let issue = self.get_issue(issue).await?;
+        let blocked_reason = match report.status {
+            AgentStatus::Blocked => Some(
+                report
+                    .error
+                    .clone()
+                    .or_else(|| report.summary.clone())
+                    .filter(|r| !r.trim().is_empty())
+                    .unwrap_or_else(|| "blocked".to_string()),
+            ),
+            _ => None,
+        };
+        let updated = self
+            .patch_with_retry(issue.id, actor, |current| {
+                Ok(IssuePatch {
+                    agent_status: Some(report.status),
+                    blocked_reason: (blocked_reason.is_some() || current.blocked_reason.is_some())
+                        .then(|| blocked_reason.clone()),
+                    ..IssuePatch::default()
+                })
+            })
+            .await?;
+        let kind = if report.error.is_some() {
+            ActivityType::Error
+        } else {
+            ActivityType::Observation
+        };
+        let mut a = NewActivity::new(kind, report.display());
+        a.run_id = issue.current_run_id;
+        a.metadata = serde_json::to_value(&report).unwrap_or_default();
+        self.record_activity(issue.id, a).await?;
+        Ok(updated)
+    }
+}
+
 /// In-process runners report through the same paths as HTTP callbacks.
 #[async_trait]
 impl RunReporter for Dispatch {

@@ -245,6 +245,8 @@ pub struct IssueFilter {
     pub watched_by: Option<CustomerId>,
     pub spawn_active: Option<bool>,
     pub label_id: Option<LabelId>,
+    /// Issues assigned to this name (compared case-insensitively).
+    pub assignee: Option<String>,
     /// Only issues with `number < before_number` (cursor paging, newest first).
     pub before_number: Option<i64>,
     pub limit: Option<usize>,

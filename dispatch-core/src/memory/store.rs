@@ -1,5 +1,5 @@
 use crate::Timestamp;
-use crate::agent::{Agent, name_key};
+use crate::agent::{Agent, AgentEvent, NewAgentEvent, name_key};
 use crate::clock::{utc_day_start, utc_next_day_start};
 use crate::customer::{Customer, CustomerPatch, HealthInputs, HealthIssue};
 use crate::error::{Error, Result};
@@ -59,6 +59,9 @@ struct State {
     deliveries: HashSet<(String, String)>,
     pr_links: BTreeMap<PrLinkId, PrLink>,
     agents: Vec<Agent>,
+    /// Queued events by agent id, oldest first; `agent_event_seq` numbers them.
+    agent_events: HashMap<crate::ids::AgentId, std::collections::VecDeque<AgentEvent>>,
+    agent_event_seq: i64,
     embeddings: HashMap<IssueId, (String, Vec<f32>)>,
     settings: HashMap<String, serde_json::Value>,
     /// Usage of deleted runs per (UTC day, bucket): (runs, cost).
@@ -415,6 +418,13 @@ impl IssueStore for MemoryStore {
                     .is_none_or(|a| i.spawn_status.is_some_and(|x| x.is_active()) == a)
             })
             .filter(|i| f.label_id.is_none_or(|l| i.labels.contains(&l)))
+            .filter(|i| {
+                f.assignee.as_deref().is_none_or(|a| {
+                    i.assignee
+                        .as_deref()
+                        .is_some_and(|x| x.to_lowercase() == a.to_lowercase())
+                })
+            })
             .filter(|i| f.before_number.is_none_or(|n| i.number < n))
             .cloned()
             .collect();
@@ -1655,5 +1665,58 @@ impl AgentStore for MemoryStore {
         a.webhook_secret = secret;
         a.updated_at = now;
         Ok(a.clone())
+    }
+
+    async fn push_agent_event(
+        &self,
+        ws: WorkspaceId,
+        name: &str,
+        event: &NewAgentEvent,
+        cap: usize,
+        now: Timestamp,
+    ) -> Result<i64> {
+        let key = name_key(name);
+        let mut s = self.lock();
+        let id = s
+            .agents
+            .iter()
+            .find(|a| a.workspace_id == ws && name_key(&a.name) == key)
+            .map(|a| a.id)
+            .ok_or_else(|| Error::not_found(format!("agent {name:?} not found")))?;
+        s.agent_event_seq += 1;
+        let seq = s.agent_event_seq;
+        let q = s.agent_events.entry(id).or_default();
+        q.push_back(AgentEvent {
+            seq,
+            event: event.clone(),
+            received_at: now,
+        });
+        while q.len() > cap {
+            q.pop_front();
+        }
+        Ok(seq)
+    }
+
+    async fn take_agent_events(
+        &self,
+        ws: WorkspaceId,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<AgentEvent>> {
+        let key = name_key(name);
+        let mut s = self.lock();
+        let Some(id) = s
+            .agents
+            .iter()
+            .find(|a| a.workspace_id == ws && name_key(&a.name) == key)
+            .map(|a| a.id)
+        else {
+            return Ok(Vec::new());
+        };
+        let Some(q) = s.agent_events.get_mut(&id) else {
+            return Ok(Vec::new());
+        };
+        let n = limit.min(q.len());
+        Ok(q.drain(..n).collect())
     }
 }

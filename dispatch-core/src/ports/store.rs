@@ -12,7 +12,7 @@
 //!   `IssuePatch::apply_to`) are called inside the transaction, so all stores decide alike.
 
 use crate::Timestamp;
-use crate::agent::Agent;
+use crate::agent::{Agent, AgentEvent, NewAgentEvent};
 use crate::customer::{Customer, CustomerPatch, HealthInputs};
 use crate::error::Result;
 use crate::gate::{Decision, SpawnPolicy};
@@ -438,6 +438,24 @@ pub trait AgentStore: Send + Sync {
         webhook: Option<(String, String)>,
         now: Timestamp,
     ) -> Result<Agent>;
+    /// Queues an event for the named agent (`NotFound` for an unknown name) and drops the
+    /// agent's oldest events beyond `cap`; returns the event's sequence number.
+    async fn push_agent_event(
+        &self,
+        ws: WorkspaceId,
+        name: &str,
+        event: &NewAgentEvent,
+        cap: usize,
+        now: Timestamp,
+    ) -> Result<i64>;
+    /// Takes (removes and returns) the agent's oldest `limit` events, oldest first. Each event
+    /// is handed out once, also to concurrent callers. An unknown name has no events.
+    async fn take_agent_events(
+        &self,
+        ws: WorkspaceId,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<AgentEvent>>;
 }
 
 #[async_trait]

@@ -102,7 +102,7 @@ struct SetWebhook {
 
 /// A webhook URL naming a loopback, private or link-local address is refused up front unless
 /// `AGENT_WEBHOOK_ALLOW_PRIVATE` is set (names are checked again when resolved, at delivery).
-fn check_receiver(s: &AppState, url: &str) -> ApiResult<()> {
+pub(crate) fn check_receiver(s: &AppState, url: &str) -> ApiResult<()> {
     if s.config.agent_webhook_allow_private {
         return Ok(());
     }

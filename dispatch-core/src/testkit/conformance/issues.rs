@@ -219,10 +219,13 @@ async fn list_issues_filters_newest_first_and_pages(store: Arc<dyn Store>) {
     n2.customer_id = Some(c1.id);
     let mut n3 = NewIssue::titled("3 in progress");
     n3.column_id = Some(in_progress);
+    n3.assignee = Some("Claude".into());
     let mut n4 = NewIssue::titled("4 bug and customer");
     n4.labels = vec![bug];
     n4.customer_id = Some(c1.id);
-    let n5 = NewIssue::titled("5 plain");
+    n4.assignee = Some("claude".into());
+    let mut n5 = NewIssue::titled("5 plain");
+    n5.assignee = Some("Claudette".into());
     for (i, n) in [n1, n2, n3, n4, n5].into_iter().enumerate() {
         create(s, ws.id, n, mins(i as i64)).await;
     }
@@ -278,6 +281,24 @@ async fn list_issues_filters_newest_first_and_pages(store: Arc<dyn Store>) {
         .await,
         [4],
         "filters combine with AND"
+    );
+    assert_eq!(
+        list(IssueFilter {
+            assignee: Some("CLAUDE".into()),
+            ..Default::default()
+        })
+        .await,
+        [4, 3],
+        "assignee: the whole name, any case"
+    );
+    assert_eq!(
+        list(IssueFilter {
+            assignee: Some("claude".into()),
+            label_id: Some(bug),
+            ..Default::default()
+        })
+        .await,
+        [4]
     );
     assert_eq!(
         list(IssueFilter {

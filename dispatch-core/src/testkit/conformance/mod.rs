@@ -34,6 +34,7 @@ macro_rules! cases {
     };
 }
 
+mod agent_events;
 mod concurrency;
 mod customers;
 mod deliveries;
@@ -75,6 +76,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(deliveries::setting_cases());
     all.extend(usage::cases());
     all.extend(links::cases());
+    all.extend(agent_events::cases());
     all.extend(concurrency::cases());
     all
 }

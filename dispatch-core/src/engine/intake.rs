@@ -1,0 +1,111 @@
+//! Issues reported from a chat channel (the MCP `create_issue` with Slack fields, spec §10):
+//! the channel's customer is found or made, the issue is theirs and they watch it.
+
+use super::Dispatch;
+use crate::customer::{Customer, NewCustomer};
+use crate::error::{Error, ErrorKind, Result};
+use crate::issue::{Actor, Issue, NewIssue};
+
+const MAX_CHANNEL_ID: usize = 64;
+
+/// The chat channel an issue came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelIntake {
+    pub channel_id: String,
+    pub channel_name: Option<String>,
+}
+
+impl ChannelIntake {
+    fn validate(&self) -> Result<&str> {
+        let id = self.channel_id.trim();
+        if id.is_empty()
+            || id.len() > MAX_CHANNEL_ID
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(Error::invalid(
+                "slackChannelId",
+                format!("a channel id is 1 to {MAX_CHANNEL_ID} letters, digits, '-' or '_'"),
+            ));
+        }
+        Ok(id)
+    }
+
+    /// `slack-<channel id lowercased>`, as the original names channel customers.
+    pub fn customer_slug(&self) -> String {
+        let id: String = self
+            .channel_id
+            .trim()
+            .chars()
+            .map(|c| match c.to_ascii_lowercase() {
+                c @ ('a'..='z' | '0'..='9') => c,
+                _ => '-',
+            })
+            .collect();
+        format!("slack-{}", id.trim_matches('-'))
+    }
+}
+
+impl Dispatch {
+    /// The customer of a chat channel: the one whose `slack_channel_id` it is, else the one with
+    /// the channel's slug, else a new one named after the channel ("Customer <id>" without a
+    /// name). Safe against a concurrent first report from the same channel.
+    pub async fn customer_for_channel(&self, intake: &ChannelIntake) -> Result<Customer> {
+        let id = intake.validate()?;
+        if let Some(c) = self
+            .customers()
+            .await?
+            .into_iter()
+            .find(|c| c.slack_channel_id.as_deref() == Some(id))
+        {
+            return Ok(c);
+        }
+        let slug = intake.customer_slug();
+        let by_slug = || async {
+            self.inner
+                .store
+                .get_customer_by_slug(self.inner.workspace.id, &slug)
+                .await
+        };
+        match by_slug().await {
+            Ok(c) => return Ok(c),
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let name = intake
+            .channel_name
+            .as_deref()
+            .map(|n| n.trim().trim_start_matches('#').trim())
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("Customer {id}"));
+        match self
+            .create_customer(NewCustomer {
+                name,
+                slug: Some(slug.clone()),
+                slack_channel_id: Some(id.to_string()),
+                ..NewCustomer::default()
+            })
+            .await
+        {
+            Err(e) if e.kind == ErrorKind::Conflict => by_slug().await,
+            other => other,
+        }
+    }
+
+    /// Creates an issue reported from a chat channel: the channel's customer owns it and
+    /// watches it (so it shows on their portal).
+    pub async fn create_issue_from_channel(
+        &self,
+        mut new: NewIssue,
+        intake: &ChannelIntake,
+        actor: &Actor,
+    ) -> Result<(Issue, Customer)> {
+        let customer = self.customer_for_channel(intake).await?;
+        new.customer_id = Some(customer.id);
+        let issue = self.create_issue(new, actor).await?;
+        self.add_watcher(issue.id, customer.id).await?;
+        Ok((issue, customer))
+    }
+}
