@@ -43,6 +43,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "issue_column_order",
         sql: include_str!("../migrations/postgres/0005_issue_column_order.sql"),
     },
+    Migration {
+        version: 6,
+        name: "agent_events",
+        sql: include_str!("../migrations/postgres/0006_agent_events.sql"),
+    },
 ];
 
 /// Advisory lock keys (any fixed 64-bit numbers unlikely to collide with an application's own).

@@ -44,6 +44,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "issue_column_order",
         sql: include_str!("../migrations/sqlite/0005_issue_column_order.sql"),
     },
+    Migration {
+        version: 6,
+        name: "agent_events",
+        sql: include_str!("../migrations/sqlite/0006_agent_events.sql"),
+    },
 ];
 
 /// A Dispatch store in a SQLite file.

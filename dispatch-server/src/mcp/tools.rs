@@ -12,7 +12,7 @@ use crate::state::AppState;
 use dispatch_core::engine::{
     AgentStatusReport, CancelOutcome, ChannelIntake, ColumnRef, IssueChanges, SpawnOptions,
 };
-use dispatch_core::gate::Decision;
+use dispatch_core::gate::{Decision, GateReason};
 use dispatch_core::ids::IssueRef;
 use dispatch_core::issue::{Actor, Column, Issue, IssueFilter, NewComment, NewIssue};
 use dispatch_core::plan::PlanStatus;
@@ -1004,7 +1004,18 @@ async fn update_issue(s: &AppState, p: UpdateIssue) -> ToolResult {
         assignee: p.assignee.map(|a| Some(a).filter(|a| !a.trim().is_empty())),
         ..IssueChanges::default()
     };
-    let issue = s.dispatch.update_issue(r, changes, &actor(None)).await?;
+    let issue = match s.dispatch.update_issue(r, changes, &actor(None)).await {
+        Ok(i) => i,
+        Err(e) if e.kind == ErrorKind::Forbidden => {
+            return Err(ToolError {
+                code: "FIX_VERIFICATION_REQUIRED".into(),
+                message: format!("cannot close {}: {}", p.identifier.trim(), e.message),
+                field: Some("status".into()),
+                extra: None,
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     full_issue(s, &issue).await
 }
 
@@ -1296,9 +1307,14 @@ async fn dispatch(s: &AppState, p: DispatchArgs, kind: WorkflowKind) -> ToolResu
         Decision::Deny { reason } => Err(ToolError {
             code: "GATE_DENIED".into(),
             message: format!(
-                "the spawn gates refused a {} agent for {}: {reason}",
+                "the spawn gates refused a {} agent for {}: {reason}{}",
                 kind.spawn_type(),
-                outcome.identifier
+                outcome.identifier,
+                match reason {
+                    GateReason::KillSwitch =>
+                        " (the kill switch is on: no agent starts until a person turns it off)",
+                    _ => "",
+                }
             ),
             field: None,
             extra: Some(json!({ "reason": reason.code(), "identifier": outcome.identifier })),

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use dispatch_core::issue::{Actor, ColumnCategory, IssueFilter, NewColumn, NewComment, NewLabel};
+use dispatch_core::issue::{Actor, ColumnCategory, NewColumn, NewComment, NewLabel};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -374,13 +374,7 @@ async fn active_spawns(
     q: Query<Page>,
     Query(c): Query<Cursor>,
 ) -> ApiResult<Response> {
-    let filter = IssueFilter {
-        spawn_active: Some(true),
-        limit: Some(10_000),
-        ..IssueFilter::default()
-    };
-    let mut issues = s.dispatch.list_issues(&filter).await?;
-    issues.sort_by_key(|i| (i.spawn_started_at.unwrap_or(i.updated_at), i.number));
+    let issues = s.dispatch.active_issues(10_000).await?;
     let rows: Vec<Value> = issues
         .iter()
         .map(|i| {
@@ -403,23 +397,15 @@ async fn active_spawns(
 }
 
 async fn spawn_stats(State(s): State<AppState>, _a: Authenticated) -> ApiResult<Json<Value>> {
-    let now = s.dispatch.clock().now();
-    let st = s.dispatch.store().spawn_stats(now).await?;
-    let cfg = s.dispatch.config();
-    let policy = &cfg.policy;
-    let stale = s
-        .dispatch
-        .store()
-        .stale_runs(now - cfg.stale_after, 1000)
-        .await?
-        .len();
+    let f = s.dispatch.fleet_status().await?;
+    let (st, policy) = (&f.stats, &f.policy);
     let outcomes: serde_json::Map<String, Value> = st
         .outcomes_today
         .iter()
         .map(|(k, n)| (k.clone(), json!(n)))
         .collect();
     Ok(Json(json!({
-        "active": st.active_error + st.active_prd,
+        "active": f.active(),
         "budget": {
             "error_fix": { "used": st.spawned_today_error, "max": policy.daily_budget_error },
             "prd": { "used": st.spawned_today_prd, "max": policy.daily_budget_prd },
@@ -431,8 +417,8 @@ async fn spawn_stats(State(s): State<AppState>, _a: Authenticated) -> ApiResult<
         },
         "dailyCost": st.cost_today_usd,
         "dailyCostLimit": policy.daily_cost_limit_usd,
-        "killSwitch": s.dispatch.kill_switch().await?.enabled,
-        "staleCount": stale,
+        "killSwitch": f.kill_switch(),
+        "staleCount": f.stale_runs,
         "outcomes": outcomes,
         "queued": st.queued,
         "running": st.running,
