@@ -22,6 +22,7 @@ use dispatch_core::issue::{Actor, NewIssue};
 use dispatch_core::memory::MemoryStore;
 use dispatch_core::ports::{IssueStore, RunJob, RunReporter, RunResult, Runner, WorkspaceStore};
 use dispatch_core::run::{ActivityType, NewActivity, NewRun, Outcome, RunStatus, WorkflowKind};
+use dispatch_core::testkit::fake_anthropic::{assistant_messages, sse};
 use dispatch_core::{Dispatch, Result};
 use gitrepo::{TempDir, git, git_repo};
 use serde_json::{Value, json};
@@ -55,75 +56,6 @@ fn tool_command() -> String {
 
 // ---------------------------------------------------------------------------------------------
 // The fake Messages API
-
-/// Server-sent events as the Messages API streams them: `message_start`, each content block
-/// (start, delta, stop), `message_delta` with the stop reason and usage, `message_stop`.
-fn sse(model: &str, n: usize, blocks: &[Value], stop_reason: &str) -> String {
-    let mut events = vec![json!({
-        "type": "message_start",
-        "message": {
-            "id": format!("msg_01DispatchE2e{n}"),
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [],
-            "stop_reason": null,
-            "stop_sequence": null,
-            "usage": {
-                "input_tokens": 2000,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-                "output_tokens": 1,
-                "service_tier": "standard"
-            }
-        }
-    })];
-    for (index, block) in blocks.iter().enumerate() {
-        match block["type"].as_str() {
-            Some("tool_use") => {
-                let mut start = block.clone();
-                start["input"] = json!({});
-                events.push(
-                    json!({"type": "content_block_start", "index": index, "content_block": start}),
-                );
-                let input = block["input"].to_string();
-                // Streamed in pieces, as the real API does (the first one empty).
-                let mid = input
-                    .char_indices()
-                    .nth(input.chars().count() / 2)
-                    .map_or(0, |(i, _)| i);
-                for part in ["", &input[..mid], &input[mid..]] {
-                    events.push(json!({
-                        "type": "content_block_delta",
-                        "index": index,
-                        "delta": {"type": "input_json_delta", "partial_json": part}
-                    }));
-                }
-            }
-            _ => {
-                events.push(json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}));
-                events.push(json!({
-                    "type": "content_block_delta",
-                    "index": index,
-                    "delta": {"type": "text_delta", "text": block["text"]}
-                }));
-            }
-        }
-        events.push(json!({"type": "content_block_stop", "index": index}));
-    }
-    events.push(json!({
-        "type": "message_delta",
-        "delta": {"stop_reason": stop_reason, "stop_sequence": null},
-        "usage": {"output_tokens": 120}
-    }));
-    events.push(json!({"type": "message_stop"}));
-    let mut out = String::new();
-    for e in events {
-        let name = e["type"].as_str().unwrap_or_default().to_string();
-        out.push_str(&format!("event: {name}\ndata: {e}\n\n"));
-    }
-    out
-}
 
 /// Scripted replies, chosen by how many assistant messages the request already holds.
 struct Script;
@@ -163,12 +95,6 @@ impl Respond for Script {
             .insert_header("cache-control", "no-cache")
             .set_body_raw(stream, "text/event-stream")
     }
-}
-
-fn assistant_messages(body: &Value) -> usize {
-    body["messages"]
-        .as_array()
-        .map_or(0, |m| m.iter().filter(|m| m["role"] == "assistant").count())
 }
 
 /// The fake API: `HEAD /` answers 200, `POST /v1/messages` plays [`Script`].

@@ -4,6 +4,7 @@
 mod clock;
 pub mod conformance;
 pub mod dedup_corpus;
+pub mod fake_anthropic;
 mod fake_llm;
 mod fake_runner;
 
