@@ -257,6 +257,30 @@ const ROUTES: &[Route] = &[
         200,
     ),
     (
+        "post",
+        "/api/mcp/webhook",
+        "Queue an event for an agent (kept in the database; the MCP tool poll_events takes it)",
+        Auth::Any,
+        Some("AgentEvent"),
+        202,
+    ),
+    (
+        "get",
+        "/api/mcp/webhook",
+        "Health of the MCP event webhook",
+        Auth::Any,
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/api/mcp",
+        "The MCP server (JSON-RPC over streamable HTTP; API key only)",
+        Auth::Any,
+        None,
+        200,
+    ),
+    (
         "get",
         "/api/issues/{id}/runs/current",
         "The current run with its transcript",
@@ -687,6 +711,16 @@ pub fn document() -> Value {
         "AgentName".into(),
         json!({ "type": "object", "required": ["agentName"], "properties": {
             "agentName": { "type": "string" }
+        }}),
+    );
+    schemas.insert(
+        "AgentEvent".into(),
+        json!({ "type": "object", "required": ["type"], "additionalProperties": false, "properties": {
+            "type": { "type": "string", "minLength": 1, "maxLength": 100 },
+            "agentName": { "type": "string", "description": "the agent; default: the issue's assignee" },
+            "issue": { "type": "object" },
+            "timestamp": { "type": "string", "format": "date-time" },
+            "metadata": {}
         }}),
     );
     json!({

@@ -29,7 +29,7 @@ fn event(n: usize) -> NewAgentEvent {
         event_type: "ISSUE_UPDATED".into(),
         issue: Some(json!({"identifier": format!("ACME-{n}"), "title": "ünïcode ✓"})),
         timestamp: Some(mins(n as i64)),
-        metadata: if n % 2 == 0 {
+        metadata: if n.is_multiple_of(2) {
             Some(json!({"n": n}))
         } else {
             None
