@@ -238,8 +238,12 @@ async fn cancel_during_a_slow_dispatch_leaves_no_agent_and_keeps_the_slot() {
     })
     .await;
     let (_, runs) = support::get(&s, &format!("/api/issues/{a}/runs")).await;
-    assert_eq!(
-        runs[0]["outcome_summary"], "Cancelled while its agent was being started",
+    // Whoever ends the run first writes its end (a finished run is not rewritten): the
+    // dispatcher's cancel, or the runner reporting the agent it just started was stopped.
+    let summary = runs[0]["outcome_summary"].as_str().unwrap_or_default();
+    assert!(
+        summary == "Cancelled while its agent was being started"
+            || summary == "Cancelled; the agent was stopped.",
         "the dispatcher stopped the agent the runner had just started: {}",
         runs[0]
     );

@@ -325,9 +325,19 @@ impl RunPatch {
     }
 
     /// Applies the patch in place. A status move that [`RunStatus::can_move_to`] forbids is
-    /// ignored (late callbacks after a timeout or cancel), other fields still apply.
-    /// Terminal statuses set `completed_at` if it is not set yet.
+    /// ignored (late callbacks after a timeout or cancel). Terminal statuses set `completed_at`
+    /// if it is not set yet.
+    ///
+    /// A run that was already terminal keeps what it ended with — status, outcome, summary, PR,
+    /// files, times: a late stale timeout, cancel or finish cannot rewrite a finished run. Only
+    /// what arrives late by nature is taken: cost, turns, tokens, model and the report, the
+    /// runner's handle when it had none (so that what a dispatch started can still be found and
+    /// stopped), and the last sign of life.
     pub fn apply_to(&self, run: &mut Run, now: Timestamp) {
+        if run.status.is_terminal() {
+            self.apply_late_to(run, now);
+            return;
+        }
         if let Some(s) = self.status
             && run.status.can_move_to(s)
         {
@@ -382,6 +392,40 @@ impl RunPatch {
             && run.cancel_requested_at.is_none()
         {
             run.cancel_requested_at = Some(t);
+        }
+        run.updated_at = now;
+    }
+
+    /// What a terminal run still takes (see [`RunPatch::apply_to`]).
+    fn apply_late_to(&self, run: &mut Run, now: Timestamp) {
+        if let Some(c) = self.cost_usd {
+            run.cost_usd = c;
+        }
+        if let Some(n) = self.num_turns {
+            run.num_turns = n;
+        }
+        if let Some(t) = self.tokens_used {
+            run.tokens_used = Some(t);
+        }
+        if let Some(m) = &self.model {
+            run.model = Some(m.clone());
+        }
+        if let Some(r) = &self.report_content {
+            run.report_content = Some(r.clone());
+        }
+        if run.external_id.is_none()
+            && let Some(id) = &self.external_id
+        {
+            run.external_id = Some(id.clone());
+            if let Some(u) = &self.external_url {
+                run.external_url = Some(u.clone());
+            }
+            if let Some(r) = &self.runner {
+                run.runner = Some(r.clone());
+            }
+        }
+        if let Some(t) = self.last_callback_at {
+            run.last_callback_at = Some(run.last_callback_at.map_or(t, |old| old.max(t)));
         }
         run.updated_at = now;
     }

@@ -825,6 +825,73 @@ async fn update_run_guards_status_moves_and_ends_once(store: Arc<dyn Store>) {
         assert!(!u.status_changed && !u.ended, "completed -> {st}");
         assert_eq!(u.run.status, RunStatus::Completed);
     }
+    // A late timeout, cancel or finish cannot rewrite how the run ended; late cost, turns,
+    // tokens, model and report still arrive.
+    let late_end = RunPatch {
+        status: Some(RunStatus::TimedOut),
+        outcome: Some(Outcome::Failed),
+        outcome_summary: Some("timed out: no callback".into()),
+        pr_number: Some(99),
+        files_changed: Some(vec!["late.rs".into()]),
+        completed_at: Some(mins(50)),
+        last_error: Some(Some("stale".into())),
+        cost_usd: Some(1.25),
+        num_turns: Some(12),
+        tokens_used: Some(34_000),
+        model: Some("claude-late".into()),
+        external_id: Some("gh-late".into()),
+        ..Default::default()
+    };
+    let u = patch_run(s, run.id, late_end, mins(8)).await;
+    assert!(!u.status_changed && !u.ended);
+    assert_eq!(
+        (
+            u.run.status,
+            u.run.outcome,
+            u.run.outcome_summary.as_deref(),
+            u.run.pr_number,
+            u.run.files_changed.len(),
+            u.run.completed_at,
+            u.run.last_error.as_deref(),
+        ),
+        (
+            RunStatus::Completed,
+            Some(Outcome::Completed),
+            None,
+            None,
+            0,
+            Some(mins(4)),
+            None
+        ),
+        "a finished run keeps its end"
+    );
+    assert_eq!(
+        (
+            u.run.cost_usd,
+            u.run.num_turns,
+            u.run.tokens_used,
+            u.run.model.as_deref(),
+            u.run.external_id.as_deref()
+        ),
+        (1.25, 12, Some(34_000), Some("claude-late"), Some("gh-late")),
+        "late cost, turns, tokens, model and the runner's handle still arrive"
+    );
+    approx(u.issue.cost_usd, 1.25, "the issue's cost follows its runs");
+    let u = patch_run(
+        s,
+        run.id,
+        RunPatch {
+            external_id: Some("gh-other".into()),
+            ..Default::default()
+        },
+        mins(9),
+    )
+    .await;
+    assert_eq!(
+        u.run.external_id.as_deref(),
+        Some("gh-late"),
+        "a known runner handle is not replaced late"
+    );
     let now = get(s, &i).await;
     assert_eq!(now.spawn_status, Some(SpawnStatus::Completed));
     let completions = s
