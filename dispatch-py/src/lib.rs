@@ -92,7 +92,9 @@ impl Engine {
             }),
         };
         let mut alert_sources: HashMap<String, Arc<dyn AlertSource>> = HashMap::new();
-        alert_sources.insert("grafana".into(), Arc::new(GrafanaAlertSource::new()));
+        let grafana: Arc<dyn AlertSource> = Arc::new(GrafanaAlertSource::new());
+        alert_sources.insert("grafana".into(), grafana.clone());
+        alert_sources.insert("loki".into(), grafana);
         alert_sources.insert("sentry".into(), Arc::new(SentryAlertSource::new()));
         for (name, bridge) in sources {
             alert_sources.insert(
