@@ -147,8 +147,8 @@ def _convert(tp: Any, v: Any) -> Any:
         (inner,) = typing.get_args(tp) or (Any,)
         return [_convert(inner, x) for x in v]
     if origin in (dict, Dict):
-        args = typing.get_args(tp)
-        inner = args[1] if len(args) == 2 else Any
+        kv = typing.get_args(tp)
+        inner = kv[1] if len(kv) == 2 else Any
         return {k: _convert(inner, x) for k, x in v.items()}
     if tp is datetime:
         return _parse_ts(v)
