@@ -121,3 +121,33 @@ def test_async_run_until_cancelled(database_url: str) -> None:
                 await task
 
     asyncio.run(main())
+
+
+def test_reporter_works_with_the_async_facade(database_url: str) -> None:
+    jobs: List[RunJob] = []
+
+    class Reporting:
+        def dispatch(self, job: RunJob) -> DispatchReceipt:
+            jobs.append(job)
+            return DispatchReceipt()
+
+        def cancel(self, run: Run) -> bool:
+            return False
+
+    def work(job: RunJob) -> None:
+        """What a CI job does later, from another thread: blocking reporter calls."""
+        assert job.reporter is not None
+        job.reporter.terminal("ok\n")
+        job.reporter.finish(dispatch.RunResult(outcome=dispatch.Outcome.COMPLETED))
+
+    async def main() -> None:
+        async with AsyncDispatch(database_url, runner=Reporting()) as d:
+            i = await d.create_issue("x")
+            await d.request_spawn(i.id)
+            assert await d.dispatcher_step() == 1
+            await asyncio.get_running_loop().run_in_executor(None, work, jobs[0])
+            (run,) = await d.runs(i.id)
+            assert run.status is RunStatus.COMPLETED
+            assert "ok" in await d.transcript(run.id)
+
+    asyncio.run(main())

@@ -197,7 +197,7 @@ class _Base:
         self._actor = actor
         self._app_url = (app_url or settings.get("APP_URL") or "http://localhost:3000").rstrip("/")
         if bridge is not None:
-            bridge.attach(self)  # type: ignore[arg-type]
+            bridge.attach(self)
 
     # --- request builders ----------------------------------------------------------------------
 

@@ -27,7 +27,11 @@ from dispatch._types import (
 )
 
 if TYPE_CHECKING:
-    from dispatch import Dispatch
+    from dispatch._dispatch import Engine
+
+
+class _Facade(Protocol):
+    _engine: "Engine"
 
 
 class AlertSource(Protocol):
@@ -49,30 +53,31 @@ class Runner(Protocol):
 
 
 class RunReporter:
-    """How a runner reports on a run it started: its start, terminal output, its result.
+    """How a runner reports on a run it started: terminal output and its result.
 
-    Report from outside ``dispatch`` (a worker thread, a later callback): the run is `running`
-    only once ``dispatch`` has returned."""
+    The calls block (they are made from a runner's worker thread or callback, with either
+    facade). Report from outside ``dispatch`` (a worker thread, a later callback): the run is
+    ``running`` only once ``dispatch`` has returned."""
 
-    def __init__(self, dispatch: "Dispatch", run_id: str) -> None:
-        self._dispatch = weakref.ref(dispatch)
+    def __init__(self, engine: "_Facade", run_id: str) -> None:
+        self._facade = weakref.ref(engine)
         self.run_id = run_id
 
-    def _engine(self) -> "Dispatch":
-        d = self._dispatch()
-        if d is None:
+    def _call(self, op: str, **args: Any) -> Any:
+        f = self._facade()
+        if f is None:
             from dispatch._dispatch import Unavailable
 
             raise Unavailable("the Dispatch this run belongs to is gone")
-        return d
+        return json.loads(f._engine.call(op, json.dumps(args)))
 
     def terminal(self, text: str) -> None:
         """Appends agent terminal output to the run."""
-        self._engine().append_terminal(self.run_id, text)
+        self._call("append_terminal", run_id=self.run_id, text=text)
 
     def finish(self, result: RunResult) -> Run:
         """Records the run's result (idempotent: a retried finish sets the same values)."""
-        return self._engine().finish_run(self.run_id, result)
+        return _load(Run, self._call("finish_run", run_id=self.run_id, result=_dump(result)))
 
 
 @dataclass
@@ -112,10 +117,10 @@ class _SourceBridge:
 class _RunnerBridge:
     def __init__(self, runner: Runner) -> None:
         self._runner = runner
-        self._dispatch: Optional["weakref.ReferenceType[Dispatch]"] = None
+        self._dispatch: Optional["weakref.ReferenceType[_Facade]"] = None
 
-    def attach(self, dispatch: "Dispatch") -> None:
-        self._dispatch = weakref.ref(dispatch)
+    def attach(self, facade: _Facade) -> None:
+        self._dispatch = weakref.ref(facade)
 
     def dispatch(self, arg: str) -> str:
         d = json.loads(arg)
