@@ -172,6 +172,26 @@ impl Engine {
         Ok(())
     }
 
+    /// Benchmark aid (`benches/python_ingest.py`): ingests the JSON event `n` times from Rust,
+    /// on this engine and store, and returns the nanoseconds it took — the baseline that the
+    /// Python-side per-call cost is compared with.
+    fn bench_ingest(&self, py: Python<'_>, event: String, n: u32) -> PyResult<u64> {
+        let rt = runtime()?;
+        let ctx = self.ctx()?;
+        let event: dispatch_core::event::ErrorEvent = serde_json::from_str(&event)
+            .map_err(|e| errors::to_py(Error::invalid("event", e.to_string())))?;
+        py.allow_threads(|| {
+            rt.block_on(async {
+                let start = std::time::Instant::now();
+                for _ in 0..n {
+                    ctx.engine.ingest(event.clone()).await?;
+                }
+                Ok(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX))
+            })
+        })
+        .map_err(errors::to_py)
+    }
+
     /// Starts the dispatcher and sweeper loops on the shared runtime (once).
     fn start(&self) -> PyResult<bool> {
         let rt = runtime()?;

@@ -206,3 +206,29 @@ def test_close_and_context_manager(database_url: str) -> None:
         assert again.get_issue("DISPATCH-1").title == "x", "the store outlives the engine"
 
 
+
+
+def test_event_fast_json_equals_the_generic_form() -> None:
+    from dispatch._types import _dump
+
+    seen = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+    e = ErrorEvent(
+        message="m",
+        source="s",
+        feature="f",
+        error_message="E",
+        stack_trace="st",
+        sample_lines=["a"],
+        event_count=2,
+        first_seen=seen,
+        last_seen=seen,
+        labels={"k": "v"},
+        values={"x": "1"},
+        external_id="id",
+        link="https://x",
+        title="t",
+        description="d",
+        priority=Priority.P2,
+    )
+    assert e._json() == _dump(e)
+    assert _dump(ErrorEvent(message="m")) == ErrorEvent(message="m")._json()

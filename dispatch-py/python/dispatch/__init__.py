@@ -206,7 +206,7 @@ class _Base:
         return _Req(op, args, read)
 
     def _ingest_req(self, events: Sequence[ErrorEvent]) -> _Req[List[IngestReport]]:
-        evs = [_dump(e, "event") for e in events]
+        evs = [e._json() for e in events]
         return self._r("ingest", lambda v: [IngestReport._from(x) for x in v], events=evs)
 
     def _payload_req(
