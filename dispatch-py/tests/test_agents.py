@@ -265,3 +265,22 @@ def test_run_blocks_until_close(make_engine: Callable[..., Dispatch]) -> None:
     d.close()
     t.join(30)
     assert finished.is_set() and failure == []
+
+
+def test_exit_with_loops_running_is_clean() -> None:
+    """A script that never closes its engine exits normally (the loops stop at exit)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from dispatch import Dispatch, DispatchReceipt\n"
+        "class R:\n"
+        "    def dispatch(self, job): return DispatchReceipt()\n"
+        "    def cancel(self, run): return False\n"
+        "d = Dispatch(runner=R())\n"
+        "d.run_in_background()\n"
+        "i = d.create_issue('x'); d.request_spawn(i.id)\n"
+        "print('done')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout.strip()) == (0, "done"), out.stderr

@@ -11,7 +11,9 @@ runtime.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
+import weakref
 from datetime import datetime
 from typing import (
     Any,
@@ -171,6 +173,19 @@ def _opt_str(v: Optional[Union[str, Priority, WorkflowKind, AgentStatus]]) -> Op
     return None if v is None else str(v.value if hasattr(v, "value") else v)
 
 
+_OPEN: "weakref.WeakSet[_Base]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_loops_at_exit() -> None:
+    """Loops left running must not call into Python while the interpreter shuts down."""
+    for f in list(_OPEN):
+        try:
+            f._engine.stop()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
+
+
 class _Base:
     """What both facades share: construction and the request builders."""
 
@@ -198,6 +213,7 @@ class _Base:
         self._app_url = (app_url or settings.get("APP_URL") or "http://localhost:3000").rstrip("/")
         if bridge is not None:
             bridge.attach(self)
+        _OPEN.add(self)
 
     # --- request builders ----------------------------------------------------------------------
 
