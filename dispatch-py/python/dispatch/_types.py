@@ -108,12 +108,17 @@ class CancelState(_StrEnum):
 
 # --- conversion ----------------------------------------------------------------------------------
 
+_FROMISO_RFC3339 = sys.version_info >= (3, 11)
 _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$")
 
 
 def _parse_ts(v: str) -> datetime:
     """RFC 3339 with any number of fraction digits (Python 3.9's ``fromisoformat`` takes 0, 3
-    or 6), always timezone-aware."""
+    or 6; 3.11's takes them all and ``Z``), always timezone-aware."""
+    if _FROMISO_RFC3339:
+        t = datetime.fromisoformat(v)
+        if t.tzinfo is not None:
+            return t
     m = _TS.match(v)
     if m is None:
         raise ValueError(f"not an RFC 3339 timestamp: {v!r}")
@@ -164,7 +169,9 @@ def _converter(tp: Any) -> Optional[_Conv]:
         return _parse_ts
     if isinstance(tp, type):
         if issubclass(tp, enum.Enum):
-            return tp
+            members: Dict[Any, Any] = dict(tp._value2member_map_)
+            e: Any = tp
+            return lambda v: members.get(v) or e(v)
         if dataclasses.is_dataclass(tp):
             return lambda v: _load(tp, v)
         if tp is float:
@@ -172,31 +179,41 @@ def _converter(tp: Any) -> Optional[_Conv]:
     return None
 
 
-_PLANS: Dict[type, List[Tuple[str, Optional[_Conv]]]] = {}
+_LOADERS: Dict[type, Callable[[Dict[str, Any]], Any]] = {}
 
 
-def _plan(cls: type) -> List[Tuple[str, Optional[_Conv]]]:
-    plan = _PLANS.get(cls)
-    if plan is None:
-        hints = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
-        plan = [
-            (f.name, _converter(hints[f.name]))
-            for f in dataclasses.fields(cls)
-            if f.init
-        ]
-        _PLANS[cls] = plan
-    return plan
+def _compile_loader(cls: type) -> Callable[[Dict[str, Any]], Any]:
+    """A function building ``cls`` from its JSON object, generated once per class (straight-line
+    code, as ``dataclasses`` generates ``__init__``): a known key is converted, an absent one is
+    left to the field's default, an unknown one is ignored (the core may grow fields)."""
+    hints = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
+    ns: Dict[str, Any] = {"cls": cls}
+    body = ["def load(d):", "    k = {}"]
+    for n, f in enumerate(dataclasses.fields(cls)):
+        if not f.init:
+            continue
+        conv = _converter(hints[f.name])
+        key = repr(f.name)
+        if conv is None:
+            body.append(f"    if {key} in d: k[{key}] = d[{key}]")
+        else:
+            ns[f"c{n}"] = conv
+            body.append(f"    v = d.get({key}, k)")
+            body.append(f"    if v is not k: k[{key}] = None if v is None else c{n}(v)")
+    body.append("    return cls(**k)")
+    exec("\n".join(body), ns)  # noqa: S102 - generated from the dataclass's own fields
+    loader: Callable[[Dict[str, Any]], Any] = ns["load"]
+    return loader
 
 
 def _load(cls: Type[T], data: Dict[str, Any]) -> T:
-    """Builds dataclass ``cls`` from the engine's JSON object; keys it does not know are left
-    out (the core may grow fields)."""
-    kwargs: Dict[str, Any] = {}
-    for name, conv in _plan(cls):
-        if name in data:
-            v = data[name]
-            kwargs[name] = v if conv is None or v is None else conv(v)
-    return cls(**kwargs)
+    """Builds dataclass ``cls`` from the engine's JSON object."""
+    loader = _LOADERS.get(cls)
+    if loader is None:
+        loader = _compile_loader(cls)
+        _LOADERS[cls] = loader
+    result: T = loader(data)
+    return result
 
 
 _FIELDS: Dict[type, Tuple[str, ...]] = {}
