@@ -6,56 +6,66 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
 create_exception!(
-    _dispatch,
+    dispatch._dispatch,
     DispatchError,
     PyException,
     "Any error from the Dispatch engine."
 );
 create_exception!(
-    _dispatch,
+    dispatch._dispatch,
     NotFound,
     DispatchError,
     "The thing asked for does not exist."
 );
 create_exception!(
-    _dispatch,
+    dispatch._dispatch,
     Conflict,
     DispatchError,
     "The state changed under the caller, or the move is not allowed now."
 );
 create_exception!(
-    _dispatch,
+    dispatch._dispatch,
     InvalidInput,
     DispatchError,
     "A named input field was wrong (`.field`)."
 );
 create_exception!(
-    _dispatch,
+    dispatch._dispatch,
     Unauthorized,
     DispatchError,
     "Authentication failed."
 );
-create_exception!(_dispatch, Forbidden, DispatchError, "Not allowed.");
+create_exception!(dispatch._dispatch, Forbidden, DispatchError, "Not allowed.");
 create_exception!(
-    _dispatch,
+    dispatch._dispatch,
     GateDenied,
     DispatchError,
     "A spawn gate said no (`.reason`)."
 );
-create_exception!(_dispatch, RateLimited, DispatchError, "Too many requests.");
 create_exception!(
-    _dispatch,
+    dispatch._dispatch,
+    RateLimited,
+    DispatchError,
+    "Too many requests."
+);
+create_exception!(
+    dispatch._dispatch,
     Upstream,
     DispatchError,
     "An upstream service failed (`.service`, `.status`)."
 );
 create_exception!(
-    _dispatch,
+    dispatch._dispatch,
     Unavailable,
     DispatchError,
     "A needed part is not available."
 );
-create_exception!(_dispatch, Internal, DispatchError, "An internal error.");
+create_exception!(
+    dispatch._dispatch,
+    Internal,
+    DispatchError,
+    "An internal error."
+);
 
 /// Converts a core error into the matching Python exception, with `.code`, `.message` and the
 /// kind's fields as attributes.
