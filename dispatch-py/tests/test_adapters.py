@@ -173,3 +173,23 @@ def test_alert_source_must_return_events(make_engine: Callable[..., Dispatch]) -
     with pytest.raises(Exception) as info:
         d.ingest_payload("wrong", b"")
     assert "must return a list of ErrorEvent" in str(info.value)
+
+
+def test_runner_may_call_back_into_the_engine(make_engine: Callable[..., Dispatch]) -> None:
+    """A runner (on the engine's blocking pool) may use the same engine synchronously."""
+    holder: Dict[str, Dispatch] = {}
+
+    class Commenting:
+        def dispatch(self, job: RunJob) -> DispatchReceipt:
+            holder["d"].add_comment(job.issue.id, f"run {job.run.id} starting", author="runner")
+            return DispatchReceipt()
+
+        def cancel(self, run: Run) -> bool:
+            return False
+
+    d = make_engine(runner=Commenting())
+    holder["d"] = d
+    i = d.create_issue("x")
+    s = d.request_spawn(i.id)
+    assert d.dispatcher_step() == 1
+    assert [c.body for c in d.comments(i.id)] == [f"run {s.run_id} starting"]
