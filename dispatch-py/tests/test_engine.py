@@ -109,7 +109,7 @@ def test_ingest_sentry_payload(engine: Dispatch) -> None:
 def test_unknown_alert_source_is_invalid_input(engine: Dispatch) -> None:
     with pytest.raises(dispatch.InvalidInput) as info:
         engine.ingest_payload("nagios", b"{}")
-    assert info.value.field == "source"  # type: ignore[attr-defined]
+    assert info.value.field == "source"
     assert "grafana" in str(info.value)
 
 
@@ -185,7 +185,7 @@ def test_naive_datetime_is_invalid_input(engine: Dispatch) -> None:
     e.first_seen = datetime(2026, 1, 1)
     with pytest.raises(dispatch.InvalidInput) as info:
         engine.ingest(e)
-    assert info.value.field == "first_seen"  # type: ignore[attr-defined]
+    assert info.value.field == "first_seen"
 
 
 def test_config_by_keyword(database_url: str) -> None:
@@ -193,7 +193,7 @@ def test_config_by_keyword(database_url: str) -> None:
         assert d.create_issue("x").identifier == "OPS-1"
     with pytest.raises(dispatch.InvalidInput) as info:
         Dispatch(database_url, daily_spawn_budget_error="lots")
-    assert info.value.field == "DAILY_SPAWN_BUDGET_ERROR"  # type: ignore[attr-defined]
+    assert info.value.field == "DAILY_SPAWN_BUDGET_ERROR"
 
 
 def test_close_and_context_manager(database_url: str) -> None:
