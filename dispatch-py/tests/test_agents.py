@@ -194,6 +194,17 @@ def test_pr_merged_deploy_and_fix_status(make_engine: Callable[..., Dispatch]) -
         d.update_issue(ident, column="Done")
 
 
+def test_record_fix_for_chosen_issues(engine: Dispatch) -> None:
+    a = engine.ingest(ErrorEvent(message="a failed", source="s", feature="a")).issue
+    b = engine.ingest(ErrorEvent(message="b failed", source="s", feature="b")).issue
+    pr = MergedPr(number=9, merged_at=datetime.now(timezone.utc), title="retry both")
+    reports = engine.record_fix(pr, [a.identifier, "DISPATCH-404", b.id])
+    assert [r.issue_id for r in reports] == [a.id, b.id], "unknown issues are skipped"
+    again = engine.record_fix(pr, [a.identifier])
+    assert not again[0].created, "one attempt per issue and PR"
+    assert engine.fix_status(a.id).latest is not None
+
+
 def test_customers_and_portal_urls(make_engine: Callable[..., Dispatch]) -> None:
     d = make_engine(app_url="https://dispatch.example.com/")
     c = d.create_customer("Acme Corp", brand_color="#112233")

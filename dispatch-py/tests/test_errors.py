@@ -64,6 +64,15 @@ def test_invalid_input_names_the_field(engine: Dispatch) -> None:
     assert info.value.field == "priority"
 
 
+def test_unauthorized_portal_token(engine: Dispatch) -> None:
+    c = engine.create_customer("Acme")
+    assert engine.portal_customer("acme", c.portal_token).id == c.id
+    with pytest.raises(dispatch.Unauthorized):
+        engine.portal_customer("acme", "0" * 64)
+    with pytest.raises(dispatch.Unauthorized):
+        engine.portal_customer("other", c.portal_token)
+
+
 def test_forbidden_by_the_close_gate(engine: Dispatch) -> None:
     r = engine.ingest(ErrorEvent(message="boom", source="a", feature="b"))
     with pytest.raises(dispatch.Forbidden) as info:

@@ -204,7 +204,7 @@ class _Base:
         app_url: Optional[str] = None,
         **config: Any,
     ) -> None:
-        settings = {k.upper(): _setting(v) for k, v in config.items()}
+        settings = {k.upper(): _setting(v) for k, v in config.items() if v is not None}
         bridge: Optional[_RunnerBridge] = None
         runner_arg = None
         if runner is not None:
@@ -471,6 +471,18 @@ class Dispatch(_Base):
             self._r("deploy", int, sha=sha, deployed_at=_dump(deployed_at, "deployed_at"))
         )
 
+    def record_fix(self, pr: MergedPr, issues: Sequence[str]) -> List[FixAttemptReport]:
+        """Records a merged PR as a fix attempt for the given issues (a matcher of your own
+        decided them); unknown issues are skipped."""
+        return self._do(
+            self._r(
+                "record_fix",
+                lambda v: [_load(FixAttemptReport, x) for x in v],
+                pr=_dump(pr, "pr"),
+                issues=list(issues),
+            )
+        )
+
     def fix_status(self, issue: str) -> FixStatus:
         return self._do(self._r("fix_status", _fix_status, issue=issue))
 
@@ -534,6 +546,12 @@ class Dispatch(_Base):
     def watch(self, issue: str, customer_id: str) -> bool:
         """The customer sees the issue in their portal; false when it already did."""
         return self._do(self._r("add_watcher", bool, issue=issue, customer_id=customer_id))
+
+    def portal_customer(self, slug: str, token: str) -> Customer:
+        """The customer a portal link is for (``Unauthorized`` unless the token is theirs)."""
+        return self._do(
+            self._r("portal_customer", lambda v: _load(Customer, v), slug=slug, token=token)
+        )
 
     # --- fleet ---------------------------------------------------------------------------------
 
@@ -806,6 +824,16 @@ class AsyncDispatch(_Base):
             self._r("deploy", int, sha=sha, deployed_at=_dump(deployed_at, "deployed_at"))
         )
 
+    async def record_fix(self, pr: MergedPr, issues: Sequence[str]) -> List[FixAttemptReport]:
+        return await self._do(
+            self._r(
+                "record_fix",
+                lambda v: [_load(FixAttemptReport, x) for x in v],
+                pr=_dump(pr, "pr"),
+                issues=list(issues),
+            )
+        )
+
     async def fix_status(self, issue: str) -> FixStatus:
         return await self._do(self._r("fix_status", _fix_status, issue=issue))
 
@@ -867,6 +895,11 @@ class AsyncDispatch(_Base):
 
     async def watch(self, issue: str, customer_id: str) -> bool:
         return await self._do(self._r("add_watcher", bool, issue=issue, customer_id=customer_id))
+
+    async def portal_customer(self, slug: str, token: str) -> Customer:
+        return await self._do(
+            self._r("portal_customer", lambda v: _load(Customer, v), slug=slug, token=token)
+        )
 
     async def fleet_status(self) -> FleetStatus:
         return await self._do(self._r("fleet_status", lambda v: _load(FleetStatus, v)))
