@@ -295,3 +295,19 @@ def test_exit_with_loops_running_is_clean() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (out.returncode, out.stdout.strip()) == (0, "done"), out.stderr
+
+
+def test_finish_run_and_terminal_as_callbacks(make_engine: Callable[..., Dispatch]) -> None:
+    """A script playing the agent's callbacks (no reporter object at hand)."""
+    d = make_engine(runner=RecordingRunner())
+    i = d.create_issue("x")
+    s = d.request_spawn(i.id)
+    assert s.run_id is not None and d.dispatcher_step() == 1
+    d.append_terminal(s.run_id, "step 1\n")
+    d.append_terminal(s.run_id, "step 2\n")
+    assert d.transcript(s.run_id).splitlines() == ["step 1", "step 2"]
+    result = RunResult(outcome=Outcome.BLOCKED, summary="needs a secret")
+    first = d.finish_run(s.run_id, result)
+    again = d.finish_run(s.run_id, result)
+    assert first.status is again.status is RunStatus.COMPLETED
+    assert again.outcome is Outcome.BLOCKED, "a retried callback sets, never adds"

@@ -151,3 +151,64 @@ def test_reporter_works_with_the_async_facade(database_url: str) -> None:
             assert "ok" in await d.transcript(run.id)
 
     asyncio.run(main())
+
+
+def test_both_facades_offer_the_same_methods() -> None:
+    def public(cls: type) -> set[str]:
+        return {n for n in dir(cls) if not n.startswith("_")}
+
+    sync_only = {"__enter__", "__exit__"}
+    assert public(dispatch.Dispatch) - sync_only == public(AsyncDispatch) - {"aclose"}
+
+
+def test_async_plans_fixes_customers_and_runs(database_url: str) -> None:
+    from datetime import datetime, timezone
+
+    jobs: List[RunJob] = []
+
+    class Keep:
+        def dispatch(self, job: RunJob) -> DispatchReceipt:
+            jobs.append(job)
+            return DispatchReceipt()
+
+        def cancel(self, run: Run) -> bool:
+            return False
+
+    async def main() -> None:
+        async with AsyncDispatch(database_url, runner=Keep()) as d:
+            (r1, r2) = await d.ingest_many([event(), ErrorEvent(message="other", source="a", feature="b")])
+            assert r1.created and r2.created
+            out = await d.ingest_payload("grafana", '{"alerts": []}')
+            assert out.reports == []
+            # plans
+            i = await d.create_issue("feature", column="Investigating")
+            assert (await d.submit_plan(i.id, "plan")).plan.status is dispatch.PlanStatus.AWAITING_REVIEW
+            assert (await d.reject_plan(i.id, "more")).plan.feedback == "more"
+            await d.submit_plan(i.id, "plan 2")
+            review = await d.approve_plan(i.id, approved_by="ada")
+            assert review.issue.plan.status is dispatch.PlanStatus.APPROVED and review.spawn is None
+            # fixes
+            pr = dispatch.MergedPr(number=3, merged_at=datetime.now(timezone.utc), body=f"Fixes {r1.issue.identifier}")
+            assert [x.identifier for x in await d.report_pr_merged(pr)] == [r1.issue.identifier]
+            assert [x.issue_id for x in await d.record_fix(pr, [r2.issue.id])] == [r2.issue.id]
+            assert await d.report_deploy("sha") == 0, "nothing awaits a deploy by default"
+            assert (await d.fix_status(r1.issue.id)).latest is not None
+            # customers
+            c = await d.create_customer("Globex")
+            assert (await d.get_customer(c.id)).slug == "globex"
+            assert (await d.update_customer(c.id, name="Globex Corp")).name == "Globex Corp"
+            fresh = await d.regenerate_portal_token(c.id)
+            assert (await d.portal_customer("globex", fresh.portal_token)).id == c.id
+            assert d.portal_url(fresh).endswith(f"/portal/globex?token={fresh.portal_token}")
+            assert await d.watch(r1.issue.id, c.id)
+            await d.delete_customer(c.id)
+            # runs
+            s = await d.request_spawn(r2.issue.id)
+            assert s.run_id is not None and await d.dispatcher_step() == 1
+            await d.append_terminal(s.run_id, "hello from async\n")
+            done = await d.finish_run(s.run_id, dispatch.RunResult(outcome=dispatch.Outcome.NO_CHANGES_NEEDED))
+            assert done.status is RunStatus.COMPLETED
+            assert "hello from async" in await d.transcript(s.run_id)
+            assert (await d.get_issue(r2.issue.id)).run_outcome is dispatch.Outcome.NO_CHANGES_NEEDED
+
+    asyncio.run(main())
