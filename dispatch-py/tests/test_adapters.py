@@ -193,3 +193,30 @@ def test_runner_may_call_back_into_the_engine(make_engine: Callable[..., Dispatc
     s = d.request_spawn(i.id)
     assert d.dispatcher_step() == 1
     assert [c.body for c in d.comments(i.id)] == [f"run {s.run_id} starting"]
+
+
+def test_the_gil_is_released_while_the_engine_works(make_engine: Callable[..., Dispatch]) -> None:
+    """A thread inside an engine call leaves Python free: the runner (which needs the GIL)
+    starts, and this thread uses the same engine meanwhile."""
+    entered = threading.Event()
+    release = threading.Event()
+    steps: List[int] = []
+
+    class Slow:
+        def dispatch(self, job: RunJob) -> DispatchReceipt:
+            entered.set()
+            assert release.wait(30)
+            return DispatchReceipt()
+
+        def cancel(self, run: Run) -> bool:
+            return False
+
+    d = make_engine(runner=Slow())
+    d.request_spawn(d.create_issue("x").id)
+    t = threading.Thread(target=lambda: steps.append(d.dispatcher_step()))
+    t.start()
+    assert entered.wait(30), "the runner got the GIL while dispatcher_step was in the engine"
+    assert d.create_issue("meanwhile").number == 2
+    release.set()
+    t.join(30)
+    assert steps == [1]

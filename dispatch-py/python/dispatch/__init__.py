@@ -284,6 +284,8 @@ class Dispatch(_Base):
         return IngestReport._from(json.loads(self._engine.call("ingest", args))[0])
 
     def ingest_many(self, events: Sequence[ErrorEvent]) -> List[IngestReport]:
+        """Ingests the events in order, in one call; the first error stops the batch (the events
+        before it are in)."""
         return self._do(self._ingest_req(events))
 
     def ingest_payload(
