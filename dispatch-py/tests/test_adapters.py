@@ -220,3 +220,20 @@ def test_the_gil_is_released_while_the_engine_works(make_engine: Callable[..., D
     release.set()
     t.join(30)
     assert steps == [1]
+
+
+def test_runner_cancel_exception_still_cancels(make_engine: Callable[..., Dispatch]) -> None:
+    class CannotStop:
+        def dispatch(self, job: RunJob) -> DispatchReceipt:
+            return DispatchReceipt(external_id="x")
+
+        def cancel(self, run: Run) -> bool:
+            raise OSError("agent host unreachable")
+
+    d = make_engine(runner=CannotStop())
+    i = d.create_issue("x")
+    d.request_spawn(i.id)
+    assert d.dispatcher_step() == 1
+    c = d.cancel(i.id)
+    assert c.state.value == "cancelled" and not c.runner_confirmed
+    assert d.runs(i.id)[0].status is RunStatus.CANCELLED
