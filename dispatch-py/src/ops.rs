@@ -105,18 +105,93 @@ pub async fn exec(ctx: Ctx, op: String, args: String) -> Result<String> {
     serde_json::to_string(&v).map_err(|e| Error::internal(format!("serialising a result: {e}")))
 }
 
+/// An error event as the Python package sends it: fields that are empty or `None` may be left
+/// out (the hot path sends only what is set).
+#[derive(serde::Deserialize)]
+#[serde(default)]
+struct EventIn {
+    origin: String,
+    source: String,
+    feature: String,
+    message: String,
+    level: String,
+    error_message: Option<String>,
+    stack_trace: Option<String>,
+    sample_lines: Vec<String>,
+    event_count: u64,
+    first_seen: Option<Timestamp>,
+    last_seen: Option<Timestamp>,
+    labels: std::collections::BTreeMap<String, String>,
+    values: std::collections::BTreeMap<String, String>,
+    external_id: Option<String>,
+    link: Option<String>,
+    title: Option<String>,
+    description: Option<String>,
+    priority: Option<Priority>,
+}
+
+impl Default for EventIn {
+    fn default() -> Self {
+        EventIn {
+            origin: "python".into(),
+            source: String::new(),
+            feature: String::new(),
+            message: String::new(),
+            level: "error".into(),
+            error_message: None,
+            stack_trace: None,
+            sample_lines: Vec::new(),
+            event_count: 1,
+            first_seen: None,
+            last_seen: None,
+            labels: Default::default(),
+            values: Default::default(),
+            external_id: None,
+            link: None,
+            title: None,
+            description: None,
+            priority: None,
+        }
+    }
+}
+
+impl From<EventIn> for ErrorEvent {
+    fn from(e: EventIn) -> Self {
+        ErrorEvent {
+            origin: e.origin,
+            source: e.source,
+            feature: e.feature,
+            message: e.message,
+            level: e.level,
+            error_message: e.error_message,
+            stack_trace: e.stack_trace,
+            sample_lines: e.sample_lines,
+            event_count: e.event_count,
+            first_seen: e.first_seen,
+            last_seen: e.last_seen,
+            labels: e.labels,
+            values: e.values,
+            external_id: e.external_id,
+            link: e.link,
+            title: e.title,
+            description: e.description,
+            priority: e.priority,
+        }
+    }
+}
+
 /// The hot path (a logging handler, a webhook relay): the events straight from the text and the
 /// reports straight to text, without the `Value` tree the other operations go through.
 async fn ingest_fast(ctx: &Ctx, args: &str) -> Result<String> {
     #[derive(serde::Deserialize)]
     struct IngestArgs {
-        events: Vec<ErrorEvent>,
+        events: Vec<EventIn>,
     }
     let a: IngestArgs =
         serde_json::from_str(args).map_err(|e| Error::invalid("events", format!("events: {e}")))?;
     let mut out = Vec::with_capacity(a.events.len());
     for e in a.events {
-        out.push(ctx.engine.ingest(e).await?);
+        out.push(ctx.engine.ingest(e.into()).await?);
     }
     serde_json::to_string(&out).map_err(|e| Error::internal(format!("serialising a result: {e}")))
 }

@@ -267,29 +267,42 @@ class ErrorEvent:
     priority: Optional[Priority] = None
 
     def _json(self) -> Dict[str, Any]:
-        """The JSON form, field by field (the generic ``_dump`` costs several times more on the
-        ingest hot path)."""
-        fs, ls = self.first_seen, self.last_seen
-        return {
+        """The JSON form the engine's ingest takes: what is set, field by field (empty and
+        ``None`` fields are left out; the generic ``_dump`` costs several times more on this hot
+        path)."""
+        d: Dict[str, Any] = {
             "message": self.message,
             "source": self.source,
             "feature": self.feature,
             "origin": self.origin,
             "level": self.level,
-            "error_message": self.error_message,
-            "stack_trace": self.stack_trace,
-            "sample_lines": list(self.sample_lines),
             "event_count": self.event_count,
-            "first_seen": None if fs is None else _ts_out(fs, "first_seen"),
-            "last_seen": None if ls is None else _ts_out(ls, "last_seen"),
-            "labels": dict(self.labels),
-            "values": dict(self.values),
-            "external_id": self.external_id,
-            "link": self.link,
-            "title": self.title,
-            "description": self.description,
-            "priority": None if self.priority is None else Priority(self.priority).value,
         }
+        if self.error_message is not None:
+            d["error_message"] = self.error_message
+        if self.stack_trace is not None:
+            d["stack_trace"] = self.stack_trace
+        if self.sample_lines:
+            d["sample_lines"] = list(self.sample_lines)
+        if self.first_seen is not None:
+            d["first_seen"] = _ts_out(self.first_seen, "first_seen")
+        if self.last_seen is not None:
+            d["last_seen"] = _ts_out(self.last_seen, "last_seen")
+        if self.labels:
+            d["labels"] = dict(self.labels)
+        if self.values:
+            d["values"] = dict(self.values)
+        if self.external_id is not None:
+            d["external_id"] = self.external_id
+        if self.link is not None:
+            d["link"] = self.link
+        if self.title is not None:
+            d["title"] = self.title
+        if self.description is not None:
+            d["description"] = self.description
+        if self.priority is not None:
+            d["priority"] = Priority(self.priority).value
+        return d
 
 
 @dataclass
