@@ -6,56 +6,66 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
 create_exception!(
-    _dispatch,
+    dispatch._dispatch,
     DispatchError,
     PyException,
     "Any error from the Dispatch engine."
 );
 create_exception!(
-    _dispatch,
+    dispatch._dispatch,
     NotFound,
     DispatchError,
     "The thing asked for does not exist."
 );
 create_exception!(
-    _dispatch,
+    dispatch._dispatch,
     Conflict,
     DispatchError,
     "The state changed under the caller, or the move is not allowed now."
 );
 create_exception!(
-    _dispatch,
+    dispatch._dispatch,
     InvalidInput,
     DispatchError,
     "A named input field was wrong (`.field`)."
 );
 create_exception!(
-    _dispatch,
+    dispatch._dispatch,
     Unauthorized,
     DispatchError,
     "Authentication failed."
 );
-create_exception!(_dispatch, Forbidden, DispatchError, "Not allowed.");
+create_exception!(dispatch._dispatch, Forbidden, DispatchError, "Not allowed.");
 create_exception!(
-    _dispatch,
+    dispatch._dispatch,
     GateDenied,
     DispatchError,
     "A spawn gate said no (`.reason`)."
 );
-create_exception!(_dispatch, RateLimited, DispatchError, "Too many requests.");
 create_exception!(
-    _dispatch,
+    dispatch._dispatch,
+    RateLimited,
+    DispatchError,
+    "Too many requests."
+);
+create_exception!(
+    dispatch._dispatch,
     Upstream,
     DispatchError,
     "An upstream service failed (`.service`, `.status`)."
 );
 create_exception!(
-    _dispatch,
+    dispatch._dispatch,
     Unavailable,
     DispatchError,
     "A needed part is not available."
 );
-create_exception!(_dispatch, Internal, DispatchError, "An internal error.");
+create_exception!(
+    dispatch._dispatch,
+    Internal,
+    DispatchError,
+    "An internal error."
+);
 
 /// Converts a core error into the matching Python exception, with `.code`, `.message` and the
 /// kind's fields as attributes.
@@ -92,6 +102,67 @@ pub fn to_py(e: Error) -> PyErr {
         }
     });
     err
+}
+
+/// A Python exception raised by a Python adapter, as an engine error. A `dispatch.DispatchError`
+/// keeps its kind (so a runner may say `Unavailable` to be retried); anything else is an
+/// `Upstream` error of `service` (status 0: retryable, like a failed connection) whose message
+/// is the full traceback text.
+pub fn from_py(py: Python<'_>, err: PyErr, service: &str) -> Error {
+    let value = err.value(py);
+    if err.is_instance_of::<DispatchError>(py) {
+        let text = |k: &str| -> Option<String> {
+            value
+                .getattr(k)
+                .ok()
+                .and_then(|v| v.extract::<String>().ok())
+        };
+        let message = text("message").unwrap_or_else(|| value.to_string());
+        let kind = if err.is_instance_of::<NotFound>(py) {
+            ErrorKind::NotFound
+        } else if err.is_instance_of::<Conflict>(py) {
+            ErrorKind::Conflict
+        } else if err.is_instance_of::<InvalidInput>(py) {
+            ErrorKind::InvalidInput {
+                field: text("field").unwrap_or_default(),
+            }
+        } else if err.is_instance_of::<Unauthorized>(py) {
+            ErrorKind::Unauthorized
+        } else if err.is_instance_of::<Forbidden>(py) {
+            ErrorKind::Forbidden
+        } else if err.is_instance_of::<GateDenied>(py) {
+            ErrorKind::GateDenied {
+                reason: text("reason").unwrap_or_default(),
+            }
+        } else if err.is_instance_of::<RateLimited>(py) {
+            ErrorKind::RateLimited
+        } else if err.is_instance_of::<Upstream>(py) {
+            ErrorKind::Upstream {
+                service: text("service").unwrap_or_else(|| service.to_string()),
+                status: value
+                    .getattr("status")
+                    .ok()
+                    .and_then(|v| v.extract::<u16>().ok())
+                    .unwrap_or(0),
+            }
+        } else if err.is_instance_of::<Unavailable>(py) {
+            ErrorKind::Unavailable
+        } else {
+            ErrorKind::Internal
+        };
+        return Error::new(kind, message);
+    }
+    let trace = py
+        .import("traceback")
+        .and_then(|tb| {
+            tb.call_method1(
+                "format_exception",
+                (err.get_type(py), value, err.traceback(py)),
+            )
+        })
+        .and_then(|lines| lines.extract::<Vec<String>>().map(|l| l.concat()))
+        .unwrap_or_else(|_| value.to_string());
+    Error::upstream(service, 0, format!("{service} raised {}", trace.trim_end()))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
