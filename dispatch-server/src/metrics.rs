@@ -117,6 +117,18 @@ impl Metrics {
         );
         let _ = writeln!(
             s,
+            "# HELP dispatch_ingest_events_total Error events ingested by source and outcome."
+        );
+        let _ = writeln!(s, "# TYPE dispatch_ingest_events_total counter");
+        for ((src, o), n) in lock(&self.ingest).iter() {
+            let _ = writeln!(
+                s,
+                "dispatch_ingest_events_total{{source=\"{}\",outcome=\"{o}\"}} {n}",
+                esc(src)
+            );
+        }
+        let _ = writeln!(
+            s,
             "# HELP dispatch_gate_decisions_total Spawn gate decisions by reason."
         );
         let _ = writeln!(s, "# TYPE dispatch_gate_decisions_total counter");

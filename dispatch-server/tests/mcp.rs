@@ -640,6 +640,23 @@ async fn the_close_gate_applies_to_update_issue() {
     assert_eq!(field.as_deref(), Some("status"));
     let got = ok(&s, "get_issue", json!({"identifier": ident})).await;
     assert_ne!(got["status"]["name"], "Done", "nothing changed");
+    let metrics = support::http()
+        .get(s.url("/metrics"))
+        .bearer_auth(&s.api_key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("dispatch_ingest_events_total{source=")
+            && metrics.contains("dispatch_http_request_duration_seconds_bucket{route=")
+            && metrics.contains(
+                r#"dispatch_mcp_tool_call_duration_seconds_count{tool="update_issue"} 1"#
+            ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

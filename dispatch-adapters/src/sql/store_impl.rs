@@ -19,7 +19,6 @@ macro_rules! impl_sql_store {
         use dispatch_core::clock::utc_day_start;
         use dispatch_core::customer::{Customer, CustomerPatch, HealthInputs, HealthIssue};
         use dispatch_core::error::{Error, Result};
-        use dispatch_core::gate::{Decision, GateReason, GateSnapshot, Trigger, decide};
         use dispatch_core::ids::{
             ColumnId, CommentId, CustomerId, DeferredSpawnId, IssueId, IssueRef, LabelId, LinkId,
             RunId, WorkspaceId,
@@ -35,8 +34,8 @@ macro_rules! impl_sql_store {
             SpawnRequest, SpawnReservation, SpawnStats, WorkspaceStore,
         };
         use dispatch_core::run::{
-            Activity, ActivityType, BudgetBucket, NewActivity, NewRun, Run, RunPatch, RunStatus,
-            TerminalChunk, run_end_effects, spawn_effects,
+            Activity, ActivityType, BudgetBucket, NewActivity, Run, RunPatch, RunStatus,
+            TerminalChunk, run_end_effects, ReservationInputs, plan_reservation,
         };
         use dispatch_core::verify::{FixAttempt, VerificationStatus};
         use dispatch_core::agent::{Agent, AgentEvent, NewAgentEvent, name_key};
@@ -432,15 +431,6 @@ macro_rules! impl_sql_store {
                 issue.cost_usd = cost;
                 issue.num_turns = u32::try_from(turns.max(0)).unwrap_or(u32::MAX);
                 Self::save_issue_tx(tx, &issue).await
-            }
-
-            async fn deferred_tx(tx: &mut Tx, id: DeferredSpawnId) -> Result<Option<DeferredSpawn>> {
-                let row = sqlx::query(concat!("SELECT doc FROM dispatch_deferred_spawn WHERE id = $1", $FU))
-                    .bind(id.0)
-                    .fetch_optional(&mut **tx)
-                    .await
-                    .map_err(db("read deferred spawn"))?;
-                row.map(|r| doc_col!(r, "dispatch_deferred_spawn", DeferredSpawn)).transpose()
             }
 
             async fn save_deferred_tx(tx: &mut Tx, d: &DeferredSpawn) -> Result<()> {
@@ -1412,122 +1402,54 @@ macro_rules! impl_sql_store {
                 // Every reservation reads global counters: reservations run one at a time.
                 Self::lock_spawns(&mut tx).await?;
                 let issue = Self::issue_tx(&mut tx, req.issue_id).await?;
-                if Self::active_runs_tx(&mut tx, issue.id).await? > 0 {
-                    if let Some(d) = req.deferred_id {
-                        Self::delete_deferred_tx(&mut tx, d).await?;
-                    }
-                    Self::commit(tx).await?;
-                    return Ok(SpawnReservation { decision: Decision::Deny { reason: GateReason::AlreadyRunning }, run: None, issue });
-                }
-                let trigger = if req.from_alert {
+                let has_active = Self::active_runs_tx(&mut tx, issue.id).await? > 0;
+                let latest_link = if req.from_alert && !has_active {
                     let row = sqlx::query("SELECT * FROM dispatch_error_link WHERE issue_id = $1 ORDER BY last_seen_at DESC LIMIT 1")
                         .bind(issue.id.0)
                         .fetch_optional(&mut *tx)
                         .await
                         .map_err(db("read error link"))?;
-                    match row.as_ref().map(Self::row_link).transpose()? {
-                        Some(l) => Trigger::Alert {
-                            source: l.metadata.get("source").and_then(|v| v.as_str()).unwrap_or(&l.source).to_string(),
-                            event_count: l.event_count,
-                            first_seen_at: l.first_seen_at,
-                            cooldown_until: l.cooldown_until,
-                        },
-                        None => Trigger::Manual,
-                    }
+                    row.as_ref().map(Self::row_link).transpose()?
                 } else {
-                    Trigger::Manual
+                    None
                 };
-                let (ae, ap, se, sp, cost) = Self::counters_tx(&mut tx, now).await?;
-                let snapshot = GateSnapshot {
-                    bucket: req.kind.bucket(),
-                    trigger,
-                    force: req.force,
-                    active_error: ae,
-                    active_prd: ap,
-                    spawned_today_error: se,
-                    spawned_today_prd: sp,
-                    cost_today_usd: cost,
-                };
-                let decision = decide(&req.policy, &snapshot, now);
-                let out = match &decision {
-                    Decision::Allow => {
-                        if let Some(d) = req.deferred_id {
-                            Self::delete_deferred_tx(&mut tx, d).await?;
-                        }
-                        let run = NewRun {
-                            issue_id: issue.id,
-                            kind: req.kind,
-                            additional_context: req.additional_context.clone(),
-                            force: req.force,
-                            requested_by: req.actor.name.clone(),
-                        }
-                        .into_run(now);
-                        Self::insert_run_tx(&mut tx, &run).await?;
-                        let columns = Self::columns_tx(&mut tx, issue.workspace_id).await?;
-                        let fx = spawn_effects(&issue, &run, &columns, &req.actor, now);
-                        let issue = Self::write_issue_tx(
-                            &mut tx,
-                            issue.id,
-                            fx.into_update(now),
-                        )
-                        .await?;
-                        SpawnReservation { decision, run: Some(run), issue }
-                    }
-                    Decision::Defer { until, reason } => {
-                        let existing = match req.deferred_id {
-                            Some(id) => Self::deferred_tx(&mut tx, id).await?,
-                            None => None,
-                        };
-                        let existing = match existing {
-                            Some(d) => Some(d),
-                            None => {
-                                let row = sqlx::query(concat!("SELECT doc FROM dispatch_deferred_spawn WHERE issue_id = $1 AND kind = $2", $FU))
-                                    .bind(issue.id.0)
-                                    .bind(req.kind.as_str())
-                                    .fetch_optional(&mut *tx)
-                                    .await
-                                    .map_err(db("read deferred spawn"))?;
-                                row.map(|r| doc_col!(r, "dispatch_deferred_spawn", DeferredSpawn)).transpose()?
-                            }
-                        };
-                        let d = match existing {
-                            Some(mut d) => {
-                                d.due_at = *until;
-                                d.reason = reason.to_string();
-                                d.lease_until = None;
-                                d.force = d.force || req.force;
-                                if req.additional_context.is_some() {
-                                    d.additional_context = req.additional_context.clone();
-                                }
-                                d
-                            }
-                            None => DeferredSpawn {
-                                id: DeferredSpawnId::new(),
-                                issue_id: issue.id,
-                                kind: req.kind,
-                                from_alert: req.from_alert,
-                                force: req.force,
-                                additional_context: req.additional_context.clone(),
-                                actor: req.actor.clone(),
-                                due_at: *until,
-                                reason: reason.to_string(),
-                                attempts: 0,
-                                lease_until: None,
-                                created_at: now,
-                            },
-                        };
-                        Self::save_deferred_tx(&mut tx, &d).await?;
-                        SpawnReservation { decision, run: None, issue }
-                    }
-                    Decision::Deny { .. } => {
-                        if let Some(d) = req.deferred_id {
-                            Self::delete_deferred_tx(&mut tx, d).await?;
-                        }
-                        SpawnReservation { decision, run: None, issue }
-                    }
+                let rows = sqlx::query(concat!("SELECT doc FROM dispatch_deferred_spawn WHERE issue_id = $1 OR id = $2", $FU))
+                    .bind(issue.id.0)
+                    .bind(req.deferred_id.map(|d| d.0))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db("read deferred spawns"))?;
+                let deferred = rows
+                    .into_iter()
+                    .map(|r| doc_col!(r, "dispatch_deferred_spawn", DeferredSpawn))
+                    .collect::<Result<Vec<_>>>()?;
+                let counters = Self::counters_tx(&mut tx, now).await?.into();
+                let columns = Self::columns_tx(&mut tx, issue.workspace_id).await?;
+                let plan = plan_reservation(ReservationInputs {
+                    request: req,
+                    issue: &issue,
+                    issue_has_active_run: has_active,
+                    latest_link: latest_link.as_ref(),
+                    counters,
+                    deferred: &deferred,
+                    columns: &columns,
+                    now,
+                });
+                for id in &plan.delete_deferred {
+                    Self::delete_deferred_tx(&mut tx, *id).await?;
+                }
+                if let Some(d) = &plan.save_deferred {
+                    Self::save_deferred_tx(&mut tx, d).await?;
+                }
+                if let Some(run) = &plan.insert_run {
+                    Self::insert_run_tx(&mut tx, run).await?;
+                }
+                let issue = match plan.issue_update {
+                    Some((id, update)) => Self::write_issue_tx(&mut tx, id, update).await?,
+                    None => issue,
                 };
                 Self::commit(tx).await?;
-                Ok(out)
+                Ok(SpawnReservation { decision: plan.decision, run: plan.insert_run, issue })
             }
 
             async fn get_run(&self, id: RunId) -> Result<Run> {

@@ -3,7 +3,6 @@ use crate::agent::{Agent, AgentEvent, NewAgentEvent, name_key};
 use crate::clock::{utc_day_start, utc_next_day_start};
 use crate::customer::{Customer, CustomerPatch, HealthInputs, HealthIssue};
 use crate::error::{Error, Result};
-use crate::gate::{Decision, GateReason, GateSnapshot, Trigger, decide};
 use crate::ids::{
     ColumnId, CustomerId, DeferredSpawnId, FixAttemptId, IssueId, IssueRef, LinkId, PrLinkId,
     RunId, WorkspaceId,
@@ -20,8 +19,8 @@ use crate::ports::{
 };
 use crate::pr::{PrLink, PrLinkUpsert, pr_link_history, pr_unlink_history, sort_newest_first};
 use crate::run::{
-    Activity, BudgetBucket, NewActivity, NewRun, Run, RunPatch, RunStatus, TerminalChunk,
-    external_run_effects, run_end_effects, spawn_effects,
+    Activity, BudgetBucket, NewActivity, ReservationInputs, Run, RunPatch, RunStatus,
+    TerminalChunk, external_run_effects, plan_reservation, run_end_effects,
 };
 use crate::search::{SearchHit, cosine, lexical_score, terms};
 use crate::verify::{FixAttempt, VerificationStatus};
@@ -654,134 +653,51 @@ impl RunStore for MemoryStore {
     async fn reserve_spawn(&self, req: &SpawnRequest, now: Timestamp) -> Result<SpawnReservation> {
         let mut s = self.lock();
         let issue = s.issue(req.issue_id)?.clone();
-        let settle_deferred = |s: &mut State| {
-            if let Some(d) = req.deferred_id {
-                s.deferred.remove(&d);
-            }
-        };
         let has_active = s
             .runs
             .values()
             .any(|r| r.issue_id == issue.id && r.status.is_active());
-        if has_active {
-            settle_deferred(&mut s);
-            return Ok(SpawnReservation {
-                decision: Decision::Deny {
-                    reason: GateReason::AlreadyRunning,
-                },
-                run: None,
-                issue,
-            });
+        let latest_link = s
+            .links
+            .iter()
+            .filter(|l| l.issue_id == issue.id)
+            .max_by_key(|l| l.last_seen_at)
+            .cloned();
+        let deferred: Vec<DeferredSpawn> = s
+            .deferred
+            .values()
+            .filter(|d| d.issue_id == issue.id || Some(d.id) == req.deferred_id)
+            .cloned()
+            .collect();
+        let columns = s.columns_of(issue.workspace_id);
+        let plan = plan_reservation(ReservationInputs {
+            request: req,
+            issue: &issue,
+            issue_has_active_run: has_active,
+            latest_link: latest_link.as_ref(),
+            counters: s.counters(now).into(),
+            deferred: &deferred,
+            columns: &columns,
+            now,
+        });
+        for id in &plan.delete_deferred {
+            s.deferred.remove(id);
         }
-        let trigger = if req.from_alert {
-            // The most recently seen error link of the issue governs.
-            match s
-                .links
-                .iter()
-                .filter(|l| l.issue_id == issue.id)
-                .max_by_key(|l| l.last_seen_at)
-            {
-                Some(l) => Trigger::Alert {
-                    source: l
-                        .metadata
-                        .get("source")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or(&l.source)
-                        .to_string(),
-                    event_count: l.event_count,
-                    first_seen_at: l.first_seen_at,
-                    cooldown_until: l.cooldown_until,
-                },
-                None => Trigger::Manual,
-            }
-        } else {
-            Trigger::Manual
-        };
-        let (ae, ap, se, sp, cost) = s.counters(now);
-        let snapshot = GateSnapshot {
-            bucket: req.kind.bucket(),
-            trigger,
-            force: req.force,
-            active_error: ae,
-            active_prd: ap,
-            spawned_today_error: se,
-            spawned_today_prd: sp,
-            cost_today_usd: cost,
-        };
-        let decision = decide(&req.policy, &snapshot, now);
-        match &decision {
-            Decision::Allow => {
-                settle_deferred(&mut s);
-                let run = NewRun {
-                    issue_id: issue.id,
-                    kind: req.kind,
-                    additional_context: req.additional_context.clone(),
-                    force: req.force,
-                    requested_by: req.actor.name.clone(),
-                }
-                .into_run(now);
-                let columns = s.columns_of(issue.workspace_id);
-                let fx = spawn_effects(&issue, &run, &columns, &req.actor, now);
-                s.runs.insert(run.id, run.clone());
-                let issue = s.write_issue(issue.id, fx.into_update(now))?;
-                Ok(SpawnReservation {
-                    decision,
-                    run: Some(run),
-                    issue,
-                })
-            }
-            Decision::Defer { until, reason } => {
-                let existing = match req.deferred_id {
-                    Some(id) if s.deferred.contains_key(&id) => Some(id),
-                    _ => s
-                        .deferred
-                        .values()
-                        .find(|d| d.issue_id == issue.id && d.kind == req.kind)
-                        .map(|d| d.id),
-                };
-                match existing.and_then(|id| s.deferred.get_mut(&id)) {
-                    Some(d) => {
-                        d.due_at = *until;
-                        d.reason = reason.to_string();
-                        d.lease_until = None;
-                        d.force = d.force || req.force;
-                        if req.additional_context.is_some() {
-                            d.additional_context = req.additional_context.clone();
-                        }
-                    }
-                    None => {
-                        let d = DeferredSpawn {
-                            id: DeferredSpawnId::new(),
-                            issue_id: issue.id,
-                            kind: req.kind,
-                            from_alert: req.from_alert,
-                            force: req.force,
-                            additional_context: req.additional_context.clone(),
-                            actor: req.actor.clone(),
-                            due_at: *until,
-                            reason: reason.to_string(),
-                            attempts: 0,
-                            lease_until: None,
-                            created_at: now,
-                        };
-                        s.deferred.insert(d.id, d);
-                    }
-                }
-                Ok(SpawnReservation {
-                    decision,
-                    run: None,
-                    issue,
-                })
-            }
-            Decision::Deny { .. } => {
-                settle_deferred(&mut s);
-                Ok(SpawnReservation {
-                    decision,
-                    run: None,
-                    issue,
-                })
-            }
+        if let Some(d) = plan.save_deferred {
+            s.deferred.insert(d.id, d);
         }
+        if let Some(run) = &plan.insert_run {
+            s.runs.insert(run.id, run.clone());
+        }
+        let issue = match plan.issue_update {
+            Some((id, update)) => s.write_issue(id, update)?,
+            None => issue,
+        };
+        Ok(SpawnReservation {
+            decision: plan.decision,
+            run: plan.insert_run,
+            issue,
+        })
     }
 
     async fn get_run(&self, id: RunId) -> Result<Run> {

@@ -3,12 +3,14 @@
 
 mod activity;
 #[allow(clippy::module_inception)]
+mod reservation;
 mod run;
 mod spawn_effects;
 mod terminal;
 mod usage;
 
 pub use activity::{Activity, ActivityType, NewActivity};
+pub use reservation::{GateCounters, ReservationInputs, ReservationPlan, plan_reservation};
 pub use run::{
     Blocker, BlockerCategory, BudgetBucket, NewRun, Outcome, Run, RunPatch, RunStatus, WorkflowKind,
 };

@@ -725,8 +725,8 @@ async fn delete_issue_cascades_and_frees_nothing_else(store: Arc<dyn Store>) {
     let stats = s.spawn_stats(mins(10)).await.expect("spawn_stats");
     assert_eq!(
         (stats.active_error, stats.active_prd, stats.deferred),
-        (1, 0, 1),
-        "the deleted issue's run and deferred spawn are gone"
+        (1, 0, 0),
+        "the deleted issue's run is gone (each issue's deferred spawn was settled by its allowed run)"
     );
 
     // The other issue keeps everything.
@@ -761,7 +761,11 @@ async fn delete_issue_cascades_and_frees_nothing_else(store: Arc<dyn Store>) {
     );
     assert_eq!(s.links_for_issue(b.id).await.expect("links").len(), 1);
     assert_eq!(s.list_fix_attempts(b.id).await.expect("fixes").len(), 1);
-    assert_eq!(s.list_deferred(b.id).await.expect("deferred").len(), 1);
+    assert_eq!(
+        s.list_deferred(b.id).await.expect("deferred").len(),
+        0,
+        "settled by its allowed run"
+    );
 
     // Nothing outside the issue went, and its number is not handed out again.
     assert_eq!(s.get_customer(cust.id).await.expect("customer"), cust);

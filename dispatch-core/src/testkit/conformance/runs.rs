@@ -15,6 +15,7 @@ pub(super) fn cases() -> Vec<Case> {
         reserve_spawn_refuses_a_second_active_run,
         reserve_spawn_reads_the_error_link_for_alerts,
         reserve_spawn_defers_once_per_issue_and_kind_and_settles,
+        an_allowed_spawn_settles_the_issues_deferred_spawns,
         kill_switch_denies_even_forced_spawns,
         daily_budget_counts_per_utc_day,
         daily_cost_comes_from_run_costs,
@@ -298,6 +299,60 @@ async fn reserve_spawn_reads_the_error_link_for_alerts(store: Arc<dyn Store>) {
     assert_eq!(r.issue.spawn_attempt_count, 3);
 }
 
+/// A deferred spawn left behind after another spawn of its issue was allowed would fire later
+/// and queue a second run: the allowed spawn settles every deferred spawn of the issue.
+async fn an_allowed_spawn_settles_the_issues_deferred_spawns(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ws = workspace(s).await;
+    let ing = s
+        .ingest_error(ws.id, draft("loki", "fp-settle", 5, t0()))
+        .await
+        .expect("ingest");
+    let i = ing.issue.clone();
+    let other = issue(s, ws.id, "unrelated").await;
+    let mut delay = SpawnPolicy::permissive();
+    delay.spawn_delay = Duration::minutes(30);
+    let mut alert = spawn(i.id, WorkflowKind::ErrorFix, delay.clone());
+    alert.from_alert = true;
+    let r = reserve(s, &alert, mins(1)).await;
+    assert_eq!(code(&r.decision), "spawn_delay");
+    let mut busy = SpawnPolicy::permissive();
+    busy.max_concurrent_prd = 0;
+    let r = reserve(
+        s,
+        &spawn(i.id, WorkflowKind::AutoTriage, busy.clone()),
+        mins(1),
+    )
+    .await;
+    assert_eq!(code(&r.decision), "concurrency_limit");
+    let r = reserve(s, &spawn(other.id, WorkflowKind::AutoTriage, busy), mins(1)).await;
+    assert_eq!(code(&r.decision), "concurrency_limit");
+    assert_eq!(s.list_deferred(i.id).await.expect("list").len(), 2);
+
+    // A person sends an agent now: it is allowed, and nothing of the issue is left to fire.
+    let run = allow(s, i.id, WorkflowKind::PrdInvestigate, mins(2)).await;
+    assert!(
+        s.list_deferred(i.id).await.expect("list").is_empty(),
+        "the issue's deferred spawns are settled by the allowed one"
+    );
+    assert_eq!(
+        s.list_deferred(other.id).await.expect("list").len(),
+        1,
+        "another issue's deferred spawn stays"
+    );
+    // Even after that run ends, nothing is due for the issue.
+    set_status(s, run.id, RunStatus::Running, mins(3)).await;
+    set_status(s, run.id, RunStatus::Completed, mins(4)).await;
+    let due = s
+        .claim_due_deferred(mins(120), Duration::minutes(5), 10)
+        .await
+        .expect("claim_due_deferred");
+    assert!(
+        due.iter().all(|d| d.issue_id != i.id),
+        "no deferred spawn of the issue fires later: {due:?}"
+    );
+}
+
 async fn reserve_spawn_defers_once_per_issue_and_kind_and_settles(store: Arc<dyn Store>) {
     let s = &*store;
     let ws = workspace(s).await;
@@ -400,8 +455,9 @@ async fn reserve_spawn_defers_once_per_issue_and_kind_and_settles(store: Arc<dyn
     let left = s.list_deferred(i.id).await.expect("list_deferred");
     assert_eq!(
         left.iter().map(|x| x.id).collect::<Vec<_>>(),
-        vec![prd.id],
-        "an allowed retry settles its record only"
+        Vec::<crate::ids::DeferredSpawnId>::new(),
+        "an allowed retry settles its record and the issue's other deferred spawns ({:?})",
+        prd.id
     );
 
     // A denied retry settles it too.
@@ -429,8 +485,8 @@ async fn reserve_spawn_defers_once_per_issue_and_kind_and_settles(store: Arc<dyn
     );
     assert_eq!(
         s.list_deferred(i.id).await.expect("list_deferred").len(),
-        1,
-        "other issues' records stay"
+        0,
+        "the first issue's records stay settled"
     );
 }
 
