@@ -2,8 +2,8 @@
 //! activities, and what recording a spawn does to its issue.
 
 mod activity;
-#[allow(clippy::module_inception)]
 mod reservation;
+#[allow(clippy::module_inception)]
 mod run;
 mod spawn_effects;
 mod terminal;
