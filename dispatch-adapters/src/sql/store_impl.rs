@@ -25,8 +25,8 @@ macro_rules! impl_sql_store {
         };
         use dispatch_core::issue::{
             Actor, Column, ColumnCategory, Comment, HistoryAction, HistoryEntry, Issue,
-            IssueFilter, IssuePatch, Label, NewColumn, NewComment, NewHistory, NewIssue, NewLabel,
-            SpawnStatus, Workspace, default_columns, default_labels, format_identifier,
+            IssueFilter, Label, NewColumn, NewComment, NewHistory, NewIssue, NewLabel,
+            Workspace, default_columns, default_labels, format_identifier,
         };
         use dispatch_core::ports::{
             CustomerStore, DeferredSpawn, DeliveryStore, ErrorLink, ErrorLinkStore, FixStore,
@@ -35,7 +35,7 @@ macro_rules! impl_sql_store {
         };
         use dispatch_core::run::{
             Activity, ActivityType, BudgetBucket, NewActivity, Run, RunPatch, RunStatus,
-            TerminalChunk, run_end_effects, ReservationInputs, plan_reservation,
+            TerminalChunk, RunUpdatePlan, ReservationInputs, plan_reservation,
         };
         use dispatch_core::verify::{FixAttempt, VerificationStatus};
         use dispatch_core::agent::{Agent, AgentEvent, NewAgentEvent, name_key};
@@ -1484,24 +1484,26 @@ macro_rules! impl_sql_store {
                 patch.validate()?;
                 let mut tx = self.write_tx().await?;
                 let before = Self::run_tx(&mut tx, id).await?;
-                let mut run = before.clone();
-                patch.apply_to(&mut run, now);
-                let status_changed = run.status != before.status;
-                let ended = status_changed && run.status.is_terminal();
-                Self::save_run_tx(&mut tx, &run).await?;
-                if run.cost_usd != before.cost_usd || run.num_turns != before.num_turns {
-                    Self::recompute_totals_tx(&mut tx, run.issue_id).await?;
+                let plan = RunUpdatePlan::new(&before, patch, now);
+                Self::save_run_tx(&mut tx, &plan.run).await?;
+                if plan.totals_changed {
+                    Self::recompute_totals_tx(&mut tx, plan.run.issue_id).await?;
                 }
-                let mut issue = Self::issue_tx(&mut tx, run.issue_id).await?;
-                if ended {
-                    let columns = Self::columns_tx(&mut tx, issue.workspace_id).await?;
-                    if let Some(fx) = run_end_effects(&issue, &run, &columns, actor) {
-                        issue = Self::write_issue_tx(&mut tx, issue.id, fx.into_update(now)).await?;
-                    }
-                } else if status_changed && run.status == RunStatus::Running && issue.current_run_id == Some(run.id) {
-                    let patch = IssuePatch { spawn_status: Some(Some(SpawnStatus::Running)), ..IssuePatch::default() };
-                    issue = Self::write_issue_tx(&mut tx, issue.id, IssueUpdate { patch, history: Vec::new(), expected_version: None, now }).await?;
+                let mut issue = Self::issue_tx(&mut tx, plan.run.issue_id).await?;
+                let columns = if plan.ended { Self::columns_tx(&mut tx, issue.workspace_id).await? } else { Vec::new() };
+                let fx = plan.effects(&issue, &columns, actor, now);
+                if let Some(update) = fx.issue_update {
+                    issue = Self::write_issue_tx(&mut tx, issue.id, update).await?;
                 }
+                if let Some(until) = fx.cooldown_until {
+                    sqlx::query("UPDATE dispatch_error_link SET cooldown_until = $2 WHERE issue_id = $1")
+                        .bind(issue.id.0)
+                        .bind(Self::ts(until))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("set cooldown"))?;
+                }
+                let RunUpdatePlan { run, status_changed, ended, .. } = plan;
                 Self::commit(tx).await?;
                 Ok(RunUpdate { run, issue, status_changed, ended })
             }

@@ -323,7 +323,9 @@ impl Dispatch {
             .await;
         }
         if update.ended {
-            if run.kind == WorkflowKind::ErrorFix {
+            // The store set the cooldown in the transaction that ended the run; a run reserved
+            // before runs carried their cooldown gets it here.
+            if run.kind == WorkflowKind::ErrorFix && run.cooldown_seconds.is_none() {
                 let until: Timestamp = self.now() + self.inner.config.policy.cooldown;
                 self.inner.store.set_cooldown(run.issue_id, until).await?;
             }

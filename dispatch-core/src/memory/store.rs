@@ -20,7 +20,7 @@ use crate::ports::{
 use crate::pr::{PrLink, PrLinkUpsert, pr_link_history, pr_unlink_history, sort_newest_first};
 use crate::run::{
     Activity, BudgetBucket, NewActivity, ReservationInputs, Run, RunPatch, RunStatus,
-    TerminalChunk, external_run_effects, plan_reservation, run_end_effects,
+    RunUpdatePlan, TerminalChunk, external_run_effects, plan_reservation,
 };
 use crate::search::{SearchHit, cosine, lexical_score, terms};
 use crate::verify::{FixAttempt, VerificationStatus};
@@ -743,38 +743,32 @@ impl RunStore for MemoryStore {
             .get(&id)
             .cloned()
             .ok_or_else(|| Error::not_found(format!("run {id} not found")))?;
-        let mut run = before.clone();
-        patch.apply_to(&mut run, now);
-        let status_changed = run.status != before.status;
-        let ended = status_changed && run.status.is_terminal();
-        s.runs.insert(id, run.clone());
-        if run.cost_usd != before.cost_usd || run.num_turns != before.num_turns {
-            s.recompute_totals(run.issue_id);
+        let plan = RunUpdatePlan::new(&before, patch, now);
+        s.runs.insert(id, plan.run.clone());
+        if plan.totals_changed {
+            s.recompute_totals(plan.run.issue_id);
         }
-        let mut issue = s.issue(run.issue_id)?.clone();
-        if ended {
-            let columns = s.columns_of(issue.workspace_id);
-            if let Some(fx) = run_end_effects(&issue, &run, &columns, actor) {
-                issue = s.write_issue(issue.id, fx.into_update(now))?;
+        let mut issue = s.issue(plan.run.issue_id)?.clone();
+        let columns = if plan.ended {
+            s.columns_of(issue.workspace_id)
+        } else {
+            Vec::new()
+        };
+        let fx = plan.effects(&issue, &columns, actor, now);
+        if let Some(update) = fx.issue_update {
+            issue = s.write_issue(issue.id, update)?;
+        }
+        if let Some(until) = fx.cooldown_until {
+            for l in s.links.iter_mut().filter(|l| l.issue_id == issue.id) {
+                l.cooldown_until = Some(until);
             }
-        } else if status_changed
-            && run.status == RunStatus::Running
-            && issue.current_run_id == Some(run.id)
-        {
-            let patch = crate::issue::IssuePatch {
-                spawn_status: Some(Some(crate::issue::SpawnStatus::Running)),
-                ..Default::default()
-            };
-            issue = s.write_issue(
-                issue.id,
-                IssueUpdate {
-                    patch,
-                    history: Vec::new(),
-                    expected_version: None,
-                    now,
-                },
-            )?;
         }
+        let RunUpdatePlan {
+            run,
+            status_changed,
+            ended,
+            ..
+        } = plan;
         Ok(RunUpdate {
             run,
             issue,

@@ -14,6 +14,9 @@ pub use reservation::{GateCounters, ReservationInputs, ReservationPlan, plan_res
 pub use run::{
     Blocker, BlockerCategory, BudgetBucket, NewRun, Outcome, Run, RunPatch, RunStatus, WorkflowKind,
 };
-pub use spawn_effects::{SpawnEffects, external_run_effects, run_end_effects, spawn_effects};
+pub use spawn_effects::{
+    RunUpdateEffects, RunUpdatePlan, SpawnEffects, external_run_effects, run_end_effects,
+    spawn_effects,
+};
 pub use terminal::TerminalChunk;
 pub use usage::{CarriedUsage, plan_issue_deletion};

@@ -3,7 +3,7 @@
 //! [`plan_reservation`], and applies the [`ReservationPlan`] — it decides nothing itself, so
 //! every store reserves the same way.
 
-use super::run::{NewRun, Run};
+use super::run::{NewRun, Run, WorkflowKind};
 use super::spawn_effects::spawn_effects;
 use crate::Timestamp;
 use crate::gate::{Decision, GateReason, GateSnapshot, Trigger, decide};
@@ -117,6 +117,10 @@ pub fn plan_reservation(i: ReservationInputs<'_>) -> ReservationPlan {
                 requested_by: req.actor.name.clone(),
             }
             .into_run(i.now);
+            let mut run = run;
+            if req.kind == WorkflowKind::ErrorFix {
+                run.cooldown_seconds = Some(req.policy.cooldown.num_seconds());
+            }
             let fx = spawn_effects(i.issue, &run, i.columns, &req.actor, i.now);
             let mut delete: Vec<DeferredSpawnId> = i
                 .deferred

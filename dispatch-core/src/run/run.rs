@@ -221,6 +221,11 @@ pub struct Run {
     /// started as soon as the runner returns (the run keeps its slot until then).
     #[serde(default)]
     pub cancel_requested_at: Option<Timestamp>,
+    /// How long the error waits after this run ends before it may spawn again (error
+    /// fixes: the policy's cooldown when the run was reserved). Set on the error links in the
+    /// transaction that ends the run.
+    #[serde(default)]
+    pub cooldown_seconds: Option<i64>,
 }
 
 impl Run {
@@ -273,6 +278,7 @@ impl NewRun {
             prompt_text: None,
             report_content: None,
             cancel_requested_at: None,
+            cooldown_seconds: None,
             created_at: now,
             started_at: None,
             last_callback_at: None,

@@ -180,3 +180,82 @@ pub fn run_end_effects(
     let history = diff_history(issue, &patch, actor);
     Some(SpawnEffects { patch, history })
 }
+
+/// A run update as one plan (issue 10): the run after the patch and what that does to its issue
+/// and its error, so that every store applies the same rules inside the one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunUpdatePlan {
+    pub run: Run,
+    pub status_changed: bool,
+    /// The run just reached a terminal status.
+    pub ended: bool,
+    /// Cost or turns changed: the issue's totals are recomputed from its runs.
+    pub totals_changed: bool,
+}
+
+/// What a run update does beyond the run itself.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RunUpdateEffects {
+    pub issue_update: Option<IssueUpdate>,
+    /// An error fix ended: the issue's error links wait until then before spawning again —
+    /// written in the same transaction, so no alert in between spawns at once.
+    pub cooldown_until: Option<Timestamp>,
+}
+
+impl RunUpdatePlan {
+    pub fn new(before: &Run, patch: &super::run::RunPatch, now: Timestamp) -> Self {
+        let mut run = before.clone();
+        patch.apply_to(&mut run, now);
+        let status_changed = run.status != before.status;
+        RunUpdatePlan {
+            ended: status_changed && run.status.is_terminal(),
+            totals_changed: run.cost_usd != before.cost_usd || run.num_turns != before.num_turns,
+            status_changed,
+            run,
+        }
+    }
+
+    /// The issue and error effects; `columns` are read only when [`RunUpdatePlan::ended`].
+    pub fn effects(
+        &self,
+        issue: &Issue,
+        columns: &[Column],
+        actor: &Actor,
+        now: Timestamp,
+    ) -> RunUpdateEffects {
+        let run = &self.run;
+        if self.ended {
+            return RunUpdateEffects {
+                issue_update: run_end_effects(issue, run, columns, actor)
+                    .map(|fx| fx.into_update(now)),
+                cooldown_until: match (run.kind, run.cooldown_seconds) {
+                    (WorkflowKind::ErrorFix, Some(secs)) => {
+                        Some(now + chrono::Duration::seconds(secs.clamp(0, MAX_COOLDOWN_SECONDS)))
+                    }
+                    _ => None,
+                },
+            };
+        }
+        if self.status_changed
+            && run.status == RunStatus::Running
+            && issue.current_run_id == Some(run.id)
+        {
+            return RunUpdateEffects {
+                issue_update: Some(IssueUpdate {
+                    patch: IssuePatch {
+                        spawn_status: Some(Some(SpawnStatus::Running)),
+                        ..IssuePatch::default()
+                    },
+                    history: Vec::new(),
+                    expected_version: None,
+                    now,
+                }),
+                cooldown_until: None,
+            };
+        }
+        RunUpdateEffects::default()
+    }
+}
+
+/// Ten years: a cooldown beyond it is a configuration mistake, not a wish.
+const MAX_COOLDOWN_SECONDS: i64 = 10 * 366 * 24 * 3600;

@@ -16,6 +16,7 @@ pub(super) fn cases() -> Vec<Case> {
         reserve_spawn_reads_the_error_link_for_alerts,
         reserve_spawn_defers_once_per_issue_and_kind_and_settles,
         an_allowed_spawn_settles_the_issues_deferred_spawns,
+        an_error_fix_sets_its_cooldown_in_the_transaction_that_ends_it,
         kill_switch_denies_even_forced_spawns,
         daily_budget_counts_per_utc_day,
         daily_cost_comes_from_run_costs,
@@ -350,6 +351,67 @@ async fn an_allowed_spawn_settles_the_issues_deferred_spawns(store: Arc<dyn Stor
     assert!(
         due.iter().all(|d| d.issue_id != i.id),
         "no deferred spawn of the issue fires later: {due:?}"
+    );
+}
+
+/// The cooldown was written after the run end committed (and after two event publishes): an
+/// alert in between, or a crash, spawned again at once. Now `update_run` sets it.
+async fn an_error_fix_sets_its_cooldown_in_the_transaction_that_ends_it(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ws = workspace(s).await;
+    let ing = s
+        .ingest_error(ws.id, draft("loki", "fp-cool", 5, t0()))
+        .await
+        .expect("ingest");
+    let i = ing.issue.clone();
+    let mut policy = SpawnPolicy::permissive();
+    policy.cooldown = Duration::hours(2);
+    let mut req = spawn(i.id, WorkflowKind::ErrorFix, policy.clone());
+    req.from_alert = true;
+    let r = reserve(s, &req, mins(1)).await;
+    assert_eq!(r.decision, Decision::Allow);
+    let run = r.run.expect("run");
+    assert_eq!(
+        run.cooldown_seconds,
+        Some(7200),
+        "the run carries its cooldown"
+    );
+    set_status(s, run.id, RunStatus::Running, mins(2)).await;
+    let before_end = s.links_for_issue(i.id).await.expect("links");
+    assert_eq!(
+        before_end[0].cooldown_until, None,
+        "no cooldown while it runs"
+    );
+    let u = set_status(s, run.id, RunStatus::Failed, mins(10)).await;
+    assert!(u.ended);
+    let links = s.links_for_issue(i.id).await.expect("links");
+    assert_eq!(
+        links[0].cooldown_until,
+        Some(mins(10) + Duration::hours(2)),
+        "set by the update that ended the run"
+    );
+    // The next alert is refused by the cooldown, with no other write in between.
+    let r = reserve(s, &req, mins(11)).await;
+    assert_eq!(code(&r.decision), "cooldown");
+    // A late second end does not push the cooldown further.
+    set_status(s, run.id, RunStatus::TimedOut, mins(30)).await;
+    assert_eq!(
+        s.links_for_issue(i.id).await.expect("links")[0].cooldown_until,
+        Some(mins(10) + Duration::hours(2))
+    );
+
+    // Other kinds leave the error alone.
+    let ing2 = s
+        .ingest_error(ws.id, draft("loki", "fp-cool-2", 5, t0()))
+        .await
+        .expect("ingest");
+    let triage = allow(s, ing2.issue.id, WorkflowKind::AutoTriage, mins(12)).await;
+    assert_eq!(triage.cooldown_seconds, None);
+    set_status(s, triage.id, RunStatus::Running, mins(13)).await;
+    set_status(s, triage.id, RunStatus::Completed, mins(14)).await;
+    assert_eq!(
+        s.links_for_issue(ing2.issue.id).await.expect("links")[0].cooldown_until,
+        None
     );
 }
 
