@@ -35,7 +35,7 @@ macro_rules! impl_sql_store {
         };
         use dispatch_core::run::{
             Activity, ActivityType, BudgetBucket, NewActivity, Run, RunPatch, RunStatus,
-            TerminalChunk, RunUpdatePlan, ReservationInputs, plan_reservation,
+            TerminalChunk, RunUpdatePlan, ReservationInputs, plan_reservation, ChunkAppend, plan_chunk_append, replayed_chunk,
         };
         use dispatch_core::verify::{FixAttempt, VerificationStatus};
         use dispatch_core::agent::{Agent, AgentEvent, NewAgentEvent, name_key};
@@ -1554,30 +1554,29 @@ macro_rules! impl_sql_store {
                     .await
                     .map_err(db("read terminal"))?;
                 let last = to_u64("dispatch_terminal_chunk", "seq", col!(row, "dispatch_terminal_chunk", "last", i64)?)?;
-                if let Some(n) = seq {
-                    if n <= last && n > 0 {
+                let seq = match plan_chunk_append(last, seq)? {
+                    ChunkAppend::Replay(n) => {
                         let row = sqlx::query("SELECT * FROM dispatch_terminal_chunk WHERE run_id = $1 AND seq = $2")
                             .bind(run.0)
                             .bind(to_i64(n))
                             .fetch_optional(&mut *tx)
                             .await
                             .map_err(db("read terminal"))?;
-                        if let Some(row) = row {
-                            let c = TerminalChunk {
+                        let stored = match row {
+                            Some(row) => Some(TerminalChunk {
                                 run_id: run,
                                 seq: n,
                                 content: col!(row, "dispatch_terminal_chunk", "content", String)?,
                                 at: Self::get_ts(&row, "dispatch_terminal_chunk", "at")?,
-                            };
-                            Self::commit(tx).await?;
-                            return Ok(c);
-                        }
+                            }),
+                            None => None,
+                        };
+                        Self::commit(tx).await?;
+                        return replayed_chunk(stored, n, content);
                     }
-                    if n != last + 1 {
-                        return Err(Error::invalid("seq", format!("expected sequence number {}, got {n}", last + 1)));
-                    }
-                }
-                let c = TerminalChunk { run_id: run, seq: last + 1, content: content.to_string(), at };
+                    ChunkAppend::Insert(n) => n,
+                };
+                let c = TerminalChunk { run_id: run, seq, content: content.to_string(), at };
                 sqlx::query("INSERT INTO dispatch_terminal_chunk (run_id, seq, content, at) VALUES ($1, $2, $3, $4)")
                     .bind(run.0)
                     .bind(to_i64(c.seq))

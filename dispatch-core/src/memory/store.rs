@@ -19,8 +19,9 @@ use crate::ports::{
 };
 use crate::pr::{PrLink, PrLinkUpsert, pr_link_history, pr_unlink_history, sort_newest_first};
 use crate::run::{
-    Activity, BudgetBucket, NewActivity, ReservationInputs, Run, RunPatch, RunStatus,
-    RunUpdatePlan, TerminalChunk, external_run_effects, plan_reservation,
+    Activity, BudgetBucket, ChunkAppend, NewActivity, ReservationInputs, Run, RunPatch, RunStatus,
+    RunUpdatePlan, TerminalChunk, external_run_effects, plan_chunk_append, plan_reservation,
+    replayed_chunk,
 };
 use crate::search::{SearchHit, cosine, lexical_score, terms};
 use crate::verify::{FixAttempt, VerificationStatus};
@@ -830,20 +831,13 @@ impl RunStore for MemoryStore {
             return Err(Error::not_found(format!("run {run} not found")));
         }
         let chunks = s.chunks.entry(run).or_default();
-        if let Some(n) = seq {
-            if let Some(c) = chunks.iter().find(|c| c.seq == n) {
-                return Ok(c.clone());
+        let last = chunks.last().map_or(0, |c| c.seq);
+        let seq = match plan_chunk_append(last, seq)? {
+            ChunkAppend::Replay(n) => {
+                return replayed_chunk(chunks.iter().find(|c| c.seq == n).cloned(), n, content);
             }
-            let next = chunks.last().map_or(1, |c| c.seq + 1);
-            if n != next {
-                return Err(Error::invalid(
-                    "seq",
-                    format!("expected sequence number {next}, got {n}"),
-                ));
-            }
-        }
-        // Numbering continues after the last chunk, even when `prune` removed earlier ones.
-        let seq = chunks.last().map_or(1, |c| c.seq + 1);
+            ChunkAppend::Insert(n) => n,
+        };
         let c = TerminalChunk {
             run_id: run,
             seq,

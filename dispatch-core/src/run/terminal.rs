@@ -11,3 +11,97 @@ pub struct TerminalChunk {
     pub content: String,
     pub at: Timestamp,
 }
+
+/// Where a posted chunk goes, given the run's last stored sequence number (0 for none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkAppend {
+    /// Store it as this number.
+    Insert(u64),
+    /// A retry of a chunk already stored under this number: answer the stored one (see
+    /// [`replayed_chunk`]).
+    Replay(u64),
+}
+
+/// The numbering rule of terminal output, for every store: unnumbered chunks follow the last
+/// one; a numbered chunk is the next one, or a retry of one already stored; anything else is a
+/// gap the sender must not leave.
+pub fn plan_chunk_append(last: u64, seq: Option<u64>) -> crate::error::Result<ChunkAppend> {
+    match seq {
+        None => Ok(ChunkAppend::Insert(last + 1)),
+        Some(n) if n >= 1 && n <= last => Ok(ChunkAppend::Replay(n)),
+        Some(n) if n == last + 1 => Ok(ChunkAppend::Insert(n)),
+        Some(n) => Err(crate::error::Error::invalid(
+            "seq",
+            format!("expected sequence number {}, got {n}", last + 1),
+        )),
+    }
+}
+
+/// A retried chunk: the stored one when the content is the same; a conflict when the sender
+/// reuses a number for other output (it would otherwise be dropped without a word); invalid
+/// when the stored chunk was pruned.
+pub fn replayed_chunk(
+    stored: Option<TerminalChunk>,
+    seq: u64,
+    content: &str,
+) -> crate::error::Result<TerminalChunk> {
+    match stored {
+        Some(c) if c.content == content => Ok(c),
+        Some(c) => Err(crate::error::Error::conflict(format!(
+            "terminal chunk {} was already stored with other content ({} bytes, not {}); number new output after the last chunk",
+            c.seq,
+            c.content.len(),
+            content.len()
+        ))),
+        None => Err(crate::error::Error::invalid(
+            "seq",
+            format!("chunk {seq} is no longer kept; number new output after the last chunk"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn chunk_numbers() {
+        assert_eq!(plan_chunk_append(0, None).unwrap(), ChunkAppend::Insert(1));
+        assert_eq!(plan_chunk_append(4, None).unwrap(), ChunkAppend::Insert(5));
+        assert_eq!(
+            plan_chunk_append(4, Some(5)).unwrap(),
+            ChunkAppend::Insert(5)
+        );
+        assert_eq!(
+            plan_chunk_append(4, Some(2)).unwrap(),
+            ChunkAppend::Replay(2)
+        );
+        assert_eq!(
+            plan_chunk_append(4, Some(4)).unwrap(),
+            ChunkAppend::Replay(4)
+        );
+        for bad in [0, 6, 100] {
+            let e = plan_chunk_append(4, Some(bad)).unwrap_err();
+            assert_eq!(e.field(), Some("seq"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn replays_match_or_conflict() {
+        let c = TerminalChunk {
+            run_id: RunId::new(),
+            seq: 2,
+            content: "hello\n".into(),
+            at: chrono::Utc::now(),
+        };
+        assert_eq!(replayed_chunk(Some(c.clone()), 2, "hello\n").unwrap(), c);
+        let e = replayed_chunk(Some(c), 2, "other\n").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Conflict);
+        assert!(e.message.contains("chunk 2"), "{}", e.message);
+        assert_eq!(
+            replayed_chunk(None, 2, "x").unwrap_err().field(),
+            Some("seq")
+        );
+    }
+}

@@ -1522,13 +1522,23 @@ async fn terminal_chunks_are_numbered_idempotent_and_gapless(store: Arc<dyn Stor
         .expect("append with the next seq");
     assert_eq!(d.seq, 4);
     let retried = s
-        .append_terminal(run, "b (retry)", Some(2), mins(9))
+        .append_terminal(run, "b", Some(2), mins(9))
         .await
         .expect("retried post");
     assert_eq!(
         (retried.seq, retried.content.as_str(), retried.at),
         (2, "b", mins(1)),
         "a retried seq returns the stored chunk unchanged"
+    );
+    conflict(
+        s.append_terminal(run, "b (other output)", Some(2), mins(9))
+            .await,
+        "a stored seq reused for other output (not dropped silently)",
+    );
+    assert_eq!(
+        s.read_terminal(run, 1, 1).await.expect("read")[0].content,
+        "b",
+        "the stored chunk is unchanged"
     );
     invalid(
         s.append_terminal(run, "f", Some(6), mins(5)).await,
@@ -1573,11 +1583,12 @@ async fn terminal_chunks_are_numbered_idempotent_and_gapless(store: Arc<dyn Stor
         .expect("explicit first seq");
     assert_eq!(first.seq, 1, "numbering is per run");
     assert_eq!(
-        s.append_terminal(other, "x again", Some(1), t0())
+        s.append_terminal(other, "x", Some(1), mins(1))
             .await
             .expect("retry")
-            .content,
-        "x"
+            .at,
+        t0(),
+        "a retry answers the stored chunk"
     );
     invalid(
         s.append_terminal(other, "z", Some(3), t0()).await,
