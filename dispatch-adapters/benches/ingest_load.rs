@@ -379,6 +379,7 @@ async fn draft_template(store: &dyn Store, ws: WorkspaceId) -> AnyResult<DraftTe
         assignee: None,
         labels: vec![label.id],
         customer_id: None,
+        reporter_id: None,
     };
     let metadata = json!({
         "source": event.source,

@@ -48,6 +48,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "agent_events",
         sql: include_str!("../migrations/postgres/0006_agent_events.sql"),
     },
+    Migration {
+        version: 7,
+        name: "customer_users",
+        sql: include_str!("../migrations/postgres/0007_customer_users.sql"),
+    },
 ];
 
 /// Advisory lock keys (any fixed 64-bit numbers unlikely to collide with an application's own).

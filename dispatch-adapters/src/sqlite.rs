@@ -49,6 +49,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "agent_events",
         sql: include_str!("../migrations/sqlite/0006_agent_events.sql"),
     },
+    Migration {
+        version: 7,
+        name: "customer_users",
+        sql: include_str!("../migrations/sqlite/0007_customer_users.sql"),
+    },
 ];
 
 /// A Dispatch store in a SQLite file.

@@ -47,6 +47,8 @@ id_type!(
     LinkId,
     FixAttemptId,
     CustomerId,
+    /// A person of a customer who reports issues (`dispatch_customer_user`).
+    CustomerUserId,
     DeferredSpawnId,
     /// A pull request linked to an issue (`dispatch_issue_pr`).
     PrLinkId,

@@ -280,6 +280,35 @@ async fn issue_tools_go_through_the_engine() {
         .expect("portal page");
     assert_eq!(page.status(), 200, "the portal link works");
     assert!(page.text().await.unwrap().contains("Checkout button"));
+    // The reporter is the customer's person, named on the portal.
+    assert!(created["reporterId"].is_string(), "{created}");
+    let token = portal.split("token=").nth(1).unwrap();
+    let api = support::http()
+        .get(s.url(&format!(
+            "/api/portal/slack-c0acme/issue/{ident}?token={token}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = api.json().await.unwrap();
+    assert_eq!(body["issue"]["reporterName"], "Ann Example", "{body}");
+    let (code, _, field) = err(
+        &s,
+        "create_issue",
+        json!({"title": "who?", "slackUserId": "U1"}),
+    )
+    .await;
+    assert_eq!(
+        (code.as_str(), field.as_deref()),
+        ("INVALID_INPUT", Some("slackChannelId"))
+    );
+    let (_, _, field) = err(
+        &s,
+        "create_issue",
+        json!({"title": "bad email", "slackChannelId": "C0ACME", "slackUserId": "U1", "userEmail": "nope"}),
+    )
+    .await;
+    assert_eq!(field.as_deref(), Some("userEmail"));
     // The same channel again: the same customer.
     let second = ok(
         &s,

@@ -17,7 +17,7 @@ macro_rules! impl_sql_store {
         use super::*;
         use dispatch_core::Timestamp;
         use dispatch_core::clock::utc_day_start;
-        use dispatch_core::customer::{Customer, CustomerPatch, HealthInputs, HealthIssue};
+        use dispatch_core::customer::{Customer, CustomerPatch, CustomerUser, HealthInputs, HealthIssue, NewCustomerUser};
         use dispatch_core::error::{Error, Result};
         use dispatch_core::ids::{
             ColumnId, CommentId, CustomerId, DeferredSpawnId, IssueId, IssueRef, LabelId, LinkId,
@@ -1964,11 +1964,65 @@ macro_rules! impl_sql_store {
                     .map_err(db("read customer issues"))?;
                 for r in rows {
                     let mut issue: Issue = doc_col!(r, "dispatch_issue", Issue)?;
-                    issue.customer_id = None;
+                    issue.detach_customer();
                     Self::save_issue_tx(&mut tx, &issue).await?;
                 }
                 sqlx::query("DELETE FROM dispatch_customer WHERE id = $1").bind(id.0).execute(&mut *tx).await.map_err(db("delete customer"))?;
                 Self::commit(tx).await
+            }
+
+            async fn upsert_customer_user(&self, customer: CustomerId, user: &NewCustomerUser, now: Timestamp) -> Result<CustomerUser> {
+                user.validate()?;
+                let mut tx = self.write_tx().await?;
+                Self::customer_tx(&mut tx, customer).await?;
+                let key = user.slack_user_id.trim();
+                // Twice at most: a concurrent first report of the same person may insert the row
+                // between our read and our insert; then the row is theirs, read it and merge.
+                for _ in 0..2 {
+                    let row = sqlx::query(concat!("SELECT doc FROM dispatch_customer_user WHERE customer_id = $1 AND slack_user_id = $2", $FU))
+                        .bind(customer.0)
+                        .bind(key)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db("read customer user"))?;
+                    let existing = row.map(|r| doc_col!(r, "dispatch_customer_user", CustomerUser)).transpose()?;
+                    let known = existing.is_some();
+                    let u = user.merge_into(existing, customer, now);
+                    let written = if known {
+                        sqlx::query("UPDATE dispatch_customer_user SET doc = $2 WHERE id = $1")
+                            .bind(u.id.0)
+                            .bind(Json(&u))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("update customer user"))?
+                            .rows_affected()
+                    } else {
+                        sqlx::query("INSERT INTO dispatch_customer_user (id, customer_id, slack_user_id, doc) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                            .bind(u.id.0)
+                            .bind(customer.0)
+                            .bind(&u.slack_user_id)
+                            .bind(Json(&u))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert customer user"))?
+                            .rows_affected()
+                    };
+                    if written == 1 {
+                        Self::commit(tx).await?;
+                        return Ok(u);
+                    }
+                }
+                Err(Error::conflict("the customer user kept changing; try again"))
+            }
+
+            async fn get_customer_user(&self, id: dispatch_core::ids::CustomerUserId) -> Result<CustomerUser> {
+                let row = sqlx::query("SELECT doc FROM dispatch_customer_user WHERE id = $1")
+                    .bind(id.0)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db("read customer user"))?
+                    .ok_or_else(|| Error::not_found(format!("customer user {id} not found")))?;
+                doc_col!(row, "dispatch_customer_user", CustomerUser)
             }
 
             async fn health_inputs(&self, id: CustomerId) -> Result<HealthInputs> {

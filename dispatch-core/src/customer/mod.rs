@@ -9,7 +9,7 @@ pub use health::{
 
 use crate::Timestamp;
 use crate::error::{Error, Result};
-use crate::ids::{CustomerId, WorkspaceId};
+use crate::ids::{CustomerId, CustomerUserId, WorkspaceId};
 use crate::issue::is_valid_hex_color;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -236,5 +236,102 @@ mod tests {
         assert_ne!(a, b);
         assert!(constant_time_eq(a.as_bytes(), a.as_bytes()));
         assert!(!constant_time_eq(a.as_bytes(), b.as_bytes()));
+    }
+}
+
+/// A person of a customer who reports issues from chat (the original's `dispatch_customer_user`):
+/// one per customer and Slack user id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerUser {
+    pub id: CustomerUserId,
+    pub customer_id: CustomerId,
+    pub slack_user_id: String,
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub email: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A reporter as chat tells of them; empty fields are "not told".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewCustomerUser {
+    pub slack_user_id: String,
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub email: Option<String>,
+}
+
+fn told(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+impl NewCustomerUser {
+    pub fn validate(&self) -> Result<()> {
+        let id = self.slack_user_id.trim();
+        if id.is_empty()
+            || id.len() > 64
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(Error::invalid(
+                "slackUserId",
+                "a Slack user id is 1 to 64 letters, digits, '-' or '_'",
+            ));
+        }
+        if told(&self.display_name).is_some_and(|n| n.chars().count() > 200) {
+            return Err(Error::invalid(
+                "slackDisplayName",
+                "a display name is at most 200 characters",
+            ));
+        }
+        if let Some(u) = told(&self.avatar_url) {
+            validate_url("slackAvatarUrl", &u)?;
+        }
+        if let Some(e) = told(&self.email)
+            && (e.len() > 320 || !e.contains('@') || e.chars().any(char::is_whitespace))
+        {
+            return Err(Error::invalid("userEmail", "not an email address"));
+        }
+        Ok(())
+    }
+
+    /// The person as stored after this report: a new one, or `existing` with what this report
+    /// tells (names, avatars and emails change; what is not told stays).
+    pub fn merge_into(
+        &self,
+        existing: Option<CustomerUser>,
+        customer_id: CustomerId,
+        now: Timestamp,
+    ) -> CustomerUser {
+        match existing {
+            Some(mut u) => {
+                if let Some(v) = told(&self.display_name) {
+                    u.display_name = Some(v);
+                }
+                if let Some(v) = told(&self.avatar_url) {
+                    u.avatar_url = Some(v);
+                }
+                if let Some(v) = told(&self.email) {
+                    u.email = Some(v);
+                }
+                u.updated_at = now;
+                u
+            }
+            None => CustomerUser {
+                id: CustomerUserId::new(),
+                customer_id,
+                slack_user_id: self.slack_user_id.trim().to_string(),
+                display_name: told(&self.display_name),
+                avatar_url: told(&self.avatar_url),
+                email: told(&self.email),
+                created_at: now,
+                updated_at: now,
+            },
+        }
     }
 }

@@ -65,6 +65,7 @@ impl Dispatch {
             assignee: None,
             labels: vec![label],
             customer_id: None,
+            reporter_id: None,
         };
         let metadata = json!({
             "source": event.source,

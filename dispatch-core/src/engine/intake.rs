@@ -2,8 +2,9 @@
 //! the channel's customer is found or made, the issue is theirs and they watch it.
 
 use super::Dispatch;
-use crate::customer::{Customer, NewCustomer};
+use crate::customer::{Customer, CustomerUser, NewCustomer, NewCustomerUser};
 use crate::error::{Error, ErrorKind, Result};
+use crate::ids::CustomerUserId;
 use crate::issue::{Actor, Issue, NewIssue};
 
 const MAX_CHANNEL_ID: usize = 64;
@@ -95,17 +96,49 @@ impl Dispatch {
     }
 
     /// Creates an issue reported from a chat channel: the channel's customer owns it and
-    /// watches it (so it shows on their portal).
+    /// watches it (so it shows on their portal); the reporter, when told, is the customer's
+    /// person (found by Slack user id, or made) and learns the name, avatar and email given.
     pub async fn create_issue_from_channel(
         &self,
         mut new: NewIssue,
         intake: &ChannelIntake,
+        reporter: Option<&NewCustomerUser>,
         actor: &Actor,
-    ) -> Result<(Issue, Customer)> {
+    ) -> Result<ChannelIssue> {
+        if let Some(r) = reporter {
+            r.validate()?;
+        }
         let customer = self.customer_for_channel(intake).await?;
+        let reporter = match reporter {
+            Some(r) => Some(
+                self.inner
+                    .store
+                    .upsert_customer_user(customer.id, r, self.now())
+                    .await?,
+            ),
+            None => None,
+        };
         new.customer_id = Some(customer.id);
+        new.reporter_id = reporter.as_ref().map(|r| r.id);
         let issue = self.create_issue(new, actor).await?;
         self.add_watcher(issue.id, customer.id).await?;
-        Ok((issue, customer))
+        Ok(ChannelIssue {
+            issue,
+            customer,
+            reporter,
+        })
     }
+
+    /// A customer's person (an issue's reporter).
+    pub async fn customer_user(&self, id: CustomerUserId) -> Result<CustomerUser> {
+        self.inner.store.get_customer_user(id).await
+    }
+}
+
+/// An issue made from a chat report, with its customer and reporter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelIssue {
+    pub issue: Issue,
+    pub customer: Customer,
+    pub reporter: Option<CustomerUser>,
 }

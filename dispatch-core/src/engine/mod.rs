@@ -31,7 +31,7 @@ pub use customers::CustomerHealth;
 pub use dedup::{DedupReport, DedupRequest};
 pub use fleet::FleetStatus;
 pub use ingest::IngestReport;
-pub use intake::ChannelIntake;
+pub use intake::{ChannelIntake, ChannelIssue};
 pub use issues::{ColumnRef, IssueChanges};
 pub use job::job_inputs;
 pub use kill_switch::{KILL_SWITCH_SETTING, KillSwitch};

@@ -1,6 +1,6 @@
 use crate::Timestamp;
 use crate::error::{Error, Result};
-use crate::ids::{ColumnId, CustomerId, IssueId, LabelId, RunId, WorkspaceId};
+use crate::ids::{ColumnId, CustomerId, CustomerUserId, IssueId, LabelId, RunId, WorkspaceId};
 use crate::plan::PlanStatus;
 use crate::run::{Outcome, WorkflowKind};
 use serde::{Deserialize, Serialize};
@@ -129,6 +129,9 @@ pub struct Issue {
     pub assignee: Option<String>,
     pub labels: Vec<LabelId>,
     pub customer_id: Option<CustomerId>,
+    /// The customer's person who reported it (chat intake).
+    #[serde(default)]
+    pub reporter_id: Option<CustomerUserId>,
 
     pub agent_status: AgentStatus,
     pub spawn_status: Option<SpawnStatus>,
@@ -166,6 +169,16 @@ pub struct NewIssue {
     pub assignee: Option<String>,
     pub labels: Vec<LabelId>,
     pub customer_id: Option<CustomerId>,
+    /// The customer's person who reported it (a person of `customer_id`).
+    pub reporter_id: Option<CustomerUserId>,
+}
+
+impl Issue {
+    /// Its customer was deleted: the issue stays, without a customer or reporter.
+    pub fn detach_customer(&mut self) {
+        self.customer_id = None;
+        self.reporter_id = None;
+    }
 }
 
 impl NewIssue {
@@ -178,6 +191,7 @@ impl NewIssue {
             assignee: None,
             labels: Vec::new(),
             customer_id: None,
+            reporter_id: None,
         }
     }
     /// The new issue row, once the store has allocated its number and chosen its column. Every
@@ -202,6 +216,7 @@ impl NewIssue {
             assignee: self.assignee,
             labels: self.labels,
             customer_id: self.customer_id,
+            reporter_id: self.reporter_id,
             agent_status: AgentStatus::default(),
             spawn_status: None,
             spawn_kind: None,

@@ -1,7 +1,9 @@
 use crate::Timestamp;
 use crate::agent::{Agent, AgentEvent, NewAgentEvent, name_key};
 use crate::clock::{utc_day_start, utc_next_day_start};
-use crate::customer::{Customer, CustomerPatch, HealthInputs, HealthIssue};
+use crate::customer::{
+    Customer, CustomerPatch, CustomerUser, HealthInputs, HealthIssue, NewCustomerUser,
+};
 use crate::error::{Error, Result};
 use crate::ids::{
     ColumnId, CustomerId, DeferredSpawnId, FixAttemptId, IssueId, IssueRef, LinkId, PrLinkId,
@@ -56,6 +58,7 @@ struct State {
     deferred: BTreeMap<DeferredSpawnId, DeferredSpawn>,
     fixes: BTreeMap<FixAttemptId, FixAttempt>,
     customers: BTreeMap<CustomerId, Customer>,
+    customer_users: BTreeMap<crate::ids::CustomerUserId, CustomerUser>,
     deliveries: HashSet<(String, String)>,
     pr_links: BTreeMap<PrLinkId, PrLink>,
     agents: Vec<Agent>,
@@ -1234,10 +1237,41 @@ impl CustomerStore for MemoryStore {
             return Err(Error::not_found(format!("customer {id} not found")));
         }
         s.watchers.retain(|(_, c)| *c != id);
+        s.customer_users.retain(|_, u| u.customer_id != id);
         for i in s.issues.values_mut().filter(|i| i.customer_id == Some(id)) {
-            i.customer_id = None;
+            i.detach_customer();
         }
         Ok(())
+    }
+
+    async fn upsert_customer_user(
+        &self,
+        customer: CustomerId,
+        user: &NewCustomerUser,
+        now: Timestamp,
+    ) -> Result<CustomerUser> {
+        user.validate()?;
+        let mut s = self.lock();
+        if !s.customers.contains_key(&customer) {
+            return Err(Error::not_found(format!("customer {customer} not found")));
+        }
+        let key = user.slack_user_id.trim();
+        let existing = s
+            .customer_users
+            .values()
+            .find(|u| u.customer_id == customer && u.slack_user_id == key)
+            .cloned();
+        let u = user.merge_into(existing, customer, now);
+        s.customer_users.insert(u.id, u.clone());
+        Ok(u)
+    }
+
+    async fn get_customer_user(&self, id: crate::ids::CustomerUserId) -> Result<CustomerUser> {
+        self.lock()
+            .customer_users
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("customer user {id} not found")))
     }
 
     async fn health_inputs(&self, id: CustomerId) -> Result<HealthInputs> {

@@ -13,11 +13,12 @@
 
 use crate::Timestamp;
 use crate::agent::{Agent, AgentEvent, NewAgentEvent};
-use crate::customer::{Customer, CustomerPatch, HealthInputs};
+use crate::customer::{Customer, CustomerPatch, CustomerUser, HealthInputs, NewCustomerUser};
 use crate::error::Result;
 use crate::gate::{Decision, SpawnPolicy};
 use crate::ids::{
-    ColumnId, CustomerId, DeferredSpawnId, IssueId, IssueRef, LinkId, PrLinkId, RunId, WorkspaceId,
+    ColumnId, CustomerId, CustomerUserId, DeferredSpawnId, IssueId, IssueRef, LinkId, PrLinkId,
+    RunId, WorkspaceId,
 };
 use crate::issue::{
     Actor, Column, Comment, HistoryEntry, Issue, IssueFilter, IssuePatch, Label, NewColumn,
@@ -357,6 +358,15 @@ pub trait CustomerStore: Send + Sync {
     async fn delete_customer(&self, id: CustomerId) -> Result<()>;
     /// The customer's issues (by `customer_id`) in the shape the health metrics need.
     async fn health_inputs(&self, id: CustomerId) -> Result<HealthInputs>;
+    /// Gets or creates the customer's person with that Slack user id and records what this
+    /// report tells of them ([`NewCustomerUser::merge_into`]). `NotFound` for an unknown customer.
+    async fn upsert_customer_user(
+        &self,
+        customer: CustomerId,
+        user: &NewCustomerUser,
+        now: Timestamp,
+    ) -> Result<CustomerUser>;
+    async fn get_customer_user(&self, id: CustomerUserId) -> Result<CustomerUser>;
 }
 
 /// Search over issues. Lexical search is always there; embeddings are optional.

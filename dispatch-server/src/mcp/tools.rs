@@ -9,6 +9,7 @@
 use crate::dto::{comment_json, issue_json};
 use crate::error::ApiError;
 use crate::state::AppState;
+use dispatch_core::customer::NewCustomerUser;
 use dispatch_core::engine::{
     AgentStatusReport, CancelOutcome, ChannelIntake, ColumnRef, IssueChanges, SpawnOptions,
 };
@@ -906,6 +907,7 @@ async fn create_issue(s: &AppState, p: CreateIssue) -> ToolResult {
         assignee: p.assignee.filter(|a| !a.trim().is_empty()),
         labels: Vec::new(),
         customer_id: None,
+        reporter_id: None,
     };
     let who = p
         .slack_display_name
@@ -918,22 +920,38 @@ async fn create_issue(s: &AppState, p: CreateIssue) -> ToolResult {
         .as_deref()
         .map(str::trim)
         .filter(|c| !c.is_empty());
-    let (issue, customer) = match channel {
+    let reporter = p
+        .slack_user_id
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| NewCustomerUser {
+            slack_user_id: u.to_string(),
+            display_name: p.slack_display_name.clone(),
+            avatar_url: p.slack_avatar_url.clone(),
+            email: p.user_email.clone(),
+        });
+    let (issue, customer, reporter) = match channel {
         Some(id) => {
             let intake = ChannelIntake {
                 channel_id: id.to_string(),
                 channel_name: p.slack_channel_name.clone(),
             };
-            let (i, c) = s
+            let made = s
                 .dispatch
-                .create_issue_from_channel(new, &intake, &act)
+                .create_issue_from_channel(new, &intake, reporter.as_ref(), &act)
                 .await?;
-            (i, Some(c))
+            (made.issue, Some(made.customer), made.reporter)
         }
-        None => (s.dispatch.create_issue(new, &act).await?, None),
+        None if reporter.is_some() => {
+            return Err(ToolError::invalid(
+                "slackChannelId",
+                "a reporter (slackUserId) belongs to a customer: give the Slack channel too",
+            ));
+        }
+        None => (s.dispatch.create_issue(new, &act).await?, None, None),
     };
     // Who reported it, where: kept on the issue's timeline.
-    let reporter: serde_json::Map<String, Value> = [
+    let reported: serde_json::Map<String, Value> = [
         ("slackUserId", &p.slack_user_id),
         ("slackDisplayName", &p.slack_display_name),
         ("slackAvatarUrl", &p.slack_avatar_url),
@@ -949,7 +967,7 @@ async fn create_issue(s: &AppState, p: CreateIssue) -> ToolResult {
             .map(|v| (k.to_string(), json!(cut(v, 500))))
     })
     .collect();
-    if !reporter.is_empty() {
+    if !reported.is_empty() {
         let name = p
             .slack_display_name
             .as_deref()
@@ -967,7 +985,7 @@ async fn create_issue(s: &AppState, p: CreateIssue) -> ToolResult {
                     .unwrap_or_default()
             ),
         );
-        a.metadata = Value::Object(reporter);
+        a.metadata = Value::Object(reported);
         s.dispatch.record_activity(issue.id, a).await?;
     }
     Ok(json!({
@@ -976,6 +994,7 @@ async fn create_issue(s: &AppState, p: CreateIssue) -> ToolResult {
         "title": issue.title,
         "priority": issue.priority,
         "customerId": customer.as_ref().map(|c| c.id),
+        "reporterId": reporter.as_ref().map(|r| r.id),
         "customerName": customer.as_ref().map(|c| c.name.clone()),
         "portalUrl": customer.as_ref().map(|c| portal_url(s, c, &issue.identifier)),
         "url": format!("{}/issue/{}", s.config.app_url, issue.identifier),

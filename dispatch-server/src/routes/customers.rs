@@ -608,14 +608,41 @@ fn portal_customer_json(c: &Customer) -> Value {
     json!({ "name": c.name, "slug": c.slug, "brandColor": c.brand_color_or_default(), "logoUrl": c.logo_url })
 }
 
-fn portal_card(i: &Issue, col: &Column) -> Value {
+/// The reporter's display name (chat intake), when the issue has one.
+async fn reporter_names(
+    s: &AppState,
+    issues: &[Issue],
+) -> ApiResult<std::collections::HashMap<dispatch_core::ids::CustomerUserId, String>> {
+    let mut names = std::collections::HashMap::new();
+    for id in issues.iter().filter_map(|i| i.reporter_id) {
+        if names.contains_key(&id) {
+            continue;
+        }
+        match s.dispatch.customer_user(id).await {
+            Ok(u) => {
+                if let Some(n) = u.display_name {
+                    names.insert(id, n);
+                }
+            }
+            Err(e) if e.kind == dispatch_core::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(names)
+}
+
+fn portal_card(
+    i: &Issue,
+    col: &Column,
+    reporters: &std::collections::HashMap<dispatch_core::ids::CustomerUserId, String>,
+) -> Value {
     json!({
         "id": i.id,
         "identifier": i.identifier,
         "title": i.title,
         "description": i.description,
         "priority": i.priority,
-        "reporterName": Value::Null,
+        "reporterName": i.reporter_id.and_then(|r| reporters.get(&r)),
         "status": { "id": col.id, "name": col.name, "color": col.color },
         "agentStatus": i.agent_status,
         "createdAt": i.created_at,
@@ -643,11 +670,12 @@ async fn portal_board(
     };
     let mut issues = s.dispatch.list_issues(&filter).await?;
     issues.sort_by_key(|i| std::cmp::Reverse(i.updated_at));
+    let reporters = reporter_names(&s, &issues).await?;
     let statuses: Vec<Value> = cols
         .iter()
         .filter(|col| show_closed || !col.is_closed())
         .map(|col| {
-            let cards: Vec<Value> = issues.iter().filter(|i| i.column_id == col.id).map(|i| portal_card(i, col)).collect();
+            let cards: Vec<Value> = issues.iter().filter(|i| i.column_id == col.id).map(|i| portal_card(i, col, &reporters)).collect();
             json!({ "id": col.id, "name": col.name, "color": col.color, "position": col.position, "isClosed": col.is_closed(), "issues": cards })
         })
         .collect();
@@ -716,7 +744,7 @@ async fn portal_issue(
             "title": issue.title,
             "description": issue.description,
             "priority": issue.priority,
-            "reporterName": Value::Null,
+            "reporterName": reporter_names(&s, std::slice::from_ref(&issue)).await?.into_values().next(),
             "status": status.map(|col| json!({ "id": col.id, "name": col.name, "color": col.color, "isClosed": col.is_closed() })),
             "agentStatus": issue.agent_status,
             "createdAt": issue.created_at,

@@ -151,6 +151,7 @@ async fn create(
             .as_deref()
             .map(|c| params::customer_id("customerId", c))
             .transpose()?,
+        reporter_id: None,
     };
     let actor = match a.method {
         AuthMethod::Session => Actor::user("User"),

@@ -1,7 +1,7 @@
 //! CustomerStore: customers, slugs, portal tokens, deletion and health inputs.
 
 use super::support::*;
-use crate::customer::{CustomerPatch, HealthIssue, new_portal_token};
+use crate::customer::{CustomerPatch, HealthIssue, NewCustomerUser, new_portal_token};
 use crate::ids::{CustomerId, WorkspaceId};
 use crate::issue::{ColumnCategory, IssueFilter, NewColumn, NewComment, NewIssue, Priority};
 
@@ -12,6 +12,7 @@ pub(super) fn cases() -> Vec<Case> {
         set_portal_token_replaces_the_old_token,
         delete_customer_clears_issues_and_watches,
         health_inputs_cover_the_customers_issues,
+        customer_users_are_one_per_slack_user_and_learn,
     )
 }
 
@@ -500,5 +501,134 @@ async fn health_inputs_cover_the_customers_issues(store: Arc<dyn Store>) {
     not_found(
         s.health_inputs(CustomerId::new()).await,
         "an unknown customer",
+    );
+}
+
+async fn customer_users_are_one_per_slack_user_and_learn(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ws = workspace(s).await;
+    let acme = add_customer(s, ws.id, "Acme", "acme").await;
+    let globex = add_customer(s, ws.id, "Globex", "globex").await;
+    let ann = NewCustomerUser {
+        slack_user_id: "U123".into(),
+        display_name: Some("Ann".into()),
+        avatar_url: Some("https://avatars.example/ann.png".into()),
+        email: None,
+    };
+    let first = s
+        .upsert_customer_user(acme.id, &ann, mins(1))
+        .await
+        .expect("create");
+    assert_eq!(
+        (
+            first.customer_id,
+            first.slack_user_id.as_str(),
+            first.display_name.as_deref(),
+            first.email.as_deref(),
+            first.created_at
+        ),
+        (acme.id, "U123", Some("Ann"), None, mins(1))
+    );
+    // The same person again: the same row, with what this report tells.
+    let again = s
+        .upsert_customer_user(
+            acme.id,
+            &NewCustomerUser {
+                slack_user_id: "U123".into(),
+                display_name: Some("Ann Example".into()),
+                avatar_url: Some("  ".into()),
+                email: Some("ann@acme.example".into()),
+            },
+            mins(2),
+        )
+        .await
+        .expect("update");
+    assert_eq!(again.id, first.id, "one per customer and Slack user");
+    assert_eq!(
+        (
+            again.display_name.as_deref(),
+            again.avatar_url.as_deref(),
+            again.email.as_deref(),
+            again.created_at,
+            again.updated_at
+        ),
+        (
+            Some("Ann Example"),
+            Some("https://avatars.example/ann.png"),
+            Some("ann@acme.example"),
+            mins(1),
+            mins(2)
+        ),
+        "what is not told stays"
+    );
+    assert_eq!(s.get_customer_user(first.id).await.expect("get"), again);
+    // Another customer's channel: another person.
+    let other = s
+        .upsert_customer_user(globex.id, &ann, mins(3))
+        .await
+        .expect("create");
+    assert_ne!(other.id, first.id);
+    not_found(
+        s.upsert_customer_user(CustomerId::new(), &ann, mins(3))
+            .await,
+        "an unknown customer",
+    );
+    invalid(
+        s.upsert_customer_user(
+            acme.id,
+            &NewCustomerUser {
+                slack_user_id: "U 1".into(),
+                ..NewCustomerUser::default()
+            },
+            mins(3),
+        )
+        .await,
+        "slackUserId",
+        "a malformed Slack user id",
+    );
+    not_found(
+        s.get_customer_user(crate::ids::CustomerUserId::new()).await,
+        "an unknown person",
+    );
+
+    // Concurrent first reports of one person make one row.
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let mut handles = Vec::new();
+    for n in 0..8 {
+        let store = store.clone();
+        let barrier = barrier.clone();
+        let cust = acme.id;
+        handles.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store
+                .upsert_customer_user(
+                    cust,
+                    &NewCustomerUser {
+                        slack_user_id: "U999".into(),
+                        display_name: Some(format!("Bob {n}")),
+                        ..NewCustomerUser::default()
+                    },
+                    mins(4),
+                )
+                .await
+                .expect("concurrent upsert")
+                .id
+        }));
+    }
+    let ids = join_all(handles).await;
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "one person: {ids:?}");
+
+    // Deleting the customer detaches its issues from it and from its people.
+    let mut n = NewIssue::titled("reported");
+    n.customer_id = Some(acme.id);
+    n.reporter_id = Some(first.id);
+    let issue = create(s, ws.id, n, mins(5)).await;
+    assert_eq!(issue.reporter_id, Some(first.id));
+    s.delete_customer(acme.id).await.expect("delete");
+    let after = get(s, &issue).await;
+    assert_eq!((after.customer_id, after.reporter_id), (None, None));
+    not_found(
+        s.get_customer_user(first.id).await,
+        "a deleted customer's person",
     );
 }
