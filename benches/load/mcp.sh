@@ -62,7 +62,7 @@ PY
 # shellcheck disable=SC2154 # the RESULT line's variables are assigned by eval
 run() { # $1 store $2 tool $3 connections
   local line rps threads=$(( $3 < 2 ? 1 : 2 ))
-  line=$(TOOL=$2 KEY=$KEY IDENT="DISPATCH-$((ISSUES / 2))" QUERY="checkout tenant" \
+  line=$(TOOL=$2 KEY=$KEY IDENT="DISPATCH-$((ISSUES / 2))" QUERY="checkout" \
     wrk -t"$threads" -c"$3" -d"$DURATION" --timeout 10s -s benches/load/mcp.lua "$BASE" | grep '^RESULT')
   eval "${line#RESULT }"
   rps=$(awk -v r="$requests" -v d="$duration_s" 'BEGIN {printf "%.0f", r/d}')

@@ -170,7 +170,12 @@ fn row(i: &Issue, cols: &[Column]) -> Value {
 
 async fn full_issue(s: &AppState, i: &Issue) -> ToolResult {
     let cols = s.dispatch.columns().await?;
-    let labels = s.dispatch.labels().await?;
+    // Most issues have no labels: then the workspace's labels are not read.
+    let labels = if i.labels.is_empty() {
+        Vec::new()
+    } else {
+        s.dispatch.labels().await?
+    };
     let mut v = issue_json(i, &cols, &labels);
     let comments = s.dispatch.comments(i.id).await?;
     let start = comments.len().saturating_sub(20);

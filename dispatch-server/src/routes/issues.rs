@@ -39,7 +39,12 @@ pub fn router() -> Router<AppState> {
 /// Issue JSON with the workspace's columns and labels resolved.
 pub async fn render_issue(s: &AppState, i: &Issue) -> ApiResult<Value> {
     let cols = s.dispatch.columns().await?;
-    let labels = s.dispatch.labels().await?;
+    // Most issues have no labels: then the workspace's labels are not read.
+    let labels = if i.labels.is_empty() {
+        Vec::new()
+    } else {
+        s.dispatch.labels().await?
+    };
     Ok(issue_json(i, &cols, &labels))
 }
 
