@@ -34,7 +34,7 @@ macro_rules! impl_sql_store {
             SpawnRequest, SpawnReservation, SpawnStats, WorkspaceStore,
         };
         use dispatch_core::run::{
-            Activity, ActivityType, BudgetBucket, NewActivity, Run, RunPatch, RunStatus,
+            Activity, ActivityType, BudgetBucket, NewActivity, Run, RunPatch,
             TerminalChunk, RunUpdatePlan, ReservationInputs, plan_reservation, ChunkAppend, plan_chunk_append, replayed_chunk,
         };
         use dispatch_core::verify::{FixAttempt, VerificationStatus};
@@ -1484,7 +1484,7 @@ macro_rules! impl_sql_store {
                 patch.validate()?;
                 let mut tx = self.write_tx().await?;
                 let before = Self::run_tx(&mut tx, id).await?;
-                let plan = RunUpdatePlan::new(&before, patch, now);
+                let plan = RunUpdatePlan::new(&before, patch, now)?;
                 Self::save_run_tx(&mut tx, &plan.run).await?;
                 if plan.totals_changed {
                     Self::recompute_totals_tx(&mut tx, plan.run.issue_id).await?;
@@ -1524,9 +1524,7 @@ macro_rules! impl_sql_store {
                 let mut out = Vec::with_capacity(rows.len());
                 for r in rows {
                     let mut run: Run = doc_col!(r, "dispatch_run", Run)?;
-                    run.status = RunStatus::Dispatching;
-                    run.lease_until = Some(now + lease);
-                    run.updated_at = now;
+                    run.claim_for_dispatch(now, lease);
                     Self::save_run_tx(&mut tx, &run).await?;
                     out.push(run);
                 }

@@ -2,7 +2,7 @@
 
 use super::Dispatch;
 use super::job::job_inputs;
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::issue::Actor;
 use crate::ports::{RunJob, RunReporter};
 use crate::run::{Outcome, Run, RunPatch, RunStatus};
@@ -58,6 +58,7 @@ impl Dispatch {
                     outcome: Some(Outcome::Failed),
                     outcome_summary: Some("Issue no longer exists".into()),
                     lease_until: Some(None),
+                    expect_claim: Some(run.claim),
                     ..RunPatch::default()
                 };
                 self.inner
@@ -88,25 +89,42 @@ impl Dispatch {
             inputs,
         };
         let reporter: Arc<dyn RunReporter> = Arc::new(self.clone());
-        match self.inner.runner.dispatch(job, reporter).await {
+        let dispatched = self.inner.runner.dispatch(job, reporter);
+        tokio::pin!(dispatched);
+        // While the runner works (GitHub retries, a worktree being prepared), the claim's lease
+        // is renewed, so no other process takes the run over from a dispatcher that is alive.
+        let result = tokio::select! {
+            r = &mut dispatched => r,
+            () = self.renew_lease(&run, &actor) => dispatched.await,
+        };
+        match result {
             Ok(receipt) => {
                 let now = self.now();
                 let patch = RunPatch {
                     status: Some(RunStatus::Running),
                     runner: Some(self.inner.runner.name().to_string()),
-                    external_id: receipt.external_id,
-                    external_url: receipt.external_url,
+                    external_id: receipt.external_id.clone(),
+                    external_url: receipt.external_url.clone(),
                     dispatch_attempts: Some(attempts),
                     last_error: Some(None),
                     lease_until: Some(None),
                     last_callback_at: Some(now),
+                    expect_claim: Some(run.claim),
                     ..RunPatch::default()
                 };
-                let update = self
+                let update = match self
                     .inner
                     .store
                     .update_run(run.id, &patch, &actor, now)
-                    .await?;
+                    .await
+                {
+                    Ok(u) => u,
+                    Err(e) if e.kind == ErrorKind::Conflict => {
+                        self.fenced_dispatch(&run, receipt).await;
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(e),
+                };
                 self.after_run_update(&update, &issue).await?;
                 // A cancel that arrived while the runner worked (stored before this write, so
                 // this read sees it): stop what was just started.
@@ -139,6 +157,7 @@ impl Dispatch {
                         dispatch_attempts: Some(attempts),
                         last_error: Some(Some(e.to_string())),
                         lease_until: Some(None),
+                        expect_claim: Some(run.claim),
                         ..RunPatch::default()
                     }
                 } else {
@@ -152,14 +171,23 @@ impl Dispatch {
                         dispatch_attempts: Some(attempts),
                         last_error: Some(Some(e.to_string())),
                         lease_until: Some(None),
+                        expect_claim: Some(run.claim),
                         ..RunPatch::default()
                     }
                 };
-                let update = self
+                let update = match self
                     .inner
                     .store
                     .update_run(run.id, &patch, &actor, now)
-                    .await?;
+                    .await
+                {
+                    Ok(u) => u,
+                    Err(e) if e.kind == ErrorKind::Conflict => {
+                        tracing::warn!(run = %run.id, claim = run.claim, "dispatch failed after another process claimed the run; its result is not recorded");
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(e),
+                };
                 self.after_run_update(&update, &issue).await?;
                 // Cancelled while the failed dispatch ran: no retry.
                 if update.run.cancel_requested_at.is_some() && !update.run.status.is_terminal() {
@@ -174,5 +202,62 @@ impl Dispatch {
                 Ok(false)
             }
         }
+    }
+
+    /// Renews the claim's lease every third of the lease until the claim is lost (another
+    /// process claimed the run: the lease had run out) — then it returns. Never returns while
+    /// the claim holds.
+    async fn renew_lease(&self, run: &Run, actor: &Actor) {
+        let lease = self.inner.config.lease;
+        let every = (lease / 3)
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(60))
+            .max(std::time::Duration::from_millis(100));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tick.tick().await;
+            let now = self.now();
+            let patch = RunPatch {
+                lease_until: Some(Some(now + lease)),
+                expect_claim: Some(run.claim),
+                ..RunPatch::default()
+            };
+            match self
+                .inner
+                .store
+                .update_run(run.id, &patch, actor, now)
+                .await
+            {
+                Ok(u) if u.run.status == RunStatus::Dispatching => {}
+                // The run ended (cancelled) while the runner worked: nothing left to hold.
+                Ok(_) => return std::future::pending().await,
+                Err(e) if e.kind == ErrorKind::Conflict => {
+                    tracing::warn!(run = %run.id, claim = run.claim, "the run was claimed again by another process");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(run = %run.id, error = %e, "cannot renew the dispatch lease")
+                }
+            }
+        }
+    }
+
+    /// Another process claimed the run while this one's runner worked (its lease had run out):
+    /// the other claim owns the run. What this dispatch started is stopped, unless the runner
+    /// answered with the very agent the run now records (an idempotent runner found it again).
+    async fn fenced_dispatch(&self, run: &Run, receipt: crate::ports::DispatchReceipt) {
+        let current = self.inner.store.get_run(run.id).await.ok();
+        let same_agent = receipt.external_id.is_some()
+            && current.as_ref().and_then(|r| r.external_id.as_ref())
+                == receipt.external_id.as_ref();
+        tracing::warn!(run = %run.id, claim = run.claim, same_agent, "dispatch returned after another process claimed the run; its result is not recorded");
+        if same_agent || receipt.external_id.is_none() {
+            return;
+        }
+        let mut mine = run.clone();
+        mine.external_id = receipt.external_id;
+        mine.external_url = receipt.external_url;
+        let stopped = self.stop_agent(&mine).await;
+        tracing::warn!(run = %run.id, stopped, "stopped the agent of the superseded dispatch");
     }
 }

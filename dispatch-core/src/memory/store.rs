@@ -747,7 +747,7 @@ impl RunStore for MemoryStore {
             .get(&id)
             .cloned()
             .ok_or_else(|| Error::not_found(format!("run {id} not found")))?;
-        let plan = RunUpdatePlan::new(&before, patch, now);
+        let plan = RunUpdatePlan::new(&before, patch, now)?;
         s.runs.insert(id, plan.run.clone());
         if plan.totals_changed {
             s.recompute_totals(plan.run.issue_id);
@@ -800,9 +800,7 @@ impl RunStore for MemoryStore {
         due.sort_by_key(|r| (r.not_before, r.created_at));
         let mut out = Vec::new();
         for r in due.into_iter().take(limit) {
-            r.status = RunStatus::Dispatching;
-            r.lease_until = Some(now + lease);
-            r.updated_at = now;
+            r.claim_for_dispatch(now, lease);
             out.push(r.clone());
         }
         Ok(out)

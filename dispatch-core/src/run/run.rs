@@ -226,9 +226,24 @@ pub struct Run {
     /// transaction that ends the run.
     #[serde(default)]
     pub cooldown_seconds: Option<i64>,
+    /// Which claim of the run this is: every claim for dispatch counts up, and every write a
+    /// dispatcher makes after its claim names the claim it holds ([`RunPatch::expect_claim`]),
+    /// so a dispatcher whose lease ran out while another process claimed the run again cannot
+    /// record its result over the newer one.
+    #[serde(default)]
+    pub claim: u64,
 }
 
 impl Run {
+    /// A dispatcher claims the run: it is being dispatched until `now + lease`, under a new
+    /// claim number.
+    pub fn claim_for_dispatch(&mut self, now: Timestamp, lease: chrono::Duration) {
+        self.status = RunStatus::Dispatching;
+        self.lease_until = Some(now + lease);
+        self.claim = self.claim.saturating_add(1);
+        self.updated_at = now;
+    }
+
     pub fn duration_seconds(&self, now: Timestamp) -> Option<i64> {
         let start = self.started_at?;
         Some(
@@ -279,6 +294,7 @@ impl NewRun {
             report_content: None,
             cancel_requested_at: None,
             cooldown_seconds: None,
+            claim: 0,
             created_at: now,
             started_at: None,
             last_callback_at: None,
@@ -315,6 +331,10 @@ pub struct RunPatch {
     pub completed_at: Option<Timestamp>,
     /// Records a cancel request (only the first is kept).
     pub cancel_requested_at: Option<Timestamp>,
+    /// Fencing: the write applies only while the run's claim is this one (a dispatcher's
+    /// writes after its claim); otherwise it is a `Conflict` and nothing changes.
+    #[serde(default)]
+    pub expect_claim: Option<u64>,
 }
 
 impl RunPatch {

@@ -203,16 +203,29 @@ pub struct RunUpdateEffects {
 }
 
 impl RunUpdatePlan {
-    pub fn new(before: &Run, patch: &super::run::RunPatch, now: Timestamp) -> Self {
+    /// `Conflict` when the patch is fenced to a claim the run no longer holds.
+    pub fn new(
+        before: &Run,
+        patch: &super::run::RunPatch,
+        now: Timestamp,
+    ) -> crate::error::Result<Self> {
+        if let Some(c) = patch.expect_claim
+            && c != before.claim
+        {
+            return Err(crate::error::Error::conflict(format!(
+                "run {} was claimed again (claim {}, this write holds claim {c}); the write is not recorded",
+                before.id, before.claim
+            )));
+        }
         let mut run = before.clone();
         patch.apply_to(&mut run, now);
         let status_changed = run.status != before.status;
-        RunUpdatePlan {
+        Ok(RunUpdatePlan {
             ended: status_changed && run.status.is_terminal(),
             totals_changed: run.cost_usd != before.cost_usd || run.num_turns != before.num_turns,
             status_changed,
             run,
-        }
+        })
     }
 
     /// The issue and error effects; `columns` are read only when [`RunUpdatePlan::ended`].

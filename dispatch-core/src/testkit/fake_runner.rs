@@ -28,11 +28,26 @@ struct State {
     orphans: Vec<RunId>,
     /// While set, dispatch calls wait here for a permit (`hold_dispatches` / `release`).
     gate: Option<Arc<tokio::sync::Semaphore>>,
+    /// The runner's handles of the agents `cancel` was asked to stop.
+    cancelled_agents: Vec<Option<String>>,
+    /// Receipts name agents `<prefix>-<run id>` ("fake" by default).
+    prefix: Option<String>,
 }
 
 impl FakeRunner {
     pub fn new() -> Arc<Self> {
         Arc::new(FakeRunner::default())
+    }
+    /// A runner whose agents are named `<prefix>-<run id>`: two processes' runners start
+    /// different agents for the same run.
+    pub fn named(prefix: &str) -> Arc<Self> {
+        let r = FakeRunner::default();
+        r.lock().prefix = Some(prefix.to_string());
+        Arc::new(r)
+    }
+    /// The handles (external ids) of the agents `cancel` was asked to stop, in order.
+    pub fn cancelled_agents(&self) -> Vec<Option<String>> {
+        self.lock().cancelled_agents.clone()
     }
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -121,8 +136,9 @@ impl Runner for FakeRunner {
         if let Some(r) = s.receipts.get(&job.run.id) {
             return Ok(r.clone());
         }
+        let prefix = s.prefix.clone().unwrap_or_else(|| "fake".into());
         let receipt = DispatchReceipt {
-            external_id: Some(format!("fake-{}", job.run.id)),
+            external_id: Some(format!("{prefix}-{}", job.run.id)),
             external_url: Some(format!("https://runner.invalid/runs/{}", job.run.id)),
         };
         s.receipts.insert(job.run.id, receipt.clone());
@@ -132,7 +148,9 @@ impl Runner for FakeRunner {
     }
 
     async fn cancel(&self, run: &Run) -> Result<bool> {
-        self.lock().cancelled.push(run.id);
+        let mut s = self.lock();
+        s.cancelled.push(run.id);
+        s.cancelled_agents.push(run.external_id.clone());
         Ok(true)
     }
 

@@ -26,6 +26,7 @@ pub(super) fn cases() -> Vec<Case> {
         run_end_moves_the_issue,
         issue_totals_are_sums_over_runs,
         claim_due_runs_respects_not_before_lease_and_limit,
+        claims_count_up_and_fence_later_writes,
         stale_runs_by_last_callback_else_started,
         terminal_chunks_are_numbered_idempotent_and_gapless,
         activities_newest_first_with_before_paging,
@@ -412,6 +413,62 @@ async fn an_error_fix_sets_its_cooldown_in_the_transaction_that_ends_it(store: A
     assert_eq!(
         s.links_for_issue(ing2.issue.id).await.expect("links")[0].cooldown_until,
         None
+    );
+}
+
+/// Every claim for dispatch has a new number; a write fenced to an older claim is a conflict
+/// and changes nothing (a dispatcher whose lease ran out cannot overwrite the newer claim).
+async fn claims_count_up_and_fence_later_writes(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ws = workspace(s).await;
+    let i = issue(s, ws.id, "claimed").await;
+    let run = allow(s, i.id, WorkflowKind::AutoTriage, mins(0)).await;
+    assert_eq!(run.claim, 0);
+    let first = s
+        .claim_due_runs(mins(1), Duration::minutes(5), 10)
+        .await
+        .expect("claim");
+    assert_eq!((first[0].claim, first[0].lease_until), (1, Some(mins(6))));
+    assert!(
+        s.claim_due_runs(mins(3), Duration::minutes(5), 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "held while the lease lasts"
+    );
+    let second = s
+        .claim_due_runs(mins(7), Duration::minutes(5), 10)
+        .await
+        .expect("claim");
+    assert_eq!(second[0].claim, 2, "an expired lease is claimed anew");
+    let fenced = RunPatch {
+        status: Some(RunStatus::Running),
+        external_id: Some("old-claim".into()),
+        expect_claim: Some(1),
+        ..Default::default()
+    };
+    conflict(
+        s.update_run(run.id, &fenced, &actor(), mins(8)).await,
+        "a write holding the older claim",
+    );
+    let r = s.get_run(run.id).await.expect("get_run");
+    assert_eq!(
+        (r.status, r.external_id, r.claim),
+        (RunStatus::Dispatching, None, 2)
+    );
+    let u = patch_run(
+        s,
+        run.id,
+        RunPatch {
+            expect_claim: Some(2),
+            ..fenced
+        },
+        mins(8),
+    )
+    .await;
+    assert_eq!(
+        (u.run.status, u.run.external_id.as_deref()),
+        (RunStatus::Running, Some("old-claim"))
     );
 }
 
