@@ -724,10 +724,61 @@ async fn external_runs(s: &Server) {
     )
     .await;
     assert_eq!(st, StatusCode::OK);
-    let (st, v) = call(s, Method::POST, &p, Some(json!({ "workflow_type": "qa" }))).await;
+    let (st, v) = call(
+        s,
+        Method::POST,
+        &p,
+        Some(json!({ "workflow_type": "qa", "github_run_id": 555 })),
+    )
+    .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let (_, list) = call(s, Method::GET, &p, None).await;
     assert_eq!(list.as_array().unwrap().len(), 2);
+
+    // The old workflow's late report names its own run: it lands there (a finished run keeps
+    // its end), never on the newer current run (issue 10 #6).
+    let issue_path = format!("/api/issues/{ident}");
+    let (st, v) = call(
+        s,
+        Method::PATCH,
+        &issue_path,
+        Some(json!({ "spawn_status": "failed", "github_run_id": "987654321", "run_outcome": "failed", "cost_usd": 0.75 })),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, cur) = call(s, Method::GET, &format!("{p}/current"), None).await;
+    assert_eq!(
+        (cur["id"].clone(), cur["status"].clone()),
+        (v["spawn_run_id"].clone(), json!("running")),
+        "the newer run is untouched: {cur}"
+    );
+    let (_, old) = call(
+        s,
+        Method::GET,
+        &format!("{p}/{}", run["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            old["status"].clone(),
+            old["outcome"].clone(),
+            old["cost_usd"].clone()
+        ),
+        (json!("completed"), json!("completed"), json!(0.75)),
+        "the old run keeps its end and takes the late cost: {old}"
+    );
+    // A report naming a run the issue never had is refused, not applied to the current run.
+    let (st, v) = call(
+        s,
+        Method::PATCH,
+        &issue_path,
+        Some(json!({ "spawn_status": "completed", "github_run_id": "123" })),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    let (_, cur) = call(s, Method::GET, &format!("{p}/current"), None).await;
+    assert_eq!(cur["status"], "running");
 }
 
 #[tokio::test]

@@ -63,6 +63,39 @@ impl Dispatch {
         }
     }
 
+    /// The run an issue-level report is about (`PATCH /api/issues/{id}` with `spawn_status`, an
+    /// outcome or a cost). With the runner's id of the run (`github_run_id`): the issue's run with
+    /// that id — an old workflow's late report lands on its own, finished run, never on a newer
+    /// one; when no run has that id yet, the current run, unless it already has another runner
+    /// id (`Conflict`: the report is about a run the issue no longer has). Without one: the
+    /// current run.
+    pub async fn resolve_reported_run(
+        &self,
+        issue: impl Into<IssueRef>,
+        external: Option<&str>,
+    ) -> Result<Run> {
+        let issue = self.get_issue(issue).await?;
+        let Some(x) = external.map(str::trim).filter(|x| !x.is_empty()) else {
+            return self.resolve_run(issue.id, &RunSelector::Current).await;
+        };
+        match self
+            .resolve_run(issue.id, &RunSelector::External(x.to_string()))
+            .await
+        {
+            Ok(r) => return Ok(r),
+            Err(e) if e.kind == crate::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let current = self.resolve_run(issue.id, &RunSelector::Current).await?;
+        match current.external_id.as_deref() {
+            None => Ok(current),
+            Some(other) => Err(Error::conflict(format!(
+                "{} has no run {x:?}; its current run is {other:?}",
+                issue.identifier
+            ))),
+        }
+    }
+
     /// Applies a patch to a run and runs the consequences (events, cooldown, notifications).
     pub async fn update_run(&self, run_id: RunId, patch: RunPatch, actor: &Actor) -> Result<Run> {
         let run = self.inner.store.get_run(run_id).await?;

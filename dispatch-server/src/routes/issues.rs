@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use dispatch_core::ErrorKind;
-use dispatch_core::engine::{ColumnRef, IssueChanges, RunSelector};
+use dispatch_core::engine::{ColumnRef, IssueChanges};
 use dispatch_core::ids::{ColumnId, CustomerId, IssueId, LabelId};
 use dispatch_core::issue::{Actor, AgentStatus, Issue, IssueFilter, NewIssue, Priority};
 use dispatch_core::ports::RunResult;
@@ -387,7 +387,7 @@ async fn patch(
     if run_touched {
         match s
             .dispatch
-            .resolve_run(issue.id, &RunSelector::Current)
+            .resolve_reported_run(issue.id, external.as_deref())
             .await
         {
             Ok(run) => match spawn_status.as_deref() {
