@@ -53,6 +53,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "customer_users",
         sql: include_str!("../migrations/postgres/0007_customer_users.sql"),
     },
+    Migration {
+        version: 8,
+        name: "activity_keys",
+        sql: include_str!("../migrations/postgres/0008_activity_keys.sql"),
+    },
 ];
 
 /// Advisory lock keys (any fixed 64-bit numbers unlikely to collide with an application's own).

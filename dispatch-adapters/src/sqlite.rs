@@ -54,6 +54,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "customer_users",
         sql: include_str!("../migrations/sqlite/0007_customer_users.sql"),
     },
+    Migration {
+        version: 8,
+        name: "activity_keys",
+        sql: include_str!("../migrations/sqlite/0008_activity_keys.sql"),
+    },
 ];
 
 /// A Dispatch store in a SQLite file.

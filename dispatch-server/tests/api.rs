@@ -378,6 +378,49 @@ async fn agent_callbacks_drive_a_run_and_plan_review() {
         report["run_id"], run_id,
         "metadata.run_id (the GitHub id) linked the run"
     );
+    // A sender's retry with the same idempotency key (header or field) is stored once; the
+    // key reused for other content is 409.
+    let path = format!("/api/issues/{id}/activity");
+    let before = acts.len();
+    let keyed = |body: serde_json::Value| {
+        support::http()
+            .post(s.url(&path))
+            .bearer_auth(&s.api_key)
+            .header("idempotency-key", "wf-42-step-3")
+            .json(&body)
+            .send()
+    };
+    let first = keyed(json!({"type": "action", "content": "ran tests"}))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: serde_json::Value = first.json().await.unwrap();
+    let again = keyed(json!({"type": "action", "content": "ran tests"}))
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    let again: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(
+        again["id"], first["id"],
+        "the retry answers the stored activity"
+    );
+    let (st, _) = post(
+        &s,
+        &path,
+        json!({"type": "action", "content": "ran tests", "idempotencyKey": "wf-42-step-3"}),
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::CREATED,
+        "the key in the body is the same key"
+    );
+    let clash = keyed(json!({"type": "action", "content": "deployed"}))
+        .await
+        .unwrap();
+    assert_eq!(clash.status(), StatusCode::CONFLICT);
+    let (_, acts) = get(&s, &path).await;
+    assert_eq!(acts.as_array().unwrap().len(), before + 1, "stored once");
     // Implementation needs an approved plan; reject needs feedback.
     let (st, e) = post(
         &s,

@@ -1636,8 +1636,16 @@ macro_rules! impl_sql_store {
                         return Err(Error::invalid("run_id", format!("run {r} is not a run of this issue")));
                     }
                 }
+                let key = activity.validated_key()?.map(str::to_string);
+                if let Some(k) = &key
+                    && let Some(stored) = Self::activity_by_key_tx(&mut tx, issue, k).await?
+                {
+                    Self::commit(tx).await?;
+                    return activity.replayed(stored);
+                }
+                let replay = activity.clone();
                 let a = activity.into_activity(issue, at);
-                sqlx::query("INSERT INTO dispatch_activity (id, issue_id, run_id, kind, content, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                let inserted = sqlx::query("INSERT INTO dispatch_activity (id, issue_id, run_id, kind, content, metadata, created_at, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING")
                     .bind(a.id.0)
                     .bind(issue.0)
                     .bind(a.run_id.map(|r| r.0))
@@ -1645,9 +1653,19 @@ macro_rules! impl_sql_store {
                     .bind(&a.content)
                     .bind(Json(&a.metadata))
                     .bind(Self::ts(at))
+                    .bind(key.as_deref())
                     .execute(&mut *tx)
                     .await
-                    .map_err(db("insert activity"))?;
+                    .map_err(db("insert activity"))?
+                    .rows_affected();
+                if inserted == 0
+                    && let Some(k) = key
+                {
+                    // A concurrent retry with the same key was stored first.
+                    let stored = Self::activity_by_key_tx(&mut tx, issue, &k).await?.ok_or_else(|| Error::conflict("the activity kept changing; try again"))?;
+                    Self::commit(tx).await?;
+                    return replay.replayed(stored);
+                }
                 Self::commit(tx).await?;
                 Ok(a)
             }
@@ -2115,6 +2133,16 @@ macro_rules! impl_sql_store {
                     .await
                     .map_err(db("read PR link"))?;
                 row.map(|r| doc_col!(r, "dispatch_issue_pr", PrLink)).transpose()
+            }
+
+            async fn activity_by_key_tx(tx: &mut Tx, issue: IssueId, key: &str) -> Result<Option<Activity>> {
+                let row = sqlx::query("SELECT * FROM dispatch_activity WHERE issue_id = $1 AND idempotency_key = $2")
+                    .bind(issue.0)
+                    .bind(key)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(db("read activity"))?;
+                row.as_ref().map(Self::row_activity).transpose()
             }
 
             async fn agent_tx(tx: &mut Tx, ws: WorkspaceId, name: &str) -> Result<Option<Agent>> {

@@ -55,6 +55,8 @@ struct State {
     runs: BTreeMap<RunId, Run>,
     chunks: HashMap<RunId, Vec<TerminalChunk>>,
     activities: HashMap<IssueId, Vec<Activity>>,
+    /// Idempotency keys of activities, per issue.
+    activity_keys: HashMap<(IssueId, String), crate::ids::ActivityId>,
     deferred: BTreeMap<DeferredSpawnId, DeferredSpawn>,
     fixes: BTreeMap<FixAttemptId, FixAttempt>,
     customers: BTreeMap<CustomerId, Customer>,
@@ -890,7 +892,21 @@ impl RunStore for MemoryStore {
                 }
             }
         }
+        let key = activity.validated_key()?.map(str::to_string);
+        if let Some(k) = &key
+            && let Some(id) = s.activity_keys.get(&(issue, k.clone())).copied()
+            && let Some(stored) = s
+                .activities
+                .get(&issue)
+                .and_then(|v| v.iter().find(|a| a.id == id))
+                .cloned()
+        {
+            return activity.replayed(stored);
+        }
         let a = activity.into_activity(issue, at);
+        if let Some(k) = key {
+            s.activity_keys.insert((issue, k), a.id);
+        }
         s.activities.entry(issue).or_default().push(a.clone());
         Ok(a)
     }

@@ -155,6 +155,10 @@ pub struct NewActivity {
     pub kind: ActivityType,
     pub content: String,
     pub metadata: serde_json::Value,
+    /// The sender's idempotency key: a retried post with the same key is answered with the
+    /// activity already stored instead of being stored twice.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 impl NewActivity {
@@ -164,6 +168,33 @@ impl NewActivity {
             kind,
             content: content.into(),
             metadata: serde_json::Value::Null,
+            key: None,
+        }
+    }
+
+    /// The idempotency key, when it is a usable one.
+    pub fn validated_key(&self) -> Result<Option<&str>> {
+        match self.key.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(k) if k.len() <= 200 && !k.chars().any(char::is_control) => Ok(Some(k)),
+            Some(_) => Err(Error::invalid(
+                "idempotencyKey",
+                "an idempotency key is at most 200 printable characters",
+            )),
+        }
+    }
+
+    /// A retried post (same key): the stored activity when it says the same; a conflict when
+    /// the key was used for another activity.
+    pub fn replayed(&self, stored: Activity) -> Result<Activity> {
+        if stored.kind == self.kind && stored.content == self.content {
+            Ok(stored)
+        } else {
+            Err(Error::conflict(format!(
+                "idempotency key {:?} was used for another activity ({})",
+                self.key.as_deref().unwrap_or_default(),
+                stored.kind
+            )))
         }
     }
     pub fn run(mut self, run_id: RunId) -> Self {

@@ -82,6 +82,9 @@ struct PostActivity {
     content: String,
     #[serde(default)]
     metadata: Option<Value>,
+    /// Makes a retried post idempotent (also the `Idempotency-Key` header).
+    #[serde(default, rename = "idempotencyKey", alias = "idempotency_key")]
+    idempotency_key: Option<String>,
 }
 
 async fn run_from_metadata(s: &AppState, issue: &str, meta: &Value) -> ApiResult<Option<Run>> {
@@ -111,6 +114,7 @@ async fn post_activity(
     State(s): State<AppState>,
     _a: Authenticated,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     ApiJson(b): ApiJson<PostActivity>,
 ) -> ApiResult<Response> {
     let kind =
@@ -129,6 +133,12 @@ async fn post_activity(
     let mut act = NewActivity::new(kind, b.content);
     act.metadata = metadata;
     act.run_id = run.map(|r| r.id);
+    act.key = b.idempotency_key.or_else(|| {
+        headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
     let a = s.dispatch.record_activity(issue_ref(&id)?, act).await?;
     Ok((StatusCode::CREATED, Json(activity_json(&a))).into_response())
 }

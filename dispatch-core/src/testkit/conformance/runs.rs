@@ -30,6 +30,7 @@ pub(super) fn cases() -> Vec<Case> {
         stale_runs_by_last_callback_else_started,
         terminal_chunks_are_numbered_idempotent_and_gapless,
         activities_newest_first_with_before_paging,
+        activity_keys_make_retries_idempotent,
         claim_due_deferred_leases,
         spawn_stats_counts,
         prune_removes_old_activities_and_chunks,
@@ -469,6 +470,60 @@ async fn claims_count_up_and_fence_later_writes(store: Arc<dyn Store>) {
     assert_eq!(
         (u.run.status, u.run.external_id.as_deref()),
         (RunStatus::Running, Some("old-claim"))
+    );
+}
+
+/// A callback retried by its sender (a timeout on its side after we stored it) carries the same
+/// idempotency key: it is answered with the stored activity, not stored twice.
+async fn activity_keys_make_retries_idempotent(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ws = workspace(s).await;
+    let a = issue(s, ws.id, "a").await;
+    let b = issue(s, ws.id, "b").await;
+    let mut post = NewActivity::new(ActivityType::Action, "ran the migration");
+    post.key = Some("step-7".into());
+    let first = s
+        .add_activity(a.id, post.clone(), mins(1))
+        .await
+        .expect("first");
+    let retry = s
+        .add_activity(a.id, post.clone(), mins(2))
+        .await
+        .expect("retry");
+    assert_eq!(
+        retry, first,
+        "the retry is answered with the stored activity"
+    );
+    assert_eq!(
+        s.list_activities(a.id, None, 10).await.expect("list").len(),
+        1,
+        "stored once"
+    );
+    let mut other = NewActivity::new(ActivityType::Action, "something else");
+    other.key = Some("step-7".into());
+    conflict(
+        s.add_activity(a.id, other, mins(3)).await,
+        "a key reused for another activity",
+    );
+    // Keys are per issue; no key is no deduplication.
+    s.add_activity(b.id, post, mins(4))
+        .await
+        .expect("other issue");
+    let plain = NewActivity::new(ActivityType::Action, "ran the migration");
+    s.add_activity(a.id, plain.clone(), mins(5))
+        .await
+        .expect("no key");
+    s.add_activity(a.id, plain, mins(6)).await.expect("no key");
+    assert_eq!(
+        s.list_activities(a.id, None, 10).await.expect("list").len(),
+        3
+    );
+    let mut bad = NewActivity::new(ActivityType::Action, "x");
+    bad.key = Some("k".repeat(201));
+    invalid(
+        s.add_activity(a.id, bad, mins(7)).await,
+        "idempotencyKey",
+        "an overlong key",
     );
 }
 
