@@ -343,6 +343,15 @@ async fn agent_callbacks_drive_a_run_and_plan_review() {
         full["transcript"],
         "Reading the code\n[TOOL] Grep(pattern=csv)\n"
     );
+    // A callback's answer carries the run, not the transcript (GET has it).
+    let (st, r) = patch(
+        &s,
+        &format!("/api/issues/{id}/runs/current?github_run_id=987654"),
+        json!({"model": "claude-sonnet-4-6"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert!(r.get("transcript").is_none(), "{r}");
     let (st, _) = post(&s, &format!("/api/issues/{id}/activity"), json!({"type": "investigation_complete", "content": "plan ready", "metadata": {"run_id": "987654"}})).await;
     assert_eq!(st, StatusCode::CREATED);
     let (st, p) = post(

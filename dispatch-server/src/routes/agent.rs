@@ -267,7 +267,7 @@ async fn create_run(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(full_run(&s, &run).await?)).into_response())
+    Ok((status, Json(run_json(&run, s.dispatch.clock().now(), true))).into_response())
 }
 
 async fn full_run(s: &AppState, run: &Run) -> ApiResult<Value> {
@@ -382,7 +382,9 @@ async fn apply_run_body(s: &AppState, a: &Authenticated, run: Run, b: RunBody) -
             .append_terminal(run.issue_id, &RunSelector::Id(run.id), &t, None)
             .await?;
     }
-    full_run(s, &updated).await
+    // A callback's answer carries the run, not its transcript (which grows with every chunk
+    // and is read with GET).
+    Ok(run_json(&updated, s.dispatch.clock().now(), true))
 }
 
 async fn patch_run(
