@@ -58,6 +58,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "activity_keys",
         sql: include_str!("../migrations/postgres/0008_activity_keys.sql"),
     },
+    Migration {
+        version: 9,
+        name: "delivery_age",
+        sql: include_str!("../migrations/postgres/0009_delivery_age.sql"),
+    },
 ];
 
 /// Advisory lock keys (any fixed 64-bit numbers unlikely to collide with an application's own).

@@ -59,6 +59,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "activity_keys",
         sql: include_str!("../migrations/sqlite/0008_activity_keys.sql"),
     },
+    Migration {
+        version: 9,
+        name: "delivery_age",
+        sql: include_str!("../migrations/sqlite/0009_delivery_age.sql"),
+    },
 ];
 
 /// A Dispatch store in a SQLite file.

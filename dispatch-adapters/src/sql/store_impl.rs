@@ -2122,6 +2122,15 @@ macro_rules! impl_sql_store {
                     .map_err(db("forget delivery"))?;
                 Ok(r.rows_affected() > 0)
             }
+
+            async fn prune_deliveries(&self, before: Timestamp) -> Result<u64> {
+                let r = sqlx::query("DELETE FROM dispatch_delivery WHERE received_at < $1")
+                    .bind(Self::ts(before))
+                    .execute(self.autocommit())
+                    .await
+                    .map_err(db("prune deliveries"))?;
+                Ok(r.rows_affected())
+            }
         }
 
         impl $S {

@@ -19,7 +19,13 @@ pub struct SweepReport {
     pub timed_out: usize,
     pub verified: usize,
     pub pruned: u64,
+    /// Webhook delivery ids forgotten after [`DELIVERY_DAYS`].
+    pub deliveries_pruned: u64,
 }
+
+/// Webhook delivery ids are kept this long for de-duplication (GitHub lets a person redeliver
+/// for three days; Sentry and Grafana retry within hours).
+pub const DELIVERY_DAYS: i64 = 30;
 
 impl Dispatch {
     /// One sweeper pass. Safe in several processes at once: deferred spawns are leased, and
@@ -52,6 +58,11 @@ impl Dispatch {
         if let Some(age) = self.inner.config.retention {
             report.pruned = self.inner.store.prune(self.now() - age).await?;
         }
+        report.deliveries_pruned = self
+            .inner
+            .store
+            .prune_deliveries(self.now() - chrono::Duration::days(DELIVERY_DAYS))
+            .await?;
         Ok(report)
     }
 

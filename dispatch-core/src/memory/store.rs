@@ -61,7 +61,7 @@ struct State {
     fixes: BTreeMap<FixAttemptId, FixAttempt>,
     customers: BTreeMap<CustomerId, Customer>,
     customer_users: BTreeMap<crate::ids::CustomerUserId, CustomerUser>,
-    deliveries: HashSet<(String, String)>,
+    deliveries: HashMap<(String, String), Timestamp>,
     pr_links: BTreeMap<PrLinkId, PrLink>,
     agents: Vec<Agent>,
     /// Queued events by agent id, oldest first; `agent_event_seq` numbers them.
@@ -1442,7 +1442,7 @@ impl DeliveryStore for MemoryStore {
         &self,
         source: &str,
         delivery_id: &str,
-        _now: Timestamp,
+        now: Timestamp,
     ) -> Result<bool> {
         if delivery_id.trim().is_empty() {
             return Err(Error::invalid(
@@ -1450,17 +1450,28 @@ impl DeliveryStore for MemoryStore {
                 "delivery id must not be empty",
             ));
         }
-        Ok(self
-            .lock()
-            .deliveries
-            .insert((source.to_string(), delivery_id.to_string())))
+        let mut s = self.lock();
+        let key = (source.to_string(), delivery_id.to_string());
+        if s.deliveries.contains_key(&key) {
+            return Ok(false);
+        }
+        s.deliveries.insert(key, now);
+        Ok(true)
     }
 
     async fn forget_delivery(&self, source: &str, delivery_id: &str) -> Result<bool> {
         Ok(self
             .lock()
             .deliveries
-            .remove(&(source.to_string(), delivery_id.to_string())))
+            .remove(&(source.to_string(), delivery_id.to_string()))
+            .is_some())
+    }
+
+    async fn prune_deliveries(&self, before: Timestamp) -> Result<u64> {
+        let mut s = self.lock();
+        let n = s.deliveries.len();
+        s.deliveries.retain(|_, at| *at >= before);
+        Ok((n - s.deliveries.len()) as u64)
     }
 }
 

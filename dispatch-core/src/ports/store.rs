@@ -480,6 +480,9 @@ pub trait DeliveryStore: Send + Sync {
     /// Forgets a recorded delivery id, so that a redelivery acts again (its first effect
     /// failed); `true` when it was recorded.
     async fn forget_delivery(&self, source: &str, delivery_id: &str) -> Result<bool>;
+    /// Forgets delivery ids received before `before` (senders redeliver within days, not
+    /// months); how many.
+    async fn prune_deliveries(&self, before: Timestamp) -> Result<u64>;
 }
 
 /// Operational settings shared by every process on the store (the kill switch), so that a

@@ -3,7 +3,7 @@
 use super::support::*;
 
 pub(super) fn cases() -> Vec<Case> {
-    cases!("deliveries": record_delivery_is_true_once_per_source_and_id)
+    cases!("deliveries": record_delivery_is_true_once_per_source_and_id, old_deliveries_are_pruned)
 }
 
 async fn record_delivery_is_true_once_per_source_and_id(store: Arc<dyn Store>) {
@@ -90,4 +90,37 @@ async fn settings_are_absent_until_set_then_replaced(store: Arc<dyn Store>) {
         s.get_setting("other").await.expect("read"),
         Some(serde_json::json!({ "a": [1, 2] }))
     );
+}
+
+async fn old_deliveries_are_pruned(store: Arc<dyn Store>) {
+    let s = &*store;
+    assert!(
+        s.record_delivery("github", "old", mins(0))
+            .await
+            .expect("record")
+    );
+    assert!(
+        s.record_delivery("sentry", "old", mins(5))
+            .await
+            .expect("record")
+    );
+    assert!(
+        s.record_delivery("github", "new", mins(10))
+            .await
+            .expect("record")
+    );
+    assert_eq!(s.prune_deliveries(mins(10)).await.expect("prune"), 2);
+    assert!(
+        !s.record_delivery("github", "new", mins(11))
+            .await
+            .expect("record"),
+        "a recent id is still known"
+    );
+    assert!(
+        s.record_delivery("github", "old", mins(12))
+            .await
+            .expect("record"),
+        "a pruned id is new again"
+    );
+    assert_eq!(s.prune_deliveries(mins(0)).await.expect("prune"), 0);
 }
