@@ -267,6 +267,14 @@ impl EngineConfig {
             Duration::zero(),
         )?;
         let max_attempts: u32 = v.num(&["DISPATCH_MAX_ATTEMPTS"], d.max_dispatch_attempts)?;
+        // A dispatcher renews its claim every third of this while the runner works, so it bounds
+        // how long a run waits after its dispatcher's process died, not how long a dispatch may take.
+        let lease = v.duration(
+            &["DISPATCH_LEASE_SECONDS"],
+            d.lease,
+            Unit::Seconds,
+            Duration::seconds(2),
+        )?;
         Ok(EngineConfig {
             workspace_name,
             issue_prefix,
@@ -289,7 +297,7 @@ impl EngineConfig {
                 Unit::Seconds,
                 Duration::zero(),
             )?,
-            lease: d.lease,
+            lease,
             retention: (retention > Duration::zero()).then_some(retention),
             dispatcher_interval: d.dispatcher_interval,
             sweeper_interval: d.sweeper_interval,

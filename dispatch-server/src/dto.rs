@@ -110,6 +110,8 @@ pub fn run_json(r: &Run, now: dispatch_core::Timestamp, full: bool) -> Value {
         "files_changed": r.files_changed,
         "follow_ups": r.follow_ups,
         "dispatch_attempts": r.dispatch_attempts,
+        "claim": r.claim,
+        "lease_until": r.lease_until,
         "last_error": r.last_error,
         "created_at": r.created_at,
         "started_at": r.started_at,
