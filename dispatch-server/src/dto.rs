@@ -200,3 +200,33 @@ pub fn agent_json(a: &dispatch_core::agent::Agent) -> Value {
         "updatedAt": a.updated_at,
     })
 }
+
+/// The fleet as `/api/spawns/stats` answers it (and the MCP tool `get_fleet_status`).
+pub fn fleet_json(f: &dispatch_core::engine::FleetStatus) -> Value {
+    let (st, policy) = (&f.stats, &f.policy);
+    let outcomes: serde_json::Map<String, Value> = st
+        .outcomes_today
+        .iter()
+        .map(|(k, n)| (k.clone(), json!(n)))
+        .collect();
+    json!({
+        "active": f.active(),
+        "budget": {
+            "error_fix": { "used": st.spawned_today_error, "max": policy.daily_budget_error },
+            "prd": { "used": st.spawned_today_prd, "max": policy.daily_budget_prd },
+        },
+        "concurrency": {
+            "error_fix": { "active": st.active_error, "max": policy.max_concurrent_error },
+            "prd": { "active": st.active_prd, "max": policy.max_concurrent_prd },
+            "global": { "max": policy.max_concurrent_global },
+        },
+        "dailyCost": st.cost_today_usd,
+        "dailyCostLimit": policy.daily_cost_limit_usd,
+        "killSwitch": f.kill_switch(),
+        "staleCount": f.stale_runs,
+        "outcomes": outcomes,
+        "queued": st.queued,
+        "running": st.running,
+        "deferred": st.deferred,
+    })
+}

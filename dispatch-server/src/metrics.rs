@@ -66,6 +66,11 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// Counts a spawn decision by its reason code (`allow` when allowed).
+    pub fn gate_decision(&self, d: &dispatch_core::gate::Decision) {
+        self.gate(d.reason().map(|r| r.code()).unwrap_or("allow"));
+    }
+
     /// `reason` is the gate's code, or `allow`.
     pub fn gate(&self, reason: &str) {
         *lock(&self.gate).entry(reason.to_string()).or_default() += 1;

@@ -1303,13 +1303,7 @@ async fn dispatch(s: &AppState, p: DispatchArgs, kind: WorkflowKind) -> ToolResu
         .dispatch
         .spawn(issue_ref(&p.identifier)?, options, &actor(None))
         .await?;
-    s.metrics.gate(
-        outcome
-            .decision
-            .reason()
-            .map(|r| r.code())
-            .unwrap_or("allow"),
-    );
+    s.metrics.gate_decision(&outcome.decision);
     match outcome.decision {
         Decision::Allow => Ok(json!({
             "success": true,
@@ -1349,37 +1343,22 @@ async fn dispatch(s: &AppState, p: DispatchArgs, kind: WorkflowKind) -> ToolResu
 async fn fleet_status(s: &AppState) -> ToolResult {
     let f = s.dispatch.fleet_status().await?;
     let active = s.dispatch.active_issues(50).await?;
-    let p = &f.policy;
-    let st = &f.stats;
-    Ok(json!({
-        "killSwitch": f.kill_switch(),
-        "active": f.active(),
-        "queued": st.queued,
-        "running": st.running,
-        "deferred": st.deferred,
-        "staleRuns": f.stale_runs,
-        "budget": {
-            "errorFix": { "used": st.spawned_today_error, "max": p.daily_budget_error },
-            "prd": { "used": st.spawned_today_prd, "max": p.daily_budget_prd },
-        },
-        "concurrency": {
-            "errorFix": { "active": st.active_error, "max": p.max_concurrent_error },
-            "prd": { "active": st.active_prd, "max": p.max_concurrent_prd },
-            "globalMax": p.max_concurrent_global,
-        },
-        "costToday": st.cost_today_usd,
-        "costLimit": p.daily_cost_limit_usd,
-        "outcomesToday": st.outcomes_today.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-        "activeIssues": active.iter().map(|i| json!({
-            "identifier": i.identifier,
-            "title": i.title,
-            "type": i.spawn_kind.map(|k| k.spawn_type()),
-            "spawnStatus": i.spawn_status,
-            "agentStatus": i.agent_status,
-            "startedAt": i.spawn_started_at,
-            "runId": i.current_run_id,
-        })).collect::<Vec<_>>(),
-    }))
+    let mut v = crate::dto::fleet_json(&f);
+    v["activeIssues"] = json!(
+        active
+            .iter()
+            .map(|i| json!({
+                "identifier": i.identifier,
+                "title": i.title,
+                "type": i.spawn_kind.map(|k| k.spawn_type()),
+                "spawnStatus": i.spawn_status,
+                "agentStatus": i.agent_status,
+                "startedAt": i.spawn_started_at,
+                "runId": i.current_run_id,
+            }))
+            .collect::<Vec<_>>()
+    );
+    Ok(v)
 }
 
 async fn cancel_run(s: &AppState, p: IssueArg) -> ToolResult {

@@ -564,13 +564,7 @@ async fn spawn(
         }
         Err(e) => return Err(e.into()),
     };
-    s.metrics.gate(
-        outcome
-            .decision
-            .reason()
-            .map(|r| r.code())
-            .unwrap_or("allow"),
-    );
+    s.metrics.gate_decision(&outcome.decision);
     let base = json!({ "identifier": outcome.identifier, "type": kind.spawn_type(), "workflow_type": kind });
     let (status, extra) = match &outcome.decision {
         Decision::Allow => (

@@ -397,33 +397,9 @@ async fn active_spawns(
 }
 
 async fn spawn_stats(State(s): State<AppState>, _a: Authenticated) -> ApiResult<Json<Value>> {
-    let f = s.dispatch.fleet_status().await?;
-    let (st, policy) = (&f.stats, &f.policy);
-    let outcomes: serde_json::Map<String, Value> = st
-        .outcomes_today
-        .iter()
-        .map(|(k, n)| (k.clone(), json!(n)))
-        .collect();
-    Ok(Json(json!({
-        "active": f.active(),
-        "budget": {
-            "error_fix": { "used": st.spawned_today_error, "max": policy.daily_budget_error },
-            "prd": { "used": st.spawned_today_prd, "max": policy.daily_budget_prd },
-        },
-        "concurrency": {
-            "error_fix": { "active": st.active_error, "max": policy.max_concurrent_error },
-            "prd": { "active": st.active_prd, "max": policy.max_concurrent_prd },
-            "global": { "max": policy.max_concurrent_global },
-        },
-        "dailyCost": st.cost_today_usd,
-        "dailyCostLimit": policy.daily_cost_limit_usd,
-        "killSwitch": f.kill_switch(),
-        "staleCount": f.stale_runs,
-        "outcomes": outcomes,
-        "queued": st.queued,
-        "running": st.running,
-        "deferred": st.deferred,
-    })))
+    Ok(Json(crate::dto::fleet_json(
+        &s.dispatch.fleet_status().await?,
+    )))
 }
 
 /// Times out running runs with no callback for `STALE_RUN_MINUTES` (the sweeper does this too).
