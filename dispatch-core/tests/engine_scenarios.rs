@@ -474,6 +474,36 @@ async fn full_loop_verified_and_closed_at_deadline() {
     );
 }
 
+/// The error comes back after the verification window closed but before a sweep verified the
+/// attempt (issue 10 #5): judged by the event's time, the fix held for its window — the attempt
+/// is verified and the issue reopens as a regression, not "fix failed".
+#[tokio::test]
+async fn a_recurrence_after_the_deadline_but_before_the_sweep_is_a_regression() {
+    let w = world(config(SpawnPolicy::default())).await;
+    let (issue_id, msg) = path_to_monitoring(&w).await;
+    w.clock.advance(Duration::hours(49));
+    let r = w.d.ingest(loki(&msg, 1)).await.unwrap();
+    assert!(!r.fix_failed, "the fix held for its whole window");
+    assert!(
+        r.reopened,
+        "the error is back after a verified fix: a regression"
+    );
+    let status = w.d.fix_status(issue_id).await.unwrap();
+    assert_eq!(status.latest.unwrap().status, VerificationStatus::Verified);
+    let comments = w.d.comments(issue_id).await.unwrap();
+    assert!(comments.iter().any(|c| c.body.contains("Fix Verified")));
+    assert!(
+        !comments
+            .iter()
+            .any(|c| c.body.contains("Fix Verification Failed"))
+    );
+    assert_eq!(
+        w.d.sweeper_step().await.unwrap().verified,
+        0,
+        "nothing left to verify"
+    );
+}
+
 #[tokio::test]
 async fn deploy_signal_starts_monitoring_when_configured() {
     let mut c = config(SpawnPolicy::permissive());

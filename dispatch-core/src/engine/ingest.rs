@@ -115,11 +115,19 @@ impl Dispatch {
                     fp.short()
                 ),
             };
+            // A fix whose window closed before this event happened held: it is verified first
+            // (the sweeper may not have got to it), and the event is then a regression.
+            if let Some(a) = &outcome.latest_fix
+                && crate::verify::on_deadline(a, seen_at).is_some()
+            {
+                self.verify_attempt(a).await?;
+                issue = self.get_issue(issue.id).await?;
+            }
             fix_failed = self
                 .check_recurrence(
                     &issue,
                     outcome.latest_fix.as_ref(),
-                    seen_at.max(now),
+                    seen_at,
                     event.event_count,
                     reason,
                 )

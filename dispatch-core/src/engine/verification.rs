@@ -414,7 +414,7 @@ impl Dispatch {
         Ok(n)
     }
 
-    async fn verify_attempt(&self, a: &FixAttempt) -> Result<bool> {
+    pub(crate) async fn verify_attempt(&self, a: &FixAttempt) -> Result<bool> {
         let Some(verified) = verify::on_deadline(a, self.now()) else {
             return Ok(false);
         };

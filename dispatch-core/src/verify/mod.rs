@@ -170,7 +170,9 @@ pub fn on_recurrence(
         return None;
     }
     let start = attempt.deployed_at?;
-    if seen_at < start {
+    // Judged by the event's time: before the deploy it is the old error; at or after the
+    // deadline the fix held for its whole window (a verified fix, then a regression).
+    if seen_at < start || attempt.deadline.is_some_and(|d| seen_at >= d) {
         return None;
     }
     let mut a = attempt.clone();
