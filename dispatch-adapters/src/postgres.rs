@@ -4,7 +4,7 @@
 //! Atomic decisions take locks inside one transaction: identifier allocation locks the workspace
 //! row, ingest takes a transaction-scoped advisory lock on the error's key, spawn reservations
 //! one on a fixed key (they read global counters), and work is claimed with
-//! `FOR UPDATE SKIP LOCKED`, so no two processes claim the same run or deferred spawn.
+//! `FOR NO KEY UPDATE SKIP LOCKED`, so no two processes claim the same run or deferred spawn.
 
 use crate::sql::group_commit::IngestQueue;
 use crate::sql::{Migration, StoreError, db, decode_err};
@@ -342,8 +342,11 @@ async fn migrate(pool: &PgPool) -> Result<()> {
 impl_sql_store!(
     PostgresStore,
     sqlx::Postgres,
-    for_update = " FOR UPDATE",
-    skip_locked = " FOR UPDATE SKIP LOCKED"
+    // NO KEY UPDATE: excludes other writers of the row, not the inserts that merely reference
+    // it (their foreign keys take KEY SHARE) — so a run update (run, then issue) and an activity
+    // insert (issue, then run) cannot deadlock (tests/postgres_lock_order.rs).
+    for_update = " FOR NO KEY UPDATE",
+    skip_locked = " FOR NO KEY UPDATE SKIP LOCKED"
 );
 
 #[async_trait::async_trait]
