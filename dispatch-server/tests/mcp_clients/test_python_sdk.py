@@ -8,14 +8,8 @@ Run by scripts/test (it makes the venv and builds the binary): DISPATCH_BIN name
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
-import urllib.error
-import urllib.request
+import sys
+from pathlib import Path
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,70 +21,13 @@ from mcp import Client, ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 KEY = "dsp_mcp_test_key_0123456789abcdef0123456789abcdef"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pysupport"))
+from dispatch_server import DispatchServer  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
+class Server(DispatchServer):
     def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="dispatch-mcp-")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ)
-        env.update(
-            DATABASE_URL=f"{self.dir}/dispatch.db",
-            PORT=str(self.port),
-            HOST="127.0.0.1",
-            DISPATCH_APP_URL=self.url,
-            DISPATCH_API_KEY=KEY,
-            DISPATCH_PASSWORD="mcp-test-password-123",
-            DISPATCH_WORKERS="false",
-            LOG_FORMAT="text",
-        )
-        for k in ("PG_DATABASE_URL", "ANTHROPIC_API_KEY", "GITHUB_TOKEN"):
-            env.pop(k, None)
-        self.log = open(f"{self.dir}/server.log", "w")
-        self.proc = subprocess.Popen(
-            [os.environ["DISPATCH_BIN"], "serve"], env=env, cwd=self.dir, stdout=self.log, stderr=self.log
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/api/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(open(f"{self.dir}/server.log").read())
-            time.sleep(0.05)
-
-    def api(self, method: str, path: str, body: object | None = None) -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
-        req.add_header("Authorization", f"Bearer {KEY}")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                raw = r.read()
-                return r.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            return e.code, json.loads(raw) if raw else None
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        super().__init__(KEY, "mcp-test-password-123", prefix="dispatch-mcp-", DISPATCH_WORKERS="false")
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
-import subprocess
+import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,81 +22,21 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "dispatch-server" / "tests" / "pysupport"))
+from dispatch_server import DispatchServer  # noqa: E402
 SHOTS = ROOT / "docs" / "screenshots"
 KEY = "dsp_web_test_key_0123456789abcdef0123456789abcdef"
 PASSWORD = "web-test-password-123"
 FIXTURES = ROOT / "dispatch-server" / "tests" / "fixtures"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
+class Server(DispatchServer):
     def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="dispatch-web-")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ)
-        env.update(
-            DATABASE_URL=f"{self.dir}/dispatch.db",
-            PORT=str(self.port),
-            HOST="127.0.0.1",
-            DISPATCH_APP_URL=self.url,
-            DISPATCH_API_KEY=KEY,
-            DISPATCH_PASSWORD=PASSWORD,
-            LOG_FORMAT="text",
-        )
-        for k in ("PG_DATABASE_URL", "ANTHROPIC_API_KEY", "GITHUB_TOKEN"):
-            env.pop(k, None)
-        self.log = open(f"{self.dir}/server.log", "w")
-        self.proc = subprocess.Popen(
-            [os.environ["DISPATCH_BIN"], "serve"], env=env, cwd=self.dir, stdout=self.log, stderr=self.log
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/api/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(open(f"{self.dir}/server.log").read())
-            time.sleep(0.05)
+        super().__init__(KEY, PASSWORD, prefix="dispatch-web-")
         # No agent may start: the tests drive runs through the callback API. (Stored, so the
         # fleet panel can turn it off and on.)
         st, body = self.api("PUT", "/api/spawns/kill-switch", {"enabled": True})
         assert st == 200, body
-
-    def api(self, method: str, path: str, body: object | None = None, auth: bool = True) -> tuple[int, object]:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
-        if data is not None:
-            req.add_header("content-type", "application/json")
-        if auth:
-            req.add_header("authorization", f"Bearer {KEY}")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                raw = r.read()
-                return r.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            try:
-                return e.code, json.loads(raw)
-            except ValueError:
-                return e.code, raw.decode(errors="replace")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
