@@ -1174,3 +1174,31 @@ async fn run_loop_dispatches_without_waiting_for_a_tick_and_stops_on_cancel() {
         .unwrap()
         .unwrap();
 }
+
+/// Columns read for rendering are kept briefly (a store round trip per rendered issue is what a
+/// busy API spends its time on), but a change made through this process shows at once.
+#[tokio::test]
+async fn columns_for_display_show_this_process_changes_at_once() {
+    let w = world(config(SpawnPolicy::default())).await;
+    let before = w.d.columns_for_display().await.unwrap();
+    assert_eq!(before, w.d.columns().await.unwrap());
+    let added =
+        w.d.add_column(dispatch_core::issue::NewColumn {
+            name: "Blocked on vendor".into(),
+            color: "#888888".into(),
+            position: None,
+            category: dispatch_core::issue::ColumnCategory::Open,
+        })
+        .await
+        .unwrap();
+    let after = w.d.columns_for_display().await.unwrap();
+    assert_eq!(after.len(), before.len() + 1);
+    assert!(after.iter().any(|c| c.id == added.id));
+    let order: Vec<_> = after.iter().rev().map(|c| c.id).collect();
+    w.d.reorder_columns(&order).await.unwrap();
+    assert_eq!(
+        w.d.columns_for_display().await.unwrap(),
+        w.d.columns().await.unwrap(),
+        "a reorder shows at once too"
+    );
+}

@@ -34,6 +34,9 @@ pub struct IssueChanges {
     pub blocked_reason: Option<Option<String>>,
 }
 
+/// How long [`Dispatch::columns_for_display`] keeps the columns it read.
+pub const COLUMNS_SHOWN_FOR: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Optimistic updates retry this often before giving up with `Conflict`.
 const UPDATE_RETRIES: usize = 5;
 
@@ -73,22 +76,60 @@ impl Dispatch {
         self.inner.store.list_columns(self.inner.workspace.id).await
     }
 
+    /// The columns for rendering an issue (its status name and colour), read at most every
+    /// [`COLUMNS_SHOWN_FOR`] (each store read is a round trip to the database's thread; a busy
+    /// API renders thousands of issues a second). Changes made through this process show at
+    /// once, another replica's within that time. Decisions use [`Dispatch::columns`].
+    pub async fn columns_for_display(&self) -> Result<Vec<Column>> {
+        if let Some((at, cols)) = self
+            .inner
+            .columns_shown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            && at.elapsed() < COLUMNS_SHOWN_FOR
+        {
+            return Ok(cols.clone());
+        }
+        let cols = self.columns().await?;
+        *self
+            .inner
+            .columns_shown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((std::time::Instant::now(), cols.clone()));
+        Ok(cols)
+    }
+
+    fn forget_columns_shown(&self) {
+        *self
+            .inner
+            .columns_shown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     pub async fn labels(&self) -> Result<Vec<Label>> {
         self.inner.store.list_labels(self.inner.workspace.id).await
     }
 
     pub async fn add_column(&self, column: NewColumn) -> Result<Column> {
-        self.inner
+        let c = self
+            .inner
             .store
             .add_column(self.inner.workspace.id, column)
-            .await
+            .await;
+        self.forget_columns_shown();
+        c
     }
 
     pub async fn reorder_columns(&self, order: &[ColumnId]) -> Result<Vec<Column>> {
-        self.inner
+        let c = self
+            .inner
             .store
             .reorder_columns(self.inner.workspace.id, order)
-            .await
+            .await;
+        self.forget_columns_shown();
+        c
     }
 
     pub async fn create_label(&self, label: NewLabel) -> Result<Label> {

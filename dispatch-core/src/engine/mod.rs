@@ -75,6 +75,8 @@ struct Inner {
     /// Label ids of alert origins, and whether a column is closed: both immutable once known.
     label_cache: std::sync::Mutex<std::collections::HashMap<String, crate::ids::LabelId>>,
     column_categories: std::sync::Mutex<std::collections::HashMap<crate::ids::ColumnId, bool>>,
+    /// The board's columns for rendering ([`Dispatch::columns_for_display`]), with when read.
+    columns_shown: std::sync::Mutex<Option<(std::time::Instant, Vec<crate::issue::Column>)>>,
 }
 
 /// Builds a [`Dispatch`]: a store and a runner are required; the event bus defaults to an
@@ -148,6 +150,7 @@ impl DispatchBuilder {
                 wake_dispatcher: Notify::new(),
                 label_cache: Default::default(),
                 column_categories: Default::default(),
+                columns_shown: Default::default(),
             }),
         })
     }

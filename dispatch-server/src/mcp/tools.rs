@@ -169,7 +169,7 @@ fn row(i: &Issue, cols: &[Column]) -> Value {
 }
 
 async fn full_issue(s: &AppState, i: &Issue) -> ToolResult {
-    let cols = s.dispatch.columns().await?;
+    let cols = s.dispatch.columns_for_display().await?;
     // Most issues have no labels: then the workspace's labels are not read.
     let labels = if i.labels.is_empty() {
         Vec::new()

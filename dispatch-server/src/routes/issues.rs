@@ -38,7 +38,7 @@ pub fn router() -> Router<AppState> {
 
 /// Issue JSON with the workspace's columns and labels resolved.
 pub async fn render_issue(s: &AppState, i: &Issue) -> ApiResult<Value> {
-    let cols = s.dispatch.columns().await?;
+    let cols = s.dispatch.columns_for_display().await?;
     // Most issues have no labels: then the workspace's labels are not read.
     let labels = if i.labels.is_empty() {
         Vec::new()
