@@ -110,6 +110,14 @@ fn cut(s: &str, n: usize) -> String {
     }
 }
 
+/// A text filter argument: trimmed, lower-cased, `None` when empty.
+fn lowered(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_lowercase)
+}
+
 fn status_name(cols: &[Column], i: &Issue) -> String {
     cols.iter()
         .find(|c| c.id == i.column_id)
@@ -795,13 +803,8 @@ pub async fn call(s: &AppState, name: &str, args: Option<JsonObject>) -> CallToo
 async fn search_issues(s: &AppState, p: SearchIssues) -> ToolResult {
     let query = required("query", &p.query)?;
     let limit = p.limit.unwrap_or(10).clamp(1, 50) as usize;
-    let cols = s.dispatch.columns().await?;
-    let status = p
-        .status
-        .as_deref()
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(str::to_lowercase);
+    let cols = s.dispatch.columns_for_display().await?;
+    let status = lowered(&p.status);
     // Filters apply to the ranked hits, so ask for more than the limit when filtering.
     let fetch = if status.is_some() || p.priority.is_some() {
         100
@@ -832,13 +835,8 @@ async fn search_issues(s: &AppState, p: SearchIssues) -> ToolResult {
 
 async fn list_issues(s: &AppState, p: ListIssues) -> ToolResult {
     let limit = p.limit.unwrap_or(20).clamp(1, 100) as usize;
-    let cols = s.dispatch.columns().await?;
-    let status = p
-        .status
-        .as_deref()
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(str::to_lowercase);
+    let cols = s.dispatch.columns_for_display().await?;
+    let status = lowered(&p.status);
     let columns: Option<Vec<_>> = status.as_ref().map(|st| {
         cols.iter()
             .filter(|c| c.name.to_lowercase().contains(st.as_str()))
@@ -858,12 +856,7 @@ async fn list_issues(s: &AppState, p: ListIssues) -> ToolResult {
             ),
         ));
     }
-    let assignee = p
-        .assignee
-        .as_deref()
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(str::to_lowercase);
+    let assignee = lowered(&p.assignee);
     // Newest first, a page at a time, until `limit` issues pass the filters (at most 50 pages).
     const PAGE: usize = 200;
     let mut out = Vec::new();
