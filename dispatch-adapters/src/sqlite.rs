@@ -365,14 +365,20 @@ impl SqliteStore {
     ) -> Result<Vec<SearchHit>> {
         // The full-text match runs once, first (MATERIALIZED): left to itself the planner may
         // walk the workspace's issues and run the MATCH once per issue, 100 ms at 1,000 issues.
+        // The hits are ranked without their documents (`top` sorts row ids and numbers, not
+        // every matching issue's JSON); only the page's documents are read.
         let rows = sqlx::query(
             "WITH hits AS MATERIALIZED (\
                  SELECT rowid AS r, bm25(dispatch_issue_fts, 3.0, 2.0, 1.0) AS score \
-                 FROM dispatch_issue_fts WHERE dispatch_issue_fts MATCH $1) \
-             SELECT i.doc AS doc, h.score AS rank FROM hits h \
-             JOIN dispatch_issue i ON i.rowid = h.r \
-             WHERE i.workspace_id = $2 AND ($3 IS NULL OR i.id <> $3) \
-             ORDER BY h.score, i.number DESC LIMIT $4",
+                 FROM dispatch_issue_fts WHERE dispatch_issue_fts MATCH $1), \
+             top AS MATERIALIZED (\
+                 SELECT h.r AS r, h.score AS score, i.number AS number FROM hits h \
+                 JOIN dispatch_issue i ON i.rowid = h.r \
+                 WHERE i.workspace_id = $2 AND ($3 IS NULL OR i.id <> $3) \
+                 ORDER BY h.score, i.number DESC LIMIT $4) \
+             SELECT i.doc AS doc, t.score AS rank FROM top t \
+             JOIN dispatch_issue i ON i.rowid = t.r \
+             ORDER BY t.score, t.number DESC",
         )
         .bind(query)
         .bind(ws.0)

@@ -385,6 +385,11 @@ impl Dispatch {
 
     pub async fn comments(&self, issue: impl Into<IssueRef>) -> Result<Vec<Comment>> {
         let issue = self.get_issue(issue).await?;
+        self.comments_of(&issue).await
+    }
+
+    /// The comments of an issue the caller has just read (no second read of the issue).
+    pub async fn comments_of(&self, issue: &Issue) -> Result<Vec<Comment>> {
         self.inner.store.list_comments(issue.id).await
     }
 

@@ -205,7 +205,7 @@ pub async fn issue_markdown(s: &AppState, r: IssueRef) -> dispatch_core::Result<
                 .unwrap_or_default()
         );
     }
-    let comments = s.dispatch.comments(i.id).await?;
+    let comments = s.dispatch.comments_of(&i).await?;
     if !comments.is_empty() {
         let _ = writeln!(m, "\n## Latest comments\n");
         for c in comments.iter().rev().take(10).rev() {

@@ -185,7 +185,7 @@ async fn full_issue(s: &AppState, i: &Issue) -> ToolResult {
         s.dispatch.labels().await?
     };
     let mut v = issue_json(i, &cols, &labels);
-    let comments = s.dispatch.comments(i.id).await?;
+    let comments = s.dispatch.comments_of(i).await?;
     let start = comments.len().saturating_sub(20);
     v["comments"] = json!(
         comments[start..]
@@ -771,7 +771,7 @@ pub async fn call(s: &AppState, name: &str, args: Option<JsonObject>) -> CallToo
     };
     match r {
         Ok(v) => {
-            let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+            let text = serde_json::to_string(&v).unwrap_or_default();
             let mut res = CallToolResult::success(vec![ContentBlock::text(text)]);
             res.structured_content = Some(match v {
                 Value::Object(_) => v,
