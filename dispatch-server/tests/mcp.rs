@@ -279,7 +279,12 @@ async fn issue_tools_go_through_the_engine() {
         .await
         .expect("portal page");
     assert_eq!(page.status(), 200, "the portal link works");
-    assert!(page.text().await.unwrap().contains("Checkout button"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Checkout button"));
+    assert!(
+        html.contains("Reported by Ann Example"),
+        "the portal names the reporter"
+    );
     // The reporter is the customer's person, named on the portal.
     assert!(created["reporterId"].is_string(), "{created}");
     let token = portal.split("token=").nth(1).unwrap();

@@ -609,7 +609,7 @@ fn portal_customer_json(c: &Customer) -> Value {
 }
 
 /// The reporter's display name (chat intake), when the issue has one.
-async fn reporter_names(
+pub(crate) async fn reporter_names(
     s: &AppState,
     issues: &[Issue],
 ) -> ApiResult<std::collections::HashMap<dispatch_core::ids::CustomerUserId, String>> {

@@ -60,6 +60,8 @@ struct PortalIssue {
     status: String,
     agent_status: Option<String>,
     description_html: String,
+    /// Who reported it (the customer's person, from chat intake).
+    reporter: Option<String>,
     comments: Vec<(String, String, String)>,
 }
 
@@ -154,6 +156,10 @@ pub async fn issue(
             .unwrap_or_default(),
         agent_status: super::pages::agent_label(issue.agent_status),
         description_html: markdown::render(issue.description.as_deref().unwrap_or("")),
+        reporter: crate::routes::customers::reporter_names(&s, std::slice::from_ref(&issue))
+            .await?
+            .into_values()
+            .next(),
         comments,
     };
     Ok(private(html(&page)?))
