@@ -249,6 +249,7 @@ async fn run(ctx: &Ctx, op: &str, a: &Args) -> Result<Value> {
                 label_id: a.opt("label_id")?,
                 before_number: a.opt("before_number")?,
                 limit: a.opt("limit")?,
+                assignee: a.opt("assignee")?,
                 ..IssueFilter::default()
             };
             if let Some(c) = a.opt::<String>("column")? {

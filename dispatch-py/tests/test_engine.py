@@ -141,6 +141,18 @@ def test_create_in_column_and_list_by_column(engine: Dispatch) -> None:
     assert [x.id for x in todo] == [a.id]
 
 
+def test_list_by_assignee_and_watcher(engine: Dispatch) -> None:
+    mine = [engine.create_issue(f"mine {n}", assignee="Claude") for n in range(3)]
+    engine.create_issue("someone else's", assignee="Codex")
+    engine.create_issue("nobody's")
+    got = list(engine.list_issues(assignee="CLAUDE", page_size=2))
+    assert [i.id for i in got] == [i.id for i in reversed(mine)], "the whole name, any case; pages"
+    acme = engine.create_customer("Acme")
+    watched = mine[1]
+    engine.watch(watched.identifier, acme.id)
+    assert [i.id for i in engine.list_issues(watched_by=acme.id)] == [watched.id]
+
+
 def test_list_iterates_pages_lazily(engine: Dispatch, monkeypatch: pytest.MonkeyPatch) -> None:
     for n in range(7):
         engine.create_issue(f"issue {n}")

@@ -249,6 +249,8 @@ class _Base:
         column: Optional[str],
         customer_id: Optional[str],
         spawn_active: Optional[bool],
+        assignee: Optional[str] = None,
+        watched_by: Optional[str] = None,
     ) -> _Req[List[Issue]]:
         return self._r(
             "list_issues",
@@ -258,6 +260,8 @@ class _Base:
             column=column,
             customer_id=customer_id,
             spawn_active=spawn_active,
+            assignee=assignee,
+            watched_by=watched_by,
         )
 
     def portal_url(self, customer: Customer) -> str:
@@ -333,12 +337,19 @@ class Dispatch(_Base):
         column: Optional[str] = None,
         customer_id: Optional[str] = None,
         spawn_active: Optional[bool] = None,
+        assignee: Optional[str] = None,
+        watched_by: Optional[str] = None,
         page_size: int = 100,
     ) -> Iterator[Issue]:
-        """Issues, newest first, fetched a page at a time as the iterator advances."""
+        """Issues, newest first, fetched a page at a time as the iterator advances. ``assignee``
+        matches the whole name in any case; ``watched_by`` is a customer id."""
         before: Optional[int] = None
         while True:
-            page = self._do(self._list_req(before, page_size, column, customer_id, spawn_active))
+            page = self._do(
+                self._list_req(
+                    before, page_size, column, customer_id, spawn_active, assignee, watched_by
+                )
+            )
             yield from page
             if len(page) < page_size:
                 return
@@ -694,12 +705,16 @@ class AsyncDispatch(_Base):
         column: Optional[str] = None,
         customer_id: Optional[str] = None,
         spawn_active: Optional[bool] = None,
+        assignee: Optional[str] = None,
+        watched_by: Optional[str] = None,
         page_size: int = 100,
     ) -> AsyncIterator[Issue]:
         before: Optional[int] = None
         while True:
             page = await self._do(
-                self._list_req(before, page_size, column, customer_id, spawn_active)
+                self._list_req(
+                    before, page_size, column, customer_id, spawn_active, assignee, watched_by
+                )
             )
             for i in page:
                 yield i
