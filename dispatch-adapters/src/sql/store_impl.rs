@@ -764,6 +764,7 @@ macro_rules! impl_sql_store {
                      AND ($5 IS NULL OR spawn_active = $5) \
                      AND {} \
                      AND ($8 IS NULL OR lower(doc->>'assignee') = lower($8)) \
+                     AND ($9 IS NULL OR CAST(doc->'labels' AS TEXT) LIKE '%\"' || $9 || '\"%') \
                      ORDER BY number DESC LIMIT $7",
                     COLUMN[usize::from(f.column_id.is_some())],
                     BEFORE[usize::from(f.before_number.is_some())],
@@ -777,17 +778,14 @@ macro_rules! impl_sql_store {
                 .bind(f.before_number)
                 .bind(f.limit.map(|l| to_i64(l as u64)).unwrap_or(i64::MAX))
                 .bind(f.assignee.as_deref())
+                // In SQL, before the limit: a page holds `limit` labelled issues when there are.
+                .bind(f.label_id.map(|l| l.to_string()))
                 .fetch_all(self.reader())
                 .await
                 .map_err(db("list issues"))?;
-                let mut out = Vec::with_capacity(rows.len());
-                for r in rows {
-                    let issue: Issue = doc_col!(r, "dispatch_issue", Issue)?;
-                    if f.label_id.is_none_or(|l| issue.labels.contains(&l)) {
-                        out.push(issue);
-                    }
-                }
-                Ok(out)
+                rows.into_iter()
+                    .map(|r| doc_col!(r, "dispatch_issue", Issue))
+                    .collect()
             }
 
             async fn update_issue(&self, id: IssueId, update: IssueUpdate) -> Result<Issue> {

@@ -284,6 +284,27 @@ async fn list_issues_filters_newest_first_and_pages(store: Arc<dyn Store>) {
     );
     assert_eq!(
         list(IssueFilter {
+            label_id: Some(bug),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await,
+        [4],
+        "the label filter comes before the limit"
+    );
+    assert_eq!(
+        list(IssueFilter {
+            label_id: Some(bug),
+            before_number: Some(4),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await,
+        [1],
+        "and pages: the next labelled issue, not an empty page"
+    );
+    assert_eq!(
+        list(IssueFilter {
             assignee: Some("CLAUDE".into()),
             ..Default::default()
         })
