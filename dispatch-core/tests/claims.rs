@@ -34,14 +34,25 @@ fn ann() -> Actor {
     Actor::user("ann")
 }
 
-#[tokio::test]
-async fn a_superseded_dispatch_records_nothing_and_stops_its_agent() {
+/// Two engines ("processes") on one store and one manual clock, each with its own named fake
+/// runner, and one queued run.
+struct Pair {
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+    slow: Arc<FakeRunner>,
+    other: Arc<FakeRunner>,
+    p1: Dispatch,
+    p2: Dispatch,
+    run: dispatch_core::ids::RunId,
+}
+
+async fn two_processes(other_name: &str) -> Pair {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::at_default());
     let slow = FakeRunner::named("slow");
-    let fast = FakeRunner::named("fast");
+    let other = FakeRunner::named(other_name);
     let p1 = engine(store.clone(), slow.clone(), clock.clone()).await;
-    let p2 = engine(store.clone(), fast.clone(), clock.clone()).await;
+    let p2 = engine(store.clone(), other.clone(), clock.clone()).await;
     let issue = p1
         .create_issue(NewIssue::titled("a"), &ann())
         .await
@@ -56,6 +67,28 @@ async fn a_superseded_dispatch_records_nothing_and_stops_its_agent() {
         .unwrap()
         .run_id
         .unwrap();
+    Pair {
+        store,
+        clock,
+        slow,
+        other,
+        p1,
+        p2,
+        run,
+    }
+}
+
+#[tokio::test]
+async fn a_superseded_dispatch_records_nothing_and_stops_its_agent() {
+    let Pair {
+        store,
+        clock,
+        slow,
+        other: fast,
+        p1,
+        p2,
+        run,
+    } = two_processes("fast").await;
 
     // Process 1 claims the run; its runner stalls.
     slow.hold_dispatches();
@@ -169,26 +202,15 @@ async fn a_write_fenced_to_an_old_claim_changes_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn the_lease_is_renewed_while_the_runner_works() {
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let clock = Arc::new(ManualClock::at_default());
-    let slow = FakeRunner::named("slow");
-    let other = FakeRunner::named("other");
-    let p1 = engine(store.clone(), slow.clone(), clock.clone()).await;
-    let p2 = engine(store.clone(), other.clone(), clock.clone()).await;
-    let issue = p1
-        .create_issue(NewIssue::titled("a"), &ann())
-        .await
-        .unwrap();
-    let run = p1
-        .spawn(
-            issue.id,
-            SpawnOptions::new(WorkflowKind::AutoTriage),
-            &ann(),
-        )
-        .await
-        .unwrap()
-        .run_id
-        .unwrap();
+    let Pair {
+        store,
+        clock,
+        slow,
+        other,
+        p1,
+        p2,
+        run,
+    } = two_processes("other").await;
     let lease = p1.config().lease;
     slow.hold_dispatches();
     let step = tokio::spawn({

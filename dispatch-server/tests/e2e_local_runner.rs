@@ -164,31 +164,9 @@ async fn cancel_during_a_slow_dispatch_leaves_no_agent_and_keeps_the_slot() {
         "dispatch-e2e-cancel-{}",
         uuid::Uuid::now_v7().simple()
     ));
-    let repo = dir.join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    std::fs::write(repo.join("README.md"), "demo\n").unwrap();
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "init"]);
     // Preparing the worktree blocks in git's post-checkout hook until the test writes the FIFO:
     // the dispatch is in flight for exactly as long as the test wants.
-    let fifo = dir.join("gate.fifo");
-    let st = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let hook = repo.join(".git/hooks/post-checkout");
-    std::fs::write(
-        &hook,
-        format!("#!/bin/sh\ncat '{}' >/dev/null\n", fifo.display()),
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&hook)
-        .status()
-        .unwrap();
+    let (repo, fifo) = support::repo_with_blocking_checkout(&dir);
     let pid_file = dir.join("agent.pid");
     let agent = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../dispatch-adapters/tests/fixtures/local/agent-forever.sh");

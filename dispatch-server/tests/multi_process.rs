@@ -116,40 +116,7 @@ async fn a_dispatch_slower_than_the_lease_is_claimed_once_across_processes() {
     let url = db.url().to_string();
     let dir =
         std::env::temp_dir().join(format!("dispatch-lease-{}", uuid::Uuid::now_v7().simple()));
-    let repo = dir.join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    let git = |args: &[&str]| {
-        let st = std::process::Command::new("git")
-            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
-            .args(args)
-            .current_dir(&repo)
-            .status()
-            .expect("git");
-        assert!(st.success(), "git {args:?}");
-    };
-    git(&["init", "-q", "-b", "main"]);
-    std::fs::write(repo.join("README.md"), "demo\n").unwrap();
-    git(&["add", "."]);
-    git(&["commit", "-q", "-m", "init"]);
-    let fifo = dir.join("gate.fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let hook = repo.join(".git/hooks/post-checkout");
-    std::fs::write(
-        &hook,
-        format!("#!/bin/sh\ncat '{}' >/dev/null\n", fifo.display()),
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&hook)
-        .status()
-        .unwrap();
+    let (repo, fifo) = support::repo_with_blocking_checkout(&dir);
     let agent = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../dispatch-adapters/tests/fixtures/local/agent-forever.sh");
     let start = |name: &str| {

@@ -325,3 +325,49 @@ pub async fn put(
 ) -> (reqwest::StatusCode, serde_json::Value) {
     call(s, reqwest::Method::PUT, p, Some(body)).await
 }
+
+/// A git repository (one commit on `main`) under `dir/repo` whose `post-checkout` hook blocks
+/// until something is written to the FIFO `dir/gate.fifo`: a dispatch that prepares a worktree
+/// is in flight for exactly as long as the test wants. Returns (repository, FIFO).
+pub fn repo_with_blocking_checkout(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).expect("repo dir");
+    let git = |args: &[&str]| {
+        let st = Command::new("git")
+            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
+            .args(args)
+            .current_dir(&repo)
+            .status()
+            .expect("git");
+        assert!(st.success(), "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README.md"), "demo\n").expect("write");
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "init"]);
+    let fifo = dir.join("gate.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let hook = repo.join(".git/hooks/post-checkout");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\ncat '{}' >/dev/null\n", fifo.display()),
+    )
+    .expect("hook");
+    assert!(
+        Command::new("chmod")
+            .arg("+x")
+            .arg(&hook)
+            .status()
+            .expect("chmod")
+            .success()
+    );
+    (repo, fifo)
+}
