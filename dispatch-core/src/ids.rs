@@ -54,6 +54,10 @@ id_type!(
     PrLinkId,
     /// A registered agent (`dispatch_agent`).
     AgentId,
+    /// An orchestrator chat session.
+    SessionId,
+    /// A dispatch the orchestrator proposed, waiting for the person to confirm it.
+    ProposalId,
 );
 
 /// Every API that takes an issue accepts either its UUID or its human identifier.

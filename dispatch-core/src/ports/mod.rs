@@ -7,12 +7,16 @@ mod llm;
 mod notifier;
 mod runner;
 mod store;
+mod tools;
 mod webhook;
 
 pub use alert_source::{AlertBatch, AlertRequest, AlertSource};
 pub use embedder::Embedder;
 pub use event_bus::{Event, EventBus, EventStream};
-pub use llm::{ContentBlock, Llm, LlmMessage, LlmRequest, LlmResponse, Role, ToolSpec, Usage};
+pub use llm::{
+    ContentBlock, DeltaAssembler, Llm, LlmDelta, LlmMessage, LlmRequest, LlmResponse, LlmStream,
+    Role, ToolSpec, Usage,
+};
 pub use notifier::{Notification, Notifier};
 pub use runner::{DispatchReceipt, RemoteRunStatus, RunJob, RunReporter, RunResult, Runner};
 pub use store::{
@@ -21,4 +25,5 @@ pub use store::{
     RunStore, RunUpdate, SearchStore, SettingStore, SpawnRequest, SpawnReservation, SpawnStats,
     Store, WorkspaceStore,
 };
+pub use tools::{ToolContext, ToolProvider};
 pub use webhook::{OutboundWebhook, WebhookSender};
