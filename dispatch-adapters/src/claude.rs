@@ -1,7 +1,8 @@
 //! Claude through the Anthropic Messages API (feature `claude`): [`ClaudeLlm`] implements the
 //! core's [`Llm`] port.
 //!
-//! One non-streaming `POST {base}/v1/messages` per call, with `x-api-key` and
+//! One `POST {base}/v1/messages` per call — whole answers for [`Llm::complete`], server-sent
+//! events (`stream: true`, decoded by [`crate::claude_sse`]) for [`Llm::stream`] — with `x-api-key` and
 //! `anthropic-version: 2023-06-01`. Content blocks `text`, `tool_use` and `tool_result` map 1:1
 //! to the core's [`ContentBlock`]; other blocks an answer may carry (`thinking`, server tools)
 //! are skipped. Overloaded (529), rate-limited (429) and 5xx answers and transport failures are
@@ -19,7 +20,10 @@
 //! TLS: the same reqwest (`rustls-no-provider`) + rustls `ring` stack as the `github` feature.
 
 use async_trait::async_trait;
-use dispatch_core::ports::{ContentBlock, Llm, LlmMessage, LlmRequest, LlmResponse, Role, Usage};
+use crate::claude_sse::{SseDecoder, StreamEvent};
+use dispatch_core::ports::{
+    ContentBlock, Llm, LlmDelta, LlmMessage, LlmRequest, LlmResponse, LlmStream, Role, Usage,
+};
 use dispatch_core::{Error, Result};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
 use reqwest::{StatusCode, Url};
@@ -223,7 +227,12 @@ pub struct ClaudeLlm {
     url: Url,
     model: String,
     retry: ClaudeRetry,
+    /// A stream that sends nothing (not even a ping) for this long is given up.
+    stream_idle: Duration,
 }
+
+/// A streamed answer may take this long in all (the idle limit ends a stalled one sooner).
+const STREAM_TOTAL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 impl std::fmt::Debug for ClaudeLlm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -273,6 +282,7 @@ impl ClaudeLlm {
             url,
             model: cfg.model,
             retry: cfg.retry,
+            stream_idle: cfg.request_timeout,
         })
     }
 
@@ -308,6 +318,61 @@ impl ClaudeLlm {
                 wait_ms = wait.as_millis() as u64,
                 error = %error,
                 "Anthropic API call failed; retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Sends a streaming request until the API accepts it (retrying like `send`), and returns
+    /// the response whose body is the event stream.
+    async fn open_stream(
+        &self,
+        body: &[u8],
+    ) -> std::result::Result<reqwest::Response, ClaudeError> {
+        let max = self.retry.max_attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let failure = match self
+                .http
+                .post(self.url.clone())
+                .timeout(STREAM_TOTAL_TIMEOUT)
+                .body(body.to_vec())
+                .send()
+                .await
+            {
+                Err(e) => Failure::transport(e, true),
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) => {
+                    let status = resp.status();
+                    let headers = resp.headers().clone();
+                    let bytes = resp.bytes().await.unwrap_or_default();
+                    let should = headers
+                        .get("x-should-retry")
+                        .and_then(|v| v.to_str().ok())
+                        .map(|v| v.trim().eq_ignore_ascii_case("true"));
+                    Failure {
+                        error: api_error(status, &headers, &bytes),
+                        wait: retry_after(&headers),
+                        retryable: should
+                            .unwrap_or(matches!(status.as_u16(), 408 | 409 | 429 | 500..=599)),
+                    }
+                }
+            };
+            if !failure.retryable || attempt >= max {
+                return Err(failure.error);
+            }
+            let wait = match failure.wait {
+                Some(w) if w > self.retry.max_retry_after => return Err(failure.error),
+                Some(w) => w,
+                None => self.retry.backoff(attempt),
+            };
+            tracing::warn!(
+                attempt,
+                status = failure.error.status(),
+                wait_ms = wait.as_millis() as u64,
+                error = %failure.error,
+                "Anthropic streaming call failed; retrying"
             );
             tokio::time::sleep(wait).await;
         }
@@ -451,6 +516,8 @@ struct WireRequest<'a> {
     tools: Vec<WireTool<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
 }
 
 #[derive(Serialize)]
@@ -515,6 +582,7 @@ fn wire_message(m: &LlmMessage) -> WireMessage<'_> {
 fn request_body(
     request: &LlmRequest,
     default_model: &str,
+    stream: bool,
 ) -> std::result::Result<Vec<u8>, ClaudeError> {
     if request.messages.is_empty() {
         return Err(ClaudeError::Request(
@@ -549,6 +617,7 @@ fn request_body(
             })
             .collect(),
         temperature: request.temperature,
+        stream,
     };
     serde_json::to_vec(&wire).map_err(|e| ClaudeError::Request(format!("cannot encode: {e}")))
 }
@@ -611,11 +680,11 @@ fn parse_response(v: &Value, default_model: &str) -> std::result::Result<LlmResp
             .and_then(Value::as_str)
             .map(str::to_string),
         usage: Usage {
-            // Cached prompt tokens are input tokens too.
-            input_tokens: tokens("input_tokens")
-                + tokens("cache_creation_input_tokens")
-                + tokens("cache_read_input_tokens"),
+            // As the API counts them: input tokens exclude the prompt cache's.
+            input_tokens: tokens("input_tokens"),
             output_tokens: tokens("output_tokens"),
+            cache_creation_input_tokens: tokens("cache_creation_input_tokens"),
+            cache_read_input_tokens: tokens("cache_read_input_tokens"),
         },
     })
 }
@@ -623,9 +692,184 @@ fn parse_response(v: &Value, default_model: &str) -> std::result::Result<LlmResp
 #[async_trait]
 impl Llm for ClaudeLlm {
     async fn complete(&self, request: LlmRequest) -> Result<LlmResponse> {
-        let body = request_body(&request, &self.model)?;
+        let body = request_body(&request, &self.model, false)?;
         let v = self.send(&body).await?;
         Ok(parse_response(&v, &self.model)?)
+    }
+
+    /// `stream: true`. Failures before the first byte (429 with `retry-after`, 529, 5xx,
+    /// connection) are retried like [`Llm::complete`]'s; once text has been relayed nothing is
+    /// retried: an `error` event or a cut-off stream ends the stream with an error.
+    async fn stream(&self, request: LlmRequest) -> Result<LlmStream> {
+        let body = request_body(&request, &self.model, true)?;
+        let resp = self.open_stream(&body).await?;
+        let idle = self.stream_idle;
+        let state = StreamState {
+            resp: Some(resp),
+            decoder: SseDecoder::new(),
+            utf8: Vec::new(),
+            queue: std::collections::VecDeque::new(),
+            stop_reason: None,
+            output_tokens: 0,
+            done: false,
+            idle,
+        };
+        Ok(Box::pin(futures::stream::unfold(state, next_delta)))
+    }
+}
+
+struct StreamState {
+    resp: Option<reqwest::Response>,
+    decoder: SseDecoder,
+    /// Bytes of a UTF-8 character split across chunks.
+    utf8: Vec<u8>,
+    queue: std::collections::VecDeque<Result<LlmDelta>>,
+    stop_reason: Option<String>,
+    output_tokens: u64,
+    done: bool,
+    idle: Duration,
+}
+
+impl StreamState {
+    fn take(&mut self, events: Vec<std::result::Result<StreamEvent, String>>) {
+        for e in events {
+            let delta = match e {
+                Err(m) => Err(Error::upstream(SERVICE, 200, format!("unreadable stream: {m}"))),
+                Ok(StreamEvent::MessageStart {
+                    model,
+                    input_tokens,
+                    cache_creation_input_tokens,
+                    cache_read_input_tokens,
+                }) => Ok(LlmDelta::Start {
+                    model,
+                    usage: Usage {
+                        input_tokens,
+                        output_tokens: 0,
+                        cache_creation_input_tokens,
+                        cache_read_input_tokens,
+                    },
+                }),
+                Ok(StreamEvent::TextDelta { index, text }) => Ok(LlmDelta::Text {
+                    index: index as usize,
+                    text,
+                }),
+                Ok(StreamEvent::ToolUseStart { index, id, name }) => Ok(LlmDelta::ToolUseStart {
+                    index: index as usize,
+                    id,
+                    name,
+                }),
+                Ok(StreamEvent::InputJsonDelta {
+                    index,
+                    partial_json,
+                }) => Ok(LlmDelta::ToolInput {
+                    index: index as usize,
+                    partial_json,
+                }),
+                Ok(StreamEvent::BlockStop { index }) => Ok(LlmDelta::BlockStop {
+                    index: index as usize,
+                }),
+                Ok(StreamEvent::MessageDelta {
+                    stop_reason,
+                    output_tokens,
+                }) => {
+                    if stop_reason.is_some() {
+                        self.stop_reason = stop_reason;
+                    }
+                    self.output_tokens = self.output_tokens.max(output_tokens);
+                    continue;
+                }
+                Ok(StreamEvent::MessageStop) => Ok(LlmDelta::Stop {
+                    stop_reason: self.stop_reason.take(),
+                    output_tokens: self.output_tokens,
+                }),
+                Ok(StreamEvent::Error { kind, message }) => {
+                    let status = match kind.as_str() {
+                        "overloaded_error" => 529,
+                        "rate_limit_error" => 429,
+                        "api_error" => 500,
+                        _ => 200,
+                    };
+                    Err(Error::upstream(SERVICE, status, format!("{kind}: {message}")))
+                }
+            };
+            let end = delta.is_err() || matches!(delta, Ok(LlmDelta::Stop { .. }));
+            self.queue.push_back(delta);
+            if end {
+                self.done = true;
+                return;
+            }
+        }
+    }
+
+    /// Decodes as much of `bytes` (after any carried partial character) as is complete UTF-8.
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        self.utf8.extend_from_slice(bytes);
+        let (text, rest) = match std::str::from_utf8(&self.utf8) {
+            Ok(t) => (t.to_owned(), Vec::new()),
+            Err(e) if e.error_len().is_none() => {
+                let valid = e.valid_up_to();
+                (
+                    String::from_utf8_lossy(&self.utf8[..valid]).into_owned(),
+                    self.utf8[valid..].to_vec(),
+                )
+            }
+            Err(_) => (String::from_utf8_lossy(&self.utf8).into_owned(), Vec::new()),
+        };
+        self.utf8 = rest;
+        let events = self.decoder.push(&text);
+        self.take(events);
+    }
+}
+
+async fn next_delta(mut st: StreamState) -> Option<(Result<LlmDelta>, StreamState)> {
+    loop {
+        if let Some(d) = st.queue.pop_front() {
+            return Some((d, st));
+        }
+        if st.done {
+            return None;
+        }
+        let Some(resp) = st.resp.as_mut() else {
+            return None;
+        };
+        match tokio::time::timeout(st.idle, resp.chunk()).await {
+            Err(_) => {
+                st.done = true;
+                st.resp = None;
+                let secs = st.idle.as_secs();
+                return Some((
+                    Err(Error::upstream(
+                        SERVICE,
+                        0,
+                        format!("the Anthropic stream sent nothing for {secs} s"),
+                    )),
+                    st,
+                ));
+            }
+            Ok(Err(e)) => {
+                st.done = true;
+                st.resp = None;
+                return Some((
+                    Err(Error::upstream(SERVICE, 0, "the Anthropic stream was cut off")
+                        .with_source(e)),
+                    st,
+                ));
+            }
+            Ok(Ok(Some(bytes))) => st.push_bytes(&bytes),
+            Ok(Ok(None)) => {
+                st.resp = None;
+                let events = st.decoder.finish();
+                st.take(events);
+                if !st.done {
+                    st.done = true;
+                    st.queue.push_back(Err(Error::upstream(
+                        SERVICE,
+                        200,
+                        "the Anthropic stream ended before message_stop",
+                    )));
+                }
+            }
+        }
     }
 }
 
@@ -679,7 +923,8 @@ mod tests {
         });
         let r = parse_response(&v, "d").unwrap();
         assert_eq!(r.content, vec![ContentBlock::Text { text: "hi".into() }]);
-        assert_eq!((r.usage.input_tokens, r.usage.output_tokens), (5, 1));
+        assert_eq!((r.usage.input_tokens, r.usage.output_tokens), (3, 1));
+        assert_eq!(r.usage.cache_read_input_tokens, 2);
         let bad = serde_json::json!({"content": [{"type": "tool_use", "name": "x"}]});
         assert!(parse_response(&bad, "d").is_err());
         assert!(parse_response(&serde_json::json!({"nope": 1}), "d").is_err());

@@ -14,6 +14,8 @@ use serde_json::Value;
 pub enum StreamEvent {
     /// `message_start`: input usage, including prompt-cache tokens.
     MessageStart {
+        /// The model answering (`message.model`; empty when absent).
+        model: String,
         input_tokens: u64,
         cache_creation_input_tokens: u64,
         cache_read_input_tokens: u64,
@@ -132,6 +134,12 @@ pub fn parse_event(event: Option<&str>, data: &str) -> Result<Option<StreamEvent
     let index = u64_at(&v, &["index"]);
     Ok(match kind {
         "message_start" => Some(StreamEvent::MessageStart {
+            model: v
+                .get("message")
+                .and_then(|m| m.get("model"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             input_tokens: u64_at(&v, &["message", "usage", "input_tokens"]),
             cache_creation_input_tokens: u64_at(
                 &v,

@@ -63,6 +63,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "delivery_age",
         sql: include_str!("../migrations/postgres/0009_delivery_age.sql"),
     },
+    Migration {
+        version: 10,
+        name: "orchestrator",
+        sql: include_str!("../migrations/postgres/0010_orchestrator.sql"),
+    },
 ];
 
 /// Advisory lock keys (any fixed 64-bit numbers unlikely to collide with an application's own).
@@ -348,6 +353,7 @@ impl_sql_store!(
     for_update = " FOR NO KEY UPDATE",
     skip_locked = " FOR NO KEY UPDATE SKIP LOCKED"
 );
+impl_sql_orchestrator_store!(PostgresStore, sqlx::Postgres, for_update = " FOR NO KEY UPDATE");
 
 #[async_trait::async_trait]
 impl dispatch_core::ports::SearchStore for PostgresStore {

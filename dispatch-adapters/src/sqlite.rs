@@ -64,6 +64,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "delivery_age",
         sql: include_str!("../migrations/sqlite/0009_delivery_age.sql"),
     },
+    Migration {
+        version: 10,
+        name: "orchestrator",
+        sql: include_str!("../migrations/sqlite/0010_orchestrator.sql"),
+    },
 ];
 
 /// A Dispatch store in a SQLite file.
@@ -403,6 +408,7 @@ impl SqliteStore {
 }
 
 impl_sql_store!(SqliteStore, sqlx::Sqlite, for_update = "", skip_locked = "");
+impl_sql_orchestrator_store!(SqliteStore, sqlx::Sqlite, for_update = "");
 
 fn encode_vector(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()

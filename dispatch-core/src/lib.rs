@@ -27,6 +27,7 @@ pub mod gate;
 pub mod ids;
 pub mod issue;
 pub mod memory;
+pub mod orchestrator;
 pub mod plan;
 pub mod ports;
 pub mod pr;

@@ -4,6 +4,8 @@
 pub(crate) mod group_commit;
 #[macro_use]
 mod store_impl;
+#[macro_use]
+mod orchestrator_impl;
 
 use dispatch_core::{Error, ErrorKind};
 

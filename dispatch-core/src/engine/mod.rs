@@ -195,7 +195,7 @@ impl Dispatch {
     pub fn workspace(&self) -> &Workspace {
         &self.inner.workspace
     }
-    fn now(&self) -> crate::Timestamp {
+    pub fn now(&self) -> crate::Timestamp {
         self.inner.clock.now()
     }
 

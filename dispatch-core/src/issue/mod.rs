@@ -16,5 +16,5 @@ pub use issue::{AgentStatus, Issue, IssueFilter, NewIssue, PlanFields, Priority,
 pub use patch::{IssuePatch, diff_history};
 pub use workspace::{
     Column, ColumnCategory, Label, NewColumn, NewLabel, Workspace, default_columns, default_labels,
-    is_valid_hex_color, names,
+    is_valid_hex_color, match_column, names,
 };

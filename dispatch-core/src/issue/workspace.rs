@@ -97,6 +97,40 @@ impl NewLabel {
 }
 
 /// `#RRGGBB`, the only colour form the original accepts.
+/// The column a status a person or a model typed names: exactly (any case), else the one
+/// column whose name contains it. No match, or several, is `InvalidInput` on `status` listing
+/// the columns.
+pub fn match_column<'a>(cols: &'a [Column], status: &str) -> Result<&'a Column> {
+    let want = status.trim().to_lowercase();
+    if let Some(c) = cols.iter().find(|c| c.name.to_lowercase() == want) {
+        return Ok(c);
+    }
+    let hits: Vec<&Column> = cols
+        .iter()
+        .filter(|c| c.name.to_lowercase().contains(&want))
+        .collect();
+    let names = |cs: &mut dyn Iterator<Item = &Column>| {
+        cs.map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+    };
+    match hits.as_slice() {
+        [one] => Ok(one),
+        [] => Err(crate::error::Error::invalid(
+            "status",
+            format!(
+                "no status matches {status:?}; statuses: {}",
+                names(&mut cols.iter())
+            ),
+        )),
+        many => Err(crate::error::Error::invalid(
+            "status",
+            format!(
+                "{status:?} matches several statuses ({}); name one",
+                names(&mut many.iter().copied())
+            ),
+        )),
+    }
+}
+
 pub fn is_valid_hex_color(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 7 && b[0] == b'#' && b[1..].iter().all(|c| c.is_ascii_hexdigit())

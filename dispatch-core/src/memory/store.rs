@@ -71,6 +71,8 @@ struct State {
     settings: HashMap<String, serde_json::Value>,
     /// Usage of deleted runs per (UTC day, bucket): (runs, cost).
     carried: HashMap<(Timestamp, BudgetBucket), (u32, f64)>,
+    sessions: BTreeMap<crate::ids::SessionId, crate::orchestrator::Session>,
+    proposals: BTreeMap<crate::ids::ProposalId, crate::orchestrator::Proposal>,
 }
 
 impl MemoryStore {
@@ -1681,5 +1683,169 @@ impl AgentStore for MemoryStore {
         };
         let n = limit.min(q.len());
         Ok(q.drain(..n).collect())
+    }
+}
+
+#[async_trait]
+impl crate::ports::OrchestratorStore for MemoryStore {
+    async fn create_session(
+        &self,
+        session: &crate::orchestrator::Session,
+    ) -> Result<crate::orchestrator::Session> {
+        let mut s = self.lock();
+        s.workspace_mut(session.workspace_id)?;
+        if s.sessions.contains_key(&session.id) {
+            return Err(Error::conflict(format!("session {} exists", session.id)));
+        }
+        s.sessions.insert(session.id, session.clone());
+        Ok(session.clone())
+    }
+
+    async fn get_session(
+        &self,
+        id: crate::ids::SessionId,
+    ) -> Result<crate::orchestrator::Session> {
+        self.lock()
+            .sessions
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("no session {id}")))
+    }
+
+    async fn list_sessions(
+        &self,
+        ws: WorkspaceId,
+        limit: usize,
+    ) -> Result<Vec<crate::orchestrator::Session>> {
+        let s = self.lock();
+        let mut out: Vec<_> = s
+            .sessions
+            .values()
+            .filter(|x| x.workspace_id == ws)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn begin_turn(
+        &self,
+        id: crate::ids::SessionId,
+        turn: uuid::Uuid,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<crate::orchestrator::Session> {
+        let mut s = self.lock();
+        let cur = s
+            .sessions
+            .get(&id)
+            .ok_or_else(|| Error::not_found(format!("no session {id}")))?;
+        let next = crate::orchestrator::begin_turn(cur, turn, now, until)?;
+        s.sessions.insert(id, next.clone());
+        Ok(next)
+    }
+
+    async fn end_turn(
+        &self,
+        id: crate::ids::SessionId,
+        turn: uuid::Uuid,
+        messages: Vec<crate::ports::LlmMessage>,
+        usage: &crate::ports::Usage,
+        now: Timestamp,
+    ) -> Result<crate::orchestrator::Session> {
+        let mut s = self.lock();
+        let cur = s
+            .sessions
+            .get(&id)
+            .ok_or_else(|| Error::not_found(format!("no session {id}")))?;
+        let next = crate::orchestrator::end_turn(cur, turn, messages, usage, now)?;
+        s.sessions.insert(id, next.clone());
+        Ok(next)
+    }
+
+    async fn create_proposal(
+        &self,
+        proposal: &crate::orchestrator::Proposal,
+    ) -> Result<crate::orchestrator::Proposal> {
+        let mut s = self.lock();
+        if !s.sessions.contains_key(&proposal.session_id) {
+            return Err(Error::not_found(format!(
+                "no session {}",
+                proposal.session_id
+            )));
+        }
+        s.proposals.insert(proposal.id, proposal.clone());
+        Ok(proposal.clone())
+    }
+
+    async fn get_proposal(
+        &self,
+        id: crate::ids::ProposalId,
+    ) -> Result<crate::orchestrator::Proposal> {
+        self.lock()
+            .proposals
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("no proposal {id}")))
+    }
+
+    async fn list_proposals(
+        &self,
+        session: crate::ids::SessionId,
+    ) -> Result<Vec<crate::orchestrator::Proposal>> {
+        // Ids are time-ordered (v7): map order is creation order.
+        Ok(self
+            .lock()
+            .proposals
+            .values()
+            .filter(|p| p.session_id == session)
+            .cloned()
+            .collect())
+    }
+
+    async fn decide_proposal(
+        &self,
+        id: crate::ids::ProposalId,
+        decision: crate::orchestrator::ProposalDecision,
+        now: Timestamp,
+    ) -> Result<crate::orchestrator::Proposal> {
+        let mut s = self.lock();
+        let cur = s
+            .proposals
+            .get(&id)
+            .ok_or_else(|| Error::not_found(format!("no proposal {id}")))?;
+        let next = crate::orchestrator::decide(cur, decision, now)?;
+        s.proposals.insert(id, next.clone());
+        Ok(next)
+    }
+
+    async fn set_proposal_outcome(
+        &self,
+        id: crate::ids::ProposalId,
+        outcome: &crate::orchestrator::ProposalOutcome,
+    ) -> Result<crate::orchestrator::Proposal> {
+        let mut s = self.lock();
+        let p = s
+            .proposals
+            .get_mut(&id)
+            .ok_or_else(|| Error::not_found(format!("no proposal {id}")))?;
+        p.outcome = Some(outcome.clone());
+        Ok(p.clone())
+    }
+
+    async fn recent_run_costs(
+        &self,
+        kind: crate::run::WorkflowKind,
+        limit: usize,
+    ) -> Result<Vec<f64>> {
+        let s = self.lock();
+        let mut done: Vec<&Run> = s
+            .runs
+            .values()
+            .filter(|r| r.kind == kind && r.status.is_terminal() && r.cost_usd > 0.0)
+            .collect();
+        done.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        Ok(done.into_iter().take(limit).map(|r| r.cost_usd).collect())
     }
 }

@@ -21,7 +21,7 @@ pub use notifier::{Notification, Notifier};
 pub use runner::{DispatchReceipt, RemoteRunStatus, RunJob, RunReporter, RunResult, Runner};
 pub use store::{
     AgentStore, CustomerStore, DeferredSpawn, DeliveryStore, ErrorLink, ErrorLinkStore, FixStore,
-    IngestDraft, IngestOutcome, IssueStore, IssueUpdate, PrLinkStore, PrLinkUpsertOutcome,
+    IngestDraft, IngestOutcome, IssueStore, IssueUpdate, OrchestratorStore, PrLinkStore, PrLinkUpsertOutcome,
     RunStore, RunUpdate, SearchStore, SettingStore, SpawnRequest, SpawnReservation, SpawnStats,
     Store, WorkspaceStore,
 };

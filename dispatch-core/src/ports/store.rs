@@ -18,12 +18,14 @@ use crate::error::Result;
 use crate::gate::{Decision, SpawnPolicy};
 use crate::ids::{
     ColumnId, CustomerId, CustomerUserId, DeferredSpawnId, IssueId, IssueRef, LinkId, PrLinkId,
-    RunId, WorkspaceId,
+    ProposalId, RunId, SessionId, WorkspaceId,
 };
 use crate::issue::{
     Actor, Column, Comment, HistoryEntry, Issue, IssueFilter, IssuePatch, Label, NewColumn,
     NewComment, NewHistory, NewIssue, NewLabel, Workspace,
 };
+use crate::orchestrator::{Proposal, ProposalDecision, ProposalOutcome, Session};
+use crate::ports::{LlmMessage, Usage};
 use crate::pr::{PrLink, PrLinkUpsert};
 use crate::run::{Activity, NewActivity, Run, RunPatch, TerminalChunk, WorkflowKind};
 use crate::search::SearchHit;
@@ -31,6 +33,7 @@ use crate::verify::{FixAttempt, VerificationStatus};
 use async_trait::async_trait;
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 #[async_trait]
 pub trait WorkspaceStore: Send + Sync {
@@ -496,6 +499,51 @@ pub trait SettingStore: Send + Sync {
     -> Result<()>;
 }
 
+/// Orchestrator chat sessions and the dispatch proposals made in them.
+#[async_trait]
+pub trait OrchestratorStore: Send + Sync {
+    async fn create_session(&self, session: &Session) -> Result<Session>;
+    async fn get_session(&self, id: SessionId) -> Result<Session>;
+    /// The workspace's sessions, most recently used first.
+    async fn list_sessions(&self, ws: WorkspaceId, limit: usize) -> Result<Vec<Session>>;
+    /// Applies [`crate::orchestrator::begin_turn`] to the locked session and saves it.
+    async fn begin_turn(
+        &self,
+        id: SessionId,
+        turn: Uuid,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Session>;
+    /// Applies [`crate::orchestrator::end_turn`] to the locked session and saves it.
+    async fn end_turn(
+        &self,
+        id: SessionId,
+        turn: Uuid,
+        messages: Vec<LlmMessage>,
+        usage: &Usage,
+        now: Timestamp,
+    ) -> Result<Session>;
+    async fn create_proposal(&self, proposal: &Proposal) -> Result<Proposal>;
+    async fn get_proposal(&self, id: ProposalId) -> Result<Proposal>;
+    /// A session's proposals, oldest first.
+    async fn list_proposals(&self, session: SessionId) -> Result<Vec<Proposal>>;
+    /// Applies [`crate::orchestrator::decide`] to the locked proposal and saves it: of two
+    /// concurrent confirmations exactly one succeeds.
+    async fn decide_proposal(
+        &self,
+        id: ProposalId,
+        decision: ProposalDecision,
+        now: Timestamp,
+    ) -> Result<Proposal>;
+    async fn set_proposal_outcome(
+        &self,
+        id: ProposalId,
+        outcome: &ProposalOutcome,
+    ) -> Result<Proposal>;
+    /// Costs of the most recent finished runs of `kind` (newest first, at most `limit`).
+    async fn recent_run_costs(&self, kind: WorkflowKind, limit: usize) -> Result<Vec<f64>>;
+}
+
 /// The whole store.
 pub trait Store:
     WorkspaceStore
@@ -509,6 +557,7 @@ pub trait Store:
     + PrLinkStore
     + AgentStore
     + SettingStore
+    + OrchestratorStore
 {
 }
 
@@ -524,5 +573,6 @@ impl<T> Store for T where
         + PrLinkStore
         + AgentStore
         + SettingStore
+        + OrchestratorStore
 {
 }

@@ -125,40 +125,9 @@ fn status_name(cols: &[Column], i: &Issue) -> String {
         .unwrap_or_default()
 }
 
-/// The column a status argument names: exactly (any case), else the one column whose name
-/// contains it.
+/// The column a status argument names (the core's rule).
 fn match_column<'a>(cols: &'a [Column], status: &str) -> Result<&'a Column, ToolError> {
-    let want = status.trim().to_lowercase();
-    if let Some(c) = cols.iter().find(|c| c.name.to_lowercase() == want) {
-        return Ok(c);
-    }
-    let hits: Vec<&Column> = cols
-        .iter()
-        .filter(|c| c.name.to_lowercase().contains(&want))
-        .collect();
-    match hits.as_slice() {
-        [one] => Ok(one),
-        [] => Err(ToolError::invalid(
-            "status",
-            format!(
-                "no status matches {status:?}; statuses: {}",
-                cols.iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )),
-        many => Err(ToolError::invalid(
-            "status",
-            format!(
-                "{status:?} matches several statuses ({}); name one",
-                many.iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )),
-    }
+    Ok(dispatch_core::issue::match_column(cols, status)?)
 }
 
 /// A short row for lists.

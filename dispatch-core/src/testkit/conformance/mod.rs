@@ -42,6 +42,7 @@ mod errors;
 mod fixes;
 mod issues;
 mod links;
+mod orchestrator;
 mod runs;
 mod search;
 mod support;
@@ -77,6 +78,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(usage::cases());
     all.extend(links::cases());
     all.extend(agent_events::cases());
+    all.extend(orchestrator::cases());
     all.extend(concurrency::cases());
     all
 }
