@@ -19,8 +19,8 @@
 //!
 //! TLS: the same reqwest (`rustls-no-provider`) + rustls `ring` stack as the `github` feature.
 
-use async_trait::async_trait;
 use crate::claude_sse::{SseDecoder, StreamEvent};
+use async_trait::async_trait;
 use dispatch_core::ports::{
     ContentBlock, Llm, LlmDelta, LlmMessage, LlmRequest, LlmResponse, LlmStream, Role, Usage,
 };
@@ -734,7 +734,11 @@ impl StreamState {
     fn take(&mut self, events: Vec<std::result::Result<StreamEvent, String>>) {
         for e in events {
             let delta = match e {
-                Err(m) => Err(Error::upstream(SERVICE, 200, format!("unreadable stream: {m}"))),
+                Err(m) => Err(Error::upstream(
+                    SERVICE,
+                    200,
+                    format!("unreadable stream: {m}"),
+                )),
                 Ok(StreamEvent::MessageStart {
                     model,
                     input_tokens,
@@ -789,7 +793,11 @@ impl StreamState {
                         "api_error" => 500,
                         _ => 200,
                     };
-                    Err(Error::upstream(SERVICE, status, format!("{kind}: {message}")))
+                    Err(Error::upstream(
+                        SERVICE,
+                        status,
+                        format!("{kind}: {message}"),
+                    ))
                 }
             };
             let end = delta.is_err() || matches!(delta, Ok(LlmDelta::Stop { .. }));
@@ -850,8 +858,10 @@ async fn next_delta(mut st: StreamState) -> Option<(Result<LlmDelta>, StreamStat
                 st.done = true;
                 st.resp = None;
                 return Some((
-                    Err(Error::upstream(SERVICE, 0, "the Anthropic stream was cut off")
-                        .with_source(e)),
+                    Err(
+                        Error::upstream(SERVICE, 0, "the Anthropic stream was cut off")
+                            .with_source(e),
+                    ),
                     st,
                 ));
             }

@@ -353,7 +353,11 @@ impl_sql_store!(
     for_update = " FOR NO KEY UPDATE",
     skip_locked = " FOR NO KEY UPDATE SKIP LOCKED"
 );
-impl_sql_orchestrator_store!(PostgresStore, sqlx::Postgres, for_update = " FOR NO KEY UPDATE");
+impl_sql_orchestrator_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    for_update = " FOR NO KEY UPDATE"
+);
 
 #[async_trait::async_trait]
 impl dispatch_core::ports::SearchStore for PostgresStore {

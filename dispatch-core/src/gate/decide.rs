@@ -99,6 +99,45 @@ impl GateReason {
             GateReason::AlreadyRunning => "already_running",
         }
     }
+
+    /// A sentence for a person: what stopped the spawn and what happens or what to do.
+    pub fn explain(&self) -> String {
+        match self {
+            GateReason::KillSwitch => "the kill switch is on: no agent starts until a person \
+                 turns it off (fleet page, or PUT /api/spawns/kill-switch)"
+                .into(),
+            GateReason::Cooldown { until } => format!(
+                "this error is cooling down after a recent agent run, until {}",
+                until.format("%H:%M UTC")
+            ),
+            GateReason::BelowEventThreshold { need, have, source } => format!(
+                "{source} has seen {have} of the {need} events needed before an agent starts"
+            ),
+            GateReason::SpawnDelay {
+                minutes, source, ..
+            } => format!(
+                "{source} errors wait {minutes} min after they are first seen; it is tried \
+                 again then by itself"
+            ),
+            GateReason::ConcurrencyLimit { scope, limit } => format!(
+                "the {} limit of {limit} agents at once is reached; it is tried again when one \
+                 finishes",
+                scope.as_str()
+            ),
+            GateReason::DailyBudget { scope, limit } => format!(
+                "today's {} budget of {limit} agents is spent (it resets at midnight UTC)",
+                scope.as_str()
+            ),
+            GateReason::DailyCost {
+                limit_usd,
+                spent_usd,
+            } => format!(
+                "today's agents cost ${spent_usd:.2}, the ${limit_usd:.2} daily limit (it resets \
+                 at midnight UTC)"
+            ),
+            GateReason::AlreadyRunning => "the issue already has an agent".into(),
+        }
+    }
 }
 
 /// The human form keeps the original's strings (`below_event_threshold (need 5, source=x)`), which

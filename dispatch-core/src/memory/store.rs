@@ -1701,10 +1701,7 @@ impl crate::ports::OrchestratorStore for MemoryStore {
         Ok(session.clone())
     }
 
-    async fn get_session(
-        &self,
-        id: crate::ids::SessionId,
-    ) -> Result<crate::orchestrator::Session> {
+    async fn get_session(&self, id: crate::ids::SessionId) -> Result<crate::orchestrator::Session> {
         self.lock()
             .sessions
             .get(&id)

@@ -73,7 +73,10 @@ pub fn parse(message: &str) -> Option<Command> {
         "stats" => tool("loki_stats", json!({ "since": "24h" })),
         "dedup" => {
             let mut words: Vec<String> = arg.split_whitespace().map(str::to_owned).collect();
-            if words.first().is_some_and(|w| w.eq_ignore_ascii_case("execute")) {
+            if words
+                .first()
+                .is_some_and(|w| w.eq_ignore_ascii_case("execute"))
+            {
                 words.remove(0);
                 Command::DedupExecute(words)
             } else {
@@ -105,9 +108,7 @@ pub fn help_text(tools: &[ToolSpec]) -> String {
     } else {
         out.push_str("- /errors, /stats — need LOKI_URL (not set)\n");
     }
-    out.push_str(
-        "Anything else goes to the model, which proposes dispatches for you to confirm.",
-    );
+    out.push_str("Anything else goes to the model, which proposes dispatches for you to confirm.");
     out
 }
 
@@ -259,7 +260,10 @@ mod tests {
             parse("/dedup execute Backlog"),
             Some(Command::DedupExecute(vec!["Backlog".into()]))
         );
-        assert_eq!(parse("/confirm 0193"), Some(Command::Confirm(Some("0193".into()))));
+        assert_eq!(
+            parse("/confirm 0193"),
+            Some(Command::Confirm(Some("0193".into())))
+        );
         assert_eq!(parse("/nope"), Some(Command::Unknown("nope".into())));
     }
 

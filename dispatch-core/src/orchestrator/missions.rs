@@ -220,10 +220,10 @@ fn gate_json(d: &Decision) -> Value {
     match d {
         Decision::Allow => json!({ "allowed": true }),
         Decision::Defer { until, reason } => json!({
-            "allowed": false, "deferred_until": until, "code": reason.code(), "reason": reason.to_string(),
+            "allowed": false, "deferred_until": until, "code": reason.code(), "reason": reason.explain(),
         }),
         Decision::Deny { reason } => json!({
-            "allowed": false, "code": reason.code(), "reason": reason.to_string(),
+            "allowed": false, "code": reason.code(), "reason": reason.explain(),
         }),
     }
 }
@@ -617,7 +617,9 @@ impl ToolProvider for MissionTools {
                 }
                 let changes = IssueChanges {
                     title: a.title,
-                    description: a.description.map(|d| Some(d).filter(|d| !d.trim().is_empty())),
+                    description: a
+                        .description
+                        .map(|d| Some(d).filter(|d| !d.trim().is_empty())),
                     column,
                     priority: a.priority,
                     ..IssueChanges::default()

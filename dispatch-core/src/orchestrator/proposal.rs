@@ -193,7 +193,11 @@ mod tests {
         assert_eq!(confirmed.decided_at, Some(t0));
         let again = decide(&confirmed, ProposalDecision::Confirm, t0).unwrap_err();
         assert_eq!(again.kind, ErrorKind::Conflict);
-        assert!(again.message.contains("already confirmed"), "{}", again.message);
+        assert!(
+            again.message.contains("already confirmed"),
+            "{}",
+            again.message
+        );
         let cancel = decide(&confirmed, ProposalDecision::Cancel, t0).unwrap_err();
         assert_eq!(cancel.kind, ErrorKind::Conflict);
 
@@ -203,7 +207,10 @@ mod tests {
         assert!(e.message.contains("expired"), "{}", e.message);
         let cancelled = decide(&p, ProposalDecision::Cancel, t0 + Duration::minutes(1)).unwrap();
         assert_eq!(cancelled.status, ProposalStatus::Cancelled);
-        assert_eq!(p.describe(), "an investigation of a new issue “Checkout fails”");
+        assert_eq!(
+            p.describe(),
+            "an investigation of a new issue “Checkout fails”"
+        );
     }
 
     #[test]

@@ -81,12 +81,19 @@ pub fn end_turn(
     valid_history(&messages)?;
     let mut next = s.clone();
     if next.title.is_empty()
-        && let Some(text) = messages.iter().find_map(|m| match (m.role, m.content.first()) {
-            (Role::User, Some(ContentBlock::Text { text })) => Some(text.clone()),
-            _ => None,
-        })
+        && let Some(text) = messages
+            .iter()
+            .find_map(|m| match (m.role, m.content.first()) {
+                (Role::User, Some(ContentBlock::Text { text })) => Some(text.clone()),
+                _ => None,
+            })
     {
-        next.title = text.chars().take(TITLE_CHARS).collect::<String>().trim().to_owned();
+        next.title = text
+            .chars()
+            .take(TITLE_CHARS)
+            .collect::<String>()
+            .trim()
+            .to_owned();
     }
     next.messages = messages;
     next.usage.input_tokens += usage.input_tokens;
@@ -108,7 +115,11 @@ pub fn valid_history(messages: &[LlmMessage]) -> Result<()> {
         if m.content.is_empty() {
             return bad(i, "is empty");
         }
-        let expected = if i % 2 == 0 { Role::User } else { Role::Assistant };
+        let expected = if i % 2 == 0 {
+            Role::User
+        } else {
+            Role::Assistant
+        };
         if m.role != expected {
             return bad(i, "roles must alternate, starting with the user");
         }
@@ -151,7 +162,10 @@ pub fn valid_history(messages: &[LlmMessage]) -> Result<()> {
             a.sort_unstable();
             r.sort_unstable();
             if a != r {
-                return bad(i, "tool results must answer exactly the previous tool calls");
+                return bad(
+                    i,
+                    "tool results must answer exactly the previous tool calls",
+                );
             }
         }
         if m.role == Role::Assistant && !uses.is_empty() && i + 1 == messages.len() {
@@ -159,7 +173,10 @@ pub fn valid_history(messages: &[LlmMessage]) -> Result<()> {
         }
     }
     if messages.len() % 2 == 1 {
-        return bad(messages.len() - 1, "the conversation ends without an answer");
+        return bad(
+            messages.len() - 1,
+            "the conversation ends without an answer",
+        );
     }
     Ok(())
 }
@@ -211,18 +228,31 @@ mod tests {
         let s = Session::new(WorkspaceId::new(), t0());
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let held = begin_turn(&s, a, t0(), t0() + Duration::minutes(10)).unwrap();
-        let e = begin_turn(&held, b, t0() + Duration::minutes(1), t0() + Duration::minutes(11))
-            .unwrap_err();
+        let e = begin_turn(
+            &held,
+            b,
+            t0() + Duration::minutes(1),
+            t0() + Duration::minutes(11),
+        )
+        .unwrap_err();
         assert_eq!(e.kind, crate::ErrorKind::Conflict);
         // The same turn extends its lease.
-        let extended =
-            begin_turn(&held, a, t0() + Duration::minutes(5), t0() + Duration::minutes(15))
-                .unwrap();
+        let extended = begin_turn(
+            &held,
+            a,
+            t0() + Duration::minutes(5),
+            t0() + Duration::minutes(15),
+        )
+        .unwrap();
         assert_eq!(extended.turn_until, Some(t0() + Duration::minutes(15)));
         // After the lease, another turn takes over and the first one's end is refused.
-        let taken =
-            begin_turn(&held, b, t0() + Duration::minutes(10), t0() + Duration::minutes(20))
-                .unwrap();
+        let taken = begin_turn(
+            &held,
+            b,
+            t0() + Duration::minutes(10),
+            t0() + Duration::minutes(20),
+        )
+        .unwrap();
         let history = vec![user("hi"), assistant("hello")];
         let e = end_turn(&taken, a, history.clone(), &Usage::default(), t0()).unwrap_err();
         assert_eq!(e.kind, crate::ErrorKind::Conflict);
@@ -236,14 +266,24 @@ mod tests {
         assert!(valid_history(&[]).is_ok());
         assert!(valid_history(&[user("a"), assistant("b")]).is_ok());
         assert!(
-            valid_history(&[user("a"), tool_call("t1"), tool_result("t1"), assistant("b")])
-                .is_ok()
+            valid_history(&[
+                user("a"),
+                tool_call("t1"),
+                tool_result("t1"),
+                assistant("b")
+            ])
+            .is_ok()
         );
         // Unanswered tool call, wrong answer, roles out of order, dangling user message.
         assert!(valid_history(&[user("a"), tool_call("t1")]).is_err());
         assert!(
-            valid_history(&[user("a"), tool_call("t1"), tool_result("t2"), assistant("b")])
-                .is_err()
+            valid_history(&[
+                user("a"),
+                tool_call("t1"),
+                tool_result("t2"),
+                assistant("b")
+            ])
+            .is_err()
         );
         assert!(valid_history(&[assistant("b"), user("a")]).is_err());
         assert!(valid_history(&[user("a")]).is_err());

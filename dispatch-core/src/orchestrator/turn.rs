@@ -71,7 +71,10 @@ pub enum TurnEvent {
     /// A piece of the answer's text, as the model produced it.
     TextDelta(String),
     /// The model started a tool call (its input follows with the result).
-    ToolStart { id: String, name: String },
+    ToolStart {
+        id: String,
+        name: String,
+    },
     ToolResult {
         tool_use_id: String,
         name: String,
@@ -84,7 +87,10 @@ pub enum TurnEvent {
     Proposal(Box<Proposal>),
     /// Tokens of one model call.
     Usage(TurnUsage),
-    Error { code: String, message: String },
+    Error {
+        code: String,
+        message: String,
+    },
     /// The turn is over and its history saved.
     Done(SessionId),
 }
@@ -177,7 +183,11 @@ impl Orchestrator {
 
     /// Every tool the model is offered.
     pub fn tools(&self) -> Vec<ToolSpec> {
-        self.inner.providers.iter().flat_map(|p| p.tools()).collect()
+        self.inner
+            .providers
+            .iter()
+            .flat_map(|p| p.tools())
+            .collect()
     }
 
     fn provider_of(&self, tool: &str) -> Option<&Arc<dyn ToolProvider>> {
@@ -352,12 +362,17 @@ impl Orchestrator {
                 outcome.identifier
             ),
             Decision::Defer { until, reason } => format!(
-                "{} is waiting: {reason}; it is tried again at {} by itself",
+                "{} waits: {}; next try at {}",
                 outcome.identifier,
+                reason.explain(),
                 until.format("%H:%M UTC")
             ),
             Decision::Deny { reason } => {
-                format!("not dispatched on {}: {reason}", outcome.identifier)
+                format!(
+                    "not dispatched on {}: {}",
+                    outcome.identifier,
+                    reason.explain()
+                )
             }
         };
         Ok(ProposalOutcome {
@@ -471,10 +486,7 @@ impl Turn {
         close_history(&mut history);
         let store = self.orch.inner.engine.store();
         let now = self.orch.inner.engine.now();
-        match store
-            .end_turn(id, self.turn_id, history, &usage, now)
-            .await
-        {
+        match store.end_turn(id, self.turn_id, history, &usage, now).await {
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(session = %id, error = %e, "orchestrator turn not saved");
@@ -526,7 +538,9 @@ impl Turn {
                         (ProposalStatus::Cancelled, _) => {
                             format!("Cancelled {}.", done.describe())
                         }
-                        (_, Some(o)) => format!("{}: {}.", capitalised(&done.describe()), o.message),
+                        (_, Some(o)) => {
+                            format!("{}: {}.", capitalised(&done.describe()), o.message)
+                        }
                         _ => format!("Confirmed {}.", done.describe()),
                     };
                     sink.send(TurnEvent::Proposal(Box::new(done))).await;
@@ -623,10 +637,7 @@ impl Turn {
                 })
                 .await;
                 let (result, is_error) = if self.orch.provider_of(name).is_none() {
-                    (
-                        json!({ "error": commands::missing_tool_hint(name) }),
-                        true,
-                    )
+                    (json!({ "error": commands::missing_tool_hint(name) }), true)
                 } else {
                     self.orch.call_tool(ctx, name, input.clone()).await
                 };
@@ -644,9 +655,7 @@ impl Turn {
                     && let Some(p) = proposal_in(&result)
                 {
                     if let Ok(p) = self.orch.inner.engine.store().get_proposal(p).await {
-                        return self
-                            .decide_all(sink, &[p], ProposalDecision::Confirm)
-                            .await;
+                        return self.decide_all(sink, &[p], ProposalDecision::Confirm).await;
                     }
                 }
                 let text = commands::render(name, &result, is_error);
@@ -673,7 +682,10 @@ impl Turn {
             return;
         };
         let tools = self.orch.tools();
-        let system = system_prompt(&inner.config.app_name, &inner.engine.workspace().issue_prefix);
+        let system = system_prompt(
+            &inner.config.app_name,
+            &inner.engine.workspace().issue_prefix,
+        );
         for round in 0..inner.config.max_rounds {
             if round > 0 {
                 // Renew the lease: a long turn keeps its session.
@@ -817,13 +829,7 @@ impl Turn {
             Some(Err(e)) => return (asm.finish(), Some(Interrupt::Failed(e))),
             Some(Ok(s)) => s,
         };
-        let model = self
-            .orch
-            .inner
-            .config
-            .model
-            .clone()
-            .unwrap_or_default();
+        let model = self.orch.inner.config.model.clone().unwrap_or_default();
         let mut model_seen = model;
         let interrupt = loop {
             let next = tokio::select! {
@@ -883,7 +889,10 @@ impl Turn {
             message: message.clone(),
         })
         .await;
-        history_note(history, &format!("[the turn ended with an error: {message}]"));
+        history_note(
+            history,
+            &format!("[the turn ended with an error: {message}]"),
+        );
     }
 }
 
@@ -927,7 +936,11 @@ fn push_exchange(history: &mut Vec<LlmMessage>, said: &str, reply: &str) {
         role: Role::User,
         content: vec![ContentBlock::Text { text: said.into() }],
     });
-    history.push(assistant_text(if reply.is_empty() { "(done)" } else { reply }));
+    history.push(assistant_text(if reply.is_empty() {
+        "(done)"
+    } else {
+        reply
+    }));
 }
 
 /// Adds `note` as the assistant's last words (merged into a trailing assistant text message).

@@ -7,7 +7,9 @@ pub mod dedup_corpus;
 pub mod fake_anthropic;
 mod fake_llm;
 mod fake_runner;
+mod scripted_llm;
 
 pub use clock::ManualClock;
 pub use fake_llm::FakeLlm;
 pub use fake_runner::FakeRunner;
+pub use scripted_llm::{Hold, ScriptedLlm, Step};

@@ -242,7 +242,10 @@ async fn proposals_are_decided_once_and_keep_their_outcome(store: Arc<dyn Store>
         .await
         .expect("outcome");
     assert_eq!(with.outcome, Some(outcome.clone()));
-    assert_eq!(s.get_proposal(p1.id).await.expect("get").outcome, Some(outcome));
+    assert_eq!(
+        s.get_proposal(p1.id).await.expect("get").outcome,
+        Some(outcome)
+    );
     // p2 expires at t0+16m.
     conflict(
         s.decide_proposal(p2.id, ProposalDecision::Confirm, mins(16))
