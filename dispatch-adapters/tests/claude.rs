@@ -338,3 +338,224 @@ async fn overloaded_once_then_success_and_unreachable_is_status_0() {
         }
     );
 }
+
+// ------------------------------------------------------------------------ streaming
+
+use dispatch_core::ports::{DeltaAssembler, LlmDelta};
+use futures::StreamExt;
+
+fn fixture(name: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/anthropic")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn sse_response(body: String) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .insert_header("content-type", "text/event-stream")
+        .set_body_string(body)
+}
+
+async fn collect(
+    llm: &ClaudeLlm,
+    req: LlmRequest,
+) -> (Vec<LlmDelta>, Option<dispatch_core::Error>) {
+    let mut stream = llm.stream(req).await.expect("stream opens");
+    let mut out = Vec::new();
+    while let Some(d) = stream.next().await {
+        match d {
+            Ok(d) => out.push(d),
+            Err(e) => return (out, Some(e)),
+        }
+    }
+    (out, None)
+}
+
+#[tokio::test]
+async fn a_streamed_tool_call_is_assembled_from_the_real_event_stream() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .and(header("x-api-key", KEY))
+        .and(header("anthropic-version", "2023-06-01"))
+        .respond_with(sse_response(fixture("stream-tool-use.sse")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let llm = llm(&server);
+    let mut req = ask("What is the weather in Paris?");
+    req.tools = vec![ToolSpec {
+        name: "get_weather".into(),
+        description: "Weather".into(),
+        input_schema: json!({"type": "object", "properties": {"location": {"type": "string"}}}),
+    }];
+    let (deltas, err) = collect(&llm, req).await;
+    assert!(err.is_none(), "{err:?}");
+    let body = &bodies(&server).await[0];
+    assert_eq!(body["stream"], json!(true));
+    assert_eq!(body["tools"][0]["name"], "get_weather");
+    assert!(
+        matches!(&deltas[0], LlmDelta::Start { model, usage } if model == "claude-sonnet-4-20250514" && usage.input_tokens == 377)
+    );
+    let mut asm = DeltaAssembler::new();
+    for d in &deltas {
+        asm.push(d).unwrap();
+    }
+    let answer = asm.finish();
+    assert_eq!(answer.stop_reason.as_deref(), Some("tool_use"));
+    assert_eq!(answer.usage.output_tokens, 65);
+    assert_eq!(
+        answer.content,
+        vec![
+            ContentBlock::Text {
+                text: "I'll check the current weather in Paris for you.".into()
+            },
+            ContentBlock::ToolUse {
+                id: "toolu_01NRLabsLyVHZPKxbKvkfSMn".into(),
+                name: "get_weather".into(),
+                input: json!({"location": "Paris"}),
+            }
+        ]
+    );
+    // The text came as the upstream's own deltas, not one block.
+    let texts = deltas
+        .iter()
+        .filter(|d| matches!(d, LlmDelta::Text { .. }))
+        .count();
+    assert_eq!(texts, 2);
+}
+
+#[tokio::test]
+async fn crlf_line_endings_and_split_utf8_decode_the_same() {
+    let server = MockServer::start().await;
+    let crlf = fixture("stream-text.sse")
+        .replace("\r\n", "\n")
+        .replace('\n', "\r\n");
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(sse_response(crlf))
+        .mount(&server)
+        .await;
+    let (deltas, err) = collect(&llm(&server), ask("hi")).await;
+    assert!(err.is_none(), "{err:?}");
+    let mut asm = DeltaAssembler::new();
+    for d in &deltas {
+        asm.push(d).unwrap();
+    }
+    assert!(asm.is_complete());
+    // The same text as the LF stream gives.
+    let text = asm.finish().text();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(sse_response(fixture("stream-text.sse")))
+        .mount(&server)
+        .await;
+    let (lf, _) = collect(&llm(&server), ask("hi")).await;
+    let mut asm = DeltaAssembler::new();
+    for d in &lf {
+        asm.push(d).unwrap();
+    }
+    assert!(text.starts_with("Hello"), "{text}");
+    assert_eq!(text, asm.finish().text());
+}
+
+#[tokio::test]
+async fn an_error_event_mid_stream_ends_it_with_an_upstream_error() {
+    let server = MockServer::start().await;
+    let mut body = fixture("stream-text.sse");
+    let cut = body
+        .find("event: content_block_stop")
+        .expect("a block stop");
+    body.truncate(cut);
+    body.push_str("event: error\ndata: {\"type\": \"error\", \"error\": {\"type\": \"overloaded_error\", \"message\": \"Overloaded\"}}\n\n");
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(sse_response(body))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (deltas, err) = collect(&llm(&server), ask("hi")).await;
+    let err = err.expect("the error event ends the stream");
+    assert!(
+        matches!(err.kind, ErrorKind::Upstream { status: 529, .. }),
+        "{err:?}"
+    );
+    assert!(err.message.contains("Overloaded"));
+    assert!(
+        deltas.iter().any(|d| matches!(d, LlmDelta::Text { .. })),
+        "text before the error was relayed"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_cut_before_message_stop_is_an_error() {
+    let server = MockServer::start().await;
+    let mut body = fixture("stream-text.sse");
+    let cut = body.find("event: message_stop").expect("message_stop");
+    body.truncate(cut);
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(sse_response(body))
+        .mount(&server)
+        .await;
+    let (_, err) = collect(&llm(&server), ask("hi")).await;
+    let err = err.expect("a cut stream is an error");
+    assert!(err.message.contains("before message_stop"), "{err}");
+}
+
+#[tokio::test]
+async fn a_streaming_request_rate_limited_first_is_retried_and_a_400_is_reported() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "0")
+                .set_body_json(error_body(
+                    "rate_limit_error",
+                    "Number of request tokens has exceeded your per-minute rate limit",
+                )),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(
+            ResponseTemplate::new(529).set_body_json(error_body("overloaded_error", "Overloaded")),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(sse_response(fixture("stream-text.sse")))
+        .mount(&server)
+        .await;
+    let (deltas, err) = collect(&llm(&server), ask("hi")).await;
+    assert!(err.is_none(), "{err:?}");
+    assert!(matches!(deltas.last(), Some(LlmDelta::Stop { .. })));
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(error_body(
+            "invalid_request_error",
+            "messages: roles must alternate",
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let e = match llm(&server).stream(ask("hi")).await {
+        Err(e) => e,
+        Ok(_) => panic!("a 400 is not a stream"),
+    };
+    assert!(
+        matches!(e.kind, ErrorKind::Upstream { status: 400, .. }),
+        "{e:?}"
+    );
+    assert!(e.message.contains("roles must alternate"), "{e}");
+}

@@ -71,6 +71,9 @@ pub struct ServerConfig {
     /// `ANTHROPIC_API_KEY` (+ `ANTHROPIC_BASE_URL`, `ORCHESTRATOR_MODEL`): Claude as the engine's
     /// LLM, which confirms PR ↔ issue matches found by similarity. `None` without a key.
     pub llm: Option<ClaudeConfig>,
+    /// `ORCHESTRATOR_MAX_TOKENS` (4096), `ORCHESTRATOR_MAX_TOOL_ROUNDS` (10),
+    /// `ORCHESTRATOR_PROPOSAL_TTL_MINUTES` (15); the model is `ORCHESTRATOR_MODEL` (in `llm`).
+    pub orchestrator: dispatch_core::orchestrator::OrchestratorConfig,
     /// Loki gateway for the "User Impact" section of new Grafana alerts (`LOKI_GATEWAY_URL`).
     pub loki_gateway: Option<dispatch_adapters::loki_gateway::LokiGatewayConfig>,
     /// White-label names of the web UI (the original's variables).
@@ -97,6 +100,30 @@ pub struct Brand {
     pub model_label: String,
     /// `NEXT_PUBLIC_GITHUB_REPO` (`owner/name`): "View on GitHub" links.
     pub github_repo: Option<String>,
+}
+
+/// A whole number in `min..=max`, `default` when unset; the error names the variable.
+fn bounded(
+    get: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+    default: u32,
+    min: u32,
+    max: u32,
+) -> Result<u32> {
+    match nonempty(get, var) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| {
+                Error::invalid(
+                    var,
+                    format!("{var}={v:?} must be a whole number from {min} to {max}"),
+                )
+            }),
+    }
 }
 
 /// The default header art: a small dispatch "signal" mark.
@@ -221,6 +248,17 @@ impl ServerConfig {
         let store = StoreUrl::from_lookup(get)?;
         let engine = EngineConfig::from_lookup(get)?;
         let llm = ClaudeConfig::from_lookup(get)?;
+        let brand = Brand::from_lookup(get)?;
+        let orchestrator = dispatch_core::orchestrator::OrchestratorConfig {
+            model: None,
+            max_tokens: bounded(get, "ORCHESTRATOR_MAX_TOKENS", 4096, 1, 128_000)?,
+            max_rounds: bounded(get, "ORCHESTRATOR_MAX_TOOL_ROUNDS", 10, 1, 50)?,
+            proposal_ttl: chrono::Duration::minutes(
+                bounded(get, "ORCHESTRATOR_PROPOSAL_TTL_MINUTES", 15, 1, 24 * 60)?.into(),
+            ),
+            app_name: brand.app_name.clone(),
+            ..Default::default()
+        };
         let loki_gateway = dispatch_adapters::loki_gateway::LokiGatewayConfig::from_lookup(get)?;
         let secrets_path = nonempty(get, "DISPATCH_SECRETS_FILE")
             .map(PathBuf::from)
@@ -322,8 +360,9 @@ impl ServerConfig {
             max_body_bytes,
             session_ttl_hours,
             llm,
+            orchestrator,
             loki_gateway,
-            brand: Brand::from_lookup(get)?,
+            brand,
             store,
             engine,
             secrets_path,

@@ -368,20 +368,28 @@ async fn serve() -> dispatch_core::Result<()> {
         .bus(opened.bus)
         .webhooks(Arc::new(webhooks))
         .config(cfg.engine.clone());
+    let mut llm: Option<Arc<dyn dispatch_core::ports::Llm>> = None;
     let llm_line = match &cfg.llm {
         Some(c) => {
             let line = format!(
-                "Claude ({}) at {}: confirms PR ↔ issue matches",
+                "Claude ({}) at {}: the orchestrator, and confirming PR ↔ issue matches",
                 c.model, c.base_url
             );
-            builder = builder.llm(Arc::new(dispatch_adapters::claude::ClaudeLlm::new(
-                c.clone(),
-            )?));
+            let claude: Arc<dyn dispatch_core::ports::Llm> =
+                Arc::new(dispatch_adapters::claude::ClaudeLlm::new(c.clone())?);
+            builder = builder.llm(claude.clone());
+            llm = Some(claude);
             line
         }
-        None => "none (set ANTHROPIC_API_KEY to let Claude confirm PR ↔ issue matches)".into(),
+        None => "none (set ANTHROPIC_API_KEY for the orchestrator and PR ↔ issue matching)".into(),
     };
     let dispatch = builder.build().await?;
+    let orchestrator = dispatch_core::orchestrator::Orchestrator::new(
+        dispatch.clone(),
+        llm,
+        tool_providers(&get)?,
+        cfg.orchestrator.clone(),
+    )?;
     let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port).parse().map_err(|e| {
         dispatch_core::Error::invalid(
             "HOST",
@@ -411,6 +419,7 @@ async fn serve() -> dispatch_core::Result<()> {
             .transpose()?
             .map(Arc::new),
         sentry: Arc::new(routes::webhooks::sentry::build_source(&get)?),
+        orchestrator,
         shutdown: cancel.clone(),
     };
     let app = app::build(state);
@@ -475,6 +484,13 @@ async fn serve() -> dispatch_core::Result<()> {
     cancel.cancel();
     let _ = loops.await;
     Ok(())
+}
+
+/// The orchestrator's tool sets beyond the mission tools (Loki, read-only SQL), as configured.
+fn tool_providers(
+    _get: &dyn Fn(&str) -> Option<String>,
+) -> dispatch_core::Result<Vec<Arc<dyn dispatch_core::ports::ToolProvider>>> {
+    Ok(Vec::new())
 }
 
 async fn wait_for_signal() {

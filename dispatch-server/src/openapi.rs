@@ -258,6 +258,38 @@ const ROUTES: &[Route] = &[
     ),
     (
         "post",
+        "/api/orchestrator",
+        "One turn of the orchestrator chat: text/event-stream of {type, data} events (session_id, text_delta, tool_start, tool_result, proposal, usage, error, done); 409 while the session answers another message",
+        Auth::Any,
+        Some("OrchestratorTurn"),
+        200,
+    ),
+    (
+        "get",
+        "/api/orchestrator",
+        "A session's history and proposals (sessionId), or the recent sessions",
+        Auth::Any,
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/api/orchestrator/proposals/{id}/confirm",
+        "Confirm a dispatch the orchestrator proposed: it goes through the spawn gates; 409 when already decided or expired",
+        Auth::Any,
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/api/orchestrator/proposals/{id}/cancel",
+        "Decline a proposed dispatch",
+        Auth::Any,
+        None,
+        200,
+    ),
+    (
+        "post",
         "/api/mcp/webhook",
         "Queue an event for an agent (kept in the database; the MCP tool poll_events takes it)",
         Auth::Any,
@@ -721,6 +753,13 @@ pub fn document() -> Value {
             "issue": { "type": "object" },
             "timestamp": { "type": "string", "format": "date-time" },
             "metadata": {}
+        }}),
+    );
+    schemas.insert(
+        "OrchestratorTurn".into(),
+        json!({ "type": "object", "required": ["message"], "additionalProperties": false, "properties": {
+            "message": { "type": "string", "minLength": 1, "maxLength": 20000, "description": "what the person typed; /help lists the slash commands" },
+            "sessionId": { "type": "string", "format": "uuid", "description": "continue this session (default: a new one)" }
         }}),
     );
     json!({

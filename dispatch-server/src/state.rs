@@ -16,6 +16,8 @@ pub struct AppState {
     pub loki_gateway: Option<Arc<dispatch_adapters::loki_gateway::LokiGateway>>,
     /// The Sentry payload parser, with API enrichment and suspect commits when configured.
     pub sentry: Arc<dispatch_adapters::sentry::SentryAlertSource>,
+    /// The chat orchestrator (the terminal, `POST /api/orchestrator`, `dispatch chat`).
+    pub orchestrator: dispatch_core::orchestrator::Orchestrator,
     /// Cancelled when the server shuts down; long-lived responses (SSE) end when it fires.
     pub shutdown: CancellationToken,
 }

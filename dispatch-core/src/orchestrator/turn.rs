@@ -414,6 +414,13 @@ impl Sink {
     fn cancelled(&self) -> bool {
         self.cancel.is_cancelled() || self.tx.is_closed()
     }
+    /// Resolves when the turn is cancelled or its receiver (the client) went away.
+    async fn gone(&self) {
+        tokio::select! {
+            _ = self.cancel.cancelled() => {}
+            _ = self.tx.closed() => {}
+        }
+    }
 }
 
 /// The affirmations that confirm the session's pending proposals without a model round.
@@ -821,7 +828,7 @@ impl Turn {
         let mut asm = DeltaAssembler::new();
         let started = tokio::select! {
             biased;
-            _ = sink.cancel.cancelled() => None,
+            _ = sink.gone() => None,
             r = llm.stream(request) => Some(r),
         };
         let mut stream = match started {
@@ -834,7 +841,7 @@ impl Turn {
         let interrupt = loop {
             let next = tokio::select! {
                 biased;
-                _ = sink.cancel.cancelled() => break Some(Interrupt::Cancelled),
+                _ = sink.gone() => break Some(Interrupt::Cancelled),
                 n = stream.next() => n,
             };
             let delta = match next {

@@ -8,6 +8,7 @@ pub mod customers;
 pub mod dedup;
 pub mod issues;
 pub mod ops;
+pub mod orchestrator;
 pub mod session;
 pub mod streams;
 pub mod webhooks;
@@ -32,6 +33,7 @@ pub fn api() -> Router<AppState> {
         .merge(webhooks::router())
         .merge(streams::router())
         .merge(ops::router())
+        .merge(orchestrator::router())
 }
 
 /// `limit` of list endpoints (default 50, at most 500).

@@ -107,7 +107,7 @@ fn with_id(e: SseEvent, id: &str) -> SseEvent {
     }
 }
 
-fn sse_response<S>(stream: S) -> Response
+pub(crate) fn sse_response<S>(stream: S) -> Response
 where
     S: Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
 {
