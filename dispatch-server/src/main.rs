@@ -2,6 +2,7 @@
 
 mod app;
 mod auth;
+mod chat_cmd;
 mod config;
 mod dto;
 mod error;
@@ -106,6 +107,16 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Talk to the orchestrator of a running server: say what you want done, confirm the
+    /// dispatches it proposes. The session is remembered per server.
+    Chat {
+        /// The server's base URL. Default: http://127.0.0.1:$PORT.
+        #[arg(long)]
+        url: Option<String>,
+        /// Start a new session instead of resuming the remembered one.
+        #[arg(long)]
+        new: bool,
+    },
     /// Ask a running server's /api/health; exit 0 when it answers 200 (container health checks).
     Health {
         /// The health URL. Default: http://127.0.0.1:$PORT/api/health.
@@ -176,6 +187,7 @@ fn main() -> ExitCode {
             Command::AgentFilter { summary_json } => agent_filter(summary_json),
             Command::Health { url } => health(url).await,
             Command::Status { url } => status(url).await,
+            Command::Chat { url, new } => chat(url, new).await,
             Command::GenerateLogo {
                 image,
                 width,
@@ -232,6 +244,24 @@ async fn status(url: Option<String>) -> dispatch_core::Result<()> {
         .to_string();
     print!("{}", status_cmd::status(&base, cfg.api_key.expose()).await?);
     Ok(())
+}
+
+async fn chat(url: Option<String>, new_session: bool) -> dispatch_core::Result<()> {
+    // The key as the server has it: DISPATCH_API_KEY, or the secrets file beside its database.
+    let cfg = load_config()?;
+    let get = config::env_lookup();
+    let base = url
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", cfg.port))
+        .trim_end_matches('/')
+        .to_string();
+    chat_cmd::run(chat_cmd::ChatOptions {
+        base,
+        api_key: cfg.api_key.expose().to_string(),
+        new_session,
+        state_file: chat_cmd::ChatOptions::state_file_from(&get),
+        color: chat_cmd::ChatOptions::color_from(&get),
+    })
+    .await
 }
 
 /// The SQLite path of the configured store, or an error saying what to use for PostgreSQL.

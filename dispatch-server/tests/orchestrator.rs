@@ -5,6 +5,7 @@
 
 mod support;
 
+use dispatch_core::testkit::fake_anthropic;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -16,36 +17,8 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const KEY: &str = "sk-ant-orchestrator-test";
 
-/// A Messages API stream: text split into one delta per word, then an optional tool call.
 fn stream(text: &str, tool: Option<(&str, &str, Value)>) -> String {
-    let mut events = vec![json!({"type": "message_start", "message": {
-        "id": "msg_01Orch", "type": "message", "role": "assistant", "model": "claude-fake-1",
-        "content": [], "stop_reason": null, "stop_sequence": null,
-        "usage": {"input_tokens": 900, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 300, "output_tokens": 1}
-    }})];
-    events.push(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
-    for w in text.split_inclusive(' ') {
-        events.push(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}}));
-    }
-    events.push(json!({"type": "content_block_stop", "index": 0}));
-    let stop = if let Some((id, name, input)) = &tool {
-        events.push(json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}));
-        let s = input.to_string();
-        let (a, b) = s.split_at(s.len() / 2);
-        for part in ["", a, b] {
-            events.push(json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": part}}));
-        }
-        events.push(json!({"type": "content_block_stop", "index": 1}));
-        "tool_use"
-    } else {
-        "end_turn"
-    };
-    events.push(json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 42}}));
-    events.push(json!({"type": "message_stop"}));
-    events
-        .iter()
-        .map(|e| format!("event: {}\r\ndata: {e}\r\n\r\n", e["type"].as_str().unwrap()))
-        .collect()
+    fake_anthropic::stream_words("claude-fake-1", text, tool)
 }
 
 /// Answers the scripted streams in order (the last one again when the script runs out).
@@ -56,7 +29,10 @@ struct Script {
 
 impl Respond for Script {
     fn respond(&self, _req: &Request) -> ResponseTemplate {
-        let i = self.n.fetch_add(1, Ordering::SeqCst).min(self.replies.len() - 1);
+        let i = self
+            .n
+            .fetch_add(1, Ordering::SeqCst)
+            .min(self.replies.len() - 1);
         ResponseTemplate::new(200)
             .insert_header("content-type", "text/event-stream")
             .set_body_string(self.replies[i].clone())
@@ -128,7 +104,9 @@ fn text(events: &[Value]) -> String {
 
 async fn runs_queued(s: &Server) -> u64 {
     let (_, stats) = get(s, "/api/spawns/stats").await;
-    stats["queued"].as_u64().unwrap_or_else(|| panic!("{stats}"))
+    stats["queued"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{stats}"))
 }
 
 #[tokio::test]
@@ -214,7 +192,11 @@ async fn a_chat_proposes_and_only_the_persons_confirmation_dispatches() {
     assert_eq!(h["busy"], false);
 
     let events = chat(&s, Some(&session), "/confirm").await;
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "a confirmation is not a model call");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "a confirmation is not a model call"
+    );
     let decided = &of_type(&events, "proposal")[0]["data"];
     assert_eq!(decided["status"], "confirmed");
     assert!(decided["outcome"]["run_id"].is_string(), "{decided}");

@@ -80,3 +80,41 @@ pub fn assistant_messages(body: &Value) -> usize {
         .as_array()
         .map_or(0, |m| m.iter().filter(|m| m["role"] == "assistant").count())
 }
+
+/// A whole streamed reply: `text` as one delta per word (as the API streams tokens), then
+/// optionally one tool call (`id`, `name`, `input`, its JSON sent in pieces); CRLF line endings.
+pub fn stream_words(model: &str, text: &str, tool: Option<(&str, &str, Value)>) -> String {
+    let mut events = vec![json!({"type": "message_start", "message": {
+        "id": "msg_01Orch", "type": "message", "role": "assistant", "model": model,
+        "content": [], "stop_reason": null, "stop_sequence": null,
+        "usage": {"input_tokens": 900, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 300, "output_tokens": 1}
+    }})];
+    events.push(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
+    for w in text.split_inclusive(' ') {
+        events.push(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}}));
+    }
+    events.push(json!({"type": "content_block_stop", "index": 0}));
+    let stop = if let Some((id, name, input)) = &tool {
+        events.push(json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}));
+        let s = input.to_string();
+        let (a, b) = s.split_at(s.len() / 2);
+        for part in ["", a, b] {
+            events.push(json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": part}}));
+        }
+        events.push(json!({"type": "content_block_stop", "index": 1}));
+        "tool_use"
+    } else {
+        "end_turn"
+    };
+    events.push(json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 42}}));
+    events.push(json!({"type": "message_stop"}));
+    events
+        .iter()
+        .map(|e| {
+            format!(
+                "event: {}\r\ndata: {e}\r\n\r\n",
+                e["type"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
