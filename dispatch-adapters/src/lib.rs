@@ -44,12 +44,16 @@ pub mod sentry;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 
+#[cfg(any(feature = "loki-tools", feature = "analytics-sql"))]
+pub mod analytics;
+
 #[cfg(any(
     feature = "github",
     feature = "claude",
     feature = "loki-gateway",
     feature = "sentry-api",
-    feature = "webhook"
+    feature = "webhook",
+    feature = "loki-tools"
 ))]
 mod tls;
 
@@ -60,7 +64,8 @@ mod tls;
     feature = "claude",
     feature = "loki-gateway",
     feature = "sentry-api",
-    feature = "webhook"
+    feature = "webhook",
+    feature = "loki-tools"
 ))]
 pub fn ensure_crypto_provider() {
     tls::ensure_crypto_provider();
