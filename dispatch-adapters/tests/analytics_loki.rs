@@ -208,7 +208,11 @@ async fn loki_search_escapes_the_pattern_and_refuses_a_bad_regex_before_asking_l
             30,
             json!({"level": "WARN", "msg": "ECONN42 timeout"}),
         ),
-        line(json!({"level": "info"}), 40, json!({"level": "info", "msg": "ok"})),
+        line(
+            json!({"level": "info"}),
+            40,
+            json!({"level": "info", "msg": "ok"}),
+        ),
     ])
     .await;
     let t = tools(&server);
@@ -234,13 +238,17 @@ async fn loki_search_escapes_the_pattern_and_refuses_a_bad_regex_before_asking_l
         .await
         .unwrap_err();
     assert_eq!(err.field(), Some("pattern"));
-    assert!(err.message.contains("not a valid regular expression"), "{err}");
-    let err = t
-        .call(&ctx(), "loki_search", json!({}))
-        .await
-        .unwrap_err();
+    assert!(
+        err.message.contains("not a valid regular expression"),
+        "{err}"
+    );
+    let err = t.call(&ctx(), "loki_search", json!({})).await.unwrap_err();
     assert_eq!(err.field(), Some("pattern"));
-    assert_eq!(queries(&server).await.len(), 1, "no query for bad arguments");
+    assert_eq!(
+        queries(&server).await.len(),
+        1,
+        "no query for bad arguments"
+    );
 }
 
 #[tokio::test]
@@ -284,7 +292,11 @@ async fn loki_stats_counts_groups_largest_first() {
             json!({"source": "api", "feature": "billing", "msg": "y"}),
         ));
     }
-    lines.push(line(error_stream(), 300, json!({"source": "worker", "msg": "z"})));
+    lines.push(line(
+        error_stream(),
+        300,
+        json!({"source": "worker", "msg": "z"}),
+    ));
     // Older than 24 h: not counted.
     lines.push(line(
         error_stream(),
@@ -353,7 +365,11 @@ async fn loki_compare_sets_the_current_window_against_the_one_before() {
 
     // With a source, the filter is quoted and groups default to features.
     let out = tools(&server)
-        .call(&ctx(), "loki_compare", json!({"source": "api", "period": "30m"}))
+        .call(
+            &ctx(),
+            "loki_compare",
+            json!({"source": "api", "period": "30m"}),
+        )
         .await
         .expect("compare");
     assert_eq!(out["groupBy"], "feature");
@@ -443,8 +459,9 @@ async fn a_server_error_with_a_json_body_carries_its_error_text() {
         .await;
     Mock::given(path("/loki/api/v1/query_range"))
         .respond_with(
-            ResponseTemplate::new(500)
-                .set_body_json(json!({"status": "error", "error": "too many outstanding requests"})),
+            ResponseTemplate::new(500).set_body_json(
+                json!({"status": "error", "error": "too many outstanding requests"}),
+            ),
         )
         .mount(&server)
         .await;
@@ -453,7 +470,10 @@ async fn a_server_error_with_a_json_body_carries_its_error_text() {
         .await
         .unwrap_err();
     assert!(matches!(err.kind, ErrorKind::Upstream { status: 500, .. }));
-    assert!(err.message.contains("too many outstanding requests"), "{err}");
+    assert!(
+        err.message.contains("too many outstanding requests"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -480,8 +500,9 @@ async fn a_loki_that_accepts_and_never_answers_is_reported_within_3_seconds() {
     assert!(took < Duration::from_millis(3_500), "took {took:?}");
     assert_eq!(err.kind, ErrorKind::Unavailable);
     assert!(
-        err.message
-            .starts_with(&format!("Loki not reachable at http://{addr}: no answer within 3 s")),
+        err.message.starts_with(&format!(
+            "Loki not reachable at http://{addr}: no answer within 3 s"
+        )),
         "{err}"
     );
     holder.abort();
@@ -618,11 +639,17 @@ fn configuration_comes_from_the_environment_and_errors_name_the_variable() {
             "LOKI_TIMEOUT_SECONDS",
         ),
         (
-            &[("LOKI_URL", "http://loki"), ("LOKI_ERROR_SELECTOR", "level=error")][..],
+            &[
+                ("LOKI_URL", "http://loki"),
+                ("LOKI_ERROR_SELECTOR", "level=error"),
+            ][..],
             "LOKI_ERROR_SELECTOR",
         ),
         (
-            &[("LOKI_URL", "http://loki"), ("LOKI_SELECTOR", r#"{a="b"} |= "x""#)][..],
+            &[
+                ("LOKI_URL", "http://loki"),
+                ("LOKI_SELECTOR", r#"{a="b"} |= "x""#),
+            ][..],
             "LOKI_SELECTOR",
         ),
         (
@@ -653,13 +680,23 @@ fn the_tools_describe_themselves_with_object_schemas() {
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
-        ["loki_errors", "loki_search", "loki_stats", "loki_compare", "loki_trace"]
+        [
+            "loki_errors",
+            "loki_search",
+            "loki_stats",
+            "loki_compare",
+            "loki_trace"
+        ]
     );
     for s in &specs {
         assert!(s.description.len() > 40, "{}", s.name);
         assert_eq!(s.input_schema["type"], "object");
         for r in s.input_schema["required"].as_array().unwrap() {
-            assert!(s.input_schema["properties"].get(r.as_str().unwrap()).is_some());
+            assert!(
+                s.input_schema["properties"]
+                    .get(r.as_str().unwrap())
+                    .is_some()
+            );
         }
     }
     assert_eq!(specs[1].input_schema["required"], json!(["pattern"]));

@@ -261,7 +261,11 @@ fn logql(selector: &str, pattern: Option<&str>, filters: &[Filter]) -> String {
                 let _ = write!(q, " | {name}={}", quote(v));
             }
             Filter::EqIgnoreCase(name, v) => {
-                let _ = write!(q, " | {name}=~{}", quote(&format!("(?i){}", regex::escape(v))));
+                let _ = write!(
+                    q,
+                    " | {name}=~{}",
+                    quote(&format!("(?i){}", regex::escape(v)))
+                );
             }
         }
     }
@@ -571,7 +575,10 @@ impl LokiTools {
         headers.insert(USER_AGENT, HeaderValue::from_static("dispatch"));
         if let Some(t) = &cfg.tenant {
             let v = HeaderValue::from_str(t).map_err(|_| {
-                Error::invalid("LOKI_TENANT_ID", "LOKI_TENANT_ID cannot be sent in a header")
+                Error::invalid(
+                    "LOKI_TENANT_ID",
+                    "LOKI_TENANT_ID cannot be sent in a header",
+                )
             })?;
             headers.insert("x-scope-orgid", v);
         }
@@ -879,7 +886,8 @@ impl LokiTools {
             if matches!(level.as_str(), "error" | "fatal" | "critical" | "err") {
                 errors += 1;
                 if first_error.is_none() {
-                    first_error = Some(json!({"time": e.time(), "message": clip(&e.message(), 500)}));
+                    first_error =
+                        Some(json!({"time": e.time(), "message": clip(&e.message(), 500)}));
                 }
             }
             *levels.entry(level).or_insert(0) += 1;
@@ -951,7 +959,8 @@ const TOOL_NAMES: [&str; 5] = [
     "loki_trace",
 ];
 
-const SINCE: &str = "How far back to look: a number and a unit m, h or d (30m, 1h, 7d); at most 30d.";
+const SINCE: &str =
+    "How far back to look: a number and a unit m, h or d (30m, 1h, 7d); at most 30d.";
 
 #[async_trait]
 impl ToolProvider for LokiTools {
@@ -1143,12 +1152,23 @@ mod tests {
             parse_window("since", "30m").unwrap(),
             chrono::Duration::minutes(30)
         );
-        assert_eq!(parse_window("since", "7d").unwrap(), chrono::Duration::days(7));
-        assert_eq!(parse_window("since", "720h").unwrap(), chrono::Duration::days(30));
-        for bad in ["", "1", "h", "0h", "31d", "1w", "-1h", "1.5h", "1 h", "1hh", "١h"] {
+        assert_eq!(
+            parse_window("since", "7d").unwrap(),
+            chrono::Duration::days(7)
+        );
+        assert_eq!(
+            parse_window("since", "720h").unwrap(),
+            chrono::Duration::days(30)
+        );
+        for bad in [
+            "", "1", "h", "0h", "31d", "1w", "-1h", "1.5h", "1 h", "1hh", "١h",
+        ] {
             let e = parse_window("since", bad).unwrap_err();
             assert_eq!(e.field(), Some("since"), "{bad:?}");
         }
-        assert_eq!(parse_window("period", "x").unwrap_err().field(), Some("period"));
+        assert_eq!(
+            parse_window("period", "x").unwrap_err().field(),
+            Some("period")
+        );
     }
 }

@@ -52,7 +52,10 @@ pub(crate) fn input_object(input: &Value) -> Result<serde_json::Map<String, Valu
     match input {
         Value::Object(o) => Ok(o.clone()),
         Value::Null => Ok(serde_json::Map::new()),
-        _ => Err(Error::invalid("input", "the tool's input must be a JSON object")),
+        _ => Err(Error::invalid(
+            "input",
+            "the tool's input must be a JSON object",
+        )),
     }
 }
 
@@ -79,7 +82,12 @@ pub(crate) fn opt_limit(
     default: u32,
     max: u32,
 ) -> Result<u32> {
-    let bad = || Error::invalid(name, format!("{name} must be a whole number from 1 to {max}"));
+    let bad = || {
+        Error::invalid(
+            name,
+            format!("{name} must be a whole number from 1 to {max}"),
+        )
+    };
     match args.get(name) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Number(n)) => match n.as_u64() {

@@ -148,7 +148,9 @@ impl SqlTools {
             ),
             sqlx::Error::Tls(_) => "TLS failed (check sslmode and sslrootcert)".into(),
             sqlx::Error::Io(io) => format!("the server is not reachable ({io})"),
-            sqlx::Error::Database(db) => format!("the server refused the connection ({})", db.message()),
+            sqlx::Error::Database(db) => {
+                format!("the server refused the connection ({})", db.message())
+            }
             sqlx::Error::Configuration(_) => "the URL is not valid".into(),
             other => other.to_string(),
         };
@@ -187,12 +189,15 @@ impl SqlTools {
                 result
             }
             .await;
-            // Session-level advisory locks survive a rollback: none may stay on a pooled connection.
-            if sqlx::query("SELECT pg_advisory_unlock_all()")
+            // Session-level advisory locks survive a rollback: none may stay on a pooled
+            // connection. The call's prepared statements (the cursor's FETCH: its columns
+            // differ from call to call) are closed too.
+            let clean = sqlx::query("SELECT pg_advisory_unlock_all()")
                 .execute(&mut *conn)
                 .await
-                .is_err()
-            {
+                .is_ok()
+                && conn.clear_cached_statements().await.is_ok();
+            if !clean {
                 let _ = conn.close().await;
             }
             outcome
@@ -269,9 +274,12 @@ impl SqlTools {
                         .persistent(false)
                         .execute(&mut *conn)
                         .await?;
+                    // A named statement: when the rows have types sqlx does not know yet
+                    // (enums, extension types) it looks them up on this connection, which would
+                    // replace an unnamed statement before it runs. It is closed after the call.
                     let fetch = format!("FETCH FORWARD {} FROM {CURSOR}", cap + 1);
                     sqlx::query(sqlx::AssertSqlSafe(fetch))
-                        .persistent(false)
+                        .persistent(true)
                         .fetch_all(&mut *conn)
                         .await
                 })
@@ -482,11 +490,7 @@ fn unquote(s: &str) -> String {
 }
 
 fn render_row(row: &PgRow) -> Value {
-    Value::Array(
-        (0..row.columns().len())
-            .map(|i| render(row, i))
-            .collect(),
-    )
+    Value::Array((0..row.columns().len()).map(|i| render(row, i)).collect())
 }
 
 /// A column's value as JSON: numbers, booleans, text, timestamps (RFC 3339), JSON, uuids;
@@ -531,29 +535,45 @@ fn render(row: &PgRow, i: usize) -> Value {
         "UUID" => get!(uuid::Uuid).map(|u| json!(u.to_string())),
         "TIMESTAMPTZ" => get!(chrono::DateTime<chrono::Utc>)
             .map(|t| json!(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))),
-        "TIMESTAMP" => get!(chrono::NaiveDateTime).map(|t| json!(t.format("%Y-%m-%dT%H:%M:%S%.f").to_string())),
+        "TIMESTAMP" => {
+            get!(chrono::NaiveDateTime).map(|t| json!(t.format("%Y-%m-%dT%H:%M:%S%.f").to_string()))
+        }
         "DATE" => get!(chrono::NaiveDate).map(|d| json!(d.to_string())),
         "TIME" => get!(chrono::NaiveTime).map(|t| json!(t.to_string())),
         "INTERVAL" => get!(sqlx::postgres::types::PgInterval).map(|iv| json!(interval(&iv))),
         "JSON" | "JSONB" => get!(Value).map(|j| {
             let s = j.to_string();
-            if s.len() > 8_000 { json!(clip(&s, 4_000)) } else { j }
+            if s.len() > 8_000 {
+                json!(clip(&s, 4_000))
+            } else {
+                j
+            }
         }),
         "BYTEA" => get!(Vec<u8>).map(|b| {
             let hex: String = b.iter().take(256).map(|x| format!("{x:02x}")).collect();
             json!(format!("\\x{hex}{}", if b.len() > 256 { "…" } else { "" }))
         }),
         "VOID" => Some(Value::Null),
-        "TEXT[]" | "VARCHAR[]" | "NAME[]" | "BPCHAR[]" => {
-            get!(Vec<Option<String>>).map(|v| json!(v.into_iter().take(500).map(|s| s.map(|s| clip(&s, 500))).collect::<Vec<_>>()))
-        }
+        "TEXT[]" | "VARCHAR[]" | "NAME[]" | "BPCHAR[]" => get!(Vec<Option<String>>).map(|v| {
+            json!(
+                v.into_iter()
+                    .take(500)
+                    .map(|s| s.map(|s| clip(&s, 500)))
+                    .collect::<Vec<_>>()
+            )
+        }),
         "INT2[]" => get!(Vec<Option<i16>>).map(|v| json!(v)),
         "INT4[]" => get!(Vec<Option<i32>>).map(|v| json!(v)),
         "INT8[]" => get!(Vec<Option<i64>>).map(|v| json!(v)),
         "FLOAT8[]" => get!(Vec<Option<f64>>).map(|v| json!(v)),
         "BOOL[]" => get!(Vec<Option<bool>>).map(|v| json!(v)),
-        "UUID[]" => get!(Vec<Option<uuid::Uuid>>)
-            .map(|v| json!(v.into_iter().map(|u| u.map(|u| u.to_string())).collect::<Vec<_>>())),
+        "UUID[]" => get!(Vec<Option<uuid::Uuid>>).map(|v| {
+            json!(
+                v.into_iter()
+                    .map(|u| u.map(|u| u.to_string()))
+                    .collect::<Vec<_>>()
+            )
+        }),
         _ => None,
     };
     v.unwrap_or_else(|| {
@@ -727,7 +747,10 @@ impl ToolProvider for SqlTools {
             "sql_query" => {
                 let sql = req_str(&args, "sql")?;
                 if sql.len() > 100_000 {
-                    return Err(Error::invalid("sql", "sql is longer than 100000 characters"));
+                    return Err(Error::invalid(
+                        "sql",
+                        "sql is longer than 100000 characters",
+                    ));
                 }
                 self.query(sql).await
             }
@@ -736,7 +759,10 @@ impl ToolProvider for SqlTools {
             "sql_find_table" => {
                 let p = req_str(&args, "pattern")?;
                 if p.chars().count() > 200 {
-                    return Err(Error::invalid("pattern", "pattern is longer than 200 characters"));
+                    return Err(Error::invalid(
+                        "pattern",
+                        "pattern is longer than 200 characters",
+                    ));
                 }
                 self.find_table(p).await
             }
@@ -768,7 +794,10 @@ mod tests {
             "-0.00001"
         );
         assert_eq!(numeric_text(&numeric(0, 0, 0, 0, &[])).unwrap(), "0");
-        assert_eq!(numeric_text(&numeric(1, 2, 0, 0, &[7])).unwrap(), "700000000");
+        assert_eq!(
+            numeric_text(&numeric(1, 2, 0, 0, &[7])).unwrap(),
+            "700000000"
+        );
         assert_eq!(numeric_text(&numeric(0, 0, 0xC000, 0, &[])).unwrap(), "NaN");
         assert!(numeric_text(&[0, 1]).is_none());
     }
@@ -782,7 +811,10 @@ mod tests {
             microseconds,
         };
         assert_eq!(interval(&iv(0, 0, 0)), "00:00:00");
-        assert_eq!(interval(&iv(1, 2, 3_723_500_000)), "1 mons 2 days 01:02:03.5");
+        assert_eq!(
+            interval(&iv(1, 2, 3_723_500_000)),
+            "1 mons 2 days 01:02:03.5"
+        );
         assert_eq!(interval(&iv(0, 0, -60_000_000)), "-00:01:00");
     }
 }
