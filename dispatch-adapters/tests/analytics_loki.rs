@@ -67,7 +67,7 @@ impl Respond for FakeLoki {
             .map(|l| (l, ns(now()) - l.ago_s * 1_000_000_000))
             .filter(|(_, t)| *t >= start && *t < end)
             .collect();
-        hits.sort_by(|a, b| b.1.cmp(&a.1));
+        hits.sort_by_key(|h| std::cmp::Reverse(h.1));
         hits.truncate(limit);
         let mut streams: Vec<(Value, Vec<Value>)> = Vec::new();
         for (l, t) in hits {

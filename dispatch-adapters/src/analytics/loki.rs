@@ -509,7 +509,7 @@ fn entries(answer: &Value) -> Result<Vec<Entry>> {
             });
         }
     }
-    out.sort_by(|a, b| b.ts_ns.cmp(&a.ts_ns));
+    out.sort_by_key(|e| std::cmp::Reverse(e.ts_ns));
     Ok(out)
 }
 

@@ -76,6 +76,7 @@ pub(crate) fn req_str(args: &serde_json::Map<String, Value>, name: &str) -> Resu
 }
 
 /// An optional positive integer argument within `1..=max`, or `default`.
+#[cfg(feature = "loki-tools")]
 pub(crate) fn opt_limit(
     args: &serde_json::Map<String, Value>,
     name: &str,
