@@ -728,21 +728,7 @@ impl LokiTools {
 
     async fn search(&self, now: DateTime<Utc>, args: &Map<String, Value>) -> Result<Value> {
         let pattern = req_str(args, "pattern")?;
-        if pattern.chars().count() > 1_000 {
-            return Err(Error::invalid(
-                "pattern",
-                "pattern is longer than 1000 characters",
-            ));
-        }
-        regex::RegexBuilder::new(&pattern)
-            .size_limit(1 << 20)
-            .build()
-            .map_err(|e| {
-                Error::invalid(
-                    "pattern",
-                    format!("pattern is not a valid regular expression (RE2 syntax): {e}"),
-                )
-            })?;
+        check_pattern(&pattern)?;
         let since_s = opt_str(args, "since")?.unwrap_or_else(|| "1h".into());
         let since = parse_window("since", &since_s)?;
         let limit = opt_limit(args, "limit", 50, 1_000)?;
@@ -1074,6 +1060,27 @@ impl ToolProvider for LokiTools {
     }
 }
 
+/// The search pattern must compile (Loki's RE2 and Rust's `regex` share their syntax, bar a
+/// few rarely used features) and stay short.
+fn check_pattern(pattern: &str) -> Result<()> {
+    if pattern.chars().count() > 1_000 {
+        return Err(Error::invalid(
+            "pattern",
+            "pattern is longer than 1000 characters",
+        ));
+    }
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| {
+            Error::invalid(
+                "pattern",
+                format!("pattern is not a valid regular expression (RE2 syntax): {e}"),
+            )
+        })?;
+    Ok(())
+}
+
 /// Checks a call's arguments without reaching Loki.
 fn validate(name: &str, args: &Map<String, Value>) -> Result<()> {
     let window = |arg: &str| -> Result<()> {
@@ -1088,7 +1095,7 @@ fn validate(name: &str, args: &Map<String, Value>) -> Result<()> {
             opt_limit(args, "limit", 50, 1_000)?;
         }
         "loki_search" => {
-            req_str(args, "pattern")?;
+            check_pattern(&req_str(args, "pattern")?)?;
             window("since")?;
             opt_limit(args, "limit", 50, 1_000)?;
         }
