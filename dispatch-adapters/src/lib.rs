@@ -3,6 +3,8 @@
 //! - `sqlite` (default): [`sqlite::SqliteStore`], the embedded default.
 //! - `postgres`: [`postgres::PostgresStore`] and [`postgres::PostgresEventBus`] for several
 //!   server processes on one database.
+//! - `loki-tools`, `analytics-sql`: [`analytics`], the orchestrator's Loki and read-only SQL
+//!   tool providers.
 
 #[cfg(feature = "_sql")]
 #[macro_use]
