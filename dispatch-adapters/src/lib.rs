@@ -3,6 +3,8 @@
 //! - `sqlite` (default): [`sqlite::SqliteStore`], the embedded default.
 //! - `postgres`: [`postgres::PostgresStore`] and [`postgres::PostgresEventBus`] for several
 //!   server processes on one database.
+//! - `loki-tools`, `analytics-sql`: [`analytics`], the orchestrator's Loki and read-only SQL
+//!   tool providers.
 
 #[cfg(feature = "_sql")]
 #[macro_use]
@@ -44,12 +46,16 @@ pub mod sentry;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 
+#[cfg(any(feature = "loki-tools", feature = "analytics-sql"))]
+pub mod analytics;
+
 #[cfg(any(
     feature = "github",
     feature = "claude",
     feature = "loki-gateway",
     feature = "sentry-api",
-    feature = "webhook"
+    feature = "webhook",
+    feature = "loki-tools"
 ))]
 mod tls;
 
@@ -60,7 +66,8 @@ mod tls;
     feature = "claude",
     feature = "loki-gateway",
     feature = "sentry-api",
-    feature = "webhook"
+    feature = "webhook",
+    feature = "loki-tools"
 ))]
 pub fn ensure_crypto_provider() {
     tls::ensure_crypto_provider();
