@@ -837,9 +837,7 @@ async fn next_delta(mut st: StreamState) -> Option<(Result<LlmDelta>, StreamStat
         if st.done {
             return None;
         }
-        let Some(resp) = st.resp.as_mut() else {
-            return None;
-        };
+        let resp = st.resp.as_mut()?;
         match tokio::time::timeout(st.idle, resp.chunk()).await {
             Err(_) => {
                 st.done = true;

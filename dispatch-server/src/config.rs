@@ -74,6 +74,11 @@ pub struct ServerConfig {
     /// `ORCHESTRATOR_MAX_TOKENS` (4096), `ORCHESTRATOR_MAX_TOOL_ROUNDS` (10),
     /// `ORCHESTRATOR_PROPOSAL_TTL_MINUTES` (15); the model is `ORCHESTRATOR_MODEL` (in `llm`).
     pub orchestrator: dispatch_core::orchestrator::OrchestratorConfig,
+    /// The orchestrator's Loki tools (`LOKI_URL`, …): `loki_errors`, `loki_search`, ….
+    pub loki_tools: Option<dispatch_adapters::analytics::loki::LokiToolsConfig>,
+    /// The orchestrator's read-only SQL tools (`ANALYTICS_DATABASE_URL`, …).
+    #[cfg(feature = "postgres")]
+    pub sql_tools: Option<dispatch_adapters::analytics::sql::SqlToolsConfig>,
     /// Loki gateway for the "User Impact" section of new Grafana alerts (`LOKI_GATEWAY_URL`).
     pub loki_gateway: Option<dispatch_adapters::loki_gateway::LokiGatewayConfig>,
     /// White-label names of the web UI (the original's variables).
@@ -361,6 +366,9 @@ impl ServerConfig {
             session_ttl_hours,
             llm,
             orchestrator,
+            loki_tools: dispatch_adapters::analytics::loki::LokiToolsConfig::from_lookup(get)?,
+            #[cfg(feature = "postgres")]
+            sql_tools: dispatch_adapters::analytics::sql::SqlToolsConfig::from_lookup(get)?,
             loki_gateway,
             brand,
             store,

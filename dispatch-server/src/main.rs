@@ -417,7 +417,7 @@ async fn serve() -> dispatch_core::Result<()> {
     let orchestrator = dispatch_core::orchestrator::Orchestrator::new(
         dispatch.clone(),
         llm,
-        tool_providers(&get)?,
+        tool_providers(&cfg)?,
         cfg.orchestrator.clone(),
     )?;
     let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port).parse().map_err(|e| {
@@ -452,6 +452,11 @@ async fn serve() -> dispatch_core::Result<()> {
         orchestrator,
         shutdown: cancel.clone(),
     };
+    let state_tools = (
+        state.orchestrator.tool_sets(),
+        state.orchestrator.tools().len(),
+        state.orchestrator.has_model(),
+    );
     let app = app::build(state);
 
     let url = if cfg.host == "0.0.0.0" {
@@ -465,6 +470,16 @@ async fn serve() -> dispatch_core::Result<()> {
     );
     println!("  runner: {runner_line}");
     println!("  LLM: {llm_line}");
+    println!(
+        "  orchestrator: {} tools ({}){}",
+        state_tools.1,
+        state_tools.0.join(", "),
+        if state_tools.2 {
+            ""
+        } else {
+            "; slash commands only without ANTHROPIC_API_KEY"
+        }
+    );
     if !cfg.workers {
         println!("  dispatcher and sweeper: off in this process (DISPATCH_WORKERS=false)");
     }
@@ -518,9 +533,18 @@ async fn serve() -> dispatch_core::Result<()> {
 
 /// The orchestrator's tool sets beyond the mission tools (Loki, read-only SQL), as configured.
 fn tool_providers(
-    _get: &dyn Fn(&str) -> Option<String>,
+    cfg: &ServerConfig,
 ) -> dispatch_core::Result<Vec<Arc<dyn dispatch_core::ports::ToolProvider>>> {
-    Ok(Vec::new())
+    use dispatch_adapters::analytics;
+    let mut out: Vec<Arc<dyn dispatch_core::ports::ToolProvider>> = Vec::new();
+    if let Some(c) = &cfg.loki_tools {
+        out.push(Arc::new(analytics::loki::LokiTools::new(c.clone())?));
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(c) = &cfg.sql_tools {
+        out.push(Arc::new(analytics::sql::SqlTools::new(c.clone())?));
+    }
+    Ok(out)
 }
 
 async fn wait_for_signal() {

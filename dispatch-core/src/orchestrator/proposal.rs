@@ -149,7 +149,7 @@ pub fn estimate_cost(recent: &[f64]) -> Option<f64> {
     }
     costs.sort_by(f64::total_cmp);
     let mid = costs.len() / 2;
-    Some(if costs.len() % 2 == 0 {
+    Some(if costs.len().is_multiple_of(2) {
         (costs[mid - 1] + costs[mid]) / 2.0
     } else {
         costs[mid]

@@ -181,6 +181,15 @@ impl Orchestrator {
         self.inner.llm.is_some()
     }
 
+    /// The names of the tool sets ("missions", "loki", "sql").
+    pub fn tool_sets(&self) -> Vec<String> {
+        self.inner
+            .providers
+            .iter()
+            .map(|p| p.name().to_owned())
+            .collect()
+    }
+
     /// Every tool the model is offered.
     pub fn tools(&self) -> Vec<ToolSpec> {
         self.inner
@@ -660,10 +669,9 @@ impl Turn {
                 if confirm
                     && !is_error
                     && let Some(p) = proposal_in(&result)
+                    && let Ok(p) = self.orch.inner.engine.store().get_proposal(p).await
                 {
-                    if let Ok(p) = self.orch.inner.engine.store().get_proposal(p).await {
-                        return self.decide_all(sink, &[p], ProposalDecision::Confirm).await;
-                    }
+                    return self.decide_all(sink, &[p], ProposalDecision::Confirm).await;
                 }
                 let text = commands::render(name, &result, is_error);
                 sink.send(TurnEvent::TextDelta(text.clone())).await;
