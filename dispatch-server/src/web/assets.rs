@@ -33,6 +33,16 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/fleet.js"),
     ),
+    (
+        "terminal.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/terminal.js"),
+    ),
+    (
+        "terminal.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../assets/terminal.css"),
+    ),
 ];
 
 /// The first 12 hex digits of the hash of every asset (constant data, computed once).

@@ -10,6 +10,7 @@ mod assets;
 pub mod markdown;
 mod pages;
 mod portal;
+mod terminal;
 
 use crate::state::AppState;
 use axum::Router;
@@ -21,7 +22,7 @@ use axum::routing::get;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(pages::home))
+        .route("/", get(terminal::page))
         .route("/board", get(pages::board))
         .route("/issue/{identifier}", get(pages::issue))
         .route("/fleet", get(pages::fleet))

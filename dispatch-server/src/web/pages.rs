@@ -88,7 +88,7 @@ pub fn html(t: &impl Template) -> PageResult {
 }
 
 /// Pages need a session; without one the browser goes to the login form and comes back.
-fn require_session(s: &AppState, headers: &HeaderMap, uri: &Uri) -> Option<Response> {
+pub(super) fn require_session(s: &AppState, headers: &HeaderMap, uri: &Uri) -> Option<Response> {
     if session_ok(s, headers) {
         return None;
     }
@@ -260,7 +260,6 @@ struct BoardPage {
     layout: Layout,
     board_js: String,
     columns: Vec<BoardColumn>,
-    orchestrator_note: bool,
 }
 
 /// Cards per column on the first render; the rest come page by page.
@@ -299,16 +298,7 @@ async fn board_page(s: &AppState, nav: &'static str) -> PageResult {
         board_js: layout.asset("board.js"),
         layout,
         columns: board_columns(s, &cols).await?,
-        orchestrator_note: nav == "home",
     })
-}
-
-/// `/`: the board until the orchestrator terminal is configured here.
-pub async fn home(State(s): State<AppState>, headers: HeaderMap, uri: Uri) -> PageResult {
-    if let Some(r) = require_session(&s, &headers, &uri) {
-        return Ok(r);
-    }
-    board_page(&s, "home").await
 }
 
 pub async fn board(State(s): State<AppState>, headers: HeaderMap, uri: Uri) -> PageResult {
