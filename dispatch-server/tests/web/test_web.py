@@ -308,9 +308,9 @@ def fetch(url: str) -> tuple[int, bytes, dict]:
 
     try:
         with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, r.read(), dict(r.headers)
+            return r.status, r.read(), {k.lower(): v for k, v in r.headers.items()}
     except urllib.error.HTTPError as e:
-        return e.code, e.read(), dict(e.headers)
+        return e.code, e.read(), {k.lower(): v for k, v in e.headers.items()}
 
 
 def test_customers_create_health_filters_token_and_branding(server: Server) -> None:
@@ -459,7 +459,7 @@ def test_share_previews_are_generated_images(server: Server) -> None:
         no_console_errors(d)
         # The crawler gets a 1200×630 PNG from the link; without the token it gets nothing.
         st, data, headers = fetch(image)
-        assert st == 200 and headers["Content-Type"] == "image/png"
+        assert st == 200 and headers["content-type"] == "image/png"
         assert png_size(data) == (1200, 630)
         assert fetch(f"{server.url}/api/og/issue/{issue['identifier']}")[0] == 401
         # The board page's preview is the generic card.
@@ -467,7 +467,7 @@ def test_share_previews_are_generated_images(server: Server) -> None:
         image = d.find_element(By.CSS_SELECTOR, 'meta[property="og:image"]').get_attribute("content")
         st, data, headers = fetch(image)
         assert st == 200 and png_size(data) == (1200, 630)
-        assert "max-age" in headers["Cache-Control"] and headers["ETag"]
+        assert "max-age" in headers["cache-control"] and headers["etag"]
         SHOTS.mkdir(parents=True, exist_ok=True)
         (SHOTS / "og-portal.png").write_bytes(data)
         st, data, _ = fetch(f"{server.url}/api/og/issue/{issue['identifier']}?slug={c['slug']}&token={c['portalToken']}")
