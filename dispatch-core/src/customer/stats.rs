@@ -345,7 +345,7 @@ mod tests {
             critical_stale: 1,
             ..Default::default()
         };
-        let mut rows = vec![
+        let mut rows = [
             ("beta", &calm),
             ("Alpha", &calm),
             ("zeta", &stale),

@@ -165,9 +165,8 @@ impl Canvas {
         }
         let i = (y as usize * WIDTH + x as usize) * 3;
         let a = u16::from(alpha);
-        for k in 0..3 {
-            let old = u16::from(self.px[i + k]);
-            self.px[i + k] = ((u16::from(c[k]) * a + old * (255 - a)) / 255) as u8;
+        for (dst, src) in self.px[i..i + 3].iter_mut().zip(c) {
+            *dst = ((u16::from(src) * a + u16::from(*dst) * (255 - a)) / 255) as u8;
         }
     }
 
@@ -478,7 +477,7 @@ pub async fn generic(
         brand: brand.app_name.clone(),
         accent: APP_GREEN,
     };
-    Ok(png_response(&card, &headers, "public, max-age=86400")?)
+    png_response(&card, &headers, "public, max-age=86400")
 }
 
 #[derive(Debug, Default, Deserialize)]
