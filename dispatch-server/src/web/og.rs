@@ -16,6 +16,7 @@ use crate::auth::{api_key_ok, session_ok};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::customers::{portal_auth, portal_private};
 use crate::state::AppState;
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,7 +26,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex};
 
 pub const WIDTH: usize = 1200;
 pub const HEIGHT: usize = 630;
@@ -332,17 +333,17 @@ pub fn render(card: &OgCard) -> Result<Vec<u8>, String> {
 }
 
 /// Rendered images by card hash; emptied when full (a few MB at most).
-static CACHE: LazyLock<Mutex<HashMap<String, Arc<Vec<u8>>>>> =
+static CACHE: LazyLock<Mutex<HashMap<String, Bytes>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 const CACHE_MAX: usize = 128;
 
 /// The PNG of `card` and its ETag, drawn once per distinct card.
-pub fn cached(card: &OgCard) -> Result<(Arc<Vec<u8>>, String), String> {
+pub fn cached(card: &OgCard) -> Result<(Bytes, String), String> {
     let key = card.key();
     if let Some(png) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Ok((png.clone(), key));
     }
-    let png = Arc::new(render(card)?);
+    let png = Bytes::from(render(card)?);
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     if cache.len() >= CACHE_MAX {
         cache.clear();
@@ -351,12 +352,26 @@ pub fn cached(card: &OgCard) -> Result<(Arc<Vec<u8>>, String), String> {
     Ok((png, key))
 }
 
-fn png_response(
-    card: &OgCard,
+/// At most this many cards are drawn at once (a few tens of milliseconds of CPU each, off the
+/// async workers); more wait their turn.
+static DRAWING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+async fn png_response(
+    card: OgCard,
     headers: &HeaderMap,
     cache_control: &'static str,
 ) -> ApiResult<Response> {
-    let (png, key) = cached(card).map_err(|e| ApiError::from(dispatch_core::Error::internal(e)))?;
+    let internal = |e: String| ApiError::from(dispatch_core::Error::internal(e));
+    let (png, key) = {
+        let _turn = DRAWING
+            .acquire()
+            .await
+            .map_err(|e| internal(e.to_string()))?;
+        tokio::task::spawn_blocking(move || cached(&card))
+            .await
+            .map_err(|e| internal(e.to_string()))?
+            .map_err(internal)?
+    };
     let etag = format!("\"{key}\"");
     let hit = headers
         .get(header::IF_NONE_MATCH)
@@ -365,8 +380,7 @@ fn png_response(
     let mut r = if hit {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let body: Vec<u8> = png.as_ref().clone();
-        ([(header::CONTENT_TYPE, "image/png")], body).into_response()
+        ([(header::CONTENT_TYPE, "image/png")], png).into_response()
     };
     let h = r.headers_mut();
     h.insert(
@@ -477,7 +491,7 @@ pub async fn generic(
         brand: brand.app_name.clone(),
         accent: APP_GREEN,
     };
-    png_response(&card, &headers, "public, max-age=86400")
+    png_response(card, &headers, "public, max-age=86400").await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -550,7 +564,7 @@ pub async fn issue(
         brand: s.config.brand.app_name.clone(),
         accent,
     };
-    let r = png_response(&card, &headers, "private, max-age=300")?;
+    let r = png_response(card, &headers, "private, max-age=300").await?;
     Ok(if portal { portal_private(r) } else { r })
 }
 
@@ -592,11 +606,11 @@ mod tests {
         };
         let (png, etag) = cached(&card).expect("render");
         assert_eq!(&png[1..4], b"PNG");
-        let dec = png::Decoder::new(std::io::Cursor::new(png.as_ref().clone()));
+        let dec = png::Decoder::new(std::io::Cursor::new(png.to_vec()));
         let reader = dec.read_info().expect("a PNG");
         assert_eq!((reader.info().width, reader.info().height), (1200, 630));
         let (again, etag2) = cached(&card).expect("cached");
-        assert!(Arc::ptr_eq(&png, &again));
+        assert_eq!(png.as_ptr(), again.as_ptr(), "drawn once");
         assert_eq!(etag, etag2);
         let other = OgCard {
             accent: [0, 0, 255],
