@@ -404,6 +404,7 @@ def test_customers_create_health_filters_token_and_branding(server: Server) -> N
         wait(d).until(lambda d: d.find_element(By.ID, "customer-color").get_attribute("data-value") == "#ff5500")
         after = server.api("GET", "/api/customers/initech-ltd")[1]["customer"]
         assert after["brandColor"] == "#ff5500" and after["logoUrl"] == "https://example.invalid/initech.png"
+        d.execute_script("window.scrollTo(0, 0)")
         shot(d, "customer-branding")
         # The logo's host does not exist: its load failure is the only console error allowed.
         no_console_errors(d, allow=("example.invalid",))
