@@ -1,7 +1,7 @@
 //! Share-preview (Open Graph) images, 1200×630 PNG (spec §12.8):
 //!
-//! - `GET /api/og?title=&description=&id=&status=&priority=&labels=a,b&assignee=`: a card drawn
-//!   from the query alone (it shows only what the link says), public and cacheable.
+//! - `GET /api/og?title=&description=&id=&status=&priority=&labels=a,b&assignee=&color=`: a card
+//!   drawn from the query alone (it shows only what the link says), public and cacheable.
 //! - `GET /api/og/issue/{identifier}`: an issue's card, branded with its customer's colour. Unlike
 //!   the original (which drew any issue for anyone who guessed an identifier), it needs a
 //!   session or the API key, or a portal link's `slug` + `token` of a customer who watches the
@@ -428,6 +428,8 @@ pub struct GenericQuery {
     priority: Option<String>,
     labels: Option<String>,
     assignee: Option<String>,
+    /// The accent colour, `#rrggbb` (ours: a portal's card in its customer's colour).
+    color: Option<String>,
 }
 
 /// `GET /api/og`: a card from the query alone.
@@ -489,7 +491,7 @@ pub async fn generic(
             .map(|a| format!("assigned to {}", truncate(a, 30)))
             .unwrap_or_default(),
         brand: brand.app_name.clone(),
-        accent: APP_GREEN,
+        accent: q.color.as_deref().and_then(hex_rgb).unwrap_or(APP_GREEN),
     };
     png_response(card, &headers, "public, max-age=86400").await
 }

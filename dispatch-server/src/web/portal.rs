@@ -109,10 +109,11 @@ pub async fn board(
         .collect();
     let mut layout = Layout::new(&s, "portal");
     layout.og_image = format!(
-        "{}/api/og?title={}&description={}",
+        "{}/api/og?title={}&description={}&color={}",
         s.config.app_url,
         url_encode(&c.name),
-        url_encode(&format!("Issues {} follows with us", c.name))
+        url_encode(&format!("Issues {} follows with us", c.name)),
+        url_encode(c.brand_color_or_default())
     );
     layout.og_description = format!("The issues {} follows, and where they stand.", c.name);
     let page = PortalBoard {

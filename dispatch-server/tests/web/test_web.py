@@ -466,6 +466,7 @@ def test_share_previews_are_generated_images(server: Server) -> None:
         # The board page's preview is the generic card.
         d.get(f"{server.url}/portal/{c['slug']}?token={c['portalToken']}")
         image = d.find_element(By.CSS_SELECTOR, 'meta[property="og:image"]').get_attribute("content")
+        assert "color=%23aa00ff" in image, image
         st, data, headers = fetch(image)
         assert st == 200 and png_size(data) == (1200, 630)
         assert "max-age" in headers["cache-control"] and headers["etag"]
