@@ -42,10 +42,23 @@ pub struct HealthMetrics {
     pub days_since_activity: Option<i64>,
 }
 
+/// An open issue not updated for this many days is stale.
+pub const STALE_AFTER_DAYS: i64 = 3;
+/// An open P1/P2 issue not updated for this many days is critical-stale.
+pub const CRITICAL_STALE_AFTER_DAYS: i64 = 2;
+
+/// Not updated for [`STALE_AFTER_DAYS`] (the caller checks that the issue is open).
+pub fn is_stale(updated_at: Timestamp, now: Timestamp) -> bool {
+    updated_at < now - Duration::days(STALE_AFTER_DAYS)
+}
+
+/// Not updated for [`CRITICAL_STALE_AFTER_DAYS`] (the caller checks open and P1/P2).
+pub fn is_critical_stale(updated_at: Timestamp, now: Timestamp) -> bool {
+    updated_at < now - Duration::days(CRITICAL_STALE_AFTER_DAYS)
+}
+
 pub fn health_metrics(inputs: &HealthInputs, now: Timestamp) -> HealthMetrics {
     let mut m = HealthMetrics::default();
-    let stale_cut = now - Duration::days(3);
-    let critical_cut = now - Duration::days(2);
     let mut response_hours = Vec::new();
     for i in &inputs.issues {
         m.total_issues += 1;
@@ -53,12 +66,12 @@ pub fn health_metrics(inputs: &HealthInputs, now: Timestamp) -> HealthMetrics {
             m.closed_issues += 1;
         } else {
             m.open_issues += 1;
-            if i.updated_at < stale_cut {
+            if is_stale(i.updated_at, now) {
                 m.stale_issues += 1;
             }
             if i.priority.is_high() {
                 m.high_priority_open += 1;
-                if i.updated_at < critical_cut {
+                if is_critical_stale(i.updated_at, now) {
                     m.critical_stale += 1;
                 }
             }
@@ -117,6 +130,16 @@ impl HealthBand {
             HealthBand::Fair => "#f59e0b",
             HealthBand::AtRisk => "#f97316",
             HealthBand::Critical => "#ef4444",
+        }
+    }
+
+    /// How the pages name the band.
+    pub fn label(self) -> &'static str {
+        match self {
+            HealthBand::Healthy => "healthy",
+            HealthBand::Fair => "fair",
+            HealthBand::AtRisk => "at risk",
+            HealthBand::Critical => "critical",
         }
     }
 }
@@ -194,6 +217,55 @@ mod tests {
         assert_eq!(health_band(59), HealthBand::AtRisk);
         assert_eq!(health_band(40), HealthBand::AtRisk);
         assert_eq!(health_band(39).color(), "#ef4444");
+        assert_eq!(health_band(0), HealthBand::Critical);
+        assert_eq!(health_band(100).color(), "#22c55e");
+        assert_eq!(health_band(60).color(), "#f59e0b");
+        assert_eq!(health_band(40).color(), "#f97316");
+        assert_eq!(health_band(59).label(), "at risk");
+    }
+
+    #[test]
+    fn each_penalty_alone_and_its_cap() {
+        let m = |cs: u32, st: u32, hp: u32, idle: Option<i64>| HealthMetrics {
+            critical_stale: cs,
+            stale_issues: st,
+            high_priority_open: hp,
+            days_since_activity: idle,
+            ..Default::default()
+        };
+        assert_eq!(health_score(&m(1, 0, 0, None)), 80);
+        assert_eq!(
+            health_score(&m(4, 0, 0, None)),
+            40,
+            "critical-stale capped at 60"
+        );
+        assert_eq!(health_score(&m(0, 1, 0, None)), 90);
+        assert_eq!(health_score(&m(0, 9, 0, None)), 70, "stale capped at 30");
+        assert_eq!(health_score(&m(0, 0, 1, None)), 95);
+        assert_eq!(
+            health_score(&m(0, 0, 9, None)),
+            80,
+            "high priority capped at 20"
+        );
+        assert_eq!(health_score(&m(0, 0, 0, Some(17))), 80);
+        assert_eq!(health_score(&m(0, 0, 0, Some(60))), 80, "idle capped at 20");
+        assert_eq!(
+            health_score(&m(0, 0, 0, None)),
+            100,
+            "no activity at all is no penalty"
+        );
+    }
+
+    #[test]
+    fn stale_thresholds_are_strict() {
+        let n = now();
+        assert!(!is_stale(n - Duration::days(3), n));
+        assert!(is_stale(n - Duration::days(3) - Duration::seconds(1), n));
+        assert!(!is_critical_stale(n - Duration::days(2), n));
+        assert!(is_critical_stale(
+            n - Duration::days(2) - Duration::seconds(1),
+            n
+        ));
     }
 
     #[test]

@@ -2,9 +2,15 @@
 //! looks (spec §11).
 
 mod health;
+mod stats;
 
 pub use health::{
-    HealthBand, HealthInputs, HealthIssue, HealthMetrics, health_band, health_metrics, health_score,
+    CRITICAL_STALE_AFTER_DAYS, HealthBand, HealthInputs, HealthIssue, HealthMetrics,
+    STALE_AFTER_DAYS, health_band, health_metrics, health_score, is_critical_stale, is_stale,
+};
+pub use stats::{
+    ActivityItem, ActivityKind, CustomerIssueFilter, IssueAge, comment_preview, days_since,
+    issue_age, issue_list_order, merge_activity, summary_order,
 };
 
 use crate::Timestamp;

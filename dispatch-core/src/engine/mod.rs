@@ -27,7 +27,10 @@ mod verification;
 
 pub use agents::AGENT_POLL_MAX;
 pub use callbacks::{AgentStatusReport, RunSelector};
-pub use customers::CustomerHealth;
+pub use customers::{
+    CUSTOMER_LIST_MAX, CustomerHealth, CustomerIssue, CustomerStats, CustomerStatsRequest,
+    CustomerSummary,
+};
 pub use dedup::{DedupReport, DedupRequest};
 pub use fleet::FleetStatus;
 pub use ingest::IngestReport;

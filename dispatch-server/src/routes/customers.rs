@@ -19,12 +19,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use dispatch_core::ErrorKind;
-use dispatch_core::customer::{Customer, CustomerPatch, NewCustomer, validate_slug};
+use dispatch_core::customer::{
+    Customer, CustomerIssueFilter, CustomerPatch, NewCustomer, validate_slug,
+};
+use dispatch_core::engine::{
+    CUSTOMER_LIST_MAX, CustomerHealth, CustomerIssue, CustomerStatsRequest,
+};
 use dispatch_core::ids::{CustomerId, IssueId};
-use dispatch_core::issue::{Column, Comment, Issue, IssueFilter};
+use dispatch_core::issue::{Column, Issue, IssueFilter};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -46,7 +50,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A customer path parameter: its UUID or its slug.
-async fn find_customer(s: &AppState, raw: &str) -> ApiResult<Customer> {
+pub(crate) async fn find_customer(s: &AppState, raw: &str) -> ApiResult<Customer> {
     let raw = raw.trim();
     if let Ok(u) = uuid::Uuid::parse_str(raw) {
         return Ok(s.dispatch.customer(CustomerId::from(u)).await?);
@@ -244,22 +248,9 @@ struct StatsQuery {
     limit: Option<usize>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum IssueFilterKind {
-    All,
-    Stale,
-    Unresponded,
-    Critical,
-}
-
-/// How many of the customer's most recently updated issues the activity feed reads comments of.
-const FEED_ISSUES_MIN: usize = 40;
-/// At most this many issues have their comments counted for one `unresponded` list.
-const UNRESPONDED_SCAN: usize = 500;
-
 /// Health of one customer (spec §11.3): `metrics` (with `healthScore` and `healthColor`), the
-/// customer's issues with a filter, and a recent-activity feed. Issues are the customer's by
-/// `customer_id`, as in the original.
+/// customer's issues with a filter, and a recent-activity feed. The rules are core's
+/// (`dispatch_core::customer`); this parses, asks the engine once and renders.
 async fn stats(
     State(s): State<AppState>,
     _a: Authenticated,
@@ -283,178 +274,53 @@ async fn stats(
             format!("unknown part {bad:?}; expected metrics, issues, activity"),
         ));
     }
-    let filter = match q.filter.as_deref().unwrap_or("all") {
-        "all" => IssueFilterKind::All,
-        "stale" => IssueFilterKind::Stale,
-        "unresponded" => IssueFilterKind::Unresponded,
-        "critical" => IssueFilterKind::Critical,
-        other => {
-            return Err(ApiError::bad_request(
-                "filter",
-                format!("unknown filter {other:?}; expected all, stale, unresponded or critical"),
-            ));
-        }
-    };
-    let limit = q.limit.unwrap_or(20).clamp(1, 100);
+    let filter = CustomerIssueFilter::parse(q.filter.as_deref().unwrap_or("all"))?;
+    let limit = q.limit.unwrap_or(20).clamp(1, CUSTOMER_LIST_MAX);
     let c = find_customer(&s, &id).await?;
-    let mut out = json!({});
-
-    if parts.contains(&"metrics") {
-        let h = s.dispatch.customer_health(c.id).await?;
-        let mut m = serde_json::to_value(&h.metrics)
-            .map_err(|e| ApiError::from(dispatch_core::Error::internal(e.to_string())))?;
-        m["healthScore"] = json!(h.score);
-        m["healthColor"] = json!(h.color);
-        m["healthBand"] = json!(h.band);
-        out["metrics"] = m;
-    }
-    if !(parts.contains(&"issues") || parts.contains(&"activity")) {
-        return Ok(Json(out));
-    }
-
-    let filter_all = IssueFilter {
-        customer_id: Some(c.id),
-        ..IssueFilter::default()
+    let req = CustomerStatsRequest {
+        metrics: parts.contains(&"metrics"),
+        issues: parts.contains(&"issues").then_some((filter, limit)),
+        activity: parts.contains(&"activity").then_some(limit),
     };
-    let issues = s.dispatch.list_issues(&filter_all).await?;
-    let cols = s.dispatch.columns().await?;
-    let now = s.dispatch.clock().now();
-    let mut comments: HashMap<IssueId, Vec<Comment>> = HashMap::new();
-
-    if parts.contains(&"issues") {
-        out["issues"] =
-            json!(customer_issues(&s, &issues, &cols, filter, limit, now, &mut comments).await?);
+    let st = s.dispatch.customer_stats(c.id, &req).await?;
+    let mut out = json!({});
+    if let Some(h) = st.health {
+        out["metrics"] = health_json(&h)?;
     }
-    if parts.contains(&"activity") {
-        out["activity"] = json!(activity_feed(&s, &issues, limit, &mut comments).await?);
+    if let Some(rows) = st.issues {
+        out["issues"] = rows.iter().map(customer_issue_json).collect();
+    }
+    if let Some(items) = st.activity {
+        out["activity"] = json!(items);
     }
     Ok(Json(out))
 }
 
-fn is_closed(cols: &[Column], i: &Issue) -> bool {
-    cols.iter().any(|c| c.id == i.column_id && c.is_closed())
+/// The metrics with `healthScore`, `healthColor` and `healthBand`.
+pub(crate) fn health_json(h: &CustomerHealth) -> ApiResult<Value> {
+    let mut m = serde_json::to_value(&h.metrics)
+        .map_err(|e| ApiError::from(dispatch_core::Error::internal(e.to_string())))?;
+    m["healthScore"] = json!(h.score);
+    m["healthColor"] = json!(h.color);
+    m["healthBand"] = json!(h.band);
+    Ok(m)
 }
 
-async fn comments_of<'a>(
-    s: &AppState,
-    cache: &'a mut HashMap<IssueId, Vec<Comment>>,
-    id: IssueId,
-) -> ApiResult<&'a Vec<Comment>> {
-    use std::collections::hash_map::Entry;
-    match cache.entry(id) {
-        Entry::Occupied(e) => Ok(e.into_mut()),
-        Entry::Vacant(e) => Ok(e.insert(s.dispatch.comments(id).await?)),
-    }
-}
-
-async fn customer_issues(
-    s: &AppState,
-    issues: &[Issue],
-    cols: &[Column],
-    filter: IssueFilterKind,
-    limit: usize,
-    now: dispatch_core::Timestamp,
-    cache: &mut HashMap<IssueId, Vec<Comment>>,
-) -> ApiResult<Vec<Value>> {
-    let stale_cut = now - chrono::Duration::days(3);
-    let mut candidates: Vec<&Issue> = issues
-        .iter()
-        .filter(|i| match filter {
-            IssueFilterKind::All => true,
-            IssueFilterKind::Stale => !is_closed(cols, i) && i.updated_at < stale_cut,
-            IssueFilterKind::Unresponded => !is_closed(cols, i),
-            IssueFilterKind::Critical => !is_closed(cols, i) && i.priority.is_high(),
-        })
-        .collect();
-    candidates.sort_by(|a, b| {
-        a.priority
-            .rank()
-            .cmp(&b.priority.rank())
-            .then(b.updated_at.cmp(&a.updated_at))
-    });
-    let mut out = Vec::new();
-    for (n, i) in candidates.into_iter().enumerate() {
-        if out.len() >= limit || n >= UNRESPONDED_SCAN {
-            break;
-        }
-        let count = comments_of(s, cache, i.id).await?.len();
-        if filter == IssueFilterKind::Unresponded && count > 0 {
-            continue;
-        }
-        let status = cols.iter().find(|c| c.id == i.column_id);
-        out.push(json!({
-            "id": i.id,
-            "identifier": i.identifier,
-            "title": i.title,
-            "priority": i.priority,
-            "status": status.map(|c| json!({ "id": c.id, "name": c.name, "color": c.color, "isClosed": c.is_closed() })),
-            "agentStatus": i.agent_status,
-            "createdAt": i.created_at,
-            "updatedAt": i.updated_at,
-            "daysSinceUpdate": (now - i.updated_at).num_days(),
-            "commentCount": count,
-            "hasTeamResponse": count > 0,
-        }));
-    }
-    Ok(out)
-}
-
-/// A comment's first 100 characters, with "..." when cut.
-fn preview(body: &str) -> String {
-    let mut chars = body.chars();
-    let head: String = chars.by_ref().take(100).collect();
-    if chars.next().is_some() {
-        format!("{head}...")
-    } else {
-        head
-    }
-}
-
-/// The latest comments and issue creations, newest first, at most `limit`. Comments are read
-/// from the customer's most recently updated issues (a comment updates its issue).
-async fn activity_feed(
-    s: &AppState,
-    issues: &[Issue],
-    limit: usize,
-    cache: &mut HashMap<IssueId, Vec<Comment>>,
-) -> ApiResult<Vec<Value>> {
-    let mut items: Vec<(dispatch_core::Timestamp, Value)> = Vec::new();
-    let mut by_update: Vec<&Issue> = issues.iter().collect();
-    by_update.sort_by_key(|i| std::cmp::Reverse(i.updated_at));
-    for i in by_update.into_iter().take(FEED_ISSUES_MIN.max(limit * 2)) {
-        for c in comments_of(s, cache, i.id).await? {
-            items.push((
-                c.created_at,
-                json!({
-                    "id": c.id,
-                    "type": "comment",
-                    "issueId": i.id,
-                    "issueIdentifier": i.identifier,
-                    "issueTitle": i.title,
-                    "description": preview(&c.body),
-                    "actorName": c.author,
-                    "timestamp": c.created_at,
-                }),
-            ));
-        }
-    }
-    for i in issues {
-        items.push((
-            i.created_at,
-            json!({
-                "id": i.id,
-                "type": "issue_created",
-                "issueId": i.id,
-                "issueIdentifier": i.identifier,
-                "issueTitle": i.title,
-                "description": "Issue created",
-                "actorName": Value::Null,
-                "timestamp": i.created_at,
-            }),
-        ));
-    }
-    items.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
-    Ok(items.into_iter().take(limit).map(|(_, v)| v).collect())
+fn customer_issue_json(r: &CustomerIssue) -> Value {
+    let i = &r.issue;
+    json!({
+        "id": i.id,
+        "identifier": i.identifier,
+        "title": i.title,
+        "priority": i.priority,
+        "status": r.status.as_ref().map(|c| json!({ "id": c.id, "name": c.name, "color": c.color, "isClosed": c.is_closed() })),
+        "agentStatus": i.agent_status,
+        "createdAt": i.created_at,
+        "updatedAt": i.updated_at,
+        "daysSinceUpdate": r.age.days_since_update,
+        "commentCount": r.age.comment_count,
+        "hasTeamResponse": r.age.has_team_response,
+    })
 }
 
 // --- admin: watchers -----------------------------------------------------------------------------
@@ -753,18 +619,4 @@ async fn portal_issue(
             "watcherCount": watchers.len(),
         },
     })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn previews_cut_at_100_chars() {
-        assert_eq!(preview("short"), "short");
-        let long = "é".repeat(150);
-        let p = preview(&long);
-        assert!(p.ends_with("...") && p.chars().count() == 103);
-        assert_eq!(preview(&"x".repeat(100)), "x".repeat(100));
-    }
 }

@@ -29,6 +29,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/issue.js"),
     ),
     (
+        "customers.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/customers.js"),
+    ),
+    (
         "fleet.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/fleet.js"),

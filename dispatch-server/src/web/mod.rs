@@ -7,7 +7,9 @@
 //! Pages hold no rules: they read through the same engine use-cases as the API and render.
 
 mod assets;
+mod customers;
 pub mod markdown;
+pub mod og;
 mod pages;
 mod portal;
 mod terminal;
@@ -26,7 +28,10 @@ pub fn router() -> Router<AppState> {
         .route("/board", get(pages::board))
         .route("/issue/{identifier}", get(pages::issue))
         .route("/fleet", get(pages::fleet))
-        .route("/customers", get(pages::customers))
+        .route("/customers", get(customers::list))
+        .route("/customers/{id}", get(customers::detail))
+        .route("/api/og", get(og::generic))
+        .route("/api/og/issue/{identifier}", get(og::issue))
         .route("/login", get(pages::login_form).post(pages::login_submit))
         .route("/portal/{slug}", get(portal::board))
         .route("/portal/{slug}/brand.css", get(portal::brand_css))

@@ -24,6 +24,10 @@ pub struct Layout {
     pub css: String,
     pub app_js: String,
     pub github_repo: Option<String>,
+    /// The share preview (`og:image`, absolute): the app's card unless a page sets its own.
+    pub og_image: String,
+    /// `og:description`: the app's description unless a page sets its own.
+    pub og_description: String,
 }
 
 impl Layout {
@@ -37,6 +41,13 @@ impl Layout {
             css: assets::url("app.css"),
             app_js: assets::url("app.js"),
             github_repo: b.github_repo.clone(),
+            og_image: format!(
+                "{}/api/og?title={}&description={}",
+                s.config.app_url,
+                url_encode(&b.app_name),
+                url_encode(&b.description)
+            ),
+            og_description: b.description.clone(),
         }
     }
     pub fn asset(&self, name: &str) -> String {
@@ -97,7 +108,7 @@ pub(super) fn require_session(s: &AppState, headers: &HeaderMap, uri: &Uri) -> O
     Some(Redirect::to(&format!("/login?next={q}")).into_response())
 }
 
-fn url_encode(s: &str) -> String {
+pub(super) fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
@@ -137,7 +148,7 @@ pub fn agent_label(a: dispatch_core::issue::AgentStatus) -> Option<String> {
     Some(wire_name(a)).filter(|n| !n.is_empty() && n != "idle")
 }
 
-fn ago(t: Timestamp) -> String {
+pub(super) fn ago(t: Timestamp) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
@@ -501,7 +512,7 @@ pub async fn issue(
 }
 
 // ------------------------------------------------------------------------------------------------
-// Fleet and customers
+// Fleet (customers: customers.rs)
 
 #[derive(Template)]
 #[template(path = "fleet.html")]
@@ -584,42 +595,6 @@ pub async fn fleet(State(s): State<AppState>, headers: HeaderMap, uri: Uri) -> P
         running: st.running,
         deferred: st.deferred,
         outcomes,
-    })
-}
-
-pub struct CustomerRow {
-    pub name: String,
-    pub slug: String,
-    pub portal: String,
-    pub color: String,
-}
-
-#[derive(Template)]
-#[template(path = "customers.html")]
-struct CustomersPage {
-    layout: Layout,
-    customers: Vec<CustomerRow>,
-}
-
-pub async fn customers(State(s): State<AppState>, headers: HeaderMap, uri: Uri) -> PageResult {
-    if let Some(r) = require_session(&s, &headers, &uri) {
-        return Ok(r);
-    }
-    let list = s.dispatch.customers().await?;
-    html(&CustomersPage {
-        layout: Layout::new(&s, "customers"),
-        customers: list
-            .iter()
-            .map(|c| CustomerRow {
-                name: c.name.clone(),
-                slug: c.slug.clone(),
-                portal: format!(
-                    "{}/portal/{}?token={}",
-                    s.config.app_url, c.slug, c.portal_token
-                ),
-                color: c.brand_color_or_default().to_string(),
-            })
-            .collect(),
     })
 }
 

@@ -3,7 +3,7 @@
 //! logo. The token checks and the "watched issues only" rule are the API's (`routes::customers`).
 
 use super::markdown;
-use super::pages::{Layout, PageResult, html};
+use super::pages::{Layout, PageResult, html, url_encode};
 use crate::routes::customers::{portal_auth, portal_private as private, portal_watched_issue};
 use crate::state::AppState;
 use askama::Template;
@@ -107,8 +107,17 @@ pub async fn board(
                 .collect(),
         })
         .collect();
+    let mut layout = Layout::new(&s, "portal");
+    layout.og_image = format!(
+        "{}/api/og?title={}&description={}&color={}",
+        s.config.app_url,
+        url_encode(&c.name),
+        url_encode(&format!("Issues {} follows with us", c.name)),
+        url_encode(c.brand_color_or_default())
+    );
+    layout.og_description = format!("The issues {} follows, and where they stand.", c.name);
     let page = PortalBoard {
-        layout: Layout::new(&s, "portal"),
+        layout,
         customer: c.name.clone(),
         slug: c.slug.clone(),
         token: c.portal_token.clone(),
@@ -141,19 +150,38 @@ pub async fn issue(
             )
         })
         .collect();
+    let status_name = cols
+        .iter()
+        .find(|col| col.id == issue.column_id)
+        .map(|col| col.name.clone())
+        .unwrap_or_default();
+    let mut layout = Layout::new(&s, "portal");
+    // The preview needs the same link the page was opened with (the image is not public).
+    layout.og_image = format!(
+        "{}/api/og/issue/{}?slug={}&token={}",
+        s.config.app_url,
+        url_encode(&issue.identifier),
+        url_encode(&c.slug),
+        url_encode(&c.portal_token)
+    );
+    layout.og_description = match issue.description.as_deref().map(str::trim) {
+        Some(d) if !d.is_empty() => super::og::truncate(d, 160),
+        _ => format!(
+            "{} priority issue - {status_name}",
+            super::og::priority_pill(issue.priority)
+                .0
+                .trim_start_matches(['!', '-', '.', ' '])
+        ),
+    };
     let page = PortalIssue {
-        layout: Layout::new(&s, "portal"),
+        layout,
         customer: c.name.clone(),
         slug: c.slug.clone(),
         token: c.portal_token.clone(),
         logo: logo(&c),
         identifier: issue.identifier.clone(),
         title: issue.title.clone(),
-        status: cols
-            .iter()
-            .find(|col| col.id == issue.column_id)
-            .map(|col| col.name.clone())
-            .unwrap_or_default(),
+        status: status_name,
         agent_status: super::pages::agent_label(issue.agent_status),
         description_html: markdown::render(issue.description.as_deref().unwrap_or("")),
         reporter: crate::routes::customers::reporter_names(&s, std::slice::from_ref(&issue))

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -89,7 +90,8 @@ def shot(d: webdriver.Chrome, name: str) -> None:
 
 
 def wait(d: webdriver.Chrome, seconds: float = 10) -> WebDriverWait:
-    return WebDriverWait(d, seconds, poll_frequency=0.05)
+    # A page that reloads under the wait leaves stale elements behind: look again.
+    return WebDriverWait(d, seconds, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,))
 
 
 def login(d: webdriver.Chrome, server: Server, next_path: str = "/board") -> None:
@@ -291,5 +293,186 @@ def test_fleet_kill_switch_and_customers_pages(server: Server) -> None:
         assert "Acme Corp" in d.page_source or "No customers" in d.page_source
         shot(d, "customers")
         no_console_errors(d)
+    finally:
+        d.quit()
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", data[:16]
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def fetch(url: str) -> tuple[int, bytes, dict]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read(), {k.lower(): v for k, v in r.headers.items()}
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), {k.lower(): v for k, v in e.headers.items()}
+
+
+def test_customers_create_health_filters_token_and_branding(server: Server) -> None:
+    d = chromium()
+    try:
+        login(d, server, "/customers")
+        page_ready(d)
+        no_console_errors(d)
+
+        # Create a customer through the dialog: the slug follows the name, the page opens.
+        d.find_element(By.ID, "new-customer-open").click()
+        d.find_element(By.ID, "nc-name").send_keys("Initech Ltd.")
+        assert d.find_element(By.ID, "nc-slug").get_attribute("placeholder") == "initech-ltd"
+        shot(d, "customers-new")
+        d.find_element(By.CSS_SELECTOR, "#new-customer-form button[type=submit]").click()
+        wait(d).until(lambda d: d.current_url.endswith("/customers/initech-ltd"))
+        page_ready(d)
+        assert d.find_element(By.TAG_NAME, "h1").text == "Initech Ltd."
+        st, body = server.api("GET", "/api/customers/initech-ltd")
+        assert st == 200, body
+        cust = body["customer"]
+        assert cust["brandColor"] == "#6366f1"
+        # No issues yet: a perfect score, green.
+        score = d.find_element(By.ID, "health-score")
+        assert score.text == "100" and score.get_attribute("data-band") == "healthy"
+        assert d.execute_script("return getComputedStyle(arguments[0]).color", score) == "rgb(34, 197, 94)"
+        no_console_errors(d)
+
+        # Issues of this customer: one urgent, one answered, one unanswered low.
+        made = {}
+        for title, prio in (("Payroll export crashes", "P1"), ("Stapler request", "P4"), ("TPS report cover", "P3")):
+            st, issue = server.api("POST", "/api/issues", {"title": title, "priority": prio, "customerId": cust["id"]})
+            assert st == 201, issue
+            made[title] = issue
+        st, _ = server.api("POST", "/api/comments", {"issueId": made["Stapler request"]["id"], "body": "On its way."})
+        assert st in (200, 201), _
+        d.refresh()
+        page_ready(d)
+        # One open P1: the score drops by 5 and stays green; the counts show on the cards.
+        assert d.find_element(By.ID, "health-score").text == "95"
+        rows = d.find_elements(By.CSS_SELECTOR, "#customer-issues tbody tr[data-identifier]")
+        assert [r.get_attribute("data-identifier") for r in rows][0] == made["Payroll export crashes"]["identifier"], "P1 first"
+        assert len(rows) == 3
+        assert "Stapler request" in d.find_element(By.ID, "activity").text or "On its way." in d.find_element(By.ID, "activity").text
+        assert "On its way." in d.find_element(By.ID, "activity").text
+        shot(d, "customer")
+
+        # The filter tabs.
+        d.find_element(By.CSS_SELECTOR, '.tabs a[data-filter="critical"]').click()
+        wait(d).until(lambda d: d.find_element(By.ID, "customer-issues").get_attribute("data-filter") == "critical")
+        idents = [r.get_attribute("data-identifier") for r in d.find_elements(By.CSS_SELECTOR, "#customer-issues tbody tr[data-identifier]")]
+        assert idents == [made["Payroll export crashes"]["identifier"]]
+        d.find_element(By.CSS_SELECTOR, '.tabs a[data-filter="unresponded"]').click()
+        wait(d).until(lambda d: d.find_element(By.ID, "customer-issues").get_attribute("data-filter") == "unresponded")
+        idents = {r.get_attribute("data-identifier") for r in d.find_elements(By.CSS_SELECTOR, "#customer-issues tbody tr[data-identifier]")}
+        assert idents == {made["Payroll export crashes"]["identifier"], made["TPS report cover"]["identifier"]}
+        d.find_element(By.CSS_SELECTOR, '.tabs a[data-filter="stale"]').click()
+        wait(d).until(lambda d: d.find_element(By.ID, "customer-issues").get_attribute("data-filter") == "stale")
+        assert not d.find_elements(By.CSS_SELECTOR, "#customer-issues tbody tr[data-identifier]")
+        no_console_errors(d)
+
+        # Copy the portal link; the customer watches the urgent issue.
+        st, _ = server.api("POST", f"/api/issues/{made['Payroll export crashes']['identifier']}/watchers", {"customerId": cust["id"]})
+        assert st in (200, 201), _
+        page_ready(d)
+        old_link = d.find_element(By.ID, "portal-link").get_attribute("value")
+        assert old_link == f"{server.url}/portal/initech-ltd?token={cust['portalToken']}"
+        copy_button = d.find_element(By.CSS_SELECTOR, "[data-copy-from=portal-link]")
+        copy_button.click()
+        wait(d).until(lambda d: copy_button.get_attribute("data-copied") == old_link)
+        assert fetch(old_link)[0] == 200
+
+        # Regenerate the token: the old link is refused at once, the new one works.
+        d.find_element(By.ID, "regenerate-token").click()
+        wait(d).until(EC.alert_is_present()).accept()
+        wait(d).until(lambda d: d.find_element(By.ID, "portal-link").get_attribute("value") != old_link)
+        new_link = d.find_element(By.ID, "portal-link").get_attribute("value")
+        assert fetch(old_link)[0] == 401
+        assert fetch(new_link)[0] == 200
+        assert server.api("GET", "/api/customers/initech-ltd")[1]["customer"]["portalToken"] in new_link
+        no_console_errors(d)
+
+        # Change the brand colour and logo: the portal shows them.
+        picker = d.find_element(By.ID, "cs-color")
+        picker.clear()
+        picker.send_keys("#ff5500")
+        logo = d.find_element(By.ID, "cs-logo")
+        logo.clear()
+        logo.send_keys("https://example.invalid/initech.png")
+        d.find_element(By.CSS_SELECTOR, "#customer-settings button[type=submit]").click()
+        wait(d).until(lambda d: d.find_element(By.ID, "customer-color").get_attribute("data-value") == "#ff5500")
+        after = server.api("GET", "/api/customers/initech-ltd")[1]["customer"]
+        assert after["brandColor"] == "#ff5500" and after["logoUrl"] == "https://example.invalid/initech.png"
+        d.execute_script("window.scrollTo(0, 0)")
+        shot(d, "customer-branding")
+        # The logo's host does not exist: its load failure is the only console error allowed.
+        no_console_errors(d, allow=("example.invalid",))
+
+        # A wrong colour is refused with the server's reason, not saved.
+        picker = d.find_element(By.ID, "cs-color")
+        picker.clear()
+        picker.send_keys("orange")
+        d.execute_script("document.getElementById('cs-color').removeAttribute('pattern')")
+        d.find_element(By.CSS_SELECTOR, "#customer-settings button[type=submit]").click()
+        wait(d).until(lambda d: d.find_element(By.ID, "cs-error").text != "")
+        assert "colour" in d.find_element(By.ID, "cs-error").text.lower()
+        assert server.api("GET", "/api/customers/initech-ltd")[1]["customer"]["brandColor"] == "#ff5500"
+        no_console_errors(d, allow=("example.invalid", "400"))
+
+        d.get(new_link)
+        assert d.execute_script("return getComputedStyle(document.documentElement).getPropertyValue('--brand').trim()") == "#ff5500"
+        assert d.find_element(By.CSS_SELECTOR, "header.top img").get_attribute("src") == "https://example.invalid/initech.png"
+        no_console_errors(d, allow=("example.invalid",))
+
+        # The list shows the customer with its score colour and counts.
+        d.get(f"{server.url}/customers")
+        page_ready(d)
+        row = d.find_element(By.CSS_SELECTOR, 'tr[data-slug="initech-ltd"]')
+        assert "95" in row.text and "Initech Ltd." in row.text
+        assert row.find_element(By.CSS_SELECTOR, ".score").get_attribute("class").endswith("band-healthy")
+        shot(d, "customers")
+        no_console_errors(d)
+    finally:
+        d.quit()
+
+
+def test_share_previews_are_generated_images(server: Server) -> None:
+    st, c = server.api("POST", "/api/customers", {"name": "Umbrella", "brandColor": "#aa00ff"})
+    assert st == 201, c
+    c = c["customer"]
+    st, issue = server.api("POST", "/api/issues", {"title": "Lab doors stay open", "description": "Since Tuesday.", "priority": "P2", "customerId": c["id"]})
+    assert st == 201, issue
+    st, _ = server.api("POST", f"/api/issues/{issue['identifier']}/watchers", {"customerId": c["id"]})
+    assert st in (200, 201), _
+    d = chromium(390, 844, mobile=True)
+    try:
+        d.get(f"{server.url}/portal/{c['slug']}/issue/{issue['identifier']}?token={c['portalToken']}")
+        meta = {
+            m.get_attribute("property") or m.get_attribute("name"): m.get_attribute("content")
+            for m in d.find_elements(By.CSS_SELECTOR, "meta[property], meta[name]")
+        }
+        assert meta["og:title"] == f"{issue['identifier']}: Lab doors stay open", meta
+        assert meta["og:description"] == "Since Tuesday."
+        assert meta["twitter:card"] == "summary_large_image"
+        image = meta["og:image"]
+        assert image.startswith(f"{server.url}/api/og/issue/{issue['identifier']}?"), image
+        no_console_errors(d)
+        # The crawler gets a 1200×630 PNG from the link; without the token it gets nothing.
+        st, data, headers = fetch(image)
+        assert st == 200 and headers["content-type"] == "image/png"
+        assert png_size(data) == (1200, 630)
+        assert fetch(f"{server.url}/api/og/issue/{issue['identifier']}")[0] == 401
+        # The board page's preview is the generic card.
+        d.get(f"{server.url}/portal/{c['slug']}?token={c['portalToken']}")
+        image = d.find_element(By.CSS_SELECTOR, 'meta[property="og:image"]').get_attribute("content")
+        assert "color=%23aa00ff" in image, image
+        st, data, headers = fetch(image)
+        assert st == 200 and png_size(data) == (1200, 630)
+        assert "max-age" in headers["cache-control"] and headers["etag"]
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        (SHOTS / "og-portal.png").write_bytes(data)
+        st, data, _ = fetch(f"{server.url}/api/og/issue/{issue['identifier']}?slug={c['slug']}&token={c['portalToken']}")
+        (SHOTS / "og-issue.png").write_bytes(data)
     finally:
         d.quit()
