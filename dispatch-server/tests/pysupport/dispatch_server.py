@@ -40,9 +40,11 @@ class DispatchServer:
             DISPATCH_PASSWORD=password,
             LOG_FORMAT="text",
         )
-        env.update(extra_env)
+        # What the caller's environment may hold but a test server must not inherit; a test
+        # that wants one passes it in extra_env.
         for k in ("PG_DATABASE_URL", "ANTHROPIC_API_KEY", "GITHUB_TOKEN"):
             env.pop(k, None)
+        env.update(extra_env)
         self.log = open(f"{self.dir}/server.log", "w")
         self.proc = subprocess.Popen(
             [os.environ["DISPATCH_BIN"], "serve"], env=env, cwd=self.dir, stdout=self.log, stderr=self.log
