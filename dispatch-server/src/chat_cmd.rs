@@ -118,7 +118,16 @@ fn stdin_lines() -> mpsc::UnboundedReceiver<Option<String>> {
     rx
 }
 
+#[derive(Default)]
+struct TurnUsage {
+    model: String,
+    input: u64,
+    output: u64,
+    cached: u64,
+}
+
 struct Chat {
+    usage: Option<TurnUsage>,
     opts: ChatOptions,
     http: reqwest::Client,
     style: Style,
@@ -289,6 +298,19 @@ impl Chat {
         if !at_line_start {
             out("\n");
         }
+        if let Some(u) = self.usage.take() {
+            out(&self.style.dim(&format!(
+                "  [{} · in {}{} · out {} tokens]\n",
+                u.model,
+                u.input,
+                if u.cached > 0 {
+                    format!(" (+{} cache)", u.cached)
+                } else {
+                    String::new()
+                },
+                u.output
+            )));
+        }
         Ok(proposals)
     }
 
@@ -343,19 +365,13 @@ impl Chat {
                 }
             }
             "usage" => {
-                newline(at_line_start);
-                let cache = data["cache_read_input_tokens"].as_u64().unwrap_or(0);
-                out(&self.style.dim(&format!(
-                    "  [{} · in {}{} · out {}]\n",
-                    data["model"].as_str().unwrap_or(""),
-                    data["input_tokens"],
-                    if cache > 0 {
-                        format!(" (+{cache} cached)")
-                    } else {
-                        String::new()
-                    },
-                    data["output_tokens"]
-                )));
+                // Summed over the turn's model calls; printed once at its end.
+                let u = self.usage.get_or_insert_with(TurnUsage::default);
+                u.model = data["model"].as_str().unwrap_or("").to_owned();
+                u.input += data["input_tokens"].as_u64().unwrap_or(0);
+                u.output += data["output_tokens"].as_u64().unwrap_or(0);
+                u.cached += data["cache_read_input_tokens"].as_u64().unwrap_or(0)
+                    + data["cache_creation_input_tokens"].as_u64().unwrap_or(0);
             }
             "error" => {
                 newline(at_line_start);
@@ -383,7 +399,15 @@ impl Chat {
     }
 
     fn describe(&self, p: &Value) -> String {
-        let kind = p["kind"].as_str().unwrap_or("");
+        let kind = match p["kind"].as_str().unwrap_or("") {
+            "prd_investigate" => "investigation",
+            "prd_implement" => "implementation",
+            "qa" => "QA pass",
+            "deep_research" => "deep research",
+            "auto_triage" => "triage",
+            "error_fix" => "error fix",
+            other => other,
+        };
         let target = &p["target"];
         let what = match target["type"].as_str() {
             Some("issue") => format!(
@@ -392,7 +416,7 @@ impl Chat {
                 target["title"].as_str().unwrap_or("")
             ),
             _ => format!(
-                "new issue “{}” ({})",
+                "a new issue “{}” ({})",
                 target["title"].as_str().unwrap_or(""),
                 target["priority"].as_str().unwrap_or("P3")
             ),
@@ -411,7 +435,7 @@ impl Chat {
             .map(|c| format!(" · est. ${c:.2}"))
             .unwrap_or_default();
         format!(
-            "{} {kind} on {what}\n  {gate}{cost}",
+            "{} {kind} of {what}\n  {gate}{cost}",
             self.style.bold("Proposal:")
         )
     }
@@ -515,6 +539,7 @@ pub async fn run(opts: ChatOptions) -> Result<()> {
         .map_err(|e| Error::internal("HTTP client").with_source(e))?;
     let style = Style { color: opts.color };
     let mut chat = Chat {
+        usage: None,
         opts,
         http,
         style,
