@@ -74,6 +74,9 @@ const MIGRATIONS: &[Migration] = &[
 const MIGRATION_LOCK: i64 = 0x4449_5350_0001; // "DISP" 1
 const SPAWN_LOCK: i64 = 0x4449_5350_0002;
 
+/// The largest NOTIFY payload sent (PostgreSQL refuses more than 8,000 bytes).
+const NOTIFY_MAX_BYTES: usize = 7_500;
+
 /// The NOTIFY channel of the event bus.
 pub const EVENT_CHANNEL: &str = "dispatch_events";
 
@@ -534,8 +537,13 @@ impl PostgresEventBus {
 #[async_trait::async_trait]
 impl EventBus for PostgresEventBus {
     async fn publish(&self, event: Event) -> Result<()> {
-        let payload = serde_json::to_string(&event)
+        let mut payload = serde_json::to_string(&event)
             .map_err(|e| Error::internal(format!("encode event: {e}")))?;
+        if payload.len() > NOTIFY_MAX_BYTES {
+            // NOTIFY payloads are limited (8,000 bytes): subscribers read the rest from the store.
+            payload = serde_json::to_string(&event.without_payload())
+                .map_err(|e| Error::internal(format!("encode event: {e}")))?;
+        }
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(EVENT_CHANNEL)
             .bind(payload)

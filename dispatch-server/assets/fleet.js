@@ -16,4 +16,18 @@ if (button) {
     }
   });
 }
+const cleanup = document.getElementById("cleanup-stale");
+if (cleanup) {
+  cleanup.addEventListener("click", async () => {
+    cleanup.disabled = true;
+    try {
+      const r = await api("POST", "/api/spawns/cleanup");
+      toast(`${r.cleaned} stale run(s) timed out`, true);
+      setTimeout(() => location.reload(), 800);
+    } catch (err) {
+      toast(err.message);
+      cleanup.disabled = false;
+    }
+  });
+}
 document.body.dataset.ready = "true";

@@ -26,6 +26,9 @@ pub enum RunSelector {
 /// Terminal chunks refresh the run's liveness at most this often (saves a write per chunk).
 const LIVENESS_EVERY: i64 = 30;
 
+/// A terminal chunk up to this size travels in its live event (viewers need not read it back).
+const EVENT_CHUNK_MAX_BYTES: usize = 4096;
+
 impl Dispatch {
     /// Finds the run a callback is about, checking it belongs to the issue.
     pub async fn resolve_run(&self, issue: impl Into<IssueRef>, sel: &RunSelector) -> Result<Run> {
@@ -202,6 +205,12 @@ impl Dispatch {
             issue_id: run.issue_id,
             run_id: run.id,
             seq: chunk.seq,
+            content: (chunk.content.len() <= EVENT_CHUNK_MAX_BYTES).then(|| {
+                crate::ports::ChunkText {
+                    text: chunk.content.clone(),
+                    at: chunk.at,
+                }
+            }),
         })
         .await;
         Ok(chunk)

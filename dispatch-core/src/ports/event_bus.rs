@@ -6,7 +6,9 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 /// A live event. Small on purpose (kind and ids): subscribers read the rows they need, so the
-/// same events can travel through PostgreSQL NOTIFY between processes.
+/// same events can travel through PostgreSQL NOTIFY between processes. The one exception is a
+/// terminal chunk's text, carried when it is small ([`Event::TerminalChunk::content`]) so that a
+/// thousand viewers of a run do not each read the chunk back from the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
@@ -33,6 +35,10 @@ pub enum Event {
         issue_id: IssueId,
         run_id: RunId,
         seq: u64,
+        /// The chunk's text and time, when the event carries them (a bus may drop them; then
+        /// subscribers read the chunk from the store).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<ChunkText>,
     },
     RunChanged {
         issue_id: IssueId,
@@ -41,7 +47,32 @@ pub enum Event {
     },
 }
 
+/// A terminal chunk's text as carried by [`Event::TerminalChunk`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkText {
+    pub text: String,
+    pub at: crate::Timestamp,
+}
+
 impl Event {
+    /// The same event without the payload a bus may not be able to carry (a large chunk's text).
+    pub fn without_payload(self) -> Event {
+        match self {
+            Event::TerminalChunk {
+                issue_id,
+                run_id,
+                seq,
+                ..
+            } => Event::TerminalChunk {
+                issue_id,
+                run_id,
+                seq,
+                content: None,
+            },
+            other => other,
+        }
+    }
+
     pub fn issue_id(&self) -> IssueId {
         match self {
             Event::IssueCreated { issue_id }

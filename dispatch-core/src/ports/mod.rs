@@ -12,7 +12,7 @@ mod webhook;
 
 pub use alert_source::{AlertBatch, AlertRequest, AlertSource};
 pub use embedder::Embedder;
-pub use event_bus::{Event, EventBus, EventStream};
+pub use event_bus::{ChunkText, Event, EventBus, EventStream};
 pub use llm::{
     ContentBlock, DeltaAssembler, Llm, LlmDelta, LlmMessage, LlmRequest, LlmResponse, LlmStream,
     Role, ToolSpec, Usage,

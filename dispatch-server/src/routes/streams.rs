@@ -430,21 +430,30 @@ impl IssueStream {
             .read_terminal(run, after, TERMINAL_PAGE)
             .await?;
         for c in &chunks {
-            self.sent_seq.insert(run, c.seq);
-            self.cursor.terminal = Some((run, c.seq));
-            let v = json!({
-                "type": "terminal_output",
-                "data": { "content": c.content, "timestamp": c.at, "seq": c.seq, "runId": run },
-            });
-            let id = self.terminal_id(run, c.seq);
-            self.out.push_back(with_id(data(&v), &id));
+            self.push_chunk(run, c.seq, &c.content, c.at);
         }
         Ok(chunks.len())
     }
 
+    fn push_chunk(&mut self, run: RunId, seq: u64, content: &str, at: dispatch_core::Timestamp) {
+        self.sent_seq.insert(run, seq);
+        self.cursor.terminal = Some((run, seq));
+        let v = json!({
+            "type": "terminal_output",
+            "data": { "content": content, "timestamp": at, "seq": seq, "runId": run },
+        });
+        let id = self.terminal_id(run, seq);
+        self.out.push_back(with_id(data(&v), &id));
+    }
+
     async fn live(&mut self, ev: Event) {
         match ev {
-            Event::TerminalChunk { run_id, seq, .. } => {
+            Event::TerminalChunk {
+                run_id,
+                seq,
+                content,
+                ..
+            } => {
                 let after = match self.sent_seq.get(&run_id) {
                     Some(n) => *n,
                     None if self.preexisting.contains(&run_id) => seq.saturating_sub(1),
@@ -452,6 +461,13 @@ impl IssueStream {
                 };
                 if seq <= after {
                     return; // the backlog or an earlier read already sent it
+                }
+                // The next chunk, carried by the event: sent without reading the store.
+                if seq == after + 1
+                    && let Some(c) = content
+                {
+                    self.push_chunk(run_id, seq, &c.text, c.at);
+                    return;
                 }
                 self.sent_seq.insert(run_id, after);
                 // Read up to this chunk (and whatever else is stored): fills gaps left by a

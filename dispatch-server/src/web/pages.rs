@@ -529,6 +529,9 @@ struct FleetPage {
     running: u32,
     deferred: u32,
     outcomes: Vec<(String, u64)>,
+    /// Issues with an agent: identifier, title, workflow, spawn status, started.
+    agents: Vec<(String, String, String, String, String)>,
+    stale: usize,
 }
 
 fn percent(used: f64, max: f64) -> u32 {
@@ -550,6 +553,28 @@ pub async fn fleet(State(s): State<AppState>, headers: HeaderMap, uri: Uri) -> P
         .await?;
     let p = &s.dispatch.config().policy;
     let kill = s.dispatch.kill_switch().await?;
+    let fleet = s.dispatch.fleet_status().await?;
+    let agents = s
+        .dispatch
+        .active_issues(100)
+        .await?
+        .into_iter()
+        .map(|i| {
+            (
+                i.identifier.clone(),
+                i.title.clone(),
+                i.spawn_kind
+                    .map(|k| k.spawn_type().to_string())
+                    .unwrap_or_default(),
+                i.spawn_status
+                    .map(|x| x.as_str().to_string())
+                    .unwrap_or_default(),
+                i.spawn_started_at
+                    .map(|t| t.format("%H:%M UTC").to_string())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
     let bar = |name: &str, used: u32, max: u32| {
         (
             name.to_string(),
@@ -595,6 +620,8 @@ pub async fn fleet(State(s): State<AppState>, headers: HeaderMap, uri: Uri) -> P
         running: st.running,
         deferred: st.deferred,
         outcomes,
+        agents,
+        stale: fleet.stale_runs,
     })
 }
 

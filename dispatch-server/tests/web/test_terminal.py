@@ -173,5 +173,10 @@ def test_terminal_streams_proposes_confirms_restores_and_cancels(server: Dispatc
         ask(d, "/status")
         wait(d).until(lambda d: "**Fleet**" in d.find_element(By.ID, "term-log").text)
         no_console_errors(d)
+        # The fleet panel lists the agent the confirmation queued.
+        d.get(f"{server.url}/fleet")
+        row = wait(d).until(lambda d: d.find_element(By.CSS_SELECTOR, "table.agents tbody tr"))
+        assert "Checkout times out" in row.text and "investigate" in row.text, row.text
+        no_console_errors(d)
     finally:
         d.quit()
