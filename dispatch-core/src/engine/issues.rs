@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 pub enum ColumnRef {
     Id(ColumnId),
     Name(String),
+    /// A status a person or a model typed: the column named so (any case), else the one column
+    /// whose name contains it ([`crate::issue::match_column`]).
+    Typed(String),
 }
 
 /// What a person or an agent may change on an issue directly. Spawn and run state change only
@@ -144,11 +147,12 @@ impl Dispatch {
         let found = match r {
             ColumnRef::Id(id) => cols.into_iter().find(|c| c.id == *id),
             ColumnRef::Name(n) => cols.into_iter().find(|c| c.is_named(n)),
+            ColumnRef::Typed(t) => return crate::issue::match_column(&cols, t).cloned(),
         };
         found.ok_or_else(|| {
             let what = match r {
                 ColumnRef::Id(id) => id.to_string(),
-                ColumnRef::Name(n) => format!("{n:?}"),
+                ColumnRef::Name(n) | ColumnRef::Typed(n) => format!("{n:?}"),
             };
             Error::invalid("status", format!("no column {what} in this workspace"))
         })
@@ -206,7 +210,11 @@ impl Dispatch {
             let current = self.get_issue(r.clone()).await?;
             let patch = IssuePatch {
                 title: changes.title.as_ref().map(|t| t.trim().to_string()),
-                description: changes.description.clone(),
+                // An empty description is no description.
+                description: changes
+                    .description
+                    .clone()
+                    .map(|d| d.filter(|s| !s.trim().is_empty())),
                 column_id: target.as_ref().map(|c| c.id),
                 priority: changes.priority,
                 assignee: changes

@@ -605,22 +605,13 @@ impl ToolProvider for MissionTools {
             "update_mission" => {
                 let a: Update = args(input)?;
                 let issue = self.issue(&a.mission_identifier).await?;
-                let column = match a.status.as_deref().map(str::trim) {
-                    Some(st) if !st.is_empty() => {
-                        let cols = self.engine.columns().await?;
-                        Some(ColumnRef::Id(match_column(&cols, st)?.id))
-                    }
-                    _ => None,
-                };
-                if let Some(t) = &a.title {
-                    required("title", t)?;
-                }
                 let changes = IssueChanges {
                     title: a.title,
-                    description: a
-                        .description
-                        .map(|d| Some(d).filter(|d| !d.trim().is_empty())),
-                    column,
+                    description: a.description.map(Some),
+                    column: a
+                        .status
+                        .filter(|st| !st.trim().is_empty())
+                        .map(ColumnRef::Typed),
                     priority: a.priority,
                     ..IssueChanges::default()
                 };

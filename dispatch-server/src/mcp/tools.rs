@@ -125,11 +125,6 @@ fn status_name(cols: &[Column], i: &Issue) -> String {
         .unwrap_or_default()
 }
 
-/// The column a status argument names (the core's rule).
-fn match_column<'a>(cols: &'a [Column], status: &str) -> Result<&'a Column, ToolError> {
-    Ok(dispatch_core::issue::match_column(cols, status)?)
-}
-
 /// A short row for lists.
 fn row(i: &Issue, cols: &[Column]) -> Value {
     json!({
@@ -970,22 +965,13 @@ async fn create_issue(s: &AppState, p: CreateIssue) -> ToolResult {
 
 async fn update_issue(s: &AppState, p: UpdateIssue) -> ToolResult {
     let r = issue_ref(&p.identifier)?;
-    let column = match p.status.as_deref().map(str::trim).filter(|x| !x.is_empty()) {
-        Some(st) => {
-            let cols = s.dispatch.columns().await?;
-            Some(ColumnRef::Id(match_column(&cols, st)?.id))
-        }
-        None => None,
-    };
-    if let Some(t) = &p.title {
-        required("title", t)?;
-    }
     let changes = IssueChanges {
         title: p.title,
-        description: p
-            .description
-            .map(|d| Some(d).filter(|d| !d.trim().is_empty())),
-        column,
+        description: p.description.map(Some),
+        column: p
+            .status
+            .filter(|st| !st.trim().is_empty())
+            .map(ColumnRef::Typed),
         priority: p.priority.map(PriorityArg::priority),
         assignee: p.assignee.map(|a| Some(a).filter(|a| !a.trim().is_empty())),
         ..IssueChanges::default()
