@@ -23,6 +23,62 @@ function el(tag, cls, text) {
   return e;
 }
 
+// Markdown as the model writes it — headings, lists, code blocks, **bold**, `code`, links — built
+// as DOM nodes (never HTML from the text), once a block of text is complete.
+function inline(parent, text) {
+  const re = /(\*\*[^*]+\*\*|`[^`]+`|\[[^\]]+\]\((?:https?:\/\/|\/)[^)\s]+\))/g;
+  let last = 0;
+  for (const m of text.matchAll(re)) {
+    if (m.index > last) parent.appendChild(document.createTextNode(text.slice(last, m.index)));
+    const t = m[0];
+    if (t.startsWith("**")) {
+      parent.appendChild(el("strong", "", t.slice(2, -2)));
+    } else if (t.startsWith("`")) {
+      parent.appendChild(el("code", "", t.slice(1, -1)));
+    } else {
+      const close = t.indexOf("](");
+      const a = el("a", "", t.slice(1, close));
+      a.href = t.slice(close + 2, -1);
+      a.rel = "noopener noreferrer";
+      parent.appendChild(a);
+    }
+    last = m.index + t.length;
+  }
+  if (last < text.length) parent.appendChild(document.createTextNode(text.slice(last)));
+}
+
+function markdown(target, text) {
+  target.replaceChildren();
+  target.classList.add("md");
+  const lines = text.split("\n");
+  let list = null;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    if (line.startsWith("```")) {
+      const code = [];
+      for (i++; i < lines.length && !lines[i].startsWith("```"); i++) code.push(lines[i]);
+      target.appendChild(el("pre", "", code.join("\n")));
+      list = null;
+      continue;
+    }
+    const bullet = line.match(/^\s*(?:[-*]|\d+\.)\s+(.*)$/);
+    if (bullet) {
+      if (!list) list = target.appendChild(el(/^\s*\d/.test(line) ? "ol" : "ul"));
+      inline(list.appendChild(el("li")), bullet[1]);
+      continue;
+    }
+    list = null;
+    const heading = line.match(/^(#{1,4})\s+(.*)$/);
+    if (heading) {
+      inline(target.appendChild(el("div", "h")), heading[2]);
+    } else if (line.trim()) {
+      inline(target.appendChild(el("div")), line);
+    } else {
+      target.appendChild(el("div", "gap"));
+    }
+  }
+}
+
 function add(e) {
   const stick = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
   log.appendChild(e);
@@ -141,7 +197,8 @@ function restore(data) {
   for (const m of data.messages || []) {
     for (const b of m.content || []) {
       if (b.type === "text") {
-        add(el("div", `msg ${m.role}`, b.text));
+        const e = add(el("div", `msg ${m.role}`, b.text));
+        if (m.role === "assistant") markdown(e, b.text);
       } else if (b.type === "tool_use") {
         const err = failed.get(b.id);
         add(el("div", err ? "tool err" : "tool ok", `${b.name}(${summary(b.input)})${err ? `: ${err}` : ""}`));
@@ -222,7 +279,7 @@ async function turn(message) {
               if (log.scrollHeight - log.scrollTop - log.clientHeight < 80) scroll();
               break;
             case "tool_start":
-              if (text) { text.classList.remove("cursor"); text = null; }
+              if (text) { text.classList.remove("cursor"); markdown(text, text.textContent); text = null; }
               tools.set(d.id, add(el("div", "tool run", `${d.name}…`)));
               break;
             case "tool_result": {
@@ -256,7 +313,10 @@ async function turn(message) {
       add(el("div", "msg error", err.message));
     }
   } finally {
-    if (text) text.classList.remove("cursor");
+    if (text) {
+      text.classList.remove("cursor");
+      markdown(text, text.textContent);
+    }
     running = null;
     send.disabled = false;
     prompt.focus();

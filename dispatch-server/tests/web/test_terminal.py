@@ -171,7 +171,15 @@ def test_terminal_streams_proposes_confirms_restores_and_cancels(server: Dispatc
             assert time.monotonic() < deadline, "the cancelled turn still holds the session"
             time.sleep(0.05)
         ask(d, "/status")
-        wait(d).until(lambda d: "**Fleet**" in d.find_element(By.ID, "term-log").text)
+        # Markdown is rendered as elements: bold, a list (never HTML from the text).
+        fleet = wait(d).until(lambda d: d.find_element(By.XPATH, "//div[contains(@class,'msg')]//strong[text()='Fleet']"))
+        assert "**" not in fleet.find_element(By.XPATH, "./ancestor::div[contains(@class,'msg')]").text
+        assert d.find_elements(By.CSS_SELECTOR, ".msg.md ul li strong")
+        # Markup in a message or an answer is text.
+        ask(d, "/search <img src=x onerror=window.pwned=1> `code` **b**")
+        wait(d).until(lambda d: "No issues." in d.find_element(By.ID, "term-log").text)
+        assert not d.find_elements(By.CSS_SELECTOR, "#term-log img")
+        assert d.execute_script("return window.pwned") is None
         no_console_errors(d)
         # The fleet panel lists the agent the confirmation queued.
         d.get(f"{server.url}/fleet")
