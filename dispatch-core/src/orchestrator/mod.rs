@@ -18,5 +18,5 @@ pub use proposal::{
     Proposal, ProposalDecision, ProposalOutcome, ProposalStatus, ProposalTarget, decide,
     estimate_cost,
 };
-pub use session::{Session, begin_turn, end_turn, valid_history};
+pub use session::{Session, begin_turn, end_turn, valid_history, window};
 pub use turn::{Orchestrator, OrchestratorConfig, Turn, TurnEvent, TurnRequest};

@@ -106,6 +106,43 @@ pub fn end_turn(
     Ok(next)
 }
 
+/// How much of a long conversation is sent to the model: the newest messages within `max_chars`
+/// of content, starting at a message the person typed (so the window is itself a valid
+/// conversation: no tool result without its call). The whole conversation stays stored; the
+/// latest exchange is always sent, however long.
+pub fn window(messages: &[LlmMessage], max_chars: usize) -> &[LlmMessage] {
+    fn size(m: &LlmMessage) -> usize {
+        m.content
+            .iter()
+            .map(|b| match b {
+                ContentBlock::Text { text } => text.len(),
+                ContentBlock::ToolUse { name, input, .. } => name.len() + input.to_string().len(),
+                ContentBlock::ToolResult { content, .. } => content.len(),
+            })
+            .sum()
+    }
+    let starts_turn = |m: &LlmMessage| {
+        m.role == Role::User
+            && m.content
+                .iter()
+                .all(|b| matches!(b, ContentBlock::Text { .. }))
+    };
+    let mut total = 0;
+    let mut start = messages.len();
+    let mut best = None;
+    while start > 0 {
+        start -= 1;
+        total += size(&messages[start]);
+        if starts_turn(&messages[start]) {
+            if total > max_chars && best.is_some() {
+                break;
+            }
+            best = Some(start);
+        }
+    }
+    &messages[best.unwrap_or(0)..]
+}
+
 /// The rules the Messages API holds a conversation to: it starts with the user, roles
 /// alternate, no message is empty, and every `tool_use` of an assistant message is answered by a
 /// `tool_result` in the next (user) message, which answers nothing else.
@@ -259,6 +296,35 @@ mod tests {
         let done = end_turn(&taken, b, history, &Usage::default(), t0()).unwrap();
         assert!(!done.busy_at(t0() + Duration::minutes(11)));
         assert_eq!(done.title, "hi");
+    }
+
+    #[test]
+    fn the_window_keeps_whole_exchanges_from_the_newest() {
+        let h = vec![
+            user("first question"),
+            tool_call("t1"),
+            tool_result("t1"),
+            assistant("first answer"),
+            user("second"),
+            assistant("second answer"),
+            user("third"),
+            assistant("third answer"),
+        ];
+        assert_eq!(window(&h, 1_000_000).len(), 8, "everything fits");
+        let w = window(&h, 40); // "second"+"second answer"+"third"+"third answer" = 36
+        assert_eq!(w.len(), 4, "{w:?}");
+        assert_eq!(w[0], user("second"));
+        // The last exchange is sent even when it alone is over the budget.
+        let w = window(&h, 1);
+        assert_eq!(w, &h[6..]);
+        // Never starts at a tool result.
+        for n in 0..60 {
+            let w = window(&h, n);
+            assert!(
+                valid_history(&[w, &[user("next")], &[assistant("x")]].concat()).is_ok()
+                    || w.is_empty()
+            );
+        }
     }
 
     #[test]

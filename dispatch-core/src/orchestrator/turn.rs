@@ -47,6 +47,9 @@ pub struct OrchestratorConfig {
     pub turn_lease: Duration,
     /// The product's name in the system prompt.
     pub app_name: String,
+    /// How much of a long conversation is sent to the model, in characters of content (the
+    /// newest whole exchanges; the stored history keeps everything). 400,000 ≈ 100k tokens.
+    pub history_chars: usize,
 }
 
 impl Default for OrchestratorConfig {
@@ -58,6 +61,7 @@ impl Default for OrchestratorConfig {
             proposal_ttl: Duration::minutes(15),
             turn_lease: Duration::minutes(10),
             app_name: "Dispatch".into(),
+            history_chars: 400_000,
         }
     }
 }
@@ -723,7 +727,7 @@ impl Turn {
             let request = LlmRequest {
                 model: inner.config.model.clone(),
                 system: Some(system.clone()),
-                messages: history.clone(),
+                messages: super::session::window(history, inner.config.history_chars).to_vec(),
                 tools: tools.clone(),
                 max_tokens: inner.config.max_tokens,
                 temperature: None,
