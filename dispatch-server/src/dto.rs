@@ -8,7 +8,8 @@ use dispatch_core::run::{Activity, Run};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-#[derive(Debug, Clone, Serialize)]
+/// A board column as the API returns it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StatusDto {
     pub id: String,
     pub name: String,

@@ -2,7 +2,8 @@
 
 use crate::error::ApiError;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 /// A JSON body. Malformed JSON, a wrong type or a missing field is a 400 whose `field` names the
@@ -25,6 +26,89 @@ where
             }
         })?;
         parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// An optional JSON body: an empty body is `None`; anything else must parse as `T`.
+pub struct MaybeJson<T>(pub Option<T>);
+
+impl<S, T> FromRequest<S> for MaybeJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(e.status(), "PAYLOAD_TOO_LARGE", "request body too large")
+            } else {
+                ApiError::bad_request("body", format!("cannot read the request body: {e}"))
+            }
+        })?;
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(MaybeJson(None));
+        }
+        parse_json(&bytes).map(|v| MaybeJson(Some(v)))
+    }
+}
+
+/// Query parameters; a wrong one is a JSON 400 naming it (axum's own rejection is plain text).
+pub struct ApiQuery<T>(pub T);
+
+impl<T> std::ops::Deref for ApiQuery<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let q = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner().to_string();
+                let field = if path == "." || path.is_empty() {
+                    inner
+                        .split('`')
+                        .nth(1)
+                        .filter(|_| inner.starts_with("missing field"))
+                        .unwrap_or("query")
+                        .to_string()
+                } else {
+                    path
+                };
+                ApiError::bad_request(&field, format!("invalid query parameter {field}: {inner}"))
+            })
+    }
+}
+
+/// Path parameters; a wrong one is a JSON 400 (axum's own rejection is plain text).
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| ApiPath(v))
+            .map_err(|e| ApiError::bad_request("path", format!("invalid path parameter: {e}")))
     }
 }
 

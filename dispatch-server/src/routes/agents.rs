@@ -12,35 +12,61 @@ use crate::dto::agent_json;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::state::AppState;
-use axum::extract::{Query, State};
+use crate::extract::ApiQuery;
+use crate::openapi::{ApiRouter, doc, get, post};
+use crate::routes::schema;
+use axum::extract::State;
+use schemars::JsonSchema;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use dispatch_core::agent::NewAgent;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/agents", get(list).post(create))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .route(
+            "/api/agents",
+            get(
+                list,
+                doc("Registered agents (?includeInactive=true for all); never their webhook secret"),
+            )
+            .post(
+                create,
+                doc("Register an agent; with webhookUrl the new webhookSecret is in this response only")
+                    .status(201),
+            ),
+        )
         .route(
             "/api/agents/webhook",
-            post(set_webhook).get(get_webhook).delete(clear_webhook),
+            post(
+                set_webhook,
+                doc("Set an agent's webhook URL with a new secret (returned once as webhookSecret)"),
+            )
+            .get(
+                get_webhook,
+                doc("Whether an agent (?agentName=) has a webhook, and its URL"),
+            )
+            .delete(
+                clear_webhook,
+                doc("Remove an agent's webhook URL and secret"),
+            ),
         )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct ListQuery {
     #[serde(default, alias = "include_inactive")]
+    #[schemars(with = "Option<schema::Flag>")]
     include_inactive: Option<String>,
 }
 
 async fn list(
     State(s): State<AppState>,
     _a: Authenticated,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let include = match q.include_inactive.as_deref().map(str::trim) {
         None | Some("") | Some("false") | Some("0") => false,
@@ -58,13 +84,15 @@ async fn list(
     )))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateAgent {
+    #[schemars(with = "schema::Name")]
     name: String,
     #[serde(default)]
     description: Option<String>,
     #[serde(default, alias = "webhook_url")]
+    #[schemars(with = "Option<schema::WebhookUrl>")]
     webhook_url: Option<String>,
 }
 
@@ -91,12 +119,14 @@ async fn create(
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct SetWebhook {
     #[serde(alias = "agent_name")]
+    #[schemars(with = "schema::Name")]
     agent_name: String,
     #[serde(alias = "webhook_url")]
+    #[schemars(with = "schema::WebhookUrl")]
     webhook_url: String,
 }
 
@@ -146,19 +176,20 @@ async fn set_webhook(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct WebhookQuery {
-    #[serde(default, alias = "agent_name")]
-    agent_name: Option<String>,
+    #[serde(alias = "agent_name")]
+    #[schemars(with = "schema::Name")]
+    agent_name: String,
 }
 
 async fn get_webhook(
     State(s): State<AppState>,
     _a: Authenticated,
-    Query(q): Query<WebhookQuery>,
+    ApiQuery(q): ApiQuery<WebhookQuery>,
 ) -> ApiResult<Json<Value>> {
-    let name = agent_name("agentName", q.agent_name.as_deref().unwrap_or(""))?;
+    let name = agent_name("agentName", &q.agent_name)?;
     let agent = s.dispatch.agent(&name).await?;
     Ok(Json(json!({
         "agentName": agent.name,
@@ -167,10 +198,11 @@ async fn get_webhook(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct ClearWebhook {
     #[serde(alias = "agent_name")]
+    #[schemars(with = "schema::Name")]
     agent_name: String,
 }
 

@@ -4,40 +4,74 @@
 //! Lists stay bare JSON arrays as in the original; `limit` bounds them and, where more remain,
 //! a `Link: <…&cursor=N>; rel="next"` header names the next page (`cursor` is an offset).
 
-use super::{Page, issue_ref, params};
+use super::{IssueKey, Page, issue_ref, params, schema};
+use crate::extract::ApiQuery;
+use crate::openapi::{ApiRouter, doc, get, post};
+use schemars::JsonSchema;
 use crate::auth::Authenticated;
 use crate::dto::{StatusDto, comment_json, label_json};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::state::AppState;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use dispatch_core::issue::{Actor, ColumnCategory, NewColumn, NewComment, NewLabel};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .route(
             "/api/statuses",
-            get(list_statuses).post(create_status).put(reorder_statuses),
+            get(list_statuses, doc("Board columns by position"))
+                .post(create_status, doc("Add a column").status(201))
+                .put(reorder_statuses, doc("Reorder the columns")),
         )
-        .route("/api/labels", get(list_labels).post(create_label))
-        .route("/api/comments", get(list_comments).post(create_comment))
-        .route("/api/search", get(search))
-        .route("/api/spawns/active", get(active_spawns))
-        .route("/api/spawns/stats", get(spawn_stats))
-        .route("/api/spawns/cleanup", post(cleanup))
+        .route(
+            "/api/labels",
+            get(list_labels, doc("Labels by name (?name= looks one up)"))
+                .post(create_label, doc("Create a label").status(201)),
+        )
+        .route(
+            "/api/comments",
+            get(
+                list_comments,
+                doc("Comments of an issue (?issueId=), oldest first"),
+            )
+            .post(create_comment, doc("Comment on an issue").status(201)),
+        )
+        .route("/api/search", get(search, doc("Ranked lexical search (?q=)")))
+        .route(
+            "/api/spawns/active",
+            get(active_spawns, doc("Issues with an active agent")),
+        )
+        .route(
+            "/api/spawns/stats",
+            get(
+                spawn_stats,
+                doc("Fleet: active runs, budgets, daily cost, outcomes"),
+            ),
+        )
+        .route(
+            "/api/spawns/cleanup",
+            post(cleanup, doc("Time out stale runs now")),
+        )
         .route(
             "/api/spawns/kill-switch",
-            get(get_kill_switch).put(put_kill_switch),
+            get(
+                get_kill_switch,
+                doc("The kill switch as every process sees it: {enabled, forcedByEnvironment, stored}"),
+            )
+            .put(
+                put_kill_switch,
+                doc("Stop (enabled: true) or resume spawning on every process of the store; queued runs and deferred spawns wait while it is on. 409 when SPAWN_KILL_SWITCH=true keeps it on"),
+            ),
         )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct KillSwitchBody {
     enabled: bool,
@@ -57,7 +91,7 @@ async fn get_kill_switch(State(s): State<AppState>, _a: Authenticated) -> ApiRes
 async fn put_kill_switch(
     State(s): State<AppState>,
     a: Authenticated,
-    crate::extract::ApiJson(b): crate::extract::ApiJson<KillSwitchBody>,
+    ApiJson(b): ApiJson<KillSwitchBody>,
 ) -> ApiResult<Json<Value>> {
     let k = s.dispatch.set_kill_switch(b.enabled, &a.actor()).await?;
     Ok(Json(kill_switch_json(&k)))
@@ -67,8 +101,9 @@ async fn put_kill_switch(
 /// that clients of the original, which knew no paging, still see everything.
 const SMALL_LIST_DEFAULT: usize = 500;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 struct Cursor {
+    /// The offset to continue from (from the `Link` header).
     cursor: Option<usize>,
 }
 
@@ -104,8 +139,8 @@ fn paged<T>(
 async fn list_statuses(
     State(s): State<AppState>,
     _a: Authenticated,
-    q: Query<Page>,
-    Query(c): Query<Cursor>,
+    q: ApiQuery<Page>,
+    ApiQuery(c): ApiQuery<Cursor>,
 ) -> ApiResult<Response> {
     let cols: Vec<StatusDto> = s
         .dispatch
@@ -124,12 +159,15 @@ async fn list_statuses(
     Ok((headers, Json(page)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateStatus {
+    #[schemars(regex(pattern = r"\S"))]
     name: String,
+    #[schemars(with = "schema::Color")]
     color: String,
     #[serde(default)]
+    #[schemars(range(min = 0))]
     position: Option<i32>,
     #[serde(default, alias = "is_closed")]
     is_closed: bool,
@@ -163,10 +201,12 @@ async fn create_status(
     Ok((StatusCode::CREATED, Json(StatusDto::from(&col))).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct Reorder {
+    /// Every column's id, in the new order.
     #[serde(alias = "status_ids")]
+    #[schemars(with = "Vec<schema::Uuid>")]
     status_ids: Vec<String>,
 }
 
@@ -187,7 +227,7 @@ async fn reorder_statuses(
 
 // --- labels ------------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct LabelQuery {
     name: Option<String>,
 }
@@ -197,9 +237,9 @@ struct LabelQuery {
 async fn list_labels(
     State(s): State<AppState>,
     _a: Authenticated,
-    q: Query<Page>,
-    Query(c): Query<Cursor>,
-    Query(lq): Query<LabelQuery>,
+    q: ApiQuery<Page>,
+    ApiQuery(c): ApiQuery<Cursor>,
+    ApiQuery(lq): ApiQuery<LabelQuery>,
 ) -> ApiResult<Response> {
     let labels = s.dispatch.labels().await?;
     if let Some(name) = lq.name {
@@ -222,9 +262,11 @@ async fn list_labels(
     Ok((headers, Json(page)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct CreateLabel {
+    #[schemars(regex(pattern = r"\S"))]
     name: String,
+    #[schemars(with = "schema::Color")]
     color: String,
 }
 
@@ -241,24 +283,22 @@ async fn create_label(
 
 // --- comments ----------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct CommentQuery {
+    /// The issue (UUID or identifier).
     #[serde(rename = "issueId", alias = "issue_id")]
-    issue_id: Option<String>,
+    issue_id: IssueKey,
 }
 
 /// An issue's comments, oldest first.
 async fn list_comments(
     State(s): State<AppState>,
     _a: Authenticated,
-    q: Query<Page>,
-    Query(c): Query<Cursor>,
-    Query(cq): Query<CommentQuery>,
+    q: ApiQuery<Page>,
+    ApiQuery(c): ApiQuery<Cursor>,
+    ApiQuery(cq): ApiQuery<CommentQuery>,
 ) -> ApiResult<Response> {
-    let id = cq
-        .issue_id
-        .filter(|i| !i.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request("issueId", "issueId is required"))?;
+    let id = cq.issue_id.0;
     let issue = s.dispatch.get_issue(issue_ref(&id)?).await?;
     let comments: Vec<Value> = s
         .dispatch
@@ -277,11 +317,12 @@ async fn list_comments(
     Ok((headers, Json(page)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateComment {
     #[serde(alias = "issue_id")]
-    issue_id: String,
+    issue_id: IssueKey,
+    #[schemars(regex(pattern = r"\S"))]
     body: String,
     #[serde(default, alias = "author_name")]
     author_name: Option<String>,
@@ -311,7 +352,7 @@ async fn create_comment(
     let c = s
         .dispatch
         .add_comment(
-            issue_ref(&b.issue_id)
+            issue_ref(&b.issue_id.0)
                 .map_err(|_| ApiError::bad_request("issueId", "not an issue id or identifier"))?,
             new,
             &actor,
@@ -322,21 +363,24 @@ async fn create_comment(
 
 // --- search ------------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct SearchQuery {
-    q: Option<String>,
+    /// The words to look for.
+    #[schemars(length(min = 1, max = 1000), regex(pattern = r"\S"))]
+    q: String,
     limit: Option<usize>,
 }
 
 async fn search(
     State(s): State<AppState>,
     _a: Authenticated,
-    Query(q): Query<SearchQuery>,
+    ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> ApiResult<Json<Value>> {
-    let text =
-        q.q.filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| ApiError::bad_request("q", "query parameter q is required"))?;
-    if text.len() > 1000 {
+    let text = q.q;
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request("q", "query parameter q is required"));
+    }
+    if text.chars().count() > 1000 {
         return Err(ApiError::bad_request(
             "q",
             "the query is limited to 1000 characters",
@@ -371,8 +415,8 @@ async fn search(
 async fn active_spawns(
     State(s): State<AppState>,
     _a: Authenticated,
-    q: Query<Page>,
-    Query(c): Query<Cursor>,
+    q: ApiQuery<Page>,
+    ApiQuery(c): ApiQuery<Cursor>,
 ) -> ApiResult<Response> {
     let issues = s.dispatch.active_issues(10_000).await?;
     let rows: Vec<Value> = issues

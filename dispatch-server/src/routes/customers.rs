@@ -6,44 +6,81 @@
 //! belong to the token look the same (401), and failed token checks are rate-limited per
 //! client address.
 
-use super::{Page, issue_ref, params};
+use super::{IssueKey, Page, issue_ref, params, schema};
+use crate::extract::{ApiPath, ApiQuery, MaybeJson};
+use crate::openapi::{ApiRouter, doc, get};
+use schemars::JsonSchema;
 use crate::auth::{Authenticated, LoginLimiter};
 use crate::dto::customer_json;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, parse_json};
+use crate::extract::ApiJson;
 use crate::state::AppState;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use dispatch_core::ErrorKind;
 use dispatch_core::customer::{Customer, CustomerPatch, NewCustomer, validate_slug};
 use dispatch_core::ids::{CustomerId, IssueId};
 use dispatch_core::issue::{Column, Comment, Issue, IssueFilter};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/customers", get(list).post(create))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .route(
+            "/api/customers",
+            get(list, doc("Customers by name")).post(
+                create,
+                doc("Create a customer (with a portal token)").status(201),
+            ),
+        )
         .route(
             "/api/customers/{id}",
-            get(read).patch(patch).delete(delete).post(action),
+            get(read, doc("A customer"))
+                .patch(patch, doc("Change a customer"))
+                .delete(delete, doc("Delete a customer"))
+                .post(
+                    action,
+                    doc("?action=regenerate-token: a new portal token"),
+                ),
         )
-        .route("/api/customers/{id}/stats", get(stats))
+        .route(
+            "/api/customers/{id}/stats",
+            get(stats, doc("Health metrics and score, issues, activity")),
+        )
         .route(
             "/api/issues/{id}/watchers",
-            get(list_watchers).post(add_watcher).delete(remove_watcher),
+            get(list_watchers, doc("The customers watching an issue"))
+                .post(
+                    add_watcher,
+                    doc("Add a customer as a watcher (201 when new, 200 when already watching)")
+                        .status(201)
+                        .also(&[200]),
+                )
+                .delete(remove_watcher, doc("Remove a watcher")),
         )
-        .route("/api/portal/{slug}", get(portal_board))
-        .route("/api/portal/{slug}/issue/{identifier}", get(portal_issue))
+        .route(
+            "/api/portal/{slug}",
+            get(portal_board, doc("Customer portal board (token)").portal()),
+        )
+        .route(
+            "/api/portal/{slug}/issue/{identifier}",
+            get(
+                portal_issue,
+                doc("Customer portal issue (token, watched issues only)").portal(),
+            ),
+        )
 }
+
+/// A customer in a path: its UUID or its slug.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(transparent)]
+struct CustomerKey(#[schemars(with = "schema::CustomerKey")] String);
 
 /// A customer path parameter: its UUID or its slug.
 async fn find_customer(s: &AppState, raw: &str) -> ApiResult<Customer> {
@@ -67,8 +104,9 @@ fn blank_to_none(v: Option<String>) -> Option<String> {
 
 // --- admin: customers ----------------------------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 struct ListQuery {
+    /// The offset to continue from (`nextCursor`).
     cursor: Option<usize>,
 }
 
@@ -76,8 +114,8 @@ struct ListQuery {
 async fn list(
     State(s): State<AppState>,
     _a: Authenticated,
-    q: Query<Page>,
-    Query(lq): Query<ListQuery>,
+    q: ApiQuery<Page>,
+    ApiQuery(lq): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let all = s.dispatch.customers().await?;
     let limit = q.limit(Some(500));
@@ -97,17 +135,22 @@ async fn list(
     Ok(Json(body))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateCustomer {
+    /// The display name (the slug is made from it unless given).
+    #[schemars(regex(pattern = r"[A-Za-z0-9]"))]
     name: String,
     #[serde(default)]
+    #[schemars(with = "Option<schema::Slug>")]
     slug: Option<String>,
     #[serde(default, alias = "slack_channel_id")]
     slack_channel_id: Option<String>,
     #[serde(default, alias = "brand_color")]
+    #[schemars(with = "Option<schema::Color>")]
     brand_color: Option<String>,
     #[serde(default, alias = "logo_url")]
+    #[schemars(with = "Option<schema::Url>")]
     logo_url: Option<String>,
 }
 
@@ -134,37 +177,47 @@ async fn create(
 async fn read(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(CustomerKey(id)): ApiPath<CustomerKey>,
 ) -> ApiResult<Json<Value>> {
     let c = find_customer(&s, &id).await?;
     Ok(Json(json!({ "customer": customer_json(&c) })))
 }
 
-/// A nullable text field of a PATCH body: absent → `None`, `null`/`""` → `Some(None)`.
-fn nullable(m: &Map<String, Value>, keys: &[&str]) -> ApiResult<Option<Option<String>>> {
-    for k in keys {
-        if let Some(v) = m.get(*k) {
-            return match v {
-                Value::Null => Ok(Some(None)),
-                Value::String(x) => Ok(Some(blank_to_none(Some(x.clone())))),
-                _ => Err(ApiError::bad_request(
-                    keys[0],
-                    format!("{} must be a string", keys[0]),
-                )),
-            };
-        }
-    }
-    Ok(None)
+/// `Some(None)` for an explicit `null`, `None` when the key is absent.
+fn present<'de, D>(d: D) -> Result<Option<Option<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<String>::deserialize(d).map(Some)
 }
 
-fn required(m: &Map<String, Value>, keys: &[&str]) -> ApiResult<Option<String>> {
-    match nullable(m, keys)? {
+/// The body of `PATCH /api/customers/{id}`: only the fields sent change; `null` or `""` clears
+/// a nullable one.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct PatchCustomer {
+    #[serde(default)]
+    #[schemars(regex(pattern = r"\S"))]
+    name: Option<String>,
+    #[serde(default)]
+    #[schemars(with = "Option<schema::Slug>")]
+    slug: Option<String>,
+    #[serde(default, alias = "slack_channel_id", deserialize_with = "present")]
+    slack_channel_id: Option<Option<String>>,
+    #[serde(default, alias = "brand_color", deserialize_with = "present")]
+    #[schemars(with = "Option<Option<schema::Color>>")]
+    brand_color: Option<Option<String>>,
+    #[serde(default, alias = "logo_url", deserialize_with = "present")]
+    #[schemars(with = "Option<Option<schema::Url>>")]
+    logo_url: Option<Option<String>>,
+}
+
+fn required(field: &str, v: Option<String>) -> ApiResult<Option<String>> {
+    match v {
         None => Ok(None),
-        Some(Some(v)) => Ok(Some(v)),
-        Some(None) => Err(ApiError::bad_request(
-            keys[0],
-            format!("{} must not be empty", keys[0]),
-        )),
+        Some(x) => blank_to_none(Some(x))
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(field, format!("{field} must not be empty"))),
     }
 }
 
@@ -173,22 +226,16 @@ fn required(m: &Map<String, Value>, keys: &[&str]) -> ApiResult<Option<String>> 
 async fn patch(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<Value>,
+    ApiPath(CustomerKey(id)): ApiPath<CustomerKey>,
+    ApiJson(b): ApiJson<PatchCustomer>,
 ) -> ApiResult<Json<Value>> {
-    let Value::Object(m) = body else {
-        return Err(ApiError::bad_request(
-            "body",
-            "the body must be a JSON object",
-        ));
-    };
     let c = find_customer(&s, &id).await?;
     let p = CustomerPatch {
-        name: required(&m, &["name"])?,
-        slug: required(&m, &["slug"])?,
-        slack_channel_id: nullable(&m, &["slackChannelId", "slack_channel_id"])?,
-        brand_color: nullable(&m, &["brandColor", "brand_color"])?,
-        logo_url: nullable(&m, &["logoUrl", "logo_url"])?,
+        name: required("name", b.name)?,
+        slug: required("slug", b.slug)?,
+        slack_channel_id: b.slack_channel_id.map(blank_to_none),
+        brand_color: b.brand_color.map(blank_to_none),
+        logo_url: b.logo_url.map(blank_to_none),
     };
     p.validate()?;
     let c = s.dispatch.update_customer(c.id, p).await?;
@@ -198,16 +245,25 @@ async fn patch(
 async fn delete(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(CustomerKey(id)): ApiPath<CustomerKey>,
 ) -> ApiResult<Json<Value>> {
     let c = find_customer(&s, &id).await?;
     s.dispatch.delete_customer(c.id).await?;
     Ok(Json(json!({ "success": true })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct ActionQuery {
+    #[schemars(required, with = "Option<CustomerAction>")]
     action: Option<String>,
+}
+
+/// Schema only: the actions `POST /api/customers/{id}` takes.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+enum CustomerAction {
+    #[schemars(rename = "regenerate-token")]
+    RegenerateToken,
 }
 
 /// `POST /api/customers/{id}?action=regenerate-token`: a new portal token; the old link stops
@@ -215,8 +271,8 @@ struct ActionQuery {
 async fn action(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
-    Query(q): Query<ActionQuery>,
+    ApiPath(CustomerKey(id)): ApiPath<CustomerKey>,
+    ApiQuery(q): ApiQuery<ActionQuery>,
 ) -> ApiResult<Json<Value>> {
     match q.action.as_deref() {
         Some("regenerate-token") => {
@@ -237,11 +293,27 @@ async fn action(
 
 // --- admin: health -------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct StatsQuery {
+    /// Comma-separated parts (default `metrics,issues,activity`).
+    #[schemars(regex(
+        pattern = r"^(metrics|issues|activity)(,(metrics|issues|activity))*$"
+    ))]
     include: Option<String>,
+    #[schemars(with = "Option<StatsFilter>")]
     filter: Option<String>,
     limit: Option<usize>,
+}
+
+/// Schema only: the issue filters of `/stats`.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+#[schemars(rename_all = "lowercase")]
+enum StatsFilter {
+    All,
+    Stale,
+    Unresponded,
+    Critical,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -263,8 +335,8 @@ const UNRESPONDED_SCAN: usize = 500;
 async fn stats(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
-    Query(q): Query<StatsQuery>,
+    ApiPath(CustomerKey(id)): ApiPath<CustomerKey>,
+    ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> ApiResult<Json<Value>> {
     let include = q
         .include
@@ -459,10 +531,11 @@ async fn activity_feed(
 
 // --- admin: watchers -----------------------------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct WatcherBody {
     #[serde(default, alias = "customer_id")]
+    #[schemars(required, with = "Option<schema::Uuid>")]
     customer_id: Option<String>,
 }
 
@@ -482,7 +555,7 @@ async fn watchers_json(s: &AppState, issue: IssueId) -> ApiResult<Vec<Value>> {
 async fn list_watchers(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
 ) -> ApiResult<Json<Value>> {
     let issue = s.dispatch.get_issue(issue_ref(&id)?).await?;
     Ok(Json(
@@ -508,7 +581,7 @@ async fn watcher_target(
 async fn add_watcher(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
     ApiJson(b): ApiJson<WatcherBody>,
 ) -> ApiResult<Response> {
     let (issue, c) = watcher_target(&s, &id, b.customer_id).await?;
@@ -526,15 +599,11 @@ async fn add_watcher(
 async fn remove_watcher(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
-    Query(q): Query<WatcherBody>,
-    body: Bytes,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
+    ApiQuery(q): ApiQuery<WatcherBody>,
+    MaybeJson(b): MaybeJson<WatcherBody>,
 ) -> ApiResult<Json<Value>> {
-    let b: WatcherBody = if body.iter().all(|c| c.is_ascii_whitespace()) {
-        WatcherBody::default()
-    } else {
-        parse_json(&body)?
-    };
+    let b = b.unwrap_or_default();
     let (issue, c) = watcher_target(&s, &id, b.customer_id.or(q.customer_id)).await?;
     let removed = s.dispatch.remove_watcher(issue.id, c.id).await?;
     Ok(Json(
@@ -549,10 +618,13 @@ async fn remove_watcher(
 static PORTAL_LIMITER: LazyLock<LoginLimiter> =
     LazyLock::new(|| LoginLimiter::new(30, Duration::from_secs(300)));
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct PortalQuery {
+    /// The customer's portal token.
     token: Option<String>,
+    /// `true` to include closed columns.
     #[serde(rename = "showClosed")]
+    #[schemars(with = "Option<schema::Flag>")]
     show_closed: Option<String>,
 }
 
@@ -655,8 +727,8 @@ fn portal_card(
 async fn portal_board(
     State(s): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Path(slug): Path<String>,
-    Query(q): Query<PortalQuery>,
+    ApiPath(slug): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PortalQuery>,
 ) -> ApiResult<Response> {
     let c = portal_auth(&s, addr, &slug, q.token.as_deref()).await?;
     let show_closed = q
@@ -722,8 +794,8 @@ pub(crate) async fn portal_watched_issue(
 async fn portal_issue(
     State(s): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Path((slug, identifier)): Path<(String, String)>,
-    Query(q): Query<PortalQuery>,
+    ApiPath((slug, identifier)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<PortalQuery>,
 ) -> ApiResult<Response> {
     let c = portal_auth(&s, addr, &slug, q.token.as_deref()).await?;
     let (issue, watchers) = portal_watched_issue(&s, &c, &identifier).await?;

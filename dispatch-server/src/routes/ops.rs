@@ -3,16 +3,27 @@
 use crate::auth::api_key_ok;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use axum::Router;
+use crate::openapi::{ApiRouter, doc, get};
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/api/openapi.json", get(openapi))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .route(
+            "/metrics",
+            get(
+                metrics,
+                doc("Prometheus metrics (API key unless METRICS_PUBLIC=true)")
+                    .media("text/plain")
+                    .api_key()
+                    .tag("ops"),
+            ),
+        )
+        .route(
+            "/api/openapi.json",
+            get(openapi, doc("This document").tag("ops")),
+        )
 }
 
 async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
@@ -35,5 +46,5 @@ async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Res
 }
 
 async fn openapi() -> axum::Json<serde_json::Value> {
-    axum::Json(crate::openapi::document())
+    axum::Json(crate::openapi::document().clone())
 }
