@@ -116,8 +116,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ApiError::bad_request("body", "a JSON body is required"));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("body", format!("malformed JSON at body: {e}")))?;
+    if !value.is_object() {
+        // serde would read an array into a struct field by field.
+        return Err(ApiError::bad_request(
+            "body",
+            "the body must be a JSON object",
+        ));
+    }
+    integral_floats_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let field = if path == "." || path.is_empty() {
@@ -131,13 +140,30 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             path
         };
-        let what = if inner.is_syntax() || inner.is_eof() {
-            "malformed JSON"
-        } else {
-            "invalid value"
-        };
-        ApiError::bad_request(&field, format!("{what} at {field}: {inner}"))
+        ApiError::bad_request(&field, format!("invalid value at {field}: {inner}"))
     })
+}
+
+/// `3.0` is the integer 3 in JSON (and in JSON Schema's `"type": "integer"`); serde's integer
+/// fields would refuse it, so integral floats in the integer range become integers first.
+fn integral_floats_as_integers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+            {
+                if f >= 0.0 && f < 18_446_744_073_709_551_616.0 {
+                    *v = Value::from(f as u64);
+                } else if f < 0.0 && f >= -9_223_372_036_854_775_808.0 {
+                    *v = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(m) => m.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +184,10 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("title"));
         let e = parse_json::<B>(br#"{"title": "x", "labels": [1, "two"]}"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("labels[1]"));
+        let b = parse_json::<B>(br#"{"title": "x", "labels": [1.0, 2e0]}"#).unwrap();
+        assert_eq!(b.labels, vec![1, 2], "integral floats are integers");
+        let e = parse_json::<B>(br#"{"title": "x", "labels": [1.5]}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("labels[0]"));
         let e = parse_json::<B>(br#"{"title": "#).unwrap_err();
         assert!(e.message.contains("malformed JSON"), "{}", e.message);
         let e = parse_json::<B>(b"  ").unwrap_err();

@@ -247,6 +247,11 @@ pub struct Doc {
     media: &'static str,
     guard: Guard,
     tag: Option<&'static str>,
+    payload: Option<fn(&mut SchemaGenerator) -> Schema>,
+}
+
+fn subschema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
 }
 
 /// A route's summary; the rest defaults to `200 application/json`.
@@ -259,6 +264,7 @@ pub fn doc(summary: &'static str) -> Doc {
         media: "application/json",
         guard: Guard::None,
         tag: None,
+        payload: None,
     }
 }
 
@@ -296,6 +302,12 @@ impl Doc {
     /// Authenticated by the API key checked in the handler.
     pub fn api_key(mut self) -> Self {
         self.guard = Guard::ApiKey;
+        self
+    }
+    /// The schema of a webhook's payload (read as raw bytes, so that the signature can be
+    /// checked over them, and parsed by its adapter after that).
+    pub fn payload<T: JsonSchema>(mut self) -> Self {
+        self.payload = Some(subschema::<T>);
         self
     }
     /// The operation's tag (default: its path's group).
@@ -419,7 +431,7 @@ impl ApiRouter {
         for o in &self.ops {
             let mut d = OpDoc::default();
             (o.describe)(&mut d, &mut g);
-            let op = render(o, d, &error_ref);
+            let op = render(o, d, &error_ref, &mut g);
             paths
                 .entry(o.path.clone())
                 .or_default()
@@ -432,7 +444,7 @@ impl ApiRouter {
                 .insert(method.to_string(), op);
         }
         let schemas = g.take_definitions(true);
-        json!({
+        let mut doc = json!({
             "openapi": "3.1.0",
             "info": {
                 "title": "Dispatch",
@@ -456,7 +468,41 @@ impl ApiRouter {
                                      "description": "the customer's portal token" },
                 }
             }
-        })
+        });
+        tighten(&mut doc);
+        doc
+    }
+}
+
+/// Says in every schema what the Rust types already enforce: an integer's `format` becomes its
+/// range (`u32` → 0..=4294967295), so a client (or a generated test) knows that a larger number
+/// is refused. And `"default": null`, which serde's `#[serde(default)]` adds to optional
+/// fields, is dropped: `null` is not always a value the field takes.
+fn tighten(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if m.get("default") == Some(&Value::Null) {
+                m.remove("default");
+            }
+            let range: Option<(Value, Value)> = match m.get("format").and_then(Value::as_str) {
+                Some("int8") => Some((json!(i8::MIN), json!(i8::MAX))),
+                Some("int16") => Some((json!(i16::MIN), json!(i16::MAX))),
+                Some("int32") => Some((json!(i32::MIN), json!(i32::MAX))),
+                Some("int64" | "int") => Some((json!(i64::MIN), json!(i64::MAX))),
+                Some("uint8") => Some((json!(0), json!(u8::MAX))),
+                Some("uint16") => Some((json!(0), json!(u16::MAX))),
+                Some("uint32") => Some((json!(0), json!(u32::MAX))),
+                Some("uint64" | "uint") => Some((json!(0), json!(u64::MAX))),
+                _ => None,
+            };
+            if let Some((lo, hi)) = range {
+                m.entry("minimum").or_insert(lo);
+                m.entry("maximum").or_insert(hi);
+            }
+            m.values_mut().for_each(tighten);
+        }
+        Value::Array(a) => a.iter_mut().for_each(tighten),
+        _ => {}
     }
 }
 
@@ -479,7 +525,10 @@ fn tag_of(path: &str) -> String {
     rest.split(['/', '.']).next().unwrap_or("api").to_string()
 }
 
-fn render(o: &Op, mut d: OpDoc, error_ref: &Value) -> Value {
+fn render(o: &Op, mut d: OpDoc, error_ref: &Value, g: &mut SchemaGenerator) -> Value {
+    if let (Some(payload), Some(body)) = (o.doc.payload, d.body.as_mut()) {
+        body["content"]["application/json"]["schema"] = payload(g).to_value();
+    }
     let mut op = json!({
         "operationId": format!("{}{}", o.method, o.path.replace(['/', '{', '}', '-', '.'], "_")),
         "summary": o.doc.summary,
@@ -581,11 +630,12 @@ fn external(error_ref: &Value) -> Vec<(&'static str, &'static str, Value)> {
                 "tags": ["mcp"],
                 "security": [{ "apiKey": [] }, { "session": [] }],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": {
-                    "type": "object", "required": ["type"], "additionalProperties": false, "properties": {
+                    "type": "object", "required": ["type", "agentName"], "additionalProperties": false, "properties": {
                         "type": { "type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S" },
-                        "agentName": { "type": "string", "description": "the agent; default: the issue's assignee" },
+                        "agentName": { "type": "string", "maxLength": 100, "pattern": "\\S",
+                                       "description": "the agent (may be left out when `issue.assignee` names it)" },
                         "issue": { "type": "object" },
-                        "timestamp": { "type": "string", "format": "date-time" },
+                        "timestamp": { "type": ["string", "null"], "format": "date-time" },
                         "metadata": {}
                     }
                 } } } },

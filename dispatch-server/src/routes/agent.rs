@@ -272,8 +272,9 @@ struct CreateRun {
     workflow_type: String,
     #[serde(default)]
     github_run_id: Option<Text>,
+    /// The run's page (an http(s) URL; `""` is none).
     #[serde(default)]
-    #[schemars(with = "Option<schema::Url>")]
+    #[schemars(with = "Option<schema::OrBlank<schema::WebhookUrl>>")]
     github_run_url: Option<String>,
     #[serde(default)]
     prompt_text: Option<String>,
@@ -355,7 +356,6 @@ struct RunBody {
     tokens_used: Option<u64>,
     pr_number: Option<i64>,
     github_run_id: Option<Text>,
-    #[schemars(with = "Option<schema::Url>")]
     github_run_url: Option<String>,
     prompt_text: Option<String>,
     report_content: Option<String>,

@@ -92,7 +92,7 @@ struct CreateAgent {
     #[serde(default)]
     description: Option<String>,
     #[serde(default, alias = "webhook_url")]
-    #[schemars(with = "Option<schema::WebhookUrl>")]
+    #[schemars(with = "Option<schema::OrBlank<schema::WebhookUrl>>")]
     webhook_url: Option<String>,
 }
 

@@ -141,16 +141,17 @@ struct CreateCustomer {
     /// The display name (the slug is made from it unless given).
     #[schemars(regex(pattern = r"[A-Za-z0-9]"))]
     name: String,
+    /// `""` is the same as no slug.
     #[serde(default)]
-    #[schemars(with = "Option<schema::Slug>")]
+    #[schemars(with = "Option<schema::OrBlank<schema::Slug>>")]
     slug: Option<String>,
     #[serde(default, alias = "slack_channel_id")]
     slack_channel_id: Option<String>,
     #[serde(default, alias = "brand_color")]
-    #[schemars(with = "Option<schema::Color>")]
+    #[schemars(with = "Option<schema::OrBlank<schema::Color>>")]
     brand_color: Option<String>,
     #[serde(default, alias = "logo_url")]
-    #[schemars(with = "Option<schema::Url>")]
+    #[schemars(with = "Option<schema::OrBlank<schema::Url>>")]
     logo_url: Option<String>,
 }
 
@@ -205,10 +206,10 @@ struct PatchCustomer {
     #[serde(default, alias = "slack_channel_id", deserialize_with = "present")]
     slack_channel_id: Option<Option<String>>,
     #[serde(default, alias = "brand_color", deserialize_with = "present")]
-    #[schemars(with = "Option<Option<schema::Color>>")]
+    #[schemars(with = "Option<Option<schema::OrBlank<schema::Color>>>")]
     brand_color: Option<Option<String>>,
     #[serde(default, alias = "logo_url", deserialize_with = "present")]
-    #[schemars(with = "Option<Option<schema::Url>>")]
+    #[schemars(with = "Option<Option<schema::OrBlank<schema::Url>>>")]
     logo_url: Option<Option<String>>,
 }
 
@@ -254,7 +255,7 @@ async fn delete(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 struct ActionQuery {
-    #[schemars(required, with = "Option<CustomerAction>")]
+    #[schemars(with = "CustomerAction")]
     action: Option<String>,
 }
 
@@ -531,11 +532,29 @@ async fn activity_feed(
 
 // --- admin: watchers -----------------------------------------------------------------------------
 
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct AddWatcher {
+    #[serde(alias = "customer_id")]
+    #[schemars(with = "schema::Uuid")]
+    customer_id: String,
+}
+
+/// `DELETE …/watchers`: `{customerId}` in the body (a JSON client) or `?customerId=` (one that
+/// sends no DELETE body); the document names the query form, which every client can send.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct WatcherBody {
     #[serde(default, alias = "customer_id")]
-    #[schemars(required, with = "Option<schema::Uuid>")]
+    #[schemars(with = "Option<schema::Uuid>")]
+    customer_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct WatcherQuery {
+    #[serde(alias = "customer_id")]
+    #[schemars(with = "schema::Uuid")]
     customer_id: Option<String>,
 }
 
@@ -582,9 +601,9 @@ async fn add_watcher(
     State(s): State<AppState>,
     _a: Authenticated,
     ApiPath(IssueKey(id)): ApiPath<IssueKey>,
-    ApiJson(b): ApiJson<WatcherBody>,
+    ApiJson(b): ApiJson<AddWatcher>,
 ) -> ApiResult<Response> {
-    let (issue, c) = watcher_target(&s, &id, b.customer_id).await?;
+    let (issue, c) = watcher_target(&s, &id, Some(b.customer_id)).await?;
     let added = s.dispatch.add_watcher(issue.id, c.id).await?;
     let status = if added {
         StatusCode::CREATED
@@ -600,11 +619,17 @@ async fn remove_watcher(
     State(s): State<AppState>,
     _a: Authenticated,
     ApiPath(IssueKey(id)): ApiPath<IssueKey>,
-    ApiQuery(q): ApiQuery<WatcherBody>,
+    ApiQuery(q): ApiQuery<WatcherQuery>,
     MaybeJson(b): MaybeJson<WatcherBody>,
 ) -> ApiResult<Json<Value>> {
     let b = b.unwrap_or_default();
-    let (issue, c) = watcher_target(&s, &id, b.customer_id.or(q.customer_id)).await?;
+    let (issue, c) = watcher_target(
+        &s,
+        &id,
+        b.customer_id
+            .filter(|c| !c.trim().is_empty())
+            .or(q.customer_id),
+    ).await?;
     let removed = s.dispatch.remove_watcher(issue.id, c.id).await?;
     Ok(Json(
         json!({ "success": true, "removed": removed, "identifier": issue.identifier, "watchers": watchers_json(&s, issue.id).await? }),

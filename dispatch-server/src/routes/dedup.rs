@@ -25,6 +25,7 @@ pub fn router() -> ApiRouter {
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Deduplicate")]
 struct Body {
     /// Column names (or ids) to compare; default Backlog and Investigating.
     statuses: Option<Vec<String>>,

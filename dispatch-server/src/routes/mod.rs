@@ -166,7 +166,7 @@ pub mod schema {
         }
     }
 
-    /// `true` or `false` as text (`1`/`0` too).
+    /// `true` or `false` as text (`1`/`0` too; empty is false).
     pub struct Flag;
 
     impl JsonSchema for Flag {
@@ -177,7 +177,7 @@ pub mod schema {
             true
         }
         fn json_schema(_: &mut SchemaGenerator) -> Schema {
-            json_schema!({ "type": "string", "enum": ["true", "false", "1", "0"] })
+            json_schema!({ "type": "string", "enum": ["true", "false", "1", "0", ""] })
         }
     }
 
@@ -226,7 +226,23 @@ pub mod schema {
         }
     }
 
-    /// An http(s) URL.
+    /// `T`, or `""` for "not set" (forms send empty fields).
+    pub struct OrBlank<T>(std::marker::PhantomData<T>);
+
+    impl<T: JsonSchema> JsonSchema for OrBlank<T> {
+        fn schema_name() -> Cow<'static, str> {
+            format!("{}OrBlank", T::schema_name()).into()
+        }
+        fn inline_schema() -> bool {
+            true
+        }
+        fn json_schema(g: &mut SchemaGenerator) -> Schema {
+            let inner = g.subschema_for::<T>();
+            json_schema!({ "anyOf": [inner, { "type": "string", "maxLength": 0 }] })
+        }
+    }
+
+    /// An http(s) URL (`http://` or `https://` and at most 2000 characters).
     pub struct Url;
 
     impl JsonSchema for Url {
@@ -237,7 +253,7 @@ pub mod schema {
             true
         }
         fn json_schema(_: &mut SchemaGenerator) -> Schema {
-            json_schema!({ "type": "string", "format": "uri", "pattern": "^https?://[A-Za-z0-9]" })
+            json_schema!({ "type": "string", "maxLength": 2000, "pattern": "^https?://" })
         }
     }
 

@@ -31,6 +31,7 @@ pub fn router() -> ApiRouter {
                 grafana::receive,
                 doc("Grafana unified-alerting webhook (bearer secret; optional HMAC); 401 without them")
                     .signature("grafanaSecret")
+                    .payload::<grafana::Payload>()
                     .tag("webhooks"),
             ),
         )

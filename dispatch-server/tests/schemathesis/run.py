@@ -48,6 +48,9 @@ def schemathesis(server: DispatchServer, label: str, extra: list[str]) -> int:
     report = Path(server.dir) / f"report-{label}"
     cmd = [
         str(exe),
+        "--no-color",
+        "--config-file",
+        str(HERE / "schemathesis.toml"),
         "run",
         f"{server.url}/api/openapi.json",
         "--checks",
@@ -66,7 +69,6 @@ def schemathesis(server: DispatchServer, label: str, extra: list[str]) -> int:
         "2",
         "--suppress-health-check",
         "all",
-        "--no-color",
         "--report",
         "ndjson",
         "--report-dir",
