@@ -634,7 +634,7 @@ fn external(error_ref: &Value) -> Vec<(&'static str, &'static str, Value)> {
                         "type": { "type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S" },
                         "agentName": { "type": "string", "maxLength": 100, "pattern": "\\S",
                                        "description": "the agent (may be left out when `issue.assignee` names it)" },
-                        "issue": { "type": "object" },
+                        "issue": { "description": "the issue the event is about (its `assignee` names the agent when `agentName` is left out)" },
                         "timestamp": { "type": ["string", "null"], "format": "date-time" },
                         "metadata": {}
                     }
