@@ -690,6 +690,60 @@ mod tests {
     use super::*;
 
     #[test]
+    fn error_statuses_come_from_the_error_mapping() {
+        let d = document();
+        let op = &d["paths"]["/api/issues/{id}"]["get"];
+        for st in [400, 401, 403, 404, 409, 429, 502, 503] {
+            assert!(op["responses"][st.to_string()].is_object(), "{st}");
+        }
+        assert_eq!(
+            op["responses"]["404"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody"
+        );
+        // Public operations have no 401; the health check cannot fail.
+        assert!(d["paths"]["/api/health"]["get"]["responses"]["401"].is_null());
+        assert_eq!(
+            d["paths"]["/api/health"]["get"]["responses"]
+                .as_object()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn bodies_and_parameters_come_from_the_handlers_types() {
+        let d = document();
+        let schemas = &d["components"]["schemas"];
+        // `PUT /api/statuses {}` is refused (missing statusIds): the document says so.
+        assert_eq!(schemas["Reorder"]["required"], json!(["statusIds"]));
+        assert_eq!(schemas["KillSwitchBody"]["additionalProperties"], false);
+        assert_eq!(schemas["CreateIssue"]["required"], json!(["title"]));
+        // Query parameters, with their types and integer ranges.
+        let params = d["paths"]["/api/issues"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        let limit = params.iter().find(|p| p["name"] == "limit").unwrap();
+        assert_eq!(limit["in"], "query");
+        assert_eq!(limit["schema"]["type"], "integer");
+        assert_eq!(limit["schema"]["minimum"], 0);
+        assert!(limit["schema"]["maximum"].is_u64());
+        let status = params.iter().find(|p| p["name"] == "statusId").unwrap();
+        assert_eq!(status["schema"]["format"], "uuid");
+        // Path parameters: an issue key, a customer key.
+        let id = &d["paths"]["/api/issues/{id}"]["get"]["parameters"][0];
+        assert_eq!((id["name"].as_str(), id["in"].as_str()), (Some("id"), Some("path")));
+        assert_eq!(id["schema"]["maxLength"], 64, "{id}");
+        // Webhooks: the signature scheme and its 401.
+        let gh = &d["paths"]["/api/github/webhook"]["post"];
+        assert_eq!(gh["security"], json!([{ "githubSignature": [] }]));
+        assert!(gh["responses"]["401"].is_object());
+        // A creation documents 201; the spawn its 202 (deferred).
+        assert!(d["paths"]["/api/issues"]["post"]["responses"]["201"].is_object());
+        assert!(d["paths"]["/api/issues/{id}/spawn"]["post"]["responses"]["202"].is_object());
+    }
+
+    #[test]
     fn every_route_is_documented_once_with_typed_path_parameters() {
         let d = document();
         let mut seen = std::collections::HashSet::new();
@@ -705,6 +759,27 @@ mod tests {
                 assert!(op["responses"]["401"].is_object(), "{m} {p}: 401");
             }
         }
+        // The document holds exactly the mounted operations and the MCP module's.
+        let mut documented: std::collections::BTreeSet<(String, String)> = d["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(p, ops)| {
+                ops.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(|m| (m.clone(), p.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (m, p) in operations() {
+            assert!(documented.remove(&(m.to_string(), p.clone())), "{m} {p}");
+        }
+        let external: std::collections::BTreeSet<(String, String)> = external(&json!({}))
+            .into_iter()
+            .map(|(m, p, _)| (m.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(documented, external);
         // Every `$ref` resolves.
         let text = d.to_string();
         for r in text.split("\"$ref\":\"").skip(1) {
