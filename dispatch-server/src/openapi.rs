@@ -173,9 +173,7 @@ impl<T: JsonSchema> DocInput for ApiQuery<T> {
                     continue;
                 }
                 let mut schema = without_null(schema.clone());
-                let description = schema
-                    .as_object_mut()
-                    .and_then(|o| o.remove("description"));
+                let description = schema.as_object_mut().and_then(|o| o.remove("description"));
                 let mut p = json!({
                     "name": name,
                     "in": "query",
@@ -220,8 +218,11 @@ impl DocOutput for axum::response::Response {
 impl<T: DocOutput> DocOutput for ApiResult<T> {
     fn describe(op: &mut OpDoc, g: &mut SchemaGenerator) {
         T::describe(op, g);
-        op.errors
-            .extend(crate::error::documented_statuses().iter().map(|s| s.as_u16()));
+        op.errors.extend(
+            crate::error::documented_statuses()
+                .iter()
+                .map(|s| s.as_u16()),
+        );
     }
 }
 
@@ -416,7 +417,10 @@ impl ApiRouter {
     /// `(method, path)` of every mounted route.
     #[cfg(test)]
     pub fn operations(&self) -> Vec<(&'static str, String)> {
-        self.ops.iter().map(|o| (o.method, o.path.clone())).collect()
+        self.ops
+            .iter()
+            .map(|o| (o.method, o.path.clone()))
+            .collect()
     }
 
     /// The OpenAPI document of the mounted routes plus the routes mounted outside this router
@@ -732,7 +736,10 @@ mod tests {
         assert_eq!(status["schema"]["format"], "uuid");
         // Path parameters: an issue key, a customer key.
         let id = &d["paths"]["/api/issues/{id}"]["get"]["parameters"][0];
-        assert_eq!((id["name"].as_str(), id["in"].as_str()), (Some("id"), Some("path")));
+        assert_eq!(
+            (id["name"].as_str(), id["in"].as_str()),
+            (Some("id"), Some("path"))
+        );
         assert_eq!(id["schema"]["maxLength"], 64, "{id}");
         // Webhooks: the signature scheme and its 401.
         let gh = &d["paths"]["/api/github/webhook"]["post"];

@@ -69,7 +69,10 @@ async fn every_route_in_the_source_is_documented_and_nothing_else() {
     assert!(mounted.len() >= 40, "{mounted:?}");
     let missing: Vec<_> = mounted.difference(&documented).collect();
     let extra: Vec<_> = documented.difference(&mounted).collect();
-    assert!(missing.is_empty(), "mounted but not documented: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "mounted but not documented: {missing:?}"
+    );
     assert!(extra.is_empty(), "documented but not mounted: {extra:?}");
 }
 
@@ -111,7 +114,8 @@ async fn every_operation_is_served_and_answers_what_it_documents() {
             let body = r.text().await.unwrap();
             let what = format!("{method} {path} → {st} {body}");
             assert!(
-                st != StatusCode::METHOD_NOT_ALLOWED && !(st == StatusCode::NOT_FOUND && body.is_empty()),
+                st != StatusCode::METHOD_NOT_ALLOWED
+                    && !(st == StatusCode::NOT_FOUND && body.is_empty()),
                 "not served: {what}"
             );
             if path == "/api/mcp" {
@@ -155,9 +159,9 @@ async fn required_fields_are_the_handlers_required_fields() {
     let s = Server::builder().start();
     let doc = document(&s).await;
     let schema = |path: &str, method: &str| -> Value {
-        let mut v = doc["paths"][path][method]["requestBody"]["content"]["application/json"]
-            ["schema"]
-            .clone();
+        let mut v =
+            doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+                .clone();
         if let Some(r) = v["$ref"].as_str() {
             let name = r.rsplit('/').next().unwrap();
             v = doc["components"]["schemas"][name].clone();
@@ -179,7 +183,9 @@ async fn required_fields_are_the_handlers_required_fields() {
     ] {
         let required = schema(path, method)["required"].clone();
         assert!(
-            required.as_array().is_some_and(|r| r.contains(&json!(field))),
+            required
+                .as_array()
+                .is_some_and(|r| r.contains(&json!(field))),
             "{method} {path}: {field} is not required in {required}"
         );
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();

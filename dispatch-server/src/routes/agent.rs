@@ -3,19 +3,18 @@
 //! identifier) and, where it matters, its run; retries set values and never add them twice.
 
 use super::{IssueKey, Num, Page, Text, issue_ref, schema};
-use crate::extract::{ApiPath, ApiQuery, MaybeJson};
-use crate::openapi::{ApiRouter, doc, get, post};
-use schemars::JsonSchema;
 use crate::auth::Authenticated;
 use crate::dto::{activity_json, run_json};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::extract::{ApiPath, ApiQuery, MaybeJson};
+use crate::openapi::{ApiRouter, doc, get, post};
 use crate::routes::issues::render_issue;
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use dispatch_core::ErrorKind;
 use dispatch_core::engine::CancelOutcome;
 use dispatch_core::engine::{RunSelector, SpawnOptions};
@@ -23,6 +22,7 @@ use dispatch_core::gate::Decision;
 use dispatch_core::run::{
     ActivityType, NewActivity, Outcome, Run, RunPatch, RunStatus, WorkflowKind,
 };
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::str::FromStr;

@@ -5,19 +5,19 @@
 //! a `Link: <…&cursor=N>; rel="next"` header names the next page (`cursor` is an offset).
 
 use super::{IssueKey, Page, issue_ref, params, schema};
-use crate::extract::ApiQuery;
-use crate::openapi::{ApiRouter, doc, get, post};
-use schemars::JsonSchema;
 use crate::auth::Authenticated;
 use crate::dto::{StatusDto, comment_json, label_json};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::extract::ApiQuery;
+use crate::openapi::{ApiRouter, doc, get, post};
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use dispatch_core::issue::{Actor, ColumnCategory, NewColumn, NewComment, NewLabel};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -7,22 +7,22 @@
 //! client address.
 
 use super::{IssueKey, Page, issue_ref, params, schema};
-use crate::extract::{ApiPath, ApiQuery, MaybeJson};
-use crate::openapi::{ApiRouter, doc, get};
-use schemars::JsonSchema;
 use crate::auth::{Authenticated, LoginLimiter};
 use crate::dto::customer_json;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::extract::{ApiPath, ApiQuery, MaybeJson};
+use crate::openapi::{ApiRouter, doc, get};
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use dispatch_core::ErrorKind;
 use dispatch_core::customer::{Customer, CustomerPatch, NewCustomer, validate_slug};
 use dispatch_core::ids::{CustomerId, IssueId};
 use dispatch_core::issue::{Column, Comment, Issue, IssueFilter};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -44,10 +44,7 @@ pub fn router() -> ApiRouter {
             get(read, doc("A customer"))
                 .patch(patch, doc("Change a customer"))
                 .delete(delete, doc("Delete a customer"))
-                .post(
-                    action,
-                    doc("?action=regenerate-token: a new portal token"),
-                ),
+                .post(action, doc("?action=regenerate-token: a new portal token")),
         )
         .route(
             "/api/customers/{id}/stats",
@@ -297,9 +294,7 @@ async fn action(
 #[derive(Debug, Deserialize, JsonSchema)]
 struct StatsQuery {
     /// Comma-separated parts (default `metrics,issues,activity`).
-    #[schemars(regex(
-        pattern = r"^(metrics|issues|activity)(,(metrics|issues|activity))*$"
-    ))]
+    #[schemars(regex(pattern = r"^(metrics|issues|activity)(,(metrics|issues|activity))*$"))]
     include: Option<String>,
     #[schemars(with = "Option<StatsFilter>")]
     filter: Option<String>,
@@ -629,7 +624,8 @@ async fn remove_watcher(
         b.customer_id
             .filter(|c| !c.trim().is_empty())
             .or(q.customer_id),
-    ).await?;
+    )
+    .await?;
     let removed = s.dispatch.remove_watcher(issue.id, c.id).await?;
     Ok(Json(
         json!({ "success": true, "removed": removed, "identifier": issue.identifier, "watchers": watchers_json(&s, issue.id).await? }),

@@ -3,13 +3,13 @@
 
 use crate::auth::Authenticated;
 use crate::error::ApiResult;
-use crate::state::AppState;
-use axum::extract::State;
 use crate::extract::MaybeJson;
 use crate::openapi::{ApiRouter, doc, post};
+use crate::state::AppState;
 use axum::Json;
-use schemars::JsonSchema;
+use axum::extract::State;
 use dispatch_core::engine::{DedupReport, DedupRequest};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 

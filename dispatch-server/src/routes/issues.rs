@@ -2,24 +2,24 @@
 //! history, similar issues, fix status, investigation context.
 
 use super::{IssueKey, Num, Page, Text, issue_ref, link_next_page, params, schema};
-use schemars::JsonSchema;
 use crate::auth::{AuthMethod, Authenticated};
 use crate::dto::{issue_json, link_json, pr_link_json};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::state::AppState;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::openapi::{ApiRouter, doc, get};
+use crate::state::AppState;
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use dispatch_core::ErrorKind;
 use dispatch_core::engine::{ColumnRef, IssueChanges};
 use dispatch_core::ids::{ColumnId, CustomerId, IssueId, LabelId};
 use dispatch_core::issue::{Actor, AgentStatus, Issue, IssueFilter, NewIssue, Priority};
 use dispatch_core::ports::RunResult;
 use dispatch_core::run::{Outcome, RunPatch, RunStatus};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::str::FromStr;
@@ -390,7 +390,12 @@ struct PatchIssue {
     title: Option<Option<Text>>,
     #[serde(default, deserialize_with = "nullable")]
     description: Option<Option<Text>>,
-    #[serde(default, rename = "statusId", alias = "status_id", deserialize_with = "nullable")]
+    #[serde(
+        default,
+        rename = "statusId",
+        alias = "status_id",
+        deserialize_with = "nullable"
+    )]
     #[schemars(with = "Option<Option<schema::Uuid>>")]
     status_id: Option<Option<Text>>,
     /// A column by name (`Canceled`, `in_progress`); an unknown name is ignored.
@@ -494,20 +499,18 @@ async fn patch(
             s.dispatch.post_assessment(issue.id, &c, &actor).await?;
         }
         Some("approved") => {
-            let by = flat(&m.plan_approved_by)
-                .unwrap_or_else(|| "human".into());
+            let by = flat(&m.plan_approved_by).unwrap_or_else(|| "human".into());
             s.dispatch
                 .approve_plan(issue.id, &by, false, &actor)
                 .await?;
         }
         Some("needs_revision" | "rejected") => {
-            let f = flat(&m.plan_feedback)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "plan_feedback",
-                        "plan_feedback is required to reject a plan",
-                    )
-                })?;
+            let f = flat(&m.plan_feedback).ok_or_else(|| {
+                ApiError::bad_request(
+                    "plan_feedback",
+                    "plan_feedback is required to reject a plan",
+                )
+            })?;
             s.dispatch.reject_plan(issue.id, &f, &actor).await?;
         }
         Some("investigating") | None => {
@@ -531,8 +534,7 @@ async fn patch(
 
     // 2. The current run.
     let spawn_status = flat(&m.spawn_status);
-    let outcome: Option<Outcome> =
-        parse_enum("run_outcome", flat(&m.run_outcome))?;
+    let outcome: Option<Outcome> = parse_enum("run_outcome", flat(&m.run_outcome))?;
     let summary = flat(&m.outcome_summary);
     let cost = num("cost_usd", &m.cost_usd)?;
     if let Some(c) = cost
@@ -561,12 +563,7 @@ async fn patch(
             Ok(run) => match spawn_status.as_deref() {
                 Some("running") => {
                     s.dispatch
-                        .run_started(
-                            run.id,
-                            external,
-                            flat(&m.github_run_url),
-                            &actor,
-                        )
+                        .run_started(run.id, external, flat(&m.github_run_url), &actor)
                         .await?;
                 }
                 Some(st @ ("completed" | "failed" | "cancelled")) => {
@@ -657,10 +654,7 @@ async fn patch(
                 .transpose()?,
         );
     }
-    if let Some(st) = parse_enum::<AgentStatus>(
-        "agent_status",
-        flat(&m.agent_status),
-    )? {
+    if let Some(st) = parse_enum::<AgentStatus>("agent_status", flat(&m.agent_status))? {
         // A run that just ended already set the agent status; an explicit one still wins.
         changes.agent_status = Some(st);
     }

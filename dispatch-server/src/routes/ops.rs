@@ -2,8 +2,8 @@
 
 use crate::auth::api_key_ok;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use crate::openapi::{ApiRouter, doc, get};
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};

@@ -3,21 +3,24 @@
 use crate::auth::{SESSION_COOKIE, new_session, session_ok};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::openapi::{ApiRouter, doc, get};
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use crate::openapi::{ApiRouter, doc, get};
-use axum::Json;
-use schemars::JsonSchema;
 use dispatch_core::customer::constant_time_eq;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 use std::net::SocketAddr;
 
 pub fn router() -> ApiRouter {
     ApiRouter::new()
-        .route("/api/health", get(health, doc("Liveness and the active runner")))
+        .route(
+            "/api/health",
+            get(health, doc("Liveness and the active runner")),
+        )
         .route(
             "/api/auth",
             get(status, doc("Whether the session cookie is valid"))

@@ -20,11 +20,11 @@
 //! wait for viewers to leave.
 
 use super::{IssueKey, issue_ref};
-use crate::extract::ApiPath;
-use crate::openapi::{ApiRouter, doc, get};
 use crate::auth::Authenticated;
 use crate::dto::{activity_json, issue_json};
 use crate::error::ApiResult;
+use crate::extract::ApiPath;
+use crate::openapi::{ApiRouter, doc, get};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};

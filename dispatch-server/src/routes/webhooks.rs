@@ -12,9 +12,9 @@ mod grafana;
 pub mod sentry;
 
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::{ApiRouter, doc, get};
 use crate::state::AppState;
 use axum::Json;
-use crate::openapi::{ApiRouter, doc, get};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode};
