@@ -215,6 +215,20 @@ impl DocOutput for axum::response::Response {
     }
 }
 
+/// A status chosen at run time (`201`, `202`): the route's [`Doc`] names the statuses.
+impl<T: DocOutput> DocOutput for (axum::http::StatusCode, T) {
+    fn describe(op: &mut OpDoc, g: &mut SchemaGenerator) {
+        T::describe(op, g);
+    }
+}
+
+/// Headers (a `Link` to the next page) with a body.
+impl<T: DocOutput> DocOutput for (axum::http::HeaderMap, T) {
+    fn describe(op: &mut OpDoc, g: &mut SchemaGenerator) {
+        T::describe(op, g);
+    }
+}
+
 impl<T: DocOutput> DocOutput for ApiResult<T> {
     fn describe(op: &mut OpDoc, g: &mut SchemaGenerator) {
         T::describe(op, g);

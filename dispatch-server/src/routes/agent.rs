@@ -4,7 +4,7 @@
 
 use super::{IssueKey, Num, Page, Text, issue_ref, schema};
 use crate::auth::Authenticated;
-use crate::dto::{activity_json, run_json};
+use crate::dto::{ActivityDto, run_json};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::extract::{ApiPath, ApiQuery, MaybeJson};
@@ -109,15 +109,13 @@ async fn list_activity(
     ApiPath(IssueKey(id)): ApiPath<IssueKey>,
     q: ApiQuery<Page>,
     ApiQuery(aq): ApiQuery<ActivityQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Vec<ActivityDto>>> {
     let mut acts = s
         .dispatch
         .activities(issue_ref(&id)?, aq.before, q.limit(None))
         .await?;
     acts.reverse();
-    Ok(Json(json!(
-        acts.iter().map(activity_json).collect::<Vec<_>>()
-    )))
+    Ok(Json(acts.iter().map(ActivityDto::from).collect()))
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -166,7 +164,7 @@ async fn post_activity(
     ApiPath(IssueKey(id)): ApiPath<IssueKey>,
     headers: axum::http::HeaderMap,
     ApiJson(b): ApiJson<PostActivity>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<ActivityDto>)> {
     let kind =
         ActivityType::parse(&b.kind).map_err(|e| ApiError::bad_request("type", e.message))?;
     if b.content.is_empty() && kind != ActivityType::AgentHeartbeat {
@@ -184,7 +182,7 @@ async fn post_activity(
             .map(str::to_string)
     });
     let a = s.dispatch.record_activity(issue_ref(&id)?, act).await?;
-    Ok((StatusCode::CREATED, Json(activity_json(&a))).into_response())
+    Ok((StatusCode::CREATED, Json(ActivityDto::from(&a))))
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

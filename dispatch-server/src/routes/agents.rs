@@ -8,7 +8,7 @@
 //! makes a new secret.
 
 use crate::auth::Authenticated;
-use crate::dto::agent_json;
+use crate::dto::AgentDto;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::extract::ApiQuery;
@@ -18,7 +18,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+
 use dispatch_core::agent::NewAgent;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -67,7 +67,7 @@ async fn list(
     State(s): State<AppState>,
     _a: Authenticated,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Vec<AgentDto>>> {
     let include = match q.include_inactive.as_deref().map(str::trim) {
         None | Some("") | Some("false") | Some("0") => false,
         Some("true") | Some("1") => true,
@@ -79,9 +79,7 @@ async fn list(
         }
     };
     let agents = s.dispatch.agents(include).await?;
-    Ok(Json(json!(
-        agents.iter().map(agent_json).collect::<Vec<_>>()
-    )))
+    Ok(Json(agents.iter().map(AgentDto::from).collect()))
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -100,7 +98,7 @@ async fn create(
     State(s): State<AppState>,
     _a: Authenticated,
     ApiJson(b): ApiJson<CreateAgent>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<AgentDto>)> {
     if let Some(u) = b.webhook_url.as_deref().filter(|u| !u.trim().is_empty()) {
         check_receiver(&s, u)?;
     }
@@ -112,11 +110,9 @@ async fn create(
             webhook_url: b.webhook_url.filter(|u| !u.trim().is_empty()),
         })
         .await?;
-    let mut v = agent_json(&agent);
-    if let Some(secret) = &agent.webhook_secret {
-        v["webhookSecret"] = json!(secret);
-    }
-    Ok((StatusCode::CREATED, Json(v)).into_response())
+    let mut v = AgentDto::from(&agent);
+    v.webhook_secret = agent.webhook_secret.clone();
+    Ok((StatusCode::CREATED, Json(v)))
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -6,7 +6,7 @@
 
 use super::{IssueKey, Page, issue_ref, params, schema};
 use crate::auth::Authenticated;
-use crate::dto::{StatusDto, comment_json, label_json};
+use crate::dto::{CommentDto, LabelDto, StatusDto};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::extract::ApiQuery;
@@ -141,7 +141,7 @@ async fn list_statuses(
     _a: Authenticated,
     q: ApiQuery<Page>,
     ApiQuery(c): ApiQuery<Cursor>,
-) -> ApiResult<Response> {
+) -> ApiResult<(HeaderMap, Json<Vec<StatusDto>>)> {
     let cols: Vec<StatusDto> = s
         .dispatch
         .columns()
@@ -156,7 +156,7 @@ async fn list_statuses(
         "/api/statuses",
         "",
     );
-    Ok((headers, Json(page)).into_response())
+    Ok((headers, Json(page)))
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -177,7 +177,7 @@ async fn create_status(
     State(s): State<AppState>,
     _a: Authenticated,
     ApiJson(b): ApiJson<CreateStatus>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<StatusDto>)> {
     if let Some(p) = b.position
         && p < 0
     {
@@ -198,7 +198,7 @@ async fn create_status(
     };
     new.validate()?;
     let col = s.dispatch.add_column(new).await?;
-    Ok((StatusCode::CREATED, Json(StatusDto::from(&col))).into_response())
+    Ok((StatusCode::CREATED, Json(StatusDto::from(&col))))
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -240,18 +240,18 @@ async fn list_labels(
     q: ApiQuery<Page>,
     ApiQuery(c): ApiQuery<Cursor>,
     ApiQuery(lq): ApiQuery<LabelQuery>,
-) -> ApiResult<Response> {
+) -> ApiResult<(HeaderMap, Json<Vec<LabelDto>>)> {
     let labels = s.dispatch.labels().await?;
     if let Some(name) = lq.name {
-        let hit: Vec<Value> = labels
+        let hit: Vec<LabelDto> = labels
             .iter()
             .filter(|l| l.name.eq_ignore_ascii_case(name.trim()))
             .take(1)
-            .map(label_json)
+            .map(LabelDto::from)
             .collect();
-        return Ok(Json(hit).into_response());
+        return Ok((HeaderMap::new(), Json(hit)));
     }
-    let all: Vec<Value> = labels.iter().map(label_json).collect();
+    let all: Vec<LabelDto> = labels.iter().map(LabelDto::from).collect();
     let (headers, page) = paged(
         all,
         c.cursor,
@@ -259,7 +259,7 @@ async fn list_labels(
         "/api/labels",
         "",
     );
-    Ok((headers, Json(page)).into_response())
+    Ok((headers, Json(page)))
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -274,11 +274,11 @@ async fn create_label(
     State(s): State<AppState>,
     _a: Authenticated,
     ApiJson(b): ApiJson<CreateLabel>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<LabelDto>)> {
     let new = NewLabel::new(b.name.trim(), b.color);
     new.validate()?;
     let l = s.dispatch.create_label(new).await?;
-    Ok((StatusCode::CREATED, Json(label_json(&l))).into_response())
+    Ok((StatusCode::CREATED, Json(LabelDto::from(&l))))
 }
 
 // --- comments ----------------------------------------------------------------------------------
@@ -297,15 +297,15 @@ async fn list_comments(
     q: ApiQuery<Page>,
     ApiQuery(c): ApiQuery<Cursor>,
     ApiQuery(cq): ApiQuery<CommentQuery>,
-) -> ApiResult<Response> {
+) -> ApiResult<(HeaderMap, Json<Vec<CommentDto>>)> {
     let id = cq.issue_id.0;
     let issue = s.dispatch.get_issue(issue_ref(&id)?).await?;
-    let comments: Vec<Value> = s
+    let comments: Vec<CommentDto> = s
         .dispatch
         .comments(issue.id)
         .await?
         .iter()
-        .map(comment_json)
+        .map(CommentDto::from)
         .collect();
     let (headers, page) = paged(
         comments,
@@ -314,7 +314,7 @@ async fn list_comments(
         "/api/comments",
         &format!("issueId={}", issue.id),
     );
-    Ok((headers, Json(page)).into_response())
+    Ok((headers, Json(page)))
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -332,7 +332,7 @@ async fn create_comment(
     State(s): State<AppState>,
     a: Authenticated,
     ApiJson(b): ApiJson<CreateComment>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<CommentDto>)> {
     let actor = a.actor();
     let author = b
         .author_name
@@ -358,7 +358,7 @@ async fn create_comment(
             &actor,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(comment_json(&c))).into_response())
+    Ok((StatusCode::CREATED, Json(CommentDto::from(&c))))
 }
 
 // --- search ------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@
 
 use super::{IssueKey, Page, issue_ref, params, schema};
 use crate::auth::{Authenticated, LoginLimiter};
-use crate::dto::customer_json;
+use crate::dto::{CustomerDto, CustomerEnvelope};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::extract::{ApiPath, ApiQuery, MaybeJson};
@@ -23,7 +23,7 @@ use dispatch_core::customer::{Customer, CustomerPatch, NewCustomer, validate_slu
 use dispatch_core::ids::{CustomerId, IssueId};
 use dispatch_core::issue::{Column, Comment, Issue, IssueFilter};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -107,29 +107,46 @@ struct ListQuery {
     cursor: Option<usize>,
 }
 
+/// A customer in the list, with how many issues it has.
+#[derive(Debug, Serialize, JsonSchema)]
+struct CustomerRow {
+    #[serde(flatten)]
+    customer: CustomerDto,
+    #[serde(rename = "issueCount")]
+    issue_count: usize,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+struct CustomerList {
+    customers: Vec<CustomerRow>,
+    /// The `cursor` of the next page, when there is one.
+    #[serde(rename = "nextCursor", skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<usize>,
+}
+
 /// `{customers: [..., issueCount]}` in name order; `limit`/`cursor` page it (`nextCursor`).
 async fn list(
     State(s): State<AppState>,
     _a: Authenticated,
     q: ApiQuery<Page>,
     ApiQuery(lq): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CustomerList>> {
     let all = s.dispatch.customers().await?;
     let limit = q.limit(Some(500));
     let start = lq.cursor.unwrap_or(0).min(all.len());
     let mut out = Vec::new();
     for c in all.iter().skip(start).take(limit) {
         let count = s.dispatch.store().health_inputs(c.id).await?.issues.len();
-        let mut v = customer_json(c);
-        v["issueCount"] = json!(count);
-        out.push(v);
+        out.push(CustomerRow {
+            customer: CustomerDto::from(c),
+            issue_count: count,
+        });
     }
     let next = start + out.len();
-    let mut body = json!({ "customers": out });
-    if next < all.len() {
-        body["nextCursor"] = json!(next);
-    }
-    Ok(Json(body))
+    Ok(Json(CustomerList {
+        customers: out,
+        next_cursor: (next < all.len()).then_some(next),
+    }))
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -156,7 +173,7 @@ async fn create(
     State(s): State<AppState>,
     _a: Authenticated,
     ApiJson(b): ApiJson<CreateCustomer>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<CustomerEnvelope>)> {
     let new = NewCustomer {
         name: b.name,
         slug: blank_to_none(b.slug),
@@ -165,20 +182,16 @@ async fn create(
         logo_url: blank_to_none(b.logo_url),
     };
     let c = s.dispatch.create_customer(new).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "customer": customer_json(&c) })),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(CustomerEnvelope::from(&c))))
 }
 
 async fn read(
     State(s): State<AppState>,
     _a: Authenticated,
     ApiPath(CustomerKey(id)): ApiPath<CustomerKey>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CustomerEnvelope>> {
     let c = find_customer(&s, &id).await?;
-    Ok(Json(json!({ "customer": customer_json(&c) })))
+    Ok(Json(CustomerEnvelope::from(&c)))
 }
 
 /// `Some(None)` for an explicit `null`, `None` when the key is absent.
@@ -226,7 +239,7 @@ async fn patch(
     _a: Authenticated,
     ApiPath(CustomerKey(id)): ApiPath<CustomerKey>,
     ApiJson(b): ApiJson<PatchCustomer>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CustomerEnvelope>> {
     let c = find_customer(&s, &id).await?;
     let p = CustomerPatch {
         name: required("name", b.name)?,
@@ -237,7 +250,7 @@ async fn patch(
     };
     p.validate()?;
     let c = s.dispatch.update_customer(c.id, p).await?;
-    Ok(Json(json!({ "customer": customer_json(&c) })))
+    Ok(Json(CustomerEnvelope::from(&c)))
 }
 
 async fn delete(
@@ -293,8 +306,10 @@ async fn action(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 struct StatsQuery {
-    /// Comma-separated parts (default `metrics,issues,activity`).
-    #[schemars(regex(pattern = r"^(metrics|issues|activity)(,(metrics|issues|activity))*$"))]
+    /// Comma-separated parts (default `metrics,issues,activity`; empty parts are ignored).
+    #[schemars(regex(
+        pattern = r"^\s*(metrics|issues|activity)?\s*(,\s*(metrics|issues|activity)?\s*)*$"
+    ))]
     include: Option<String>,
     #[schemars(with = "Option<StatsFilter>")]
     filter: Option<String>,

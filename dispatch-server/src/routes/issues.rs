@@ -3,7 +3,7 @@
 
 use super::{IssueKey, Num, Page, Text, issue_ref, link_next_page, params, schema};
 use crate::auth::{AuthMethod, Authenticated};
-use crate::dto::{issue_json, link_json, pr_link_json};
+use crate::dto::{IssueDto, link_json, pr_link_json};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::extract::{ApiPath, ApiQuery};
@@ -12,7 +12,6 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use dispatch_core::ErrorKind;
 use dispatch_core::engine::{ColumnRef, IssueChanges};
 use dispatch_core::ids::{ColumnId, CustomerId, IssueId, LabelId};
@@ -20,7 +19,7 @@ use dispatch_core::issue::{Actor, AgentStatus, Issue, IssueFilter, NewIssue, Pri
 use dispatch_core::ports::RunResult;
 use dispatch_core::run::{Outcome, RunPatch, RunStatus};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::str::FromStr;
 
@@ -72,7 +71,7 @@ pub fn router() -> ApiRouter {
 }
 
 /// Issue JSON with the workspace's columns and labels resolved.
-pub async fn render_issue(s: &AppState, i: &Issue) -> ApiResult<Value> {
+pub async fn render_issue(s: &AppState, i: &Issue) -> ApiResult<IssueDto> {
     let cols = s.dispatch.columns_for_display().await?;
     // Most issues have no labels: then the workspace's labels are not read.
     let labels = if i.labels.is_empty() {
@@ -80,7 +79,7 @@ pub async fn render_issue(s: &AppState, i: &Issue) -> ApiResult<Value> {
     } else {
         s.dispatch.labels().await?
     };
-    Ok(issue_json(i, &cols, &labels))
+    Ok(IssueDto::new(i, &cols, &labels))
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -107,7 +106,7 @@ async fn list(
     State(s): State<AppState>,
     _a: Authenticated,
     ApiQuery(f): ApiQuery<ListQuery>,
-) -> ApiResult<Response> {
+) -> ApiResult<(HeaderMap, Json<Vec<IssueDto>>)> {
     let limit = Page { limit: f.limit }.limit(None);
     let filter = IssueFilter {
         column_id: f.status_id,
@@ -123,15 +122,15 @@ async fn list(
     issues.truncate(limit);
     let cols = s.dispatch.columns().await?;
     let labels = s.dispatch.labels().await?;
-    let body: Vec<Value> = issues
+    let body: Vec<IssueDto> = issues
         .iter()
-        .map(|i| issue_json(i, &cols, &labels))
+        .map(|i| IssueDto::new(i, &cols, &labels))
         .collect();
     let mut headers = HeaderMap::new();
     if more && let Some(last) = issues.last() {
         link_next_page(&mut headers, "/api/issues", limit, last.number);
     }
-    Ok((headers, Json(body)).into_response())
+    Ok((headers, Json(body)))
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -189,7 +188,7 @@ async fn create(
     State(s): State<AppState>,
     a: Authenticated,
     ApiJson(b): ApiJson<CreateIssue>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<IssueDto>)> {
     let column = match (&b.status_id, &b.status_name) {
         (Some(id), _) => Some(
             s.dispatch
@@ -236,22 +235,34 @@ async fn create(
             .add_watcher(issue.id, params::customer_id("watcherIds", w)?)
             .await?;
     }
-    Ok((StatusCode::CREATED, Json(render_issue(&s, &issue).await?)).into_response())
+    Ok((StatusCode::CREATED, Json(render_issue(&s, &issue).await?)))
+}
+
+/// An issue with its error links, watchers and linked pull requests.
+#[derive(Debug, Serialize, JsonSchema)]
+struct IssueDetail {
+    #[serde(flatten)]
+    issue: IssueDto,
+    external_links: Vec<Value>,
+    #[schemars(with = "Vec<schema::Uuid>")]
+    watchers: Vec<CustomerId>,
+    linked_prs: Vec<Value>,
 }
 
 async fn read(
     State(s): State<AppState>,
     _a: Authenticated,
     ApiPath(IssueKey(id)): ApiPath<IssueKey>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<IssueDetail>> {
     let issue = s.dispatch.get_issue(issue_ref(&id)?).await?;
-    let mut v = render_issue(&s, &issue).await?;
     let links = s.dispatch.store().links_for_issue(issue.id).await?;
-    v["external_links"] = json!(links.iter().map(link_json).collect::<Vec<_>>());
-    v["watchers"] = json!(s.dispatch.watchers(issue.id).await?);
     let prs = s.dispatch.store().list_pr_links(issue.id).await?;
-    v["linked_prs"] = json!(prs.iter().map(pr_link_json).collect::<Vec<_>>());
-    Ok(Json(v))
+    Ok(Json(IssueDetail {
+        issue: render_issue(&s, &issue).await?,
+        external_links: links.iter().map(link_json).collect(),
+        watchers: s.dispatch.watchers(issue.id).await?,
+        linked_prs: prs.iter().map(pr_link_json).collect(),
+    }))
 }
 
 /// The issue's linked pull requests, newest first.
@@ -475,7 +486,7 @@ async fn patch(
     a: Authenticated,
     ApiPath(IssueKey(id)): ApiPath<IssueKey>,
     ApiJson(m): ApiJson<PatchIssue>,
-) -> ApiResult<Response> {
+) -> ApiResult<Json<IssueDto>> {
     let actor = a.actor();
     let issue = s.dispatch.get_issue(issue_ref(&id)?).await?;
 
@@ -676,7 +687,7 @@ async fn patch(
         }
     }
     let issue = s.dispatch.get_issue(issue.id).await?;
-    Ok(Json(render_issue(&s, &issue).await?).into_response())
+    Ok(Json(render_issue(&s, &issue).await?))
 }
 
 async fn history(

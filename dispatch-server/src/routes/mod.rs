@@ -278,7 +278,20 @@ pub mod schema {
         dispatch_core::run::WorkflowKind,
         dispatch_core::run::RunStatus,
         dispatch_core::run::BlockerCategory,
+        dispatch_core::plan::PlanStatus,
     );
+
+    /// A priority as the API returns it.
+    pub struct PriorityValue;
+
+    impl JsonSchema for PriorityValue {
+        fn schema_name() -> Cow<'static, str> {
+            "Priority".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({ "type": "string", "enum": ["P1", "P2", "P3", "P4"] })
+        }
+    }
 
     /// One of a core enum's words, as text.
     pub struct OneOf<T>(std::marker::PhantomData<T>);
