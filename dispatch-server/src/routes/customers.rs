@@ -658,9 +658,8 @@ static PORTAL_LIMITER: LazyLock<LoginLimiter> =
 struct PortalQuery {
     /// The customer's portal token.
     token: Option<String>,
-    /// `true` to include closed columns.
+    /// `true` or `1` includes closed columns; any other value leaves them out.
     #[serde(rename = "showClosed")]
-    #[schemars(with = "Option<schema::Flag>")]
     show_closed: Option<String>,
 }
 

@@ -440,10 +440,20 @@ struct PatchIssue {
     blocked_reason: Option<Option<Text>>,
 }
 
-/// Schema only: a string with a non-space character.
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct NonBlank(#[schemars(regex(pattern = r"\S"))] String);
+/// Schema only: a title as `Text` takes it: a string with a non-space character, or a number.
+struct NonBlank;
+
+impl JsonSchema for NonBlank {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "NonBlankText".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": ["string", "number"], "pattern": "\\S" })
+    }
+}
 
 /// Schema only: the plan statuses a PATCH may set.
 #[derive(JsonSchema)]

@@ -50,11 +50,23 @@ pub struct Page {
 }
 
 /// Text as scripts send it: a string, or a number (`"spawn_run_id": 123`).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Text {
     S(String),
     N(serde_json::Number),
+}
+
+impl JsonSchema for Text {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Text".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": ["string", "number"] })
+    }
 }
 
 impl Text {
@@ -166,7 +178,7 @@ pub mod schema {
         }
     }
 
-    /// `true` or `false` as text (`1`/`0` too; empty is false).
+    /// `true` or `false` as text (`1`/`0` too; empty is false; spaces around are ignored).
     pub struct Flag;
 
     impl JsonSchema for Flag {
@@ -177,7 +189,7 @@ pub mod schema {
             true
         }
         fn json_schema(_: &mut SchemaGenerator) -> Schema {
-            json_schema!({ "type": "string", "enum": ["true", "false", "1", "0", ""] })
+            json_schema!({ "type": "string", "pattern": "^\\s*(true|false|1|0)?\\s*$" })
         }
     }
 

@@ -46,14 +46,30 @@ pub struct Payload {
 struct Alert {
     /// `firing` alerts become events; the others are skipped.
     status: String,
-    labels: Option<std::collections::BTreeMap<String, String>>,
-    annotations: Option<std::collections::BTreeMap<String, String>>,
+    labels: Option<std::collections::BTreeMap<String, Scalar>>,
+    annotations: Option<std::collections::BTreeMap<String, Scalar>>,
     #[serde(rename = "startsAt")]
     starts_at: Option<String>,
     #[serde(rename = "generatorURL")]
     generator_url: Option<String>,
     /// The alert's query values (numbers, or numbers as text).
-    values: Option<std::collections::BTreeMap<String, f64>>,
+    values: Option<std::collections::BTreeMap<String, Scalar>>,
+}
+
+/// Schema only: a label, annotation or value is any JSON scalar (kept as text; `null` is
+/// left out).
+struct Scalar;
+
+impl schemars::JsonSchema for Scalar {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Scalar".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": ["string", "number", "boolean", "null"] })
+    }
 }
 
 pub async fn health() -> Json<Value> {
