@@ -149,11 +149,20 @@ async fn list(
     }))
 }
 
+/// Without a slug (or with `""`), the slug is made from the name's ASCII letters and digits,
+/// so the name needs one.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend(
+    "if" = { "anyOf": [
+        { "not": { "required": ["slug"] } },
+        { "properties": { "slug": { "anyOf": [{ "type": "null" }, { "const": "" }] } } }
+    ] },
+    "then" = { "properties": { "name": { "pattern": "[A-Za-z0-9]" } } }
+))]
 struct CreateCustomer {
-    /// The display name (the slug is made from it unless given).
-    #[schemars(regex(pattern = r"[A-Za-z0-9]"))]
+    /// The display name.
+    #[schemars(regex(pattern = r"\S"))]
     name: String,
     /// `""` is the same as no slug.
     #[serde(default)]
