@@ -42,6 +42,8 @@ pub struct OpDoc {
     ok_schema: Option<Value>,
     /// Error statuses.
     errors: BTreeSet<u16>,
+    /// The success response may carry a `Link` header to the next page.
+    link: bool,
 }
 
 /// An extractor's share of the description.
@@ -222,10 +224,11 @@ impl<T: DocOutput> DocOutput for (axum::http::StatusCode, T) {
     }
 }
 
-/// Headers (a `Link` to the next page) with a body.
+/// Headers with a body: the API's lists answer so, with a `Link` to the next page.
 impl<T: DocOutput> DocOutput for (axum::http::HeaderMap, T) {
     fn describe(op: &mut OpDoc, g: &mut SchemaGenerator) {
         T::describe(op, g);
+        op.link = true;
     }
 }
 
@@ -607,10 +610,14 @@ fn render(o: &Op, mut d: OpDoc, error_ref: &Value, g: &mut SchemaGenerator) -> V
         (_, media) => json!({ media: { "schema": { "type": "string" } } }),
     };
     for st in std::iter::once(&o.doc.status).chain(o.doc.also) {
-        responses.insert(
-            st.to_string(),
-            json!({ "description": reason(*st), "content": content }),
-        );
+        let mut r = json!({ "description": reason(*st), "content": content });
+        if d.link {
+            r["headers"] = json!({ "Link": {
+                "description": "the next page, when there is one: `<path?limit=N&cursor=C>; rel=\"next\"`",
+                "schema": { "type": "string" }
+            } });
+        }
+        responses.insert(st.to_string(), r);
     }
     for st in d.errors {
         responses.insert(st.to_string(), error_response(st, error_ref));
