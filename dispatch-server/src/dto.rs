@@ -10,7 +10,7 @@ use dispatch_core::ids::{
 use dispatch_core::issue::{AgentStatus, Column, Issue, Label, Priority, SpawnStatus};
 use dispatch_core::plan::PlanStatus;
 use dispatch_core::ports::ErrorLink;
-use dispatch_core::run::{Activity, ActivityType, Outcome, Run, WorkflowKind};
+use dispatch_core::run::{Activity, ActivityType, Outcome, Run, RunStatus, WorkflowKind};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -204,41 +204,95 @@ pub fn link_json(l: &ErrorLink) -> Value {
     })
 }
 
-/// A run; `full` adds the prompt, report and transcript-related fields.
-pub fn run_json(r: &Run, now: dispatch_core::Timestamp, full: bool) -> Value {
-    let mut v = json!({
-        "id": r.id,
-        "issue_id": r.issue_id,
-        "workflow_type": r.kind,
-        "status": r.status,
-        "github_run_id": r.external_id,
-        "github_run_url": r.external_url,
-        "runner": r.runner,
-        "outcome": r.outcome,
-        "outcome_summary": r.outcome_summary,
-        "cost_usd": r.cost_usd,
-        "num_turns": r.num_turns,
-        "model": r.model,
-        "tokens_used": r.tokens_used,
-        "pr_number": r.pr_number,
-        "files_changed": r.files_changed,
-        "follow_ups": r.follow_ups,
-        "dispatch_attempts": r.dispatch_attempts,
-        "claim": r.claim,
-        "lease_until": r.lease_until,
-        "last_error": r.last_error,
-        "created_at": r.created_at,
-        "started_at": r.started_at,
-        "completed_at": r.completed_at,
-        "last_callback_at": r.last_callback_at,
-        "duration_seconds": r.duration_seconds(now),
-    });
-    if full {
-        v["prompt_text"] = json!(r.prompt_text);
-        v["report_content"] = json!(r.report_content);
-        v["additional_context"] = json!(r.additional_context);
+/// A run as the API returns it; the single-run answers add [`RunText`].
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct RunDto {
+    #[schemars(with = "schema::Uuid")]
+    pub id: RunId,
+    #[schemars(with = "schema::Uuid")]
+    pub issue_id: IssueId,
+    #[schemars(with = "schema::OneOf<WorkflowKind>")]
+    pub workflow_type: WorkflowKind,
+    #[schemars(with = "schema::OneOf<RunStatus>")]
+    pub status: RunStatus,
+    pub github_run_id: Option<String>,
+    pub github_run_url: Option<String>,
+    pub runner: Option<String>,
+    #[schemars(with = "Option<schema::OneOf<Outcome>>")]
+    pub outcome: Option<Outcome>,
+    pub outcome_summary: Option<String>,
+    pub cost_usd: f64,
+    pub num_turns: u32,
+    pub model: Option<String>,
+    pub tokens_used: Option<u64>,
+    pub pr_number: Option<i64>,
+    pub files_changed: Vec<String>,
+    pub follow_ups: Vec<String>,
+    pub dispatch_attempts: u32,
+    pub claim: u64,
+    pub lease_until: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub completed_at: Option<Timestamp>,
+    pub last_callback_at: Option<Timestamp>,
+    pub duration_seconds: Option<i64>,
+    #[serde(flatten)]
+    pub text: Option<RunText>,
+}
+
+/// The prompt, report and context of a run (single-run answers only).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct RunText {
+    pub prompt_text: Option<String>,
+    pub report_content: Option<String>,
+    pub additional_context: Option<String>,
+}
+
+impl RunDto {
+    /// `full` adds the prompt, report and additional context.
+    pub fn new(r: &Run, now: dispatch_core::Timestamp, full: bool) -> Self {
+        RunDto {
+            id: r.id,
+            issue_id: r.issue_id,
+            workflow_type: r.kind,
+            status: r.status,
+            github_run_id: r.external_id.clone(),
+            github_run_url: r.external_url.clone(),
+            runner: r.runner.clone(),
+            outcome: r.outcome,
+            outcome_summary: r.outcome_summary.clone(),
+            cost_usd: r.cost_usd,
+            num_turns: r.num_turns,
+            model: r.model.clone(),
+            tokens_used: r.tokens_used,
+            pr_number: r.pr_number,
+            files_changed: r.files_changed.clone(),
+            follow_ups: r.follow_ups.clone(),
+            dispatch_attempts: r.dispatch_attempts,
+            claim: r.claim,
+            lease_until: r.lease_until,
+            last_error: r.last_error.clone(),
+            created_at: r.created_at,
+            started_at: r.started_at,
+            completed_at: r.completed_at,
+            last_callback_at: r.last_callback_at,
+            duration_seconds: r.duration_seconds(now),
+            text: full.then(|| RunText {
+                prompt_text: r.prompt_text.clone(),
+                report_content: r.report_content.clone(),
+                additional_context: r.additional_context.clone(),
+            }),
+        }
     }
-    v
+}
+
+/// A run with its whole transcript (`GET …/runs/current`, `GET …/runs/{run_id}`).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct RunWithTranscript {
+    #[serde(flatten)]
+    pub run: RunDto,
+    pub transcript: String,
 }
 
 /// An activity (agent report) of an issue.

@@ -4,7 +4,7 @@
 
 use super::{IssueKey, Num, Page, Text, issue_ref, schema};
 use crate::auth::Authenticated;
-use crate::dto::{ActivityDto, run_json};
+use crate::dto::{ActivityDto, RunDto, RunWithTranscript};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::extract::{ApiPath, ApiQuery, MaybeJson};
@@ -254,14 +254,12 @@ async fn list_runs(
     State(s): State<AppState>,
     _a: Authenticated,
     ApiPath(IssueKey(id)): ApiPath<IssueKey>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Vec<RunDto>>> {
     let runs = s.dispatch.runs(issue_ref(&id)?).await?;
     let now = s.dispatch.clock().now();
-    Ok(Json(json!(
-        runs.iter()
-            .map(|r| run_json(r, now, false))
-            .collect::<Vec<_>>()
-    )))
+    Ok(Json(
+        runs.iter().map(|r| RunDto::new(r, now, false)).collect(),
+    ))
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -286,7 +284,7 @@ async fn create_run(
     a: Authenticated,
     ApiPath(IssueKey(id)): ApiPath<IssueKey>,
     ApiJson(b): ApiJson<CreateRun>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<RunDto>)> {
     let kind = WorkflowKind::from_spawn_type(&b.workflow_type)
         .map_err(|e| ApiError::bad_request("workflow_type", e.message))?;
     let external_id = b
@@ -307,20 +305,24 @@ async fn create_run(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(run_json(&run, s.dispatch.clock().now(), true))).into_response())
+    Ok((
+        status,
+        Json(RunDto::new(&run, s.dispatch.clock().now(), true)),
+    ))
 }
 
-async fn full_run(s: &AppState, run: &Run) -> ApiResult<Value> {
-    let mut v = run_json(run, s.dispatch.clock().now(), true);
-    v["transcript"] = json!(s.dispatch.transcript(run.id).await?);
-    Ok(v)
+async fn full_run(s: &AppState, run: &Run) -> ApiResult<RunWithTranscript> {
+    Ok(RunWithTranscript {
+        run: RunDto::new(run, s.dispatch.clock().now(), true),
+        transcript: s.dispatch.transcript(run.id).await?,
+    })
 }
 
 async fn get_run(
     State(s): State<AppState>,
     _a: Authenticated,
     ApiPath((IssueKey(id), run_id)): ApiPath<(IssueKey, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunWithTranscript>> {
     let run = s
         .dispatch
         .resolve_run(issue_ref(&id)?, &RunSelector::External(run_id))
@@ -332,7 +334,7 @@ async fn get_current_run(
     State(s): State<AppState>,
     _a: Authenticated,
     ApiPath(IssueKey(id)): ApiPath<IssueKey>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunWithTranscript>> {
     let run = s
         .dispatch
         .resolve_run(issue_ref(&id)?, &RunSelector::Current)
@@ -370,7 +372,12 @@ fn text_of(v: &Value) -> Option<String> {
     }
 }
 
-async fn apply_run_body(s: &AppState, a: &Authenticated, run: Run, b: RunBody) -> ApiResult<Value> {
+async fn apply_run_body(
+    s: &AppState,
+    a: &Authenticated,
+    run: Run,
+    b: RunBody,
+) -> ApiResult<RunDto> {
     let status = match b.status.as_deref() {
         None => None,
         Some("running") => Some(RunStatus::Running),
@@ -430,7 +437,7 @@ async fn apply_run_body(s: &AppState, a: &Authenticated, run: Run, b: RunBody) -
     }
     // A callback's answer carries the run, not its transcript (which grows with every chunk
     // and is read with GET).
-    Ok(run_json(&updated, s.dispatch.clock().now(), true))
+    Ok(RunDto::new(&updated, s.dispatch.clock().now(), true))
 }
 
 async fn patch_run(
@@ -438,7 +445,7 @@ async fn patch_run(
     a: Authenticated,
     ApiPath((IssueKey(id), run_id)): ApiPath<(IssueKey, String)>,
     ApiJson(b): ApiJson<RunBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunDto>> {
     let run = s
         .dispatch
         .resolve_run(issue_ref(&id)?, &RunSelector::External(run_id))
@@ -460,7 +467,7 @@ async fn patch_current_run(
     ApiPath(IssueKey(id)): ApiPath<IssueKey>,
     ApiQuery(q): ApiQuery<CurrentQuery>,
     ApiJson(b): ApiJson<RunBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunDto>> {
     let sel = match q.run_id.or(q.github_run_id).filter(|x| !x.is_empty()) {
         Some(x) => RunSelector::External(x),
         None => RunSelector::Current,
