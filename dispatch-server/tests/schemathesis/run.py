@@ -79,7 +79,8 @@ def schemathesis(server: DispatchServer, label: str, extra: list[str]) -> int:
     ]
     print(f"== schemathesis ({label}): {' '.join(cmd)}", flush=True)
     started = time.monotonic()
-    rc = subprocess.call(cmd)
+    # schemathesis keeps a cache (`.schemathesis/`) in its working directory: the server's.
+    rc = subprocess.call(cmd, cwd=server.dir)
     print(f"== schemathesis ({label}): exit {rc} in {time.monotonic() - started:.0f} s", flush=True)
     return rc
 
