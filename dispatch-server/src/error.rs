@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use dispatch_core::{Error, ErrorKind};
+use serde::Serialize;
 use serde_json::json;
 
 #[derive(Debug)]
@@ -30,6 +31,73 @@ pub fn status_of(kind: &ErrorKind) -> StatusCode {
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
+}
+
+/// Every kind, for the document (`documented_statuses`). The `match` makes a new kind a compile
+/// error here until it is listed.
+const ALL_KINDS: [fn() -> ErrorKind; 10] = [
+    || ErrorKind::NotFound,
+    || ErrorKind::Conflict,
+    || ErrorKind::InvalidInput {
+        field: String::new(),
+    },
+    || ErrorKind::Unauthorized,
+    || ErrorKind::Forbidden,
+    || ErrorKind::GateDenied {
+        reason: String::new(),
+    },
+    || ErrorKind::RateLimited,
+    || ErrorKind::Upstream {
+        service: String::new(),
+        status: 0,
+    },
+    || ErrorKind::Unavailable,
+    || ErrorKind::Internal,
+];
+
+fn _every_kind_is_listed(k: &ErrorKind) -> usize {
+    match k {
+        ErrorKind::NotFound => 0,
+        ErrorKind::Conflict => 1,
+        ErrorKind::InvalidInput { .. } => 2,
+        ErrorKind::Unauthorized => 3,
+        ErrorKind::Forbidden => 4,
+        ErrorKind::GateDenied { .. } => 5,
+        ErrorKind::RateLimited => 6,
+        ErrorKind::Upstream { .. } => 7,
+        ErrorKind::Unavailable => 8,
+        ErrorKind::Internal => 9,
+    }
+}
+
+/// The statuses an engine call can fail with, from [`status_of`] over every kind, for the OpenAPI
+/// document of every operation that returns an [`ApiResult`]. `Unauthorized` is left to the
+/// operations that authenticate (their extractor documents 401).
+pub fn documented_statuses() -> Vec<StatusCode> {
+    let mut v: Vec<StatusCode> = ALL_KINDS
+        .iter()
+        .map(|k| k())
+        .filter(|k| *k != ErrorKind::Unauthorized)
+        .map(|k| status_of(&k))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The JSON body of every error response (the OpenAPI document's schema of errors comes from it).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ErrorBody {
+    /// What went wrong, in words.
+    pub error: String,
+    /// The machine-readable kind (`NOT_FOUND`, `INVALID_INPUT`, `GATE_DENIED`, ...).
+    pub code: String,
+    /// The input field that was wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Kind-specific fields (`reason` of a gate denial, `service`/`upstreamStatus` of an upstream error).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -84,15 +152,16 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.message, "code": self.code });
-        if let Some(f) = self.field {
-            body["field"] = json!(f);
-        }
-        if let Some(serde_json::Value::Object(extra)) = self.extra {
-            for (k, v) in extra {
-                body[k] = v;
-            }
-        }
+        let extra = match self.extra {
+            Some(serde_json::Value::Object(extra)) => extra,
+            _ => serde_json::Map::new(),
+        };
+        let body = ErrorBody {
+            error: self.message,
+            code: self.code,
+            field: self.field,
+            extra,
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }

@@ -2,7 +2,8 @@
 
 use crate::error::ApiError;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 /// A JSON body. Malformed JSON, a wrong type or a missing field is a 400 whose `field` names the
@@ -28,12 +29,104 @@ where
     }
 }
 
+/// An optional JSON body: an empty body is `None`; anything else must parse as `T`.
+pub struct MaybeJson<T>(pub Option<T>);
+
+impl<S, T> FromRequest<S> for MaybeJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(e.status(), "PAYLOAD_TOO_LARGE", "request body too large")
+            } else {
+                ApiError::bad_request("body", format!("cannot read the request body: {e}"))
+            }
+        })?;
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(MaybeJson(None));
+        }
+        parse_json(&bytes).map(|v| MaybeJson(Some(v)))
+    }
+}
+
+/// Query parameters; a wrong one is a JSON 400 naming it (axum's own rejection is plain text).
+pub struct ApiQuery<T>(pub T);
+
+impl<T> std::ops::Deref for ApiQuery<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let q = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner().to_string();
+                let field = if path == "." || path.is_empty() {
+                    inner
+                        .split('`')
+                        .nth(1)
+                        .filter(|_| inner.starts_with("missing field"))
+                        .unwrap_or("query")
+                        .to_string()
+                } else {
+                    path
+                };
+                ApiError::bad_request(&field, format!("invalid query parameter {field}: {inner}"))
+            })
+    }
+}
+
+/// Path parameters; a wrong one is a JSON 400 (axum's own rejection is plain text).
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| ApiPath(v))
+            .map_err(|e| ApiError::bad_request("path", format!("invalid path parameter: {e}")))
+    }
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ApiError::bad_request("body", "a JSON body is required"));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("body", format!("malformed JSON at body: {e}")))?;
+    if !value.is_object() {
+        // serde would read an array into a struct field by field.
+        return Err(ApiError::bad_request(
+            "body",
+            "the body must be a JSON object",
+        ));
+    }
+    integral_floats_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let field = if path == "." || path.is_empty() {
@@ -47,13 +140,30 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             path
         };
-        let what = if inner.is_syntax() || inner.is_eof() {
-            "malformed JSON"
-        } else {
-            "invalid value"
-        };
-        ApiError::bad_request(&field, format!("{what} at {field}: {inner}"))
+        ApiError::bad_request(&field, format!("invalid value at {field}: {inner}"))
     })
+}
+
+/// `3.0` is the integer 3 in JSON (and in JSON Schema's `"type": "integer"`); serde's integer
+/// fields would refuse it, so integral floats in the integer range become integers first.
+fn integral_floats_as_integers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+            {
+                if (0.0..18_446_744_073_709_551_616.0).contains(&f) {
+                    *v = Value::from(f as u64);
+                } else if (-9_223_372_036_854_775_808.0..0.0).contains(&f) {
+                    *v = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(m) => m.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -74,6 +184,10 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("title"));
         let e = parse_json::<B>(br#"{"title": "x", "labels": [1, "two"]}"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("labels[1]"));
+        let b = parse_json::<B>(br#"{"title": "x", "labels": [1.0, 2e0]}"#).unwrap();
+        assert_eq!(b.labels, vec![1, 2], "integral floats are integers");
+        let e = parse_json::<B>(br#"{"title": "x", "labels": [1.5]}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("labels[0]"));
         let e = parse_json::<B>(br#"{"title": "#).unwrap_err();
         assert!(e.message.contains("malformed JSON"), "{}", e.message);
         let e = parse_json::<B>(b"  ").unwrap_err();

@@ -2,18 +2,19 @@
 //! output, runs, plans, spawning and cancelling. Every callback names its issue (UUID or
 //! identifier) and, where it matters, its run; retries set values and never add them twice.
 
-use super::{Page, issue_ref};
+use super::{IssueKey, Num, Page, Text, issue_ref, schema};
 use crate::auth::Authenticated;
-use crate::dto::{activity_json, run_json};
+use crate::dto::{ActivityDto, RunDto, RunWithTranscript};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::extract::{ApiPath, ApiQuery, MaybeJson};
+use crate::openapi::{ApiRouter, doc, get, post};
 use crate::routes::issues::render_issue;
 use crate::state::AppState;
-use axum::extract::{Path, Query, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use dispatch_core::ErrorKind;
 use dispatch_core::engine::CancelOutcome;
 use dispatch_core::engine::{RunSelector, SpawnOptions};
@@ -21,38 +22,82 @@ use dispatch_core::gate::Decision;
 use dispatch_core::run::{
     ActivityType, NewActivity, Outcome, Run, RunPatch, RunStatus, WorkflowKind,
 };
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::str::FromStr;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .route(
             "/api/issues/{id}/activity",
-            get(list_activity).post(post_activity),
+            get(
+                list_activity,
+                doc("Activities, newest page in time order"),
+            )
+            .post(
+                post_activity,
+                doc("Record an activity (agent report)").status(201),
+            ),
         )
         .route(
             "/api/issues/{id}/terminal",
-            post(post_terminal).get(get_terminal),
+            post(
+                post_terminal,
+                doc("Append terminal output to a run (idempotent with seq)"),
+            )
+            .get(
+                get_terminal,
+                doc("Terminal chunks of a run after a sequence number"),
+            ),
         )
-        .route("/api/issues/{id}/runs", get(list_runs).post(create_run))
+        .route(
+            "/api/issues/{id}/runs",
+            get(list_runs, doc("Runs, newest first")).post(
+                create_run,
+                doc("Record a run a workflow started by itself (it becomes the current run; 409 if another is active; a retry with the same github_run_id answers 200)")
+                    .status(201)
+                    .also(&[200]),
+            ),
+        )
         .route(
             "/api/issues/{id}/runs/current",
-            get(get_current_run).patch(patch_current_run),
+            get(get_current_run, doc("The current run with its transcript")).patch(
+                patch_current_run,
+                doc("Update the current run (or ?github_run_id=/run_id=)"),
+            ),
         )
         .route(
             "/api/issues/{id}/runs/{run_id}",
-            get(get_run).patch(patch_run),
+            get(get_run, doc("A run by our id or the runner's id"))
+                .patch(patch_run, doc("Update a run")),
         )
-        .route("/api/issues/{id}/plan", get(get_plan).post(post_plan))
-        .route("/api/issues/{id}/spawn", post(spawn))
-        .route("/api/issues/{id}/spawn/cancel", post(cancel))
+        .route(
+            "/api/issues/{id}/plan",
+            get(get_plan, doc("The plan and its review state")).post(
+                post_plan,
+                doc("Submit, approve (optionally auto-spawn implementation) or reject a plan"),
+            ),
+        )
+        .route(
+            "/api/issues/{id}/spawn",
+            post(
+                spawn,
+                doc("Ask for an agent through the gates: 200 queued, 202 deferred, 429 refused")
+                    .also(&[202]),
+            ),
+        )
+        .route(
+            "/api/issues/{id}/spawn/cancel",
+            post(cancel, doc("Cancel the issue's active run")),
+        )
         // A callback's effects run to the end even when the workflow's curl gives up waiting.
-        .layer(axum::middleware::from_fn(super::webhooks::detached))
+        .map(|r| r.layer(axum::middleware::from_fn(super::webhooks::detached)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct ActivityQuery {
+    /// Page further back: activities before this time.
     before: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -61,27 +106,30 @@ struct ActivityQuery {
 async fn list_activity(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
-    q: Query<Page>,
-    Query(aq): Query<ActivityQuery>,
-) -> ApiResult<Json<Value>> {
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
+    q: ApiQuery<Page>,
+    ApiQuery(aq): ApiQuery<ActivityQuery>,
+) -> ApiResult<Json<Vec<ActivityDto>>> {
     let mut acts = s
         .dispatch
         .activities(issue_ref(&id)?, aq.before, q.limit(None))
         .await?;
     acts.reverse();
-    Ok(Json(json!(
-        acts.iter().map(activity_json).collect::<Vec<_>>()
-    )))
+    Ok(Json(acts.iter().map(ActivityDto::from).collect()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct PostActivity {
+    /// A short snake_case word (`agent_progress`, `agent_blocker`, …; others are kept as given).
     #[serde(rename = "type")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
     kind: String,
+    /// The text (may be empty only for `agent_heartbeat`).
+    #[schemars(length(min = 1))]
     content: String,
+    /// Free-form; `run_id`/`github_run_id` in it names the run.
     #[serde(default)]
-    metadata: Option<Value>,
+    metadata: Option<serde_json::Map<String, Value>>,
     /// Makes a retried post idempotent (also the `Idempotency-Key` header).
     #[serde(default, rename = "idempotencyKey", alias = "idempotency_key")]
     idempotency_key: Option<String>,
@@ -113,22 +161,16 @@ async fn run_from_metadata(s: &AppState, issue: &str, meta: &Value) -> ApiResult
 async fn post_activity(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
     headers: axum::http::HeaderMap,
     ApiJson(b): ApiJson<PostActivity>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<ActivityDto>)> {
     let kind =
         ActivityType::parse(&b.kind).map_err(|e| ApiError::bad_request("type", e.message))?;
     if b.content.is_empty() && kind != ActivityType::AgentHeartbeat {
         return Err(ApiError::bad_request("content", "content is required"));
     }
-    let metadata = b.metadata.unwrap_or(Value::Null);
-    if !(metadata.is_null() || metadata.is_object()) {
-        return Err(ApiError::bad_request(
-            "metadata",
-            "metadata must be an object",
-        ));
-    }
+    let metadata = b.metadata.map(Value::Object).unwrap_or(Value::Null);
     let run = run_from_metadata(&s, &id, &metadata).await?;
     let mut act = NewActivity::new(kind, b.content);
     act.metadata = metadata;
@@ -140,10 +182,10 @@ async fn post_activity(
             .map(str::to_string)
     });
     let a = s.dispatch.record_activity(issue_ref(&id)?, act).await?;
-    Ok((StatusCode::CREATED, Json(activity_json(&a))).into_response())
+    Ok((StatusCode::CREATED, Json(ActivityDto::from(&a))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct PostTerminal {
     content: String,
     /// Makes a retried post idempotent.
@@ -151,20 +193,18 @@ struct PostTerminal {
     seq: Option<u64>,
     /// Our run id or the runner's id; default: the issue's current run.
     #[serde(default)]
-    run_id: Option<Value>,
+    run_id: Option<Text>,
 }
 
 async fn post_terminal(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
     ApiJson(b): ApiJson<PostTerminal>,
 ) -> ApiResult<Json<Value>> {
-    let sel = match &b.run_id {
-        None | Some(Value::Null) => RunSelector::Current,
-        Some(Value::String(x)) => RunSelector::External(x.clone()),
-        Some(Value::Number(n)) => RunSelector::External(n.to_string()),
-        Some(_) => return Err(ApiError::bad_request("run_id", "run_id must be a string")),
+    let sel = match b.run_id {
+        None => RunSelector::Current,
+        Some(x) => RunSelector::External(x.into_string()),
     };
     // The original appended a newline per post; chunks keep the text exactly as sent plus that
     // newline, so the transcript reads the same.
@@ -182,9 +222,11 @@ async fn post_terminal(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct TerminalQuery {
+    /// Our run id or the runner's id; default: the issue's current run.
     run_id: Option<String>,
+    /// Chunks after this sequence number.
     #[serde(default)]
     after: u64,
 }
@@ -193,8 +235,8 @@ struct TerminalQuery {
 async fn get_terminal(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
-    Query(q): Query<TerminalQuery>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
+    ApiQuery(q): ApiQuery<TerminalQuery>,
 ) -> ApiResult<Json<Value>> {
     let sel = q
         .run_id
@@ -211,23 +253,24 @@ async fn get_terminal(
 async fn list_runs(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
+) -> ApiResult<Json<Vec<RunDto>>> {
     let runs = s.dispatch.runs(issue_ref(&id)?).await?;
     let now = s.dispatch.clock().now();
-    Ok(Json(json!(
-        runs.iter()
-            .map(|r| run_json(r, now, false))
-            .collect::<Vec<_>>()
-    )))
+    Ok(Json(
+        runs.iter().map(|r| RunDto::new(r, now, false)).collect(),
+    ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct CreateRun {
+    #[schemars(with = "schema::SpawnType")]
     workflow_type: String,
     #[serde(default)]
-    github_run_id: Option<Value>,
+    github_run_id: Option<Text>,
+    /// The run's page (an http(s) URL; `""` is none).
     #[serde(default)]
+    #[schemars(with = "Option<schema::OrBlank<schema::WebhookUrl>>")]
     github_run_url: Option<String>,
     #[serde(default)]
     prompt_text: Option<String>,
@@ -239,20 +282,15 @@ struct CreateRun {
 async fn create_run(
     State(s): State<AppState>,
     a: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
     ApiJson(b): ApiJson<CreateRun>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<RunDto>)> {
     let kind = WorkflowKind::from_spawn_type(&b.workflow_type)
         .map_err(|e| ApiError::bad_request("workflow_type", e.message))?;
-    let external_id = match &b.github_run_id {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(text_of(v).ok_or_else(|| {
-            ApiError::bad_request(
-                "github_run_id",
-                "github_run_id must be a string or a number",
-            )
-        })?),
-    };
+    let external_id = b
+        .github_run_id
+        .map(Text::into_string)
+        .filter(|x| !x.is_empty());
     let ext = dispatch_core::engine::ExternalRun {
         external_id,
         external_url: b.github_run_url.filter(|u| !u.trim().is_empty()),
@@ -267,20 +305,24 @@ async fn create_run(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(run_json(&run, s.dispatch.clock().now(), true))).into_response())
+    Ok((
+        status,
+        Json(RunDto::new(&run, s.dispatch.clock().now(), true)),
+    ))
 }
 
-async fn full_run(s: &AppState, run: &Run) -> ApiResult<Value> {
-    let mut v = run_json(run, s.dispatch.clock().now(), true);
-    v["transcript"] = json!(s.dispatch.transcript(run.id).await?);
-    Ok(v)
+async fn full_run(s: &AppState, run: &Run) -> ApiResult<RunWithTranscript> {
+    Ok(RunWithTranscript {
+        run: RunDto::new(run, s.dispatch.clock().now(), true),
+        transcript: s.dispatch.transcript(run.id).await?,
+    })
 }
 
 async fn get_run(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path((id, run_id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+    ApiPath((IssueKey(id), run_id)): ApiPath<(IssueKey, String)>,
+) -> ApiResult<Json<RunWithTranscript>> {
     let run = s
         .dispatch
         .resolve_run(issue_ref(&id)?, &RunSelector::External(run_id))
@@ -291,8 +333,8 @@ async fn get_run(
 async fn get_current_run(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
+) -> ApiResult<Json<RunWithTranscript>> {
     let run = s
         .dispatch
         .resolve_run(issue_ref(&id)?, &RunSelector::Current)
@@ -300,17 +342,20 @@ async fn get_current_run(
     Ok(Json(full_run(&s, &run).await?))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 struct RunBody {
+    #[schemars(with = "Option<schema::OneOf<RunStatus>>")]
     status: Option<String>,
+    #[schemars(with = "Option<schema::OneOf<Outcome>>")]
     outcome: Option<String>,
     outcome_summary: Option<String>,
-    cost_usd: Option<Value>,
+    #[schemars(with = "Option<schema::Number>")]
+    cost_usd: Option<Num>,
     num_turns: Option<u32>,
     model: Option<String>,
     tokens_used: Option<u64>,
     pr_number: Option<i64>,
-    github_run_id: Option<Value>,
+    github_run_id: Option<Text>,
     github_run_url: Option<String>,
     prompt_text: Option<String>,
     report_content: Option<String>,
@@ -327,7 +372,12 @@ fn text_of(v: &Value) -> Option<String> {
     }
 }
 
-async fn apply_run_body(s: &AppState, a: &Authenticated, run: Run, b: RunBody) -> ApiResult<Value> {
+async fn apply_run_body(
+    s: &AppState,
+    a: &Authenticated,
+    run: Run,
+    b: RunBody,
+) -> ApiResult<RunDto> {
     let status = match b.status.as_deref() {
         None => None,
         Some("running") => Some(RunStatus::Running),
@@ -342,10 +392,10 @@ async fn apply_run_body(s: &AppState, a: &Authenticated, run: Run, b: RunBody) -
         .transpose()
         .map_err(|e| ApiError::bad_request("outcome", e.message))?;
     let cost = match &b.cost_usd {
-        None | Some(Value::Null) => None,
+        None => None,
         Some(v) => Some(
-            text_of(v)
-                .and_then(|t| t.parse::<f64>().ok())
+            v.value("cost_usd")
+                .ok()
                 .filter(|c| c.is_finite() && *c >= 0.0)
                 .ok_or_else(|| {
                     ApiError::bad_request("cost_usd", "cost_usd must be a non-negative number")
@@ -361,7 +411,10 @@ async fn apply_run_body(s: &AppState, a: &Authenticated, run: Run, b: RunBody) -
         model: b.model,
         tokens_used: b.tokens_used,
         pr_number: b.pr_number,
-        external_id: b.github_run_id.as_ref().and_then(text_of),
+        external_id: b
+            .github_run_id
+            .map(Text::into_string)
+            .filter(|x| !x.is_empty()),
         external_url: b.github_run_url,
         prompt_text: b.prompt_text,
         report_content: b.report_content,
@@ -384,15 +437,15 @@ async fn apply_run_body(s: &AppState, a: &Authenticated, run: Run, b: RunBody) -
     }
     // A callback's answer carries the run, not its transcript (which grows with every chunk
     // and is read with GET).
-    Ok(run_json(&updated, s.dispatch.clock().now(), true))
+    Ok(RunDto::new(&updated, s.dispatch.clock().now(), true))
 }
 
 async fn patch_run(
     State(s): State<AppState>,
     a: Authenticated,
-    Path((id, run_id)): Path<(String, String)>,
+    ApiPath((IssueKey(id), run_id)): ApiPath<(IssueKey, String)>,
     ApiJson(b): ApiJson<RunBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunDto>> {
     let run = s
         .dispatch
         .resolve_run(issue_ref(&id)?, &RunSelector::External(run_id))
@@ -400,7 +453,7 @@ async fn patch_run(
     Ok(Json(apply_run_body(&s, &a, run, b).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct CurrentQuery {
     github_run_id: Option<String>,
     run_id: Option<String>,
@@ -411,10 +464,10 @@ struct CurrentQuery {
 async fn patch_current_run(
     State(s): State<AppState>,
     a: Authenticated,
-    Path(id): Path<String>,
-    Query(q): Query<CurrentQuery>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
+    ApiQuery(q): ApiQuery<CurrentQuery>,
     ApiJson(b): ApiJson<RunBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunDto>> {
     let sel = match q.run_id.or(q.github_run_id).filter(|x| !x.is_empty()) {
         Some(x) => RunSelector::External(x),
         None => RunSelector::Current,
@@ -435,7 +488,7 @@ async fn patch_current_run(
 async fn get_plan(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
 ) -> ApiResult<Json<Value>> {
     let i = s.dispatch.get_issue(issue_ref(&id)?).await?;
     Ok(Json(json!({
@@ -448,16 +501,25 @@ async fn get_plan(
     })))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PlanAction {
-    action: String,
-    content: Option<String>,
-    feedback: Option<String>,
-    #[serde(alias = "approved_by")]
-    approved_by: Option<String>,
-    #[serde(default, alias = "auto_spawn")]
-    auto_spawn: bool,
+/// `{action: submit, content}`, `{action: approve, approvedBy?, autoSpawn?}` or
+/// `{action: reject, feedback}`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(tag = "action", rename_all = "lowercase")]
+enum PlanAction {
+    Submit {
+        #[schemars(regex(pattern = r"\S"))]
+        content: String,
+    },
+    Approve {
+        #[serde(default, rename = "approvedBy", alias = "approved_by")]
+        approved_by: Option<String>,
+        #[serde(default, rename = "autoSpawn", alias = "auto_spawn")]
+        auto_spawn: bool,
+    },
+    Reject {
+        #[schemars(regex(pattern = r"\S"))]
+        feedback: String,
+    },
 }
 
 fn spawn_json(o: &dispatch_core::engine::SpawnOutcome) -> Value {
@@ -475,41 +537,44 @@ fn spawn_json(o: &dispatch_core::engine::SpawnOutcome) -> Value {
 async fn post_plan(
     State(s): State<AppState>,
     a: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
     ApiJson(b): ApiJson<PlanAction>,
 ) -> ApiResult<Json<Value>> {
     let r = issue_ref(&id)?;
     let actor = a.actor();
-    let (issue, spawn) = match b.action.as_str() {
-        "submit" => {
-            let c = b.content.filter(|c| !c.trim().is_empty()).ok_or_else(|| {
-                ApiError::bad_request("content", "content is required to submit a plan")
-            })?;
-            (s.dispatch.submit_plan(r, &c, &actor).await?, None)
+    let (issue, spawn) = match b {
+        PlanAction::Submit { content } => {
+            if content.trim().is_empty() {
+                return Err(ApiError::bad_request(
+                    "content",
+                    "content is required to submit a plan",
+                ));
+            }
+            (s.dispatch.submit_plan(r, &content, &actor).await?, None)
         }
-        "approve" => {
+        PlanAction::Approve {
+            approved_by,
+            auto_spawn,
+        } => {
             let review = s
                 .dispatch
                 .approve_plan(
                     r,
-                    b.approved_by.as_deref().unwrap_or("human"),
-                    b.auto_spawn,
+                    approved_by.as_deref().unwrap_or("human"),
+                    auto_spawn,
                     &actor,
                 )
                 .await?;
             (review.issue, review.spawn)
         }
-        "reject" => {
-            let f = b.feedback.filter(|f| !f.trim().is_empty()).ok_or_else(|| {
-                ApiError::bad_request("feedback", "feedback is required to reject a plan")
-            })?;
-            (s.dispatch.reject_plan(r, &f, &actor).await?, None)
-        }
-        other => {
-            return Err(ApiError::bad_request(
-                "action",
-                format!("unknown action {other:?}; expected submit, approve or reject"),
-            ));
+        PlanAction::Reject { feedback } => {
+            if feedback.trim().is_empty() {
+                return Err(ApiError::bad_request(
+                    "feedback",
+                    "feedback is required to reject a plan",
+                ));
+            }
+            (s.dispatch.reject_plan(r, &feedback, &actor).await?, None)
         }
     };
     let mut v = json!({ "success": true, "identifier": issue.identifier, "plan_status": issue.plan.status });
@@ -524,9 +589,11 @@ async fn post_plan(
     Ok(Json(v))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 struct SpawnBody {
+    /// The workflow (default `investigate`).
     #[serde(rename = "type")]
+    #[schemars(with = "Option<schema::SpawnType>")]
     kind: Option<String>,
     #[serde(default)]
     force: bool,
@@ -538,15 +605,11 @@ struct SpawnBody {
 async fn spawn(
     State(s): State<AppState>,
     a: Authenticated,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
+    MaybeJson(b): MaybeJson<SpawnBody>,
 ) -> ApiResult<Response> {
     // An empty body means "investigate", as in the original.
-    let b: SpawnBody = if body.iter().all(|c| c.is_ascii_whitespace()) {
-        SpawnBody::default()
-    } else {
-        crate::extract::parse_json(&body)?
-    };
+    let b = b.unwrap_or_default();
     let kind = match b.kind.as_deref() {
         None => WorkflowKind::PrdInvestigate,
         Some(t) => WorkflowKind::from_spawn_type(t)
@@ -590,7 +653,7 @@ async fn spawn(
 async fn cancel(
     State(s): State<AppState>,
     a: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
 ) -> ApiResult<Json<Value>> {
     let r = issue_ref(&id)?;
     let identifier = s.dispatch.get_issue(r.clone()).await?.identifier;

@@ -8,40 +8,66 @@
 //! makes a new secret.
 
 use crate::auth::Authenticated;
-use crate::dto::agent_json;
+use crate::dto::AgentDto;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::extract::ApiQuery;
+use crate::openapi::{ApiRouter, doc, get, post};
+use crate::routes::schema;
 use crate::state::AppState;
-use axum::extract::{Query, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+
 use dispatch_core::agent::NewAgent;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/agents", get(list).post(create))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .route(
+            "/api/agents",
+            get(
+                list,
+                doc("Registered agents (?includeInactive=true for all); never their webhook secret"),
+            )
+            .post(
+                create,
+                doc("Register an agent; with webhookUrl the new webhookSecret is in this response only")
+                    .status(201),
+            ),
+        )
         .route(
             "/api/agents/webhook",
-            post(set_webhook).get(get_webhook).delete(clear_webhook),
+            post(
+                set_webhook,
+                doc("Set an agent's webhook URL with a new secret (returned once as webhookSecret)"),
+            )
+            .get(
+                get_webhook,
+                doc("Whether an agent (?agentName=) has a webhook, and its URL"),
+            )
+            .delete(
+                clear_webhook,
+                doc("Remove an agent's webhook URL and secret"),
+            ),
         )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct ListQuery {
     #[serde(default, alias = "include_inactive")]
+    #[schemars(with = "Option<schema::Flag>")]
     include_inactive: Option<String>,
 }
 
 async fn list(
     State(s): State<AppState>,
     _a: Authenticated,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Vec<AgentDto>>> {
     let include = match q.include_inactive.as_deref().map(str::trim) {
         None | Some("") | Some("false") | Some("0") => false,
         Some("true") | Some("1") => true,
@@ -53,18 +79,18 @@ async fn list(
         }
     };
     let agents = s.dispatch.agents(include).await?;
-    Ok(Json(json!(
-        agents.iter().map(agent_json).collect::<Vec<_>>()
-    )))
+    Ok(Json(agents.iter().map(AgentDto::from).collect()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateAgent {
+    #[schemars(with = "schema::Name")]
     name: String,
     #[serde(default)]
     description: Option<String>,
     #[serde(default, alias = "webhook_url")]
+    #[schemars(with = "Option<schema::OrBlank<schema::WebhookUrl>>")]
     webhook_url: Option<String>,
 }
 
@@ -72,7 +98,7 @@ async fn create(
     State(s): State<AppState>,
     _a: Authenticated,
     ApiJson(b): ApiJson<CreateAgent>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<AgentDto>)> {
     if let Some(u) = b.webhook_url.as_deref().filter(|u| !u.trim().is_empty()) {
         check_receiver(&s, u)?;
     }
@@ -84,19 +110,19 @@ async fn create(
             webhook_url: b.webhook_url.filter(|u| !u.trim().is_empty()),
         })
         .await?;
-    let mut v = agent_json(&agent);
-    if let Some(secret) = &agent.webhook_secret {
-        v["webhookSecret"] = json!(secret);
-    }
-    Ok((StatusCode::CREATED, Json(v)).into_response())
+    let mut v = AgentDto::from(&agent);
+    v.webhook_secret = agent.webhook_secret.clone();
+    Ok((StatusCode::CREATED, Json(v)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct SetWebhook {
     #[serde(alias = "agent_name")]
+    #[schemars(with = "schema::Name")]
     agent_name: String,
     #[serde(alias = "webhook_url")]
+    #[schemars(with = "schema::WebhookUrl")]
     webhook_url: String,
 }
 
@@ -146,19 +172,20 @@ async fn set_webhook(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct WebhookQuery {
-    #[serde(default, alias = "agent_name")]
-    agent_name: Option<String>,
+    #[serde(alias = "agent_name")]
+    #[schemars(with = "schema::Name")]
+    agent_name: String,
 }
 
 async fn get_webhook(
     State(s): State<AppState>,
     _a: Authenticated,
-    Query(q): Query<WebhookQuery>,
+    ApiQuery(q): ApiQuery<WebhookQuery>,
 ) -> ApiResult<Json<Value>> {
-    let name = agent_name("agentName", q.agent_name.as_deref().unwrap_or(""))?;
+    let name = agent_name("agentName", &q.agent_name)?;
     let agent = s.dispatch.agent(&name).await?;
     Ok(Json(json!({
         "agentName": agent.name,
@@ -167,10 +194,11 @@ async fn get_webhook(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct ClearWebhook {
     #[serde(alias = "agent_name")]
+    #[schemars(with = "schema::Name")]
     agent_name: String,
 }
 

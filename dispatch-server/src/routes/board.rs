@@ -4,40 +4,74 @@
 //! Lists stay bare JSON arrays as in the original; `limit` bounds them and, where more remain,
 //! a `Link: <…&cursor=N>; rel="next"` header names the next page (`cursor` is an offset).
 
-use super::{Page, issue_ref, params};
+use super::{IssueKey, Page, issue_ref, params, schema};
 use crate::auth::Authenticated;
-use crate::dto::{StatusDto, comment_json, label_json};
+use crate::dto::{CommentDto, LabelDto, StatusDto};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::extract::ApiQuery;
+use crate::openapi::{ApiRouter, doc, get, post};
 use crate::state::AppState;
-use axum::extract::{Query, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use dispatch_core::issue::{Actor, ColumnCategory, NewColumn, NewComment, NewLabel};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .route(
             "/api/statuses",
-            get(list_statuses).post(create_status).put(reorder_statuses),
+            get(list_statuses, doc("Board columns by position"))
+                .post(create_status, doc("Add a column").status(201))
+                .put(reorder_statuses, doc("Reorder the columns")),
         )
-        .route("/api/labels", get(list_labels).post(create_label))
-        .route("/api/comments", get(list_comments).post(create_comment))
-        .route("/api/search", get(search))
-        .route("/api/spawns/active", get(active_spawns))
-        .route("/api/spawns/stats", get(spawn_stats))
-        .route("/api/spawns/cleanup", post(cleanup))
+        .route(
+            "/api/labels",
+            get(list_labels, doc("Labels by name (?name= looks one up)"))
+                .post(create_label, doc("Create a label").status(201)),
+        )
+        .route(
+            "/api/comments",
+            get(
+                list_comments,
+                doc("Comments of an issue (?issueId=), oldest first"),
+            )
+            .post(create_comment, doc("Comment on an issue").status(201)),
+        )
+        .route("/api/search", get(search, doc("Ranked lexical search (?q=)")))
+        .route(
+            "/api/spawns/active",
+            get(active_spawns, doc("Issues with an active agent")),
+        )
+        .route(
+            "/api/spawns/stats",
+            get(
+                spawn_stats,
+                doc("Fleet: active runs, budgets, daily cost, outcomes"),
+            ),
+        )
+        .route(
+            "/api/spawns/cleanup",
+            post(cleanup, doc("Time out stale runs now")),
+        )
         .route(
             "/api/spawns/kill-switch",
-            get(get_kill_switch).put(put_kill_switch),
+            get(
+                get_kill_switch,
+                doc("The kill switch as every process sees it: {enabled, forcedByEnvironment, stored}"),
+            )
+            .put(
+                put_kill_switch,
+                doc("Stop (enabled: true) or resume spawning on every process of the store; queued runs and deferred spawns wait while it is on. 409 when SPAWN_KILL_SWITCH=true keeps it on"),
+            ),
         )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct KillSwitchBody {
     enabled: bool,
@@ -57,7 +91,7 @@ async fn get_kill_switch(State(s): State<AppState>, _a: Authenticated) -> ApiRes
 async fn put_kill_switch(
     State(s): State<AppState>,
     a: Authenticated,
-    crate::extract::ApiJson(b): crate::extract::ApiJson<KillSwitchBody>,
+    ApiJson(b): ApiJson<KillSwitchBody>,
 ) -> ApiResult<Json<Value>> {
     let k = s.dispatch.set_kill_switch(b.enabled, &a.actor()).await?;
     Ok(Json(kill_switch_json(&k)))
@@ -67,8 +101,9 @@ async fn put_kill_switch(
 /// that clients of the original, which knew no paging, still see everything.
 const SMALL_LIST_DEFAULT: usize = 500;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 struct Cursor {
+    /// The offset to continue from (from the `Link` header).
     cursor: Option<usize>,
 }
 
@@ -104,9 +139,9 @@ fn paged<T>(
 async fn list_statuses(
     State(s): State<AppState>,
     _a: Authenticated,
-    q: Query<Page>,
-    Query(c): Query<Cursor>,
-) -> ApiResult<Response> {
+    q: ApiQuery<Page>,
+    ApiQuery(c): ApiQuery<Cursor>,
+) -> ApiResult<(HeaderMap, Json<Vec<StatusDto>>)> {
     let cols: Vec<StatusDto> = s
         .dispatch
         .columns()
@@ -121,15 +156,18 @@ async fn list_statuses(
         "/api/statuses",
         "",
     );
-    Ok((headers, Json(page)).into_response())
+    Ok((headers, Json(page)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateStatus {
+    #[schemars(regex(pattern = r"\S"))]
     name: String,
+    #[schemars(with = "schema::Color")]
     color: String,
     #[serde(default)]
+    #[schemars(range(min = 0))]
     position: Option<i32>,
     #[serde(default, alias = "is_closed")]
     is_closed: bool,
@@ -139,7 +177,7 @@ async fn create_status(
     State(s): State<AppState>,
     _a: Authenticated,
     ApiJson(b): ApiJson<CreateStatus>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<StatusDto>)> {
     if let Some(p) = b.position
         && p < 0
     {
@@ -160,13 +198,15 @@ async fn create_status(
     };
     new.validate()?;
     let col = s.dispatch.add_column(new).await?;
-    Ok((StatusCode::CREATED, Json(StatusDto::from(&col))).into_response())
+    Ok((StatusCode::CREATED, Json(StatusDto::from(&col))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct Reorder {
+    /// Every column's id, in the new order.
     #[serde(alias = "status_ids")]
+    #[schemars(with = "Vec<schema::Uuid>")]
     status_ids: Vec<String>,
 }
 
@@ -187,7 +227,7 @@ async fn reorder_statuses(
 
 // --- labels ------------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct LabelQuery {
     name: Option<String>,
 }
@@ -197,21 +237,21 @@ struct LabelQuery {
 async fn list_labels(
     State(s): State<AppState>,
     _a: Authenticated,
-    q: Query<Page>,
-    Query(c): Query<Cursor>,
-    Query(lq): Query<LabelQuery>,
-) -> ApiResult<Response> {
+    q: ApiQuery<Page>,
+    ApiQuery(c): ApiQuery<Cursor>,
+    ApiQuery(lq): ApiQuery<LabelQuery>,
+) -> ApiResult<(HeaderMap, Json<Vec<LabelDto>>)> {
     let labels = s.dispatch.labels().await?;
     if let Some(name) = lq.name {
-        let hit: Vec<Value> = labels
+        let hit: Vec<LabelDto> = labels
             .iter()
             .filter(|l| l.name.eq_ignore_ascii_case(name.trim()))
             .take(1)
-            .map(label_json)
+            .map(LabelDto::from)
             .collect();
-        return Ok(Json(hit).into_response());
+        return Ok((HeaderMap::new(), Json(hit)));
     }
-    let all: Vec<Value> = labels.iter().map(label_json).collect();
+    let all: Vec<LabelDto> = labels.iter().map(LabelDto::from).collect();
     let (headers, page) = paged(
         all,
         c.cursor,
@@ -219,12 +259,14 @@ async fn list_labels(
         "/api/labels",
         "",
     );
-    Ok((headers, Json(page)).into_response())
+    Ok((headers, Json(page)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct CreateLabel {
+    #[schemars(regex(pattern = r"\S"))]
     name: String,
+    #[schemars(with = "schema::Color")]
     color: String,
 }
 
@@ -232,40 +274,38 @@ async fn create_label(
     State(s): State<AppState>,
     _a: Authenticated,
     ApiJson(b): ApiJson<CreateLabel>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<LabelDto>)> {
     let new = NewLabel::new(b.name.trim(), b.color);
     new.validate()?;
     let l = s.dispatch.create_label(new).await?;
-    Ok((StatusCode::CREATED, Json(label_json(&l))).into_response())
+    Ok((StatusCode::CREATED, Json(LabelDto::from(&l))))
 }
 
 // --- comments ----------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct CommentQuery {
+    /// The issue (UUID or identifier).
     #[serde(rename = "issueId", alias = "issue_id")]
-    issue_id: Option<String>,
+    issue_id: IssueKey,
 }
 
 /// An issue's comments, oldest first.
 async fn list_comments(
     State(s): State<AppState>,
     _a: Authenticated,
-    q: Query<Page>,
-    Query(c): Query<Cursor>,
-    Query(cq): Query<CommentQuery>,
-) -> ApiResult<Response> {
-    let id = cq
-        .issue_id
-        .filter(|i| !i.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request("issueId", "issueId is required"))?;
+    q: ApiQuery<Page>,
+    ApiQuery(c): ApiQuery<Cursor>,
+    ApiQuery(cq): ApiQuery<CommentQuery>,
+) -> ApiResult<(HeaderMap, Json<Vec<CommentDto>>)> {
+    let id = cq.issue_id.0;
     let issue = s.dispatch.get_issue(issue_ref(&id)?).await?;
-    let comments: Vec<Value> = s
+    let comments: Vec<CommentDto> = s
         .dispatch
         .comments(issue.id)
         .await?
         .iter()
-        .map(comment_json)
+        .map(CommentDto::from)
         .collect();
     let (headers, page) = paged(
         comments,
@@ -274,14 +314,15 @@ async fn list_comments(
         "/api/comments",
         &format!("issueId={}", issue.id),
     );
-    Ok((headers, Json(page)).into_response())
+    Ok((headers, Json(page)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateComment {
     #[serde(alias = "issue_id")]
-    issue_id: String,
+    issue_id: IssueKey,
+    #[schemars(regex(pattern = r"\S"))]
     body: String,
     #[serde(default, alias = "author_name")]
     author_name: Option<String>,
@@ -291,7 +332,7 @@ async fn create_comment(
     State(s): State<AppState>,
     a: Authenticated,
     ApiJson(b): ApiJson<CreateComment>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<CommentDto>)> {
     let actor = a.actor();
     let author = b
         .author_name
@@ -311,32 +352,35 @@ async fn create_comment(
     let c = s
         .dispatch
         .add_comment(
-            issue_ref(&b.issue_id)
+            issue_ref(&b.issue_id.0)
                 .map_err(|_| ApiError::bad_request("issueId", "not an issue id or identifier"))?,
             new,
             &actor,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(comment_json(&c))).into_response())
+    Ok((StatusCode::CREATED, Json(CommentDto::from(&c))))
 }
 
 // --- search ------------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct SearchQuery {
-    q: Option<String>,
+    /// The words to look for.
+    #[schemars(length(min = 1, max = 1000), regex(pattern = r"\S"))]
+    q: String,
     limit: Option<usize>,
 }
 
 async fn search(
     State(s): State<AppState>,
     _a: Authenticated,
-    Query(q): Query<SearchQuery>,
+    ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> ApiResult<Json<Value>> {
-    let text =
-        q.q.filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| ApiError::bad_request("q", "query parameter q is required"))?;
-    if text.len() > 1000 {
+    let text = q.q;
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request("q", "query parameter q is required"));
+    }
+    if text.chars().count() > 1000 {
         return Err(ApiError::bad_request(
             "q",
             "the query is limited to 1000 characters",
@@ -371,8 +415,8 @@ async fn search(
 async fn active_spawns(
     State(s): State<AppState>,
     _a: Authenticated,
-    q: Query<Page>,
-    Query(c): Query<Cursor>,
+    q: ApiQuery<Page>,
+    ApiQuery(c): ApiQuery<Cursor>,
 ) -> ApiResult<Response> {
     let issues = s.dispatch.active_issues(10_000).await?;
     let rows: Vec<Value> = issues

@@ -6,18 +6,18 @@
 //! belong to the token look the same (401), and failed token checks are rate-limited per
 //! client address.
 
-use super::{Page, issue_ref, params};
+use super::{IssueKey, Page, issue_ref, params, schema};
 use crate::auth::{Authenticated, LoginLimiter};
-use crate::dto::customer_json;
+use crate::dto::{CustomerDto, CustomerEnvelope};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, parse_json};
+use crate::extract::ApiJson;
+use crate::extract::{ApiPath, ApiQuery, MaybeJson};
+use crate::openapi::{ApiRouter, doc, get};
 use crate::state::AppState;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::Json;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use dispatch_core::ErrorKind;
 use dispatch_core::customer::{
     Customer, CustomerIssueFilter, CustomerPatch, NewCustomer, validate_slug,
@@ -27,27 +27,61 @@ use dispatch_core::engine::{
 };
 use dispatch_core::ids::{CustomerId, IssueId};
 use dispatch_core::issue::{Column, Issue, IssueFilter};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/customers", get(list).post(create))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .route(
+            "/api/customers",
+            get(list, doc("Customers by name")).post(
+                create,
+                doc("Create a customer (with a portal token)").status(201),
+            ),
+        )
         .route(
             "/api/customers/{id}",
-            get(read).patch(patch).delete(delete).post(action),
+            get(read, doc("A customer"))
+                .patch(patch, doc("Change a customer"))
+                .delete(delete, doc("Delete a customer"))
+                .post(action, doc("?action=regenerate-token: a new portal token")),
         )
-        .route("/api/customers/{id}/stats", get(stats))
+        .route(
+            "/api/customers/{id}/stats",
+            get(stats, doc("Health metrics and score, issues, activity")),
+        )
         .route(
             "/api/issues/{id}/watchers",
-            get(list_watchers).post(add_watcher).delete(remove_watcher),
+            get(list_watchers, doc("The customers watching an issue"))
+                .post(
+                    add_watcher,
+                    doc("Add a customer as a watcher (201 when new, 200 when already watching)")
+                        .status(201)
+                        .also(&[200]),
+                )
+                .delete(remove_watcher, doc("Remove a watcher")),
         )
-        .route("/api/portal/{slug}", get(portal_board))
-        .route("/api/portal/{slug}/issue/{identifier}", get(portal_issue))
+        .route(
+            "/api/portal/{slug}",
+            get(portal_board, doc("Customer portal board (token)").portal()),
+        )
+        .route(
+            "/api/portal/{slug}/issue/{identifier}",
+            get(
+                portal_issue,
+                doc("Customer portal issue (token, watched issues only)").portal(),
+            ),
+        )
 }
+
+/// A customer in a path: its UUID or its slug.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(transparent)]
+struct CustomerKey(#[schemars(with = "schema::CustomerKey")] String);
 
 /// A customer path parameter: its UUID or its slug.
 pub(crate) async fn find_customer(s: &AppState, raw: &str) -> ApiResult<Customer> {
@@ -56,7 +90,11 @@ pub(crate) async fn find_customer(s: &AppState, raw: &str) -> ApiResult<Customer
         return Ok(s.dispatch.customer(CustomerId::from(u)).await?);
     }
     if validate_slug(raw).is_err() {
-        return Err(ApiError::bad_request("id", "not a customer id or slug"));
+        // Nothing can be named so: no such customer (as for any slug that names none).
+        return Err(dispatch_core::Error::not_found(format!(
+            "no customer {raw:?} (a customer is named by its UUID or its slug)"
+        ))
+        .into());
     }
     Ok(s.dispatch
         .store()
@@ -71,47 +109,80 @@ fn blank_to_none(v: Option<String>) -> Option<String> {
 
 // --- admin: customers ----------------------------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 struct ListQuery {
+    /// The offset to continue from (`nextCursor`).
     cursor: Option<usize>,
+}
+
+/// A customer in the list, with how many issues it has.
+#[derive(Debug, Serialize, JsonSchema)]
+struct CustomerRow {
+    #[serde(flatten)]
+    customer: CustomerDto,
+    #[serde(rename = "issueCount")]
+    issue_count: usize,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+struct CustomerList {
+    customers: Vec<CustomerRow>,
+    /// The `cursor` of the next page, when there is one.
+    #[serde(rename = "nextCursor", skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<usize>,
 }
 
 /// `{customers: [..., issueCount]}` in name order; `limit`/`cursor` page it (`nextCursor`).
 async fn list(
     State(s): State<AppState>,
     _a: Authenticated,
-    q: Query<Page>,
-    Query(lq): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+    q: ApiQuery<Page>,
+    ApiQuery(lq): ApiQuery<ListQuery>,
+) -> ApiResult<Json<CustomerList>> {
     let all = s.dispatch.customers().await?;
     let limit = q.limit(Some(500));
     let start = lq.cursor.unwrap_or(0).min(all.len());
     let mut out = Vec::new();
     for c in all.iter().skip(start).take(limit) {
         let count = s.dispatch.store().health_inputs(c.id).await?.issues.len();
-        let mut v = customer_json(c);
-        v["issueCount"] = json!(count);
-        out.push(v);
+        out.push(CustomerRow {
+            customer: CustomerDto::from(c),
+            issue_count: count,
+        });
     }
     let next = start + out.len();
-    let mut body = json!({ "customers": out });
-    if next < all.len() {
-        body["nextCursor"] = json!(next);
-    }
-    Ok(Json(body))
+    Ok(Json(CustomerList {
+        customers: out,
+        next_cursor: (next < all.len()).then_some(next),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+/// Without a slug (or with `""`), the slug is made from the name's ASCII letters and digits,
+/// so the name needs one.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend(
+    "if" = { "anyOf": [
+        { "not": { "required": ["slug"] } },
+        { "properties": { "slug": { "anyOf": [{ "type": "null" }, { "const": "" }] } } }
+    ] },
+    "then" = { "properties": { "name": { "pattern": "[A-Za-z0-9]" } } }
+))]
 struct CreateCustomer {
+    /// The display name.
+    #[schemars(regex(pattern = r"\S"))]
     name: String,
+    /// `""` is the same as no slug.
     #[serde(default)]
+    #[schemars(with = "Option<schema::OrBlank<schema::Slug>>")]
     slug: Option<String>,
     #[serde(default, alias = "slack_channel_id")]
     slack_channel_id: Option<String>,
     #[serde(default, alias = "brand_color")]
+    #[schemars(with = "Option<schema::OrBlank<schema::Color>>")]
     brand_color: Option<String>,
     #[serde(default, alias = "logo_url")]
+    #[schemars(with = "Option<schema::OrBlank<schema::Url>>")]
     logo_url: Option<String>,
 }
 
@@ -119,7 +190,7 @@ async fn create(
     State(s): State<AppState>,
     _a: Authenticated,
     ApiJson(b): ApiJson<CreateCustomer>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<CustomerEnvelope>)> {
     let new = NewCustomer {
         name: b.name,
         slug: blank_to_none(b.slug),
@@ -128,47 +199,53 @@ async fn create(
         logo_url: blank_to_none(b.logo_url),
     };
     let c = s.dispatch.create_customer(new).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "customer": customer_json(&c) })),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(CustomerEnvelope::from(&c))))
 }
 
 async fn read(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+    ApiPath(CustomerKey(id)): ApiPath<CustomerKey>,
+) -> ApiResult<Json<CustomerEnvelope>> {
     let c = find_customer(&s, &id).await?;
-    Ok(Json(json!({ "customer": customer_json(&c) })))
+    Ok(Json(CustomerEnvelope::from(&c)))
 }
 
-/// A nullable text field of a PATCH body: absent → `None`, `null`/`""` → `Some(None)`.
-fn nullable(m: &Map<String, Value>, keys: &[&str]) -> ApiResult<Option<Option<String>>> {
-    for k in keys {
-        if let Some(v) = m.get(*k) {
-            return match v {
-                Value::Null => Ok(Some(None)),
-                Value::String(x) => Ok(Some(blank_to_none(Some(x.clone())))),
-                _ => Err(ApiError::bad_request(
-                    keys[0],
-                    format!("{} must be a string", keys[0]),
-                )),
-            };
-        }
-    }
-    Ok(None)
+/// `Some(None)` for an explicit `null`, `None` when the key is absent.
+fn present<'de, D>(d: D) -> Result<Option<Option<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<String>::deserialize(d).map(Some)
 }
 
-fn required(m: &Map<String, Value>, keys: &[&str]) -> ApiResult<Option<String>> {
-    match nullable(m, keys)? {
+/// The body of `PATCH /api/customers/{id}`: only the fields sent change; `null` or `""` clears
+/// a nullable one.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct PatchCustomer {
+    #[serde(default)]
+    #[schemars(regex(pattern = r"\S"))]
+    name: Option<String>,
+    #[serde(default)]
+    #[schemars(with = "Option<schema::Slug>")]
+    slug: Option<String>,
+    #[serde(default, alias = "slack_channel_id", deserialize_with = "present")]
+    slack_channel_id: Option<Option<String>>,
+    #[serde(default, alias = "brand_color", deserialize_with = "present")]
+    #[schemars(with = "Option<Option<schema::OrBlank<schema::Color>>>")]
+    brand_color: Option<Option<String>>,
+    #[serde(default, alias = "logo_url", deserialize_with = "present")]
+    #[schemars(with = "Option<Option<schema::OrBlank<schema::Url>>>")]
+    logo_url: Option<Option<String>>,
+}
+
+fn required(field: &str, v: Option<String>) -> ApiResult<Option<String>> {
+    match v {
         None => Ok(None),
-        Some(Some(v)) => Ok(Some(v)),
-        Some(None) => Err(ApiError::bad_request(
-            keys[0],
-            format!("{} must not be empty", keys[0]),
-        )),
+        Some(x) => blank_to_none(Some(x))
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(field, format!("{field} must not be empty"))),
     }
 }
 
@@ -177,41 +254,44 @@ fn required(m: &Map<String, Value>, keys: &[&str]) -> ApiResult<Option<String>> 
 async fn patch(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<Value>,
-) -> ApiResult<Json<Value>> {
-    let Value::Object(m) = body else {
-        return Err(ApiError::bad_request(
-            "body",
-            "the body must be a JSON object",
-        ));
-    };
+    ApiPath(CustomerKey(id)): ApiPath<CustomerKey>,
+    ApiJson(b): ApiJson<PatchCustomer>,
+) -> ApiResult<Json<CustomerEnvelope>> {
     let c = find_customer(&s, &id).await?;
     let p = CustomerPatch {
-        name: required(&m, &["name"])?,
-        slug: required(&m, &["slug"])?,
-        slack_channel_id: nullable(&m, &["slackChannelId", "slack_channel_id"])?,
-        brand_color: nullable(&m, &["brandColor", "brand_color"])?,
-        logo_url: nullable(&m, &["logoUrl", "logo_url"])?,
+        name: required("name", b.name)?,
+        slug: required("slug", b.slug)?,
+        slack_channel_id: b.slack_channel_id.map(blank_to_none),
+        brand_color: b.brand_color.map(blank_to_none),
+        logo_url: b.logo_url.map(blank_to_none),
     };
     p.validate()?;
     let c = s.dispatch.update_customer(c.id, p).await?;
-    Ok(Json(json!({ "customer": customer_json(&c) })))
+    Ok(Json(CustomerEnvelope::from(&c)))
 }
 
 async fn delete(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(CustomerKey(id)): ApiPath<CustomerKey>,
 ) -> ApiResult<Json<Value>> {
     let c = find_customer(&s, &id).await?;
     s.dispatch.delete_customer(c.id).await?;
     Ok(Json(json!({ "success": true })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct ActionQuery {
+    #[schemars(with = "CustomerAction")]
     action: Option<String>,
+}
+
+/// Schema only: the actions `POST /api/customers/{id}` takes.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+enum CustomerAction {
+    #[schemars(rename = "regenerate-token")]
+    RegenerateToken,
 }
 
 /// `POST /api/customers/{id}?action=regenerate-token`: a new portal token; the old link stops
@@ -219,8 +299,8 @@ struct ActionQuery {
 async fn action(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
-    Query(q): Query<ActionQuery>,
+    ApiPath(CustomerKey(id)): ApiPath<CustomerKey>,
+    ApiQuery(q): ApiQuery<ActionQuery>,
 ) -> ApiResult<Json<Value>> {
     match q.action.as_deref() {
         Some("regenerate-token") => {
@@ -241,11 +321,27 @@ async fn action(
 
 // --- admin: health -------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct StatsQuery {
+    /// Comma-separated parts (default `metrics,issues,activity`; empty parts are ignored).
+    #[schemars(regex(
+        pattern = r"^\s*(metrics|issues|activity)?\s*(,\s*(metrics|issues|activity)?\s*)*$"
+    ))]
     include: Option<String>,
+    #[schemars(with = "Option<StatsFilter>")]
     filter: Option<String>,
     limit: Option<usize>,
+}
+
+/// Schema only: the issue filters of `/stats`.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+#[schemars(rename_all = "lowercase")]
+enum StatsFilter {
+    All,
+    Stale,
+    Unresponded,
+    Critical,
 }
 
 /// Health of one customer (spec §11.3): `metrics` (with `healthScore` and `healthColor`), the
@@ -254,8 +350,8 @@ struct StatsQuery {
 async fn stats(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
-    Query(q): Query<StatsQuery>,
+    ApiPath(CustomerKey(id)): ApiPath<CustomerKey>,
+    ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> ApiResult<Json<Value>> {
     let include = q
         .include
@@ -325,10 +421,29 @@ fn customer_issue_json(r: &CustomerIssue) -> Value {
 
 // --- admin: watchers -----------------------------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct AddWatcher {
+    #[serde(alias = "customer_id")]
+    #[schemars(with = "schema::Uuid")]
+    customer_id: String,
+}
+
+/// `DELETE …/watchers`: `{customerId}` in the body (a JSON client) or `?customerId=` (one that
+/// sends no DELETE body); the document names the query form, which every client can send.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct WatcherBody {
     #[serde(default, alias = "customer_id")]
+    #[schemars(with = "Option<schema::Uuid>")]
+    customer_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct WatcherQuery {
+    #[serde(alias = "customer_id")]
+    #[schemars(with = "schema::Uuid")]
     customer_id: Option<String>,
 }
 
@@ -348,7 +463,7 @@ async fn watchers_json(s: &AppState, issue: IssueId) -> ApiResult<Vec<Value>> {
 async fn list_watchers(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
 ) -> ApiResult<Json<Value>> {
     let issue = s.dispatch.get_issue(issue_ref(&id)?).await?;
     Ok(Json(
@@ -374,10 +489,10 @@ async fn watcher_target(
 async fn add_watcher(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
-    ApiJson(b): ApiJson<WatcherBody>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
+    ApiJson(b): ApiJson<AddWatcher>,
 ) -> ApiResult<Response> {
-    let (issue, c) = watcher_target(&s, &id, b.customer_id).await?;
+    let (issue, c) = watcher_target(&s, &id, Some(b.customer_id)).await?;
     let added = s.dispatch.add_watcher(issue.id, c.id).await?;
     let status = if added {
         StatusCode::CREATED
@@ -392,16 +507,19 @@ async fn add_watcher(
 async fn remove_watcher(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
-    Query(q): Query<WatcherBody>,
-    body: Bytes,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
+    ApiQuery(q): ApiQuery<WatcherQuery>,
+    MaybeJson(b): MaybeJson<WatcherBody>,
 ) -> ApiResult<Json<Value>> {
-    let b: WatcherBody = if body.iter().all(|c| c.is_ascii_whitespace()) {
-        WatcherBody::default()
-    } else {
-        parse_json(&body)?
-    };
-    let (issue, c) = watcher_target(&s, &id, b.customer_id.or(q.customer_id)).await?;
+    let b = b.unwrap_or_default();
+    let (issue, c) = watcher_target(
+        &s,
+        &id,
+        b.customer_id
+            .filter(|c| !c.trim().is_empty())
+            .or(q.customer_id),
+    )
+    .await?;
     let removed = s.dispatch.remove_watcher(issue.id, c.id).await?;
     Ok(Json(
         json!({ "success": true, "removed": removed, "identifier": issue.identifier, "watchers": watchers_json(&s, issue.id).await? }),
@@ -415,9 +533,11 @@ async fn remove_watcher(
 static PORTAL_LIMITER: LazyLock<LoginLimiter> =
     LazyLock::new(|| LoginLimiter::new(30, Duration::from_secs(300)));
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct PortalQuery {
+    /// The customer's portal token.
     token: Option<String>,
+    /// `true` or `1` includes closed columns; any other value leaves them out.
     #[serde(rename = "showClosed")]
     show_closed: Option<String>,
 }
@@ -521,8 +641,8 @@ fn portal_card(
 async fn portal_board(
     State(s): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Path(slug): Path<String>,
-    Query(q): Query<PortalQuery>,
+    ApiPath(slug): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PortalQuery>,
 ) -> ApiResult<Response> {
     let c = portal_auth(&s, addr, &slug, q.token.as_deref()).await?;
     let show_closed = q
@@ -588,8 +708,8 @@ pub(crate) async fn portal_watched_issue(
 async fn portal_issue(
     State(s): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Path((slug, identifier)): Path<(String, String)>,
-    Query(q): Query<PortalQuery>,
+    ApiPath((slug, identifier)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<PortalQuery>,
 ) -> ApiResult<Response> {
     let c = portal_auth(&s, addr, &slug, q.token.as_deref()).await?;
     let (issue, watchers) = portal_watched_issue(&s, &c, &identifier).await?;

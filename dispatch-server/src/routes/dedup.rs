@@ -3,25 +3,37 @@
 
 use crate::auth::Authenticated;
 use crate::error::ApiResult;
+use crate::extract::MaybeJson;
+use crate::openapi::{ApiRouter, doc, post};
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
 use dispatch_core::engine::{DedupReport, DedupRequest};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/issues/deduplicate", post(deduplicate))
+pub fn router() -> ApiRouter {
+    ApiRouter::new().route(
+        "/api/issues/deduplicate",
+        post(
+            deduplicate,
+            doc("Find duplicate open issues (dry run by default); with dry_run=false cancel them with cross-reference comments (the close gate applies)"),
+        ),
+    )
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Deduplicate")]
 struct Body {
     /// Column names (or ids) to compare; default Backlog and Investigating.
     statuses: Option<Vec<String>>,
+    /// Similarity above which issues are duplicates (0 < threshold ≤ 1).
+    #[schemars(range(min = 0.001, max = 1.0))]
     threshold: Option<f64>,
     dry_run: Option<bool>,
+    #[schemars(range(min = 1, max = 500))]
     max_clusters: Option<usize>,
     /// Let the configured LLM review each cluster (default true when one is configured).
     review: Option<bool>,
@@ -30,14 +42,10 @@ struct Body {
 async fn deduplicate(
     State(s): State<AppState>,
     a: Authenticated,
-    body: axum::body::Bytes,
+    MaybeJson(b): MaybeJson<Body>,
 ) -> ApiResult<Json<Value>> {
     // No body: a dry run over the default columns.
-    let b: Body = if body.iter().all(|c| c.is_ascii_whitespace()) {
-        Body::default()
-    } else {
-        crate::extract::parse_json(&body)?
-    };
+    let b = b.unwrap_or_default();
     let d = DedupRequest::default();
     let req = DedupRequest {
         columns: b.statuses.filter(|s| !s.is_empty()).unwrap_or(d.columns),

@@ -1,43 +1,77 @@
 //! `/api/issues`: create, list (paginated), read, change (people and agent callbacks), delete,
 //! history, similar issues, fix status, investigation context.
 
-use super::{Page, issue_ref, link_next_page, params};
+use super::{IssueKey, Num, Page, Text, issue_ref, link_next_page, params, schema};
 use crate::auth::{AuthMethod, Authenticated};
-use crate::dto::{issue_json, link_json, pr_link_json};
+use crate::dto::{IssueDto, link_json, pr_link_json};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::extract::{ApiPath, ApiQuery};
+use crate::openapi::{ApiRouter, doc, get};
 use crate::state::AppState;
-use axum::extract::{Path, Query, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use dispatch_core::ErrorKind;
 use dispatch_core::engine::{ColumnRef, IssueChanges};
 use dispatch_core::ids::{ColumnId, CustomerId, IssueId, LabelId};
 use dispatch_core::issue::{Actor, AgentStatus, Issue, IssueFilter, NewIssue, Priority};
 use dispatch_core::ports::RunResult;
 use dispatch_core::run::{Outcome, RunPatch, RunStatus};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use std::str::FromStr;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/issues", get(list).post(create))
-        .route("/api/issues/{id}", get(read).patch(patch).delete(delete))
-        .route("/api/issues/{id}/history", get(history))
-        .route("/api/issues/{id}/pr", get(list_prs).delete(unlink_pr))
-        .route("/api/issues/{id}/similar", get(similar))
-        .route("/api/issues/{id}/fix-status", get(fix_status))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .route(
+            "/api/issues",
+            get(
+                list,
+                doc("Issues, newest first; paginated with limit/cursor (next page in the Link header)"),
+            )
+            .post(create, doc("Create an issue").status(201)),
+        )
+        .route(
+            "/api/issues/{id}",
+            get(read, doc("An issue by UUID or identifier, with its error links"))
+                .patch(
+                    patch,
+                    doc("Change an issue (people and agent callbacks); closing passes the fix-verification gate"),
+                )
+                .delete(delete, doc("Delete an issue")),
+        )
+        .route(
+            "/api/issues/{id}/history",
+            get(history, doc("History, newest first, with readable sentences")),
+        )
+        .route(
+            "/api/issues/{id}/pr",
+            get(list_prs, doc("Linked pull requests, newest first")).delete(
+                unlink_pr,
+                doc("Unlink a pull request (history pr_unlinked); 404 if the issue has no such link"),
+            ),
+        )
+        .route("/api/issues/{id}/similar", get(similar, doc("Similar issues")))
+        .route(
+            "/api/issues/{id}/fix-status",
+            get(
+                fix_status,
+                doc("Fix attempts, verification status and whether the issue may close"),
+            ),
+        )
         .route(
             "/api/issues/{id}/investigation-context",
-            get(investigation_context),
+            get(
+                investigation_context,
+                doc("Previous runs of the issue for the next agent"),
+            ),
         )
 }
 
 /// Issue JSON with the workspace's columns and labels resolved.
-pub async fn render_issue(s: &AppState, i: &Issue) -> ApiResult<Value> {
+pub async fn render_issue(s: &AppState, i: &Issue) -> ApiResult<IssueDto> {
     let cols = s.dispatch.columns_for_display().await?;
     // Most issues have no labels: then the workspace's labels are not read.
     let labels = if i.labels.is_empty() {
@@ -45,19 +79,24 @@ pub async fn render_issue(s: &AppState, i: &Issue) -> ApiResult<Value> {
     } else {
         s.dispatch.labels().await?
     };
-    Ok(issue_json(i, &cols, &labels))
+    Ok(IssueDto::new(i, &cols, &labels))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct ListQuery {
     limit: Option<usize>,
+    /// The `issue_number` to continue before (from the `Link` header).
     cursor: Option<i64>,
     #[serde(rename = "statusId")]
+    #[schemars(with = "Option<schema::Uuid>")]
     status_id: Option<ColumnId>,
     #[serde(rename = "customerId")]
+    #[schemars(with = "Option<schema::Uuid>")]
     customer_id: Option<CustomerId>,
     #[serde(rename = "labelId")]
+    #[schemars(with = "Option<schema::Uuid>")]
     label_id: Option<LabelId>,
+    /// Only issues with an active agent.
     active: Option<bool>,
 }
 
@@ -66,10 +105,9 @@ struct ListQuery {
 async fn list(
     State(s): State<AppState>,
     _a: Authenticated,
-    q: Query<Page>,
-    Query(f): Query<ListQuery>,
-) -> ApiResult<Response> {
-    let limit = q.limit(f.limit);
+    ApiQuery(f): ApiQuery<ListQuery>,
+) -> ApiResult<(HeaderMap, Json<Vec<IssueDto>>)> {
+    let limit = Page { limit: f.limit }.limit(None);
     let filter = IssueFilter {
         column_id: f.status_id,
         customer_id: f.customer_id,
@@ -84,44 +122,73 @@ async fn list(
     issues.truncate(limit);
     let cols = s.dispatch.columns().await?;
     let labels = s.dispatch.labels().await?;
-    let body: Vec<Value> = issues
+    let body: Vec<IssueDto> = issues
         .iter()
-        .map(|i| issue_json(i, &cols, &labels))
+        .map(|i| IssueDto::new(i, &cols, &labels))
         .collect();
     let mut headers = HeaderMap::new();
     if more && let Some(last) = issues.last() {
         link_next_page(&mut headers, "/api/issues", limit, last.number);
     }
-    Ok((headers, Json(body)).into_response())
+    Ok((headers, Json(body)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateIssue {
+    #[schemars(regex(pattern = r"\S"))]
     title: String,
     #[serde(default)]
     description: Option<String>,
     #[serde(default, alias = "status_id")]
+    #[schemars(with = "Option<schema::Uuid>")]
     status_id: Option<String>,
+    /// A column by name (when `statusId` is not given).
     #[serde(default)]
     status_name: Option<String>,
     #[serde(default)]
+    #[schemars(with = "Option<PriorityName>")]
     priority: Option<String>,
     #[serde(default)]
     assignee_name: Option<String>,
     #[serde(default)]
+    #[schemars(with = "Vec<schema::Uuid>")]
     label_ids: Vec<String>,
     #[serde(default)]
+    #[schemars(with = "Option<schema::Uuid>")]
     customer_id: Option<String>,
     #[serde(default)]
+    #[schemars(with = "Vec<schema::Uuid>")]
     watcher_ids: Vec<String>,
+}
+
+/// A priority as the API takes it (`P1`..`P4`, or the original's words).
+#[derive(JsonSchema)]
+#[allow(dead_code)] // a schema only: the handler parses the text with `Priority::from_str`
+enum PriorityName {
+    P1,
+    P2,
+    P3,
+    P4,
+    #[schemars(rename = "critical")]
+    Critical,
+    #[schemars(rename = "urgent")]
+    Urgent,
+    #[schemars(rename = "high")]
+    High,
+    #[schemars(rename = "medium")]
+    Medium,
+    #[schemars(rename = "normal")]
+    Normal,
+    #[schemars(rename = "low")]
+    Low,
 }
 
 async fn create(
     State(s): State<AppState>,
     a: Authenticated,
     ApiJson(b): ApiJson<CreateIssue>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<IssueDto>)> {
     let column = match (&b.status_id, &b.status_name) {
         (Some(id), _) => Some(
             s.dispatch
@@ -168,29 +235,41 @@ async fn create(
             .add_watcher(issue.id, params::customer_id("watcherIds", w)?)
             .await?;
     }
-    Ok((StatusCode::CREATED, Json(render_issue(&s, &issue).await?)).into_response())
+    Ok((StatusCode::CREATED, Json(render_issue(&s, &issue).await?)))
+}
+
+/// An issue with its error links, watchers and linked pull requests.
+#[derive(Debug, Serialize, JsonSchema)]
+struct IssueDetail {
+    #[serde(flatten)]
+    issue: IssueDto,
+    external_links: Vec<Value>,
+    #[schemars(with = "Vec<schema::Uuid>")]
+    watchers: Vec<CustomerId>,
+    linked_prs: Vec<Value>,
 }
 
 async fn read(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
+) -> ApiResult<Json<IssueDetail>> {
     let issue = s.dispatch.get_issue(issue_ref(&id)?).await?;
-    let mut v = render_issue(&s, &issue).await?;
     let links = s.dispatch.store().links_for_issue(issue.id).await?;
-    v["external_links"] = json!(links.iter().map(link_json).collect::<Vec<_>>());
-    v["watchers"] = json!(s.dispatch.watchers(issue.id).await?);
     let prs = s.dispatch.store().list_pr_links(issue.id).await?;
-    v["linked_prs"] = json!(prs.iter().map(pr_link_json).collect::<Vec<_>>());
-    Ok(Json(v))
+    Ok(Json(IssueDetail {
+        issue: render_issue(&s, &issue).await?,
+        external_links: links.iter().map(link_json).collect(),
+        watchers: s.dispatch.watchers(issue.id).await?,
+        linked_prs: prs.iter().map(pr_link_json).collect(),
+    }))
 }
 
 /// The issue's linked pull requests, newest first.
 async fn list_prs(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
 ) -> ApiResult<Json<Value>> {
     let prs = s.dispatch.pr_links(issue_ref(&id)?).await?;
     Ok(Json(json!(
@@ -198,10 +277,11 @@ async fn list_prs(
     )))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct UnlinkPr {
     #[serde(alias = "pr_id")]
+    #[schemars(with = "schema::Uuid")]
     pr_id: String,
 }
 
@@ -209,7 +289,7 @@ struct UnlinkPr {
 async fn unlink_pr(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
     ApiJson(b): ApiJson<UnlinkPr>,
 ) -> ApiResult<Json<Value>> {
     let r = issue_ref(&id)?;
@@ -231,7 +311,7 @@ async fn unlink_pr(
 async fn delete(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
 ) -> ApiResult<Json<Value>> {
     let issue = s.dispatch.delete_issue(issue_ref(&id)?).await?;
     Ok(Json(
@@ -239,50 +319,172 @@ async fn delete(
     ))
 }
 
-fn get_str(m: &Map<String, Value>, keys: &[&str]) -> ApiResult<Option<Option<String>>> {
-    for k in keys {
-        if let Some(v) = m.get(*k) {
-            return match v {
-                Value::Null => Ok(Some(None)),
-                Value::String(s) => Ok(Some(Some(s.clone()))),
-                Value::Number(n) => Ok(Some(Some(n.to_string()))),
-                _ => Err(ApiError::bad_request(k, format!("{k} must be a string"))),
-            };
-        }
-    }
-    Ok(None)
+/// `Some(None)` for an explicit `null` (clear the field), `None` when the key is absent.
+fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
-fn get_num(m: &Map<String, Value>, key: &str) -> ApiResult<Option<f64>> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| ApiError::bad_request(key, format!("{key} must be a number"))),
-        // NUMERIC columns of the original came back as strings; scripts echo them.
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<f64>()
-            .map(Some)
-            .map_err(|_| ApiError::bad_request(key, format!("{key} must be a number"))),
-        Some(_) => Err(ApiError::bad_request(
-            key,
-            format!("{key} must be a number"),
-        )),
-    }
+fn text(v: &Option<Option<Text>>) -> Option<Option<String>> {
+    v.clone().map(|t| t.map(Text::into_string))
+}
+
+fn flat(v: &Option<Option<Text>>) -> Option<String> {
+    text(v).flatten()
+}
+
+fn num(key: &str, v: &Option<Num>) -> ApiResult<Option<f64>> {
+    v.as_ref().map(|n| n.value(key)).transpose()
 }
 
 fn parse_enum<T: FromStr<Err = dispatch_core::Error>>(
     key: &str,
-    v: Option<Option<String>>,
+    v: Option<String>,
 ) -> ApiResult<Option<T>> {
-    match v.flatten() {
+    match v {
         None => Ok(None),
         Some(s) => T::from_str(&s)
             .map(Some)
             .map_err(|e| ApiError::bad_request(key, e.message)),
     }
+}
+
+/// The body of `PATCH /api/issues/{id}`: every field optional; `null` clears a nullable field.
+/// Snake-case names are the original's (agent workflows send them); camelCase ones are accepted
+/// where the original's UI sent them.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+struct PatchIssue {
+    #[serde(default, alias = "planStatus", deserialize_with = "nullable")]
+    #[schemars(with = "Option<PlanStatusName>")]
+    plan_status: Option<Option<Text>>,
+    #[serde(default, alias = "planContent", deserialize_with = "nullable")]
+    plan_content: Option<Option<Text>>,
+    #[serde(default, alias = "planApprovedBy", deserialize_with = "nullable")]
+    plan_approved_by: Option<Option<Text>>,
+    #[serde(default, alias = "planFeedback", deserialize_with = "nullable")]
+    plan_feedback: Option<Option<Text>>,
+    #[serde(default, alias = "spawnStatus", deserialize_with = "nullable")]
+    #[schemars(with = "Option<SpawnStatusName>")]
+    spawn_status: Option<Option<Text>>,
+    #[serde(default, alias = "runOutcome", deserialize_with = "nullable")]
+    #[schemars(with = "Option<schema::OneOf<Outcome>>")]
+    run_outcome: Option<Option<Text>>,
+    #[serde(default, alias = "outcomeSummary", deserialize_with = "nullable")]
+    outcome_summary: Option<Option<Text>>,
+    #[serde(default)]
+    #[schemars(with = "Option<schema::Number>")]
+    cost_usd: Option<Num>,
+    #[serde(default)]
+    #[schemars(with = "Option<schema::Number>")]
+    num_turns: Option<Num>,
+    #[serde(default, deserialize_with = "nullable")]
+    model: Option<Option<Text>>,
+    #[serde(default)]
+    #[schemars(with = "Option<schema::Number>")]
+    pr_number: Option<Num>,
+    /// The runner's id of the run being reported on.
+    #[serde(
+        default,
+        alias = "spawnRunId",
+        alias = "github_run_id",
+        deserialize_with = "nullable"
+    )]
+    spawn_run_id: Option<Option<Text>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<schema::Url>")]
+    github_run_url: Option<Option<Text>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<NonBlank>")]
+    title: Option<Option<Text>>,
+    #[serde(default, deserialize_with = "nullable")]
+    description: Option<Option<Text>>,
+    #[serde(
+        default,
+        rename = "statusId",
+        alias = "status_id",
+        deserialize_with = "nullable"
+    )]
+    #[schemars(with = "Option<Option<schema::Uuid>>")]
+    status_id: Option<Option<Text>>,
+    /// A column by name (`Canceled`, `in_progress`); an unknown name is ignored.
+    #[serde(default, deserialize_with = "nullable")]
+    status: Option<Option<Text>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<Option<PriorityName>>")]
+    priority: Option<Option<Text>>,
+    #[serde(
+        default,
+        rename = "assigneeName",
+        alias = "assignee_name",
+        deserialize_with = "nullable"
+    )]
+    assignee_name: Option<Option<Text>>,
+    #[serde(default, rename = "labelIds", alias = "label_ids")]
+    #[schemars(with = "Option<Vec<schema::Uuid>>")]
+    label_ids: Option<Vec<String>>,
+    #[serde(
+        default,
+        rename = "customerId",
+        alias = "customer_id",
+        deserialize_with = "nullable"
+    )]
+    #[schemars(with = "Option<Option<schema::Uuid>>")]
+    customer_id: Option<Option<Text>>,
+    #[serde(default, alias = "agentStatus", deserialize_with = "nullable")]
+    #[schemars(with = "Option<Option<schema::OneOf<AgentStatus>>>")]
+    agent_status: Option<Option<Text>>,
+    #[serde(default, alias = "blockedReason", deserialize_with = "nullable")]
+    blocked_reason: Option<Option<Text>>,
+}
+
+/// Schema only: a title as `Text` takes it: a string with a non-space character, or a number.
+struct NonBlank;
+
+impl JsonSchema for NonBlank {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "NonBlankText".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": ["string", "number"], "pattern": "\\S" })
+    }
+}
+
+/// Schema only: the plan statuses a PATCH may set.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+enum PlanStatusName {
+    #[schemars(rename = "awaiting_review")]
+    AwaitingReview,
+    #[schemars(rename = "posted")]
+    Posted,
+    #[schemars(rename = "approved")]
+    Approved,
+    #[schemars(rename = "needs_revision")]
+    NeedsRevision,
+    #[schemars(rename = "rejected")]
+    Rejected,
+    #[schemars(rename = "investigating")]
+    Investigating,
+}
+
+/// Schema only: the run states a callback may report.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+enum SpawnStatusName {
+    #[schemars(rename = "running")]
+    Running,
+    #[schemars(rename = "completed")]
+    Completed,
+    #[schemars(rename = "failed")]
+    Failed,
+    #[schemars(rename = "cancelled")]
+    Cancelled,
 }
 
 /// PATCH for people and for agent workflows (§3.1, §7.6): plan fields go through plan review,
@@ -292,21 +494,15 @@ fn parse_enum<T: FromStr<Err = dispatch_core::Error>>(
 async fn patch(
     State(s): State<AppState>,
     a: Authenticated,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<Value>,
-) -> ApiResult<Response> {
-    let Value::Object(m) = body else {
-        return Err(ApiError::bad_request(
-            "body",
-            "the body must be a JSON object",
-        ));
-    };
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
+    ApiJson(m): ApiJson<PatchIssue>,
+) -> ApiResult<Json<IssueDto>> {
     let actor = a.actor();
     let issue = s.dispatch.get_issue(issue_ref(&id)?).await?;
 
     // 1. Plan.
-    let plan_status = get_str(&m, &["plan_status", "planStatus"])?.flatten();
-    let plan_content = get_str(&m, &["plan_content", "planContent"])?.flatten();
+    let plan_status = flat(&m.plan_status);
+    let plan_content = flat(&m.plan_content);
     match plan_status.as_deref() {
         Some("awaiting_review") => {
             let c = plan_content.clone().ok_or_else(|| {
@@ -324,22 +520,18 @@ async fn patch(
             s.dispatch.post_assessment(issue.id, &c, &actor).await?;
         }
         Some("approved") => {
-            let by = get_str(&m, &["plan_approved_by", "planApprovedBy"])?
-                .flatten()
-                .unwrap_or_else(|| "human".into());
+            let by = flat(&m.plan_approved_by).unwrap_or_else(|| "human".into());
             s.dispatch
                 .approve_plan(issue.id, &by, false, &actor)
                 .await?;
         }
         Some("needs_revision" | "rejected") => {
-            let f = get_str(&m, &["plan_feedback", "planFeedback"])?
-                .flatten()
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "plan_feedback",
-                        "plan_feedback is required to reject a plan",
-                    )
-                })?;
+            let f = flat(&m.plan_feedback).ok_or_else(|| {
+                ApiError::bad_request(
+                    "plan_feedback",
+                    "plan_feedback is required to reject a plan",
+                )
+            })?;
             s.dispatch.reject_plan(issue.id, &f, &actor).await?;
         }
         Some("investigating") | None => {
@@ -362,11 +554,10 @@ async fn patch(
     }
 
     // 2. The current run.
-    let spawn_status = get_str(&m, &["spawn_status", "spawnStatus"])?.flatten();
-    let outcome: Option<Outcome> =
-        parse_enum("run_outcome", get_str(&m, &["run_outcome", "runOutcome"])?)?;
-    let summary = get_str(&m, &["outcome_summary", "outcomeSummary"])?.flatten();
-    let cost = get_num(&m, "cost_usd")?;
+    let spawn_status = flat(&m.spawn_status);
+    let outcome: Option<Outcome> = parse_enum("run_outcome", flat(&m.run_outcome))?;
+    let summary = flat(&m.outcome_summary);
+    let cost = num("cost_usd", &m.cost_usd)?;
     if let Some(c) = cost
         && (!c.is_finite() || c < 0.0)
     {
@@ -375,10 +566,10 @@ async fn patch(
             "cost_usd must be a non-negative number",
         ));
     }
-    let turns = get_num(&m, "num_turns")?.map(|n| n.max(0.0) as u32);
-    let model = get_str(&m, &["model"])?.flatten();
-    let pr_number = get_num(&m, "pr_number")?.map(|n| n as i64);
-    let external = get_str(&m, &["spawn_run_id", "spawnRunId", "github_run_id"])?.flatten();
+    let turns = num("num_turns", &m.num_turns)?.map(|n| n.max(0.0) as u32);
+    let model = flat(&m.model);
+    let pr_number = num("pr_number", &m.pr_number)?.map(|n| n as i64);
+    let external = flat(&m.spawn_run_id);
     let run_touched = spawn_status.is_some()
         || outcome.is_some()
         || cost.is_some()
@@ -393,12 +584,7 @@ async fn patch(
             Ok(run) => match spawn_status.as_deref() {
                 Some("running") => {
                     s.dispatch
-                        .run_started(
-                            run.id,
-                            external,
-                            get_str(&m, &["github_run_url"])?.flatten(),
-                            &actor,
-                        )
+                        .run_started(run.id, external, flat(&m.github_run_url), &actor)
                         .await?;
                 }
                 Some(st @ ("completed" | "failed" | "cancelled")) => {
@@ -451,16 +637,16 @@ async fn patch(
 
     // 3. Plain changes (an explicit status wins over the automatic moves above).
     let mut changes = IssueChanges::default();
-    if let Some(t) = get_str(&m, &["title"])? {
+    if let Some(t) = text(&m.title) {
         changes.title =
             Some(t.ok_or_else(|| ApiError::bad_request("title", "title cannot be null"))?);
     }
-    if let Some(d) = get_str(&m, &["description"])? {
+    if let Some(d) = text(&m.description) {
         changes.description = Some(d);
     }
-    if let Some(Some(sid)) = get_str(&m, &["statusId", "status_id"])? {
+    if let Some(Some(sid)) = text(&m.status_id) {
         changes.column = Some(ColumnRef::Id(params::column_id("statusId", &sid)?));
-    } else if let Some(Some(name)) = get_str(&m, &["status"])? {
+    } else if let Some(Some(name)) = text(&m.status) {
         // Workflows send names such as "Canceled", "Needs Review" or "in_progress"; an unknown
         // name is ignored, as the original did.
         let wanted = name.replace('_', " ");
@@ -468,40 +654,32 @@ async fn patch(
             changes.column = Some(ColumnRef::Id(c.id));
         }
     }
-    if let Some(p) = get_str(&m, &["priority"])?.flatten() {
+    if let Some(p) = flat(&m.priority) {
         changes.priority =
             Some(Priority::from_str(&p).map_err(|e| ApiError::bad_request("priority", e.message))?);
     }
-    if let Some(n) = get_str(&m, &["assigneeName", "assignee_name"])? {
+    if let Some(n) = text(&m.assignee_name) {
         changes.assignee = Some(n.filter(|x| !x.trim().is_empty()));
     }
-    if let Some(v) = m.get("labelIds").or_else(|| m.get("label_ids")) {
-        let arr = v
-            .as_array()
-            .ok_or_else(|| ApiError::bad_request("labelIds", "labelIds must be an array"))?;
+    if let Some(arr) = &m.label_ids {
         let ids = arr
             .iter()
             .enumerate()
-            .map(|(i, x)| {
-                params::label_id(&format!("labelIds[{i}]"), x.as_str().unwrap_or_default())
-            })
+            .map(|(i, x)| params::label_id(&format!("labelIds[{i}]"), x))
             .collect::<ApiResult<Vec<_>>>()?;
         changes.labels = Some(ids);
     }
-    if let Some(c) = get_str(&m, &["customerId", "customer_id"])? {
+    if let Some(c) = text(&m.customer_id) {
         changes.customer_id = Some(
             c.map(|c| params::customer_id("customerId", &c))
                 .transpose()?,
         );
     }
-    if let Some(st) = parse_enum::<AgentStatus>(
-        "agent_status",
-        get_str(&m, &["agent_status", "agentStatus"])?,
-    )? {
+    if let Some(st) = parse_enum::<AgentStatus>("agent_status", flat(&m.agent_status))? {
         // A run that just ended already set the agent status; an explicit one still wins.
         changes.agent_status = Some(st);
     }
-    if let Some(b) = get_str(&m, &["blocked_reason", "blockedReason"])? {
+    if let Some(b) = text(&m.blocked_reason) {
         changes.blocked_reason = Some(b);
     }
     if changes != IssueChanges::default() {
@@ -519,14 +697,14 @@ async fn patch(
         }
     }
     let issue = s.dispatch.get_issue(issue.id).await?;
-    Ok(Json(render_issue(&s, &issue).await?).into_response())
+    Ok(Json(render_issue(&s, &issue).await?))
 }
 
 async fn history(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
-    q: Query<Page>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
+    q: ApiQuery<Page>,
 ) -> ApiResult<Json<Value>> {
     let limit = q.limit(None);
     let entries = s.dispatch.history(issue_ref(&id)?, limit).await?;
@@ -553,8 +731,8 @@ async fn history(
 async fn similar(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
-    q: Query<Page>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
+    q: ApiQuery<Page>,
 ) -> ApiResult<Json<Value>> {
     let hits = s
         .dispatch
@@ -581,7 +759,7 @@ async fn similar(
 async fn fix_status(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
 ) -> ApiResult<Json<Value>> {
     let st = s.dispatch.fix_status(issue_ref(&id)?).await?;
     let now = s.dispatch.clock().now();
@@ -622,7 +800,7 @@ async fn fix_status(
 async fn investigation_context(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
 ) -> ApiResult<Json<Value>> {
     let issue_id: IssueId = s.dispatch.get_issue(issue_ref(&id)?).await?.id;
     let mut runs = s.dispatch.runs(issue_id).await?;

@@ -9,38 +9,75 @@
 //!
 //! Session cookie (with the CSRF header for writes) or API key.
 
+use super::schema;
 use super::streams::sse_response;
 use crate::auth::{AuthMethod, Authenticated};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::openapi::{ApiRouter, doc, post};
 use crate::state::AppState;
 use axum::Json;
-use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::response::sse::Event as SseEvent;
-use axum::routing::post;
 use dispatch_core::ids::{ProposalId, SessionId};
 use dispatch_core::orchestrator::{Proposal, ProposalDecision, Session, TurnRequest};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use tokio::sync::mpsc;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/orchestrator", post(turn).get(history))
-        .route("/api/orchestrator/proposals/{id}/confirm", post(confirm))
-        .route("/api/orchestrator/proposals/{id}/cancel", post(cancel))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .route(
+            "/api/orchestrator",
+            post(
+                turn,
+                doc("One turn of the orchestrator chat: server-sent {type, data} events (session_id, text_delta, tool_start, tool_result, proposal, usage, error, done); 409 while the session answers another message")
+                    .media("text/event-stream")
+                    .fails(&[404, 409]),
+            )
+            .get(
+                history,
+                doc("A session's history and proposals (sessionId), or the recent sessions")
+                    .fails(&[404]),
+            ),
+        )
+        .route(
+            "/api/orchestrator/proposals/{id}/confirm",
+            post(
+                confirm,
+                doc("Confirm a proposed dispatch: it goes through the spawn gates; 409 when already decided or expired")
+                    .fails(&[404, 409]),
+            ),
+        )
+        .route(
+            "/api/orchestrator/proposals/{id}/cancel",
+            post(
+                cancel,
+                doc("Decline a proposed dispatch; 409 when already decided or expired")
+                    .fails(&[404, 409]),
+            ),
+        )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct TurnBody {
+    /// What the person typed (`/help` lists the slash commands).
+    #[schemars(length(min = 1, max = 20000), regex(pattern = r"\S"))]
     message: String,
+    /// Continue this session (default: a new one).
     #[serde(default)]
+    #[schemars(with = "Option<schema::Uuid>")]
     session_id: Option<String>,
 }
+
+/// A proposal in a path.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(transparent)]
+struct ProposalKey(#[schemars(with = "schema::Uuid")] String);
 
 fn session_id(field: &str, s: &str) -> ApiResult<SessionId> {
     s.trim()
@@ -67,7 +104,6 @@ async fn turn(
     let session_id = body
         .session_id
         .as_deref()
-        .filter(|x| !x.trim().is_empty())
         .map(|x| session_id("sessionId", x))
         .transpose()?;
     let turn = s
@@ -90,10 +126,13 @@ async fn turn(
     Ok(sse_response(stream))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct HistoryQuery {
+    /// The session to read (default: the list of recent sessions).
+    #[schemars(with = "Option<schema::Uuid>")]
     session_id: Option<String>,
+    /// How many recent sessions (default 20, at most 100).
     limit: Option<usize>,
 }
 
@@ -117,10 +156,10 @@ fn session_json(
 async fn history(
     State(s): State<AppState>,
     _auth: Authenticated,
-    Query(q): Query<HistoryQuery>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<Value>> {
     let now = s.dispatch.now();
-    match q.session_id.as_deref().filter(|x| !x.trim().is_empty()) {
+    match q.session_id.as_deref() {
         Some(id) => {
             let (session, proposals) = s.orchestrator.session(session_id("sessionId", id)?).await?;
             Ok(Json(session_json(&session, &proposals, now)))
@@ -146,29 +185,29 @@ async fn history(
 async fn confirm(
     s: State<AppState>,
     auth: Authenticated,
-    id: Path<String>,
-) -> ApiResult<Json<Proposal>> {
+    id: ApiPath<ProposalKey>,
+) -> ApiResult<Json<Value>> {
     decide(s, auth, id, ProposalDecision::Confirm).await
 }
 
 async fn cancel(
     s: State<AppState>,
     auth: Authenticated,
-    id: Path<String>,
-) -> ApiResult<Json<Proposal>> {
+    id: ApiPath<ProposalKey>,
+) -> ApiResult<Json<Value>> {
     decide(s, auth, id, ProposalDecision::Cancel).await
 }
 
 async fn decide(
     State(s): State<AppState>,
     auth: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(ProposalKey(id)): ApiPath<ProposalKey>,
     decision: ProposalDecision,
-) -> ApiResult<Json<Proposal>> {
+) -> ApiResult<Json<Value>> {
     let id: ProposalId = id
         .trim()
         .parse()
         .map_err(|_| ApiError::bad_request("id", "id must be a proposal UUID"))?;
-    let p = s.orchestrator.decide(id, decision, &user_of(&auth)).await?;
-    Ok(Json(p))
+    let p: Proposal = s.orchestrator.decide(id, decision, &user_of(&auth)).await?;
+    Ok(Json(serde_json::to_value(p).unwrap_or_default()))
 }

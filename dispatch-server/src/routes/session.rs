@@ -3,21 +3,34 @@
 use crate::auth::{SESSION_COOKIE, new_session, session_ok};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::openapi::{ApiRouter, doc, get};
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use dispatch_core::customer::constant_time_eq;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 use std::net::SocketAddr;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/health", get(health))
-        .route("/api/auth", get(status).post(login).delete(logout))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .route(
+            "/api/health",
+            get(health, doc("Liveness and the active runner")),
+        )
+        .route(
+            "/api/auth",
+            get(status, doc("Whether the session cookie is valid"))
+                .post(
+                    login,
+                    doc("Log in with DISPATCH_PASSWORD; sets a signed session cookie")
+                        .fails(&[401]),
+                )
+                .delete(logout, doc("Log out")),
+        )
 }
 
 async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
@@ -30,9 +43,10 @@ async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct Login {
-    password: Option<String>,
+    #[schemars(length(min = 1))]
+    password: String,
 }
 
 fn cookie(s: &AppState, value: &str, max_age: i64) -> Option<HeaderValue> {
@@ -51,7 +65,7 @@ async fn login(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     ApiJson(b): ApiJson<Login>,
 ) -> ApiResult<Response> {
-    let cookie = start_session(&s, addr, b.password.as_deref())?;
+    let cookie = start_session(&s, addr, Some(&b.password))?;
     let mut headers = HeaderMap::new();
     headers.insert(header::SET_COOKIE, cookie);
     Ok((headers, Json(json!({ "success": true }))).into_response())

@@ -19,17 +19,17 @@
 //! Streams end when the server shuts down (`AppState::shutdown`), so graceful shutdown does not
 //! wait for viewers to leave.
 
-use super::issue_ref;
+use super::{IssueKey, issue_ref};
 use crate::auth::Authenticated;
 use crate::dto::{activity_json, issue_json};
 use crate::error::ApiResult;
+use crate::extract::ApiPath;
+use crate::openapi::{ApiRouter, doc, get};
 use crate::state::AppState;
-use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use dispatch_core::Dispatch;
 use dispatch_core::ids::{ActivityId, IssueId, RunId};
 use dispatch_core::ports::{Event, EventStream};
@@ -43,10 +43,23 @@ use std::time::Duration;
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/board/stream", get(board_stream))
-        .route("/api/issues/{id}/activity/stream", get(issue_stream))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .route(
+            "/api/board/stream",
+            get(
+                board_stream,
+                doc("Server-sent board events").media("text/event-stream"),
+            ),
+        )
+        .route(
+            "/api/issues/{id}/activity/stream",
+            get(
+                issue_stream,
+                doc("Server-sent events: activities, terminal output, run status; Last-Event-ID replay")
+                    .media("text/event-stream"),
+            ),
+        )
 }
 
 const DEFAULT_KEEPALIVE_SECS: u64 = 30;
@@ -300,7 +313,7 @@ struct IssueStream {
 async fn issue_stream(
     State(s): State<AppState>,
     _a: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let issue = s.dispatch.get_issue(issue_ref(&id)?).await?;

@@ -12,33 +12,48 @@ mod grafana;
 pub mod sentry;
 
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::{ApiRouter, doc, get};
 use crate::state::AppState;
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .route(
             "/api/loki/webhook",
-            get(grafana::health).post(grafana::receive),
+            get(grafana::health, doc("Webhook health").tag("webhooks")).post(
+                grafana::receive,
+                doc("Grafana unified-alerting webhook (bearer secret; optional HMAC); 401 without them")
+                    .signature("grafanaSecret")
+                    .payload::<grafana::Payload>()
+                    .tag("webhooks"),
+            ),
         )
         .route(
             "/api/sentry/webhook",
-            get(sentry::health).post(sentry::receive),
+            get(sentry::health, doc("Webhook health").tag("webhooks")).post(
+                sentry::receive,
+                doc("Sentry issue webhook (Sentry-Hook-Signature); 401 without a valid signature")
+                    .signature("sentrySignature")
+                    .tag("webhooks"),
+            ),
         )
         .route(
             "/api/github/webhook",
-            get(github::health).post(github::receive),
+            get(github::health, doc("Webhook health").tag("webhooks")).post(
+                github::receive,
+                doc("GitHub webhook (X-Hub-Signature-256): pull requests, deploys; 401 without a valid signature")
+                    .signature("githubSignature")
+                    .tag("webhooks"),
+            ),
         )
-        .layer(axum::middleware::from_fn(detached))
+        .map(|r| r.layer(axum::middleware::from_fn(detached)))
 }
 
 /// Runs a webhook's (or an agent callback's) handling on its own task. A sender that stops waiting (Sentry gives up after

@@ -30,8 +30,6 @@ pub fn router() -> Router<AppState> {
         .route("/fleet", get(pages::fleet))
         .route("/customers", get(customers::list))
         .route("/customers/{id}", get(customers::detail))
-        .route("/api/og", get(og::generic))
-        .route("/api/og/issue/{identifier}", get(og::issue))
         .route("/login", get(pages::login_form).post(pages::login_submit))
         .route("/portal/{slug}", get(portal::board))
         .route("/portal/{slug}/brand.css", get(portal::brand_css))

@@ -14,14 +14,16 @@
 
 use crate::auth::{api_key_ok, session_ok};
 use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiPath, ApiQuery};
 use crate::routes::customers::{portal_auth, portal_private};
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dispatch_core::customer::DEFAULT_BRAND_COLOR;
 use dispatch_core::issue::{Priority, is_valid_hex_color};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -419,7 +421,7 @@ pub fn priority_pill(p: Priority) -> (String, [u8; 3]) {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct GenericQuery {
     title: Option<String>,
     description: Option<String>,
@@ -436,7 +438,7 @@ pub struct GenericQuery {
 pub async fn generic(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<GenericQuery>,
+    ApiQuery(q): ApiQuery<GenericQuery>,
 ) -> ApiResult<Response> {
     let brand = &s.config.brand;
     let is_issue = q.id.as_deref().is_some_and(|i| !i.trim().is_empty());
@@ -496,7 +498,7 @@ pub async fn generic(
     png_response(card, &headers, "public, max-age=86400").await
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct IssueQuery {
     slug: Option<String>,
     token: Option<String>,
@@ -508,8 +510,8 @@ pub async fn issue(
     State(s): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Path(identifier): Path<String>,
-    Query(q): Query<IssueQuery>,
+    ApiPath(crate::routes::IssueKey(identifier)): ApiPath<crate::routes::IssueKey>,
+    ApiQuery(q): ApiQuery<IssueQuery>,
 ) -> ApiResult<Response> {
     let signed_in = api_key_ok(&s, &headers) || session_ok(&s, &headers);
     let (issue, customer, portal) = if let (false, Some(slug)) = (signed_in, q.slug.as_deref()) {

@@ -32,6 +32,46 @@ use serde_json::{Value, json};
 /// How far a signed timestamp may be from now, either way.
 const MAX_SKEW_SECS: i64 = 5 * 60;
 
+/// The Grafana unified-alerting payload as `dispatch_adapters::loki::parse_payload` reads it
+/// (schema only: the body is read raw, checked against its signature, then parsed there).
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+pub struct Payload {
+    alerts: Vec<Alert>,
+}
+
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+#[schemars(rename = "GrafanaAlert")]
+struct Alert {
+    /// `firing` alerts become events; the others are skipped.
+    status: String,
+    labels: Option<std::collections::BTreeMap<String, Scalar>>,
+    annotations: Option<std::collections::BTreeMap<String, Scalar>>,
+    #[serde(rename = "startsAt")]
+    starts_at: Option<String>,
+    #[serde(rename = "generatorURL")]
+    generator_url: Option<String>,
+    /// The alert's query values (numbers, or numbers as text).
+    values: Option<std::collections::BTreeMap<String, Scalar>>,
+}
+
+/// Schema only: a label, annotation or value is any JSON scalar (kept as text; `null` is
+/// left out).
+struct Scalar;
+
+impl schemars::JsonSchema for Scalar {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Scalar".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": ["string", "number", "boolean", "null"] })
+    }
+}
+
 pub async fn health() -> Json<Value> {
     Json(json!({
         "status": "ok",
