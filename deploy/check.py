@@ -3,7 +3,7 @@
 - the Dockerfile with hadolint;
 - the Helm chart with Helm's own lint and renderer (helm-python: Helm's Go SDK through its C ABI),
   for several value sets, every rendered object validated against the Kubernetes schemas
-  (kubernetes-validate), and the wiring checked: probes on /api/health, selectors that match, the
+  (kubernetes-validate), and the wiring checked: probes on /api/health and /api/health/live, selectors that match, the
   API-only replicas with DISPATCH_WORKERS=false, shared secrets present;
 - docker-compose.yml against the Compose specification's schema (check-jsonschema).
 
@@ -111,8 +111,9 @@ def main() -> int:
     env = env_of(dep)
     check(env.get("DISPATCH_WORKERS") == "true", "defaults: the replicas run the dispatcher and sweeper")
     container = dep["spec"]["template"]["spec"]["containers"][0]
-    for probe in ("readinessProbe", "livenessProbe"):
-        check(container[probe]["httpGet"]["path"] == "/api/health", f"{probe} on /api/health")
+    check(container["readinessProbe"]["httpGet"]["path"] == "/api/health", "readiness on /api/health")
+    check(container["livenessProbe"]["httpGet"]["path"] == "/api/health/live",
+          "liveness on /api/health/live (answers while migrations run)")
     check(dep["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True, "pods run as non-root")
     secret = by_kind(docs, "Secret")[0]
     for key in ("PG_DATABASE_URL", "DISPATCH_API_KEY", "DISPATCH_PASSWORD", "DISPATCH_SESSION_SECRET"):

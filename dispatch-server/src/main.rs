@@ -385,7 +385,52 @@ async fn serve() -> dispatch_core::Result<()> {
     let started = std::time::Instant::now();
     init_logging();
     let cfg = load_config()?;
-    let opened = dispatch_adapters::open::open_store(&cfg.store).await?;
+    // Listen before anything slow: while the database is opened and migrated, /api/health
+    // answers 503 (not ready: no traffic) and /api/health/live 200 (alive: no restart).
+    let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port).parse().map_err(|e| {
+        dispatch_core::Error::invalid(
+            "HOST",
+            format!("{}:{} is not an address: {e}", cfg.host, cfg.port),
+        )
+    })?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        dispatch_core::Error::invalid("PORT", format!("cannot listen on {addr}: {e}"))
+    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| dispatch_core::Error::internal(e.to_string()))?;
+    let cancel = CancellationToken::new();
+    tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            cancel.cancel();
+        }
+    });
+    let ready: Arc<std::sync::OnceLock<axum::Router>> = Arc::new(std::sync::OnceLock::new());
+    let front = axum::Router::new().fallback({
+        let ready = ready.clone();
+        move |req: axum::extract::Request| front(ready.clone(), req)
+    });
+    let server = tokio::spawn(
+        axum::serve(
+            listener,
+            front.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown({
+            let cancel = cancel.clone();
+            async move { cancel.cancelled().await }
+        })
+        .into_future(),
+    );
+    let opened = tokio::select! {
+        o = dispatch_adapters::open::open_store(&cfg.store) => o?,
+        _ = cancel.cancelled() => {
+            let _ = server.await;
+            return Ok(());
+        }
+    };
     let get = config::env_lookup();
     let (runner, runner_line) = runner::select(&get)?;
     let webhooks = dispatch_adapters::webhook::HttpWebhookSender::start(
@@ -420,20 +465,6 @@ async fn serve() -> dispatch_core::Result<()> {
         tool_providers(&cfg)?,
         cfg.orchestrator.clone(),
     )?;
-    let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port).parse().map_err(|e| {
-        dispatch_core::Error::invalid(
-            "HOST",
-            format!("{}:{} is not an address: {e}", cfg.host, cfg.port),
-        )
-    })?;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        dispatch_core::Error::invalid("PORT", format!("cannot listen on {addr}: {e}"))
-    })?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| dispatch_core::Error::internal(e.to_string()))?;
-
-    let cancel = CancellationToken::new();
     let state = AppState {
         dispatch: dispatch.clone(),
         config: Arc::new(cfg.clone()),
@@ -457,7 +488,7 @@ async fn serve() -> dispatch_core::Result<()> {
         state.orchestrator.tools().len(),
         state.orchestrator.has_model(),
     );
-    let app = app::build(state);
+    let _ = ready.set(app::build(state));
 
     let url = if cfg.host == "0.0.0.0" {
         format!("http://localhost:{}", local.port())
@@ -511,24 +542,44 @@ async fn serve() -> dispatch_core::Result<()> {
             }
         }
     });
-    let shutdown = {
-        let cancel = cancel.clone();
-        async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            cancel.cancel();
-        }
-    };
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(|e| dispatch_core::Error::internal(format!("server error: {e}")))?;
+    server
+        .await
+        .map_err(|e| dispatch_core::Error::internal(format!("server task: {e}")))?
+        .map_err(|e| dispatch_core::Error::internal(format!("server error: {e}")))?;
     cancel.cancel();
     let _ = loops.await;
     Ok(())
+}
+
+/// Every request goes through here: to the application once it is built, else the start-up
+/// answers — alive, not ready.
+async fn front(
+    ready: Arc<std::sync::OnceLock<axum::Router>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use tower::ServiceExt;
+    if let Some(app) = ready.get() {
+        return match app.clone().oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+    }
+    let body = |status: &str| serde_json::json!({ "status": status, "service": "dispatch" });
+    match req.uri().path() {
+        "/api/health/live" => axum::Json(body("starting")).into_response(),
+        _ => {
+            let mut v = body("starting");
+            v["error"] = "the server is starting (opening and migrating the database)".into();
+            v["code"] = "STARTING".into();
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                [(axum::http::header::RETRY_AFTER, "1")],
+                axum::Json(v),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// The orchestrator's tool sets beyond the mission tools (Loki, read-only SQL), as configured.

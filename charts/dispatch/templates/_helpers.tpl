@@ -68,7 +68,8 @@ containers:
       failureThreshold: 3
     livenessProbe:
       httpGet:
-        path: /api/health
+        # Answers while the server starts (migrations); /api/health is ready only after.
+        path: /api/health/live
         port: http
       initialDelaySeconds: 20
       periodSeconds: 15

@@ -19,7 +19,18 @@ pub fn router() -> ApiRouter {
     ApiRouter::new()
         .route(
             "/api/health",
-            get(health, doc("Liveness and the active runner")),
+            get(
+                health,
+                doc("Readiness and the active runner: 503 while the server starts (migrations)")
+                    .fails(&[503]),
+            ),
+        )
+        .route(
+            "/api/health/live",
+            get(
+                live,
+                doc("Liveness: 200 whenever the process answers, also while it starts"),
+            ),
         )
         .route(
             "/api/auth",
@@ -31,6 +42,11 @@ pub fn router() -> ApiRouter {
                 )
                 .delete(logout, doc("Log out")),
         )
+}
+
+/// The process answers (while it starts, the start-up front answers this path itself).
+async fn live() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "service": "dispatch" }))
 }
 
 async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
