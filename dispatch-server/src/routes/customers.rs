@@ -86,7 +86,8 @@ async fn find_customer(s: &AppState, raw: &str) -> ApiResult<Customer> {
         return Ok(s.dispatch.customer(CustomerId::from(u)).await?);
     }
     if validate_slug(raw).is_err() {
-        return Err(ApiError::bad_request("id", "not a customer id or slug"));
+        // No customer can be at this path (neither a UUID nor a slug).
+        return Err(dispatch_core::Error::not_found(format!("no customer {raw:?}")).into());
     }
     Ok(s.dispatch
         .store()
@@ -645,9 +646,9 @@ async fn remove_watcher(
     let (issue, c) = watcher_target(
         &s,
         &id,
-        b.customer_id
-            .filter(|c| !c.trim().is_empty())
-            .or(q.customer_id),
+        // `?customerId=` when given (a wrong one is a 400), else the body's.
+        q.customer_id
+            .or(b.customer_id.filter(|c| !c.trim().is_empty())),
     )
     .await?;
     let removed = s.dispatch.remove_watcher(issue.id, c.id).await?;
