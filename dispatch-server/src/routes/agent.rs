@@ -349,7 +349,7 @@ struct RunBody {
     #[schemars(with = "Option<schema::OneOf<Outcome>>")]
     outcome: Option<String>,
     outcome_summary: Option<String>,
-    #[schemars(with = "Option<schema::Number>")]
+    #[schemars(with = "Option<schema::Cost>")]
     cost_usd: Option<Num>,
     num_turns: Option<u32>,
     model: Option<String>,

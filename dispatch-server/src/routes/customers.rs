@@ -515,9 +515,9 @@ async fn remove_watcher(
     let (issue, c) = watcher_target(
         &s,
         &id,
-        b.customer_id
-            .filter(|c| !c.trim().is_empty())
-            .or(q.customer_id),
+        // `?customerId=` when given (a wrong one is a 400), else the body's.
+        q.customer_id
+            .or(b.customer_id.filter(|c| !c.trim().is_empty())),
     )
     .await?;
     let removed = s.dispatch.remove_watcher(issue.id, c.id).await?;

@@ -375,7 +375,7 @@ struct PatchIssue {
     #[serde(default, alias = "outcomeSummary", deserialize_with = "nullable")]
     outcome_summary: Option<Option<Text>>,
     #[serde(default)]
-    #[schemars(with = "Option<schema::Number>")]
+    #[schemars(with = "Option<schema::Cost>")]
     cost_usd: Option<Num>,
     #[serde(default)]
     #[schemars(with = "Option<schema::Number>")]
@@ -393,9 +393,9 @@ struct PatchIssue {
         deserialize_with = "nullable"
     )]
     spawn_run_id: Option<Option<Text>>,
+    /// The run's page, recorded with `spawn_status: running`.
     #[serde(default, deserialize_with = "nullable")]
-    #[schemars(with = "Option<schema::Url>")]
-    github_run_url: Option<Option<Text>>,
+    github_run_url: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schemars(with = "Option<NonBlank>")]
     title: Option<Option<Text>>,
@@ -584,7 +584,7 @@ async fn patch(
             Ok(run) => match spawn_status.as_deref() {
                 Some("running") => {
                     s.dispatch
-                        .run_started(run.id, external, flat(&m.github_run_url), &actor)
+                        .run_started(run.id, external, m.github_run_url.clone().flatten(), &actor)
                         .await?;
                 }
                 Some(st @ ("completed" | "failed" | "cancelled")) => {

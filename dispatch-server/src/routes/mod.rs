@@ -325,7 +325,7 @@ pub mod schema {
     }
 
     /// A number, or a string holding one (numeric columns of the original came back as strings,
-    /// and scripts echo them).
+    /// and scripts echo them): what `f64::from_str` reads after trimming.
     pub struct Number;
 
     impl JsonSchema for Number {
@@ -338,9 +338,26 @@ pub mod schema {
         fn json_schema(_: &mut SchemaGenerator) -> Schema {
             json_schema!({
                 "type": ["number", "string"],
+                "pattern": "^[ \\t\\n\\r]*[+-]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][+-]?[0-9]{1,2})?[ \\t\\n\\r]*$"
+            })
+        }
+    }
+
+    /// A cost in USD: a non-negative number, or a string holding one.
+    pub struct Cost;
+
+    impl JsonSchema for Cost {
+        fn schema_name() -> Cow<'static, str> {
+            "CostOrNumericString".into()
+        }
+        fn inline_schema() -> bool {
+            true
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "type": ["number", "string"],
                 "minimum": 0,
-                "maximum": 1.0e12,
-                "pattern": "^[0-9]{1,12}(\\.[0-9]{1,6})?$"
+                "pattern": "^[ \\t\\n\\r]*\\+?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][+-]?[0-9]{1,2})?[ \\t\\n\\r]*$"
             })
         }
     }
