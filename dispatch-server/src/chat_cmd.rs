@@ -162,6 +162,10 @@ impl Chat {
         }
     }
 
+    fn unreachable(&self, e: reqwest::Error) -> Error {
+        Error::unavailable(format!("cannot reach {}", self.opts.base)).with_source(e)
+    }
+
     fn refused(status: reqwest::StatusCode, body: &Value) -> Error {
         let msg = body["error"]
             .as_str()
@@ -192,9 +196,7 @@ impl Chat {
             .bearer_auth(&self.opts.api_key)
             .send()
             .await
-            .map_err(|e| {
-                Error::unavailable(format!("cannot reach {}", self.opts.base)).with_source(e)
-            })?;
+            .map_err(|e| self.unreachable(e))?;
         let status = r.status();
         let body: Value = r.json().await.unwrap_or(Value::Null);
         if status.as_u16() == 404 {
@@ -265,9 +267,7 @@ impl Chat {
             .json(&body)
             .send()
             .await
-            .map_err(|e| {
-                Error::unavailable(format!("cannot reach {}", self.opts.base)).with_source(e)
-            })?;
+            .map_err(|e| self.unreachable(e))?;
         if !resp.status().is_success() {
             let status = resp.status();
             let body: Value = resp.json().await.unwrap_or(Value::Null);
@@ -449,9 +449,7 @@ impl Chat {
             .bearer_auth(&self.opts.api_key)
             .send()
             .await
-            .map_err(|e| {
-                Error::unavailable(format!("cannot reach {}", self.opts.base)).with_source(e)
-            })?;
+            .map_err(|e| self.unreachable(e))?;
         let status = r.status();
         let body: Value = r.json().await.unwrap_or(Value::Null);
         if !status.is_success() {

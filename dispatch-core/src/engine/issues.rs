@@ -22,6 +22,17 @@ pub enum ColumnRef {
     Typed(String),
 }
 
+/// Issues as a person or a model asks for them: by a status they typed (every column whose name
+/// contains it, any case), a priority and part of an assignee's name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IssueQuery {
+    pub status: Option<String>,
+    pub priority: Option<crate::issue::Priority>,
+    pub assignee: Option<String>,
+    /// At most this many (newest first).
+    pub limit: usize,
+}
+
 /// What a person or an agent may change on an issue directly. Spawn and run state change only
 /// through runs; plans through the plan use-cases.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -183,6 +194,63 @@ impl Dispatch {
             latest.as_ref(),
             self.now(),
         ))
+    }
+
+    /// Issues matching a typed query, newest first: read a page at a time until `limit` pass
+    /// (at most 50,000 read). A status no column contains is `InvalidInput` on `status`
+    /// naming the columns.
+    pub async fn query_issues(&self, q: &IssueQuery) -> Result<Vec<Issue>> {
+        const PAGE: usize = 500;
+        const PAGES: usize = 100;
+        let lowered = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(str::to_lowercase)
+        };
+        let columns = match lowered(&q.status) {
+            Some(st) => {
+                let cols = self.columns_for_display().await?;
+                let ids: Vec<ColumnId> = cols
+                    .iter()
+                    .filter(|c| c.name.to_lowercase().contains(&st))
+                    .map(|c| c.id)
+                    .collect();
+                if ids.is_empty() {
+                    crate::issue::match_column(&cols, &st)?;
+                }
+                Some(ids)
+            }
+            None => None,
+        };
+        let assignee = lowered(&q.assignee);
+        let mut out = Vec::new();
+        let mut before = None;
+        for _ in 0..PAGES {
+            let page = self
+                .list_issues(&IssueFilter {
+                    before_number: before,
+                    limit: Some(PAGE),
+                    ..IssueFilter::default()
+                })
+                .await?;
+            let done = page.len() < PAGE;
+            before = page.last().map(|i| i.number);
+            out.extend(page.into_iter().filter(|i| {
+                columns.as_ref().is_none_or(|cs| cs.contains(&i.column_id))
+                    && q.priority.is_none_or(|p| i.priority == p)
+                    && assignee.as_deref().is_none_or(|a| {
+                        i.assignee
+                            .as_deref()
+                            .is_some_and(|x| x.to_lowercase().contains(a))
+                    })
+            }));
+            if out.len() >= q.limit || done {
+                break;
+            }
+        }
+        out.truncate(q.limit);
+        Ok(out)
     }
 
     /// Changes an issue. Moving it into a closed column goes through the close gate; a failed

@@ -35,7 +35,7 @@ pub use dedup::{DedupReport, DedupRequest};
 pub use fleet::FleetStatus;
 pub use ingest::IngestReport;
 pub use intake::{ChannelIntake, ChannelIssue};
-pub use issues::{ColumnRef, IssueChanges};
+pub use issues::{ColumnRef, IssueChanges, IssueQuery};
 pub use job::job_inputs;
 pub use kill_switch::{KILL_SWITCH_SETTING, KillSwitch};
 pub use plans::PlanReview;

@@ -5,11 +5,11 @@
 //! and store a [`Proposal`] for the person to confirm.
 
 use super::proposal::{Proposal, ProposalStatus, ProposalTarget, estimate_cost};
-use crate::engine::{ColumnRef, DedupRequest, Dispatch, IssueChanges};
+use crate::engine::{ColumnRef, DedupRequest, Dispatch, IssueChanges, IssueQuery};
 use crate::error::{Error, Result};
 use crate::gate::{self, Decision, GateSnapshot, Trigger};
 use crate::ids::{IssueRef, ProposalId};
-use crate::issue::{Actor, Column, Issue, IssueFilter, Priority, match_column};
+use crate::issue::{Actor, Column, Issue, Priority};
 use crate::plan;
 use crate::ports::{ToolContext, ToolProvider, ToolSpec};
 use crate::run::WorkflowKind;
@@ -404,44 +404,15 @@ impl MissionTools {
     async fn list(&self, a: List) -> Result<Value> {
         let limit = a.limit.unwrap_or(50).clamp(1, 500) as usize;
         let cols = self.engine.columns_for_display().await?;
-        let wanted: Option<Vec<_>> = match a.status.as_deref().map(str::trim) {
-            Some(st) if !st.is_empty() => {
-                let st = st.to_lowercase();
-                let ids: Vec<_> = cols
-                    .iter()
-                    .filter(|c| c.name.to_lowercase().contains(&st))
-                    .map(|c| c.id)
-                    .collect();
-                if ids.is_empty() {
-                    // The core's rule names the statuses.
-                    match_column(&cols, &st)?;
-                }
-                Some(ids)
-            }
-            _ => None,
-        };
-        let mut out = Vec::new();
-        let mut before = None;
-        const PAGE: usize = 500;
-        for _ in 0..100 {
-            let page = self
-                .engine
-                .list_issues(&IssueFilter {
-                    before_number: before,
-                    limit: Some(PAGE),
-                    ..IssueFilter::default()
-                })
-                .await?;
-            let done = page.len() < PAGE;
-            before = page.last().map(|i| i.number);
-            out.extend(page.into_iter().filter(|i| {
-                wanted.as_ref().is_none_or(|w| w.contains(&i.column_id))
-                    && a.priority.is_none_or(|p| i.priority == p)
-            }));
-            if done {
-                break;
-            }
-        }
+        let mut out = self
+            .engine
+            .query_issues(&IssueQuery {
+                status: a.status,
+                priority: a.priority,
+                assignee: None,
+                limit: 50_000,
+            })
+            .await?;
         // Most urgent first, then newest (the list came newest first; the sort is stable).
         out.sort_by_key(|i| i.priority);
         let total = out.len();

@@ -11,11 +11,12 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use dispatch_core::customer::NewCustomerUser;
 use dispatch_core::engine::{
-    AgentStatusReport, CancelOutcome, ChannelIntake, ColumnRef, IssueChanges, SpawnOptions,
+    AgentStatusReport, CancelOutcome, ChannelIntake, ColumnRef, IssueChanges, IssueQuery,
+    SpawnOptions,
 };
 use dispatch_core::gate::{Decision, GateReason};
 use dispatch_core::ids::IssueRef;
-use dispatch_core::issue::{Actor, Column, Issue, IssueFilter, NewComment, NewIssue};
+use dispatch_core::issue::{Actor, Column, Issue, NewComment, NewIssue};
 use dispatch_core::plan::PlanStatus;
 use dispatch_core::run::{ActivityType, Blocker, BlockerCategory, NewActivity, WorkflowKind};
 use dispatch_core::{Error, ErrorKind};
@@ -800,56 +801,15 @@ async fn search_issues(s: &AppState, p: SearchIssues) -> ToolResult {
 async fn list_issues(s: &AppState, p: ListIssues) -> ToolResult {
     let limit = p.limit.unwrap_or(20).clamp(1, 100) as usize;
     let cols = s.dispatch.columns_for_display().await?;
-    let status = lowered(&p.status);
-    let columns: Option<Vec<_>> = status.as_ref().map(|st| {
-        cols.iter()
-            .filter(|c| c.name.to_lowercase().contains(st.as_str()))
-            .map(|c| c.id)
-            .collect()
-    });
-    if columns.as_ref().is_some_and(Vec::is_empty) {
-        return Err(ToolError::invalid(
-            "status",
-            format!(
-                "no status contains {:?}; statuses: {}",
-                p.status.unwrap_or_default(),
-                cols.iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
-    let assignee = lowered(&p.assignee);
-    // Newest first, a page at a time, until `limit` issues pass the filters (at most 50 pages).
-    const PAGE: usize = 200;
-    let mut out = Vec::new();
-    let mut before = None;
-    for _ in 0..50 {
-        let page = s
-            .dispatch
-            .list_issues(&IssueFilter {
-                before_number: before,
-                limit: Some(PAGE),
-                ..IssueFilter::default()
-            })
-            .await?;
-        let done = page.len() < PAGE;
-        before = page.last().map(|i| i.number);
-        out.extend(page.into_iter().filter(|i| {
-            columns.as_ref().is_none_or(|cs| cs.contains(&i.column_id))
-                && p.priority.is_none_or(|pr| i.priority == pr.priority())
-                && assignee.as_deref().is_none_or(|a| {
-                    i.assignee
-                        .as_deref()
-                        .is_some_and(|x| x.to_lowercase().contains(a))
-                })
-        }));
-        if out.len() >= limit || done {
-            break;
-        }
-    }
-    out.truncate(limit);
+    let out = s
+        .dispatch
+        .query_issues(&IssueQuery {
+            status: p.status,
+            priority: p.priority.map(PriorityArg::priority),
+            assignee: p.assignee,
+            limit,
+        })
+        .await?;
     let rows: Vec<Value> = out.iter().map(|i| row(i, &cols)).collect();
     Ok(json!({ "count": rows.len(), "issues": rows }))
 }
