@@ -2,7 +2,7 @@
 
 use crate::state::AppState;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -16,8 +16,25 @@ pub fn build(state: AppState) -> Router {
         .merge(crate::mcp::router(&state))
         .merge(crate::web::router())
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(state.clone(), real_client))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// Behind a trusted reverse proxy, the client is the one its `X-Forwarded-For` names: every
+/// handler's `ConnectInfo` (login and portal limits) and the access log see that address.
+async fn real_client(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    if !s.config.trusted_proxies.is_empty()
+        && let Some(ConnectInfo(peer)) = req
+            .extensions()
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .copied()
+    {
+        let ip = crate::auth::client_ip(peer.ip(), req.headers(), &s.config.trusted_proxies);
+        req.extensions_mut()
+            .insert(ConnectInfo(std::net::SocketAddr::new(ip, peer.port())));
+    }
+    next.run(req).await
 }
 
 /// Request id (kept from the client when it looks sane), one JSON log line per request, and

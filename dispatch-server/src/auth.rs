@@ -160,6 +160,75 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
+/// A network: an address and how many leading bits of it count (`10.0.0.0/8`, `::1/128`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub net: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// `ip` or `ip/prefix`.
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (ip, prefix) = match s.trim().split_once('/') {
+            Some((ip, p)) => (ip, Some(p.parse::<u8>().ok()?)),
+            None => (s.trim(), None),
+        };
+        let net: std::net::IpAddr = ip.parse().ok()?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Cidr { net, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        fn bits(ip: std::net::IpAddr) -> (u128, u32) {
+            match ip {
+                std::net::IpAddr::V4(v) => (u128::from(u32::from(v)), 32),
+                std::net::IpAddr::V6(v) => (u128::from(v), 128),
+            }
+        }
+        // An IPv4 client behind an IPv6 socket arrives as ::ffff:a.b.c.d.
+        let ip = match ip {
+            std::net::IpAddr::V6(v) => v.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        let ((a, len_a), (b, len_b)) = (bits(self.net), bits(ip));
+        if len_a != len_b {
+            return false;
+        }
+        let shift = len_a - u32::from(self.prefix);
+        shift >= len_a || (a >> shift) == (b >> shift)
+    }
+}
+
+/// The client a request comes from: the peer, unless the peer is one of the trusted proxies
+/// (`TRUSTED_PROXIES`); then the nearest address in `X-Forwarded-For` that is not a trusted
+/// proxy (the right-most: entries further left are whatever the client claimed).
+pub fn client_ip(
+    peer: std::net::IpAddr,
+    headers: &HeaderMap,
+    trusted: &[Cidr],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let forwarded: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    forwarded
+        .iter()
+        .rev()
+        .copied()
+        .find(|ip| !is_trusted(*ip))
+        .or_else(|| forwarded.first().copied())
+        .unwrap_or(peer)
+}
+
 /// Fixed-window login limiter per client address.
 #[derive(Debug)]
 pub struct LoginLimiter {
@@ -207,6 +276,55 @@ impl LoginLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_is_the_peer_unless_a_trusted_proxy_forwarded_it() {
+        let trusted = [
+            Cidr::parse("10.0.0.0/8").unwrap(),
+            Cidr::parse("::1").unwrap(),
+        ];
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let xff = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", v.parse().unwrap());
+            h
+        };
+        // Not a proxy: its header is not believed.
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &xff("1.2.3.4"), &trusted),
+            ip("203.0.113.9")
+        );
+        // A proxy: the right-most address it did not add itself.
+        assert_eq!(
+            client_ip(
+                ip("10.1.2.3"),
+                &xff("6.6.6.6, 198.51.100.7, 10.9.9.9"),
+                &trusted
+            ),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip(ip("::1"), &xff("198.51.100.8"), &trusted),
+            ip("198.51.100.8")
+        );
+        assert_eq!(
+            client_ip(ip("10.1.2.3"), &HeaderMap::new(), &trusted),
+            ip("10.1.2.3")
+        );
+        assert_eq!(
+            client_ip(ip("10.1.2.3"), &xff("junk, "), &trusted),
+            ip("10.1.2.3")
+        );
+        assert!(
+            Cidr::parse("10.0.0.0/8")
+                .unwrap()
+                .contains(ip("::ffff:10.4.5.6"))
+        );
+        assert!(!Cidr::parse("10.0.0.0/8").unwrap().contains(ip("11.0.0.1")));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        assert_eq!(Cidr::parse("10.0.0.0/33"), None);
+        assert_eq!(Cidr::parse("nope"), None);
+    }
 
     #[test]
     fn sessions_verify_and_forgeries_fail() {

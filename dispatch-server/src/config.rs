@@ -59,6 +59,10 @@ pub struct ServerConfig {
     /// `MCP_ALLOWED_HOSTS`: more `Host` names (comma-separated, `host` or `host:port`) the MCP
     /// endpoint answers besides the public URL's host and loopback (DNS-rebinding protection).
     pub mcp_allowed_hosts: Vec<String>,
+    /// `TRUSTED_PROXIES`: comma-separated addresses or networks (`10.0.0.0/8`) of reverse
+    /// proxies whose `X-Forwarded-For` names the client (login and portal limits, logs). Empty:
+    /// the header is ignored (a client could claim any address).
+    pub trusted_proxies: Vec<crate::auth::Cidr>,
     /// `MAX_BODY_BYTES` (1 MiB).
     pub max_body_bytes: usize,
     /// `SECURE_COOKIES`: mark the session cookie Secure (default: when `app_url` is https).
@@ -362,6 +366,22 @@ impl ServerConfig {
                 })
                 .unwrap_or_default(),
             workers: flag(get, "DISPATCH_WORKERS", true)?,
+            trusted_proxies: match nonempty(get, "TRUSTED_PROXIES") {
+                None => Vec::new(),
+                Some(v) => v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .map(|x| {
+                        crate::auth::Cidr::parse(x).ok_or_else(|| {
+                            Error::invalid(
+                                "TRUSTED_PROXIES",
+                                format!("TRUSTED_PROXIES: {x:?} is not an address or a network like 10.0.0.0/8"),
+                            )
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+            },
             max_body_bytes,
             session_ttl_hours,
             llm,

@@ -579,3 +579,53 @@ async fn openapi_documents_routes_the_server_serves() {
         .unwrap();
     assert!(m.contains("dispatch_http_requests_total{method=\"GET\",route=\"/api/openapi.json\",status=\"200\"}"), "{m}");
 }
+
+/// Logins until one is refused with 429; how many were let through.
+async fn failed_logins_until_limited(s: &Server, forwarded_for: &str) -> usize {
+    let c = client();
+    for n in 0..20 {
+        let st = c
+            .post(s.url("/api/auth"))
+            .header("x-forwarded-for", forwarded_for)
+            .json(&json!({"password": "wrong"}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if st == StatusCode::TOO_MANY_REQUESTS {
+            return n;
+        }
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+    }
+    panic!("never limited");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_login_limit() {
+    // The test client is the proxy (loopback): X-Forwarded-For names the clients.
+    let s = Server::builder()
+        .env("TRUSTED_PROXIES", "127.0.0.1, ::1")
+        .start();
+    assert_eq!(failed_logins_until_limited(&s, "198.51.100.1").await, 10);
+    // Another client behind the same proxy is not locked out by the first.
+    let r = client()
+        .post(s.url("/api/auth"))
+        .header("x-forwarded-for", "6.6.6.6, 198.51.100.2")
+        .json(&json!({"password": s.password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Without TRUSTED_PROXIES the header is not believed: every request is the peer's.
+    let s = Server::builder().start();
+    assert_eq!(failed_logins_until_limited(&s, "198.51.100.1").await, 10);
+    let st = client()
+        .post(s.url("/api/auth"))
+        .header("x-forwarded-for", "198.51.100.2")
+        .json(&json!({"password": s.password}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
+}
