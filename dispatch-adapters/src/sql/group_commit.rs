@@ -17,6 +17,10 @@ use tokio::sync::oneshot;
 /// Most items one batch takes; bounds the transaction and the statements' parameter count.
 pub(crate) const MAX_BATCH: usize = 64;
 
+/// Calls queued beyond this are refused with `Unavailable` (503: the sender retries) instead of
+/// growing memory without bound under an alert storm.
+pub(crate) const MAX_PENDING: usize = 20_000;
+
 /// The SQL stores' queue of error ingests.
 pub(crate) type IngestQueue = GroupCommit<(WorkspaceId, IngestDraft), IngestOutcome>;
 
@@ -75,14 +79,20 @@ impl<T, R> GroupCommit<T, R> {
     }
 
     /// Queues `item`. Returns the receiver of its answer and whether the caller must start
-    /// the worker (nobody else is draining the queue).
-    pub fn submit(&self, item: T) -> (oneshot::Receiver<Result<R>>, bool) {
+    /// the worker (nobody else is draining the queue); `Unavailable` when [`MAX_PENDING`]
+    /// calls are already waiting.
+    pub fn submit(&self, item: T) -> Result<(oneshot::Receiver<Result<R>>, bool)> {
         let (answer, rx) = oneshot::channel();
         let mut q = self.lock();
+        if q.pending.len() >= MAX_PENDING {
+            return Err(Error::unavailable(format!(
+                "{MAX_PENDING} error events are waiting to be stored; retry shortly"
+            )));
+        }
         q.pending.push(Pending { item, answer });
         let start = !q.worker_running;
         q.worker_running = true;
-        (rx, start)
+        Ok((rx, start))
     }
 
     /// The next batch, oldest first, at most [`MAX_BATCH`] items. Empty means the queue is
@@ -139,21 +149,21 @@ mod tests {
     #[test]
     fn the_first_submit_starts_the_worker_and_an_empty_batch_stops_it() {
         let g: GroupCommit<u32, u32> = GroupCommit::default();
-        let (_a, start_a) = g.submit(1);
-        let (_b, start_b) = g.submit(2);
+        let (_a, start_a) = g.submit(1).unwrap();
+        let (_b, start_b) = g.submit(2).unwrap();
         assert!(start_a, "the queue was idle");
         assert!(!start_b, "a worker is already draining");
         let batch = g.next_batch();
         assert_eq!(batch.iter().map(|p| p.item).collect::<Vec<_>>(), [1, 2]);
         assert!(g.next_batch().is_empty(), "drained: the worker stops");
-        let (_c, start_c) = g.submit(3);
+        let (_c, start_c) = g.submit(3).unwrap();
         assert!(start_c, "after a stop the next call starts a worker again");
     }
 
     #[test]
     fn batches_are_bounded_and_oldest_first() {
         let g: GroupCommit<usize, ()> = GroupCommit::default();
-        let _rx: Vec<_> = (0..MAX_BATCH + 5).map(|i| g.submit(i).0).collect();
+        let _rx: Vec<_> = (0..MAX_BATCH + 5).map(|i| g.submit(i).unwrap().0).collect();
         let first = g.next_batch();
         assert_eq!(first.len(), MAX_BATCH);
         assert_eq!(first[0].item, 0);
@@ -167,20 +177,31 @@ mod tests {
     #[tokio::test]
     async fn a_dead_worker_answers_its_queue_with_errors_and_a_new_one_starts() {
         let g: GroupCommit<u32, u32> = GroupCommit::default();
-        let (rx, start) = g.submit(1);
+        let (rx, start) = g.submit(1).unwrap();
         assert!(start);
         g.worker_died();
         let e = wait(rx).await.expect_err("orphaned");
         assert_eq!(e.kind, dispatch_core::ErrorKind::Unavailable);
-        assert!(g.submit(2).1, "the next call starts a new worker");
+        assert!(g.submit(2).unwrap().1, "the next call starts a new worker");
     }
 
     #[tokio::test]
     async fn a_dropped_answer_is_an_unavailable_error() {
         let g: GroupCommit<u32, u32> = GroupCommit::default();
-        let (rx, _) = g.submit(1);
+        let (rx, _) = g.submit(1).unwrap();
         drop(g.next_batch());
         let e = wait(rx).await.expect_err("no answer");
         assert_eq!(e.kind, dispatch_core::ErrorKind::Unavailable);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_more_and_takes_again_once_drained() {
+        let g: GroupCommit<usize, ()> = GroupCommit::default();
+        let _rx: Vec<_> = (0..MAX_PENDING).map(|i| g.submit(i).unwrap().0).collect();
+        let e = g.submit(MAX_PENDING).unwrap_err();
+        assert_eq!(e.kind, dispatch_core::ErrorKind::Unavailable);
+        assert!(e.message.contains("retry"), "{}", e.message);
+        assert_eq!(g.next_batch().len(), MAX_BATCH);
+        assert!(g.submit(MAX_PENDING).is_ok(), "room again after a batch");
     }
 }

@@ -1354,7 +1354,7 @@ macro_rules! impl_sql_store {
                 }
                 // Checked before queueing, so that one caller's bad input never fails a batch.
                 d.new_issue.validate()?;
-                let (answer, start_worker) = self.ingest_queue().submit((ws, d));
+                let (answer, start_worker) = self.ingest_queue().submit((ws, d))?;
                 if start_worker {
                     let store = self.clone();
                     tokio::spawn(async move { store.drain_ingest_queue().await });
