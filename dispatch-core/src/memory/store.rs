@@ -1686,6 +1686,40 @@ impl AgentStore for MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Applies a core rule to the session under the store's one lock, and keeps the result.
+    fn apply_session(
+        &self,
+        id: crate::ids::SessionId,
+        rule: impl FnOnce(&crate::orchestrator::Session) -> Result<crate::orchestrator::Session>,
+    ) -> Result<crate::orchestrator::Session> {
+        let mut s = self.lock();
+        let cur = s
+            .sessions
+            .get(&id)
+            .ok_or_else(|| Error::not_found(format!("no session {id}")))?;
+        let next = rule(cur)?;
+        s.sessions.insert(id, next.clone());
+        Ok(next)
+    }
+
+    /// Applies a core rule to the proposal under the store's one lock, and keeps the result.
+    fn apply_proposal(
+        &self,
+        id: crate::ids::ProposalId,
+        rule: impl FnOnce(&crate::orchestrator::Proposal) -> Result<crate::orchestrator::Proposal>,
+    ) -> Result<crate::orchestrator::Proposal> {
+        let mut s = self.lock();
+        let cur = s
+            .proposals
+            .get(&id)
+            .ok_or_else(|| Error::not_found(format!("no proposal {id}")))?;
+        let next = rule(cur)?;
+        s.proposals.insert(id, next.clone());
+        Ok(next)
+    }
+}
+
 #[async_trait]
 impl crate::ports::OrchestratorStore for MemoryStore {
     async fn create_session(
@@ -1733,14 +1767,9 @@ impl crate::ports::OrchestratorStore for MemoryStore {
         now: Timestamp,
         until: Timestamp,
     ) -> Result<crate::orchestrator::Session> {
-        let mut s = self.lock();
-        let cur = s
-            .sessions
-            .get(&id)
-            .ok_or_else(|| Error::not_found(format!("no session {id}")))?;
-        let next = crate::orchestrator::begin_turn(cur, turn, now, until)?;
-        s.sessions.insert(id, next.clone());
-        Ok(next)
+        self.apply_session(id, |cur| {
+            crate::orchestrator::begin_turn(cur, turn, now, until)
+        })
     }
 
     async fn end_turn(
@@ -1751,14 +1780,9 @@ impl crate::ports::OrchestratorStore for MemoryStore {
         usage: &crate::ports::Usage,
         now: Timestamp,
     ) -> Result<crate::orchestrator::Session> {
-        let mut s = self.lock();
-        let cur = s
-            .sessions
-            .get(&id)
-            .ok_or_else(|| Error::not_found(format!("no session {id}")))?;
-        let next = crate::orchestrator::end_turn(cur, turn, messages, usage, now)?;
-        s.sessions.insert(id, next.clone());
-        Ok(next)
+        self.apply_session(id, |cur| {
+            crate::orchestrator::end_turn(cur, turn, messages, usage, now)
+        })
     }
 
     async fn create_proposal(
@@ -1807,14 +1831,7 @@ impl crate::ports::OrchestratorStore for MemoryStore {
         decision: crate::orchestrator::ProposalDecision,
         now: Timestamp,
     ) -> Result<crate::orchestrator::Proposal> {
-        let mut s = self.lock();
-        let cur = s
-            .proposals
-            .get(&id)
-            .ok_or_else(|| Error::not_found(format!("no proposal {id}")))?;
-        let next = crate::orchestrator::decide(cur, decision, now)?;
-        s.proposals.insert(id, next.clone());
-        Ok(next)
+        self.apply_proposal(id, |cur| crate::orchestrator::decide(cur, decision, now))
     }
 
     async fn set_proposal_outcome(
@@ -1822,13 +1839,11 @@ impl crate::ports::OrchestratorStore for MemoryStore {
         id: crate::ids::ProposalId,
         outcome: &crate::orchestrator::ProposalOutcome,
     ) -> Result<crate::orchestrator::Proposal> {
-        let mut s = self.lock();
-        let p = s
-            .proposals
-            .get_mut(&id)
-            .ok_or_else(|| Error::not_found(format!("no proposal {id}")))?;
-        p.outcome = Some(outcome.clone());
-        Ok(p.clone())
+        self.apply_proposal(id, |cur| {
+            let mut next = cur.clone();
+            next.outcome = Some(outcome.clone());
+            Ok(next)
+        })
     }
 
     async fn recent_run_costs(
