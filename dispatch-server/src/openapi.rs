@@ -736,15 +736,19 @@ mod tests {
             op["responses"]["404"]["content"]["application/json"]["schema"]["$ref"],
             "#/components/schemas/ErrorBody"
         );
-        // Public operations have no 401; the health check cannot fail.
+        // Public operations have no 401; readiness is 200 or 503 while the server starts, and
+        // liveness cannot fail.
         assert!(d["paths"]["/api/health"]["get"]["responses"]["401"].is_null());
-        assert_eq!(
-            d["paths"]["/api/health"]["get"]["responses"]
+        let statuses = |p: &str| -> Vec<String> {
+            d["paths"][p]["get"]["responses"]
                 .as_object()
                 .unwrap()
-                .len(),
-            1
-        );
+                .keys()
+                .cloned()
+                .collect()
+        };
+        assert_eq!(statuses("/api/health"), ["200", "503"]);
+        assert_eq!(statuses("/api/health/live"), ["200"]);
     }
 
     #[test]
