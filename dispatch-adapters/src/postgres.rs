@@ -68,6 +68,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "orchestrator",
         sql: include_str!("../migrations/postgres/0010_orchestrator.sql"),
     },
+    Migration {
+        version: 12,
+        name: "ingest_follow_up",
+        sql: include_str!("../migrations/postgres/0012_ingest_follow_up.sql"),
+    },
 ];
 
 /// Advisory lock keys (any fixed 64-bit numbers unlikely to collide with an application's own).

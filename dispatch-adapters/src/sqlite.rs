@@ -69,6 +69,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "orchestrator",
         sql: include_str!("../migrations/sqlite/0010_orchestrator.sql"),
     },
+    Migration {
+        version: 12,
+        name: "ingest_follow_up",
+        sql: include_str!("../migrations/sqlite/0012_ingest_follow_up.sql"),
+    },
 ];
 
 /// A Dispatch store in a SQLite file.
