@@ -441,6 +441,7 @@ async fn serve() -> dispatch_core::Result<()> {
     )?;
     let mut builder = Dispatch::builder(opened.store, runner)
         .bus(opened.bus)
+        .clock(opened.clock)
         .webhooks(Arc::new(webhooks))
         .config(cfg.engine.clone());
     let mut llm: Option<Arc<dyn dispatch_core::ports::Llm>> = None;
