@@ -1667,23 +1667,28 @@ macro_rules! impl_sql_store {
                 if exists.is_none() {
                     return Err(Error::not_found(format!("run {run} not found")));
                 }
-                let rows = sqlx::query("SELECT * FROM dispatch_terminal_chunk WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+                // Rows are decoded as they arrive and the read stops once the page is full
+                // (`PageBudget`), so a page never holds `limit` large chunks in memory.
+                let mut rows = sqlx::query("SELECT * FROM dispatch_terminal_chunk WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
                     .bind(run.0)
                     .bind(to_i64(after))
                     .bind(to_i64(limit as u64))
-                    .fetch_all(self.reader())
-                    .await
-                    .map_err(db("read terminal"))?;
-                rows.iter()
-                    .map(|row| {
-                        Ok(TerminalChunk {
-                            run_id: run,
-                            seq: to_u64("dispatch_terminal_chunk", "seq", col!(row, "dispatch_terminal_chunk", "seq", i64)?)?,
-                            content: col!(row, "dispatch_terminal_chunk", "content", String)?,
-                            at: Self::get_ts(row, "dispatch_terminal_chunk", "at")?,
-                        })
-                    })
-                    .collect()
+                    .fetch(self.reader());
+                let mut budget = dispatch_core::run::PageBudget::default();
+                let mut out = Vec::new();
+                while let Some(row) = futures::TryStreamExt::try_next(&mut rows).await.map_err(db("read terminal"))? {
+                    let content = col!(row, "dispatch_terminal_chunk", "content", String)?;
+                    if !budget.admit(content.len()) {
+                        break;
+                    }
+                    out.push(TerminalChunk {
+                        run_id: run,
+                        seq: to_u64("dispatch_terminal_chunk", "seq", col!(row, "dispatch_terminal_chunk", "seq", i64)?)?,
+                        content,
+                        at: Self::get_ts(&row, "dispatch_terminal_chunk", "at")?,
+                    });
+                }
+                Ok(out)
             }
 
             async fn add_activity(&self, issue: IssueId, activity: NewActivity, at: Timestamp) -> Result<Activity> {

@@ -925,12 +925,14 @@ impl RunStore for MemoryStore {
         if !s.runs.contains_key(&run) {
             return Err(Error::not_found(format!("run {run} not found")));
         }
+        let mut budget = crate::run::PageBudget::default();
         Ok(s.chunks
             .get(&run)
             .map(|c| {
                 c.iter()
                     .filter(|c| c.seq > after)
                     .take(limit)
+                    .take_while(|c| budget.admit(c.content.len()))
                     .cloned()
                     .collect()
             })

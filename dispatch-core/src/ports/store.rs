@@ -280,7 +280,8 @@ pub trait RunStore: Send + Sync {
         seq: Option<u64>,
         at: Timestamp,
     ) -> Result<TerminalChunk>;
-    /// Chunks with `seq > after`, in order, at most `limit`.
+    /// Chunks with `seq > after`, in order, at most `limit`, and within
+    /// [`crate::run::PAGE_MAX_BYTES`] of content past the first ([`crate::run::PageBudget`]).
     async fn read_terminal(
         &self,
         run: RunId,

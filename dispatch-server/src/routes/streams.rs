@@ -487,10 +487,9 @@ impl IssueStream {
                 // lagging subscription.
                 loop {
                     match self.send_terminal_page(run_id).await {
-                        Ok(n)
-                            if n == TERMINAL_PAGE
-                                && self.sent_seq.get(&run_id).is_some_and(|s| *s < seq) =>
-                        {
+                        // A page can be short of TERMINAL_PAGE chunks (its byte budget):
+                        // read on until this chunk was sent or nothing more is stored.
+                        Ok(n) if n > 0 && self.sent_seq.get(&run_id).is_some_and(|s| *s < seq) => {
                             continue;
                         }
                         Ok(_) => break,
