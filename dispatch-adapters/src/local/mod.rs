@@ -56,6 +56,8 @@ pub struct LocalRunner {
     /// whether the process that watches an agent is still there.
     owner: process::Owner,
     runs: Arc<Mutex<HashMap<RunId, RunEntry>>>,
+    /// Counts run ends (the order [`forget_oldest_ended`] forgets in).
+    ends: Arc<std::sync::atomic::AtomicU64>,
     /// Dispatches are started one at a time: the idempotency check and the start are one step,
     /// and git does not like concurrent `worktree add` on one repository.
     starting: tokio::sync::Mutex<()>,
@@ -69,6 +71,29 @@ struct RunEntry {
     done: watch::Receiver<bool>,
     /// Set when the supervisor has reported the end.
     final_status: Option<RunStatus>,
+    /// The order in which runs ended (oldest first), for forgetting them.
+    ended: Option<u64>,
+}
+
+/// Ended runs this runner keeps answering `status` and `workdir` for; beyond it the oldest are
+/// forgotten (the store holds their end), so a long-lived server's map does not grow with every
+/// run it ever started.
+const ENDED_KEPT: usize = 256;
+
+/// Forgets the oldest ended runs beyond [`ENDED_KEPT`]; running ones are never forgotten.
+fn forget_oldest_ended<V>(runs: &mut HashMap<RunId, V>, ended: impl Fn(&V) -> Option<u64>) {
+    let mut order: Vec<(u64, RunId)> = runs
+        .iter()
+        .filter_map(|(id, e)| ended(e).map(|n| (n, *id)))
+        .collect();
+    if order.len() <= ENDED_KEPT {
+        return;
+    }
+    order.sort_unstable();
+    let excess = order.len() - ENDED_KEPT;
+    for (_, id) in order.into_iter().take(excess) {
+        runs.remove(&id);
+    }
 }
 
 impl LocalRunner {
@@ -77,6 +102,7 @@ impl LocalRunner {
             config: Arc::new(config),
             owner: process::Owner::current(),
             runs: Arc::new(Mutex::new(HashMap::new())),
+            ends: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             starting: tokio::sync::Mutex::new(()),
         }
     }
@@ -211,6 +237,7 @@ impl Runner for LocalRunner {
                 stop: stop_tx,
                 done: done_rx,
                 final_status: None,
+                ended: None,
             },
         );
         let sup = Supervision {
@@ -224,14 +251,16 @@ impl Runner for LocalRunner {
             program: program.display().to_string(),
         };
         let runs = self.runs.clone();
+        let ends = self.ends.clone();
         tokio::spawn(async move {
             let status = process::supervise(sup).await;
-            if let Some(e) = runs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_mut(&run_id)
             {
-                e.final_status = Some(status);
+                let mut runs = runs.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(e) = runs.get_mut(&run_id) {
+                    e.final_status = Some(status);
+                    e.ended = Some(ends.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+                }
+                forget_oldest_ended(&mut runs, |e| e.ended);
             }
             let _ = done_tx.send(true);
         });
@@ -290,5 +319,31 @@ impl Runner for LocalRunner {
             Some(RunStatus::Cancelled) => RemoteRunStatus::Cancelled,
             Some(_) => RemoteRunStatus::Failed,
         }))
+    }
+}
+
+#[cfg(test)]
+mod forget_tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_ended_runs_beyond_the_bound_are_forgotten_and_running_ones_kept() {
+        let mut runs: HashMap<RunId, Option<u64>> = HashMap::new();
+        let running: Vec<RunId> = (0..10).map(|_| RunId::new()).collect();
+        for id in &running {
+            runs.insert(*id, None);
+        }
+        let ended: Vec<RunId> = (0..ENDED_KEPT + 5).map(|_| RunId::new()).collect();
+        for (n, id) in ended.iter().enumerate() {
+            runs.insert(*id, Some(n as u64));
+        }
+        forget_oldest_ended(&mut runs, |e| *e);
+        assert_eq!(runs.len(), 10 + ENDED_KEPT);
+        assert!(running.iter().all(|id| runs.contains_key(id)));
+        assert!(
+            ended[..5].iter().all(|id| !runs.contains_key(id)),
+            "the oldest go"
+        );
+        assert!(ended[5..].iter().all(|id| runs.contains_key(id)));
     }
 }
