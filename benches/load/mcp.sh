@@ -25,8 +25,8 @@ start_server() { # $1 = store; sets PID BASE
   local env=(PORT=0 HOST=127.0.0.1 DISPATCH_API_KEY="$KEY" DISPATCH_PASSWORD=mcp-load-pw RUST_LOG=warn
              SPAWN_KILL_SWITCH=true DISPATCH_WORKERS=false)
   if [ "$store" = postgres ]; then
-    psql "${PG_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS dispatch_mcp_load" >/dev/null
-    psql "${PG_URL%/*}/postgres" -qc "CREATE DATABASE dispatch_mcp_load" >/dev/null
+    psql "${PG_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS ${PG_URL##*/}" >/dev/null
+    psql "${PG_URL%/*}/postgres" -qc "CREATE DATABASE ${PG_URL##*/}" >/dev/null
     env+=(PG_DATABASE_URL="$PG_URL")
   fi
   (cd "$dir" && exec env -i PATH="$PATH" "${env[@]}" "$BIN" serve >"$dir/out.log" 2>"$dir/err.log") &
