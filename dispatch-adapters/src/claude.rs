@@ -19,7 +19,7 @@
 //!
 //! TLS: the same reqwest (`rustls-no-provider`) + rustls `ring` stack as the `github` feature.
 
-use crate::claude_sse::{SseDecoder, StreamEvent};
+use crate::claude_sse::DeltaDecoder;
 use async_trait::async_trait;
 use dispatch_core::ports::{
     ContentBlock, Llm, LlmDelta, LlmMessage, LlmRequest, LlmResponse, LlmStream, Role, Usage,
@@ -33,7 +33,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// The service name in `Upstream` errors.
-pub const SERVICE: &str = "anthropic";
+pub use crate::claude_sse::SERVICE;
 /// The public API.
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 /// The model when neither the request nor `ORCHESTRATOR_MODEL` names one (the original's code
@@ -706,12 +706,7 @@ impl Llm for ClaudeLlm {
         let idle = self.stream_idle;
         let state = StreamState {
             resp: Some(resp),
-            decoder: SseDecoder::new(),
-            utf8: Vec::new(),
-            queue: std::collections::VecDeque::new(),
-            stop_reason: None,
-            output_tokens: 0,
-            done: false,
+            deltas: DeltaDecoder::new(),
             idle,
         };
         Ok(Box::pin(futures::stream::unfold(state, next_delta)))
@@ -720,127 +715,23 @@ impl Llm for ClaudeLlm {
 
 struct StreamState {
     resp: Option<reqwest::Response>,
-    decoder: SseDecoder,
-    /// Bytes of a UTF-8 character split across chunks.
-    utf8: Vec<u8>,
-    queue: std::collections::VecDeque<Result<LlmDelta>>,
-    stop_reason: Option<String>,
-    output_tokens: u64,
-    done: bool,
+    /// Bytes to deltas (no I/O; see [`crate::claude_sse`]).
+    deltas: DeltaDecoder,
     idle: Duration,
-}
-
-impl StreamState {
-    fn take(&mut self, events: Vec<std::result::Result<StreamEvent, String>>) {
-        for e in events {
-            let delta = match e {
-                Err(m) => Err(Error::upstream(
-                    SERVICE,
-                    200,
-                    format!("unreadable stream: {m}"),
-                )),
-                Ok(StreamEvent::MessageStart {
-                    model,
-                    input_tokens,
-                    cache_creation_input_tokens,
-                    cache_read_input_tokens,
-                }) => Ok(LlmDelta::Start {
-                    model,
-                    usage: Usage {
-                        input_tokens,
-                        output_tokens: 0,
-                        cache_creation_input_tokens,
-                        cache_read_input_tokens,
-                    },
-                }),
-                Ok(StreamEvent::TextDelta { index, text }) => Ok(LlmDelta::Text {
-                    index: index as usize,
-                    text,
-                }),
-                Ok(StreamEvent::ToolUseStart { index, id, name }) => Ok(LlmDelta::ToolUseStart {
-                    index: index as usize,
-                    id,
-                    name,
-                }),
-                Ok(StreamEvent::InputJsonDelta {
-                    index,
-                    partial_json,
-                }) => Ok(LlmDelta::ToolInput {
-                    index: index as usize,
-                    partial_json,
-                }),
-                Ok(StreamEvent::BlockStop { index }) => Ok(LlmDelta::BlockStop {
-                    index: index as usize,
-                }),
-                Ok(StreamEvent::MessageDelta {
-                    stop_reason,
-                    output_tokens,
-                }) => {
-                    if stop_reason.is_some() {
-                        self.stop_reason = stop_reason;
-                    }
-                    self.output_tokens = self.output_tokens.max(output_tokens);
-                    continue;
-                }
-                Ok(StreamEvent::MessageStop) => Ok(LlmDelta::Stop {
-                    stop_reason: self.stop_reason.take(),
-                    output_tokens: self.output_tokens,
-                }),
-                Ok(StreamEvent::Error { kind, message }) => {
-                    let status = match kind.as_str() {
-                        "overloaded_error" => 529,
-                        "rate_limit_error" => 429,
-                        "api_error" => 500,
-                        _ => 200,
-                    };
-                    Err(Error::upstream(
-                        SERVICE,
-                        status,
-                        format!("{kind}: {message}"),
-                    ))
-                }
-            };
-            let end = delta.is_err() || matches!(delta, Ok(LlmDelta::Stop { .. }));
-            self.queue.push_back(delta);
-            if end {
-                self.done = true;
-                return;
-            }
-        }
-    }
-
-    /// Decodes as much of `bytes` (after any carried partial character) as is complete UTF-8.
-    fn push_bytes(&mut self, bytes: &[u8]) {
-        self.utf8.extend_from_slice(bytes);
-        let (text, rest) = match std::str::from_utf8(&self.utf8) {
-            Ok(t) => (t.to_owned(), Vec::new()),
-            Err(e) if e.error_len().is_none() => {
-                let valid = e.valid_up_to();
-                (
-                    String::from_utf8_lossy(&self.utf8[..valid]).into_owned(),
-                    self.utf8[valid..].to_vec(),
-                )
-            }
-            Err(_) => (String::from_utf8_lossy(&self.utf8).into_owned(), Vec::new()),
-        };
-        self.utf8 = rest;
-        let events = self.decoder.push(&text);
-        self.take(events);
-    }
 }
 
 async fn next_delta(mut st: StreamState) -> Option<(Result<LlmDelta>, StreamState)> {
     loop {
-        if let Some(d) = st.queue.pop_front() {
+        if let Some(d) = st.deltas.pop() {
             return Some((d, st));
         }
-        if st.done {
+        if st.deltas.is_done() {
             return None;
         }
         let resp = st.resp.as_mut()?;
         match tokio::time::timeout(st.idle, resp.chunk()).await {
             Err(_) => {
-                st.done = true;
+                st.deltas.close();
                 st.resp = None;
                 let secs = st.idle.as_secs();
                 return Some((
@@ -853,7 +744,7 @@ async fn next_delta(mut st: StreamState) -> Option<(Result<LlmDelta>, StreamStat
                 ));
             }
             Ok(Err(e)) => {
-                st.done = true;
+                st.deltas.close();
                 st.resp = None;
                 return Some((
                     Err(
@@ -863,19 +754,10 @@ async fn next_delta(mut st: StreamState) -> Option<(Result<LlmDelta>, StreamStat
                     st,
                 ));
             }
-            Ok(Ok(Some(bytes))) => st.push_bytes(&bytes),
+            Ok(Ok(Some(bytes))) => st.deltas.push_bytes(&bytes),
             Ok(Ok(None)) => {
                 st.resp = None;
-                let events = st.decoder.finish();
-                st.take(events);
-                if !st.done {
-                    st.done = true;
-                    st.queue.push_back(Err(Error::upstream(
-                        SERVICE,
-                        200,
-                        "the Anthropic stream ended before message_stop",
-                    )));
-                }
+                st.deltas.finish();
             }
         }
     }

@@ -28,7 +28,7 @@ pub mod github;
 #[cfg(feature = "claude")]
 pub mod claude;
 
-#[cfg(feature = "claude")]
+#[cfg(feature = "claude-sse")]
 pub mod claude_sse;
 
 #[cfg(feature = "local")]
@@ -45,6 +45,15 @@ pub mod sentry;
 
 #[cfg(feature = "webhook")]
 pub mod webhook;
+
+#[cfg(feature = "json-body")]
+pub mod json_body;
+
+#[cfg(feature = "signature")]
+pub mod signature;
+
+#[cfg(feature = "github-webhook")]
+pub mod github_webhook;
 
 #[cfg(any(feature = "loki-tools", feature = "analytics-sql"))]
 pub mod analytics;

@@ -111,6 +111,24 @@ const CHECKPOINT_EVERY: StdDuration = StdDuration::from_millis(250);
 /// write after it starts the WAL over. A RESTART checkpoint from the reader would bound the file
 /// too, but it and the writer wait for each other in busy-handler sleeps (p99 of issue creation
 /// 16–19 ms against 12–13 ms this way).
+/// A pooled connection still inside a transaction is closed rather than reused. When a COMMIT
+/// fails because the disk is full, SQLite rolls the transaction back by itself; the rollback
+/// sqlx then sends fails ("no transaction is active") and sqlx keeps counting the connection
+/// as inside a transaction, so every later `BEGIN IMMEDIATE` on the one writer connection was
+/// refused ("attempted to call begin_with at non-zero transaction depth") until the process
+/// restarted (found by dispatch-server/tests/faults.rs). A fresh connection is clean.
+fn discard_if_in_transaction(
+    conn: &mut sqlx::SqliteConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'_, std::result::Result<bool, sqlx::Error>> {
+    use sqlx::Connection as _;
+    let clean = !conn.is_in_transaction();
+    if !clean {
+        tracing::warn!("closing a SQLite connection left inside a failed transaction");
+    }
+    Box::pin(async move { Ok(clean) })
+}
+
 fn spawn_checkpointer(reader: SqlitePool, writer: SqlitePool, alive: Weak<()>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
@@ -195,6 +213,7 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(StdDuration::from_secs(60))
+            .before_acquire(discard_if_in_transaction)
             .connect_with(writer_opts)
             .await
             .map_err(|e| Error::unavailable(format!("cannot open SQLite database {url}: {e}")))?;

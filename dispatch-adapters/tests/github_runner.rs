@@ -1172,3 +1172,161 @@ fn the_token_is_never_printed() {
         assert!(!text.contains("ghp_"), "{text}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// fault injection: a GitHub that hangs
+
+/// A GitHub that accepts connections and never answers (a hung proxy or load balancer): it
+/// reads what it is sent and holds the connection open. Counts the requests it was sent.
+struct HangingGithub {
+    url: String,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HangingGithub {
+    async fn start() -> HangingGithub {
+        use std::sync::atomic::Ordering;
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = requests.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut head = Vec::new();
+                    // Count each request head; never write a byte back.
+                    while let Ok(n) = socket.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        head.extend_from_slice(&buf[..n]);
+                        while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.fetch_add(1, Ordering::SeqCst);
+                            head.drain(..end + 4);
+                        }
+                    }
+                });
+            }
+        });
+        HangingGithub {
+            url,
+            requests,
+            task,
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for HangingGithub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_hanging_github_times_out_each_call_and_the_dispatch_fails_retryably() {
+    let gh = HangingGithub::start().await;
+    let mut cfg = config(&gh.url);
+    cfg.request_timeout = Duration::from_millis(200);
+    let started = Instant::now();
+    let e = expect_err(
+        runner(cfg).dispatch(job().await, reporter()).await,
+        "dispatch",
+    );
+    let took = started.elapsed();
+    assert_eq!(
+        e.kind,
+        ErrorKind::Upstream {
+            service: "github".into(),
+            status: 0
+        },
+        "{e}"
+    );
+    assert!(e.kind.is_retryable(), "the dispatcher tries again later");
+    assert_mentions(&e, &["timed out"]);
+    // Every request was sent and given up on; none waited for ever: a bounded number of
+    // attempts, each cut at the timeout.
+    let n = gh.requests();
+    assert!(n >= 1, "the fake saw the request");
+    assert!(n <= 12, "{n} requests: the attempts are bounded");
+    assert!(
+        took < Duration::from_millis(200) * (n as u32 + 2) + Duration::from_secs(2),
+        "{n} requests took {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_hanging_github_makes_status_and_cancel_time_out_instead_of_waiting() {
+    let gh = HangingGithub::start().await;
+    let mut cfg = config(&gh.url);
+    cfg.request_timeout = Duration::from_millis(200);
+    let r = runner(cfg);
+    let run = with_github_run(job().await.run);
+    let started = Instant::now();
+    let e = expect_err(r.status(&run).await, "status");
+    assert_eq!(
+        e.kind,
+        ErrorKind::Upstream {
+            service: "github".into(),
+            status: 0
+        },
+        "{e}"
+    );
+    assert_mentions(&e, &["timed out"]);
+    let e = expect_err(r.cancel(&run).await, "cancel");
+    assert!(e.kind.is_retryable(), "{e}");
+    assert_mentions(&e, &["timed out"]);
+    assert!(gh.requests() >= 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn github_recovering_from_5xx_mid_poll_reports_the_run() {
+    // 503 on the run's status twice (a GitHub incident), then the answer: the runner's
+    // retries ride it out within one call.
+    let server = MockServer::start().await;
+    let run = with_github_run(job().await.run);
+    let run_path = format!("/repos/octo-org/octo-repo/actions/runs/{GH_RUN}");
+    Mock::given(method("GET"))
+        .and(path(run_path.clone()))
+        .respond_with(gh_error(503, "Service Unavailable"))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(run_path))
+        .respond_with(ResponseTemplate::new(200).set_body_json(gh_run(
+            GH_RUN,
+            "x",
+            "completed",
+            Some("success"),
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert_eq!(
+        runner(config(&server.uri()))
+            .status(&run)
+            .await
+            .expect("status"),
+        Some(RemoteRunStatus::Succeeded)
+    );
+}

@@ -46,6 +46,10 @@ impl From<StoreError> for Error {
                     Some("40001") | Some("40P01") | Some("5") | Some("6") | Some("517") => {
                         ErrorKind::Unavailable
                     }
+                    // Disk full: SQLITE_FULL, PostgreSQL disk_full. Nothing was written (the
+                    // transaction rolled back), and it passes once space is freed: a 503 whose
+                    // message says so, which webhook senders retry; not an opaque 500.
+                    Some("13") | Some("53100") => ErrorKind::Unavailable,
                     _ => ErrorKind::Internal,
                 },
                 _ => ErrorKind::Internal,

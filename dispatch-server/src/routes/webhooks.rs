@@ -19,9 +19,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hmac::{Hmac, Mac};
 use serde_json::json;
-use sha2::Sha256;
 
 pub fn router() -> ApiRouter {
     ApiRouter::new()
@@ -144,22 +142,6 @@ fn alert_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Whether `signature_hex` is the HMAC-SHA256 of the concatenated `parts` under `key`. Checked
-/// in constant time; text that is not hex of the right length is simply wrong.
-fn hmac_matches(key: &[u8], parts: &[&[u8]], signature_hex: &str) -> bool {
-    let Ok(expected) = hex::decode(signature_hex.trim()) else {
-        return false;
-    };
-    // HMAC takes keys of any length; the error case cannot happen.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-        return false;
-    };
-    for p in parts {
-        mac.update(p);
-    }
-    mac.verify_slice(&expected).is_ok()
-}
-
 /// A delivery id header, when it looks like one (GitHub GUIDs, Sentry's 32 hex digits).
 fn delivery_id<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     header(headers, name).map(str::trim).filter(|id| {
@@ -220,22 +202,6 @@ fn public_message(e: &dispatch_core::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hmac_checks_bytes_hex_and_length() {
-        // GitHub's documented test vector.
-        let sig = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
-        let key = b"It's a Secret to Everybody";
-        assert!(hmac_matches(key, &[b"Hello, World!"], sig));
-        assert!(hmac_matches(key, &[b"Hello, ", b"World!"], sig));
-        assert!(hmac_matches(key, &[b"Hello, World!"], &sig.to_uppercase()));
-        assert!(!hmac_matches(key, &[b"Hello, World?"], sig));
-        assert!(!hmac_matches(b"other", &[b"Hello, World!"], sig));
-        assert!(!hmac_matches(key, &[b"Hello, World!"], &sig[..62]));
-        assert!(!hmac_matches(key, &[b"Hello, World!"], &format!("{sig}00")));
-        assert!(!hmac_matches(key, &[b"Hello, World!"], ""));
-        assert!(!hmac_matches(key, &[b"Hello, World!"], "zz"));
-    }
 
     #[test]
     fn delivery_ids_are_bounded() {

@@ -161,6 +161,11 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// The server process's id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: no graceful anything.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

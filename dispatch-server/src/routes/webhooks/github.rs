@@ -32,9 +32,7 @@
 //!   signal, which starts monitoring of fixes awaiting deploy.
 //! - anything else: 200 "Event ignored".
 
-use super::{
-    RawBody, delivery_id, duplicate_delivery, first_delivery, hmac_matches, settle_delivery,
-};
+use super::{RawBody, delivery_id, duplicate_delivery, first_delivery, settle_delivery};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::parse_json;
 use crate::state::AppState;
@@ -42,13 +40,15 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use dispatch_adapters::github_webhook::{
+    Ping, PullRequestEvent, WorkflowRunEvent, commit_messages, is_production_deploy,
+};
 use dispatch_core::engine::{ColumnRef, PrLinkReport, PrMatch, PullRequestInfo};
 use dispatch_core::issue::{Actor, names};
 use dispatch_core::pr::PrStatus;
 use dispatch_core::run::{ActivityType, NewActivity};
 use dispatch_core::verify::MergedPr;
-use dispatch_core::{Error, ErrorKind, Timestamp};
-use serde::Deserialize;
+use dispatch_core::{Error, ErrorKind};
 use serde_json::{Value, json};
 
 const ACTOR: &str = "GitHub Webhook";
@@ -69,81 +69,6 @@ pub async fn health() -> Json<Value> {
     }))
 }
 
-#[derive(Debug, Deserialize)]
-struct Ping {
-    #[serde(default)]
-    zen: Option<String>,
-    #[serde(default)]
-    hook_id: Option<i64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct PullRequestEvent {
-    action: String,
-    pull_request: PullRequest,
-    /// Not in GitHub's `pull_request` payload; read when a relay adds the PR's commits.
-    #[serde(default)]
-    commits: Option<Value>,
-}
-
-#[derive(Debug, Deserialize)]
-struct PullRequest {
-    number: i64,
-    #[serde(default)]
-    title: Option<String>,
-    #[serde(default)]
-    body: Option<String>,
-    #[serde(default)]
-    html_url: Option<String>,
-    #[serde(default)]
-    merged: Option<bool>,
-    #[serde(default)]
-    merged_at: Option<Timestamp>,
-    #[serde(default)]
-    merge_commit_sha: Option<String>,
-    #[serde(default)]
-    head: Option<Branch>,
-    #[serde(default)]
-    base: Option<Branch>,
-    #[serde(default)]
-    user: Option<User>,
-    /// A count in GitHub's payload; a list of commits when a relay adds them.
-    #[serde(default)]
-    commits: Option<Value>,
-}
-
-#[derive(Debug, Deserialize)]
-struct User {
-    #[serde(default)]
-    login: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Branch {
-    #[serde(rename = "ref", default)]
-    name: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct WorkflowRunEvent {
-    action: String,
-    workflow_run: WorkflowRun,
-}
-
-#[derive(Debug, Deserialize)]
-struct WorkflowRun {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    head_branch: Option<String>,
-    #[serde(default)]
-    head_sha: Option<String>,
-    #[serde(default)]
-    conclusion: Option<String>,
-    #[serde(default)]
-    updated_at: Option<Timestamp>,
-}
-
 pub async fn receive(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -155,10 +80,8 @@ pub async fn receive(
         )
         .into());
     };
-    let signature = super::header(&headers, "x-hub-signature-256")
-        .and_then(|v| v.trim().strip_prefix("sha256="))
-        .unwrap_or("");
-    if signature.is_empty() || !hmac_matches(secret.expose().as_bytes(), &[&body], signature) {
+    let signature = super::header(&headers, "x-hub-signature-256");
+    if !dispatch_adapters::signature::github_valid(secret.expose().as_bytes(), &body, signature) {
         return Err(ApiError::unauthorized("invalid X-Hub-Signature-256"));
     }
     let Some(event) = super::header(&headers, "x-github-event").map(str::trim) else {
@@ -393,36 +316,6 @@ async fn pull_request(s: &AppState, e: PullRequestEvent) -> ApiResult<Response> 
     }
 }
 
-/// Commit messages of a `commits` list in the payload (strings, `{message}` or
-/// `{commit: {message}}` objects); anything else (GitHub's count) is none.
-fn commit_messages(v: Option<&Value>) -> Vec<String> {
-    let Some(Value::Array(list)) = v else {
-        return Vec::new();
-    };
-    list.iter()
-        .filter_map(|c| match c {
-            Value::String(m) => Some(m.clone()),
-            Value::Object(_) => c
-                .get("message")
-                .or_else(|| c.get("commit").and_then(|x| x.get("message")))
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            _ => None,
-        })
-        .take(250)
-        .collect()
-}
-
-/// Whether a completed workflow run is a successful production deploy.
-fn is_production_deploy(run: &WorkflowRun, action: &str, branch: &str) -> bool {
-    let name = run.name.as_deref().unwrap_or("").to_lowercase();
-    let head = run.head_branch.as_deref().unwrap_or("");
-    action == "completed"
-        && run.conclusion.as_deref() == Some("success")
-        && (name.contains("deploy") || name.contains("production"))
-        && (head == branch || head == "master")
-}
-
 async fn workflow_run(s: &AppState, e: WorkflowRunEvent) -> ApiResult<Response> {
     let run = e.workflow_run;
     if !is_production_deploy(&run, &e.action, &s.dispatch.config().release.deploy_branch) {
@@ -452,63 +345,4 @@ async fn workflow_run(s: &AppState, e: WorkflowRunEvent) -> ApiResult<Response> 
         "monitoringStarted": started,
     }))
     .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run(name: &str, branch: &str, conclusion: &str) -> WorkflowRun {
-        WorkflowRun {
-            name: Some(name.into()),
-            head_branch: Some(branch.into()),
-            head_sha: Some("abc".into()),
-            conclusion: Some(conclusion.into()),
-            updated_at: None,
-        }
-    }
-
-    #[test]
-    fn production_deploys() {
-        assert!(is_production_deploy(
-            &run("Deploy", "main", "success"),
-            "completed",
-            "main"
-        ));
-        assert!(is_production_deploy(
-            &run("CI / Production release", "master", "success"),
-            "completed",
-            "main"
-        ));
-        assert!(is_production_deploy(
-            &run("deploy-prod", "release", "success"),
-            "completed",
-            "release"
-        ));
-        assert!(!is_production_deploy(
-            &run("Deploy", "main", "failure"),
-            "completed",
-            "main"
-        ));
-        assert!(!is_production_deploy(
-            &run("Deploy", "main", "success"),
-            "requested",
-            "main"
-        ));
-        assert!(!is_production_deploy(
-            &run("Tests", "main", "success"),
-            "completed",
-            "main"
-        ));
-        assert!(!is_production_deploy(
-            &run("Deploy", "feature/x", "success"),
-            "completed",
-            "main"
-        ));
-        assert!(!is_production_deploy(
-            &run("Deploy", "staging", "success"),
-            "completed",
-            "main"
-        ));
-    }
 }

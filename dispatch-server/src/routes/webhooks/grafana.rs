@@ -15,7 +15,7 @@
 //! webhook. Loki is asked only about alerts whose fingerprint has no issue yet: the section goes
 //! into a new issue's description (a known fingerprint keeps its issue's description).
 
-use super::{RawBody, hmac_matches, public_message};
+use super::{RawBody, public_message};
 use crate::auth::bearer;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -23,14 +23,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use dispatch_adapters::signature::{self, GrafanaRefusal};
 use dispatch_core::customer::constant_time_eq;
 use dispatch_core::engine::IngestReport;
 use dispatch_core::event::fingerprint_message;
 use dispatch_core::gate::Decision;
 use serde_json::{Value, json};
-
-/// How far a signed timestamp may be from now, either way.
-const MAX_SKEW_SECS: i64 = 5 * 60;
 
 /// The Grafana unified-alerting payload as `dispatch_adapters::loki::parse_payload` reads it
 /// (schema only: the body is read raw, checked against its signature, then parsed there).
@@ -102,30 +100,13 @@ fn authorize(s: &AppState, headers: &HeaderMap, body: &[u8], now: i64) -> ApiRes
             s.config.grafana_signature_header
         )));
     };
-    let timestamp = super::header(headers, &s.config.grafana_timestamp_header).map(str::trim);
-    if let Some(ts) = timestamp {
-        let fresh = ts
-            .parse::<i64>()
-            .ok()
-            .is_some_and(|t| now.checked_sub(t).is_some_and(|d| d.abs() <= MAX_SKEW_SECS));
-        if !fresh {
-            return Err(ApiError::unauthorized(
-                "signature timestamp missing, malformed or more than 5 minutes off",
-            ));
-        }
-    }
-    let ok = match timestamp {
-        Some(ts) => hmac_matches(
-            secret.expose().as_bytes(),
-            &[ts.as_bytes(), b":", body],
-            signature,
-        ),
-        None => hmac_matches(secret.expose().as_bytes(), &[body], signature),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized("invalid Grafana signature"))
+    let timestamp = super::header(headers, &s.config.grafana_timestamp_header);
+    match signature::grafana_check(secret.expose().as_bytes(), body, signature, timestamp, now) {
+        Ok(()) => Ok(()),
+        Err(GrafanaRefusal::Timestamp) => Err(ApiError::unauthorized(
+            "signature timestamp missing, malformed or more than 5 minutes off",
+        )),
+        Err(GrafanaRefusal::Signature) => Err(ApiError::unauthorized("invalid Grafana signature")),
     }
 }
 

@@ -13,8 +13,7 @@
 //! `GITHUB_CORRELATION_TIMEOUT_MS`; a failure leaves the section out).
 
 use super::{
-    RawBody, alert_headers, delivery_id, duplicate_delivery, first_delivery, hmac_matches,
-    settle_delivery,
+    RawBody, alert_headers, delivery_id, duplicate_delivery, first_delivery, settle_delivery,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -84,8 +83,8 @@ pub async fn receive(
         )
         .into());
     };
-    let signature = super::header(&headers, "sentry-hook-signature").unwrap_or("");
-    if signature.is_empty() || !hmac_matches(secret.expose().as_bytes(), &[&body], signature) {
+    let signature = super::header(&headers, "sentry-hook-signature");
+    if !dispatch_adapters::signature::sentry_valid(secret.expose().as_bytes(), &body, signature) {
         return Err(ApiError::unauthorized("invalid Sentry-Hook-Signature"));
     }
     let hs = alert_headers(&headers);
