@@ -40,15 +40,37 @@ struct Sighting<'a> {
     source: &'a str,
     /// The alert origin (`loki`, `sentry`, ...).
     origin: &'a str,
+    /// How people call the origin ("Loki", "Sentry", ...).
+    origin_name: &'a str,
+    /// The origin's own id of the error (a Sentry issue id), if any.
+    external_id: Option<&'a str>,
+    fingerprint: &'a str,
     /// When it happened.
     seen_at: Timestamp,
     events: u64,
-    reason: String,
+}
+
+impl Sighting<'_> {
+    /// Why a fix failed, when this sighting fails one (written only then).
+    fn reason(&self) -> String {
+        match self.external_id {
+            Some(id) => format!(
+                "{} issue {id} reoccurred after deployment",
+                self.origin_name
+            ),
+            None => format!(
+                "Error fingerprint {}... reoccurred after deployment",
+                self.fingerprint.get(..12).unwrap_or(self.fingerprint)
+            ),
+        }
+    }
 }
 
 /// What the follow-up of a sighting did.
 struct FollowUp {
-    issue: Issue,
+    /// The issue as it stands after, when the follow-up changed or read it again (else the
+    /// ingest's own copy is current).
+    issue: Option<Issue>,
     fix_failed: bool,
     reopened: bool,
     spawn: Option<SpawnOutcome>,
@@ -137,31 +159,31 @@ impl Dispatch {
             })
             .await;
         }
-        let reason = match &event.external_id {
-            Some(id) => format!("{origin_name} issue {id} reoccurred after deployment"),
-            None => format!(
-                "Error fingerprint {}... reoccurred after deployment",
-                fp.short()
-            ),
-        };
         let sighting = Sighting {
             source: &event.source,
             origin: &event.origin,
+            origin_name: &origin_name,
+            external_id: event.external_id.as_deref(),
+            fingerprint: &fp.0,
             seen_at,
             events: event.event_count,
-            reason,
         };
-        let (issue, fix_failed, reopened, spawn, follow_up_owed) = match self
-            .follow_up(&outcome, &sighting, &actor)
-            .await
-        {
-            Ok(f) => (f.issue, f.fix_failed, f.reopened, f.spawn, false),
+        let followed = self.follow_up(&outcome, &sighting, &actor).await;
+        let event_count = outcome.link.event_count;
+        let (issue, fix_failed, reopened, spawn, follow_up_owed) = match followed {
+            Ok(f) => (
+                f.issue.unwrap_or(outcome.issue),
+                f.fix_failed,
+                f.reopened,
+                f.spawn,
+                false,
+            ),
             Err(e) => {
                 tracing::warn!(issue = %outcome.issue.identifier, error = %e, "stored an error event, but its follow-up failed; the sweeper finishes it");
                 if let Err(e) = self.inner.store.owe_follow_up(outcome.link.id, now).await {
                     tracing::error!(issue = %outcome.issue.identifier, error = %e, "could not record the owed follow-up; the sweeper's verification still judges the stored sighting");
                 }
-                (outcome.issue.clone(), false, false, None, true)
+                (outcome.issue, false, false, None, true)
             }
         };
         Ok(IngestReport {
@@ -169,7 +191,7 @@ impl Dispatch {
             created: outcome.created,
             fingerprint: fp.0,
             normalized,
-            event_count: outcome.link.event_count,
+            event_count,
             fix_failed,
             reopened,
             spawn,
@@ -188,7 +210,9 @@ impl Dispatch {
         actor: &Actor,
     ) -> Result<FollowUp> {
         let now = self.now();
-        let mut issue = outcome.issue.clone();
+        // The ingest's copy until something changes or is read again (no clone on the common
+        // path of a known error).
+        let mut fresh: Option<Issue> = None;
         let mut fix_failed = false;
         let mut reopened = false;
         if !outcome.created {
@@ -198,28 +222,24 @@ impl Dispatch {
                 && crate::verify::on_deadline(a, s.seen_at).is_some()
             {
                 self.verify_attempt(a).await?;
-                issue = self.get_issue(issue.id).await?;
             }
-            fix_failed = self
-                .check_recurrence(
-                    outcome.latest_fix.as_ref(),
-                    s.seen_at,
-                    s.events,
-                    s.reason.clone(),
-                )
-                .await?;
-            if fix_failed || outcome.latest_fix.is_some() {
+            if outcome.latest_fix.is_some() {
+                fix_failed = self
+                    .check_recurrence(outcome.latest_fix.as_ref(), s.seen_at, s.events, s.reason())
+                    .await?;
                 // Read again: a verification that won the race against this recurrence closed
                 // the issue in the same transaction that verified its attempt, so the close is
                 // visible now and the event below reopens it as a regression.
-                issue = self.get_issue(issue.id).await?;
+                fresh = Some(self.get_issue(outcome.issue.id).await?);
             }
-            if !fix_failed && self.is_closed(&issue).await? {
+            let issue = fresh.as_ref().unwrap_or(&outcome.issue);
+            if !fix_failed && self.is_closed(issue).await? {
                 // The error is back although its issue was closed: a regression.
-                reopened = self.reopen_regression(&issue, actor).await?;
-                issue = self.get_issue(issue.id).await?;
+                reopened = self.reopen_regression(issue, actor).await?;
+                fresh = Some(self.get_issue(outcome.issue.id).await?);
             }
         }
+        let issue = fresh.as_ref().unwrap_or(&outcome.issue);
         let spawn =
             if self.auto_spawns(s.origin) && !issue.spawn_status.is_some_and(|st| st.is_active()) {
                 // Kill switch, cooldown and the event threshold depend only on the link just read:
@@ -252,15 +272,15 @@ impl Dispatch {
                         identifier: issue.identifier.clone(),
                     })
                 } else {
-                    let out = self.spawn_for_alert(&issue, actor).await?;
-                    issue = self.get_issue(issue.id).await?;
+                    let out = self.spawn_for_alert(issue, actor).await?;
+                    fresh = Some(self.get_issue(outcome.issue.id).await?);
                     Some(out)
                 }
             } else {
                 None
             };
         Ok(FollowUp {
-            issue,
+            issue: fresh,
             fix_failed,
             reopened,
             spawn,
@@ -296,10 +316,6 @@ impl Dispatch {
                 .unwrap_or_default()
                 .to_string();
             let origin = link.source.clone();
-            let reason = format!(
-                "Error fingerprint {}... reoccurred after deployment",
-                link.fingerprint.chars().take(8).collect::<String>()
-            );
             let outcome = IngestOutcome {
                 issue,
                 created: false,
@@ -309,9 +325,11 @@ impl Dispatch {
             let sighting = Sighting {
                 source: &source,
                 origin: &origin,
+                origin_name: &origin,
+                external_id: None,
+                fingerprint: &link.fingerprint,
                 seen_at: link.last_seen_at,
                 events: 1,
-                reason,
             };
             let actor = Actor::webhook(format!("{origin} Webhook"));
             match self.follow_up(&outcome, &sighting, &actor).await {
