@@ -69,6 +69,10 @@ impl Dispatch {
         self.publish(Event::IssueCreated { issue_id: issue.id })
             .await;
         self.embed_issue(&issue).await;
+        self.notify(Notification::IssueCreated {
+            issue: issue.clone(),
+        })
+        .await;
         Ok(issue)
     }
 
@@ -359,6 +363,7 @@ impl Dispatch {
         if patch.is_empty() {
             return Ok(current.clone());
         }
+        let changes = changed_fields(current, &patch);
         let updated = self
             .inner
             .store
@@ -401,6 +406,13 @@ impl Dispatch {
             })
             .await;
         }
+        if !changes.is_empty() {
+            self.notify(Notification::IssueUpdated {
+                issue: updated.clone(),
+                changes,
+            })
+            .await;
+        }
         Ok(updated)
     }
 
@@ -431,6 +443,10 @@ impl Dispatch {
         self.publish(Event::IssueDeleted {
             issue_id: deleted.id,
             identifier: deleted.identifier.clone(),
+        })
+        .await;
+        self.notify(Notification::IssueDeleted {
+            issue: deleted.clone(),
         })
         .await;
         Ok(deleted)
@@ -551,4 +567,26 @@ impl Dispatch {
         }
         Ok(cache.get(&issue.column_id).copied().unwrap_or(false))
     }
+}
+
+/// The names of the fields a patch changes, besides the column (a move is `STATUS_CHANGED`).
+fn changed_fields(current: &Issue, patch: &IssuePatch) -> Vec<String> {
+    let mut after = current.clone();
+    patch.apply_to(&mut after);
+    let mut out = Vec::new();
+    let mut check = |name: &str, changed: bool| {
+        if changed {
+            out.push(name.to_string());
+        }
+    };
+    check("title", after.title != current.title);
+    check("description", after.description != current.description);
+    check("priority", after.priority != current.priority);
+    check("assignee", after.assignee != current.assignee);
+    check("labels", after.labels != current.labels);
+    check("customerId", after.customer_id != current.customer_id);
+    check("agentStatus", after.agent_status != current.agent_status);
+    check("blockedReason", after.blocked_reason != current.blocked_reason);
+    check("plan", after.plan != current.plan);
+    out
 }

@@ -5,7 +5,9 @@ use tokio_util::sync::CancellationToken;
 
 impl Dispatch {
     /// Runs the dispatcher (woken at once when a run is queued, else every
-    /// `dispatcher_interval`) and the sweeper (every `sweeper_interval`) until `cancel` fires.
+    /// `dispatcher_interval`), the sweeper (every `sweeper_interval`) and the delivery worker
+    /// (woken when a notification is stored, else every `dispatcher_interval`) until `cancel`
+    /// fires.
     /// Errors are logged and retried on the next tick; nothing here panics on data.
     pub async fn run(&self, cancel: CancellationToken) {
         let dispatcher = {
@@ -42,6 +44,24 @@ impl Dispatch {
                 }
             }
         };
-        tokio::join!(dispatcher, sweeper);
+        let deliverer = {
+            let this = self.clone();
+            let cancel = cancel.clone();
+            async move {
+                loop {
+                    match this.deliver_step().await {
+                        Ok(n) if n >= 32 => continue,
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "delivery step failed"),
+                    }
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = this.inner.wake_outbox.notified() => {}
+                        _ = tokio::time::sleep(this.inner.config.dispatcher_interval) => {}
+                    }
+                }
+            }
+        };
+        tokio::join!(dispatcher, sweeper, deliverer);
     }
 }

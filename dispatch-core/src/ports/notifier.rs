@@ -11,6 +11,22 @@ pub enum Notification {
         issue: Issue,
         event_count: u64,
     },
+    /// An issue created by a person, an agent or the API (not by an error alert: `NewError`).
+    IssueCreated {
+        issue: Issue,
+    },
+    /// Fields other than the column changed (`changes` names them).
+    IssueUpdated {
+        issue: Issue,
+        changes: Vec<String>,
+    },
+    IssueDeleted {
+        issue: Issue,
+    },
+    /// The issue got a new (non-empty) assignee.
+    IssueAssigned {
+        issue: Issue,
+    },
     AgentStarted {
         issue: Issue,
         run: Run,

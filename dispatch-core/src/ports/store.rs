@@ -558,6 +558,7 @@ pub trait Store:
     + AgentStore
     + SettingStore
     + OrchestratorStore
+    + super::OutboxStore
 {
 }
 
@@ -574,5 +575,6 @@ impl<T> Store for T where
         + AgentStore
         + SettingStore
         + OrchestratorStore
+        + super::OutboxStore
 {
 }
