@@ -68,6 +68,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "orchestrator",
         sql: include_str!("../migrations/postgres/0010_orchestrator.sql"),
     },
+    Migration {
+        version: 11,
+        name: "outbox",
+        sql: include_str!("../migrations/postgres/0011_outbox.sql"),
+    },
 ];
 
 /// Advisory lock keys (any fixed 64-bit numbers unlikely to collide with an application's own).
@@ -360,6 +365,11 @@ impl_sql_orchestrator_store!(
     PostgresStore,
     sqlx::Postgres,
     for_update = " FOR NO KEY UPDATE"
+);
+impl_sql_outbox_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    skip_locked = " FOR NO KEY UPDATE SKIP LOCKED"
 );
 
 #[async_trait::async_trait]

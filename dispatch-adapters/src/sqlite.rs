@@ -69,6 +69,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "orchestrator",
         sql: include_str!("../migrations/sqlite/0010_orchestrator.sql"),
     },
+    Migration {
+        version: 11,
+        name: "outbox",
+        sql: include_str!("../migrations/sqlite/0011_outbox.sql"),
+    },
 ];
 
 /// A Dispatch store in a SQLite file.
@@ -409,6 +414,7 @@ impl SqliteStore {
 
 impl_sql_store!(SqliteStore, sqlx::Sqlite, for_update = "", skip_locked = "");
 impl_sql_orchestrator_store!(SqliteStore, sqlx::Sqlite, for_update = "");
+impl_sql_outbox_store!(SqliteStore, sqlx::Sqlite, skip_locked = "");
 
 fn encode_vector(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
