@@ -46,6 +46,9 @@ pub mod sentry;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 
+#[cfg(feature = "slack")]
+pub mod slack;
+
 #[cfg(any(feature = "loki-tools", feature = "analytics-sql"))]
 pub mod analytics;
 
@@ -55,6 +58,7 @@ pub mod analytics;
     feature = "loki-gateway",
     feature = "sentry-api",
     feature = "webhook",
+    feature = "slack",
     feature = "loki-tools"
 ))]
 mod tls;
@@ -67,6 +71,7 @@ mod tls;
     feature = "loki-gateway",
     feature = "sentry-api",
     feature = "webhook",
+    feature = "slack",
     feature = "loki-tools"
 ))]
 pub fn ensure_crypto_provider() {

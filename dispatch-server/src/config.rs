@@ -56,6 +56,18 @@ pub struct ServerConfig {
     /// `AGENT_WEBHOOK_ALLOW_PRIVATE` (false): agents' webhook URLs may point at loopback, private
     /// or link-local addresses (receivers on an internal network).
     pub agent_webhook_allow_private: bool,
+    /// Slack (`SLACK_BOT_TOKEN`, `SLACK_API_BASE_URL`); `None` without a token.
+    pub slack: Option<dispatch_adapters::slack::SlackConfig>,
+    /// `NOTIFICATIONS_ENABLED`: Slack notifications are off only for a case-insensitive `false`
+    /// (the original's toggle; anything else, unset included, leaves them on).
+    pub notifications_enabled: bool,
+    /// `INTERNAL_SLACK_CHANNEL_ID`: the team's channel for new errors and agent runs.
+    pub internal_slack_channel: Option<String>,
+    /// `MAX_AGENT_COST_PER_RUN` (25): the per-run budget; a run that cost ≥ 90 % of it is
+    /// flagged in its Slack reply.
+    pub max_agent_cost_per_run: f64,
+    /// Event webhooks (`EVENT_WEBHOOK_URLS`, `EVENT_WEBHOOK_SECRET`, `EVENT_WEBHOOK_EVENTS`).
+    pub event_webhooks: Vec<dispatch_core::outbox::events::Subscription>,
     /// `MCP_ALLOWED_HOSTS`: more `Host` names (comma-separated, `host` or `host:port`) the MCP
     /// endpoint answers besides the public URL's host and loopback (DNS-rebinding protection).
     pub mcp_allowed_hosts: Vec<String>,
@@ -234,7 +246,80 @@ fn secret(
     }
 }
 
+/// `SLACK_BOT_TOKEN` and `SLACK_API_BASE_URL`.
+fn slack_config(
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<dispatch_adapters::slack::SlackConfig>> {
+    let Some(token) = nonempty(get, "SLACK_BOT_TOKEN") else {
+        return Ok(None);
+    };
+    if token.chars().any(char::is_whitespace) {
+        return Err(Error::invalid(
+            "SLACK_BOT_TOKEN",
+            "SLACK_BOT_TOKEN must be one token (xoxb-…) without spaces",
+        ));
+    }
+    let mut c = dispatch_adapters::slack::SlackConfig::new(token);
+    if let Some(base) = nonempty(get, "SLACK_API_BASE_URL") {
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(Error::invalid(
+                "SLACK_API_BASE_URL",
+                format!("SLACK_API_BASE_URL={base:?} must be an http(s) URL"),
+            ));
+        }
+        c.base_url = base.trim_end_matches('/').to_string();
+    }
+    Ok(Some(c))
+}
+
+/// `EVENT_WEBHOOK_URLS` (comma-separated), `EVENT_WEBHOOK_SECRET` (required with URLs, at
+/// least 16 characters), `EVENT_WEBHOOK_EVENTS` (comma-separated, default all).
+fn event_webhooks(
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<dispatch_core::outbox::events::Subscription>> {
+    let Some(urls) = nonempty(get, "EVENT_WEBHOOK_URLS") else {
+        return Ok(Vec::new());
+    };
+    let secret = secret(get, "EVENT_WEBHOOK_SECRET", 16)?.ok_or_else(|| {
+        Error::invalid(
+            "EVENT_WEBHOOK_SECRET",
+            "EVENT_WEBHOOK_SECRET is required with EVENT_WEBHOOK_URLS (it signs every delivery)",
+        )
+    })?;
+    let events = dispatch_core::outbox::events::parse_events(
+        "EVENT_WEBHOOK_EVENTS",
+        &nonempty(get, "EVENT_WEBHOOK_EVENTS").unwrap_or_default(),
+    )?;
+    let mut out: Vec<dispatch_core::outbox::events::Subscription> = Vec::new();
+    for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        dispatch_core::agent::validate_webhook_url("EVENT_WEBHOOK_URLS", url)?;
+        if !out.iter().any(|s| s.url == url) {
+            out.push(dispatch_core::outbox::events::Subscription {
+                url: url.to_string(),
+                secret: secret.expose().to_string(),
+                events: events.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 impl ServerConfig {
+    /// What the engine sends through its outbox.
+    pub fn outbox(&self) -> dispatch_core::engine::OutboxConfig {
+        dispatch_core::engine::OutboxConfig {
+            slack: (self.slack.is_some() && self.notifications_enabled).then(|| {
+                dispatch_core::outbox::slack::SlackRouting {
+                    internal_channel: self.internal_slack_channel.clone(),
+                    app_url: self.app_url.clone(),
+                    max_cost_per_run_usd: self.max_agent_cost_per_run,
+                }
+            }),
+            subscriptions: self.event_webhooks.clone(),
+            policy: dispatch_core::outbox::RetryPolicy::default(),
+        }
+    }
+
     /// Builds the configuration; missing secrets are taken from (or generated into) the secrets
     /// file so that they stay the same across restarts.
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
@@ -357,6 +442,25 @@ impl ServerConfig {
             github_webhook_secret: secret(get, "GITHUB_WEBHOOK_SECRET", 8)?,
             metrics_public: flag(get, "METRICS_PUBLIC", false)?,
             agent_webhook_allow_private: flag(get, "AGENT_WEBHOOK_ALLOW_PRIVATE", false)?,
+            slack: slack_config(get)?,
+            notifications_enabled: dispatch_core::outbox::slack::notifications_enabled(
+                get("NOTIFICATIONS_ENABLED").as_deref(),
+            ),
+            internal_slack_channel: nonempty(get, "INTERNAL_SLACK_CHANNEL_ID"),
+            max_agent_cost_per_run: match nonempty(get, "MAX_AGENT_COST_PER_RUN") {
+                None => 25.0,
+                Some(v) => v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite() && *n >= 0.0)
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "MAX_AGENT_COST_PER_RUN",
+                            format!("MAX_AGENT_COST_PER_RUN={v:?} must be a non-negative number of dollars"),
+                        )
+                    })?,
+            },
+            event_webhooks: event_webhooks(get)?,
             mcp_allowed_hosts: nonempty(get, "MCP_ALLOWED_HOSTS")
                 .map(|v| {
                     v.split(',')

@@ -433,16 +433,35 @@ async fn serve() -> dispatch_core::Result<()> {
     };
     let get = config::env_lookup();
     let (runner, runner_line) = runner::select(&get)?;
-    let webhooks = dispatch_adapters::webhook::HttpWebhookSender::start(
-        dispatch_adapters::webhook::WebhookSenderConfig {
+    let webhooks = dispatch_adapters::webhook::WebhookTransport::new(
+        dispatch_adapters::webhook::WebhookTransportConfig {
             allow_private: cfg.agent_webhook_allow_private,
             ..Default::default()
         },
     )?;
     let mut builder = Dispatch::builder(opened.store, runner)
         .bus(opened.bus)
-        .webhooks(Arc::new(webhooks))
+        .outbox(cfg.outbox())
+        .transport(dispatch_core::outbox::KIND_WEBHOOK, Arc::new(webhooks))
         .config(cfg.engine.clone());
+    let slack_line = match &cfg.slack {
+        Some(c) => {
+            builder = builder.transport(
+                dispatch_core::outbox::KIND_SLACK,
+                Arc::new(dispatch_adapters::slack::SlackTransport::new(c.clone())?),
+            );
+            if cfg.notifications_enabled {
+                format!(
+                    "Slack at {} (internal channel: {})",
+                    c.base_url,
+                    cfg.internal_slack_channel.as_deref().unwrap_or("none")
+                )
+            } else {
+                "Slack off (NOTIFICATIONS_ENABLED=false)".to_string()
+            }
+        }
+        None => "none (set SLACK_BOT_TOKEN for Slack notifications)".to_string(),
+    };
     let mut llm: Option<Arc<dyn dispatch_core::ports::Llm>> = None;
     let llm_line = match &cfg.llm {
         Some(c) => {
@@ -501,6 +520,13 @@ async fn serve() -> dispatch_core::Result<()> {
     );
     println!("  runner: {runner_line}");
     println!("  LLM: {llm_line}");
+    println!("  notifications: {slack_line}");
+    if !cfg.event_webhooks.is_empty() {
+        println!(
+            "  event webhooks: {} receiver(s)",
+            cfg.event_webhooks.len()
+        );
+    }
     println!(
         "  orchestrator: {} tools ({}){}",
         state_tools.1,

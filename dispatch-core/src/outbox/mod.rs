@@ -348,6 +348,16 @@ pub fn settle(d: &mut Delivery, attempt: Attempt, policy: &RetryPolicy, now: Tim
     }
 }
 
+/// A `Retry-After` header: delay-seconds, or an HTTP date (relative to `now`; a past date is 0).
+pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX).min(86_400 * 365)));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    Some((at.with_timezone(&chrono::Utc) - now).max(Duration::zero()))
+}
+
 fn clip(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
@@ -521,6 +531,22 @@ mod tests {
         );
         assert_eq!(f.state, DeliveryState::Failed);
         assert_eq!(f.attempts, 1, "a final refusal is not retried");
+    }
+
+    #[test]
+    fn retry_after_as_seconds_or_http_date() {
+        assert_eq!(parse_retry_after("30", t0()), Some(Duration::seconds(30)));
+        assert_eq!(parse_retry_after(" 0 ", t0()), Some(Duration::zero()));
+        assert_eq!(
+            parse_retry_after("Thu, 15 Jan 2026 09:02:00 GMT", t0()),
+            Some(Duration::seconds(120))
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 15 Jan 2026 08:00:00 GMT", t0()),
+            Some(Duration::zero())
+        );
+        assert_eq!(parse_retry_after("soon", t0()), None);
+        assert_eq!(parse_retry_after("-5", t0()), None);
     }
 
     #[test]
