@@ -272,13 +272,23 @@ impl Dispatch {
             .claim_deliveries(&kinds, self.now(), self.inner.outbox.policy.lease, BATCH)
             .await?;
         let n = claimed.len();
-        let results =
-            futures::future::join_all(claimed.into_iter().map(|d| self.deliver_one(d))).await;
-        for r in results {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "delivery bookkeeping failed");
+        // One target (a Slack channel, a URL) gets its messages one after the other, in the
+        // order they were due; different targets are served at once.
+        let mut by_target: Vec<(String, Vec<Delivery>)> = Vec::new();
+        for d in claimed {
+            match by_target.iter_mut().find(|(t, _)| *t == d.target) {
+                Some((_, list)) => list.push(d),
+                None => by_target.push((d.target.clone(), vec![d])),
             }
         }
+        futures::future::join_all(by_target.into_iter().map(|(_, list)| async move {
+            for d in list {
+                if let Err(e) = self.deliver_one(d).await {
+                    tracing::warn!(error = %e, "delivery bookkeeping failed");
+                }
+            }
+        }))
+        .await;
         Ok(n)
     }
 
