@@ -502,3 +502,147 @@ impl ServerConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<ServerConfig> {
+        let mut all: HashMap<String, String> = [
+            ("DISPATCH_API_KEY", "0123456789abcdef0123"),
+            ("DISPATCH_PASSWORD", "correct-horse"),
+            ("DISPATCH_SESSION_SECRET", "0123456789abcdef0123456789abcdef"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in vars {
+            all.insert(k.to_string(), v.to_string());
+        }
+        ServerConfig::from_lookup(&|k: &str| all.get(k).cloned())
+    }
+
+    fn field(r: Result<ServerConfig>) -> String {
+        match r {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.field().unwrap_or_default().to_string(),
+        }
+    }
+
+    #[test]
+    fn slack_is_on_with_a_token_unless_notifications_are_false() {
+        let off = config(&[]).expect("config");
+        assert!(off.slack.is_none());
+        assert_eq!(off.outbox().slack, None, "no token, no Slack");
+        for v in ["", "true", "TRUE", "1", "yes", "no", "disabled"] {
+            let c = config(&[
+                ("SLACK_BOT_TOKEN", "xoxb-1"),
+                ("NOTIFICATIONS_ENABLED", v),
+                ("INTERNAL_SLACK_CHANNEL_ID", "C0TEAM"),
+                ("DISPATCH_APP_URL", "https://d.example.com/"),
+            ])
+            .expect("config");
+            let r = c.outbox().slack.unwrap_or_else(|| panic!("{v:?} leaves them on"));
+            assert_eq!(r.internal_channel.as_deref(), Some("C0TEAM"));
+            assert_eq!(r.app_url, "https://d.example.com");
+            assert_eq!(r.max_cost_per_run_usd, 25.0);
+        }
+        for v in ["false", "FALSE", "False"] {
+            let c = config(&[("SLACK_BOT_TOKEN", "xoxb-1"), ("NOTIFICATIONS_ENABLED", v)])
+                .expect("config");
+            assert_eq!(c.outbox().slack, None, "{v:?} turns them off");
+        }
+        let no_internal = config(&[("SLACK_BOT_TOKEN", "xoxb-1")]).expect("config");
+        assert_eq!(
+            no_internal.outbox().slack.expect("on").internal_channel,
+            None
+        );
+        let c = config(&[
+            ("SLACK_BOT_TOKEN", "xoxb-1"),
+            ("SLACK_API_BASE_URL", "http://127.0.0.1:9/api/"),
+            ("MAX_AGENT_COST_PER_RUN", "10"),
+        ])
+        .expect("config");
+        assert_eq!(
+            c.slack.as_ref().expect("slack").base_url,
+            "http://127.0.0.1:9/api"
+        );
+        assert_eq!(c.outbox().slack.expect("on").max_cost_per_run_usd, 10.0);
+        assert_eq!(
+            config(&[("SLACK_BOT_TOKEN", "xoxb-1")])
+                .expect("config")
+                .slack
+                .expect("slack")
+                .base_url,
+            "https://slack.com/api"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        assert_eq!(
+            field(config(&[
+                ("SLACK_BOT_TOKEN", "xoxb-1"),
+                ("SLACK_API_BASE_URL", "slack.com/api")
+            ])),
+            "SLACK_API_BASE_URL"
+        );
+        assert_eq!(
+            field(config(&[("SLACK_BOT_TOKEN", "xoxb 1")])),
+            "SLACK_BOT_TOKEN"
+        );
+        assert_eq!(
+            field(config(&[("MAX_AGENT_COST_PER_RUN", "-1")])),
+            "MAX_AGENT_COST_PER_RUN"
+        );
+        assert_eq!(
+            field(config(&[("EVENT_WEBHOOK_URLS", "https://h.example.com/x")])),
+            "EVENT_WEBHOOK_SECRET"
+        );
+        assert_eq!(
+            field(config(&[
+                ("EVENT_WEBHOOK_URLS", "https://h.example.com/x"),
+                ("EVENT_WEBHOOK_SECRET", "0123456789abcdef"),
+                ("EVENT_WEBHOOK_EVENTS", "ISSUE_CREATED,ISSUE_EXPLODED"),
+            ])),
+            "EVENT_WEBHOOK_EVENTS"
+        );
+        assert_eq!(
+            field(config(&[
+                ("EVENT_WEBHOOK_URLS", "ftp://h.example.com/x"),
+                ("EVENT_WEBHOOK_SECRET", "0123456789abcdef"),
+            ])),
+            "EVENT_WEBHOOK_URLS"
+        );
+    }
+
+    #[test]
+    fn event_webhooks_subscribe_each_url_to_the_listed_events() {
+        let c = config(&[
+            (
+                "EVENT_WEBHOOK_URLS",
+                "https://a.example.com/x, https://b.example.com/y,https://a.example.com/x",
+            ),
+            ("EVENT_WEBHOOK_SECRET", "0123456789abcdef"),
+            ("EVENT_WEBHOOK_EVENTS", "issue_created,STATUS_CHANGED"),
+        ])
+        .expect("config");
+        let subs = c.outbox().subscriptions;
+        assert_eq!(subs.len(), 2);
+        assert_eq!(subs[1].url, "https://b.example.com/y");
+        assert_eq!(subs[0].secret, "0123456789abcdef");
+        assert_eq!(
+            subs[0].events,
+            [
+                dispatch_core::outbox::events::WebhookEvent::IssueCreated,
+                dispatch_core::outbox::events::WebhookEvent::StatusChanged
+            ]
+        );
+        let all = config(&[
+            ("EVENT_WEBHOOK_URLS", "https://a.example.com/x"),
+            ("EVENT_WEBHOOK_SECRET", "0123456789abcdef"),
+        ])
+        .expect("config");
+        assert_eq!(all.outbox().subscriptions[0].events.len(), 6);
+    }
+}
