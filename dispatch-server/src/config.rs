@@ -80,7 +80,8 @@ pub struct ServerConfig {
     /// `SECURE_COOKIES`: mark the session cookie Secure (default: when `app_url` is https).
     pub secure_cookies: bool,
     /// `DISPATCH_WORKERS` (true): run the dispatcher and sweeper in this process. Set false for
-    /// API-only replicas; some process on the same database must run them.
+    /// API-only replicas; some process on the same database must run them. Every process sends
+    /// outbox deliveries (Slack, webhooks) either way.
     pub workers: bool,
     /// `SESSION_TTL_HOURS` (168 = 7 days).
     pub session_ttl_hours: i64,

@@ -564,7 +564,8 @@ async fn serve() -> dispatch_core::Result<()> {
             if workers {
                 engine.run(cancel).await
             } else {
-                tracing::info!("DISPATCH_WORKERS=false: this process serves the API only");
+                tracing::info!("DISPATCH_WORKERS=false: no dispatcher or sweeper in this process (it still sends its notifications)");
+                engine.run_deliveries(cancel).await
             }
         }
     });

@@ -44,24 +44,26 @@ impl Dispatch {
                 }
             }
         };
-        let deliverer = {
-            let this = self.clone();
-            let cancel = cancel.clone();
-            async move {
-                loop {
-                    match this.deliver_step().await {
-                        Ok(n) if n >= 32 => continue,
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "delivery step failed"),
-                    }
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = this.inner.wake_outbox.notified() => {}
-                        _ = tokio::time::sleep(this.inner.config.dispatcher_interval) => {}
-                    }
-                }
-            }
-        };
+        let deliverer = self.run_deliveries(cancel.clone());
         tokio::join!(dispatcher, sweeper, deliverer);
+    }
+
+    /// Runs only the delivery worker of the outbox (woken when a notification is stored, else
+    /// every `dispatcher_interval`) until `cancel` fires: what an API-only process runs, so that
+    /// its notifications go out at once. Any number of processes may run it (claims are leased).
+    pub async fn run_deliveries(&self, cancel: CancellationToken) {
+        loop {
+            match self.deliver_step().await {
+                // A full batch may mean more is due right now.
+                Ok(n) if n >= 32 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "delivery step failed"),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.inner.wake_outbox.notified() => {}
+                _ = tokio::time::sleep(self.inner.config.dispatcher_interval) => {}
+            }
+        }
     }
 }
