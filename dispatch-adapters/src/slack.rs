@@ -153,7 +153,10 @@ impl DeliveryTransport for SlackTransport {
         if answer.get("ok").and_then(|v| v.as_bool()) == Some(true) {
             return Attempt::Delivered {
                 code,
-                response: answer.get("ts").and_then(|t| t.as_str()).map(str::to_string),
+                response: answer
+                    .get("ts")
+                    .and_then(|t| t.as_str())
+                    .map(str::to_string),
             };
         }
         let error = answer

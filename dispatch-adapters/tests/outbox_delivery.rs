@@ -21,9 +21,7 @@ use dispatch_core::gate::SpawnPolicy;
 use dispatch_core::issue::{Actor, NewComment, NewIssue};
 use dispatch_core::outbox::events::{Subscription, WebhookEvent};
 use dispatch_core::outbox::slack::SlackRouting;
-use dispatch_core::outbox::{
-    DeliveryFilter, DeliveryState, KIND_SLACK, KIND_WEBHOOK, RetryPolicy,
-};
+use dispatch_core::outbox::{DeliveryFilter, DeliveryState, KIND_SLACK, KIND_WEBHOOK, RetryPolicy};
 use dispatch_core::ports::{OutboxStore, RunResult, Store};
 use dispatch_core::run::{Outcome, RunStatus};
 use dispatch_core::testkit::{FakeRunner, ManualClock};
@@ -177,7 +175,10 @@ async fn internal_flow_is_threaded_and_429_waits_for_retry_after() {
     .await;
     let d = &e.d;
 
-    let r = d.ingest(loki("Tool call failed", 15)).await.expect("ingest");
+    let r = d
+        .ingest(loki("Tool call failed", 15))
+        .await
+        .expect("ingest");
     assert!(r.created);
     let run_id = r.spawn.expect("auto spawn").run_id.expect("allowed");
     let ident = r.issue.identifier.clone();
@@ -245,12 +246,16 @@ async fn internal_flow_is_threaded_and_429_waits_for_retry_after() {
     let (new_error, _) = &p[1];
     let text = new_error["text"].as_str().expect("text");
     assert!(
-        text.starts_with(&format!(":large_blue_circle: *{ident}*: [copilot/server-tools] Tool call failed")),
+        text.starts_with(&format!(
+            ":large_blue_circle: *{ident}*: [copilot/server-tools] Tool call failed"
+        )),
         "{text}"
     );
     assert!(text.contains("P3 | 15 events"), "{text}");
     assert!(
-        text.contains(&format!("<https://dispatch.example.com/issue/{ident}|View in Dispatch>")),
+        text.contains(&format!(
+            "<https://dispatch.example.com/issue/{ident}|View in Dispatch>"
+        )),
         "{text}"
     );
     assert!(new_error.get("thread_ts").is_none(), "top-level");
@@ -261,7 +266,10 @@ async fn internal_flow_is_threaded_and_429_waits_for_retry_after() {
     let (finished, _) = &p[3];
     assert_eq!(finished["thread_ts"], "1700000000.000001");
     let t = finished["text"].as_str().expect("text");
-    assert!(t.starts_with(":white_check_mark: Investigation complete"), "{t}");
+    assert!(
+        t.starts_with(":white_check_mark: Investigation complete"),
+        "{t}"
+    );
     assert!(t.contains("> Fixed the retry loop"), "{t}");
     assert!(t.contains("Cost: $23.00 :warning: hit budget limit"), "{t}");
 
@@ -341,8 +349,17 @@ async fn customer_messages_are_threaded_on_the_issue_post() {
     assert_eq!(created["channel"], "C0ACME");
     assert!(created.get("thread_ts").is_none());
     let t = created["text"].as_str().expect("text");
-    assert!(t.starts_with(&format!(":large_blue_circle: *{}*: Export button does nothing", issue.identifier)), "{t}");
-    assert!(t.contains("> Clicking &lt;export&gt; shows a spinner forever"), "{t}");
+    assert!(
+        t.starts_with(&format!(
+            ":large_blue_circle: *{}*: Export button does nothing",
+            issue.identifier
+        )),
+        "{t}"
+    );
+    assert!(
+        t.contains("> Clicking &lt;export&gt; shows a spinner forever"),
+        "{t}"
+    );
     assert!(
         t.contains(&format!(
             "<https://dispatch.example.com/portal/{}?token={}|View in Portal>",
@@ -353,10 +370,10 @@ async fn customer_messages_are_threaded_on_the_issue_post() {
     let (moved, _) = &p[1];
     assert_eq!(moved["thread_ts"], "1700000000.000001");
     assert!(
-        moved["text"]
-            .as_str()
-            .expect("text")
-            .starts_with(&format!("🛠 *{}* moved from _Backlog_ to *In Progress*", issue.identifier)),
+        moved["text"].as_str().expect("text").starts_with(&format!(
+            "🛠 *{}* moved from _Backlog_ to *In Progress*",
+            issue.identifier
+        )),
         "{moved}"
     );
     let (comment, _) = &p[2];
@@ -373,7 +390,10 @@ async fn customer_messages_are_threaded_on_the_issue_post() {
         .list_deliveries(&DeliveryFilter::default())
         .await
         .expect("list");
-    assert!(all.iter().all(|d| d.state == DeliveryState::Delivered), "{all:?}");
+    assert!(
+        all.iter().all(|d| d.state == DeliveryState::Delivered),
+        "{all:?}"
+    );
     assert!(all.iter().all(|d| d.target != INTERNAL));
 
     // Slack refuses a channel the bot is not in: final, recorded, not retried.
@@ -381,7 +401,8 @@ async fn customer_messages_are_threaded_on_the_issue_post() {
     Mock::given(method("POST"))
         .and(path("/api/chat.postMessage"))
         .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"ok": false, "error": "not_in_channel"})),
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": false, "error": "not_in_channel"})),
         )
         .mount(&refusing)
         .await;
@@ -410,14 +431,20 @@ async fn customer_messages_are_threaded_on_the_issue_post() {
         .expect("root");
     assert_eq!(root.state, DeliveryState::Failed);
     assert_eq!(root.attempts, 1);
-    assert_eq!(root.last_error.as_deref(), Some("chat.postMessage: not_in_channel"));
+    assert_eq!(
+        root.last_error.as_deref(),
+        Some("chat.postMessage: not_in_channel")
+    );
     // Its replies have no thread: dropped, as the original skips without a thread ts.
     let started = rows
         .iter()
         .find(|r| r.event == "slack.agent_started")
         .expect("reply");
     assert_eq!(started.state, DeliveryState::Skipped);
-    assert_eq!(refusing.received_requests().await.unwrap_or_default().len(), 1);
+    assert_eq!(
+        refusing.received_requests().await.unwrap_or_default().len(),
+        1
+    );
 
     // Notifications off (NOTIFICATIONS_ENABLED=false → no Slack routing): nothing stored.
     let file3 = db_path();
@@ -465,7 +492,12 @@ async fn the_outbox_survives_a_restart() {
         // A worker claimed the root and died before answering.
         let claimed = first
             .store
-            .claim_deliveries(&[KIND_SLACK.to_string()], clock.now(), Duration::seconds(60), 1)
+            .claim_deliveries(
+                &[KIND_SLACK.to_string()],
+                clock.now(),
+                Duration::seconds(60),
+                1,
+            )
             .await
             .expect("claim");
         assert_eq!(claimed.len(), 1);
@@ -473,7 +505,13 @@ async fn the_outbox_survives_a_restart() {
     }
     assert!(posts(&mock).await.is_empty());
 
-    let second = engine(&file, clock.clone(), outbox, vec![(KIND_SLACK, slack(&mock))]).await;
+    let second = engine(
+        &file,
+        clock.clone(),
+        outbox,
+        vec![(KIND_SLACK, slack(&mock))],
+    )
+    .await;
     // The dead worker's lease holds for its 60 s.
     assert_eq!(second.d.deliver_step().await.expect("step"), 0);
     clock.advance(Duration::seconds(60));
@@ -487,7 +525,10 @@ async fn the_outbox_survives_a_restart() {
         .list_deliveries(&DeliveryFilter::default())
         .await
         .expect("list");
-    assert!(rows.iter().all(|r| r.state == DeliveryState::Delivered), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.state == DeliveryState::Delivered),
+        "{rows:?}"
+    );
     let root = rows
         .iter()
         .find(|r| r.event == "slack.new_error")
@@ -620,7 +661,11 @@ async fn event_webhooks_are_signed_and_recorded() {
             "STATUS_CHANGED"
         ]
     );
-    assert_eq!(got.len(), 7, "six events, one of them tried twice: {events:?}");
+    assert_eq!(
+        got.len(),
+        7,
+        "six events, one of them tried twice: {events:?}"
+    );
     let rows = e
         .store
         .list_deliveries(&DeliveryFilter {
@@ -640,7 +685,10 @@ async fn event_webhooks_are_signed_and_recorded() {
         .iter()
         .find(|r| r.event == "ISSUE_UPDATED")
         .expect("updated");
-    assert_eq!(updated.payload["metadata"]["changes"], json!(["title", "assignee"]));
+    assert_eq!(
+        updated.payload["metadata"]["changes"],
+        json!(["title", "assignee"])
+    );
     let moved = rows
         .iter()
         .find(|r| r.event == "STATUS_CHANGED")

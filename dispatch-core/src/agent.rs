@@ -175,7 +175,10 @@ pub fn issue_assigned(
             "timestamp": now,
             "issue": crate::outbox::events::issue_json(issue, status),
         }),
-        idempotency_key: format!("agent:{}:{}:v{}:assigned", agent.id, issue.id, issue.version),
+        idempotency_key: format!(
+            "agent:{}:{}:v{}:assigned",
+            agent.id, issue.id, issue.version
+        ),
         after_key: None,
         secret: Some(secret.to_string()),
         issue_id: Some(issue.id),

@@ -512,7 +512,10 @@ mod tests {
         let mut all: HashMap<String, String> = [
             ("DISPATCH_API_KEY", "0123456789abcdef0123"),
             ("DISPATCH_PASSWORD", "correct-horse"),
-            ("DISPATCH_SESSION_SECRET", "0123456789abcdef0123456789abcdef"),
+            (
+                "DISPATCH_SESSION_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            ),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -543,7 +546,10 @@ mod tests {
                 ("DISPATCH_APP_URL", "https://d.example.com/"),
             ])
             .expect("config");
-            let r = c.outbox().slack.unwrap_or_else(|| panic!("{v:?} leaves them on"));
+            let r = c
+                .outbox()
+                .slack
+                .unwrap_or_else(|| panic!("{v:?} leaves them on"));
             assert_eq!(r.internal_channel.as_deref(), Some("C0TEAM"));
             assert_eq!(r.app_url, "https://d.example.com");
             assert_eq!(r.max_cost_per_run_usd, 25.0);

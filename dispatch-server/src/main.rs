@@ -522,10 +522,7 @@ async fn serve() -> dispatch_core::Result<()> {
     println!("  LLM: {llm_line}");
     println!("  notifications: {slack_line}");
     if !cfg.event_webhooks.is_empty() {
-        println!(
-            "  event webhooks: {} receiver(s)",
-            cfg.event_webhooks.len()
-        );
+        println!("  event webhooks: {} receiver(s)", cfg.event_webhooks.len());
     }
     println!(
         "  orchestrator: {} tools ({}){}",
@@ -564,7 +561,9 @@ async fn serve() -> dispatch_core::Result<()> {
             if workers {
                 engine.run(cancel).await
             } else {
-                tracing::info!("DISPATCH_WORKERS=false: no dispatcher or sweeper in this process (it still sends its notifications)");
+                tracing::info!(
+                    "DISPATCH_WORKERS=false: no dispatcher or sweeper in this process (it still sends its notifications)"
+                );
                 engine.run_deliveries(cancel).await
             }
         }

@@ -27,11 +27,7 @@ impl Respond for SlackOk {
 }
 
 /// Polls the API (an observable state, not a sleep as synchronisation) until `done` holds.
-async fn deliveries_until(
-    s: &Server,
-    query: &str,
-    done: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
+async fn deliveries_until(s: &Server, query: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (st, v) = call(s, Method::GET, &format!("/api/deliveries{query}"), None).await;
@@ -93,7 +89,10 @@ async fn slack_and_event_webhooks_from_the_configured_server() {
     )
     .await;
     assert_eq!(st, StatusCode::CREATED, "{issue}");
-    let ident = issue["identifier"].as_str().expect("identifier").to_string();
+    let ident = issue["identifier"]
+        .as_str()
+        .expect("identifier")
+        .to_string();
     let (st, v) = call(
         &s,
         Method::POST,
@@ -117,7 +116,10 @@ async fn slack_and_event_webhooks_from_the_configured_server() {
     let created = by_event("slack.issue_created");
     assert_eq!(created["kind"], "slack");
     assert_eq!(created["target"], "C0ACME");
-    assert_eq!(created["response"], "1700000000.000001", "the post's ts is kept");
+    assert_eq!(
+        created["response"], "1700000000.000001",
+        "the post's ts is kept"
+    );
     assert_eq!(created["responseCode"], 200);
     let comment = by_event("slack.comment_added");
     assert_eq!(comment["attempts"], 1);

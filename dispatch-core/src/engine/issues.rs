@@ -586,7 +586,10 @@ fn changed_fields(current: &Issue, patch: &IssuePatch) -> Vec<String> {
     check("labels", after.labels != current.labels);
     check("customerId", after.customer_id != current.customer_id);
     check("agentStatus", after.agent_status != current.agent_status);
-    check("blockedReason", after.blocked_reason != current.blocked_reason);
+    check(
+        "blockedReason",
+        after.blocked_reason != current.blocked_reason,
+    );
     check("plan", after.plan != current.plan);
     out
 }

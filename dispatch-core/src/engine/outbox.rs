@@ -82,7 +82,10 @@ impl Dispatch {
     /// The customer's channel with its portal link, when it has a channel.
     fn customer_channel(&self, c: &crate::customer::Customer) -> Option<CustomerChannel> {
         let slack = self.inner.outbox.slack.as_ref()?;
-        let channel = c.slack_channel_id.clone().filter(|s| !s.trim().is_empty())?;
+        let channel = c
+            .slack_channel_id
+            .clone()
+            .filter(|s| !s.trim().is_empty())?;
         Some(CustomerChannel {
             channel,
             portal_url: format!(
@@ -305,7 +308,13 @@ impl Dispatch {
         };
         let attempt = transport.deliver(&d, parent.as_ref()).await;
         let jitter: f64 = rand::random();
-        outbox::settle(&mut d, attempt, &self.inner.outbox.policy, self.now(), jitter);
+        outbox::settle(
+            &mut d,
+            attempt,
+            &self.inner.outbox.policy,
+            self.now(),
+            jitter,
+        );
         match d.state {
             outbox::DeliveryState::Failed => {
                 tracing::warn!(kind = %d.kind, event = %d.event, attempts = d.attempts, error = ?d.last_error, "delivery failed for good");

@@ -1950,7 +1950,10 @@ impl crate::ports::OutboxStore for MemoryStore {
 
     async fn delivery_by_key(&self, key: &str) -> Result<Option<crate::outbox::Delivery>> {
         let s = self.lock();
-        Ok(s.outbox_keys.get(key).and_then(|id| s.outbox.get(id)).cloned())
+        Ok(s.outbox_keys
+            .get(key)
+            .and_then(|id| s.outbox.get(id))
+            .cloned())
     }
 
     async fn list_deliveries(

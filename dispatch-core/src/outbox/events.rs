@@ -199,7 +199,14 @@ mod tests {
                 events: WebhookEvent::ALL.to_vec(),
             },
         ];
-        let b = body(WebhookEvent::StatusChanged, &issue, "Done", None, Some(json!({"from": "Backlog", "to": "Done"})), now);
+        let b = body(
+            WebhookEvent::StatusChanged,
+            &issue,
+            "Done",
+            None,
+            Some(json!({"from": "Backlog", "to": "Done"})),
+            now,
+        );
         let out = fan_out(&subs, WebhookEvent::StatusChanged, &b, "h1", &issue, now);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].target, "https://b.example.com/h");

@@ -88,7 +88,10 @@ impl std::fmt::Debug for NewDelivery {
 impl NewDelivery {
     pub fn validate(&self) -> Result<()> {
         if self.kind.trim().is_empty() || self.kind.len() > 32 {
-            return Err(Error::invalid("kind", "a delivery kind is 1 to 32 characters"));
+            return Err(Error::invalid(
+                "kind",
+                "a delivery kind is 1 to 32 characters",
+            ));
         }
         if self.target.trim().is_empty() || self.target.len() > 2048 {
             return Err(Error::invalid(
@@ -295,7 +298,10 @@ pub fn retry_delay(
     let half = full / 2;
     let backoff = half + ((full - half) as f64 * jitter) as i64;
     let wish = retry_after
-        .map(|r| r.num_milliseconds().clamp(0, policy.max_retry_after.num_milliseconds()))
+        .map(|r| {
+            r.num_milliseconds()
+                .clamp(0, policy.max_retry_after.num_milliseconds())
+        })
         .unwrap_or(0);
     Some(Duration::milliseconds(backoff.max(wish)))
 }
@@ -303,7 +309,13 @@ pub fn retry_delay(
 /// Applies one try's outcome to the claimed delivery: delivered, skipped or failed for good
 /// settle it; a retry sets the next due time by [`retry_delay`] or, with no try left, fails it
 /// ("gave up after N attempts"). The lease is released either way.
-pub fn settle(d: &mut Delivery, attempt: Attempt, policy: &RetryPolicy, now: Timestamp, jitter: f64) {
+pub fn settle(
+    d: &mut Delivery,
+    attempt: Attempt,
+    policy: &RetryPolicy,
+    now: Timestamp,
+    jitter: f64,
+) {
     d.lease_until = None;
     d.lease_token = None;
     match attempt {
@@ -352,7 +364,9 @@ pub fn settle(d: &mut Delivery, attempt: Attempt, policy: &RetryPolicy, now: Tim
 pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX).min(86_400 * 365)));
+        return Some(Duration::seconds(
+            i64::try_from(secs).unwrap_or(i64::MAX).min(86_400 * 365),
+        ));
     }
     let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     Some((at.with_timezone(&chrono::Utc) - now).max(Duration::zero()))
@@ -407,7 +421,10 @@ mod tests {
         assert_eq!(retry_delay(&q, 30, None, 0.0), Some(Duration::seconds(150)));
         // Out-of-range jitter is clamped, NaN counts as 0.
         assert_eq!(retry_delay(&p, 1, None, 7.0), Some(Duration::seconds(10)));
-        assert_eq!(retry_delay(&p, 1, None, f64::NAN), Some(Duration::seconds(5)));
+        assert_eq!(
+            retry_delay(&p, 1, None, f64::NAN),
+            Some(Duration::seconds(5))
+        );
     }
 
     #[test]
@@ -494,7 +511,10 @@ mod tests {
         assert_eq!(d.attempts, 2);
         assert_eq!(d.response.as_deref(), Some("1700000000.000100"));
         assert_eq!(d.settled_at, Some(t0() + Duration::seconds(31)));
-        assert!(!d.claimable(t0() + Duration::days(1)), "settled rows are never claimed");
+        assert!(
+            !d.claimable(t0() + Duration::days(1)),
+            "settled rows are never claimed"
+        );
     }
 
     #[test]

@@ -132,7 +132,11 @@ pub fn escape(text: &str) -> String {
 }
 
 fn issue_url(r: &SlackRouting, issue: &Issue) -> String {
-    format!("{}/issue/{}", r.app_url.trim_end_matches('/'), issue.identifier)
+    format!(
+        "{}/issue/{}",
+        r.app_url.trim_end_matches('/'),
+        issue.identifier
+    )
 }
 
 /// The internal channel's top-level post for a new error (its `ts` becomes the issue's
@@ -171,7 +175,12 @@ pub fn new_error(
 }
 
 /// The thread reply when an agent starts: `:robot_face: Agent started (kind)`.
-pub fn agent_started(r: &SlackRouting, issue: &Issue, run: &Run, now: Timestamp) -> Option<NewDelivery> {
+pub fn agent_started(
+    r: &SlackRouting,
+    issue: &Issue,
+    run: &Run,
+    now: Timestamp,
+) -> Option<NewDelivery> {
     let channel = r.internal_channel.as_deref()?;
     let text = format!(":robot_face: Agent started ({})", run.kind);
     Some(message(
@@ -200,15 +209,18 @@ pub fn agent_finished(
     let failed = matches!(
         run.status,
         RunStatus::Failed | RunStatus::Cancelled | RunStatus::TimedOut
-    )
-        || run.outcome == Some(Outcome::Failed);
+    ) || run.outcome == Some(Outcome::Failed);
     let what = run_noun(run);
     let mut lines = vec![if failed {
         format!(":x: {what} failed")
     } else {
         format!(":white_check_mark: {what} complete")
     }];
-    if let Some(s) = run.outcome_summary.as_deref().filter(|s| !s.trim().is_empty()) {
+    if let Some(s) = run
+        .outcome_summary
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+    {
         lines.push(quote(&escape(&cut(s.trim(), 500))));
     }
     if let Some(pr) = pr_url.filter(|_| !failed) {
@@ -273,7 +285,11 @@ pub fn issue_created(
         meta.push_str(&format!(" | Reported by {}", escape(r.trim())));
     }
     lines.push(meta);
-    if let Some(d) = issue.description.as_deref().filter(|d| !d.trim().is_empty()) {
+    if let Some(d) = issue
+        .description
+        .as_deref()
+        .filter(|d| !d.trim().is_empty())
+    {
         lines.push(quote(&escape(&cut(d.trim(), 200))));
     }
     lines.push(format!("<{}|View in Portal>", c.portal_url));
@@ -347,7 +363,10 @@ pub fn comment_added(
         text,
         Some(THREAD_OPTIONAL),
         "slack.comment_added",
-        format!("slack:customer:{}:{}:comment:{}", issue.id, c.channel, comment.id),
+        format!(
+            "slack:customer:{}:{}:comment:{}",
+            issue.id, c.channel, comment.id
+        ),
         Some(customer_thread_key(issue.id, &c.channel)),
         issue,
         now,
@@ -402,7 +421,13 @@ mod tests {
         let mut n = NewIssue::titled("[copilot/server-tools] Tool call failed <script>");
         n.priority = priority;
         n.description = Some("x".repeat(300));
-        n.into_issue(WorkspaceId::new(), 7, "ACME-7".into(), ColumnId::new(), t0())
+        n.into_issue(
+            WorkspaceId::new(),
+            7,
+            "ACME-7".into(),
+            ColumnId::new(),
+            t0(),
+        )
     }
 
     fn run(status: RunStatus, outcome: Option<Outcome>, cost: f64) -> Run {
@@ -428,7 +453,16 @@ mod tests {
 
     #[test]
     fn toggle_is_off_only_for_false() {
-        for on in [None, Some(""), Some("true"), Some("TRUE"), Some("1"), Some("yes"), Some("no"), Some("disabled")] {
+        for on in [
+            None,
+            Some(""),
+            Some("true"),
+            Some("TRUE"),
+            Some("1"),
+            Some("yes"),
+            Some("no"),
+            Some("disabled"),
+        ] {
             assert!(notifications_enabled(on), "{on:?}");
         }
         for off in ["false", "FALSE", "False", " false "] {
@@ -441,9 +475,17 @@ mod tests {
         let i = issue(Priority::P1);
         let d = new_error(&routing(), &i, 15, t0()).expect("internal channel set");
         let t = text(&d);
-        assert!(t.starts_with(":rotating_light: *ACME-7*: [copilot/server-tools] Tool call failed &lt;script&gt;"), "{t}");
+        assert!(
+            t.starts_with(
+                ":rotating_light: *ACME-7*: [copilot/server-tools] Tool call failed &lt;script&gt;"
+            ),
+            "{t}"
+        );
         assert!(t.contains("P1 | 15 events"), "{t}");
-        assert!(t.contains("<https://dispatch.example.com/issue/ACME-7|View in Dispatch>"), "{t}");
+        assert!(
+            t.contains("<https://dispatch.example.com/issue/ACME-7|View in Dispatch>"),
+            "{t}"
+        );
         assert_eq!(d.payload.get("thread"), None, "top-level");
         assert_eq!(d.after_key, None);
         assert_eq!(d.idempotency_key, internal_thread_key(i.id));
@@ -462,13 +504,25 @@ mod tests {
         let s = agent_started(&routing(), &i, &r, t0()).expect("set");
         assert_eq!(text(&s), ":robot_face: Agent started (error_fix)");
         assert_eq!(s.payload["thread"], THREAD_REQUIRED);
-        assert_eq!(s.after_key.as_deref(), Some(internal_thread_key(i.id).as_str()));
+        assert_eq!(
+            s.after_key.as_deref(),
+            Some(internal_thread_key(i.id).as_str())
+        );
 
         let done = run(RunStatus::Completed, Some(Outcome::Completed), 0.42);
-        let d = agent_finished(&routing(), &i, &done, Some("https://github.com/o/r/pull/9"), t0())
-            .expect("set");
+        let d = agent_finished(
+            &routing(),
+            &i,
+            &done,
+            Some("https://github.com/o/r/pull/9"),
+            t0(),
+        )
+        .expect("set");
         let t = text(&d);
-        assert!(t.starts_with(":white_check_mark: Investigation complete"), "{t}");
+        assert!(
+            t.starts_with(":white_check_mark: Investigation complete"),
+            "{t}"
+        );
         assert!(t.contains("> Fixed the null check"), "{t}");
         assert!(t.contains("PR: https://github.com/o/r/pull/9"), "{t}");
         assert!(t.contains("Cost: $0.42"), "{t}");
@@ -476,7 +530,9 @@ mod tests {
         assert_ne!(d.idempotency_key, s.idempotency_key);
 
         let failed = run(RunStatus::Failed, Some(Outcome::Failed), 0.0);
-        let t = text(&agent_finished(&routing(), &i, &failed, Some("https://x/pull/1"), t0()).expect("set"));
+        let t = text(
+            &agent_finished(&routing(), &i, &failed, Some("https://x/pull/1"), t0()).expect("set"),
+        );
         assert!(t.starts_with(":x: Investigation failed"), "{t}");
         assert!(!t.contains("PR:"), "{t}");
         assert!(!t.contains("Cost:"), "no cost line for 0: {t}");
@@ -497,16 +553,28 @@ mod tests {
         let created = issue_created(&c, &i, "Backlog", Some("Ada"), t0());
         let t = text(&created);
         assert!(t.starts_with(":warning: *ACME-7*:"), "{t}");
-        assert!(t.contains("Priority: P2 | Status: Backlog | Reported by Ada"), "{t}");
+        assert!(
+            t.contains("Priority: P2 | Status: Backlog | Reported by Ada"),
+            "{t}"
+        );
         assert!(t.contains(&format!("> {}...", "x".repeat(200))), "{t}");
-        assert!(t.ends_with("<https://d.example.com/portal/acme?token=t|View in Portal>"), "{t}");
+        assert!(
+            t.ends_with("<https://d.example.com/portal/acme?token=t|View in Portal>"),
+            "{t}"
+        );
         assert_eq!(created.payload.get("thread"), None);
 
         let moved = status_changed(&c, &i, "Backlog", "In Progress", "h1", t0());
         let t = text(&moved);
-        assert!(t.starts_with("🛠 *ACME-7* moved from _Backlog_ to *In Progress*"), "{t}");
+        assert!(
+            t.starts_with("🛠 *ACME-7* moved from _Backlog_ to *In Progress*"),
+            "{t}"
+        );
         assert_eq!(moved.payload["thread"], THREAD_OPTIONAL);
-        assert_eq!(moved.after_key.as_deref(), Some(created.idempotency_key.as_str()));
+        assert_eq!(
+            moved.after_key.as_deref(),
+            Some(created.idempotency_key.as_str())
+        );
 
         assert_eq!(status_emoji("Done"), "✅");
         assert_eq!(status_emoji("In Review"), "👀");

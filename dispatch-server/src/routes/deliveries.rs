@@ -111,7 +111,10 @@ async fn list(
     let state = match q.state.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
         None => None,
         Some(v) => Some(v.parse::<DeliveryState>().map_err(|_| {
-            ApiError::bad_request("state", "state must be pending, delivered, skipped or failed")
+            ApiError::bad_request(
+                "state",
+                "state must be pending, delivered, skipped or failed",
+            )
         })?),
     };
     let issue_id = match q.issue.as_deref().map(str::trim).filter(|v| !v.is_empty()) {

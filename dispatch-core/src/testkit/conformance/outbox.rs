@@ -68,7 +68,10 @@ async fn enqueue_is_idempotent_by_key(store: Arc<dyn Store>) {
     assert!(!fresh, "the same key is the same delivery");
     assert_eq!(b, a, "returned unchanged");
     assert_eq!(s.get_delivery(a.id).await.expect("get"), a);
-    assert_eq!(s.delivery_by_key("k1").await.expect("by key"), Some(a.clone()));
+    assert_eq!(
+        s.delivery_by_key("k1").await.expect("by key"),
+        Some(a.clone())
+    );
     assert_eq!(s.delivery_by_key("nope").await.expect("by key"), None);
     invalid(
         s.enqueue_delivery(&new(KIND_SLACK, " ", t0()), t0()).await,
@@ -98,14 +101,21 @@ async fn claim_respects_due_time_kind_lease_and_limit(store: Arc<dyn Store>) {
         .await
         .expect("claim");
     let keys: Vec<&str> = got.iter().map(|d| d.idempotency_key.as_str()).collect();
-    assert_eq!(keys, ["a", "c"], "oldest due first, at most the limit, only that kind");
+    assert_eq!(
+        keys,
+        ["a", "c"],
+        "oldest due first, at most the limit, only that kind"
+    );
     for d in &got {
         assert_eq!(d.attempts, 1);
         assert_eq!(d.lease_until, Some(mins(5) + lease));
         assert!(d.lease_token.is_some());
     }
     let stored = s.get_delivery(got[0].id).await.expect("get");
-    assert_eq!(stored.lease_token, got[0].lease_token, "the claim is stored");
+    assert_eq!(
+        stored.lease_token, got[0].lease_token,
+        "the claim is stored"
+    );
     let next = s
         .claim_deliveries(&kinds(&[KIND_SLACK]), mins(5), lease, 10)
         .await
@@ -219,7 +229,11 @@ async fn a_reply_waits_for_its_thread_to_settle(store: Arc<dyn Store>) {
         .await
         .expect("claim");
     let keys: Vec<&str> = got.iter().map(|d| d.idempotency_key.as_str()).collect();
-    assert_eq!(keys, ["orphan", "root"], "the reply waits while its root is pending");
+    assert_eq!(
+        keys,
+        ["orphan", "root"],
+        "the reply waits while its root is pending"
+    );
     let root = got
         .iter()
         .find(|d| d.idempotency_key == "root")
@@ -293,13 +307,22 @@ async fn retries_come_back_when_due_and_give_up(store: Arc<dyn Store>) {
         let stored = s.get_delivery(d.id).await.expect("get");
         if attempt < 3 {
             assert_eq!(stored.state, DeliveryState::Pending);
-            assert_eq!(stored.due_at, now + Duration::seconds(120), "Retry-After honoured");
+            assert_eq!(
+                stored.due_at,
+                now + Duration::seconds(120),
+                "Retry-After honoured"
+            );
             assert_eq!(stored.lease_until, None);
             assert!(
-                s.claim_deliveries(&kinds(&[KIND_WEBHOOK]), now + Duration::seconds(119), lease, 10)
-                    .await
-                    .expect("claim")
-                    .is_empty(),
+                s.claim_deliveries(
+                    &kinds(&[KIND_WEBHOOK]),
+                    now + Duration::seconds(119),
+                    lease,
+                    10
+                )
+                .await
+                .expect("claim")
+                .is_empty(),
                 "not before it is due"
             );
             now += Duration::seconds(120);
@@ -329,7 +352,9 @@ async fn deliveries_are_listed_newest_first_with_filters(store: Arc<dyn Store>) 
             d.issue_id = Some(issue);
             d.event = "STATUS_CHANGED".into();
         }
-        s.enqueue_delivery(&d, mins(i as i64)).await.expect("enqueue");
+        s.enqueue_delivery(&d, mins(i as i64))
+            .await
+            .expect("enqueue");
     }
     let all = s
         .list_deliveries(&DeliveryFilter::default())
@@ -383,7 +408,12 @@ async fn concurrent_claims_hand_out_each_delivery_once(store: Arc<dyn Store>) {
             for _ in 0..6 {
                 let got = loop {
                     match store
-                        .claim_deliveries(&kinds(&[KIND_WEBHOOK]), mins(1), Duration::seconds(60), 4)
+                        .claim_deliveries(
+                            &kinds(&[KIND_WEBHOOK]),
+                            mins(1),
+                            Duration::seconds(60),
+                            4,
+                        )
                         .await
                     {
                         Ok(g) => break g,
