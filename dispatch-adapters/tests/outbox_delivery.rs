@@ -27,7 +27,7 @@ use dispatch_core::run::{Outcome, RunStatus};
 use dispatch_core::testkit::{FakeRunner, ManualClock};
 use dispatch_core::{Clock, Dispatch};
 use serde_json::{Value, json};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use wiremock::matchers::{method, path};
@@ -96,7 +96,7 @@ struct Engine {
 }
 
 async fn engine(
-    file: &PathBuf,
+    file: &Path,
     clock: Arc<ManualClock>,
     outbox: OutboxConfig,
     transports: Vec<(&str, Arc<dyn dispatch_core::ports::DeliveryTransport>)>,

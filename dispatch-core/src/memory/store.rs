@@ -1967,7 +1967,7 @@ impl crate::ports::OutboxStore for MemoryStore {
             .filter(|d| filter.matches(d))
             .cloned()
             .collect();
-        rows.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+        rows.sort_by_key(|d| std::cmp::Reverse((d.created_at, d.id)));
         rows.truncate(filter.limit());
         Ok(rows)
     }

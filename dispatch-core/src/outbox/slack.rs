@@ -47,20 +47,24 @@ pub fn customer_thread_key(issue: IssueId, channel: &str) -> String {
     format!("slack:customer:{issue}:{channel}:created")
 }
 
+/// A reply's thread: its mode ([`THREAD_REQUIRED`], [`THREAD_OPTIONAL`]) and the key of the
+/// thread's first post.
+type Thread = Option<(&'static str, String)>;
+
 fn message(
     channel: &str,
     text: String,
-    thread: Option<&str>,
+    thread: Thread,
     event: &str,
     key: String,
-    after: Option<String>,
     issue: &Issue,
     now: Timestamp,
 ) -> NewDelivery {
     let mut payload = json!({ "channel": channel, "text": text });
-    if let Some(t) = thread {
-        payload["thread"] = json!(t);
-    }
+    let after = thread.map(|(mode, after)| {
+        payload["thread"] = json!(mode);
+        after
+    });
     NewDelivery {
         kind: KIND_SLACK.into(),
         target: channel.to_string(),
@@ -168,7 +172,6 @@ pub fn new_error(
         None,
         "slack.new_error",
         internal_thread_key(issue.id),
-        None,
         issue,
         now,
     ))
@@ -186,10 +189,9 @@ pub fn agent_started(
     Some(message(
         channel,
         text,
-        Some(THREAD_REQUIRED),
+        Some((THREAD_REQUIRED, internal_thread_key(issue.id))),
         "slack.agent_started",
         format!("slack:internal:{}:run:{}:started", issue.id, run.id),
-        Some(internal_thread_key(issue.id)),
         issue,
         now,
     ))
@@ -237,10 +239,9 @@ pub fn agent_finished(
     Some(message(
         channel,
         lines.join("\n"),
-        Some(THREAD_REQUIRED),
+        Some((THREAD_REQUIRED, internal_thread_key(issue.id))),
         "slack.agent_finished",
         format!("slack:internal:{}:run:{}:finished", issue.id, run.id),
-        Some(internal_thread_key(issue.id)),
         issue,
         now,
     ))
@@ -299,7 +300,6 @@ pub fn issue_created(
         None,
         "slack.issue_created",
         customer_thread_key(issue.id, &c.channel),
-        None,
         issue,
         now,
     )
@@ -328,10 +328,9 @@ pub fn status_changed(
     message(
         &c.channel,
         text,
-        Some(THREAD_OPTIONAL),
+        Some((THREAD_OPTIONAL, customer_thread_key(issue.id, &c.channel))),
         "slack.status_changed",
         format!("slack:customer:{}:{}:status:{change}", issue.id, c.channel),
-        Some(customer_thread_key(issue.id, &c.channel)),
         issue,
         now,
     )
@@ -361,13 +360,12 @@ pub fn comment_added(
     message(
         &c.channel,
         text,
-        Some(THREAD_OPTIONAL),
+        Some((THREAD_OPTIONAL, customer_thread_key(issue.id, &c.channel))),
         "slack.comment_added",
         format!(
             "slack:customer:{}:{}:comment:{}",
             issue.id, c.channel, comment.id
         ),
-        Some(customer_thread_key(issue.id, &c.channel)),
         issue,
         now,
     )
