@@ -88,6 +88,12 @@ impl SlackTransport {
 #[async_trait]
 impl DeliveryTransport for SlackTransport {
     async fn deliver(&self, d: &Delivery, parent: Option<&Delivery>) -> Attempt {
+        if let Some(ts) = slack::recorded_ts(&d.payload) {
+            return Attempt::Delivered {
+                code: None,
+                response: Some(ts.to_string()),
+            };
+        }
         let thread_ts = match slack::thread_ts(&d.payload, parent) {
             Ok(t) => t,
             Err(reason) => return Attempt::Skipped { reason },

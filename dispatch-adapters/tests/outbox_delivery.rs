@@ -697,3 +697,56 @@ async fn event_webhooks_are_signed_and_recorded() {
     assert_eq!(moved.payload["issue"]["status"], "In Progress");
     let _ = std::fs::remove_file(&file);
 }
+
+/// An issue reported in a Slack thread (MCP `create_issue` with `slackThreadTs`): no second
+/// "issue created" post; its updates in that channel are replies in the report's thread.
+#[tokio::test]
+async fn a_report_made_in_a_thread_is_answered_there() {
+    use dispatch_core::engine::ChannelIntake;
+    let mock = fake_slack().await;
+    let file = db_path();
+    let clock = Arc::new(ManualClock::at_default());
+    let e = engine(
+        &file,
+        clock.clone(),
+        OutboxConfig {
+            slack: Some(routing()),
+            subscriptions: Vec::new(),
+            policy: policy(),
+        },
+        vec![(KIND_SLACK, slack(&mock))],
+    )
+    .await;
+    let d = &e.d;
+    let made = d
+        .create_issue_from_channel(
+            NewIssue::titled("Login loops back to the form"),
+            &ChannelIntake {
+                channel_id: "C0BETA".into(),
+                channel_name: Some("beta-support".into()),
+                thread_ts: Some("1699999999.000100".into()),
+            },
+            None,
+            &Actor::agent("slack-bot"),
+        )
+        .await
+        .expect("intake");
+    d.move_issue(
+        made.issue.id,
+        ColumnRef::Name("In Review".into()),
+        &Actor::user("ann"),
+    )
+    .await
+    .expect("move");
+    while d.deliver_step().await.expect("step") > 0 {}
+    let p = posts(&mock).await;
+    assert_eq!(p.len(), 1, "only the status move is posted: {p:?}");
+    assert_eq!(p[0].0["channel"], "C0BETA");
+    assert_eq!(p[0].0["thread_ts"], "1699999999.000100");
+    assert!(
+        p[0].0["text"].as_str().expect("text").starts_with("👀 "),
+        "{}",
+        p[0].0
+    );
+    let _ = std::fs::remove_file(&file);
+}

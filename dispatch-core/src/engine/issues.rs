@@ -56,6 +56,21 @@ const UPDATE_RETRIES: usize = 5;
 
 impl Dispatch {
     pub async fn create_issue(&self, new: NewIssue, actor: &Actor) -> Result<Issue> {
+        let issue = self.create_issue_unannounced(new, actor).await?;
+        self.notify(Notification::IssueCreated {
+            issue: issue.clone(),
+        })
+        .await;
+        Ok(issue)
+    }
+
+    /// Creates the issue (events, embedding) without notifying: the caller notifies once it
+    /// has recorded what the notifications need.
+    pub(crate) async fn create_issue_unannounced(
+        &self,
+        new: NewIssue,
+        actor: &Actor,
+    ) -> Result<Issue> {
         new.validate()?;
         self.check_labels(&new.labels).await?;
         if let Some(c) = new.customer_id {
@@ -69,10 +84,6 @@ impl Dispatch {
         self.publish(Event::IssueCreated { issue_id: issue.id })
             .await;
         self.embed_issue(&issue).await;
-        self.notify(Notification::IssueCreated {
-            issue: issue.clone(),
-        })
-        .await;
         Ok(issue)
     }
 

@@ -257,6 +257,17 @@ impl Dispatch {
         Ok(out)
     }
 
+    /// Records an existing Slack thread as the issue's thread in `channel` (when Slack is on).
+    pub(super) async fn record_slack_thread(&self, issue: &Issue, channel: &str, ts: &str) {
+        if self.inner.outbox.slack.is_none() {
+            return;
+        }
+        match slack::recorded_thread(issue, channel, ts, self.now()) {
+            Ok(d) => self.enqueue_all(vec![d]).await,
+            Err(e) => tracing::warn!(issue = %issue.identifier, error = %e, "not a Slack thread"),
+        }
+    }
+
     /// Stores the agent's `ISSUE_ASSIGNED` delivery (its own webhook and secret).
     pub(super) async fn enqueue_agent_webhook(&self, d: NewDelivery) {
         self.enqueue_all(vec![d]).await;

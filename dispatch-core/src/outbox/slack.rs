@@ -371,6 +371,43 @@ pub fn comment_added(
     )
 }
 
+/// An existing thread (a report made in a Slack thread) recorded as the issue's thread in
+/// `channel`: a delivery under the key of the issue's "issue created" post there, which the
+/// transport settles as delivered with `ts` without posting anything ([`recorded_ts`]).
+pub fn recorded_thread(
+    issue: &Issue,
+    channel: &str,
+    ts: &str,
+    now: Timestamp,
+) -> crate::error::Result<NewDelivery> {
+    let ts = ts.trim();
+    let valid =
+        !ts.is_empty() && ts.len() <= 32 && ts.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if !valid {
+        return Err(crate::error::Error::invalid(
+            "slackThreadTs",
+            "a Slack thread ts is digits and a dot, like 1700000000.000100",
+        ));
+    }
+    let mut d = message(
+        channel,
+        String::new(),
+        None,
+        "slack.thread",
+        customer_thread_key(issue.id, channel),
+        issue,
+        now,
+    );
+    d.payload["recorded_ts"] = json!(ts);
+    Ok(d)
+}
+
+/// The thread a [`recorded_thread`] delivery stands for: the transport answers it as delivered
+/// with this `ts` and sends nothing.
+pub fn recorded_ts(payload: &serde_json::Value) -> Option<&str> {
+    payload.get("recorded_ts").and_then(|t| t.as_str())
+}
+
 /// The `thread_ts` a message is posted with, given the thread's first post (the delivery named
 /// by `after_key`): `Ok(Some(ts))` to reply in the thread, `Ok(None)` for a top-level post,
 /// `Err(reason)` when the message is to be dropped (a required thread that was never posted,
@@ -539,6 +576,60 @@ mod tests {
         let t = text(&agent_finished(&routing(), &i, &costly, None, t0()).expect("set"));
         assert!(t.contains("Cost: $22.50 :warning: hit budget limit"), "{t}");
         assert!(!t.contains("PR:"), "{t}");
+    }
+
+    #[test]
+    fn a_recorded_thread_takes_the_created_posts_key() {
+        let i = issue(Priority::P3);
+        let d = recorded_thread(&i, "C0CUST", "1699999999.000100", t0()).expect("valid");
+        assert_eq!(d.idempotency_key, customer_thread_key(i.id, "C0CUST"));
+        assert_eq!(recorded_ts(&d.payload), Some("1699999999.000100"));
+        for bad in ["", "abc", "1699999999.000100; DROP", &"1".repeat(40)] {
+            assert!(recorded_thread(&i, "C0CUST", bad, t0()).is_err(), "{bad:?}");
+        }
+        let c = CustomerChannel {
+            channel: "C0CUST".into(),
+            portal_url: "https://x".into(),
+        };
+        assert_eq!(
+            recorded_ts(&issue_created(&c, &i, "Backlog", None, t0()).payload),
+            None
+        );
+    }
+
+    #[test]
+    fn thread_choice() {
+        let mut root = crate::outbox::NewDelivery {
+            kind: KIND_SLACK.into(),
+            target: "C".into(),
+            event: "e".into(),
+            payload: json!({}),
+            idempotency_key: "k".into(),
+            after_key: None,
+            secret: None,
+            issue_id: None,
+            due_at: t0(),
+        }
+        .into_delivery(t0());
+        let required = json!({"thread": THREAD_REQUIRED});
+        let optional = json!({"thread": THREAD_OPTIONAL});
+        assert!(thread_ts(&required, None).is_err(), "no thread: dropped");
+        assert_eq!(thread_ts(&optional, None), Ok(None), "no thread: top-level");
+        assert!(
+            thread_ts(&required, Some(&root)).is_err(),
+            "root still pending"
+        );
+        root.state = crate::outbox::DeliveryState::Delivered;
+        root.response = Some("1.2".into());
+        assert_eq!(thread_ts(&required, Some(&root)), Ok(Some("1.2".into())));
+        assert_eq!(thread_ts(&optional, Some(&root)), Ok(Some("1.2".into())));
+        assert_eq!(
+            thread_ts(&json!({}), Some(&root)),
+            Ok(None),
+            "a top-level post"
+        );
+        root.state = crate::outbox::DeliveryState::Failed;
+        assert_eq!(thread_ts(&optional, Some(&root)), Ok(None));
     }
 
     #[test]
