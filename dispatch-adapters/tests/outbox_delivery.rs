@@ -209,6 +209,26 @@ async fn internal_flow_is_threaded_and_429_waits_for_retry_after() {
     // Now the thread exists: the reply goes.
     assert_eq!(d.deliver_step().await.expect("step"), 1, "the reply");
 
+    // The running agent reports its cost: at 90 % of the $25 cap, one warning in the thread.
+    for cost in [10.0, 22.5, 24.0] {
+        d.update_run(
+            run_id,
+            dispatch_core::run::RunPatch {
+                cost_usd: Some(cost),
+                ..Default::default()
+            },
+            &Actor::agent("GitHub Actions"),
+        )
+        .await
+        .expect("cost update");
+        while d.deliver_step().await.expect("step") > 0 {}
+    }
+    assert_eq!(
+        posts(&mock).await.len(),
+        4,
+        "one budget warning, not one per update"
+    );
+
     // The run ends with a cost near the per-run cap.
     d.finish_run(
         run_id,
@@ -226,7 +246,11 @@ async fn internal_flow_is_threaded_and_429_waits_for_retry_after() {
     assert_eq!(d.deliver_step().await.expect("step"), 1);
 
     let p = posts(&mock).await;
-    assert_eq!(p.len(), 4, "429, new error, started, finished");
+    assert_eq!(
+        p.len(),
+        5,
+        "429, new error, started, budget warning, finished"
+    );
     for (body, req) in &p {
         assert_eq!(
             req.headers.get("authorization").expect("auth"),
@@ -263,7 +287,13 @@ async fn internal_flow_is_threaded_and_429_waits_for_retry_after() {
     let (started, _) = &p[2];
     assert_eq!(started["thread_ts"], "1700000000.000001");
     assert_eq!(started["text"], ":robot_face: Agent started (error_fix)");
-    let (finished, _) = &p[3];
+    let (warning, _) = &p[3];
+    assert_eq!(warning["thread_ts"], "1700000000.000001");
+    assert_eq!(
+        warning["text"],
+        ":warning: Agent has spent $22.50 of its $25.00 budget for this run (error_fix)"
+    );
+    let (finished, _) = &p[4];
     assert_eq!(finished["thread_ts"], "1700000000.000001");
     let t = finished["text"].as_str().expect("text");
     assert!(

@@ -187,6 +187,11 @@ impl Dispatch {
                     out.extend(slack::agent_finished(r, issue, run, pr.as_deref(), now));
                 }
             }
+            Notification::BudgetWarning { issue, run } => {
+                if let Some(r) = &slack {
+                    out.extend(slack::budget_warning(r, issue, run, now));
+                }
+            }
             Notification::StatusChanged { issue, from, to } => {
                 let change = format!("v{}", issue.version);
                 if slack.is_some() {
@@ -255,6 +260,15 @@ impl Dispatch {
             Notification::FixFailed { .. } | Notification::FixVerified { .. } => {}
         }
         Ok(out)
+    }
+
+    /// The per-run budget Slack warns at 90 % of, when Slack is on.
+    pub(super) fn slack_budget_cap(&self) -> Option<f64> {
+        self.inner
+            .outbox
+            .slack
+            .as_ref()
+            .map(|s| s.max_cost_per_run_usd)
     }
 
     /// Records an existing Slack thread as the issue's thread in `channel` (when Slack is on).

@@ -247,6 +247,35 @@ pub fn agent_finished(
     ))
 }
 
+/// Whether a run's cost went from below to at least 90 % of the per-run cap (once per run).
+pub fn budget_crossed(before_usd: f64, after_usd: f64, cap_usd: f64) -> bool {
+    let line = 0.9 * cap_usd;
+    cap_usd > 0.0 && after_usd.is_finite() && after_usd >= line && before_usd < line
+}
+
+/// The thread reply when a running agent's cost reaches 90 % of the per-run cap.
+pub fn budget_warning(
+    r: &SlackRouting,
+    issue: &Issue,
+    run: &Run,
+    now: Timestamp,
+) -> Option<NewDelivery> {
+    let channel = r.internal_channel.as_deref()?;
+    let text = format!(
+        ":warning: Agent has spent ${:.2} of its ${:.2} budget for this run ({})",
+        run.cost_usd, r.max_cost_per_run_usd, run.kind
+    );
+    Some(message(
+        channel,
+        text,
+        Some((THREAD_REQUIRED, internal_thread_key(issue.id))),
+        "slack.budget_warning",
+        format!("slack:internal:{}:run:{}:budget", issue.id, run.id),
+        issue,
+        now,
+    ))
+}
+
 fn run_noun(run: &Run) -> &'static str {
     use crate::run::WorkflowKind as K;
     match run.kind {
@@ -630,6 +659,25 @@ mod tests {
         );
         root.state = crate::outbox::DeliveryState::Failed;
         assert_eq!(thread_ts(&optional, Some(&root)), Ok(None));
+    }
+
+    #[test]
+    fn the_budget_warning_comes_once_at_ninety_percent() {
+        assert!(budget_crossed(0.0, 22.5, 25.0));
+        assert!(budget_crossed(22.49, 30.0, 25.0));
+        assert!(!budget_crossed(22.5, 24.0, 25.0), "already past the line");
+        assert!(!budget_crossed(10.0, 22.49, 25.0));
+        assert!(!budget_crossed(0.0, 100.0, 0.0), "no cap");
+        assert!(!budget_crossed(0.0, f64::NAN, 25.0));
+        let i = issue(Priority::P2);
+        let r = run(RunStatus::Running, None, 22.5);
+        let d = budget_warning(&routing(), &i, &r, t0()).expect("internal channel");
+        assert_eq!(
+            text(&d),
+            ":warning: Agent has spent $22.50 of its $25.00 budget for this run (error_fix)"
+        );
+        assert_eq!(d.payload["thread"], THREAD_REQUIRED);
+        assert_eq!(d.after_key, Some(internal_thread_key(i.id)));
     }
 
     #[test]

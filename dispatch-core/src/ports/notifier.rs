@@ -35,6 +35,11 @@ pub enum Notification {
         issue: Issue,
         run: Run,
     },
+    /// A running agent's cost reached 90 % of the per-run budget.
+    BudgetWarning {
+        issue: Issue,
+        run: Run,
+    },
     StatusChanged {
         issue: Issue,
         from: String,
