@@ -282,9 +282,13 @@ impl Dispatch {
         }
     }
 
-    /// Stores the agent's `ISSUE_ASSIGNED` delivery (its own webhook and secret).
+    /// Stores the agent's `ISSUE_ASSIGNED` delivery (its own webhook and secret) — when this
+    /// engine was built with a webhook transport (a server always is; an embedding application
+    /// without one sends no agent webhooks, and stores none that nobody would send).
     pub(super) async fn enqueue_agent_webhook(&self, d: NewDelivery) {
-        self.enqueue_all(vec![d]).await;
+        if self.inner.transports.contains_key(outbox::KIND_WEBHOOK) {
+            self.enqueue_all(vec![d]).await;
+        }
     }
 
     /// One pass of the delivery worker: claims due deliveries of the kinds this process has a
