@@ -26,6 +26,9 @@ pub struct OutboxConfig {
 /// How many deliveries one worker step claims.
 const BATCH: usize = 32;
 
+/// A try starts only while its claim has at least this long to run (a transport's timeout).
+const LEASE_MARGIN: chrono::Duration = chrono::Duration::seconds(15);
+
 impl Dispatch {
     /// Stores deliveries; a failure is logged, never raised (the change that caused them is
     /// already committed; the notification is lost, the request is not).
@@ -101,7 +104,12 @@ impl Dispatch {
     async fn watcher_channels(&self, issue: &Issue) -> Result<Vec<CustomerChannel>> {
         let mut out: Vec<CustomerChannel> = Vec::new();
         for id in self.inner.store.list_watchers(issue.id).await? {
-            let c = self.inner.store.get_customer(id).await?;
+            // A customer deleted meanwhile has nobody to tell.
+            let c = match self.inner.store.get_customer(id).await {
+                Ok(c) => c,
+                Err(e) if e.kind == crate::error::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             if let Some(ch) = self.customer_channel(&c)
                 && !out.iter().any(|o| o.channel == ch.channel)
             {
@@ -331,6 +339,12 @@ impl Dispatch {
         let Some(transport) = self.inner.transports.get(&d.kind).cloned() else {
             return Ok(());
         };
+        // One target's deliveries go one after another; one whose claim is about to run out
+        // before its turn came is left for the next claim rather than sent twice.
+        let margin = LEASE_MARGIN.min(self.inner.outbox.policy.lease / 2);
+        if d.lease_until.is_some_and(|l| self.now() + margin > l) {
+            return Ok(());
+        }
         let parent = match &d.after_key {
             Some(k) => self.inner.store.delivery_by_key(k).await?,
             None => None,
