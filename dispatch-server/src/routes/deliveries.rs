@@ -90,14 +90,35 @@ impl From<&Delivery> for DeliveryDto {
     }
 }
 
+/// A delivery's state, as a filter.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum StateParam {
+    Pending,
+    Delivered,
+    Skipped,
+    Failed,
+}
+
+impl From<StateParam> for DeliveryState {
+    fn from(s: StateParam) -> Self {
+        match s {
+            StateParam::Pending => DeliveryState::Pending,
+            StateParam::Delivered => DeliveryState::Delivered,
+            StateParam::Skipped => DeliveryState::Skipped,
+            StateParam::Failed => DeliveryState::Failed,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct ListQuery {
     /// `slack` or `webhook`.
     kind: Option<String>,
-    /// `pending`, `delivered`, `skipped` or `failed`.
-    state: Option<String>,
+    state: Option<StateParam>,
     /// An issue's UUID or identifier.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"\S"))]
     issue: Option<String>,
     event: Option<String>,
     limit: Option<usize>,
@@ -108,15 +129,7 @@ async fn list(
     _a: Authenticated,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<DeliveryDto>>> {
-    let state = match q.state.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-        None => None,
-        Some(v) => Some(v.parse::<DeliveryState>().map_err(|_| {
-            ApiError::bad_request(
-                "state",
-                "state must be pending, delivered, skipped or failed",
-            )
-        })?),
-    };
+    let state = q.state.map(DeliveryState::from);
     let issue_id = match q.issue.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
         None => None,
         Some(i) => Some(s.dispatch.get_issue(issue_ref(i)?).await?.id),
