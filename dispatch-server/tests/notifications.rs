@@ -176,6 +176,10 @@ async fn slack_and_event_webhooks_from_the_configured_server() {
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     let (st, v) = call(&s, Method::GET, "/api/deliveries?state=lost", None).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (st, v) = call(&s, Method::GET, "/api/deliveries?issue=%20", None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (st, v) = call(&s, Method::GET, "/api/deliveries?issue=NOPE-404", None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
     let hooks = deliveries_until(&s, "?kind=webhook&limit=1", |_| true).await;
     assert_eq!(hooks.len(), 1);
     assert_eq!(hooks[0]["kind"], "webhook");

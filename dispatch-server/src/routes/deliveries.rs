@@ -130,7 +130,8 @@ async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<DeliveryDto>>> {
     let state = q.state.map(DeliveryState::from);
-    let issue_id = match q.issue.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+    // A blank issue is a malformed one (400), not "no filter".
+    let issue_id = match q.issue.as_deref() {
         None => None,
         Some(i) => Some(s.dispatch.get_issue(issue_ref(i)?).await?.id),
     };
