@@ -780,3 +780,80 @@ async fn a_report_made_in_a_thread_is_answered_there() {
     );
     let _ = std::fs::remove_file(&file);
 }
+
+/// A measurement, not a check (`--ignored --nocapture`): what storing a notification adds to
+/// creating an issue on SQLite, and how fast the worker drains 2,000 signed webhooks to a local
+/// receiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_outbox_cost_and_drain_rate() {
+    const N: usize = 2000;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&receiver)
+        .await;
+    let transport = Arc::new(
+        WebhookTransport::new(WebhookTransportConfig {
+            allow_private: true,
+            ..Default::default()
+        })
+        .expect("transport"),
+    );
+    let mut create_ms = Vec::new();
+    for with_hook in [false, true] {
+        let file = db_path();
+        let clock = Arc::new(ManualClock::at_default());
+        let subs = if with_hook {
+            vec![Subscription {
+                url: format!("{}/hooks", receiver.uri()),
+                secret: "0123456789abcdef".into(),
+                events: vec![WebhookEvent::IssueCreated],
+            }]
+        } else {
+            Vec::new()
+        };
+        let e = engine(
+            &file,
+            clock,
+            OutboxConfig {
+                slack: None,
+                subscriptions: subs,
+                policy: policy(),
+            },
+            vec![(KIND_WEBHOOK, transport.clone())],
+        )
+        .await;
+        let started = std::time::Instant::now();
+        for i in 0..N {
+            e.d.create_issue(NewIssue::titled(format!("Issue {i}")), &Actor::user("m"))
+                .await
+                .expect("issue");
+        }
+        let took = started.elapsed();
+        create_ms.push(took.as_secs_f64() * 1000.0 / N as f64);
+        if with_hook {
+            let started = std::time::Instant::now();
+            let mut sent = 0;
+            loop {
+                let n = e.d.deliver_step().await.expect("step");
+                if n == 0 {
+                    break;
+                }
+                sent += n;
+            }
+            let took = started.elapsed();
+            assert_eq!(sent, N);
+            eprintln!(
+                "drained {N} signed webhooks to a local receiver in {:.2} s ({:.0}/s)",
+                took.as_secs_f64(),
+                N as f64 / took.as_secs_f64()
+            );
+        }
+        let _ = std::fs::remove_file(&file);
+    }
+    eprintln!(
+        "create_issue on SQLite: {:.3} ms without a subscription, {:.3} ms with one (mean of {N})",
+        create_ms[0], create_ms[1]
+    );
+}
