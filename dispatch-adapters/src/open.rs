@@ -73,6 +73,10 @@ impl StoreUrl {
 pub struct Opened {
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn EventBus>,
+    /// The clock decisions read: the system's for SQLite (one machine), the database's for
+    /// PostgreSQL (several processes compare leases and day windows; see
+    /// [`crate::postgres::DatabaseClock`]).
+    pub clock: Arc<dyn dispatch_core::Clock>,
 }
 
 /// Opens and migrates the configured store.
@@ -84,15 +88,23 @@ pub async fn open_store(url: &StoreUrl) -> Result<Opened> {
             Ok(Opened {
                 store: Arc::new(store),
                 bus: Arc::new(dispatch_core::memory::MemoryEventBus::new()),
+                clock: Arc::new(dispatch_core::SystemClock),
             })
         }
         #[cfg(feature = "postgres")]
         StoreUrl::Postgres(u) => {
             let store = crate::postgres::PostgresStore::open(u).await?;
             let bus = crate::postgres::PostgresEventBus::connect(u).await?;
+            let clock = crate::postgres::DatabaseClock::start(
+                store.pool().clone(),
+                Arc::new(dispatch_core::SystemClock),
+                std::time::Duration::from_secs(60),
+            )
+            .await?;
             Ok(Opened {
                 store: Arc::new(store),
                 bus: Arc::new(bus),
+                clock,
             })
         }
         #[allow(unreachable_patterns)]

@@ -73,6 +73,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "outbox",
         sql: include_str!("../migrations/postgres/0011_outbox.sql"),
     },
+    Migration {
+        version: 12,
+        name: "ingest_follow_up",
+        sql: include_str!("../migrations/postgres/0012_ingest_follow_up.sql"),
+    },
 ];
 
 /// Advisory lock keys (any fixed 64-bit numbers unlikely to collide with an application's own).
@@ -575,5 +580,77 @@ impl EventBus for PostgresEventBus {
             }
         })
         .boxed()
+    }
+}
+
+/// The database's clock, as every process on one PostgreSQL database should read time: leases,
+/// stale cutoffs and the UTC day windows of budgets are compared across processes, so a server
+/// whose own clock is off would claim runs early, time them out early or count a day twice.
+///
+/// Reading the database for every `now()` would cost a round trip per decision; instead the
+/// offset between the database's `clock_timestamp()` and this process's clock (`base`) is
+/// measured (from the middle of the round trip) at start and again every `every`, and `now()`
+/// is `base.now()` plus that offset. When a re-measurement fails the last offset stays.
+pub struct DatabaseClock {
+    base: std::sync::Arc<dyn dispatch_core::Clock>,
+    offset_micros: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    pool: PgPool,
+}
+
+impl DatabaseClock {
+    /// Measures the offset once (an error when the database does not answer), then keeps it
+    /// fresh from a task that ends when the clock is dropped.
+    pub async fn start(
+        pool: PgPool,
+        base: std::sync::Arc<dyn dispatch_core::Clock>,
+        every: StdDuration,
+    ) -> Result<std::sync::Arc<Self>> {
+        let clock = std::sync::Arc::new(DatabaseClock {
+            base,
+            offset_micros: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0)),
+            pool,
+        });
+        clock.resample().await?;
+        let weak = std::sync::Arc::downgrade(&clock);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(clock) = weak.upgrade() else { return };
+                if let Err(e) = clock.resample().await {
+                    tracing::warn!(error = %e, "could not read the database's clock; keeping the last offset");
+                }
+            }
+        });
+        Ok(clock)
+    }
+
+    /// Measures the offset now.
+    pub async fn resample(&self) -> Result<()> {
+        let before = self.base.now();
+        let db_now: Timestamp = sqlx::query_scalar("SELECT clock_timestamp()")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("read the database clock"))?;
+        let after = self.base.now();
+        let middle = before + (after - before) / 2;
+        let offset = (db_now - middle).num_microseconds().unwrap_or(0);
+        self.offset_micros
+            .store(offset, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// How far the database's clock is ahead of this process's (negative: behind).
+    pub fn offset(&self) -> chrono::Duration {
+        chrono::Duration::microseconds(
+            self.offset_micros
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+}
+
+impl dispatch_core::Clock for DatabaseClock {
+    fn now(&self) -> Timestamp {
+        let base = self.base.now();
+        base.checked_add_signed(self.offset()).unwrap_or(base)
     }
 }

@@ -74,6 +74,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "outbox",
         sql: include_str!("../migrations/sqlite/0011_outbox.sql"),
     },
+    Migration {
+        version: 12,
+        name: "ingest_follow_up",
+        sql: include_str!("../migrations/sqlite/0012_ingest_follow_up.sql"),
+    },
 ];
 
 /// A Dispatch store in a SQLite file.

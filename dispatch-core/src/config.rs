@@ -27,7 +27,7 @@ pub struct EngineConfig {
     pub max_dispatch_attempts: u32,
     /// `DISPATCH_RETRY_BASE_SECONDS` (10): first retry delay, doubled each time (capped at 10 min).
     pub retry_base: Duration,
-    /// `DISPATCH_LEASE_SECONDS` (30): how long a claimed run or deferred spawn belongs to the
+    /// `DISPATCH_LEASE_SECONDS` (10): how long a claimed run or deferred spawn belongs to the
     /// claiming process. A dispatcher renews it while its runner works, so it bounds how long a
     /// run waits after a crash, not how long a dispatch may take.
     pub lease: Duration,
@@ -54,7 +54,7 @@ impl Default for EngineConfig {
             respawn_on_fix_failure: false,
             max_dispatch_attempts: 3,
             retry_base: Duration::seconds(10),
-            lease: Duration::seconds(30),
+            lease: Duration::seconds(10),
             retention: None,
             dispatcher_interval: std::time::Duration::from_secs(1),
             sweeper_interval: std::time::Duration::from_secs(15),

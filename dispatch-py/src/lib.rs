@@ -108,19 +108,19 @@ impl Engine {
         let engine = py
             .allow_threads(|| {
                 rt.block_on(async {
-                    let (store, bus) = match database_url {
+                    let (store, opened) = match database_url {
                         None => (Arc::new(MemoryStore::new()) as Arc<dyn Store>, None),
                         Some(u) => {
                             let url = StoreUrl::from_lookup(&|k| {
                                 (k == "DATABASE_URL").then(|| u.clone())
                             })?;
                             let opened = open_store(&url).await?;
-                            (opened.store, Some(opened.bus))
+                            (opened.store, Some((opened.bus, opened.clock)))
                         }
                     };
                     let mut b = Dispatch::builder(store, runner).config(engine_config);
-                    if let Some(bus) = bus {
-                        b = b.bus(bus);
+                    if let Some((bus, clock)) = opened {
+                        b = b.bus(bus).clock(clock);
                     }
                     b.build().await
                 })

@@ -77,6 +77,9 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<crate::auth::Cidr>,
     /// `MAX_BODY_BYTES` (1 MiB).
     pub max_body_bytes: usize,
+    /// `SSE_KEEPALIVE_SECONDS` (30, 1–3600): the SSE `: ping` comment and the issue stream's
+    /// heartbeat.
+    pub sse_keepalive: std::time::Duration,
     /// `SECURE_COOKIES`: mark the session cookie Secure (default: when `app_url` is https).
     pub secure_cookies: bool,
     /// `DISPATCH_WORKERS` (true): run the dispatcher and sweeper in this process. Set false for
@@ -416,6 +419,21 @@ impl ServerConfig {
                     )
                 })?,
         };
+        let sse_keepalive = match nonempty(get, "SSE_KEEPALIVE_SECONDS") {
+            None => std::time::Duration::from_secs(30),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=3600).contains(n))
+                .map(std::time::Duration::from_secs)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "SSE_KEEPALIVE_SECONDS",
+                        "SSE_KEEPALIVE_SECONDS must be a number of seconds from 1 to 3600",
+                    )
+                })?,
+        };
         let session_ttl_hours = match nonempty(get, "SESSION_TTL_HOURS") {
             None => 168,
             Some(v) => v.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -488,6 +506,7 @@ impl ServerConfig {
                     .collect::<Result<_>>()?,
             },
             max_body_bytes,
+            sse_keepalive,
             session_ttl_hours,
             llm,
             orchestrator,

@@ -441,6 +441,7 @@ async fn serve() -> dispatch_core::Result<()> {
     )?;
     let mut builder = Dispatch::builder(opened.store, runner)
         .bus(opened.bus)
+        .clock(opened.clock)
         .outbox(cfg.outbox())
         .transport(dispatch_core::outbox::KIND_WEBHOOK, Arc::new(webhooks))
         .config(cfg.engine.clone());

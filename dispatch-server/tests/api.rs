@@ -66,6 +66,7 @@ async fn a_bad_variable_stops_start_up_with_its_name() {
     for (var, value) in [
         ("MAX_CONCURRENT_SPAWNS_ERROR", "lots"),
         ("LOKI_GATEWAY_URL", "loki.internal:3100"),
+        ("SSE_KEEPALIVE_SECONDS", "0"),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_dispatch"))
             .arg("serve")

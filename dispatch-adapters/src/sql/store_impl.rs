@@ -459,6 +459,44 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            /// A comment on the locked `issue`, its search text and its history entry.
+            async fn comment_tx(tx: &mut Tx, issue: &mut Issue, comment: NewComment, actor: &Actor, now: Timestamp) -> Result<Comment> {
+                let id = issue.id;
+                let c = Comment { id: CommentId::new(), issue_id: id, author: comment.author, body: comment.body, created_at: now };
+                sqlx::query("INSERT INTO dispatch_comment (id, issue_id, author, body, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(c.id.0)
+                    .bind(id.0)
+                    .bind(&c.author)
+                    .bind(&c.body)
+                    .bind(Self::ts(now))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db("insert comment"))?;
+                sqlx::query("UPDATE dispatch_issue SET comments_text = comments_text || ' ' || $2 WHERE id = $1")
+                    .bind(id.0)
+                    .bind(&c.body)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db("index comment"))?;
+                issue.updated_at = now;
+                Self::save_issue_tx(tx, issue).await?;
+                let h = NewHistory::new(HistoryAction::CommentAdded, actor).values(None, Some(json!({"comment_id": c.id})));
+                Self::history_tx(tx, id, vec![h], now).await?;
+                Ok(c)
+            }
+
+            async fn save_fix_tx(tx: &mut Tx, a: &FixAttempt) -> Result<()> {
+                sqlx::query("UPDATE dispatch_fix_attempt SET status = $2, deadline = $3, doc = $4 WHERE id = $1")
+                    .bind(a.id.0)
+                    .bind(a.status.as_str())
+                    .bind(Self::ts_opt(a.deadline))
+                    .bind(Json(a))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db("update fix attempt"))?;
+                Ok(())
+            }
+
             async fn fix_tx(tx: &mut Tx, id: dispatch_core::ids::FixAttemptId) -> Result<Option<FixAttempt>> {
                 let row = sqlx::query(concat!("SELECT doc FROM dispatch_fix_attempt WHERE id = $1", $FU))
                     .bind(id.0)
@@ -825,29 +863,11 @@ macro_rules! impl_sql_store {
                 comment.validate()?;
                 let mut tx = self.write_tx().await?;
                 let mut issue = Self::issue_tx(&mut tx, id).await?;
-                let c = Comment { id: CommentId::new(), issue_id: id, author: comment.author, body: comment.body, created_at: now };
-                sqlx::query("INSERT INTO dispatch_comment (id, issue_id, author, body, created_at) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(c.id.0)
-                    .bind(id.0)
-                    .bind(&c.author)
-                    .bind(&c.body)
-                    .bind(Self::ts(now))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("insert comment"))?;
-                sqlx::query("UPDATE dispatch_issue SET comments_text = comments_text || ' ' || $2 WHERE id = $1")
-                    .bind(id.0)
-                    .bind(&c.body)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("index comment"))?;
-                issue.updated_at = now;
-                Self::save_issue_tx(&mut tx, &issue).await?;
-                let h = NewHistory::new(HistoryAction::CommentAdded, actor).values(None, Some(json!({"comment_id": c.id})));
-                Self::history_tx(&mut tx, id, vec![h], now).await?;
+                let c = Self::comment_tx(&mut tx, &mut issue, comment, actor, now).await?;
                 Self::commit(tx).await?;
                 Ok(c)
             }
+
 
             async fn list_comments(&self, id: IssueId) -> Result<Vec<Comment>> {
                 self.require_issue(id).await?;
@@ -1049,32 +1069,42 @@ macro_rules! impl_sql_store {
                             (d.source.as_str(), d.external_key.as_str(), total, seen)
                         })
                         .collect();
-                    let found = if Self::KNOWN_KEYS_IN_ONE_STATEMENT {
-                        self.add_to_known_many(&adds).await
-                    } else {
-                        // Concurrent writers (PostgreSQL): each key on its own pooled
-                        // connection, in parallel; one key's deliveries are still one UPDATE.
-                        futures::future::join_all(adds.iter().map(|(source, key, count, seen)| self.add_to_known(source, key, *count, *seen)))
-                            .await
-                            .into_iter()
-                            .filter_map(Result::transpose)
-                            .map(|r| r.map(|o| ((o.link.source.clone(), o.link.external_key.clone()), o)))
-                            .collect::<Result<std::collections::HashMap<_, _>>>()
-                    };
-                    match found {
-                        Ok(mut found) => {
-                            for group in by_key {
-                                let d = &group[0].item.1;
-                                match found.remove(&(d.source.clone(), d.external_key.clone())) {
-                                    Some(known) => answer_in_order(group, known),
-                                    None => unseen.extend(group),
+                    if Self::KNOWN_KEYS_IN_ONE_STATEMENT {
+                        // One writer (SQLite): every key in one statement, which commits or
+                        // fails as a whole, so one answer for all is the truth.
+                        match self.add_to_known_many(&adds).await {
+                            Ok(mut found) => {
+                                for group in by_key {
+                                    let d = &group[0].item.1;
+                                    match found.remove(&(d.source.clone(), d.external_key.clone())) {
+                                        Some(known) => answer_in_order(group, known),
+                                        None => unseen.extend(group),
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "grouped ingest of known keys failed");
+                                for p in by_key.into_iter().flatten() {
+                                    p.answer(Err(share_error(&e)));
                                 }
                             }
                         }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "grouped ingest of known keys failed");
-                            for p in by_key.into_iter().flatten() {
-                                p.answer(Err(share_error(&e)));
+                    } else {
+                        // Concurrent writers (PostgreSQL): each key on its own pooled
+                        // connection, in parallel, committing on its own; one key's deliveries
+                        // are still one UPDATE. Each key's callers get that key's answer: a key
+                        // that failed does not fail the others, whose counts are stored.
+                        let results = futures::future::join_all(adds.iter().map(|(source, key, count, seen)| self.add_to_known(source, key, *count, *seen))).await;
+                        for (group, result) in by_key.into_iter().zip(results) {
+                            match result {
+                                Ok(Some(known)) => answer_in_order(group, known),
+                                Ok(None) => unseen.extend(group),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, key = %group[0].item.1.external_key, "ingest of a known key failed");
+                                    for p in group {
+                                        p.answer(Err(share_error(&e)));
+                                    }
+                                }
                             }
                         }
                     }
@@ -1391,6 +1421,49 @@ macro_rules! impl_sql_store {
                     .map_err(db("set cooldown"))?;
                 Self::commit(tx).await
             }
+
+            async fn owe_follow_up(&self, link: LinkId, owed_at: Timestamp) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                sqlx::query(
+                    "INSERT INTO dispatch_ingest_follow_up (link_id, owed_at) VALUES ($1, $2) \
+                     ON CONFLICT (link_id) DO UPDATE SET owed_at = CASE WHEN dispatch_ingest_follow_up.owed_at < excluded.owed_at THEN excluded.owed_at ELSE dispatch_ingest_follow_up.owed_at END",
+                )
+                .bind(link.0)
+                .bind(Self::ts(owed_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match e {
+                    sqlx::Error::Database(d) if d.is_foreign_key_violation() => Error::not_found(format!("error link {link} not found")),
+                    e => db("owe follow-up")(e),
+                })?;
+                Self::commit(tx).await
+            }
+
+            async fn owed_follow_ups(&self, upto: Timestamp, limit: usize) -> Result<Vec<(ErrorLink, Timestamp)>> {
+                let rows = sqlx::query(
+                    "SELECT l.*, f.owed_at AS owed_at FROM dispatch_ingest_follow_up f JOIN dispatch_error_link l ON l.id = f.link_id \
+                     WHERE f.owed_at <= $1 ORDER BY f.owed_at, f.link_id LIMIT $2",
+                )
+                .bind(Self::ts(upto))
+                .bind(to_i64(limit as u64))
+                .fetch_all(self.reader())
+                .await
+                .map_err(db("owed follow-ups"))?;
+                rows.iter()
+                    .map(|r| Ok((Self::row_link(r)?, Self::get_ts(r, "dispatch_ingest_follow_up", "owed_at")?)))
+                    .collect()
+            }
+
+            async fn settle_follow_up(&self, link: LinkId, upto: Timestamp) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                sqlx::query("DELETE FROM dispatch_ingest_follow_up WHERE link_id = $1 AND owed_at <= $2")
+                    .bind(link.0)
+                    .bind(Self::ts(upto))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("settle follow-up"))?;
+                Self::commit(tx).await
+            }
         }
 
         #[async_trait]
@@ -1594,23 +1667,28 @@ macro_rules! impl_sql_store {
                 if exists.is_none() {
                     return Err(Error::not_found(format!("run {run} not found")));
                 }
-                let rows = sqlx::query("SELECT * FROM dispatch_terminal_chunk WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+                // Rows are decoded as they arrive and the read stops once the page is full
+                // (`PageBudget`), so a page never holds `limit` large chunks in memory.
+                let mut rows = sqlx::query("SELECT * FROM dispatch_terminal_chunk WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
                     .bind(run.0)
                     .bind(to_i64(after))
                     .bind(to_i64(limit as u64))
-                    .fetch_all(self.reader())
-                    .await
-                    .map_err(db("read terminal"))?;
-                rows.iter()
-                    .map(|row| {
-                        Ok(TerminalChunk {
-                            run_id: run,
-                            seq: to_u64("dispatch_terminal_chunk", "seq", col!(row, "dispatch_terminal_chunk", "seq", i64)?)?,
-                            content: col!(row, "dispatch_terminal_chunk", "content", String)?,
-                            at: Self::get_ts(row, "dispatch_terminal_chunk", "at")?,
-                        })
-                    })
-                    .collect()
+                    .fetch(self.reader());
+                let mut budget = dispatch_core::run::PageBudget::default();
+                let mut out = Vec::new();
+                while let Some(row) = futures::TryStreamExt::try_next(&mut rows).await.map_err(db("read terminal"))? {
+                    let content = col!(row, "dispatch_terminal_chunk", "content", String)?;
+                    if !budget.admit(content.len()) {
+                        break;
+                    }
+                    out.push(TerminalChunk {
+                        run_id: run,
+                        seq: to_u64("dispatch_terminal_chunk", "seq", col!(row, "dispatch_terminal_chunk", "seq", i64)?)?,
+                        content,
+                        at: Self::get_ts(&row, "dispatch_terminal_chunk", "at")?,
+                    });
+                }
+                Ok(out)
             }
 
             async fn add_activity(&self, issue: IssueId, activity: NewActivity, at: Timestamp) -> Result<Activity> {
@@ -1862,16 +1940,29 @@ macro_rules! impl_sql_store {
                 if current.status != expected {
                     return Ok(false);
                 }
-                sqlx::query("UPDATE dispatch_fix_attempt SET status = $2, deadline = $3, doc = $4 WHERE id = $1")
-                    .bind(a.id.0)
-                    .bind(a.status.as_str())
-                    .bind(Self::ts_opt(a.deadline))
-                    .bind(Json(a))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("update fix attempt"))?;
+                Self::save_fix_tx(&mut tx, a).await?;
                 Self::commit(tx).await?;
                 Ok(true)
+            }
+
+
+            async fn settle_fix_attempt(&self, a: &FixAttempt, expected: VerificationStatus, update: IssueUpdate, comment: NewComment, actor: &Actor) -> Result<Option<(Issue, Comment)>> {
+                comment.validate()?;
+                let now = update.now;
+                let mut tx = self.write_tx().await?;
+                // The issue's lock first, as every write of an issue and its children takes it.
+                Self::issue_tx(&mut tx, a.issue_id).await?;
+                let current = Self::fix_tx(&mut tx, a.id)
+                    .await?
+                    .ok_or_else(|| Error::not_found(format!("fix attempt {} not found", a.id)))?;
+                if current.status != expected {
+                    return Ok(None);
+                }
+                let mut issue = Self::write_issue_tx(&mut tx, a.issue_id, update).await?;
+                let c = Self::comment_tx(&mut tx, &mut issue, comment, actor, now).await?;
+                Self::save_fix_tx(&mut tx, a).await?;
+                Self::commit(tx).await?;
+                Ok(Some((issue, c)))
             }
 
             async fn fix_attempts_in_status(&self, status: VerificationStatus, limit: usize) -> Result<Vec<FixAttempt>> {

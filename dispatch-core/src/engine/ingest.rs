@@ -3,11 +3,12 @@
 
 use super::Dispatch;
 use super::spawn::SpawnOutcome;
-use crate::error::Result;
+use crate::Timestamp;
+use crate::error::{ErrorKind, Result};
 use crate::event::{ErrorEvent, fingerprint_message, issue_description, issue_title, priority_for};
 use crate::gate::{self, Decision, GateSnapshot, Trigger};
 use crate::issue::{Actor, Issue, IssuePatch, NewComment, NewIssue, NewLabel, names};
-use crate::ports::{Event, IngestDraft, Notification};
+use crate::ports::{Event, IngestDraft, IngestOutcome, Notification};
 use crate::run::BudgetBucket;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -27,6 +28,30 @@ pub struct IngestReport {
     pub reopened: bool,
     /// What the gates said, when the origin auto-spawns.
     pub spawn: Option<SpawnOutcome>,
+    /// The event is stored, but a step after it (fix verification, regression, gates) failed:
+    /// its link owes the follow-up and the sweeper finishes it. Not an error for the sender.
+    #[serde(default)]
+    pub follow_up_owed: bool,
+}
+
+/// One stored sighting of an error, as its follow-up needs it.
+struct Sighting<'a> {
+    /// The service the error came from (the gates' per-source rules).
+    source: &'a str,
+    /// The alert origin (`loki`, `sentry`, ...).
+    origin: &'a str,
+    /// When it happened.
+    seen_at: Timestamp,
+    events: u64,
+    reason: String,
+}
+
+/// What the follow-up of a sighting did.
+struct FollowUp {
+    issue: Issue,
+    fix_failed: bool,
+    reopened: bool,
+    spawn: Option<SpawnOutcome>,
 }
 
 fn origin_label(origin: &str) -> NewLabel {
@@ -85,7 +110,9 @@ impl Dispatch {
             url: event.link.clone(),
             metadata,
             event_count: event.event_count,
-            seen_at: now,
+            // When the error happened (never later than now): what the links' last sighting
+            // says is judged against fix windows by event time, as the recurrence check is.
+            seen_at,
             new_issue,
             actor: actor.clone(),
         };
@@ -94,92 +121,48 @@ impl Dispatch {
             .store
             .ingest_error(self.inner.workspace.id, draft)
             .await?;
-        let mut issue = outcome.issue;
-        let mut fix_failed = false;
-        let mut reopened = false;
+        // From here on the event is stored: whatever fails below is owed by its link and
+        // finished by the sweeper, never answered as a failed ingest (the sender would retry
+        // and the event would count twice).
         if outcome.created {
-            tracing::info!(issue = %issue.identifier, fingerprint = fp.short(), "new error issue");
-            self.publish(Event::IssueCreated { issue_id: issue.id })
-                .await;
-            self.embed_issue(&issue).await;
+            tracing::info!(issue = %outcome.issue.identifier, fingerprint = fp.short(), "new error issue");
+            self.publish(Event::IssueCreated {
+                issue_id: outcome.issue.id,
+            })
+            .await;
+            self.embed_issue(&outcome.issue).await;
             self.notify(Notification::NewError {
-                issue: issue.clone(),
+                issue: outcome.issue.clone(),
                 event_count: outcome.link.event_count,
             })
             .await;
-        } else {
-            let reason = match &event.external_id {
-                Some(id) => format!("{origin_name} issue {id} reoccurred after deployment"),
-                None => format!(
-                    "Error fingerprint {}... reoccurred after deployment",
-                    fp.short()
-                ),
-            };
-            // A fix whose window closed before this event happened held: it is verified first
-            // (the sweeper may not have got to it), and the event is then a regression.
-            if let Some(a) = &outcome.latest_fix
-                && crate::verify::on_deadline(a, seen_at).is_some()
-            {
-                self.verify_attempt(a).await?;
-                issue = self.get_issue(issue.id).await?;
-            }
-            fix_failed = self
-                .check_recurrence(
-                    &issue,
-                    outcome.latest_fix.as_ref(),
-                    seen_at,
-                    event.event_count,
-                    reason,
-                )
-                .await?;
-            if fix_failed {
-                issue = self.get_issue(issue.id).await?;
-            }
-            if !fix_failed && self.is_closed(&issue).await? {
-                // The error is back although its issue was closed: a regression.
-                reopened = self.reopen_regression(&issue, &actor).await?;
-                issue = self.get_issue(issue.id).await?;
-            }
         }
-        let spawn = if self.auto_spawns(&event.origin)
-            && !issue.spawn_status.is_some_and(|s| s.is_active())
+        let reason = match &event.external_id {
+            Some(id) => format!("{origin_name} issue {id} reoccurred after deployment"),
+            None => format!(
+                "Error fingerprint {}... reoccurred after deployment",
+                fp.short()
+            ),
+        };
+        let sighting = Sighting {
+            source: &event.source,
+            origin: &event.origin,
+            seen_at,
+            events: event.event_count,
+            reason,
+        };
+        let (issue, fix_failed, reopened, spawn, follow_up_owed) = match self
+            .follow_up(&outcome, &sighting, &actor)
+            .await
         {
-            // Kill switch, cooldown and the event threshold depend only on the link just read:
-            // when they refuse, the answer is known without the reservation transaction (which
-            // would read the counters and refuse the same way). This keeps repeated alerts for
-            // a known error at one write each.
-            let early = gate::decide(
-                &self.inner.config.policy,
-                &GateSnapshot {
-                    bucket: BudgetBucket::Error,
-                    trigger: Trigger::Alert {
-                        source: event.source.clone(),
-                        event_count: outcome.link.event_count,
-                        first_seen_at: outcome.link.first_seen_at,
-                        cooldown_until: outcome.link.cooldown_until,
-                    },
-                    force: false,
-                    active_error: 0,
-                    active_prd: 0,
-                    spawned_today_error: 0,
-                    spawned_today_prd: 0,
-                    cost_today_usd: 0.0,
-                },
-                now,
-            );
-            if let Decision::Deny { .. } = early {
-                Some(SpawnOutcome {
-                    decision: early,
-                    run_id: None,
-                    identifier: issue.identifier.clone(),
-                })
-            } else {
-                let s = self.spawn_for_alert(&issue, &actor).await?;
-                issue = self.get_issue(issue.id).await?;
-                Some(s)
+            Ok(f) => (f.issue, f.fix_failed, f.reopened, f.spawn, false),
+            Err(e) => {
+                tracing::warn!(issue = %outcome.issue.identifier, error = %e, "stored an error event, but its follow-up failed; the sweeper finishes it");
+                if let Err(e) = self.inner.store.owe_follow_up(outcome.link.id, now).await {
+                    tracing::error!(issue = %outcome.issue.identifier, error = %e, "could not record the owed follow-up; the sweeper's verification still judges the stored sighting");
+                }
+                (outcome.issue.clone(), false, false, None, true)
             }
-        } else {
-            None
         };
         Ok(IngestReport {
             issue,
@@ -190,7 +173,158 @@ impl Dispatch {
             fix_failed,
             reopened,
             spawn,
+            follow_up_owed,
         })
+    }
+
+    /// What follows a stored sighting of an error: for a known key, the fix verification
+    /// (a due attempt verified first, a monitoring one failed by a recurrence) and a regression
+    /// when its issue was closed; then, for an origin that auto-spawns, the gates. Run by the
+    /// ingest, and again from the stored link by the sweeper when the ingest could not finish.
+    async fn follow_up(
+        &self,
+        outcome: &IngestOutcome,
+        s: &Sighting<'_>,
+        actor: &Actor,
+    ) -> Result<FollowUp> {
+        let now = self.now();
+        let mut issue = outcome.issue.clone();
+        let mut fix_failed = false;
+        let mut reopened = false;
+        if !outcome.created {
+            // A fix whose window closed before this event happened held: it is verified first
+            // (the sweeper may not have got to it), and the event is then a regression.
+            if let Some(a) = &outcome.latest_fix
+                && crate::verify::on_deadline(a, s.seen_at).is_some()
+            {
+                self.verify_attempt(a).await?;
+                issue = self.get_issue(issue.id).await?;
+            }
+            fix_failed = self
+                .check_recurrence(
+                    outcome.latest_fix.as_ref(),
+                    s.seen_at,
+                    s.events,
+                    s.reason.clone(),
+                )
+                .await?;
+            if fix_failed || outcome.latest_fix.is_some() {
+                // Read again: a verification that won the race against this recurrence closed
+                // the issue in the same transaction that verified its attempt, so the close is
+                // visible now and the event below reopens it as a regression.
+                issue = self.get_issue(issue.id).await?;
+            }
+            if !fix_failed && self.is_closed(&issue).await? {
+                // The error is back although its issue was closed: a regression.
+                reopened = self.reopen_regression(&issue, actor).await?;
+                issue = self.get_issue(issue.id).await?;
+            }
+        }
+        let spawn =
+            if self.auto_spawns(s.origin) && !issue.spawn_status.is_some_and(|st| st.is_active()) {
+                // Kill switch, cooldown and the event threshold depend only on the link just read:
+                // when they refuse, the answer is known without the reservation transaction (which
+                // would read the counters and refuse the same way). This keeps repeated alerts for
+                // a known error at one write each.
+                let early = gate::decide(
+                    &self.inner.config.policy,
+                    &GateSnapshot {
+                        bucket: BudgetBucket::Error,
+                        trigger: Trigger::Alert {
+                            source: s.source.to_string(),
+                            event_count: outcome.link.event_count,
+                            first_seen_at: outcome.link.first_seen_at,
+                            cooldown_until: outcome.link.cooldown_until,
+                        },
+                        force: false,
+                        active_error: 0,
+                        active_prd: 0,
+                        spawned_today_error: 0,
+                        spawned_today_prd: 0,
+                        cost_today_usd: 0.0,
+                    },
+                    now,
+                );
+                if let Decision::Deny { .. } = early {
+                    Some(SpawnOutcome {
+                        decision: early,
+                        run_id: None,
+                        identifier: issue.identifier.clone(),
+                    })
+                } else {
+                    let out = self.spawn_for_alert(&issue, actor).await?;
+                    issue = self.get_issue(issue.id).await?;
+                    Some(out)
+                }
+            } else {
+                None
+            };
+        Ok(FollowUp {
+            issue,
+            fix_failed,
+            reopened,
+            spawn,
+        })
+    }
+
+    /// Finishes the follow-ups that ingests stored but could not finish, owed since `upto` or
+    /// earlier, from each link as stored now (its newest sighting and count). Returns how
+    /// many were finished; one that fails again stays owed.
+    pub(crate) async fn finish_owed_follow_ups(&self, upto: Timestamp) -> Result<usize> {
+        let owed = self.inner.store.owed_follow_ups(upto, 64).await?;
+        let mut n = 0;
+        for (link, owed_at) in owed {
+            let issue = match self.get_issue(link.issue_id).await {
+                Ok(i) => i,
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    self.inner.store.settle_follow_up(link.id, owed_at).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let latest_fix = self
+                .inner
+                .store
+                .list_fix_attempts(issue.id)
+                .await?
+                .into_iter()
+                .next();
+            let source = link
+                .metadata
+                .get("source")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            let origin = link.source.clone();
+            let reason = format!(
+                "Error fingerprint {}... reoccurred after deployment",
+                link.fingerprint.chars().take(8).collect::<String>()
+            );
+            let outcome = IngestOutcome {
+                issue,
+                created: false,
+                latest_fix,
+                link: link.clone(),
+            };
+            let sighting = Sighting {
+                source: &source,
+                origin: &origin,
+                seen_at: link.last_seen_at,
+                events: 1,
+                reason,
+            };
+            let actor = Actor::webhook(format!("{origin} Webhook"));
+            match self.follow_up(&outcome, &sighting, &actor).await {
+                Ok(_) => {
+                    self.inner.store.settle_follow_up(link.id, owed_at).await?;
+                    n += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(issue = %outcome.issue.identifier, error = %e, "owed ingest follow-up failed again; retried at the next sweep");
+                }
+            }
+        }
+        Ok(n)
     }
 
     /// The label of an alert origin ("Loki", "Sentry", ...). Labels are never deleted, so the id

@@ -52,7 +52,7 @@ pub struct IssueChanges {
 pub const COLUMNS_SHOWN_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Optimistic updates retry this often before giving up with `Conflict`.
-const UPDATE_RETRIES: usize = 5;
+pub(super) const UPDATE_RETRIES: usize = 5;
 
 impl Dispatch {
     pub async fn create_issue(&self, new: NewIssue, actor: &Actor) -> Result<Issue> {
@@ -350,31 +350,11 @@ impl Dispatch {
         patch: IssuePatch,
         actor: &Actor,
     ) -> Result<Issue> {
-        let mut moved_to: Option<Column> = None;
-        if let Some(col) = patch.column_id
-            && col != current.column_id
-        {
-            let cols = self.columns().await?;
-            let target = cols
-                .iter()
-                .find(|c| c.id == col)
-                .cloned()
-                .ok_or_else(|| Error::invalid("status", format!("no column {col}")))?;
-            if target.is_closed() {
-                let was_closed = cols
-                    .iter()
-                    .any(|c| c.id == current.column_id && c.is_closed());
-                if !was_closed && let Err(block) = self.can_close(current).await? {
-                    return Err(Error::forbidden(block.reason));
-                }
-            }
-            moved_to = Some(target);
-        }
+        let moved_to = self.checked_move(current, &patch).await?;
         let history = diff_history(current, &patch, actor);
         if patch.is_empty() {
             return Ok(current.clone());
         }
-        let changes = changed_fields(current, &patch);
         let updated = self
             .inner
             .store
@@ -388,6 +368,44 @@ impl Dispatch {
                 },
             )
             .await?;
+        self.announce_patch(current, &updated, moved_to).await;
+        Ok(updated)
+    }
+
+    /// The column `patch` moves `current` to, when it moves it, after the close gate allowed
+    /// a move into a closed column (`Forbidden` with the gate's reason otherwise).
+    pub(crate) async fn checked_move(
+        &self,
+        current: &Issue,
+        patch: &IssuePatch,
+    ) -> Result<Option<Column>> {
+        let Some(col) = patch.column_id.filter(|c| *c != current.column_id) else {
+            return Ok(None);
+        };
+        let cols = self.columns().await?;
+        let target = cols
+            .iter()
+            .find(|c| c.id == col)
+            .cloned()
+            .ok_or_else(|| Error::invalid("status", format!("no column {col}")))?;
+        if target.is_closed() {
+            let was_closed = cols
+                .iter()
+                .any(|c| c.id == current.column_id && c.is_closed());
+            if !was_closed && let Err(block) = self.can_close(current).await? {
+                return Err(Error::forbidden(block.reason));
+            }
+        }
+        Ok(Some(target))
+    }
+
+    /// Events and notifications of a committed change from `current` to `updated`.
+    pub(crate) async fn announce_patch(
+        &self,
+        current: &Issue,
+        updated: &Issue,
+        moved_to: Option<Column>,
+    ) {
         if let Some(to) = moved_to {
             self.publish(Event::IssueMoved {
                 issue_id: updated.id,
@@ -417,6 +435,7 @@ impl Dispatch {
             })
             .await;
         }
+        let changes = changed_fields(current, updated);
         if !changes.is_empty() {
             self.notify(Notification::IssueUpdated {
                 issue: updated.clone(),
@@ -424,7 +443,6 @@ impl Dispatch {
             })
             .await;
         }
-        Ok(updated)
     }
 
     /// Re-reads and re-applies a patch computed from the current issue until it lands.
@@ -581,9 +599,7 @@ impl Dispatch {
 }
 
 /// The names of the fields a patch changes, besides the column (a move is `STATUS_CHANGED`).
-fn changed_fields(current: &Issue, patch: &IssuePatch) -> Vec<String> {
-    let mut after = current.clone();
-    patch.apply_to(&mut after);
+fn changed_fields(current: &Issue, after: &Issue) -> Vec<String> {
     let mut out = Vec::new();
     let mut check = |name: &str, changed: bool| {
         if changed {

@@ -18,6 +18,10 @@ pub struct SweepReport {
     pub orphaned: usize,
     pub timed_out: usize,
     pub verified: usize,
+    /// Ingest follow-ups (fix verification, regression, gates) finished for stored events
+    /// whose ingest could not finish them.
+    #[serde(default)]
+    pub follow_ups: usize,
     pub pruned: u64,
     /// Webhook delivery ids forgotten after [`DELIVERY_DAYS`].
     pub deliveries_pruned: u64,
@@ -53,6 +57,7 @@ impl Dispatch {
 
         report.orphaned = self.settle_orphaned_runs().await?;
         report.timed_out = self.time_out_stale_runs().await?;
+        report.follow_ups = self.finish_owed_follow_ups(now).await?;
         report.verified = self.verify_due_attempts().await?;
 
         if let Some(age) = self.inner.config.retention {

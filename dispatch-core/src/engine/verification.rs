@@ -7,9 +7,10 @@ use crate::Timestamp;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{IssueId, IssueRef};
 use crate::issue::{
-    Actor, Issue, IssueFilter, IssuePatch, NewComment, NewLabel, find_identifiers, names,
+    Actor, Issue, IssueFilter, IssuePatch, NewComment, NewLabel, diff_history, find_identifiers,
+    names,
 };
-use crate::ports::{ErrorLink, LlmRequest, Notification};
+use crate::ports::{ErrorLink, IssueUpdate, LlmRequest, Notification};
 use crate::pr::PrStatus;
 use crate::pr_match::{self, Candidate, MatchMethod};
 use crate::run::{ActivityType, NewActivity};
@@ -261,6 +262,12 @@ impl Dispatch {
                 a.metadata = serde_json::json!({"pr_number": attempt.pr_number, "pr_url": attempt.pr_url, "fix_attempt_id": attempt.id});
                 self.record_activity(issue.id, a).await?;
             }
+            // A merge delivered late: the error may have come back between the merge and now.
+            let attempt = if created {
+                self.judge_stored_sightings(&issue, attempt).await?
+            } else {
+                attempt
+            };
             out.push(FixAttemptReport {
                 issue_id: issue.id,
                 identifier: issue.identifier,
@@ -282,7 +289,8 @@ impl Dispatch {
             .await?;
         let mut n = 0;
         for a in waiting {
-            if let Some(next) = verify::on_deploy(&a, sha, deployed_at, &self.inner.config.verify)
+            if let Some(next) =
+                verify::on_deploy(&a, sha, deployed_at, &self.inner.config.verify, self.now())
                 && self
                     .inner
                     .store
@@ -311,7 +319,6 @@ impl Dispatch {
     /// The error came back: fails the issue's monitoring attempt. Returns whether it did.
     pub(crate) async fn check_recurrence(
         &self,
-        issue: &Issue,
         latest: Option<&FixAttempt>,
         seen_at: Timestamp,
         events: u64,
@@ -323,21 +330,105 @@ impl Dispatch {
         let Some(failed) = verify::on_recurrence(latest, seen_at, events, reason) else {
             return Ok(false);
         };
-        if !self
-            .inner
-            .store
-            .update_fix_attempt(&failed, VerificationStatus::Monitoring)
-            .await?
-        {
-            return Ok(false);
-        }
-        self.fail_fix(issue.id, &failed).await?;
-        Ok(true)
+        self.fail_fix(&failed).await
     }
 
-    /// Spec §6.6: comment, back to Backlog, priority up one, label "Fix Failed", and, when
-    /// configured, a new error_fix run through the gates.
-    async fn fail_fix(&self, issue_id: IssueId, attempt: &FixAttempt) -> Result<()> {
+    /// What the issue's stored error links say about a monitoring attempt: a sighting inside
+    /// its window fails it ([`verify::recurrence_since`]). Returns the attempt as it stands
+    /// after. The links hold every event whose ingest committed, so this finds a recurrence
+    /// whose ingest died before its own check, and one that happened before a late merge was
+    /// delivered.
+    async fn judge_stored_sightings(&self, issue: &Issue, a: FixAttempt) -> Result<FixAttempt> {
+        let links = self.inner.store.links_for_issue(issue.id).await?;
+        let Some((seen_at, events)) = verify::recurrence_since(&a, &links) else {
+            return Ok(a);
+        };
+        let reason = format!(
+            "the error was seen at {} after the fix",
+            seen_at.format("%Y-%m-%d %H:%M UTC")
+        );
+        let Some(failed) = verify::on_recurrence(&a, seen_at, events, reason) else {
+            return Ok(a);
+        };
+        self.fail_fix(&failed).await?;
+        Ok(self
+            .inner
+            .store
+            .list_fix_attempts(issue.id)
+            .await?
+            .into_iter()
+            .find(|x| x.id == a.id)
+            .unwrap_or(failed))
+    }
+
+    /// Settles a monitoring attempt as `next` together with its effect on the issue, in one
+    /// store transaction ([`crate::ports::FixStore::settle_fix_attempt`]): `plan` gives the
+    /// patch for the issue as it stands (a move into a closed column goes through the close
+    /// gate; when the gate refuses, the issue stays where it is), `comment` the comment.
+    /// Retried while the issue changes under it. `None` when another caller settled the attempt
+    /// first or the issue is gone: nothing was written.
+    async fn settle_attempt<F>(
+        &self,
+        next: &FixAttempt,
+        comment: NewComment,
+        actor: &Actor,
+        mut plan: F,
+    ) -> Result<Option<Issue>>
+    where
+        F: FnMut(&Issue) -> IssuePatch + Send,
+    {
+        for _ in 0..super::issues::UPDATE_RETRIES {
+            let current = match self.get_issue(next.issue_id).await {
+                Ok(i) => i,
+                Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut patch = plan(&current);
+            let moved_to = match self.checked_move(&current, &patch).await {
+                Ok(m) => m,
+                Err(e) if e.kind == ErrorKind::Forbidden => {
+                    // A newer attempt that is not verified yet keeps the issue open.
+                    tracing::info!(issue = %current.identifier, reason = %e, "fix settled, but the issue stays where it is");
+                    patch.column_id = None;
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+            let update = IssueUpdate {
+                history: diff_history(&current, &patch, actor),
+                patch,
+                expected_version: Some(current.version),
+                now: self.now(),
+            };
+            match self
+                .inner
+                .store
+                .settle_fix_attempt(
+                    next,
+                    VerificationStatus::Monitoring,
+                    update,
+                    comment.clone(),
+                    actor,
+                )
+                .await
+            {
+                Ok(Some((updated, _))) => {
+                    self.announce_patch(&current, &updated, moved_to).await;
+                    return Ok(Some(updated));
+                }
+                Ok(None) => return Ok(None),
+                Err(e) if e.kind == ErrorKind::Conflict => continue,
+                Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict("the issue kept changing; try again"))
+    }
+
+    /// Spec §6.6: comment, back to Backlog, priority up one, label "Fix Failed" — with the
+    /// attempt's failure, in one transaction — then, when configured, a new error_fix run
+    /// through the gates. Returns whether this call failed the attempt.
+    async fn fail_fix(&self, attempt: &FixAttempt) -> Result<bool> {
         let actor = Actor::system("Fix Verification");
         let label = self
             .inner
@@ -365,29 +456,27 @@ impl Dispatch {
                 .unwrap_or("the error came back"),
             attempt.events_after_deploy.unwrap_or(0)
         );
-        self.add_comment(
-            issue_id,
-            NewComment {
-                author: Some("Dispatch".into()),
-                body,
-            },
-            &actor,
-        )
-        .await?;
-        let updated = self
-            .patch_with_retry(issue_id, &actor, |cur| {
+        let comment = NewComment {
+            author: Some("Dispatch".into()),
+            body,
+        };
+        let Some(updated) = self
+            .settle_attempt(attempt, comment, &actor, |cur| {
                 let mut labels = cur.labels.clone();
                 if !labels.contains(&label.id) {
                     labels.push(label.id);
                 }
-                Ok(IssuePatch {
+                IssuePatch {
                     column_id: (cur.column_id != backlog.id).then_some(backlog.id),
                     priority: Some(cur.priority.escalate()),
                     labels: Some(labels),
                     ..IssuePatch::default()
-                })
+                }
             })
-            .await?;
+            .await?
+        else {
+            return Ok(false);
+        };
         tracing::info!(issue = %updated.identifier, pr = attempt.pr_number, "fix failed verification");
         self.notify(Notification::FixFailed {
             issue: updated.clone(),
@@ -399,7 +488,7 @@ impl Dispatch {
         {
             self.spawn_for_alert(&updated, &actor).await?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Verifies monitoring attempts whose deadline passed and closes their issues.
@@ -414,54 +503,48 @@ impl Dispatch {
         Ok(n)
     }
 
+    /// A monitoring attempt whose deadline passed: failed when the stored links hold a
+    /// sighting inside its window (an ingest that committed but died before its own check),
+    /// else verified and its issue closed, in one transaction. Returns whether it verified.
     pub(crate) async fn verify_attempt(&self, a: &FixAttempt) -> Result<bool> {
-        let Some(verified) = verify::on_deadline(a, self.now()) else {
-            return Ok(false);
-        };
-        if !self
-            .inner
-            .store
-            .update_fix_attempt(&verified, VerificationStatus::Monitoring)
-            .await?
-        {
+        if verify::on_deadline(a, self.now()).is_none() {
             return Ok(false);
         }
-        let actor = Actor::system("Fix Verification");
         let issue = match self.get_issue(a.issue_id).await {
             Ok(i) => i,
-            Err(e) if e.kind == ErrorKind::NotFound => return Ok(true),
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
         };
+        let a = self.judge_stored_sightings(&issue, a.clone()).await?;
+        let Some(verified) = verify::on_deadline(&a, self.now()) else {
+            return Ok(false);
+        };
+        let actor = Actor::system("Fix Verification");
         let hours = self.inner.config.verify.window.num_hours();
-        self.add_comment(
-            issue.id,
-            NewComment {
-                author: Some("Dispatch".into()),
-                body: format!("## Fix Verified\n\nNo recurrence in the {hours} h after PR #{} was deployed. Closing.", a.pr_number),
-            },
-            &actor,
-        )
-        .await?;
-        if !self.is_closed(&issue).await? {
-            let done = self.done().await?;
-            match self
-                .patch_with_retry(issue.id, &actor, |_| {
-                    Ok(IssuePatch {
-                        column_id: Some(done.id),
-                        ..IssuePatch::default()
-                    })
-                })
-                .await
-            {
-                Ok(_) => {}
-                // A newer attempt that is not verified yet keeps the issue open.
-                Err(e) if e.kind == ErrorKind::Forbidden => {
-                    tracing::info!(issue = %issue.identifier, reason = %e, "verified fix, but issue stays open");
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let issue = self.get_issue(issue.id).await?;
+        let comment = NewComment {
+            author: Some("Dispatch".into()),
+            body: format!(
+                "## Fix Verified\n\nNo recurrence in the {hours} h after PR #{} was deployed. Closing.",
+                a.pr_number
+            ),
+        };
+        let done = self.done().await?;
+        let closed: Vec<_> = self
+            .columns()
+            .await?
+            .into_iter()
+            .filter(|c| c.is_closed())
+            .map(|c| c.id)
+            .collect();
+        let Some(issue) = self
+            .settle_attempt(&verified, comment, &actor, |cur| IssuePatch {
+                column_id: (!closed.contains(&cur.column_id)).then_some(done.id),
+                ..IssuePatch::default()
+            })
+            .await?
+        else {
+            return Ok(false);
+        };
         self.notify(Notification::FixVerified {
             issue,
             attempt: verified,

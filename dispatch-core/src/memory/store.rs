@@ -52,6 +52,8 @@ struct State {
     watchers: BTreeSet<(IssueId, CustomerId)>,
     links: Vec<ErrorLink>,
     link_index: HashMap<(String, String), usize>,
+    /// Links owing an ingest follow-up, and since when.
+    follow_ups: HashMap<LinkId, Timestamp>,
     runs: BTreeMap<RunId, Run>,
     chunks: HashMap<RunId, Vec<TerminalChunk>>,
     activities: HashMap<IssueId, Vec<Activity>>,
@@ -143,6 +145,31 @@ impl State {
         let out = issue.clone();
         self.push_history(id, update.history, update.now);
         Ok(out)
+    }
+
+    /// A comment on an existing issue, with its history entry.
+    fn insert_comment(
+        &mut self,
+        id: IssueId,
+        comment: NewComment,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Comment {
+        let c = Comment {
+            id: crate::ids::CommentId::new(),
+            issue_id: id,
+            author: comment.author,
+            body: comment.body,
+            created_at: now,
+        };
+        self.comments.push(c.clone());
+        let h = NewHistory::new(HistoryAction::CommentAdded, actor)
+            .values(None, Some(json!({"comment_id": c.id})));
+        self.push_history(id, vec![h], now);
+        if let Some(i) = self.issues.get_mut(&id) {
+            i.updated_at = now;
+        }
+        c
     }
 
     fn recompute_totals(&mut self, issue_id: IssueId) {
@@ -484,6 +511,15 @@ impl IssueStore for MemoryStore {
         s.deferred.retain(|_, d| d.issue_id != id);
         s.fixes.retain(|_, f| f.issue_id != id);
         s.pr_links.retain(|_, l| l.issue_id != id);
+        let gone: Vec<LinkId> = s
+            .links
+            .iter()
+            .filter(|l| l.issue_id == id)
+            .map(|l| l.id)
+            .collect();
+        for l in gone {
+            s.follow_ups.remove(&l);
+        }
         s.links.retain(|l| l.issue_id != id);
         s.embeddings.remove(&id);
         let index: HashMap<(String, String), usize> = s
@@ -506,21 +542,7 @@ impl IssueStore for MemoryStore {
         comment.validate()?;
         let mut s = self.lock();
         s.issue(id)?;
-        let c = Comment {
-            id: crate::ids::CommentId::new(),
-            issue_id: id,
-            author: comment.author,
-            body: comment.body,
-            created_at: now,
-        };
-        s.comments.push(c.clone());
-        let h = NewHistory::new(HistoryAction::CommentAdded, actor)
-            .values(None, Some(json!({"comment_id": c.id})));
-        s.push_history(id, vec![h], now);
-        if let Some(i) = s.issues.get_mut(&id) {
-            i.updated_at = now;
-        }
-        Ok(c)
+        Ok(s.insert_comment(id, comment, actor, now))
     }
 
     async fn list_comments(&self, id: IssueId) -> Result<Vec<Comment>> {
@@ -653,6 +675,46 @@ impl ErrorLinkStore for MemoryStore {
         let mut s = self.lock();
         for l in s.links.iter_mut().filter(|l| l.issue_id == issue) {
             l.cooldown_until = Some(until);
+        }
+        Ok(())
+    }
+
+    async fn owe_follow_up(&self, link: LinkId, owed_at: Timestamp) -> Result<()> {
+        let mut s = self.lock();
+        if !s.links.iter().any(|l| l.id == link) {
+            return Err(Error::not_found(format!("error link {link} not found")));
+        }
+        let at = s.follow_ups.entry(link).or_insert(owed_at);
+        *at = (*at).max(owed_at);
+        Ok(())
+    }
+
+    async fn owed_follow_ups(
+        &self,
+        upto: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(ErrorLink, Timestamp)>> {
+        let s = self.lock();
+        let mut v: Vec<(ErrorLink, Timestamp)> = s
+            .follow_ups
+            .iter()
+            .filter(|(_, at)| **at <= upto)
+            .filter_map(|(id, at)| {
+                s.links
+                    .iter()
+                    .find(|l| l.id == *id)
+                    .map(|l| (l.clone(), *at))
+            })
+            .collect();
+        v.sort_by_key(|(l, at)| (*at, l.id));
+        v.truncate(limit);
+        Ok(v)
+    }
+
+    async fn settle_follow_up(&self, link: LinkId, upto: Timestamp) -> Result<()> {
+        let mut s = self.lock();
+        if s.follow_ups.get(&link).is_some_and(|at| *at <= upto) {
+            s.follow_ups.remove(&link);
         }
         Ok(())
     }
@@ -865,12 +927,14 @@ impl RunStore for MemoryStore {
         if !s.runs.contains_key(&run) {
             return Err(Error::not_found(format!("run {run} not found")));
         }
+        let mut budget = crate::run::PageBudget::default();
         Ok(s.chunks
             .get(&run)
             .map(|c| {
                 c.iter()
                     .filter(|c| c.seq > after)
                     .take(limit)
+                    .take_while(|c| budget.admit(c.content.len()))
                     .cloned()
                     .collect()
             })
@@ -1102,6 +1166,36 @@ impl FixStore for MemoryStore {
                 Ok(true)
             }
         }
+    }
+
+    async fn settle_fix_attempt(
+        &self,
+        attempt: &FixAttempt,
+        expected: VerificationStatus,
+        update: IssueUpdate,
+        comment: NewComment,
+        actor: &Actor,
+    ) -> Result<Option<(Issue, Comment)>> {
+        comment.validate()?;
+        let mut s = self.lock();
+        match s.fixes.get(&attempt.id) {
+            None => {
+                return Err(Error::not_found(format!(
+                    "fix attempt {} not found",
+                    attempt.id
+                )));
+            }
+            Some(f) if f.status != expected => return Ok(None),
+            Some(_) => {}
+        }
+        // The issue first: its version check is the only step that can refuse, and it refuses
+        // before anything changed.
+        let now = update.now;
+        s.write_issue(attempt.issue_id, update)?;
+        let c = s.insert_comment(attempt.issue_id, comment, actor, now);
+        s.fixes.insert(attempt.id, attempt.clone());
+        let issue = s.issue(attempt.issue_id)?.clone();
+        Ok(Some((issue, c)))
     }
 
     async fn fix_attempts_in_status(

@@ -159,6 +159,17 @@ pub trait ErrorLinkStore: Send + Sync {
     async fn links_for_issue(&self, issue: IssueId) -> Result<Vec<ErrorLink>>;
     /// Sets the cooldown on every error link of the issue.
     async fn set_cooldown(&self, issue: IssueId, until: Timestamp) -> Result<()>;
+    /// The link owes the follow-up of an ingest that committed (recurrence check, regression,
+    /// spawn) but could not finish it; `owed_at` moves forward only.
+    async fn owe_follow_up(&self, link: LinkId, owed_at: Timestamp) -> Result<()>;
+    /// Links owing a follow-up since `upto` or earlier, with since when, oldest debt first.
+    async fn owed_follow_ups(
+        &self,
+        upto: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(ErrorLink, Timestamp)>>;
+    /// Clears the link's debt unless a newer one (owed after `upto`) came meanwhile.
+    async fn settle_follow_up(&self, link: LinkId, upto: Timestamp) -> Result<()>;
 }
 
 /// A request to start an agent on an issue.
@@ -269,7 +280,8 @@ pub trait RunStore: Send + Sync {
         seq: Option<u64>,
         at: Timestamp,
     ) -> Result<TerminalChunk>;
-    /// Chunks with `seq > after`, in order, at most `limit`.
+    /// Chunks with `seq > after`, in order, at most `limit`, and within
+    /// [`crate::run::PAGE_MAX_BYTES`] of content past the first ([`crate::run::PageBudget`]).
     async fn read_terminal(
         &self,
         run: RunId,
@@ -326,6 +338,19 @@ pub trait FixStore: Send + Sync {
         attempt: &FixAttempt,
         expected: VerificationStatus,
     ) -> Result<bool>;
+    /// An attempt's outcome and its effect on the issue, in one transaction (a crash can leave
+    /// neither half alone): when the attempt's stored status is still `expected`, `update` is
+    /// applied to its issue (version check included), `comment` added to it and the attempt
+    /// replaced. `None`, nothing written, when the status moved on (another process settled
+    /// it); `Conflict`, nothing written, when the issue changed since it was read.
+    async fn settle_fix_attempt(
+        &self,
+        attempt: &FixAttempt,
+        expected: VerificationStatus,
+        update: IssueUpdate,
+        comment: NewComment,
+        actor: &Actor,
+    ) -> Result<Option<(Issue, Comment)>>;
     /// Attempts in `status`, oldest first.
     async fn fix_attempts_in_status(
         &self,

@@ -18,5 +18,7 @@ pub use spawn_effects::{
     RunUpdateEffects, RunUpdatePlan, SpawnEffects, external_run_effects, run_end_effects,
     spawn_effects,
 };
-pub use terminal::{ChunkAppend, TerminalChunk, plan_chunk_append, replayed_chunk};
+pub use terminal::{
+    ChunkAppend, PAGE_MAX_BYTES, PageBudget, TerminalChunk, plan_chunk_append, replayed_chunk,
+};
 pub use usage::{CarriedUsage, plan_issue_deletion};

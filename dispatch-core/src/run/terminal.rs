@@ -12,6 +12,32 @@ pub struct TerminalChunk {
     pub at: Timestamp,
 }
 
+/// A page of terminal output holds at most this much content (bytes) past its first chunk: a
+/// replay of 500 chunks of up to 1 MiB each must not be one 500 MiB read per viewer. Readers
+/// page on with `after` until a page comes back empty.
+pub const PAGE_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// What every store's `read_terminal` applies while it reads chunks in order: the first chunk
+/// always (so a reader always moves on), the next ones while the page stays within
+/// [`PAGE_MAX_BYTES`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PageBudget {
+    used: usize,
+    taken: usize,
+}
+
+impl PageBudget {
+    /// Whether a chunk of `bytes` still fits; counts it when it does.
+    pub fn admit(&mut self, bytes: usize) -> bool {
+        if self.taken > 0 && self.used.saturating_add(bytes) > PAGE_MAX_BYTES {
+            return false;
+        }
+        self.used = self.used.saturating_add(bytes);
+        self.taken += 1;
+        true
+    }
+}
+
 /// Where a posted chunk goes, given the run's last stored sequence number (0 for none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChunkAppend {
@@ -103,5 +129,24 @@ mod tests {
             replayed_chunk(None, 2, "x").unwrap_err().field(),
             Some("seq")
         );
+    }
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+
+    #[test]
+    fn a_page_takes_the_first_chunk_always_and_the_rest_within_the_budget() {
+        let mut b = PageBudget::default();
+        assert!(
+            b.admit(PAGE_MAX_BYTES * 2),
+            "the first chunk, however large"
+        );
+        assert!(!b.admit(1), "nothing after an oversized first chunk");
+        let mut b = PageBudget::default();
+        assert!(b.admit(PAGE_MAX_BYTES / 2));
+        assert!(b.admit(PAGE_MAX_BYTES / 2), "exactly full");
+        assert!(!b.admit(1));
     }
 }

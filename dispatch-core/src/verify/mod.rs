@@ -95,7 +95,10 @@ pub fn reported_time(reported: Timestamp, now: Timestamp) -> Timestamp {
     reported.min(now)
 }
 
-/// A new attempt for a merged PR.
+/// A new attempt for a merged PR. Recurrences count from the merge (the fix exists from then
+/// on), and the window runs from when Dispatch learnt of it: a merge event delivered days late
+/// still gets its whole window of watching instead of being verified at the next sweep, and
+/// what happened since the merge is judged by [`recurrence_since`].
 pub fn on_merge(
     issue_id: IssueId,
     pr: &MergedPr,
@@ -109,7 +112,7 @@ pub fn on_merge(
         (
             VerificationStatus::Monitoring,
             Some(merged_at),
-            Some(merged_at + policy.window),
+            Some(now + policy.window),
         )
     };
     FixAttempt {
@@ -136,13 +139,15 @@ pub fn on_merge(
     }
 }
 
-/// A deploy signal: an attempt awaiting deploy starts monitoring. Other states are unchanged
-/// (`None`).
+/// A deploy signal received at `now`: an attempt awaiting deploy starts monitoring, with
+/// recurrences counted from `deployed_at` and the window running from `now` (a late signal
+/// still gets its whole window). Other states are unchanged (`None`).
 pub fn on_deploy(
     attempt: &FixAttempt,
     sha: Option<&str>,
     deployed_at: Timestamp,
     policy: &VerifyPolicy,
+    now: Timestamp,
 ) -> Option<FixAttempt> {
     if attempt.status != VerificationStatus::AwaitingDeploy || deployed_at < attempt.merged_at {
         return None;
@@ -153,9 +158,31 @@ pub fn on_deploy(
         .map(str::to_string)
         .or_else(|| attempt.merged_sha.clone());
     a.deployed_at = Some(deployed_at);
-    a.deadline = Some(deployed_at + policy.window);
-    a.updated_at = deployed_at;
+    a.deadline = Some(now.max(deployed_at) + policy.window);
+    a.updated_at = now.max(deployed_at);
     Some(a)
+}
+
+/// The newest sighting of the error, among the issue's links, that falls inside a monitoring
+/// attempt's window (after its start — a sighting at the very instant of the merge is the
+/// error the fix is for — and before its deadline): the recurrence the attempt
+/// must fail on, as `(last seen, the link's event count)`. This is what the stored links say
+/// whatever became of the ingest that recorded the event (a crash between its commit and its
+/// recurrence check), so the sweeper asks it before verifying, and a late merge asks it for
+/// what happened between the merge and its delivery.
+pub fn recurrence_since(
+    attempt: &FixAttempt,
+    links: &[crate::ports::ErrorLink],
+) -> Option<(Timestamp, u64)> {
+    if attempt.status != VerificationStatus::Monitoring {
+        return None;
+    }
+    let start = attempt.deployed_at?;
+    links
+        .iter()
+        .filter(|l| l.last_seen_at > start && attempt.deadline.is_none_or(|d| l.last_seen_at < d))
+        .max_by_key(|l| l.last_seen_at)
+        .map(|l| (l.last_seen_at, l.event_count))
 }
 
 /// The error came back at `seen_at`. Fails an attempt that is monitoring; a recurrence before the

@@ -46,12 +46,12 @@ fn with_deploy_signal_waits_and_ignores_recurrence_before_deploy() {
     assert_eq!(a.status, VerificationStatus::AwaitingDeploy);
     assert!(on_recurrence(&a, t(1), 5, "r".into()).is_none());
     assert!(on_deadline(&a, t(1000)).is_none());
-    let m = on_deploy(&a, Some("feedbeef"), t(2), &p).unwrap();
+    let m = on_deploy(&a, Some("feedbeef"), t(2), &p, t(2)).unwrap();
     assert_eq!(m.status, VerificationStatus::Monitoring);
     assert_eq!(m.deadline, Some(t(50)));
     assert_eq!(m.deployed_sha.as_deref(), Some("feedbeef"));
     assert!(
-        on_deploy(&m, None, t(3), &p).is_none(),
+        on_deploy(&m, None, t(3), &p, t(3)).is_none(),
         "second deploy does not restart the window"
     );
     let f = on_recurrence(&m, t(10), 3, "came back".into()).unwrap();
@@ -109,7 +109,73 @@ fn a_merge_time_from_the_future_starts_the_window_now_without_overflow() {
     assert_eq!(a.merged_at, t(5));
     assert_eq!(a.deployed_at, Some(t(5)));
     assert_eq!(a.deadline, Some(t(53)));
-    // An ordinary past merge keeps its own time.
+    // A past merge keeps its own time as the start of what counts as a recurrence.
     let a = on_merge(IssueId::new(), &pr(), &VerifyPolicy::default(), t(5));
-    assert_eq!(a.deadline, Some(t(48)));
+    assert_eq!(a.deployed_at, Some(t(0)));
+}
+
+#[test]
+fn a_merge_delivered_late_gets_its_whole_window_from_delivery() {
+    // Merged at 0, delivered 72 h later: verifying it at the next sweep would close the issue
+    // without ever having watched.
+    let a = on_merge(IssueId::new(), &pr(), &VerifyPolicy::default(), t(72));
+    assert_eq!(
+        a.deployed_at,
+        Some(t(0)),
+        "recurrences count from the merge"
+    );
+    assert_eq!(a.deadline, Some(t(120)), "the window runs from delivery");
+    assert!(on_deadline(&a, t(73)).is_none());
+    // A late deploy signal the same way.
+    let p = VerifyPolicy {
+        window: Duration::hours(48),
+        wait_for_deploy: true,
+    };
+    let w = on_merge(IssueId::new(), &pr(), &p, t(1));
+    let m = on_deploy(&w, None, t(2), &p, t(60)).unwrap();
+    assert_eq!(m.deployed_at, Some(t(2)));
+    assert_eq!(m.deadline, Some(t(108)));
+}
+
+fn link(last_seen: Timestamp, events: u64) -> crate::ports::ErrorLink {
+    crate::ports::ErrorLink {
+        id: crate::ids::LinkId::new(),
+        issue_id: IssueId::new(),
+        source: "loki".into(),
+        external_key: "k".into(),
+        fingerprint: "f".into(),
+        url: None,
+        metadata: serde_json::Value::Null,
+        event_count: events,
+        first_seen_at: t(-100),
+        last_seen_at: last_seen,
+        cooldown_until: None,
+    }
+}
+
+#[test]
+fn recurrence_since_finds_a_sighting_inside_the_window_only() {
+    let a = on_merge(IssueId::new(), &pr(), &VerifyPolicy::default(), t(0));
+    assert_eq!(recurrence_since(&a, &[]), None);
+    assert_eq!(
+        recurrence_since(&a, &[link(t(-1), 4)]),
+        None,
+        "seen before the fix: the old error"
+    );
+    assert_eq!(
+        recurrence_since(&a, &[link(t(-1), 4), link(t(10), 9), link(t(3), 2)]),
+        Some((t(10), 9)),
+        "the newest sighting in the window"
+    );
+    assert_eq!(
+        recurrence_since(&a, &[link(t(48), 9)]),
+        None,
+        "at the deadline the fix held its whole window"
+    );
+    let v = on_deadline(&a, t(48)).unwrap();
+    assert_eq!(
+        recurrence_since(&v, &[link(t(10), 9)]),
+        None,
+        "a settled attempt is not judged again"
+    );
 }

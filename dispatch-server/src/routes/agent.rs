@@ -92,7 +92,12 @@ pub fn router() -> ApiRouter {
             post(cancel, doc("Cancel the issue's active run")),
         )
         // A callback's effects run to the end even when the workflow's curl gives up waiting.
-        .map(|r| r.layer(axum::middleware::from_fn(super::webhooks::detached)))
+        .map(|r| {
+            r.layer(axum::middleware::from_fn_with_state(
+                super::webhooks::DetachLimit::new(super::webhooks::MAX_DETACHED),
+                super::webhooks::detached,
+            ))
+        })
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -123,7 +123,7 @@ async fn turn(
         let data = serde_json::to_string(&e).unwrap_or_default();
         Some((Ok::<_, Infallible>(SseEvent::default().data(data)), rx))
     });
-    Ok(sse_response(stream))
+    Ok(sse_response(stream, s.config.sse_keepalive))
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

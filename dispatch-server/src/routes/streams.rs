@@ -38,7 +38,6 @@ use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
-use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -62,7 +61,6 @@ pub fn router() -> ApiRouter {
         )
 }
 
-const DEFAULT_KEEPALIVE_SECS: u64 = 30;
 /// Terminal chunks read from the store per query.
 const TERMINAL_PAGE: usize = 500;
 /// Activities read per query, and at most this many pages when looking for a resume point.
@@ -70,31 +68,6 @@ const ACTIVITY_PAGE: usize = 200;
 const ACTIVITY_PAGES: usize = 5;
 /// Activity ids remembered per connection to drop duplicates.
 const SENT_ACTIVITIES: usize = 4096;
-
-/// `SSE_KEEPALIVE_SECONDS` (30): the `: ping` comment and the issue stream's heartbeat.
-fn keepalive_interval() -> Duration {
-    static INTERVAL: OnceLock<Duration> = OnceLock::new();
-    *INTERVAL.get_or_init(|| {
-        let raw = crate::config::env_lookup()("SSE_KEEPALIVE_SECONDS");
-        parse_keepalive(raw.as_deref())
-    })
-}
-
-fn parse_keepalive(raw: Option<&str>) -> Duration {
-    match raw.map(str::trim).filter(|v| !v.is_empty()) {
-        None => Duration::from_secs(DEFAULT_KEEPALIVE_SECS),
-        Some(v) => match v.parse::<u64>() {
-            Ok(n) if (1..=3600).contains(&n) => Duration::from_secs(n),
-            _ => {
-                tracing::warn!(
-                    value = v,
-                    "SSE_KEEPALIVE_SECONDS must be 1..3600 seconds; using {DEFAULT_KEEPALIVE_SECS}"
-                );
-                Duration::from_secs(DEFAULT_KEEPALIVE_SECS)
-            }
-        },
-    }
-}
 
 fn ticker(period: Duration) -> Interval {
     let mut t = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -120,12 +93,12 @@ fn with_id(e: SseEvent, id: &str) -> SseEvent {
     }
 }
 
-pub(crate) fn sse_response<S>(stream: S) -> Response
+pub(crate) fn sse_response<S>(stream: S, keepalive: Duration) -> Response
 where
     S: Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
 {
     let mut res = Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(keepalive_interval()).text("ping"))
+        .keep_alive(KeepAlive::new().interval(keepalive).text("ping"))
         .into_response();
     // Reverse proxies (nginx) must not buffer the stream.
     res.headers_mut()
@@ -184,7 +157,7 @@ async fn board_stream(State(s): State<AppState>, _a: Authenticated) -> Response 
             }
         }
     });
-    sse_response(stream)
+    sse_response(stream, s.config.sse_keepalive)
 }
 
 /// The board event for a bus event, or `None` when it is not a board event (or the issue is
@@ -327,7 +300,7 @@ async fn issue_stream(
         shutdown: s.shutdown.clone(),
         issue_id: issue.id,
         bus,
-        heartbeat: ticker(keepalive_interval()),
+        heartbeat: ticker(s.config.sse_keepalive),
         out: VecDeque::new(),
         backlog_runs: VecDeque::new(),
         sent_seq: HashMap::new(),
@@ -406,7 +379,7 @@ async fn issue_stream(
             }
         }
     });
-    Ok(sse_response(stream))
+    Ok(sse_response(stream, s.config.sse_keepalive))
 }
 
 impl IssueStream {
@@ -487,10 +460,9 @@ impl IssueStream {
                 // lagging subscription.
                 loop {
                     match self.send_terminal_page(run_id).await {
-                        Ok(n)
-                            if n == TERMINAL_PAGE
-                                && self.sent_seq.get(&run_id).is_some_and(|s| *s < seq) =>
-                        {
+                        // A page can be short of TERMINAL_PAGE chunks (its byte budget):
+                        // read on until this chunk was sent or nothing more is stored.
+                        Ok(n) if n > 0 && self.sent_seq.get(&run_id).is_some_and(|s| *s < seq) => {
                             continue;
                         }
                         Ok(_) => break,
@@ -656,14 +628,6 @@ mod tests {
         ] {
             assert_eq!(Cursor::parse(junk), Cursor::default(), "{junk}");
         }
-    }
-
-    #[test]
-    fn keepalive_parses_with_a_default() {
-        assert_eq!(parse_keepalive(None), Duration::from_secs(30));
-        assert_eq!(parse_keepalive(Some(" 2 ")), Duration::from_secs(2));
-        assert_eq!(parse_keepalive(Some("0")), Duration::from_secs(30));
-        assert_eq!(parse_keepalive(Some("soon")), Duration::from_secs(30));
     }
 
     #[test]

@@ -53,7 +53,28 @@ pub fn router() -> ApiRouter {
                     .tag("webhooks"),
             ),
         )
-        .map(|r| r.layer(axum::middleware::from_fn(detached)))
+        .map(|r| {
+            r.layer(axum::middleware::from_fn_with_state(
+                DetachLimit::new(MAX_DETACHED),
+                detached,
+            ))
+        })
+}
+
+/// At most this many webhook handlings (and, separately, agent callback handlings) run at once
+/// per process. Each runs on its own task to the end ([`detached`]), so without a bound an alert
+/// storm would pile up tasks and memory; beyond it a delivery is answered 503 with Retry-After
+/// at once, before anything is read or recorded, and the sender retries.
+pub const MAX_DETACHED: usize = 512;
+
+/// The in-flight bound of one group of detached routes.
+#[derive(Clone, Debug)]
+pub struct DetachLimit(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl DetachLimit {
+    pub fn new(max: usize) -> Self {
+        DetachLimit(std::sync::Arc::new(tokio::sync::Semaphore::new(max)))
+    }
 }
 
 /// Runs a webhook's (or an agent callback's) handling on its own task. A sender that stops waiting (Sentry gives up after
@@ -61,8 +82,25 @@ pub fn router() -> ApiRouter {
 /// the delivery id was recorded and before the ingest, say — and the event would be lost, or a
 /// redelivery refused as a duplicate. Detached, the handling always runs to the end; the
 /// response goes to whoever still waits for it.
-pub async fn detached(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    match tokio::spawn(next.run(req)).await {
+pub async fn detached(
+    axum::extract::State(limit): axum::extract::State<DetachLimit>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Ok(permit) = limit.0.try_acquire_owned() else {
+        return ApiError::from(dispatch_core::Error::unavailable(
+            "too many deliveries are being handled; retry shortly",
+        ))
+        .into_response();
+    };
+    // The permit goes with the task: it is held until the handling ends, even when the
+    // sender stopped waiting.
+    let task = async move {
+        let response = next.run(req).await;
+        drop(permit);
+        response
+    };
+    match tokio::spawn(task).await {
         Ok(response) => response,
         Err(e) => {
             tracing::error!(error = %e, "webhook handler panicked");
@@ -213,5 +251,51 @@ mod tests {
         assert!(delivery_id(&h, "x-github-delivery").is_none());
         assert!(delivery_id(&h, "request-id").is_none());
         assert!(delivery_id(&h, "not a header name").is_none());
+    }
+}
+
+#[cfg(test)]
+mod detach_tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::post;
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    /// Beyond the bound a delivery is refused at once with 503 + Retry-After; the place is
+    /// given back when a handling ends.
+    #[tokio::test]
+    async fn deliveries_beyond_the_bound_are_refused_with_retry_after() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let app = axum::Router::new()
+            .route(
+                "/hook",
+                post({
+                    let gate = gate.clone();
+                    move || async move {
+                        let _ = entered_tx.send(());
+                        let _permit = gate.acquire().await;
+                        "handled"
+                    }
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                DetachLimit::new(1),
+                detached,
+            ));
+        let req = || Request::post("/hook").body(Body::empty()).unwrap();
+        let first = tokio::spawn(app.clone().oneshot(req()));
+        entered.recv().await.unwrap();
+
+        let refused = app.clone().oneshot(req()).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(refused.headers().contains_key("retry-after"));
+
+        gate.add_permits(1);
+        assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+        gate.add_permits(1);
+        let again = app.clone().oneshot(req()).await.unwrap();
+        assert_eq!(again.status(), StatusCode::OK, "the place was given back");
     }
 }

@@ -326,12 +326,8 @@ pub async fn put(
     call(s, reqwest::Method::PUT, p, Some(body)).await
 }
 
-/// A git repository (one commit on `main`) under `dir/repo` whose `post-checkout` hook blocks
-/// until something is written to the FIFO `dir/gate.fifo`: a dispatch that prepares a worktree
-/// is in flight for exactly as long as the test wants. Returns (repository, FIFO).
-pub fn repo_with_blocking_checkout(
-    dir: &std::path::Path,
-) -> (std::path::PathBuf, std::path::PathBuf) {
+/// A git repository with one commit on `main` under `dir/repo`.
+pub fn plain_repo(dir: &std::path::Path) -> std::path::PathBuf {
     let repo = dir.join("repo");
     std::fs::create_dir_all(&repo).expect("repo dir");
     let git = |args: &[&str]| {
@@ -347,6 +343,16 @@ pub fn repo_with_blocking_checkout(
     std::fs::write(repo.join("README.md"), "demo\n").expect("write");
     git(&["add", "."]);
     git(&["commit", "-q", "-m", "init"]);
+    repo
+}
+
+/// A git repository (one commit on `main`) under `dir/repo` whose `post-checkout` hook blocks
+/// until something is written to the FIFO `dir/gate.fifo`: a dispatch that prepares a worktree
+/// is in flight for exactly as long as the test wants. Returns (repository, FIFO).
+pub fn repo_with_blocking_checkout(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let repo = plain_repo(dir);
     let fifo = dir.join("gate.fifo");
     assert!(
         Command::new("mkfifo")

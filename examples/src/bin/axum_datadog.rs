@@ -91,6 +91,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // DATABASE_URL / PG_DATABASE_URL as the server reads them (default: ./dispatch.db).
     let opened = open_store(&StoreUrl::from_env()?).await?;
     let dispatch = Dispatch::builder(opened.store, Arc::new(ScriptRunner::default()))
+        .bus(opened.bus)
+        .clock(opened.clock)
         .config(dispatch_core::config::EngineConfig::from_env()?)
         .build()
         .await?;

@@ -9,6 +9,7 @@ pub(super) fn cases() -> Vec<Case> {
         ingest_creates_an_issue_then_dedupes,
         ingest_keys_are_per_source,
         links_for_issue_get_link_and_set_cooldown,
+        owed_follow_ups_are_kept_until_settled_and_a_newer_debt_survives,
     )
 }
 
@@ -289,4 +290,76 @@ async fn links_for_issue_get_link_and_set_cooldown(store: Arc<dyn Store>) {
         (3, Some(mins(30))),
         "ingest keeps the cooldown"
     );
+}
+
+/// Issue 10 #4: an ingest that stored its event but could not finish what follows leaves the
+/// link owing it; the debt is listed oldest first, moves forward only, is cleared up to what
+/// was finished (a newer debt survives) and goes with the issue.
+async fn owed_follow_ups_are_kept_until_settled_and_a_newer_debt_survives(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ws = workspace(s).await;
+    let a = s
+        .ingest_error(ws.id, draft("loki", "fp-a", 1, mins(1)))
+        .await
+        .expect("a");
+    let b = s
+        .ingest_error(ws.id, draft("loki", "fp-b", 1, mins(1)))
+        .await
+        .expect("b");
+    assert!(
+        s.owed_follow_ups(mins(100), 10)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+
+    s.owe_follow_up(b.link.id, mins(3)).await.expect("owe b");
+    s.owe_follow_up(a.link.id, mins(2)).await.expect("owe a");
+    s.owe_follow_up(a.link.id, mins(1))
+        .await
+        .expect("an older debt does not move it back");
+    let owed = s.owed_follow_ups(mins(10), 10).await.expect("owed");
+    assert_eq!(
+        owed.iter().map(|(l, at)| (l.id, *at)).collect::<Vec<_>>(),
+        vec![(a.link.id, mins(2)), (b.link.id, mins(3))],
+        "oldest debt first, each link once"
+    );
+    assert_eq!(owed[0].0, a.link, "the link as stored");
+    assert_eq!(s.owed_follow_ups(mins(2), 10).await.expect("upto").len(), 1);
+    assert_eq!(
+        s.owed_follow_ups(mins(10), 1).await.expect("limit").len(),
+        1
+    );
+
+    // A newer debt came while the sweeper finished the older one: it stays.
+    s.owe_follow_up(a.link.id, mins(5)).await.expect("newer");
+    s.settle_follow_up(a.link.id, mins(2))
+        .await
+        .expect("settle older");
+    let owed = s.owed_follow_ups(mins(10), 10).await.expect("owed");
+    assert_eq!(
+        owed.iter().map(|(l, at)| (l.id, *at)).collect::<Vec<_>>(),
+        vec![(b.link.id, mins(3)), (a.link.id, mins(5))]
+    );
+    s.settle_follow_up(a.link.id, mins(5))
+        .await
+        .expect("settle");
+    assert_eq!(
+        s.owed_follow_ups(mins(10), 10).await.expect("owed").len(),
+        1
+    );
+
+    // The debt goes with its issue.
+    s.delete_issue(b.issue.id, mins(6)).await.expect("delete");
+    assert!(
+        s.owed_follow_ups(mins(10), 10)
+            .await
+            .expect("owed")
+            .is_empty()
+    );
+    let gone = s
+        .owe_follow_up(b.link.id, mins(7))
+        .await
+        .expect_err("a deleted link owes nothing");
+    assert_eq!(gone.kind, ErrorKind::NotFound);
 }

@@ -11,6 +11,7 @@ pub(super) fn cases() -> Vec<Case> {
         update_fix_attempt_is_compare_and_set_on_status,
         fix_attempts_in_status_and_due_verifications,
         ingest_of_a_known_key_returns_the_newest_fix_attempt,
+        settle_fix_attempt_writes_attempt_issue_and_comment_together_or_nothing,
     )
 }
 
@@ -283,5 +284,117 @@ async fn ingest_of_a_known_key_returns_the_newest_fix_attempt(store: Arc<dyn Sto
         seen.latest_fix,
         Some(newer),
         "the newest attempt of this issue, as list_fix_attempts orders them"
+    );
+}
+
+/// Issue 10 #5: an attempt's outcome and its effect on the issue commit together, so a crash
+/// can never leave a verified attempt with an open issue (or a failed one with a closed issue).
+async fn settle_fix_attempt_writes_attempt_issue_and_comment_together_or_nothing(
+    store: Arc<dyn Store>,
+) {
+    use crate::issue::{IssuePatch, NewComment, Priority};
+    let s = &*store;
+    let ws = workspace(s).await;
+    let done = column_id(s, ws.id, "Done").await;
+    let i = issue(s, ws.id, "a").await;
+    let monitoring = attempt(i.id, 7, Monitoring, mins(1), Some(mins(60)));
+    s.create_fix_attempt(&monitoring).await.expect("create");
+    let mut verified = monitoring.clone();
+    verified.status = Verified;
+    verified.checked_at = Some(mins(60));
+    let comment = || NewComment {
+        author: Some("Dispatch".into()),
+        body: "## Fix Verified".into(),
+    };
+    let close = |version: i64| IssueUpdate {
+        patch: IssuePatch {
+            column_id: Some(done),
+            ..IssuePatch::default()
+        },
+        history: Vec::new(),
+        expected_version: Some(version),
+        now: mins(60),
+    };
+
+    // The issue changed since it was read: nothing at all is written.
+    let stale = s
+        .settle_fix_attempt(
+            &verified,
+            Monitoring,
+            close(i.version + 5),
+            comment(),
+            &actor(),
+        )
+        .await
+        .expect_err("stale version");
+    assert_eq!(stale.kind, ErrorKind::Conflict);
+    assert_eq!(
+        s.list_fix_attempts(i.id).await.expect("list")[0].status,
+        Monitoring,
+        "the attempt is not settled without its issue effect"
+    );
+    assert!(s.list_comments(i.id).await.expect("comments").is_empty());
+    let unchanged = s
+        .get_issue(ws.id, &crate::ids::IssueRef::Id(i.id))
+        .await
+        .expect("issue");
+    assert_eq!(
+        (unchanged.column_id, unchanged.version),
+        (i.column_id, i.version)
+    );
+
+    // The attempt's status is not the expected one: nothing written, `None`.
+    assert_eq!(
+        s.settle_fix_attempt(
+            &verified,
+            AwaitingDeploy,
+            close(i.version),
+            comment(),
+            &actor()
+        )
+        .await
+        .expect("wrong status"),
+        None
+    );
+    assert!(s.list_comments(i.id).await.expect("comments").is_empty());
+
+    // Settled: all three at once.
+    let (after, c) = s
+        .settle_fix_attempt(&verified, Monitoring, close(i.version), comment(), &actor())
+        .await
+        .expect("settle")
+        .expect("settled");
+    assert_eq!(after.column_id, done);
+    assert_eq!(after.version, i.version + 1);
+    assert_eq!(c.body, "## Fix Verified");
+    assert_eq!(s.list_comments(i.id).await.expect("comments"), vec![c]);
+    assert_eq!(s.list_fix_attempts(i.id).await.expect("list")[0], verified);
+
+    // Once only: a second settle (another process, a retried sweep) writes nothing.
+    let mut failed = monitoring.clone();
+    failed.status = Failed;
+    let again = s
+        .settle_fix_attempt(
+            &failed,
+            Monitoring,
+            IssueUpdate {
+                patch: IssuePatch {
+                    priority: Some(Priority::P1),
+                    ..IssuePatch::default()
+                },
+                history: Vec::new(),
+                expected_version: None,
+                now: mins(61),
+            },
+            comment(),
+            &actor(),
+        )
+        .await
+        .expect("second settle");
+    assert_eq!(again, None);
+    assert_eq!(s.list_comments(i.id).await.expect("comments").len(), 1);
+    assert_eq!(
+        s.list_fix_attempts(i.id).await.expect("list")[0].status,
+        Verified
     );
 }

@@ -1717,6 +1717,33 @@ async fn terminal_chunks_are_numbered_idempotent_and_gapless(store: Arc<dyn Stor
         s.read_terminal(RunId::new(), 0, 10).await,
         "read an unknown run",
     );
+
+    // Pages are bounded in bytes too (issue 10 #11): five 1 MiB chunks come as four, then one.
+    let big = "x".repeat(1024 * 1024);
+    let mut last = 0;
+    for i in 0..5 {
+        last = s
+            .append_terminal(other, &big, None, mins(10 + i))
+            .await
+            .expect("append a large chunk")
+            .seq;
+    }
+    let seqs = |v: Vec<crate::run::TerminalChunk>| v.iter().map(|c| c.seq).collect::<Vec<_>>();
+    let page = seqs(s.read_terminal(other, 1, 100).await.expect("page"));
+    assert_eq!(
+        page,
+        [2, 3, 4, 5],
+        "at most PAGE_MAX_BYTES past the first chunk"
+    );
+    assert_eq!(
+        seqs(s.read_terminal(other, 5, 100).await.expect("next page")),
+        [last]
+    );
+    assert_eq!(
+        seqs(s.read_terminal(other, 0, 100).await.expect("small first")).len(),
+        4,
+        "a small first chunk, then as many large ones as fit"
+    );
 }
 
 async fn activities_newest_first_with_before_paging(store: Arc<dyn Store>) {

@@ -50,7 +50,6 @@ use dispatch_core::verify::MergedPr;
 use dispatch_core::{Error, ErrorKind, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::OnceLock;
 
 const ACTOR: &str = "GitHub Webhook";
 const RELEASE_ACTOR: &str = "GitHub Webhook (Release)";
@@ -68,19 +67,6 @@ pub async fn health() -> Json<Value> {
         "status": "ok",
         "events": ["ping", "pull_request", "workflow_run"],
     }))
-}
-
-/// The production branch: `GITHUB_REF` (a `refs/heads/` prefix is dropped), default `main`.
-fn deploy_branch() -> &'static str {
-    static BRANCH: OnceLock<String> = OnceLock::new();
-    BRANCH.get_or_init(|| {
-        let get = crate::config::env_lookup();
-        get("GITHUB_REF")
-            .map(|r| r.trim().to_string())
-            .filter(|r| !r.is_empty())
-            .map(|r| r.strip_prefix("refs/heads/").unwrap_or(&r).to_string())
-            .unwrap_or_else(|| "main".into())
-    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -439,7 +425,7 @@ fn is_production_deploy(run: &WorkflowRun, action: &str, branch: &str) -> bool {
 
 async fn workflow_run(s: &AppState, e: WorkflowRunEvent) -> ApiResult<Response> {
     let run = e.workflow_run;
-    if !is_production_deploy(&run, &e.action, deploy_branch()) {
+    if !is_production_deploy(&run, &e.action, &s.dispatch.config().release.deploy_branch) {
         return Ok(Json(json!({
             "success": true,
             "message": "Workflow run ignored: not a successful production deploy",

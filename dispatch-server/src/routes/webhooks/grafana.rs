@@ -228,6 +228,7 @@ fn result_json(r: &IngestReport, action: &str) -> Value {
             Decision::Allow => ("skipped", None),
         },
         None if r.issue.spawn_status.is_some_and(|st| st.is_active()) => ("already_running", None),
+        None if r.follow_up_owed => ("follow_up_owed", None),
         None => ("not_spawned", None),
     };
     json!({
@@ -238,6 +239,7 @@ fn result_json(r: &IngestReport, action: &str) -> Value {
         "eventCount": r.event_count,
         "fixFailed": r.fix_failed,
         "reopened": r.reopened,
+        "followUpOwed": r.follow_up_owed,
         "spawnStatus": spawn_status,
         "spawnReason": spawn_reason,
         "runId": r.spawn.as_ref().and_then(|o| o.run_id),

@@ -136,6 +136,7 @@ pub async fn receive(
         "eventCount": report.event_count,
         "fixFailed": report.fix_failed,
         "reopened": report.reopened,
+        "followUpOwed": report.follow_up_owed,
     });
     if report.created {
         out["message"] = json!(format!("Created {}", report.issue.identifier));
