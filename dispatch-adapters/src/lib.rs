@@ -55,6 +55,9 @@ pub mod signature;
 #[cfg(feature = "github-webhook")]
 pub mod github_webhook;
 
+#[cfg(feature = "slack")]
+pub mod slack;
+
 #[cfg(any(feature = "loki-tools", feature = "analytics-sql"))]
 pub mod analytics;
 
@@ -64,6 +67,7 @@ pub mod analytics;
     feature = "loki-gateway",
     feature = "sentry-api",
     feature = "webhook",
+    feature = "slack",
     feature = "loki-tools"
 ))]
 mod tls;
@@ -76,6 +80,7 @@ mod tls;
     feature = "loki-gateway",
     feature = "sentry-api",
     feature = "webhook",
+    feature = "slack",
     feature = "loki-tools"
 ))]
 pub fn ensure_crypto_provider() {

@@ -69,6 +69,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0010_orchestrator.sql"),
     },
     Migration {
+        version: 11,
+        name: "outbox",
+        sql: include_str!("../migrations/postgres/0011_outbox.sql"),
+    },
+    Migration {
         version: 12,
         name: "ingest_follow_up",
         sql: include_str!("../migrations/postgres/0012_ingest_follow_up.sql"),
@@ -365,6 +370,11 @@ impl_sql_orchestrator_store!(
     PostgresStore,
     sqlx::Postgres,
     for_update = " FOR NO KEY UPDATE"
+);
+impl_sql_outbox_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    skip_locked = " FOR NO KEY UPDATE SKIP LOCKED"
 );
 
 #[async_trait::async_trait]

@@ -70,6 +70,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0010_orchestrator.sql"),
     },
     Migration {
+        version: 11,
+        name: "outbox",
+        sql: include_str!("../migrations/sqlite/0011_outbox.sql"),
+    },
+    Migration {
         version: 12,
         name: "ingest_follow_up",
         sql: include_str!("../migrations/sqlite/0012_ingest_follow_up.sql"),
@@ -433,6 +438,7 @@ impl SqliteStore {
 
 impl_sql_store!(SqliteStore, sqlx::Sqlite, for_update = "", skip_locked = "");
 impl_sql_orchestrator_store!(SqliteStore, sqlx::Sqlite, for_update = "");
+impl_sql_outbox_store!(SqliteStore, sqlx::Sqlite, skip_locked = "");
 
 fn encode_vector(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()

@@ -1,51 +1,42 @@
-//! [`HttpWebhookSender`]: outbound webhooks (agents' `ISSUE_ASSIGNED`, spec §4.5) over HTTP,
-//! off the request path.
+//! [`WebhookTransport`]: outbound webhooks (agents' `ISSUE_ASSIGNED`, spec §4.5, and the event
+//! webhooks `ISSUE_CREATED` … `STATUS_CHANGED`) over HTTP, as the outbox's `webhook` transport.
 //!
-//! `send` only queues (a bounded queue; when it is full the delivery is dropped and logged). A
-//! worker posts each delivery with `X-Webhook-Event`, `X-Webhook-Timestamp` and
+//! The engine stores each delivery in the outbox; the delivery worker hands it here. One try
+//! POSTs the exact JSON body with `X-Webhook-Event`, `X-Webhook-Timestamp`,
+//! `X-Webhook-Delivery` (the delivery's id, stable across retries, for de-duplication) and
 //! `X-Webhook-Signature: sha256=<hex HMAC-SHA256(exact body bytes, secret)>`, with a per-request
-//! timeout, and retries connection errors, timeouts, 429 and 5xx with exponential backoff a few
-//! times; other 4xx answers are final. What cannot be delivered is logged, never raised.
+//! timeout. Connection errors, timeouts, 408, 429 and 5xx are retried by the outbox (429 and 503
+//! after their `Retry-After`); other answers are final. Status code and the start of the answer
+//! are recorded on the delivery.
 //!
 //! Webhook URLs are set by API users, so by default the sender refuses to connect to anything
 //! that is not a public address (loopback, private, link-local such as cloud metadata services,
 //! unique-local, CGNAT, multicast, ...), checked on the resolved addresses so that a public name
 //! pointing inside is refused too. `allow_private` lifts that for receivers on an internal network.
 
-use dispatch_core::ports::{OutboundWebhook, WebhookSender};
+use async_trait::async_trait;
+use dispatch_core::outbox::{Attempt, Delivery, parse_retry_after};
+use dispatch_core::ports::DeliveryTransport;
 use dispatch_core::{Error, Result};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc};
 
-/// Limits of the sender.
+/// Limits of the transport.
 #[derive(Debug, Clone)]
-pub struct WebhookSenderConfig {
+pub struct WebhookTransportConfig {
     /// Per attempt (connect + response).
     pub timeout: Duration,
-    /// Tries per delivery (1 = no retry).
-    pub attempts: u32,
-    /// Wait before the first retry, doubled per retry.
-    pub backoff: Duration,
-    /// Deliveries waiting to be sent; beyond this new ones are dropped (and logged).
-    pub queue: usize,
-    /// Deliveries in flight at once.
-    pub concurrency: usize,
     /// Deliver to loopback, private and link-local addresses too (`AGENT_WEBHOOK_ALLOW_PRIVATE`).
     pub allow_private: bool,
 }
 
-impl Default for WebhookSenderConfig {
+impl Default for WebhookTransportConfig {
     fn default() -> Self {
-        WebhookSenderConfig {
+        WebhookTransportConfig {
             timeout: Duration::from_secs(10),
-            attempts: 3,
-            backoff: Duration::from_secs(2),
-            queue: 1024,
-            concurrency: 8,
             allow_private: false,
         }
     }
@@ -134,15 +125,15 @@ pub fn signature(body: &[u8], secret: &str) -> String {
     }
 }
 
-/// Sends outbound webhooks from a background worker.
+/// Sends the outbox's `webhook` deliveries.
 #[derive(Clone)]
-pub struct HttpWebhookSender {
-    tx: mpsc::Sender<OutboundWebhook>,
+pub struct WebhookTransport {
+    http: reqwest::Client,
+    allow_private: bool,
 }
 
-impl HttpWebhookSender {
-    /// Starts the worker on the current tokio runtime. It ends when every sender is dropped.
-    pub fn start(config: WebhookSenderConfig) -> Result<Self> {
+impl WebhookTransport {
+    pub fn new(config: WebhookTransportConfig) -> Result<Self> {
         crate::tls::ensure_crypto_provider();
         let mut builder = reqwest::Client::builder();
         if !config.allow_private {
@@ -157,34 +148,10 @@ impl HttpWebhookSender {
             .map_err(|e| {
                 Error::internal("could not build the webhook HTTP client").with_source(e)
             })?;
-        let (tx, mut rx) = mpsc::channel::<OutboundWebhook>(config.queue.max(1));
-        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
-        let config = Arc::new(config);
-        tokio::spawn(async move {
-            while let Some(hook) = rx.recv().await {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    break;
-                };
-                let (http, config) = (http.clone(), config.clone());
-                tokio::spawn(async move {
-                    deliver(&http, &config, hook).await;
-                    drop(permit);
-                });
-            }
-        });
-        Ok(HttpWebhookSender { tx })
-    }
-}
-
-impl WebhookSender for HttpWebhookSender {
-    fn send(&self, hook: OutboundWebhook) {
-        if let Err(e) = self.tx.try_send(hook) {
-            let (why, hook) = match e {
-                mpsc::error::TrySendError::Full(h) => ("queue full", h),
-                mpsc::error::TrySendError::Closed(h) => ("sender stopped", h),
-            };
-            tracing::warn!(url = %redact(&hook.url), event = %hook.event, why, "outbound webhook dropped");
-        }
+        Ok(WebhookTransport {
+            http,
+            allow_private: config.allow_private,
+        })
     }
 }
 
@@ -193,54 +160,90 @@ fn redact(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
 }
 
-async fn deliver(http: &reqwest::Client, config: &WebhookSenderConfig, hook: OutboundWebhook) {
-    let body = match serde_json::to_vec(&hook.body) {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(event = %hook.event, error = %e, "cannot serialise the outbound webhook");
-            return;
-        }
-    };
-    if let Some(why) = refuse_private_literal(&hook.url).filter(|_| !config.allow_private) {
-        tracing::warn!(url = %redact(&hook.url), event = %hook.event, why, "outbound webhook refused (AGENT_WEBHOOK_ALLOW_PRIVATE=true allows it)");
-        return;
+/// The start of an answer, for the delivery record.
+fn excerpt(body: &str) -> Option<String> {
+    let t = body.trim();
+    if t.is_empty() {
+        return None;
     }
-    let sig = signature(&body, &hook.secret);
-    let ts = hook.timestamp.to_rfc3339();
-    let attempts = config.attempts.max(1);
-    let mut last = String::new();
-    for attempt in 1..=attempts {
-        let r = http
-            .post(&hook.url)
-            .header("content-type", "application/json")
-            .header("x-webhook-event", &hook.event)
-            .header("x-webhook-timestamp", &ts)
-            .header("x-webhook-signature", &sig)
-            .body(body.clone())
-            .send()
-            .await;
-        let retry = match r {
-            Ok(resp) if resp.status().is_success() => {
-                tracing::debug!(url = %redact(&hook.url), event = %hook.event, attempt, "outbound webhook delivered");
-                return;
-            }
-            Ok(resp) => {
-                let st = resp.status();
-                last = format!("HTTP {st}");
-                st.is_server_error() || st.as_u16() == 429 || st.as_u16() == 408
-            }
+    Some(t.chars().take(500).collect())
+}
+
+#[async_trait]
+impl DeliveryTransport for WebhookTransport {
+    async fn deliver(&self, d: &Delivery, _parent: Option<&Delivery>) -> Attempt {
+        let body = match serde_json::to_vec(&d.payload) {
+            Ok(b) => b,
             Err(e) => {
-                last = e.to_string();
-                true
+                return Attempt::Failed {
+                    code: None,
+                    error: format!("cannot serialise the body: {e}"),
+                };
             }
         };
-        if !retry || attempt == attempts {
-            break;
+        if let Some(why) = refuse_private_literal(&d.target).filter(|_| !self.allow_private) {
+            return Attempt::Failed {
+                code: None,
+                error: format!("{why} (AGENT_WEBHOOK_ALLOW_PRIVATE=true allows it)"),
+            };
         }
-        let wait = config.backoff.saturating_mul(1u32 << (attempt - 1).min(16));
-        tokio::time::sleep(wait).await;
+        let sig = signature(&body, d.secret.as_deref().unwrap_or_default());
+        let ts = d
+            .payload
+            .get("timestamp")
+            .and_then(|t| t.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| d.created_at.to_rfc3339());
+        let sent = self
+            .http
+            .post(&d.target)
+            .header("content-type", "application/json")
+            .header("x-webhook-event", &d.event)
+            .header("x-webhook-timestamp", &ts)
+            .header("x-webhook-delivery", d.id.to_string())
+            .header("x-webhook-signature", &sig)
+            .body(body)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(url = %redact(&d.target), event = %d.event, error = %e, "webhook not delivered");
+                return Attempt::Retry {
+                    code: None,
+                    error: e.to_string(),
+                    retry_after: None,
+                };
+            }
+        };
+        let status = resp.status();
+        let code = Some(status.as_u16());
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+        let text = resp.text().await.unwrap_or_default();
+        if status.is_success() {
+            return Attempt::Delivered {
+                code,
+                response: excerpt(&text),
+            };
+        }
+        let error = match excerpt(&text) {
+            Some(t) => format!("HTTP {status}: {t}"),
+            None => format!("HTTP {status}"),
+        };
+        if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
+            Attempt::Retry {
+                code,
+                error,
+                retry_after,
+            }
+        } else {
+            Attempt::Failed { code, error }
+        }
     }
-    tracing::warn!(url = %redact(&hook.url), event = %hook.event, attempts, error = %last, "outbound webhook not delivered");
 }
 
 #[cfg(test)]

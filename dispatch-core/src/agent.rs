@@ -6,7 +6,7 @@ use crate::Timestamp;
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, WorkspaceId};
 use crate::issue::Issue;
-use crate::ports::OutboundWebhook;
+use crate::outbox::NewDelivery;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -156,33 +156,33 @@ pub fn new_webhook_secret() -> String {
     hex::encode(bytes)
 }
 
-/// The `ISSUE_ASSIGNED` delivery for an agent with a webhook (spec §4.5); `None` when the agent
-/// is inactive or has no webhook.
+/// The `ISSUE_ASSIGNED` delivery for an agent with a webhook (spec §4.5), signed with the
+/// agent's secret; `None` when the agent is inactive or has no webhook. One per assignment
+/// (`version` is the issue's version after it).
 pub fn issue_assigned(
     agent: &Agent,
     issue: &Issue,
     status: &str,
     now: Timestamp,
-) -> Option<OutboundWebhook> {
+) -> Option<NewDelivery> {
     let (url, secret) = agent.webhook()?;
-    Some(OutboundWebhook {
-        url: url.to_string(),
-        secret: secret.to_string(),
+    Some(NewDelivery {
+        kind: crate::outbox::KIND_WEBHOOK.into(),
+        target: url.to_string(),
         event: "ISSUE_ASSIGNED".into(),
-        timestamp: now,
-        body: json!({
+        payload: json!({
             "event": "ISSUE_ASSIGNED",
             "timestamp": now,
-            "issue": {
-                "id": issue.id,
-                "identifier": issue.identifier,
-                "title": issue.title,
-                "description": issue.description,
-                "priority": issue.priority,
-                "status": status,
-                "assignee": issue.assignee,
-            },
+            "issue": crate::outbox::events::issue_json(issue, status),
         }),
+        idempotency_key: format!(
+            "agent:{}:{}:v{}:assigned",
+            agent.id, issue.id, issue.version
+        ),
+        after_key: None,
+        secret: Some(secret.to_string()),
+        issue_id: Some(issue.id),
+        due_at: now,
     })
 }
 

@@ -58,6 +58,8 @@ id_type!(
     SessionId,
     /// A dispatch the orchestrator proposed, waiting for the person to confirm it.
     ProposalId,
+    /// A notification or outbound webhook in the outbox (`dispatch_outbox`).
+    DeliveryId,
 );
 
 /// Every API that takes an issue accepts either its UUID or its human identifier.

@@ -28,6 +28,7 @@ pub mod ids;
 pub mod issue;
 pub mod memory;
 pub mod orchestrator;
+pub mod outbox;
 pub mod plan;
 pub mod ports;
 pub mod pr;

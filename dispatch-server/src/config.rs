@@ -56,6 +56,18 @@ pub struct ServerConfig {
     /// `AGENT_WEBHOOK_ALLOW_PRIVATE` (false): agents' webhook URLs may point at loopback, private
     /// or link-local addresses (receivers on an internal network).
     pub agent_webhook_allow_private: bool,
+    /// Slack (`SLACK_BOT_TOKEN`, `SLACK_API_BASE_URL`); `None` without a token.
+    pub slack: Option<dispatch_adapters::slack::SlackConfig>,
+    /// `NOTIFICATIONS_ENABLED`: Slack notifications are off only for a case-insensitive `false`
+    /// (the original's toggle; anything else, unset included, leaves them on).
+    pub notifications_enabled: bool,
+    /// `INTERNAL_SLACK_CHANNEL_ID`: the team's channel for new errors and agent runs.
+    pub internal_slack_channel: Option<String>,
+    /// `MAX_AGENT_COST_PER_RUN` (25): the per-run budget; a run that cost ≥ 90 % of it is
+    /// flagged in its Slack reply.
+    pub max_agent_cost_per_run: f64,
+    /// Event webhooks (`EVENT_WEBHOOK_URLS`, `EVENT_WEBHOOK_SECRET`, `EVENT_WEBHOOK_EVENTS`).
+    pub event_webhooks: Vec<dispatch_core::outbox::events::Subscription>,
     /// `MCP_ALLOWED_HOSTS`: more `Host` names (comma-separated, `host` or `host:port`) the MCP
     /// endpoint answers besides the public URL's host and loopback (DNS-rebinding protection).
     pub mcp_allowed_hosts: Vec<String>,
@@ -71,7 +83,8 @@ pub struct ServerConfig {
     /// `SECURE_COOKIES`: mark the session cookie Secure (default: when `app_url` is https).
     pub secure_cookies: bool,
     /// `DISPATCH_WORKERS` (true): run the dispatcher and sweeper in this process. Set false for
-    /// API-only replicas; some process on the same database must run them.
+    /// API-only replicas; some process on the same database must run them. Every process sends
+    /// outbox deliveries (Slack, webhooks) either way.
     pub workers: bool,
     /// `SESSION_TTL_HOURS` (168 = 7 days).
     pub session_ttl_hours: i64,
@@ -237,7 +250,80 @@ fn secret(
     }
 }
 
+/// `SLACK_BOT_TOKEN` and `SLACK_API_BASE_URL`.
+fn slack_config(
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<dispatch_adapters::slack::SlackConfig>> {
+    let Some(token) = nonempty(get, "SLACK_BOT_TOKEN") else {
+        return Ok(None);
+    };
+    if token.chars().any(char::is_whitespace) {
+        return Err(Error::invalid(
+            "SLACK_BOT_TOKEN",
+            "SLACK_BOT_TOKEN must be one token (xoxb-…) without spaces",
+        ));
+    }
+    let mut c = dispatch_adapters::slack::SlackConfig::new(token);
+    if let Some(base) = nonempty(get, "SLACK_API_BASE_URL") {
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(Error::invalid(
+                "SLACK_API_BASE_URL",
+                format!("SLACK_API_BASE_URL={base:?} must be an http(s) URL"),
+            ));
+        }
+        c.base_url = base.trim_end_matches('/').to_string();
+    }
+    Ok(Some(c))
+}
+
+/// `EVENT_WEBHOOK_URLS` (comma-separated), `EVENT_WEBHOOK_SECRET` (required with URLs, at
+/// least 16 characters), `EVENT_WEBHOOK_EVENTS` (comma-separated, default all).
+fn event_webhooks(
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<dispatch_core::outbox::events::Subscription>> {
+    let Some(urls) = nonempty(get, "EVENT_WEBHOOK_URLS") else {
+        return Ok(Vec::new());
+    };
+    let secret = secret(get, "EVENT_WEBHOOK_SECRET", 16)?.ok_or_else(|| {
+        Error::invalid(
+            "EVENT_WEBHOOK_SECRET",
+            "EVENT_WEBHOOK_SECRET is required with EVENT_WEBHOOK_URLS (it signs every delivery)",
+        )
+    })?;
+    let events = dispatch_core::outbox::events::parse_events(
+        "EVENT_WEBHOOK_EVENTS",
+        &nonempty(get, "EVENT_WEBHOOK_EVENTS").unwrap_or_default(),
+    )?;
+    let mut out: Vec<dispatch_core::outbox::events::Subscription> = Vec::new();
+    for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        dispatch_core::agent::validate_webhook_url("EVENT_WEBHOOK_URLS", url)?;
+        if !out.iter().any(|s| s.url == url) {
+            out.push(dispatch_core::outbox::events::Subscription {
+                url: url.to_string(),
+                secret: secret.expose().to_string(),
+                events: events.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 impl ServerConfig {
+    /// What the engine sends through its outbox.
+    pub fn outbox(&self) -> dispatch_core::engine::OutboxConfig {
+        dispatch_core::engine::OutboxConfig {
+            slack: (self.slack.is_some() && self.notifications_enabled).then(|| {
+                dispatch_core::outbox::slack::SlackRouting {
+                    internal_channel: self.internal_slack_channel.clone(),
+                    app_url: self.app_url.clone(),
+                    max_cost_per_run_usd: self.max_agent_cost_per_run,
+                }
+            }),
+            subscriptions: self.event_webhooks.clone(),
+            policy: dispatch_core::outbox::RetryPolicy::default(),
+        }
+    }
+
     /// Builds the configuration; missing secrets are taken from (or generated into) the secrets
     /// file so that they stay the same across restarts.
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
@@ -375,6 +461,25 @@ impl ServerConfig {
             github_webhook_secret: secret(get, "GITHUB_WEBHOOK_SECRET", 8)?,
             metrics_public: flag(get, "METRICS_PUBLIC", false)?,
             agent_webhook_allow_private: flag(get, "AGENT_WEBHOOK_ALLOW_PRIVATE", false)?,
+            slack: slack_config(get)?,
+            notifications_enabled: dispatch_core::outbox::slack::notifications_enabled(
+                get("NOTIFICATIONS_ENABLED").as_deref(),
+            ),
+            internal_slack_channel: nonempty(get, "INTERNAL_SLACK_CHANNEL_ID"),
+            max_agent_cost_per_run: match nonempty(get, "MAX_AGENT_COST_PER_RUN") {
+                None => 25.0,
+                Some(v) => v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite() && *n >= 0.0)
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "MAX_AGENT_COST_PER_RUN",
+                            format!("MAX_AGENT_COST_PER_RUN={v:?} must be a non-negative number of dollars"),
+                        )
+                    })?,
+            },
+            event_webhooks: event_webhooks(get)?,
             mcp_allowed_hosts: nonempty(get, "MCP_ALLOWED_HOSTS")
                 .map(|v| {
                     v.split(',')
@@ -415,5 +520,155 @@ impl ServerConfig {
             secrets_path,
             generated,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<ServerConfig> {
+        let mut all: HashMap<String, String> = [
+            ("DISPATCH_API_KEY", "0123456789abcdef0123"),
+            ("DISPATCH_PASSWORD", "correct-horse"),
+            (
+                "DISPATCH_SESSION_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            ),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in vars {
+            all.insert(k.to_string(), v.to_string());
+        }
+        ServerConfig::from_lookup(&|k: &str| all.get(k).cloned())
+    }
+
+    fn field(r: Result<ServerConfig>) -> String {
+        match r {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.field().unwrap_or_default().to_string(),
+        }
+    }
+
+    #[test]
+    fn slack_is_on_with_a_token_unless_notifications_are_false() {
+        let off = config(&[]).expect("config");
+        assert!(off.slack.is_none());
+        assert_eq!(off.outbox().slack, None, "no token, no Slack");
+        for v in ["", "true", "TRUE", "1", "yes", "no", "disabled"] {
+            let c = config(&[
+                ("SLACK_BOT_TOKEN", "xoxb-1"),
+                ("NOTIFICATIONS_ENABLED", v),
+                ("INTERNAL_SLACK_CHANNEL_ID", "C0TEAM"),
+                ("DISPATCH_APP_URL", "https://d.example.com/"),
+            ])
+            .expect("config");
+            let r = c
+                .outbox()
+                .slack
+                .unwrap_or_else(|| panic!("{v:?} leaves them on"));
+            assert_eq!(r.internal_channel.as_deref(), Some("C0TEAM"));
+            assert_eq!(r.app_url, "https://d.example.com");
+            assert_eq!(r.max_cost_per_run_usd, 25.0);
+        }
+        for v in ["false", "FALSE", "False"] {
+            let c = config(&[("SLACK_BOT_TOKEN", "xoxb-1"), ("NOTIFICATIONS_ENABLED", v)])
+                .expect("config");
+            assert_eq!(c.outbox().slack, None, "{v:?} turns them off");
+        }
+        let no_internal = config(&[("SLACK_BOT_TOKEN", "xoxb-1")]).expect("config");
+        assert_eq!(
+            no_internal.outbox().slack.expect("on").internal_channel,
+            None
+        );
+        let c = config(&[
+            ("SLACK_BOT_TOKEN", "xoxb-1"),
+            ("SLACK_API_BASE_URL", "http://127.0.0.1:9/api/"),
+            ("MAX_AGENT_COST_PER_RUN", "10"),
+        ])
+        .expect("config");
+        assert_eq!(
+            c.slack.as_ref().expect("slack").base_url,
+            "http://127.0.0.1:9/api"
+        );
+        assert_eq!(c.outbox().slack.expect("on").max_cost_per_run_usd, 10.0);
+        assert_eq!(
+            config(&[("SLACK_BOT_TOKEN", "xoxb-1")])
+                .expect("config")
+                .slack
+                .expect("slack")
+                .base_url,
+            "https://slack.com/api"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        assert_eq!(
+            field(config(&[
+                ("SLACK_BOT_TOKEN", "xoxb-1"),
+                ("SLACK_API_BASE_URL", "slack.com/api")
+            ])),
+            "SLACK_API_BASE_URL"
+        );
+        assert_eq!(
+            field(config(&[("SLACK_BOT_TOKEN", "xoxb 1")])),
+            "SLACK_BOT_TOKEN"
+        );
+        assert_eq!(
+            field(config(&[("MAX_AGENT_COST_PER_RUN", "-1")])),
+            "MAX_AGENT_COST_PER_RUN"
+        );
+        assert_eq!(
+            field(config(&[("EVENT_WEBHOOK_URLS", "https://h.example.com/x")])),
+            "EVENT_WEBHOOK_SECRET"
+        );
+        assert_eq!(
+            field(config(&[
+                ("EVENT_WEBHOOK_URLS", "https://h.example.com/x"),
+                ("EVENT_WEBHOOK_SECRET", "0123456789abcdef"),
+                ("EVENT_WEBHOOK_EVENTS", "ISSUE_CREATED,ISSUE_EXPLODED"),
+            ])),
+            "EVENT_WEBHOOK_EVENTS"
+        );
+        assert_eq!(
+            field(config(&[
+                ("EVENT_WEBHOOK_URLS", "ftp://h.example.com/x"),
+                ("EVENT_WEBHOOK_SECRET", "0123456789abcdef"),
+            ])),
+            "EVENT_WEBHOOK_URLS"
+        );
+    }
+
+    #[test]
+    fn event_webhooks_subscribe_each_url_to_the_listed_events() {
+        let c = config(&[
+            (
+                "EVENT_WEBHOOK_URLS",
+                "https://a.example.com/x, https://b.example.com/y,https://a.example.com/x",
+            ),
+            ("EVENT_WEBHOOK_SECRET", "0123456789abcdef"),
+            ("EVENT_WEBHOOK_EVENTS", "issue_created,STATUS_CHANGED"),
+        ])
+        .expect("config");
+        let subs = c.outbox().subscriptions;
+        assert_eq!(subs.len(), 2);
+        assert_eq!(subs[1].url, "https://b.example.com/y");
+        assert_eq!(subs[0].secret, "0123456789abcdef");
+        assert_eq!(
+            subs[0].events,
+            [
+                dispatch_core::outbox::events::WebhookEvent::IssueCreated,
+                dispatch_core::outbox::events::WebhookEvent::StatusChanged
+            ]
+        );
+        let all = config(&[
+            ("EVENT_WEBHOOK_URLS", "https://a.example.com/x"),
+            ("EVENT_WEBHOOK_SECRET", "0123456789abcdef"),
+        ])
+        .expect("config");
+        assert_eq!(all.outbox().subscriptions[0].events.len(), 6);
     }
 }

@@ -433,8 +433,8 @@ async fn serve() -> dispatch_core::Result<()> {
     };
     let get = config::env_lookup();
     let (runner, runner_line) = runner::select(&get)?;
-    let webhooks = dispatch_adapters::webhook::HttpWebhookSender::start(
-        dispatch_adapters::webhook::WebhookSenderConfig {
+    let webhooks = dispatch_adapters::webhook::WebhookTransport::new(
+        dispatch_adapters::webhook::WebhookTransportConfig {
             allow_private: cfg.agent_webhook_allow_private,
             ..Default::default()
         },
@@ -442,8 +442,27 @@ async fn serve() -> dispatch_core::Result<()> {
     let mut builder = Dispatch::builder(opened.store, runner)
         .bus(opened.bus)
         .clock(opened.clock)
-        .webhooks(Arc::new(webhooks))
+        .outbox(cfg.outbox())
+        .transport(dispatch_core::outbox::KIND_WEBHOOK, Arc::new(webhooks))
         .config(cfg.engine.clone());
+    let slack_line = match &cfg.slack {
+        Some(c) => {
+            builder = builder.transport(
+                dispatch_core::outbox::KIND_SLACK,
+                Arc::new(dispatch_adapters::slack::SlackTransport::new(c.clone())?),
+            );
+            if cfg.notifications_enabled {
+                format!(
+                    "Slack at {} (internal channel: {})",
+                    c.base_url,
+                    cfg.internal_slack_channel.as_deref().unwrap_or("none")
+                )
+            } else {
+                "Slack off (NOTIFICATIONS_ENABLED=false)".to_string()
+            }
+        }
+        None => "none (set SLACK_BOT_TOKEN for Slack notifications)".to_string(),
+    };
     let mut llm: Option<Arc<dyn dispatch_core::ports::Llm>> = None;
     let llm_line = match &cfg.llm {
         Some(c) => {
@@ -502,6 +521,10 @@ async fn serve() -> dispatch_core::Result<()> {
     );
     println!("  runner: {runner_line}");
     println!("  LLM: {llm_line}");
+    println!("  notifications: {slack_line}");
+    if !cfg.event_webhooks.is_empty() {
+        println!("  event webhooks: {} receiver(s)", cfg.event_webhooks.len());
+    }
     println!(
         "  orchestrator: {} tools ({}){}",
         state_tools.1,
@@ -539,7 +562,10 @@ async fn serve() -> dispatch_core::Result<()> {
             if workers {
                 engine.run(cancel).await
             } else {
-                tracing::info!("DISPATCH_WORKERS=false: this process serves the API only");
+                tracing::info!(
+                    "DISPATCH_WORKERS=false: no dispatcher or sweeper in this process (it still sends its notifications)"
+                );
+                engine.run_deliveries(cancel).await
             }
         }
     });

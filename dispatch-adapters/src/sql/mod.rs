@@ -6,6 +6,8 @@ pub(crate) mod group_commit;
 mod store_impl;
 #[macro_use]
 mod orchestrator_impl;
+#[macro_use]
+mod outbox_impl;
 
 use dispatch_core::{Error, ErrorKind};
 

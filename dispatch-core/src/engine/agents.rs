@@ -56,10 +56,14 @@ impl Dispatch {
     }
 
     /// The issue was just assigned: tells the assignee's webhook, if it is a registered active
-    /// agent with one. Never fails the caller: the delivery is handed to the sender, which works
-    /// off the request path; a lookup failure is logged.
+    /// agent with one, and the event-webhook subscribers. Never fails the caller: the deliveries
+    /// are stored in the outbox and sent off the request path; a lookup failure is logged.
     pub(crate) async fn announce_assignment(&self, issue: &Issue) {
-        let (Some(sender), Some(name)) = (&self.inner.webhooks, &issue.assignee) else {
+        self.notify(crate::ports::Notification::IssueAssigned {
+            issue: issue.clone(),
+        })
+        .await;
+        let Some(name) = &issue.assignee else {
             return;
         };
         let agent = match self
@@ -86,8 +90,8 @@ impl Dispatch {
                 String::new()
             }
         };
-        if let Some(hook) = agent::issue_assigned(&agent, issue, &status, self.now()) {
-            sender.send(hook);
+        if let Some(d) = agent::issue_assigned(&agent, issue, &status, self.now()) {
+            self.enqueue_agent_webhook(d).await;
         }
     }
 }

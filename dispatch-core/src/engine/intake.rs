@@ -14,6 +14,9 @@ const MAX_CHANNEL_ID: usize = 64;
 pub struct ChannelIntake {
     pub channel_id: String,
     pub channel_name: Option<String>,
+    /// The Slack thread the report was made in (`slackThreadTs`): the issue's notifications in
+    /// that channel are replies there.
+    pub thread_ts: Option<String>,
 }
 
 impl ChannelIntake {
@@ -120,8 +123,18 @@ impl Dispatch {
         };
         new.customer_id = Some(customer.id);
         new.reporter_id = reporter.as_ref().map(|r| r.id);
-        let issue = self.create_issue(new, actor).await?;
+        let issue = self.create_issue_unannounced(new, actor).await?;
+        if let Some(ts) = intake.thread_ts.as_deref() {
+            // The report's thread is the issue's thread in this channel: recorded under the key
+            // of the "issue created" post, which therefore is not posted again.
+            self.record_slack_thread(&issue, intake.channel_id.trim(), ts)
+                .await;
+        }
         self.add_watcher(issue.id, customer.id).await?;
+        self.notify(crate::ports::Notification::IssueCreated {
+            issue: issue.clone(),
+        })
+        .await;
         Ok(ChannelIssue {
             issue,
             customer,

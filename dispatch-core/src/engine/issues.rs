@@ -56,6 +56,21 @@ pub(super) const UPDATE_RETRIES: usize = 5;
 
 impl Dispatch {
     pub async fn create_issue(&self, new: NewIssue, actor: &Actor) -> Result<Issue> {
+        let issue = self.create_issue_unannounced(new, actor).await?;
+        self.notify(Notification::IssueCreated {
+            issue: issue.clone(),
+        })
+        .await;
+        Ok(issue)
+    }
+
+    /// Creates the issue (events, embedding) without notifying: the caller notifies once it
+    /// has recorded what the notifications need.
+    pub(crate) async fn create_issue_unannounced(
+        &self,
+        new: NewIssue,
+        actor: &Actor,
+    ) -> Result<Issue> {
         new.validate()?;
         self.check_labels(&new.labels).await?;
         if let Some(c) = new.customer_id {
@@ -420,6 +435,14 @@ impl Dispatch {
             })
             .await;
         }
+        let changes = changed_fields(current, updated);
+        if !changes.is_empty() {
+            self.notify(Notification::IssueUpdated {
+                issue: updated.clone(),
+                changes,
+            })
+            .await;
+        }
     }
 
     /// Re-reads and re-applies a patch computed from the current issue until it lands.
@@ -449,6 +472,10 @@ impl Dispatch {
         self.publish(Event::IssueDeleted {
             issue_id: deleted.id,
             identifier: deleted.identifier.clone(),
+        })
+        .await;
+        self.notify(Notification::IssueDeleted {
+            issue: deleted.clone(),
         })
         .await;
         Ok(deleted)
@@ -569,4 +596,27 @@ impl Dispatch {
         }
         Ok(cache.get(&issue.column_id).copied().unwrap_or(false))
     }
+}
+
+/// The names of the fields a patch changes, besides the column (a move is `STATUS_CHANGED`).
+fn changed_fields(current: &Issue, after: &Issue) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |name: &str, changed: bool| {
+        if changed {
+            out.push(name.to_string());
+        }
+    };
+    check("title", after.title != current.title);
+    check("description", after.description != current.description);
+    check("priority", after.priority != current.priority);
+    check("assignee", after.assignee != current.assignee);
+    check("labels", after.labels != current.labels);
+    check("customerId", after.customer_id != current.customer_id);
+    check("agentStatus", after.agent_status != current.agent_status);
+    check(
+        "blockedReason",
+        after.blocked_reason != current.blocked_reason,
+    );
+    check("plan", after.plan != current.plan);
+    out
 }

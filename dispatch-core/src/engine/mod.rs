@@ -16,6 +16,7 @@ mod intake;
 mod issues;
 mod job;
 mod kill_switch;
+mod outbox;
 mod plans;
 mod prs;
 mod run_loop;
@@ -38,6 +39,7 @@ pub use intake::{ChannelIntake, ChannelIssue};
 pub use issues::{ColumnRef, IssueChanges, IssueQuery};
 pub use job::job_inputs;
 pub use kill_switch::{KILL_SWITCH_SETTING, KillSwitch};
+pub use outbox::OutboxConfig;
 pub use plans::PlanReview;
 pub use prs::{NAMED_MATCH_CONFIDENCE, PrLinkReport, PrMatch, PullRequestInfo};
 pub use runs::ExternalRun;
@@ -51,8 +53,9 @@ use crate::error::Result;
 use crate::issue::Workspace;
 use crate::memory::MemoryEventBus;
 use crate::ports::{
-    Embedder, Event, EventBus, Llm, Notification, Notifier, Runner, Store, WebhookSender,
+    DeliveryTransport, Embedder, Event, EventBus, Llm, Notification, Notifier, Runner, Store,
 };
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -68,11 +71,14 @@ struct Inner {
     bus: Arc<dyn EventBus>,
     clock: Arc<dyn Clock>,
     notifier: Option<Arc<dyn Notifier>>,
-    webhooks: Option<Arc<dyn WebhookSender>>,
+    outbox: OutboxConfig,
+    transports: HashMap<String, Arc<dyn DeliveryTransport>>,
     llm: Option<Arc<dyn Llm>>,
     embedder: Option<Arc<dyn Embedder>>,
     config: EngineConfig,
     workspace: Workspace,
+    /// Wakes the delivery worker when a notification is stored.
+    wake_outbox: Notify,
     /// Wakes the dispatcher loop when a run is queued, so nothing waits for the next tick.
     wake_dispatcher: Notify,
     /// Label ids of alert origins, and whether a column is closed: both immutable once known.
@@ -90,7 +96,8 @@ pub struct DispatchBuilder {
     bus: Option<Arc<dyn EventBus>>,
     clock: Option<Arc<dyn Clock>>,
     notifier: Option<Arc<dyn Notifier>>,
-    webhooks: Option<Arc<dyn WebhookSender>>,
+    outbox: OutboxConfig,
+    transports: HashMap<String, Arc<dyn DeliveryTransport>>,
     llm: Option<Arc<dyn Llm>>,
     embedder: Option<Arc<dyn Embedder>>,
     config: EngineConfig,
@@ -109,9 +116,16 @@ impl DispatchBuilder {
         self.notifier = Some(notifier);
         self
     }
-    /// Outbound webhooks (agents' `ISSUE_ASSIGNED`); without a sender none are sent.
-    pub fn webhooks(mut self, sender: Arc<dyn WebhookSender>) -> Self {
-        self.webhooks = Some(sender);
+    /// What goes through the outbox: Slack routing, event-webhook subscriptions, retries.
+    pub fn outbox(mut self, config: OutboxConfig) -> Self {
+        self.outbox = config;
+        self
+    }
+    /// The transport that sends deliveries of `kind` (`outbox::KIND_SLACK`,
+    /// `outbox::KIND_WEBHOOK`). A process without one stores deliveries of that kind for a
+    /// process that has one.
+    pub fn transport(mut self, kind: &str, transport: Arc<dyn DeliveryTransport>) -> Self {
+        self.transports.insert(kind.to_string(), transport);
         self
     }
     pub fn llm(mut self, llm: Arc<dyn Llm>) -> Self {
@@ -145,7 +159,9 @@ impl DispatchBuilder {
                 bus: self.bus.unwrap_or_else(|| Arc::new(MemoryEventBus::new())),
                 clock,
                 notifier: self.notifier,
-                webhooks: self.webhooks,
+                outbox: self.outbox,
+                transports: self.transports,
+                wake_outbox: Notify::new(),
                 llm: self.llm,
                 embedder: self.embedder,
                 config: self.config,
@@ -167,7 +183,8 @@ impl Dispatch {
             bus: None,
             clock: None,
             notifier: None,
-            webhooks: None,
+            outbox: OutboxConfig::default(),
+            transports: HashMap::new(),
             llm: None,
             embedder: None,
             config: EngineConfig::default(),
@@ -210,7 +227,10 @@ impl Dispatch {
         }
     }
 
+    /// Stores the notification's Slack messages and event webhooks in the outbox, then tells
+    /// the notifier port, if any. Never fails the use-case.
     async fn notify(&self, n: Notification) {
+        self.enqueue_notification(&n).await;
         if let Some(notifier) = &self.inner.notifier
             && let Err(e) = notifier.notify(&n).await
         {

@@ -5,7 +5,9 @@ use tokio_util::sync::CancellationToken;
 
 impl Dispatch {
     /// Runs the dispatcher (woken at once when a run is queued, else every
-    /// `dispatcher_interval`) and the sweeper (every `sweeper_interval`) until `cancel` fires.
+    /// `dispatcher_interval`), the sweeper (every `sweeper_interval`) and the delivery worker
+    /// (woken when a notification is stored, else every `dispatcher_interval`) until `cancel`
+    /// fires.
     /// Errors are logged and retried on the next tick; nothing here panics on data.
     pub async fn run(&self, cancel: CancellationToken) {
         let dispatcher = {
@@ -42,6 +44,26 @@ impl Dispatch {
                 }
             }
         };
-        tokio::join!(dispatcher, sweeper);
+        let deliverer = self.run_deliveries(cancel.clone());
+        tokio::join!(dispatcher, sweeper, deliverer);
+    }
+
+    /// Runs only the delivery worker of the outbox (woken when a notification is stored, else
+    /// every `dispatcher_interval`) until `cancel` fires: what an API-only process runs, so that
+    /// its notifications go out at once. Any number of processes may run it (claims are leased).
+    pub async fn run_deliveries(&self, cancel: CancellationToken) {
+        loop {
+            match self.deliver_step().await {
+                // A full batch may mean more is due right now.
+                Ok(n) if n >= 32 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "delivery step failed"),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.inner.wake_outbox.notified() => {}
+                _ = tokio::time::sleep(self.inner.config.dispatcher_interval) => {}
+            }
+        }
     }
 }

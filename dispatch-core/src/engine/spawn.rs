@@ -301,6 +301,20 @@ impl Dispatch {
     /// Events, cooldown and notifications after a run update.
     pub(crate) async fn after_run_update(&self, update: &RunUpdate, before: &Issue) -> Result<()> {
         let run = &update.run;
+        // The issue's cost is the sum of its runs' costs, and only this run changed: the
+        // difference is what this update added to the run's cost.
+        if !update.ended
+            && let Some(cap) = self.slack_budget_cap()
+        {
+            let run_before = run.cost_usd - (update.issue.cost_usd - before.cost_usd);
+            if crate::outbox::slack::budget_crossed(run_before, run.cost_usd, cap) {
+                self.notify(Notification::BudgetWarning {
+                    issue: update.issue.clone(),
+                    run: run.clone(),
+                })
+                .await;
+            }
+        }
         if update.status_changed {
             self.publish(Event::RunChanged {
                 issue_id: run.issue_id,

@@ -75,6 +75,8 @@ struct State {
     carried: HashMap<(Timestamp, BudgetBucket), (u32, f64)>,
     sessions: BTreeMap<crate::ids::SessionId, crate::orchestrator::Session>,
     proposals: BTreeMap<crate::ids::ProposalId, crate::orchestrator::Proposal>,
+    outbox: BTreeMap<crate::ids::DeliveryId, crate::outbox::Delivery>,
+    outbox_keys: HashMap<String, crate::ids::DeliveryId>,
 }
 
 impl MemoryStore {
@@ -1953,5 +1955,114 @@ impl crate::ports::OrchestratorStore for MemoryStore {
             .collect();
         done.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         Ok(done.into_iter().take(limit).map(|r| r.cost_usd).collect())
+    }
+}
+
+#[async_trait]
+impl crate::ports::OutboxStore for MemoryStore {
+    async fn enqueue_delivery(
+        &self,
+        d: &crate::outbox::NewDelivery,
+        now: Timestamp,
+    ) -> Result<(crate::outbox::Delivery, bool)> {
+        d.validate()?;
+        let mut s = self.lock();
+        if let Some(existing) = s
+            .outbox_keys
+            .get(&d.idempotency_key)
+            .and_then(|id| s.outbox.get(id))
+        {
+            return Ok((existing.clone(), false));
+        }
+        let row = d.clone().into_delivery(now);
+        s.outbox_keys.insert(row.idempotency_key.clone(), row.id);
+        s.outbox.insert(row.id, row.clone());
+        Ok((row, true))
+    }
+
+    async fn claim_deliveries(
+        &self,
+        kinds: &[String],
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<crate::outbox::Delivery>> {
+        use crate::outbox::DeliveryState;
+        let mut s = self.lock();
+        let waiting = |s: &State, d: &crate::outbox::Delivery| {
+            d.after_key.as_ref().is_some_and(|k| {
+                s.outbox_keys
+                    .get(k)
+                    .and_then(|id| s.outbox.get(id))
+                    .is_some_and(|p| p.state == DeliveryState::Pending)
+            })
+        };
+        let mut due: Vec<(Timestamp, crate::ids::DeliveryId)> = s
+            .outbox
+            .values()
+            .filter(|d| kinds.contains(&d.kind) && d.claimable(now) && !waiting(&s, d))
+            .map(|d| (d.due_at, d.id))
+            .collect();
+        due.sort();
+        due.truncate(limit);
+        let mut out = Vec::with_capacity(due.len());
+        for (_, id) in due {
+            if let Some(d) = s.outbox.get_mut(&id) {
+                d.claim(now, lease);
+                out.push(d.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn settle_delivery(
+        &self,
+        d: &crate::outbox::Delivery,
+        token: uuid::Uuid,
+    ) -> Result<bool> {
+        let mut s = self.lock();
+        match s.outbox.get_mut(&d.id) {
+            Some(row)
+                if row.state == crate::outbox::DeliveryState::Pending
+                    && row.lease_token == Some(token) =>
+            {
+                *row = d.clone();
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+            None => Err(Error::not_found(format!("no delivery {}", d.id))),
+        }
+    }
+
+    async fn get_delivery(&self, id: crate::ids::DeliveryId) -> Result<crate::outbox::Delivery> {
+        self.lock()
+            .outbox
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("no delivery {id}")))
+    }
+
+    async fn delivery_by_key(&self, key: &str) -> Result<Option<crate::outbox::Delivery>> {
+        let s = self.lock();
+        Ok(s.outbox_keys
+            .get(key)
+            .and_then(|id| s.outbox.get(id))
+            .cloned())
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &crate::outbox::DeliveryFilter,
+    ) -> Result<Vec<crate::outbox::Delivery>> {
+        let s = self.lock();
+        let mut rows: Vec<crate::outbox::Delivery> = s
+            .outbox
+            .values()
+            .filter(|d| filter.matches(d))
+            .cloned()
+            .collect();
+        rows.sort_by_key(|d| std::cmp::Reverse((d.created_at, d.id)));
+        rows.truncate(filter.limit());
+        Ok(rows)
     }
 }

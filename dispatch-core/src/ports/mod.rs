@@ -5,10 +5,10 @@ mod embedder;
 mod event_bus;
 mod llm;
 mod notifier;
+mod outbox;
 mod runner;
 mod store;
 mod tools;
-mod webhook;
 
 pub use alert_source::{AlertBatch, AlertRequest, AlertSource};
 pub use embedder::Embedder;
@@ -18,6 +18,7 @@ pub use llm::{
     Role, ToolSpec, Usage,
 };
 pub use notifier::{Notification, Notifier};
+pub use outbox::{DeliveryTransport, OutboxStore};
 pub use runner::{DispatchReceipt, RemoteRunStatus, RunJob, RunReporter, RunResult, Runner};
 pub use store::{
     AgentStore, CustomerStore, DeferredSpawn, DeliveryStore, ErrorLink, ErrorLinkStore, FixStore,
@@ -26,4 +27,3 @@ pub use store::{
     SpawnReservation, SpawnStats, Store, WorkspaceStore,
 };
 pub use tools::{ToolContext, ToolProvider};
-pub use webhook::{OutboundWebhook, WebhookSender};

@@ -11,11 +11,32 @@ pub enum Notification {
         issue: Issue,
         event_count: u64,
     },
+    /// An issue created by a person, an agent or the API (not by an error alert: `NewError`).
+    IssueCreated {
+        issue: Issue,
+    },
+    /// Fields other than the column changed (`changes` names them).
+    IssueUpdated {
+        issue: Issue,
+        changes: Vec<String>,
+    },
+    IssueDeleted {
+        issue: Issue,
+    },
+    /// The issue got a new (non-empty) assignee.
+    IssueAssigned {
+        issue: Issue,
+    },
     AgentStarted {
         issue: Issue,
         run: Run,
     },
     AgentCompleted {
+        issue: Issue,
+        run: Run,
+    },
+    /// A running agent's cost reached 90 % of the per-run budget.
+    BudgetWarning {
         issue: Issue,
         run: Run,
     },

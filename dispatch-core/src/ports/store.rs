@@ -583,6 +583,7 @@ pub trait Store:
     + AgentStore
     + SettingStore
     + OrchestratorStore
+    + super::OutboxStore
 {
 }
 
@@ -599,5 +600,6 @@ impl<T> Store for T where
         + AgentStore
         + SettingStore
         + OrchestratorStore
+        + super::OutboxStore
 {
 }

@@ -857,6 +857,7 @@ async fn create_issue(s: &AppState, p: CreateIssue) -> ToolResult {
             let intake = ChannelIntake {
                 channel_id: id.to_string(),
                 channel_name: p.slack_channel_name.clone(),
+                thread_ts: p.slack_thread_ts.clone().filter(|t| !t.trim().is_empty()),
             };
             let made = s
                 .dispatch
@@ -1077,6 +1078,7 @@ async fn add_watcher(s: &AppState, p: AddWatcher) -> ToolResult {
         .customer_for_channel(&ChannelIntake {
             channel_id: p.slack_channel_id,
             channel_name: p.slack_channel_name,
+            thread_ts: None,
         })
         .await?;
     let added = s.dispatch.add_watcher(issue.id, customer.id).await?;
@@ -1114,6 +1116,7 @@ async fn get_portal_url(s: &AppState, p: PortalUrl) -> ToolResult {
         .customer_for_channel(&ChannelIntake {
             channel_id: p.slack_channel_id,
             channel_name: None,
+            thread_ts: None,
         })
         .await?;
     // The portal shows a customer only the issues they watch.

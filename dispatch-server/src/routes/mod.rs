@@ -6,6 +6,7 @@ pub mod agents;
 pub mod board;
 pub mod customers;
 pub mod dedup;
+pub mod deliveries;
 pub mod issues;
 pub mod ops;
 pub mod orchestrator;
@@ -38,6 +39,7 @@ pub fn api_router() -> ApiRouter {
         .merge(board::router())
         .merge(customers::router())
         .merge(dedup::router())
+        .merge(deliveries::router())
         .merge(webhooks::router())
         .merge(streams::router())
         .merge(ops::router())

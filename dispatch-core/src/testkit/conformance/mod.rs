@@ -43,6 +43,7 @@ mod fixes;
 mod issues;
 mod links;
 mod orchestrator;
+mod outbox;
 mod runs;
 mod search;
 mod support;
@@ -79,6 +80,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(links::cases());
     all.extend(agent_events::cases());
     all.extend(orchestrator::cases());
+    all.extend(outbox::cases());
     all.extend(concurrency::cases());
     all
 }
