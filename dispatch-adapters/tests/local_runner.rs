@@ -807,3 +807,69 @@ async fn a_run_whose_server_is_gone_is_orphaned_and_its_agent_killed() {
     assert!(restarted.orphaned(&orphan).await.unwrap());
     wait_gone(&pids, Duration::from_secs(5)).await;
 }
+
+/// Issue 10 #1: a server died after its runner started a run's agent and before the run recorded
+/// it; the restarted server (another process) dispatches the run again. The runner must not start
+/// a second agent while the first lives: it answers with the first one (noted in the worktree),
+/// and the run then records an agent whose server is gone, which `orphaned` stops. Found by the
+/// SIGKILL-burst black-box test on PostgreSQL (one run had two agents).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_agent_outlived_its_server_gets_no_second_agent() {
+    let tmp = TempDir::new("adopt");
+    let repo = git_repo(&tmp);
+    let pid_file = tmp.path().join("pids");
+    let pid_env = pid_file.display().to_string();
+    let conf = config(
+        &tmp,
+        &repo,
+        "agent-forever.sh",
+        &[("AGENT_PID_FILE", &pid_env)],
+    );
+    let first = LocalRunner::new(conf.clone());
+    let job = job("Outlives its server", WorkflowKind::PrdInvestigate).await;
+    let receipt = first
+        .dispatch(job.clone(), Arc::new(Recorder::default()))
+        .await
+        .expect("dispatch");
+    let pids = read_pids(&pid_file).await;
+    // The note in the worktree names this process; make it name a server process of this host
+    // that is gone (what a restarted server finds).
+    let workdir = PathBuf::from(
+        receipt
+            .external_url
+            .as_deref()
+            .and_then(|u| u.strip_prefix("file://"))
+            .expect("file URL"),
+    );
+    let marker = workdir.join(".scratch/agent");
+    let noted = std::fs::read_to_string(&marker).expect("the agent is noted in its worktree");
+    assert_eq!(Some(noted.trim()), receipt.external_id.as_deref());
+    let (head, owner) = noted.trim().split_once('@').expect("owner");
+    let host = owner.rsplitn(3, ':').nth(2).expect("host");
+    let dead = format!("{head}@{host}:999999:1");
+    std::fs::write(&marker, &dead).expect("rewrite");
+    std::fs::remove_file(&pid_file).expect("clear the pid file");
+
+    let second = LocalRunner::new(conf);
+    let again = second
+        .dispatch(job.clone(), Arc::new(Recorder::default()))
+        .await
+        .expect("second dispatch");
+    assert_eq!(
+        again.external_id.as_deref(),
+        Some(dead.as_str()),
+        "answered with the agent that runs"
+    );
+    assert!(
+        !pid_file.exists(),
+        "no second agent was started while the first runs"
+    );
+    assert!(pids.iter().all(|p| alive(*p)));
+
+    // The run records that agent; its server is gone: orphaned, its group stopped.
+    let mut run = job.run.clone();
+    run.external_id = again.external_id.clone();
+    assert!(second.orphaned(&run).await.expect("orphaned"));
+    wait_gone(&pids, Duration::from_secs(5)).await;
+    drop(first);
+}

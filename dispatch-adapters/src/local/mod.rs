@@ -181,6 +181,23 @@ impl LocalRunner {
     }
 }
 
+impl LocalRunner {
+    /// The agent another server process of this host started for this run and that still
+    /// runs (noted in the run's worktree), as its receipt.
+    fn agent_of_another_process(&self, job: &RunJob) -> Option<DispatchReceipt> {
+        let workdir = worktree::workdir_path(&self.config, job);
+        let noted = std::fs::read_to_string(workdir.join(worktree::AGENT_MARKER)).ok()?;
+        let noted = noted.trim();
+        let (pgid, owner) = process::parse_external_id(noted)?;
+        (owner.host == self.owner.host && owner != self.owner && process::group_alive(pgid)).then(
+            || DispatchReceipt {
+                external_id: Some(noted.to_string()),
+                external_url: Some(format!("file://{}", workdir.display())),
+            },
+        )
+    }
+}
+
 impl Drop for LocalRunner {
     /// Agents must not outlive the runner: kill every process group still running.
     fn drop(&mut self) {
@@ -207,6 +224,14 @@ impl Runner for LocalRunner {
         if let Some(e) = self.runs().get(&job.run.id) {
             return Ok(e.receipt.clone());
         }
+        if let Some(receipt) = self.agent_of_another_process(&job) {
+            // Never a second agent for a run while the first is alive: the run records this
+            // one. When its server is gone the sweeper finds it orphaned (`orphaned`), stops
+            // it and fails the run; when its server lives, that server's fenced dispatch sees
+            // the run record its own agent.
+            tracing::warn!(run = %job.run.id, agent = ?receipt.external_id, "an agent of this run started by another server process is still running; not starting a second");
+            return Ok(receipt);
+        }
         let program = self.program()?;
         let prep = worktree::prepare(&self.config, &job).await?;
         let spawned = match process::spawn(&self.config, &program, &job, &prep) {
@@ -226,6 +251,11 @@ impl Runner for LocalRunner {
             )),
             external_url: Some(format!("file://{}", prep.workdir.display())),
         };
+        if let Some(id) = &receipt.external_id
+            && let Err(e) = std::fs::write(prep.workdir.join(worktree::AGENT_MARKER), id)
+        {
+            tracing::warn!(run = %run_id, error = %e, "cannot note the agent in its worktree");
+        }
         let (stop_tx, stop_rx) = watch::channel(None);
         let (done_tx, done_rx) = watch::channel(false);
         self.runs().insert(

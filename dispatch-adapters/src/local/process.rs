@@ -56,6 +56,12 @@ pub(crate) fn signal_group(pgid: i32, sig: libc::c_int) {
     }
 }
 
+/// Whether any process of group `pgid` still runs (ids ≤ 1 never count).
+pub(crate) fn group_alive(pgid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the group exists and may be signalled.
+    pgid > 1 && unsafe { libc::kill(-pgid, 0) } == 0
+}
+
 /// A server process: host name, pid and its start time in clock ticks since boot (so that a
 /// reused pid is not taken for the old process).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -157,19 +157,34 @@ pub(crate) fn short_id(job: &RunJob) -> String {
     hex[hex.len().saturating_sub(8)..].to_string()
 }
 
+/// Where the run's worktree is (whether or not it exists yet): one per run, named after the
+/// issue and the run's id, under `DISPATCH_WORKTREE_DIR/<repository>/`.
+pub(crate) fn workdir_path(config: &LocalConfig, job: &RunJob) -> std::path::PathBuf {
+    let name = format!("{}-{}", slug(&job.issue.identifier), short_id(job));
+    let repo_name = config
+        .repo
+        .file_name()
+        .map(|n| slug(&n.to_string_lossy()))
+        .unwrap_or_else(|| "repo".into());
+    config.worktree_dir.join(repo_name).join(name)
+}
+
+/// Where the runner notes, in the worktree, the agent it started (its receipt's external id,
+/// which names the process group and the server process): a dispatch of the same run by
+/// another server process finds it there.
+pub(crate) const AGENT_MARKER: &str = ".scratch/agent";
+
 /// Creates (or, for a retried dispatch, reuses) the run's worktree on `dispatch/<ident>-<short id>`
 /// and writes `.scratch/` (ignored by git through its own `.gitignore`) and the prompt file.
 pub(crate) async fn prepare(config: &LocalConfig, job: &RunJob) -> Result<Prepared> {
     let base_sha = check_repo(config).await?;
     let name = format!("{}-{}", slug(&job.issue.identifier), short_id(job));
     let branch = format!("dispatch/{name}");
-    let repo_name = config
-        .repo
-        .file_name()
-        .map(|n| slug(&n.to_string_lossy()))
-        .unwrap_or_else(|| "repo".into());
-    let parent = config.worktree_dir.join(repo_name);
-    let workdir = parent.join(&name);
+    let workdir = workdir_path(config, job);
+    let parent = workdir
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| config.worktree_dir.clone());
     tokio::fs::create_dir_all(&parent).await.map_err(|e| {
         Error::invalid(
             "DISPATCH_WORKTREE_DIR",
