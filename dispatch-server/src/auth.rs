@@ -229,19 +229,31 @@ pub fn client_ip(
         .unwrap_or(peer)
 }
 
+/// Clients a limiter remembers at most: beyond it (after expired windows were dropped) the
+/// client whose window is oldest is forgotten, so many addresses cannot grow the map without
+/// bound.
+const LIMITER_CLIENTS: usize = 10_000;
+
 /// Fixed-window login limiter per client address.
 #[derive(Debug)]
 pub struct LoginLimiter {
     max: u32,
     window: Duration,
+    clients: usize,
     seen: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
 
 impl LoginLimiter {
     pub fn new(max: u32, window: Duration) -> Self {
+        Self::with_clients(max, window, LIMITER_CLIENTS)
+    }
+
+    /// A limiter remembering at most `clients` addresses.
+    pub fn with_clients(max: u32, window: Duration, clients: usize) -> Self {
         LoginLimiter {
             max,
             window,
+            clients: clients.max(1),
             seen: Mutex::new(HashMap::new()),
         }
     }
@@ -250,8 +262,16 @@ impl LoginLimiter {
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
         let mut m = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        if m.len() > 10_000 {
+        if m.len() >= self.clients && !m.contains_key(&ip) {
             m.retain(|_, (_, start)| now.duration_since(*start) < self.window);
+            if m.len() >= self.clients
+                && let Some(oldest) = m
+                    .iter()
+                    .min_by_key(|(_, (_, start))| *start)
+                    .map(|(k, _)| *k)
+            {
+                m.remove(&oldest);
+            }
         }
         let e = m.entry(ip).or_insert((0, now));
         if now.duration_since(e.1) >= self.window {
@@ -355,5 +375,18 @@ mod tests {
         assert!(l.check(ip).is_err());
         l.reset(ip);
         assert!(l.check(ip).is_ok());
+    }
+
+    #[test]
+    fn the_limiter_remembers_a_bounded_number_of_clients() {
+        let l = LoginLimiter::with_clients(1, Duration::from_secs(60), 3);
+        let ip = |n: u8| -> IpAddr { [10, 0, 0, n].into() };
+        for n in 0..50 {
+            let _ = l.check(ip(n));
+        }
+        assert_eq!(l.seen.lock().unwrap().len(), 3, "bounded");
+        // The newest clients are still limited; the oldest were forgotten.
+        assert!(l.check(ip(49)).is_err());
+        assert!(l.check(ip(0)).is_ok());
     }
 }
