@@ -3,6 +3,28 @@
 
 pub(crate) mod group_commit;
 #[macro_use]
+mod shared_impl;
+#[macro_use]
+mod workspace_impl;
+#[macro_use]
+mod issue_impl;
+#[macro_use]
+mod error_link_impl;
+#[macro_use]
+mod run_impl;
+#[macro_use]
+mod fix_impl;
+#[macro_use]
+mod customer_impl;
+#[macro_use]
+mod setting_impl;
+#[macro_use]
+mod delivery_impl;
+#[macro_use]
+mod pr_link_impl;
+#[macro_use]
+mod agent_impl;
+#[macro_use]
 mod store_impl;
 #[macro_use]
 mod orchestrator_impl;
