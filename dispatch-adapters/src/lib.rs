@@ -58,6 +58,9 @@ pub mod github_webhook;
 #[cfg(feature = "slack")]
 pub mod slack;
 
+#[cfg(feature = "openai-embed")]
+pub mod openai_embed;
+
 #[cfg(any(feature = "loki-tools", feature = "analytics-sql"))]
 pub mod analytics;
 
@@ -68,7 +71,8 @@ pub mod analytics;
     feature = "sentry-api",
     feature = "webhook",
     feature = "slack",
-    feature = "loki-tools"
+    feature = "loki-tools",
+    feature = "openai-embed"
 ))]
 mod tls;
 
@@ -81,7 +85,8 @@ mod tls;
     feature = "sentry-api",
     feature = "webhook",
     feature = "slack",
-    feature = "loki-tools"
+    feature = "loki-tools",
+    feature = "openai-embed"
 ))]
 pub fn ensure_crypto_provider() {
     tls::ensure_crypto_provider();
