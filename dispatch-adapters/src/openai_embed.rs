@@ -362,8 +362,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Ok(s) = v.trim().parse::<f64>() {
         return (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s));
     }
-    dispatch_core::outbox::parse_retry_after(v, chrono::Utc::now())
-        .and_then(|d| d.to_std().ok())
+    dispatch_core::outbox::parse_retry_after(v, chrono::Utc::now()).and_then(|d| d.to_std().ok())
 }
 
 // ---- the embedder ------------------------------------------------------------------------
@@ -487,12 +486,21 @@ mod tests {
 
     #[test]
     fn config_defaults_and_errors_name_the_variable() {
-        assert!(OpenAiEmbedConfig::from_lookup(&lookup(&[])).unwrap().is_none());
+        assert!(
+            OpenAiEmbedConfig::from_lookup(&lookup(&[]))
+                .unwrap()
+                .is_none()
+        );
         let c = OpenAiEmbedConfig::from_lookup(&lookup(&[("OPENAI_API_KEY", "sk-1")]))
             .unwrap()
             .unwrap();
         assert_eq!(
-            (c.base_url.as_str(), c.model.as_str(), c.dimensions, c.send_dimensions),
+            (
+                c.base_url.as_str(),
+                c.model.as_str(),
+                c.dimensions,
+                c.send_dimensions
+            ),
             (DEFAULT_BASE_URL, DEFAULT_MODEL, 1536, true)
         );
         let other = OpenAiEmbedConfig::from_lookup(&lookup(&[
@@ -527,9 +535,17 @@ mod tests {
             parse_response(body, 2, 2).unwrap(),
             vec![vec![1.0, 0.0], vec![0.0, 1.0]]
         );
-        assert!(parse_response(body, 2, 3).unwrap_err().contains("dimensions"));
+        assert!(
+            parse_response(body, 2, 3)
+                .unwrap_err()
+                .contains("dimensions")
+        );
         assert!(parse_response(body, 3, 2).unwrap_err().contains("input 2"));
-        assert!(parse_response(body, 1, 2).unwrap_err().contains("out of range"));
+        assert!(
+            parse_response(body, 1, 2)
+                .unwrap_err()
+                .contains("out of range")
+        );
     }
 
     #[test]
@@ -538,7 +554,13 @@ mod tests {
             401,
             br#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}"#,
         );
-        assert!(m.contains("OPENAI_API_KEY") && m.contains("Incorrect API key"), "{m}");
-        assert_eq!(error_message(502, b""), "embeddings API answered 502: HTTP 502");
+        assert!(
+            m.contains("OPENAI_API_KEY") && m.contains("Incorrect API key"),
+            "{m}"
+        );
+        assert_eq!(
+            error_message(502, b""),
+            "embeddings API answered 502: HTTP 502"
+        );
     }
 }

@@ -78,6 +78,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "ingest_follow_up",
         sql: include_str!("../migrations/postgres/0012_ingest_follow_up.sql"),
     },
+    Migration {
+        version: 14,
+        name: "embedding_queue",
+        sql: include_str!("../migrations/postgres/0014_embedding_queue.sql"),
+    },
 ];
 
 /// Advisory lock keys (any fixed 64-bit numbers unlikely to collide with an application's own).
@@ -376,6 +381,23 @@ impl_sql_outbox_store!(
     sqlx::Postgres,
     skip_locked = " FOR NO KEY UPDATE SKIP LOCKED"
 );
+impl_sql_embedding_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    skip_locked = " FOR NO KEY UPDATE OF q SKIP LOCKED",
+    dims = "cardinality(e.vector)"
+);
+
+impl PostgresStore {
+    fn encode_embedding(v: &[f32]) -> Vec<f32> {
+        v.to_vec()
+    }
+
+    fn decode_embedding(row: &PgRow) -> Result<Vec<f32>> {
+        row.try_get("vector")
+            .map_err(|e| decode_err("dispatch_embedding", "vector", e))
+    }
+}
 
 #[async_trait::async_trait]
 impl dispatch_core::ports::SearchStore for PostgresStore {

@@ -79,6 +79,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "ingest_follow_up",
         sql: include_str!("../migrations/sqlite/0012_ingest_follow_up.sql"),
     },
+    Migration {
+        version: 14,
+        name: "embedding_queue",
+        sql: include_str!("../migrations/sqlite/0014_embedding_queue.sql"),
+    },
 ];
 
 /// A Dispatch store in a SQLite file.
@@ -439,6 +444,25 @@ impl SqliteStore {
 impl_sql_store!(SqliteStore, sqlx::Sqlite, for_update = "", skip_locked = "");
 impl_sql_orchestrator_store!(SqliteStore, sqlx::Sqlite, for_update = "");
 impl_sql_outbox_store!(SqliteStore, sqlx::Sqlite, skip_locked = "");
+impl_sql_embedding_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    skip_locked = "",
+    dims = "length(e.vector) / 4"
+);
+
+impl SqliteStore {
+    fn encode_embedding(v: &[f32]) -> Vec<u8> {
+        encode_vector(v)
+    }
+
+    fn decode_embedding(row: &sqlx::sqlite::SqliteRow) -> Result<Vec<f32>> {
+        let b: Vec<u8> = row
+            .try_get("vector")
+            .map_err(|e| decode_err("dispatch_embedding", "vector", e))?;
+        decode_vector(&b)
+    }
+}
 
 fn encode_vector(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()

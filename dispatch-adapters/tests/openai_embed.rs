@@ -83,10 +83,7 @@ async fn batches_and_puts_vectors_back_in_order() {
     assert_eq!(first["model"], "text-embedding-3-small");
     assert_eq!(first["dimensions"], 64);
     assert_eq!(first["input"].as_array().map(Vec::len), Some(2));
-    assert_eq!(
-        (e.model(), e.dimensions()),
-        ("text-embedding-3-small", 64)
-    );
+    assert_eq!((e.model(), e.dimensions()), ("text-embedding-3-small", 64));
 }
 
 #[tokio::test]
@@ -117,7 +114,11 @@ async fn rate_limit_waits_what_retry_after_asks_then_succeeds() {
     let started = Instant::now();
     let v = e.embed(&texts(&["payment declined"])).await.expect("embed");
     // The backoff alone is 10 ms: the second try waited for Retry-After.
-    assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(v[0], fake_openai_embed::embedding("payment declined", 8));
 }
 
@@ -128,7 +129,11 @@ async fn a_retry_after_beyond_the_limit_and_server_errors_end_in_an_upstream_err
         .respond_with(
             ResponseTemplate::new(429)
                 .insert_header("retry-after", "3600")
-                .set_body_json(fake_openai_embed::error("quota", "insufficient_quota", None)),
+                .set_body_json(fake_openai_embed::error(
+                    "quota",
+                    "insufficient_quota",
+                    None,
+                )),
         )
         .expect(1)
         .mount(&server)
@@ -159,11 +164,13 @@ async fn a_retry_after_beyond_the_limit_and_server_errors_end_in_an_upstream_err
 async fn a_bad_key_is_not_retried_and_says_so() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(fake_openai_embed::error(
-            "Incorrect API key provided: sk-test-****-key.",
-            "invalid_request_error",
-            Some("invalid_api_key"),
-        )))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(fake_openai_embed::error(
+                "Incorrect API key provided: sk-test-****-key.",
+                "invalid_request_error",
+                Some("invalid_api_key"),
+            )),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -176,7 +183,10 @@ async fn a_bad_key_is_not_retried_and_says_so() {
         "{err}"
     );
     let m = err.to_string();
-    assert!(m.contains("OPENAI_API_KEY") && m.contains("Incorrect API key"), "{m}");
+    assert!(
+        m.contains("OPENAI_API_KEY") && m.contains("Incorrect API key"),
+        "{m}"
+    );
     assert!(!m.contains(KEY));
 }
 

@@ -10,12 +10,28 @@ use serde_json::{Value, json};
 
 /// Words folded into one concept (the first of each group).
 const SYNONYMS: &[&[&str]] = &[
-    &["login", "signin", "logon", "authenticate", "authentication", "sign"],
+    &[
+        "login",
+        "signin",
+        "logon",
+        "authenticate",
+        "authentication",
+        "sign",
+    ],
     &["crash", "panic", "abort", "segfault", "crashes", "crashed"],
-    &["fail", "fails", "failing", "failure", "broken", "error", "errors"],
+    &[
+        "fail", "fails", "failing", "failure", "broken", "error", "errors",
+    ],
     &["slow", "sluggish", "latency", "laggy", "lag"],
     &["payment", "checkout", "billing", "charge", "invoice"],
-    &["user", "users", "customer", "customers", "account", "accounts"],
+    &[
+        "user",
+        "users",
+        "customer",
+        "customers",
+        "account",
+        "accounts",
+    ],
 ];
 
 fn concept(word: &str) -> &str {

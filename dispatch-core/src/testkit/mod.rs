@@ -5,8 +5,8 @@ mod clock;
 pub mod conformance;
 pub mod dedup_corpus;
 pub mod fake_anthropic;
-pub mod fake_openai_embed;
 mod fake_llm;
+pub mod fake_openai_embed;
 mod fake_runner;
 mod scripted_llm;
 
