@@ -243,7 +243,11 @@ fn embedding_bands(items: &[&DedupItem], max_posting: usize) -> Option<Bands> {
                     let mut bits = 0u32;
                     for j in 0..BAND_BITS {
                         let bit = band * BAND_BITS + j;
-                        let p: f32 = v.iter().enumerate().map(|(d, x)| x * plane_sign(bit, d)).sum();
+                        let p: f32 = v
+                            .iter()
+                            .enumerate()
+                            .map(|(d, x)| x * plane_sign(bit, d))
+                            .sum();
                         if p >= 0.0 {
                             bits |= 1 << j;
                         }

@@ -262,7 +262,10 @@ fn embeddings_propose_duplicates_that_share_no_word() {
         embedding_threshold: 0.6,
         ..DedupPolicy::default()
     };
-    assert!(find_clusters(&without, &policy).is_empty(), "no shared words");
+    assert!(
+        find_clusters(&without, &policy).is_empty(),
+        "no shared words"
+    );
     let clusters = find_clusters(&items, &policy);
     assert_eq!(clusters.len(), 1, "{clusters:?}");
     assert_eq!(clusters[0].canonical, "DISPATCH-1");

@@ -131,9 +131,7 @@ impl Dispatch {
             &items,
             &DedupPolicy {
                 threshold,
-                embedding_threshold: req
-                    .threshold
-                    .unwrap_or(crate::dedup::EMBEDDING_THRESHOLD),
+                embedding_threshold: req.threshold.unwrap_or(crate::dedup::EMBEDDING_THRESHOLD),
                 max_clusters: req.max_clusters,
                 ..DedupPolicy::default()
             },

@@ -116,6 +116,47 @@ pub fn error(message: &str, kind: &str, code: Option<&str>) -> Value {
     json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
 }
 
+/// The toy model in-process, as the core's `Embedder` port (engine tests without HTTP). While
+/// `failing` is set every call fails like an unreachable API.
+pub struct ToyEmbedder {
+    pub dims: usize,
+    pub failing: std::sync::atomic::AtomicBool,
+    /// Calls made (texts embedded, in all).
+    pub texts: std::sync::atomic::AtomicUsize,
+}
+
+impl ToyEmbedder {
+    pub fn new(dims: usize) -> Self {
+        ToyEmbedder {
+            dims,
+            failing: Default::default(),
+            texts: Default::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::ports::Embedder for ToyEmbedder {
+    fn model(&self) -> &str {
+        "toy-embedding"
+    }
+    fn dimensions(&self) -> usize {
+        self.dims
+    }
+    async fn embed(&self, texts: &[String]) -> crate::Result<Vec<Vec<f32>>> {
+        use std::sync::atomic::Ordering;
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(crate::Error::upstream(
+                "openai",
+                503,
+                "embeddings API unavailable",
+            ));
+        }
+        self.texts.fetch_add(texts.len(), Ordering::SeqCst);
+        Ok(texts.iter().map(|t| embedding(t, self.dims)).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
