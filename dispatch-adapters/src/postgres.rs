@@ -493,28 +493,32 @@ impl dispatch_core::ports::SearchStore for PostgresStore {
                 })
                 .collect();
         }
-        let rows = sqlx::query(
+        use futures::TryStreamExt;
+        // Without pgvector: the newest `NEAREST_SCAN_LIMIT` vectors, streamed (memory stays at
+        // `limit` hits).
+        let mut rows = sqlx::query(
             "SELECT i.doc AS doc, e.vector AS vector FROM dispatch_embedding e JOIN dispatch_issue i ON i.id = e.issue_id \
-             WHERE e.workspace_id = $1 AND e.model = $2 AND ($3::uuid IS NULL OR e.issue_id <> $3)",
+             WHERE e.workspace_id = $1 AND e.model = $2 AND ($3::uuid IS NULL OR e.issue_id <> $3) \
+             ORDER BY i.number DESC LIMIT $4",
         )
         .bind(ws.0)
         .bind(model)
         .bind(exclude.map(|e| e.0))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("nearest issues"))?;
-        let mut hits = Vec::with_capacity(rows.len());
-        for r in rows {
+        .bind(dispatch_core::embedding::NEAREST_SCAN_LIMIT as i64)
+        .fetch(&self.pool);
+        let mut top = dispatch_core::search::TopK::new(limit);
+        while let Some(r) = rows.try_next().await.map_err(db("nearest issues"))? {
             let v: Vec<f32> = r
                 .try_get("vector")
                 .map_err(|e| decode_err("dispatch_embedding", "vector", e))?;
-            let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
-            hits.push(SearchHit {
-                issue,
-                score: dispatch_core::search::cosine(vector, &v),
-            });
+            let score = dispatch_core::search::cosine(vector, &v);
+            if top.wants(score) {
+                let issue =
+                    crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
+                top.push(SearchHit { issue, score });
+            }
         }
-        Ok(dispatch_core::search::best_first(hits, limit))
+        Ok(top.into_hits())
     }
 }
 

@@ -1538,19 +1538,29 @@ impl SearchStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<SearchHit>> {
         let s = self.lock();
-        let hits: Vec<SearchHit> = s
+        let mut candidates: Vec<(&Issue, &Vec<f32>)> = s
             .embeddings
             .iter()
             .filter(|(id, (m, _))| m == model && Some(**id) != exclude)
             .filter_map(|(id, (_, v))| {
                 let issue = s.issues.get(id).filter(|i| i.workspace_id == ws)?;
-                Some(SearchHit {
-                    issue: issue.clone(),
-                    score: cosine(vector, v),
-                })
+                Some((issue, v))
             })
             .collect();
-        Ok(crate::search::best_first(hits, limit))
+        // The newest `NEAREST_SCAN_LIMIT`, as the SQL stores scan.
+        candidates.sort_by_key(|(i, _)| std::cmp::Reverse(i.number));
+        candidates.truncate(crate::embedding::NEAREST_SCAN_LIMIT);
+        let mut top = crate::search::TopK::new(limit);
+        for (issue, v) in candidates {
+            let score = cosine(vector, v);
+            if top.wants(score) {
+                top.push(SearchHit {
+                    issue: issue.clone(),
+                    score,
+                });
+            }
+        }
+        Ok(top.into_hits())
     }
 }
 
