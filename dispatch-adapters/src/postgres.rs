@@ -513,8 +513,7 @@ impl dispatch_core::ports::SearchStore for PostgresStore {
                 .map_err(|e| decode_err("dispatch_embedding", "vector", e))?;
             let score = dispatch_core::search::cosine(vector, &v);
             if top.wants(score) {
-                let issue =
-                    crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
+                let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
                 top.push(SearchHit { issue, score });
             }
         }

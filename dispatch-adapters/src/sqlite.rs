@@ -584,8 +584,7 @@ impl dispatch_core::ports::SearchStore for SqliteStore {
                 .map_err(|e| decode_err("dispatch_embedding", "vector", e))?;
             let score = cosine(vector, &decode_vector(&v)?);
             if top.wants(score) {
-                let issue =
-                    crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
+                let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
                 top.push(SearchHit { issue, score });
             }
         }

@@ -240,7 +240,7 @@ impl Dispatch {
     }
 
     /// With an embedder: embeds the PR's title, body and branch (bounded by
-    /// [`crate::embedding::QUERY_EMBED_TIMEOUT`]), adds the nearest issues to `hits` and
+    /// [`crate::embedding::SEMANTIC_TIMEOUT`]), adds the nearest issues to `hits` and
     /// returns the cosine similarity of every hit that has a vector. Empty without an embedder
     /// or when the embedding fails (matching stays lexical).
     async fn pr_embedding_candidates(
@@ -267,7 +267,7 @@ impl Dispatch {
         if text.trim().is_empty() {
             return Ok(cosines);
         }
-        let v = match tokio::time::timeout(crate::embedding::QUERY_EMBED_TIMEOUT, e.embed(&[text]))
+        let v = match tokio::time::timeout(crate::embedding::SEMANTIC_TIMEOUT, e.embed(&[text]))
             .await
         {
             Ok(Ok(mut v)) if !v.is_empty() => v.swap_remove(0),

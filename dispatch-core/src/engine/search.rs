@@ -1,10 +1,10 @@
 //! Search: lexical always; embeddings when an `Embedder` is configured (spec §12.4). Issue
 //! vectors are computed off the request path by the embedding worker ([`Dispatch::embed_step`],
 //! see [`crate::embedding`]); a request embeds at most its query, bounded by
-//! [`QUERY_EMBED_TIMEOUT`], and falls back to lexical when that fails.
+//! [`SEMANTIC_TIMEOUT`], and falls back to lexical when that fails.
 
 use super::Dispatch;
-use crate::embedding::{self, QUERY_EMBED_TIMEOUT, issue_text};
+use crate::embedding::{self, SEMANTIC_TIMEOUT, issue_text};
 use crate::error::{Error, Result};
 use crate::ids::IssueRef;
 use crate::search::SearchHit;
@@ -23,8 +23,8 @@ pub struct EmbedReport {
 impl Dispatch {
     /// Ranked search over titles, descriptions and comments: lexical, merged with the nearest
     /// issues by embedding when an embedder is configured (reciprocal rank fusion,
-    /// [`embedding::fuse`]). Lexical and semantic halves run concurrently; the query's
-    /// embedding gets [`QUERY_EMBED_TIMEOUT`], after which (or on failure) the answer is lexical.
+    /// [`embedding::fuse`]). Lexical and semantic halves run concurrently; the semantic half
+    /// gets [`SEMANTIC_TIMEOUT`], after which (or on failure) the answer is lexical.
     pub async fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
         let limit = Self::check_search(query, limit)?;
         let Some(e) = &self.inner.embedder else {
@@ -32,17 +32,11 @@ impl Dispatch {
         };
         let lexical = self.search_lexical(query, limit);
         let semantic = async {
-            let v = match tokio::time::timeout(QUERY_EMBED_TIMEOUT, e.embed(&[query.to_string()]))
-                .await
-            {
-                Ok(Ok(mut v)) if !v.is_empty() => v.swap_remove(0),
-                Ok(Ok(_)) => return Vec::new(),
-                Ok(Err(err)) => {
+            let v = match e.embed(&[query.to_string()]).await {
+                Ok(mut v) if !v.is_empty() => v.swap_remove(0),
+                Ok(_) => return Vec::new(),
+                Err(err) => {
                     tracing::warn!(error = %err, "query embedding failed; lexical search only");
-                    return Vec::new();
-                }
-                Err(_) => {
-                    tracing::warn!("query embedding timed out; lexical search only");
                     return Vec::new();
                 }
             };
@@ -52,6 +46,14 @@ impl Dispatch {
                 .await
                 .unwrap_or_else(|err| {
                     tracing::warn!(error = %err, "nearest issues failed; lexical search only");
+                    Vec::new()
+                })
+        };
+        let semantic = async {
+            tokio::time::timeout(SEMANTIC_TIMEOUT, semantic)
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::warn!("semantic search timed out; lexical search only");
                     Vec::new()
                 })
         };
