@@ -6,7 +6,7 @@
 //! input order by their `index` (the API does not promise the order). Inputs go in batches of
 //! at most [`OpenAiEmbedConfig::batch_size`] texts. Rate limits (429), 408/409 and 5xx answers
 //! and transport failures are retried with exponential backoff, waiting what `Retry-After`
-//! (seconds or an HTTP date) or `retry-after-ms` asks, up to [`EmbedRetry::max_retry_after`].
+//! (seconds or an HTTP date) or `retry-after-ms` asks, up to the retry configuration's `max_retry_after`.
 //! Every failure reaches the core as `Upstream { service: "openai", status }` (0 when no HTTP
 //! answer came) with the API's own message; 401 says the key is wrong.
 //!
@@ -14,15 +14,15 @@
 //! `OPENAI_EMBEDDING_DIMENSIONS` is set explicitly (other models refuse it); every vector must
 //! have exactly that many numbers, else the call fails (a store must not mix sizes).
 //!
-//! The transport ([`Transport`]) is the one piece that touches HTTP: one POST, the status, the
-//! wait asked and the body. TLS: the same reqwest (`rustls-no-provider`) + rustls `ring` stack
-//! as the `github` feature.
+//! HTTP goes through the shared client ([`crate::http`]): its timeouts, bounded answers, retry
+//! with capped exponential backoff and full jitter, and `Retry-After`.
 
+use crate::http::{HttpClient, HttpConfig, Idempotency, RetryConfig, truncate};
 use async_trait::async_trait;
 use dispatch_core::ports::Embedder;
 use dispatch_core::{Error, Result};
-use reqwest::Url;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::{Method, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -38,38 +38,6 @@ pub const MAX_DIMENSIONS: usize = 16_000;
 /// Texts per request by default (the API takes up to 2,048, and 300,000 tokens in all).
 pub const DEFAULT_BATCH: usize = 64;
 
-/// How one request is retried.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmbedRetry {
-    /// Tries per request, the first included (at least 1).
-    pub max_attempts: u32,
-    /// Backoff before the 2nd try; doubles after each further failure.
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-    /// The longest `Retry-After` sat out; a longer one ends the call with the error (the
-    /// background worker tries again later).
-    pub max_retry_after: Duration,
-}
-
-impl Default for EmbedRetry {
-    fn default() -> Self {
-        EmbedRetry {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(8),
-            max_retry_after: Duration::from_secs(30),
-        }
-    }
-}
-
-impl EmbedRetry {
-    /// The wait before try `attempt + 1`, after `attempt` (1-based) failed.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32 << attempt.saturating_sub(1).min(16);
-        self.base_delay.saturating_mul(factor).min(self.max_delay)
-    }
-}
-
 /// Configuration of [`OpenAiEmbedder`]. `Debug` never shows the key.
 #[derive(Debug, Clone)]
 pub struct OpenAiEmbedConfig {
@@ -81,9 +49,11 @@ pub struct OpenAiEmbedConfig {
     /// Send `dimensions` in requests.
     pub send_dimensions: bool,
     pub batch_size: usize,
+    /// Per try.
     pub request_timeout: Duration,
-    pub connect_timeout: Duration,
-    pub retry: EmbedRetry,
+    /// 429 (its `Retry-After` up to `max_retry_after`, 30 s by default: a longer wait ends the
+    /// call and the worker defers the batch), 408, 5xx and transport failures.
+    pub retry: RetryConfig,
     pub user_agent: String,
 }
 
@@ -97,8 +67,11 @@ impl OpenAiEmbedConfig {
             send_dimensions: true,
             batch_size: DEFAULT_BATCH,
             request_timeout: Duration::from_secs(60),
-            connect_timeout: Duration::from_secs(10),
-            retry: EmbedRetry::default(),
+            retry: RetryConfig {
+                max_attempts: 4,
+                max_retry_after: Duration::from_secs(30),
+                ..RetryConfig::default()
+            },
             user_agent: concat!("dispatch/", env!("CARGO_PKG_VERSION")).to_string(),
         }
     }
@@ -251,36 +224,37 @@ pub fn error_message(status: u16, body: &[u8]) -> String {
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(max).collect();
-        t.push('…');
-        t
+// ---- the embedder ------------------------------------------------------------------------
+
+/// Embeddings over an OpenAI-compatible API.
+pub struct OpenAiEmbedder {
+    http: HttpClient,
+    url: Url,
+    model: String,
+    dimensions: usize,
+    send_dimensions: bool,
+    batch_size: usize,
+    retry: RetryConfig,
+}
+
+impl std::fmt::Debug for OpenAiEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiEmbedder")
+            .field("url", &self.url.as_str())
+            .field("model", &self.model)
+            .field("dimensions", &self.dimensions)
+            .finish_non_exhaustive()
     }
 }
 
-// ---- transport ---------------------------------------------------------------------------
-
-/// One HTTP answer.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    /// What `Retry-After` / `retry-after-ms` asked.
-    pub wait: Option<Duration>,
-    pub body: Vec<u8>,
-}
-
-/// The HTTP piece: one POST of a JSON body. `Err` when no answer came (retried).
-#[derive(Debug, Clone)]
-pub struct Transport {
-    http: reqwest::Client,
-    url: Url,
-}
-
-impl Transport {
-    fn new(cfg: &OpenAiEmbedConfig) -> Result<Self> {
+impl OpenAiEmbedder {
+    pub fn new(cfg: OpenAiEmbedConfig) -> Result<Self> {
+        if !(1..=MAX_DIMENSIONS).contains(&cfg.dimensions) {
+            return Err(Error::invalid(
+                "OPENAI_EMBEDDING_DIMENSIONS",
+                format!("OPENAI_EMBEDDING_DIMENSIONS must be from 1 to {MAX_DIMENSIONS}"),
+            ));
+        }
         let base = check_base_url(&cfg.base_url)?;
         let url = Url::parse(&format!("{base}/embeddings")).map_err(|_| {
             Error::invalid(
@@ -296,107 +270,14 @@ impl Transport {
                 )
             })?;
         auth.set_sensitive(true);
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, auth);
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_str(&cfg.user_agent)
-                .unwrap_or_else(|_| HeaderValue::from_static("dispatch")),
-        );
-        crate::tls::ensure_crypto_provider();
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(cfg.request_timeout)
-            .connect_timeout(cfg.connect_timeout)
-            .build()
-            .map_err(|e| {
-                Error::internal("could not build the embeddings HTTP client").with_source(e)
-            })?;
-        Ok(Transport { http, url })
-    }
-
-    async fn post(&self, body: Vec<u8>) -> std::result::Result<Answer, Error> {
-        let what = |e: &reqwest::Error| {
-            if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "could not connect"
-            } else {
-                "failed in transit"
-            }
-        };
-        let resp = self
-            .http
-            .post(self.url.clone())
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                Error::upstream(SERVICE, 0, format!("embeddings request {}", what(&e)))
-                    .with_source(e)
-            })?;
-        let status = resp.status().as_u16();
-        let wait = retry_after(resp.headers());
-        let body = resp.bytes().await.map_err(|e| {
-            Error::upstream(SERVICE, 0, format!("embeddings answer {}", what(&e))).with_source(e)
-        })?;
-        Ok(Answer {
-            status,
-            wait,
-            body: body.to_vec(),
-        })
-    }
-}
-
-/// `retry-after-ms`, else `Retry-After` in seconds or as an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
-    if let Some(ms) = get("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok())
-        && ms.is_finite()
-        && ms >= 0.0
-    {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
-    }
-    let v = get("retry-after")?;
-    if let Ok(s) = v.trim().parse::<f64>() {
-        return (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s));
-    }
-    dispatch_core::outbox::parse_retry_after(v, chrono::Utc::now()).and_then(|d| d.to_std().ok())
-}
-
-// ---- the embedder ------------------------------------------------------------------------
-
-/// Embeddings over an OpenAI-compatible API.
-pub struct OpenAiEmbedder {
-    transport: Transport,
-    model: String,
-    dimensions: usize,
-    send_dimensions: bool,
-    batch_size: usize,
-    retry: EmbedRetry,
-}
-
-impl std::fmt::Debug for OpenAiEmbedder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAiEmbedder")
-            .field("url", &self.transport.url.as_str())
-            .field("model", &self.model)
-            .field("dimensions", &self.dimensions)
-            .finish_non_exhaustive()
-    }
-}
-
-impl OpenAiEmbedder {
-    pub fn new(cfg: OpenAiEmbedConfig) -> Result<Self> {
-        if !(1..=MAX_DIMENSIONS).contains(&cfg.dimensions) {
-            return Err(Error::invalid(
-                "OPENAI_EMBEDDING_DIMENSIONS",
-                format!("OPENAI_EMBEDDING_DIMENSIONS must be from 1 to {MAX_DIMENSIONS}"),
-            ));
-        }
+        let mut http = HttpConfig::new(SERVICE, cfg.request_timeout);
+        http.headers.insert(AUTHORIZATION, auth);
+        http.headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        http.user_agent = cfg.user_agent;
         Ok(OpenAiEmbedder {
-            transport: Transport::new(&cfg)?,
+            http: HttpClient::new(http)?,
+            url,
             model: cfg.model,
             dimensions: cfg.dimensions,
             send_dimensions: cfg.send_dimensions,
@@ -405,7 +286,7 @@ impl OpenAiEmbedder {
         })
     }
 
-    /// One request (one batch), retried.
+    /// One request (one batch), retried by the shared client (embedding is idempotent).
     async fn request(&self, batch: &[String]) -> Result<Vec<Vec<f32>>> {
         let body = serde_json::to_vec(&EmbeddingsRequest {
             model: &self.model,
@@ -414,36 +295,21 @@ impl OpenAiEmbedder {
             encoding_format: "float",
         })
         .map_err(|e| Error::internal("could not encode an embeddings request").with_source(e))?;
-        let max = self.retry.max_attempts.max(1);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let (error, asked) = match self.transport.post(body.clone()).await {
-                Ok(a) if (200..300).contains(&a.status) => {
-                    return parse_response(&a.body, batch.len(), self.dimensions).map_err(|m| {
-                        Error::upstream(SERVICE, a.status, format!("embeddings answer: {m}"))
-                    });
-                }
-                Ok(a) => {
-                    let e = Error::upstream(SERVICE, a.status, error_message(a.status, &a.body));
-                    if !matches!(a.status, 408 | 409 | 429 | 500..=599) {
-                        return Err(e);
-                    }
-                    (e, a.wait)
-                }
-                Err(e) => (e, None),
-            };
-            if attempt >= max {
-                return Err(error);
-            }
-            let wait = match asked {
-                Some(w) if w > self.retry.max_retry_after => return Err(error),
-                Some(w) => w,
-                None => self.retry.backoff(attempt),
-            };
-            tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, error = %error, "embeddings call failed; retrying");
-            tokio::time::sleep(wait).await;
+        let what = format!("embedding {} texts", batch.len());
+        let reply = self
+            .http
+            .call(&what, &self.retry, Idempotency::Idempotent, || {
+                self.http
+                    .request(Method::POST, self.url.clone())
+                    .body(body.clone())
+            })
+            .await?;
+        let status = reply.status.as_u16();
+        if !reply.status.is_success() {
+            return Err(reply.error(error_message(status, &reply.body)));
         }
+        parse_response(&reply.body, batch.len(), self.dimensions)
+            .map_err(|m| reply.error(format!("embeddings answer: {m}")))
     }
 }
 

@@ -5,7 +5,8 @@
 
 #![cfg(feature = "openai-embed")]
 
-use dispatch_adapters::openai_embed::{EmbedRetry, OpenAiEmbedConfig, OpenAiEmbedder};
+use dispatch_adapters::http::RetryConfig;
+use dispatch_adapters::openai_embed::{OpenAiEmbedConfig, OpenAiEmbedder};
 use dispatch_core::ErrorKind;
 use dispatch_core::ports::Embedder;
 use dispatch_core::search::cosine;
@@ -40,7 +41,7 @@ fn embedder(server: &MockServer, dims: usize, batch: usize) -> OpenAiEmbedder {
     cfg.dimensions = dims;
     cfg.batch_size = batch;
     cfg.request_timeout = Duration::from_secs(5);
-    cfg.retry = EmbedRetry {
+    cfg.retry = RetryConfig {
         max_attempts: 3,
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(40),
