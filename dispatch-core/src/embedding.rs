@@ -82,7 +82,8 @@ pub fn is_current(stored_model: &str, stored_dims: usize, model: &str, dims: usi
 
 /// Hybrid search: lexical and semantic hits merged by reciprocal rank fusion (k = 60), best
 /// first, at most `limit`. Semantic hits under [`SEARCH_MIN_SIMILARITY`] are dropped. An
-/// issue's score is the sum of `1 / (60 + rank)` over the lists it is in (rank from 1).
+/// issue's score is the sum of `1 / (60 + rank)` over the lists it is in (rank from 1), scaled
+/// so that first in both lists is 1.0 (first in one list only is 0.5).
 pub fn fuse(lexical: Vec<SearchHit>, semantic: Vec<SearchHit>, limit: usize) -> Vec<SearchHit> {
     const K: f64 = 60.0;
     let mut by_id: HashMap<IssueId, SearchHit> = HashMap::new();
@@ -93,7 +94,8 @@ pub fn fuse(lexical: Vec<SearchHit>, semantic: Vec<SearchHit>, limit: usize) -> 
         .collect();
     for hits in [lexical, semantic] {
         for (rank, h) in hits.into_iter().enumerate() {
-            let add = 1.0 / (K + rank as f64 + 1.0);
+            // Scaled by the best possible sum, 2 / (K + 1).
+            let add = (K + 1.0) / (2.0 * (K + rank as f64 + 1.0));
             match by_id.get_mut(&h.issue.id) {
                 Some(e) => e.score += add,
                 None => {
@@ -171,6 +173,8 @@ mod tests {
         let ids: Vec<IssueId> = out.iter().map(|h| h.issue.id).collect();
         // b is in both lists; c only semantically; d is too far to count.
         assert_eq!(ids, vec![b.id, a.id, c.id]);
+        assert!((out[1].score - 0.5).abs() < 1e-9, "first in one list: 0.5");
+        assert!(out[0].score < 1.0 && out[0].score > 0.9);
         assert_eq!(fuse(vec![hit(&a, 1.0)], vec![], 10).len(), 1);
         assert_eq!(fuse(vec![hit(&a, 1.0), hit(&b, 1.0)], vec![], 1).len(), 1);
     }
