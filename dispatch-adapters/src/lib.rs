@@ -58,31 +58,21 @@ pub mod github_webhook;
 #[cfg(feature = "slack")]
 pub mod slack;
 
+#[cfg(feature = "openai-embed")]
+pub mod openai_embed;
+
 #[cfg(any(feature = "loki-tools", feature = "analytics-sql"))]
 pub mod analytics;
 
-#[cfg(any(
-    feature = "github",
-    feature = "claude",
-    feature = "loki-gateway",
-    feature = "sentry-api",
-    feature = "webhook",
-    feature = "slack",
-    feature = "loki-tools"
-))]
+#[cfg(feature = "http")]
 mod tls;
+
+#[cfg(feature = "http")]
+pub mod http;
 
 /// Installs the process-wide rustls provider (ring) that every HTTPS client of the adapters uses;
 /// call it before building another reqwest client in the same process (`dispatch status`).
-#[cfg(any(
-    feature = "github",
-    feature = "claude",
-    feature = "loki-gateway",
-    feature = "sentry-api",
-    feature = "webhook",
-    feature = "slack",
-    feature = "loki-tools"
-))]
+#[cfg(feature = "http")]
 pub fn ensure_crypto_provider() {
     tls::ensure_crypto_provider();
 }

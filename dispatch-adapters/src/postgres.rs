@@ -78,6 +78,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "ingest_follow_up",
         sql: include_str!("../migrations/postgres/0012_ingest_follow_up.sql"),
     },
+    Migration {
+        version: 14,
+        name: "embedding_queue",
+        sql: include_str!("../migrations/postgres/0014_embedding_queue.sql"),
+    },
 ];
 
 /// Advisory lock keys (any fixed 64-bit numbers unlikely to collide with an application's own).
@@ -376,6 +381,23 @@ impl_sql_outbox_store!(
     sqlx::Postgres,
     skip_locked = " FOR NO KEY UPDATE SKIP LOCKED"
 );
+impl_sql_embedding_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    skip_locked = " FOR NO KEY UPDATE OF q SKIP LOCKED",
+    dims = "cardinality(e.vector)"
+);
+
+impl PostgresStore {
+    fn encode_embedding(v: &[f32]) -> Vec<f32> {
+        v.to_vec()
+    }
+
+    fn decode_embedding(row: &PgRow) -> Result<Vec<f32>> {
+        row.try_get("vector")
+            .map_err(|e| decode_err("dispatch_embedding", "vector", e))
+    }
+}
 
 #[async_trait::async_trait]
 impl dispatch_core::ports::SearchStore for PostgresStore {
@@ -471,28 +493,31 @@ impl dispatch_core::ports::SearchStore for PostgresStore {
                 })
                 .collect();
         }
-        let rows = sqlx::query(
+        use futures::TryStreamExt;
+        // Without pgvector: the newest `NEAREST_SCAN_LIMIT` vectors, streamed (memory stays at
+        // `limit` hits).
+        let mut rows = sqlx::query(
             "SELECT i.doc AS doc, e.vector AS vector FROM dispatch_embedding e JOIN dispatch_issue i ON i.id = e.issue_id \
-             WHERE e.workspace_id = $1 AND e.model = $2 AND ($3::uuid IS NULL OR e.issue_id <> $3)",
+             WHERE e.workspace_id = $1 AND e.model = $2 AND ($3::uuid IS NULL OR e.issue_id <> $3) \
+             ORDER BY i.number DESC LIMIT $4",
         )
         .bind(ws.0)
         .bind(model)
         .bind(exclude.map(|e| e.0))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("nearest issues"))?;
-        let mut hits = Vec::with_capacity(rows.len());
-        for r in rows {
+        .bind(dispatch_core::embedding::NEAREST_SCAN_LIMIT as i64)
+        .fetch(&self.pool);
+        let mut top = dispatch_core::search::TopK::new(limit);
+        while let Some(r) = rows.try_next().await.map_err(db("nearest issues"))? {
             let v: Vec<f32> = r
                 .try_get("vector")
                 .map_err(|e| decode_err("dispatch_embedding", "vector", e))?;
-            let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
-            hits.push(SearchHit {
-                issue,
-                score: dispatch_core::search::cosine(vector, &v),
-            });
+            let score = dispatch_core::search::cosine(vector, &v);
+            if top.wants(score) {
+                let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
+                top.push(SearchHit { issue, score });
+            }
         }
-        Ok(dispatch_core::search::best_first(hits, limit))
+        Ok(top.into_hits())
     }
 }
 

@@ -79,6 +79,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "ingest_follow_up",
         sql: include_str!("../migrations/sqlite/0012_ingest_follow_up.sql"),
     },
+    Migration {
+        version: 14,
+        name: "embedding_queue",
+        sql: include_str!("../migrations/sqlite/0014_embedding_queue.sql"),
+    },
 ];
 
 /// A Dispatch store in a SQLite file.
@@ -439,6 +444,25 @@ impl SqliteStore {
 impl_sql_store!(SqliteStore, sqlx::Sqlite, for_update = "", skip_locked = "");
 impl_sql_orchestrator_store!(SqliteStore, sqlx::Sqlite, for_update = "");
 impl_sql_outbox_store!(SqliteStore, sqlx::Sqlite, skip_locked = "");
+impl_sql_embedding_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    skip_locked = "",
+    dims = "length(e.vector) / 4"
+);
+
+impl SqliteStore {
+    fn encode_embedding(v: &[f32]) -> Vec<u8> {
+        encode_vector(v)
+    }
+
+    fn decode_embedding(row: &sqlx::sqlite::SqliteRow) -> Result<Vec<f32>> {
+        let b: Vec<u8> = row
+            .try_get("vector")
+            .map_err(|e| decode_err("dispatch_embedding", "vector", e))?;
+        decode_vector(&b)
+    }
+}
 
 fn encode_vector(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -541,27 +565,29 @@ impl dispatch_core::ports::SearchStore for SqliteStore {
         exclude: Option<dispatch_core::ids::IssueId>,
         limit: usize,
     ) -> Result<Vec<SearchHit>> {
-        let rows = sqlx::query(
+        use futures::TryStreamExt;
+        // The newest `NEAREST_SCAN_LIMIT` vectors, streamed: memory stays at `limit` hits.
+        let mut rows = sqlx::query(
             "SELECT i.doc AS doc, e.vector AS vector FROM dispatch_embedding e JOIN dispatch_issue i ON i.id = e.issue_id \
-             WHERE e.workspace_id = $1 AND e.model = $2 AND ($3 IS NULL OR e.issue_id <> $3)",
+             WHERE e.workspace_id = $1 AND e.model = $2 AND ($3 IS NULL OR e.issue_id <> $3) \
+             ORDER BY i.number DESC LIMIT $4",
         )
         .bind(ws.0)
         .bind(model)
         .bind(exclude.map(|e| e.0))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db("nearest issues"))?;
-        let mut hits = Vec::with_capacity(rows.len());
-        for r in rows {
+        .bind(dispatch_core::embedding::NEAREST_SCAN_LIMIT as i64)
+        .fetch(&self.reader);
+        let mut top = dispatch_core::search::TopK::new(limit);
+        while let Some(r) = rows.try_next().await.map_err(db("nearest issues"))? {
             let v: Vec<u8> = r
                 .try_get("vector")
                 .map_err(|e| decode_err("dispatch_embedding", "vector", e))?;
-            let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
-            hits.push(SearchHit {
-                issue,
-                score: cosine(vector, &decode_vector(&v)?),
-            });
+            let score = cosine(vector, &decode_vector(&v)?);
+            if top.wants(score) {
+                let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
+                top.push(SearchHit { issue, score });
+            }
         }
-        Ok(dispatch_core::search::best_first(hits, limit))
+        Ok(top.into_hits())
     }
 }

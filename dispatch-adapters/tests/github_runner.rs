@@ -68,7 +68,7 @@ fn config(api_url: &str) -> GithubConfig {
         max_attempts: 3,
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(20),
-        max_rate_limit_wait: Duration::from_secs(3),
+        max_retry_after: Duration::from_secs(3),
     };
     c.discovery = DiscoveryPolicy {
         attempts: 3,

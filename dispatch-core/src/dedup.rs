@@ -30,8 +30,10 @@ pub struct DedupItem {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DedupPolicy {
-    /// Similarity (0..=1) from which two issues are duplicates.
+    /// Similarity (0..=1) from which two issues are duplicates by wording.
     pub threshold: f64,
+    /// Cosine similarity of embeddings from which two issues that both have one are duplicates.
+    pub embedding_threshold: f64,
     /// Issues scored per issue (the candidates sharing the most distinctive words).
     pub candidates_per_issue: usize,
     /// A word found in more issues than this proposes no candidates (it still weighs in scores).
@@ -50,6 +52,7 @@ impl Default for DedupPolicy {
     fn default() -> Self {
         DedupPolicy {
             threshold: LEXICAL_THRESHOLD,
+            embedding_threshold: EMBEDDING_THRESHOLD,
             candidates_per_issue: 12,
             max_posting: 200,
             max_clusters: 50,
@@ -201,6 +204,69 @@ fn shared_terms(ix: &Indexed, a: &[(usize, f64)], b: &[(usize, f64)], max: usize
         .collect()
 }
 
+/// Random-hyperplane locality-sensitive hashing of embeddings: [`BANDS`] bands of
+/// [`BAND_BITS`] sign bits each (the sign of the vector's projection on a fixed pseudo-random
+/// ±1 hyperplane). Two vectors at cosine `c` agree on a bit with probability `1 - acos(c)/π`,
+/// so at 0.85 they share at least one band with probability ≈ 0.95 (0.99+ at 0.9), while
+/// unrelated vectors (cosine ≈ 0) share one with probability ≈ 0.12. Only issues sharing a
+/// band are compared: candidates stay bounded, never all pairs.
+const BANDS: usize = 8;
+const BAND_BITS: usize = 6;
+
+struct Bands {
+    /// Per issue: its (band, bits) keys.
+    keys: Vec<Vec<(usize, u32)>>,
+    /// Key → issues, only keys held by at most `max_posting` issues.
+    buckets: HashMap<(usize, u32), Vec<usize>>,
+}
+
+/// The hyperplane's sign for (bit, dimension): a fixed hash, the same on every run.
+fn plane_sign(bit: usize, dim: usize) -> f32 {
+    let mut h = (bit as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (dim as u64);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    if h & 1 == 0 { 1.0 } else { -1.0 }
+}
+
+/// `None` when fewer than two issues have an embedding.
+fn embedding_bands(items: &[&DedupItem], max_posting: usize) -> Option<Bands> {
+    if items.iter().filter(|i| i.embedding.is_some()).count() < 2 {
+        return None;
+    }
+    let keys: Vec<Vec<(usize, u32)>> = items
+        .iter()
+        .map(|item| match &item.embedding {
+            None => Vec::new(),
+            Some(v) => (0..BANDS)
+                .map(|band| {
+                    let mut bits = 0u32;
+                    for j in 0..BAND_BITS {
+                        let bit = band * BAND_BITS + j;
+                        let p: f32 = v
+                            .iter()
+                            .enumerate()
+                            .map(|(d, x)| x * plane_sign(bit, d))
+                            .sum();
+                        if p >= 0.0 {
+                            bits |= 1 << j;
+                        }
+                    }
+                    (band, bits)
+                })
+                .collect(),
+        })
+        .collect();
+    let mut buckets: HashMap<(usize, u32), Vec<usize>> = HashMap::new();
+    for (doc, ks) in keys.iter().enumerate() {
+        for k in ks {
+            buckets.entry(*k).or_default().push(doc);
+        }
+    }
+    buckets.retain(|_, docs| docs.len() <= max_posting);
+    Some(Bands { keys, buckets })
+}
+
 struct UnionFind(Vec<usize>);
 
 impl UnionFind {
@@ -235,6 +301,7 @@ pub fn find_clusters(items: &[DedupItem], policy: &DedupPolicy) -> Vec<Cluster> 
     order.sort_by_key(|&i| (items[i].number, i));
     let items: Vec<&DedupItem> = order.iter().map(|&i| &items[i]).collect();
     let ix = index(&items, policy.max_posting.max(2));
+    let bands = embedding_bands(&items, policy.max_posting.max(2));
 
     // (a, b, similarity) with a < b.
     let mut edges: Vec<(usize, usize, f64)> = Vec::new();
@@ -251,12 +318,34 @@ pub fn find_clusters(items: &[DedupItem], policy: &DedupPolicy) -> Vec<Cluster> 
         let mut candidates: Vec<(usize, f64)> = votes.iter().map(|(b, v)| (*b, *v)).collect();
         candidates.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
         candidates.truncate(policy.candidates_per_issue);
+        // Issues whose embeddings fall in the same buckets, most bands shared first: they may
+        // share no word at all.
+        if let Some(bands) = &bands {
+            let mut shared: HashMap<usize, usize> = HashMap::new();
+            for key in &bands.keys[a] {
+                for &b in bands.buckets.get(key).map(Vec::as_slice).unwrap_or(&[]) {
+                    if b > a {
+                        *shared.entry(b).or_default() += 1;
+                    }
+                }
+            }
+            let mut by_embedding: Vec<(usize, usize)> = shared.into_iter().collect();
+            by_embedding.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+            for (b, _) in by_embedding.into_iter().take(policy.candidates_per_issue) {
+                if !candidates.iter().any(|(c, _)| *c == b) {
+                    candidates.push((b, 0.0));
+                }
+            }
+        }
         for (b, _) in candidates {
-            let sim = match (&items[a].embedding, &items[b].embedding) {
-                (Some(x), Some(y)) => cosine(x, y),
-                _ => sparse_cosine(&ix.vectors[a], &ix.vectors[b]),
+            let (sim, threshold) = match (&items[a].embedding, &items[b].embedding) {
+                (Some(x), Some(y)) => (cosine(x, y), policy.embedding_threshold),
+                _ => (
+                    sparse_cosine(&ix.vectors[a], &ix.vectors[b]),
+                    policy.threshold,
+                ),
             };
-            if sim >= policy.threshold {
+            if sim >= threshold {
                 edges.push((a, b, sim));
             }
         }

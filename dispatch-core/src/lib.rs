@@ -20,6 +20,7 @@ pub mod clock;
 pub mod config;
 pub mod customer;
 pub mod dedup;
+pub mod embedding;
 pub mod engine;
 pub mod error;
 pub mod event;

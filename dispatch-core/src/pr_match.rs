@@ -1,9 +1,11 @@
-//! PR ↔ issue matching when a pull request names no issue (spec §6.1, done without embeddings):
-//! pure scoring of an issue's words against the PR's title, body and branch, the choice among
-//! candidates without an LLM, and the LLM confirmation prompt and its defensive parser.
+//! PR ↔ issue matching when a pull request names no issue (spec §6.1): pure scoring of an
+//! issue's words against the PR's title, body and branch — joined by the cosine similarity of
+//! embeddings when an embedder is configured ([`with_embedding`]) — the choice among candidates
+//! without an LLM, and the LLM confirmation prompt and its defensive parser.
 //!
 //! The engine ([`crate::engine::Dispatch::match_pr`]) does the I/O: identifiers first
-//! (confidence 1.0), then the store's lexical search for candidates, scored here.
+//! (confidence 1.0), then the store's lexical search (and, with embeddings, the nearest issues
+//! to the PR's text) for candidates, scored here.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -39,6 +41,10 @@ pub struct MatchPolicy {
     pub accept_margin: f64,
     /// Output budget of the confirmation answer.
     pub llm_max_tokens: u32,
+    /// Embedding cosine similarity that counts as no evidence (0) ...
+    pub embedding_floor: f64,
+    /// ... and as full evidence (1); linear in between ([`with_embedding`]).
+    pub embedding_full: f64,
 }
 
 impl Default for MatchPolicy {
@@ -50,6 +56,10 @@ impl Default for MatchPolicy {
             accept_threshold: 0.5,
             accept_margin: 0.15,
             llm_max_tokens: 300,
+            // text-embedding-3 models put unrelated texts at ~0.1–0.3 and a PR and the issue it
+            // fixes at ~0.5–0.8.
+            embedding_floor: 0.3,
+            embedding_full: 0.8,
         }
     }
 }
@@ -315,6 +325,16 @@ pub fn similarity(pr: &PrWords, issue_title: &str, issue_description: &str) -> f
     }
     let pr_side = coverage(&pr.key, &issue_words);
     (issue_side + pr_side) / 2.0
+}
+
+/// A candidate's score from its word similarity and, when both texts have embeddings, their
+/// cosine similarity rescaled to 0..=1 between the policy's floor and full marks: the stronger
+/// of the two (embeddings find a PR that words miss; words still count without a vector).
+pub fn with_embedding(words: f64, cosine: Option<f64>, policy: &MatchPolicy) -> f64 {
+    let Some(c) = cosine else { return words };
+    let span = (policy.embedding_full - policy.embedding_floor).max(f64::EPSILON);
+    let semantic = ((c - policy.embedding_floor) / span).clamp(0.0, 1.0);
+    words.max(semantic)
 }
 
 /// An issue that may be what a PR fixes.
@@ -597,6 +617,15 @@ fn first_json_object(text: &str) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn embeddings_raise_a_score_words_missed_and_never_lower_one() {
+        let p = MatchPolicy::default();
+        assert_eq!(with_embedding(0.4, None, &p), 0.4);
+        assert_eq!(with_embedding(0.4, Some(0.1), &p), 0.4);
+        assert!((with_embedding(0.0, Some(0.55), &p) - 0.5).abs() < 1e-9);
+        assert_eq!(with_embedding(0.0, Some(0.95), &p), 1.0);
+    }
 
     fn cand(id: &str, title: &str, score: f64) -> Candidate {
         Candidate {

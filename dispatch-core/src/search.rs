@@ -62,12 +62,41 @@ pub fn lexical_score(query: &[String], title: &str, description: &str, comments:
     score / query.len() as f64
 }
 
-/// The `limit` best hits, best first: how every store answers a nearest-embedding query whose
-/// similarities it computed in Rust.
-pub fn best_first(mut hits: Vec<SearchHit>, limit: usize) -> Vec<SearchHit> {
-    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-    hits.truncate(limit);
-    hits
+/// The `k` best hits of a stream, kept as they come (memory stays at `k` hits whatever the
+/// number scored): how the stores answer nearest-embedding queries they compute in Rust.
+#[derive(Debug)]
+pub struct TopK {
+    k: usize,
+    /// Best first.
+    hits: Vec<SearchHit>,
+}
+
+impl TopK {
+    pub fn new(k: usize) -> Self {
+        TopK {
+            k,
+            hits: Vec::with_capacity(k.min(64) + 1),
+        }
+    }
+
+    /// Whether a hit of this score would be kept (skip decoding its issue otherwise).
+    pub fn wants(&self, score: f64) -> bool {
+        self.k > 0
+            && (self.hits.len() < self.k || self.hits.last().is_some_and(|l| score > l.score))
+    }
+
+    pub fn push(&mut self, hit: SearchHit) {
+        if !self.wants(hit.score) {
+            return;
+        }
+        let at = self.hits.partition_point(|h| h.score >= hit.score);
+        self.hits.insert(at, hit);
+        self.hits.truncate(self.k);
+    }
+
+    pub fn into_hits(self) -> Vec<SearchHit> {
+        self.hits
+    }
 }
 
 /// Cosine similarity; 0 for empty, mismatched or zero vectors.
@@ -108,6 +137,30 @@ mod tests {
         let c = lexical_score(&q, "Payment", "", "customer asked about refund");
         assert!(t > d && d > c && c > 0.0);
         assert_eq!(lexical_score(&q, "Payment", "charge", ""), 0.0);
+    }
+
+    #[test]
+    fn top_k_keeps_the_best_as_they_come() {
+        let issue = |t: &str| {
+            crate::issue::NewIssue::titled(t).into_issue(
+                crate::ids::WorkspaceId::new(),
+                1,
+                "D-1".into(),
+                crate::ids::ColumnId::new(),
+                chrono::Utc::now(),
+            )
+        };
+        let mut top = TopK::new(2);
+        for (t, s) in [("a", 0.1), ("b", 0.9), ("c", 0.5), ("d", 0.7), ("e", 0.2)] {
+            top.push(SearchHit {
+                issue: issue(t),
+                score: s,
+            });
+        }
+        assert!(!top.wants(0.6) && top.wants(0.8));
+        let titles: Vec<String> = top.into_hits().into_iter().map(|h| h.issue.title).collect();
+        assert_eq!(titles, vec!["b", "d"]);
+        assert!(!TopK::new(0).wants(1.0));
     }
 
     #[test]

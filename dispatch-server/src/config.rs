@@ -91,6 +91,10 @@ pub struct ServerConfig {
     /// `ANTHROPIC_API_KEY` (+ `ANTHROPIC_BASE_URL`, `ORCHESTRATOR_MODEL`): Claude as the engine's
     /// LLM, which confirms PR ↔ issue matches found by similarity. `None` without a key.
     pub llm: Option<ClaudeConfig>,
+    /// `OPENAI_API_KEY` (+ `OPENAI_BASE_URL`, `OPENAI_EMBEDDING_MODEL`,
+    /// `OPENAI_EMBEDDING_DIMENSIONS`): embeddings for hybrid search, similar issues, PR matching
+    /// and duplicate detection. `None` without a key (all of these stay lexical).
+    pub embeddings: Option<dispatch_adapters::openai_embed::OpenAiEmbedConfig>,
     /// `ORCHESTRATOR_MAX_TOKENS` (4096), `ORCHESTRATOR_MAX_TOOL_ROUNDS` (10),
     /// `ORCHESTRATOR_PROPOSAL_TTL_MINUTES` (15); the model is `ORCHESTRATOR_MODEL` (in `llm`).
     pub orchestrator: dispatch_core::orchestrator::OrchestratorConfig,
@@ -346,6 +350,7 @@ impl ServerConfig {
         let store = StoreUrl::from_lookup(get)?;
         let engine = EngineConfig::from_lookup(get)?;
         let llm = ClaudeConfig::from_lookup(get)?;
+        let embeddings = dispatch_adapters::openai_embed::OpenAiEmbedConfig::from_lookup(get)?;
         let brand = Brand::from_lookup(get)?;
         let orchestrator = dispatch_core::orchestrator::OrchestratorConfig {
             model: None,
@@ -509,6 +514,7 @@ impl ServerConfig {
             sse_keepalive,
             session_ttl_hours,
             llm,
+            embeddings,
             orchestrator,
             loki_tools: dispatch_adapters::analytics::loki::LokiToolsConfig::from_lookup(get)?,
             #[cfg(feature = "postgres")]
@@ -602,6 +608,42 @@ mod tests {
                 .base_url,
             "https://slack.com/api"
         );
+    }
+
+    #[test]
+    fn embeddings_are_on_with_an_openai_key_and_validated() {
+        assert!(config(&[]).expect("config").embeddings.is_none());
+        let c = config(&[("OPENAI_API_KEY", "sk-1")])
+            .expect("config")
+            .embeddings
+            .expect("on");
+        assert_eq!(
+            (c.base_url.as_str(), c.model.as_str(), c.dimensions),
+            ("https://api.openai.com/v1", "text-embedding-3-small", 1536)
+        );
+        let c = config(&[
+            ("OPENAI_API_KEY", "sk-1"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1/"),
+            ("OPENAI_EMBEDDING_MODEL", "text-embedding-3-large"),
+            ("OPENAI_EMBEDDING_DIMENSIONS", "256"),
+        ])
+        .expect("config")
+        .embeddings
+        .expect("on");
+        assert_eq!(
+            (c.base_url.as_str(), c.model.as_str(), c.dimensions),
+            ("http://127.0.0.1:9/v1", "text-embedding-3-large", 256)
+        );
+        for (k, v) in [
+            ("OPENAI_EMBEDDING_DIMENSIONS", "0"),
+            ("OPENAI_EMBEDDING_DIMENSIONS", "1.5"),
+            ("OPENAI_BASE_URL", "api.openai.com"),
+            ("OPENAI_API_KEY", "sk 1"),
+        ] {
+            let mut vars = vec![("OPENAI_API_KEY", "sk-1")];
+            vars.push((k, v));
+            assert_eq!(field(config(&vars)), k, "{k}={v}");
+        }
     }
 
     #[test]

@@ -478,6 +478,19 @@ async fn serve() -> dispatch_core::Result<()> {
         }
         None => "none (set ANTHROPIC_API_KEY for the orchestrator and PR ↔ issue matching)".into(),
     };
+    let embed_line = match &cfg.embeddings {
+        Some(c) => {
+            let line = format!(
+                "{} ({} dimensions) at {}: hybrid search, similar issues, PR matching, duplicates",
+                c.model, c.dimensions, c.base_url
+            );
+            builder = builder.embedder(Arc::new(
+                dispatch_adapters::openai_embed::OpenAiEmbedder::new(c.clone())?,
+            ));
+            line
+        }
+        None => "none (set OPENAI_API_KEY for semantic search; lexical meanwhile)".into(),
+    };
     let dispatch = builder.build().await?;
     let orchestrator = dispatch_core::orchestrator::Orchestrator::new(
         dispatch.clone(),
@@ -521,6 +534,7 @@ async fn serve() -> dispatch_core::Result<()> {
     );
     println!("  runner: {runner_line}");
     println!("  LLM: {llm_line}");
+    println!("  Embeddings: {embed_line}");
     println!("  notifications: {slack_line}");
     if !cfg.event_webhooks.is_empty() {
         println!("  event webhooks: {} receiver(s)", cfg.event_webhooks.len());

@@ -2,28 +2,35 @@
 //! failure, retries for idempotent calls, and GitHub's rate-limit headers.
 
 use super::config::{GithubConfig, RetryPolicy};
+use crate::http::{self, HttpClient, HttpConfig};
 use dispatch_core::{Error, ErrorKind, Result};
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, Url};
 use secrecy::ExposeSecret;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub(crate) use crate::http::{Attempt, Reply, after_attempts};
 
 pub(crate) const SERVICE: &str = "github";
 const API_VERSION: &str = "2022-11-28";
 const MEDIA_TYPE: &str = "application/vnd.github+json";
 
-/// An HTTP answer, read whole.
-#[derive(Debug)]
-pub(crate) struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Vec<u8>,
+/// What GitHub's answers carry beyond HTTP: the `message` (+ `errors`) of an error body and the
+/// rate-limit headers.
+pub(crate) trait GithubReply {
+    /// GitHub's `message` field, or the start of the body.
+    fn message(&self) -> String;
+    /// A primary or secondary rate limit (403 with the rate-limit signs, or 429).
+    fn is_rate_limited(&self) -> bool;
+    /// How long GitHub asks us to wait: `retry-after` (seconds or an HTTP-date), else until
+    /// `x-ratelimit-reset` when the quota is spent. `None` when the answer names no time.
+    fn rate_limit_wait(&self, now: SystemTime) -> Option<Duration>;
+    fn rate_limit_reset(&self) -> Option<SystemTime>;
 }
 
-impl Reply {
-    /// GitHub's `message` field, or the start of the body.
-    pub fn message(&self) -> String {
+impl GithubReply for Reply {
+    fn message(&self) -> String {
         let parsed: Option<serde_json::Value> = serde_json::from_slice(&self.body).ok();
         if let Some(m) = parsed
             .as_ref()
@@ -52,23 +59,13 @@ impl Reply {
                     m = format!("{m} ({})", details.join("; "));
                 }
             }
-            return truncate(&m, 500);
+            return http::truncate(&m, 500);
         }
-        let text = String::from_utf8_lossy(&self.body);
-        let text = text.trim();
-        if text.is_empty() {
-            format!("HTTP {}", self.status.as_u16())
-        } else {
-            truncate(text, 300)
-        }
+        self.excerpt(300)
+            .unwrap_or_else(|| format!("HTTP {}", self.status.as_u16()))
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// A primary or secondary rate limit (403 with the rate-limit signs, or 429).
-    pub fn is_rate_limited(&self) -> bool {
+    fn is_rate_limited(&self) -> bool {
         match self.status.as_u16() {
             429 => true,
             403 => {
@@ -80,14 +77,12 @@ impl Reply {
         }
     }
 
-    /// How long GitHub asks us to wait: `retry-after` (seconds), else until `x-ratelimit-reset`
-    /// when the quota is spent. `None` when the answer names no time.
-    pub fn rate_limit_wait(&self, now: SystemTime) -> Option<Duration> {
-        if let Some(secs) = self
+    fn rate_limit_wait(&self, now: SystemTime) -> Option<Duration> {
+        if let Some(w) = self
             .header("retry-after")
-            .and_then(|v| v.trim().parse::<u64>().ok())
+            .and_then(|v| http::parse_retry_after(v, now))
         {
-            return Some(Duration::from_secs(secs));
+            return Some(w);
         }
         if self.header("x-ratelimit-remaining") == Some("0") {
             return self
@@ -104,34 +99,8 @@ impl Reply {
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(max).collect();
-        t.push('…');
-        t
-    }
-}
-
-/// The result of one attempt.
-pub(crate) enum Attempt {
-    /// An answer to act on (2xx, or a 4xx that retrying cannot fix).
-    Answer(Reply),
-    /// Worth another try after `wait` (or the backoff when `None`). `maybe_applied` says the
-    /// request may have reached GitHub and taken effect (5xx, timeout): a non-idempotent caller
-    /// must check before repeating it.
-    Retry {
-        wait: Option<Duration>,
-        error: Error,
-        maybe_applied: bool,
-    },
-    /// Give up now (rate limit longer than we wait for, a broken request).
-    Fail(Error),
-}
-
 pub(crate) struct GithubClient {
-    http: reqwest::Client,
+    http: HttpClient,
     base: Url,
     retry: RetryPolicy,
     /// Set when GitHub said the quota is spent: no request goes out before this time.
@@ -148,18 +117,7 @@ impl std::fmt::Debug for GithubClient {
 
 impl GithubClient {
     pub fn new(cfg: &GithubConfig) -> Result<Self> {
-        let base = Url::parse(cfg.api_url.trim_end_matches('/'))
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-            .ok_or_else(|| {
-                Error::invalid(
-                    "GITHUB_API_URL",
-                    format!(
-                        "GITHUB_API_URL must be an http(s) URL, not {:?}",
-                        cfg.api_url
-                    ),
-                )
-            })?;
+        let base = http::parse_base("GITHUB_API_URL", &cfg.api_url)?;
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", cfg.token.expose_secret()))
             .map_err(|_| {
                 Error::invalid(
@@ -175,22 +133,11 @@ impl GithubClient {
             "x-github-api-version",
             HeaderValue::from_static(API_VERSION),
         );
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_str(&cfg.user_agent)
-                .unwrap_or_else(|_| HeaderValue::from_static("dispatch")),
-        );
-        crate::tls::ensure_crypto_provider();
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(cfg.request_timeout)
-            .connect_timeout(cfg.request_timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| {
-                Error::internal("could not build the GitHub HTTP client").with_source(e)
-            })?;
+        let mut hc = HttpConfig::new(SERVICE, cfg.request_timeout);
+        hc.headers = headers;
+        hc.user_agent = cfg.user_agent.clone();
         Ok(GithubClient {
-            http,
+            http: HttpClient::new(hc)?,
             base,
             retry: cfg.retry.clone(),
             blocked_until: Mutex::new(None),
@@ -203,11 +150,7 @@ impl GithubClient {
 
     /// `base/seg/seg...?query`, each segment percent-encoded.
     pub fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Result<Url> {
-        let mut url = self.base.clone();
-        url.path_segments_mut()
-            .map_err(|_| Error::internal("GITHUB_API_URL cannot take a path"))?
-            .pop_if_empty()
-            .extend(segments);
+        let mut url = http::join(&self.base, segments, "GITHUB_API_URL")?;
         if !query.is_empty() {
             let mut q = url.query_pairs_mut();
             for (k, v) in query {
@@ -232,20 +175,9 @@ impl GithubClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = match req.send().await {
+        let reply = match self.http.fetch(what, req).await {
             Ok(r) => r,
-            Err(e) => return transport_error(what, url, e),
-        };
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = match resp.bytes().await {
-            Ok(b) => b.to_vec(),
-            Err(e) => return transport_error(what, url, e),
-        };
-        let reply = Reply {
-            status,
-            headers,
-            body,
+            Err(t) => return t.into(),
         };
         self.note_quota(&reply);
         self.classify(what, reply)
@@ -259,7 +191,7 @@ impl GithubClient {
             // No time named (a secondary limit): GitHub asks for at least a minute, which is
             // the dispatcher's backoff to sit out, not ours.
             return match wait {
-                Some(w) if w <= self.retry.max_rate_limit_wait => Attempt::Retry {
+                Some(w) if w <= self.retry.max_retry_after => Attempt::Retry {
                     wait: Some(w),
                     error,
                     maybe_applied: false,
@@ -268,12 +200,7 @@ impl GithubClient {
             };
         }
         if reply.status.is_server_error() {
-            let status = reply.status.as_u16();
-            let error = Error::upstream(
-                SERVICE,
-                status,
-                format!("{what} failed: {}", reply.message()),
-            );
+            let error = reply.error(format!("{what} failed: {}", reply.message()));
             return Attempt::Retry {
                 wait: None,
                 error,
@@ -291,7 +218,7 @@ impl GithubClient {
         let Ok(wait) = until.duration_since(now) else {
             return Ok(());
         };
-        if wait > self.retry.max_rate_limit_wait {
+        if wait > self.retry.max_retry_after {
             return Err(Error::new(
                 ErrorKind::RateLimited,
                 format!(
@@ -329,54 +256,10 @@ impl GithubClient {
         url: &Url,
         body: Option<&serde_json::Value>,
     ) -> Result<Reply> {
-        let max = self.retry.max_attempts.max(1);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.attempt(what, method.clone(), url, body).await {
-                Attempt::Answer(r) => return Ok(r),
-                Attempt::Fail(e) => return Err(e),
-                Attempt::Retry { wait, error, .. } => {
-                    if attempt >= max {
-                        return Err(after_attempts(error, attempt));
-                    }
-                    let wait = wait.unwrap_or_else(|| self.retry.backoff(attempt));
-                    tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, error = %error, "GitHub call failed; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
-    }
-}
-
-/// Adds the attempt count to the final error of a retried call.
-pub(crate) fn after_attempts(mut error: Error, attempts: u32) -> Error {
-    if attempts > 1 {
-        error.message = format!("{} (after {attempts} attempts)", error.message);
-    }
-    error
-}
-
-fn transport_error(what: &str, url: &Url, e: reqwest::Error) -> Attempt {
-    // A connection that never opened carried nothing; a timeout or a broken answer may have.
-    let maybe_applied = !e.is_connect();
-    let why = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "failed in transit"
-    };
-    let error = Error::upstream(
-        SERVICE,
-        0,
-        format!("{what} {why} ({})", url.origin().ascii_serialization()),
-    )
-    .with_source(e);
-    Attempt::Retry {
-        wait: None,
-        error,
-        maybe_applied,
+        http::retry(&self.retry, what, http::Idempotency::Idempotent, |_| {
+            self.attempt(what, method.clone(), url, body)
+        })
+        .await
     }
 }
 
@@ -395,7 +278,7 @@ fn rate_limit_error(what: &str, reply: &Reply, wait: Option<Duration>) -> Error 
     msg.push_str(
         "; Dispatch retries later. Frequent limits: use a dedicated token or a GitHub App",
     );
-    Error::new(ErrorKind::RateLimited, msg)
+    Error::new(ErrorKind::RateLimited, msg).with_source(reply.error_body())
 }
 
 fn rfc3339(t: SystemTime) -> String {

@@ -17,38 +17,11 @@ pub const DEFAULT_API_URL: &str = "https://api.github.com";
 /// The branch whose workflow files run when `GITHUB_REF` is unset.
 pub const DEFAULT_REF: &str = "main";
 
-/// How the runner retries one GitHub call (5xx, timeouts, connection errors, short rate limits).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Tries per call, the first included (at least 1).
-    pub max_attempts: u32,
-    /// Backoff before the 2nd try; doubles after each further failure.
-    pub base_delay: Duration,
-    /// Upper bound of one backoff step.
-    pub max_delay: Duration,
-    /// The longest `retry-after` / `x-ratelimit-reset` wait the runner sits out itself. A longer
-    /// wait becomes a `RateLimited` error, and the dispatcher's own backoff takes over.
-    pub max_rate_limit_wait: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 3,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(8),
-            max_rate_limit_wait: Duration::from_secs(60),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait before try `attempt + 1`, after `attempt` (1-based) failed.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32 << attempt.saturating_sub(1).min(16);
-        self.base_delay.saturating_mul(factor).min(self.max_delay)
-    }
-}
+/// How the runner retries one GitHub call (5xx, timeouts, connection errors, short rate limits):
+/// the shared HTTP retry settings. `max_retry_after` is the longest `retry-after` /
+/// `x-ratelimit-reset` wait the runner sits out itself; a longer wait becomes a `RateLimited`
+/// error, and the dispatcher's own backoff takes over.
+pub type RetryPolicy = crate::http::RetryConfig;
 
 /// How the runner finds the GitHub run it started: the workflow's `run-name` carries our
 /// `dispatch_run_id`, so the run shows up in the workflow's run list under that name.

@@ -1,7 +1,7 @@
 //! `GithubActionsRunner`: starts the agent workflows with `workflow_dispatch`, finds the run it
 //! started by our `dispatch_run_id` (the workflows' `run-name` carries it), polls and cancels it.
 
-use super::client::{Attempt, GithubClient, Reply, SERVICE, after_attempts};
+use super::client::{Attempt, GithubClient, GithubReply, Reply, SERVICE, after_attempts};
 use super::config::GithubConfig;
 use async_trait::async_trait;
 use dispatch_core::ports::{DispatchReceipt, RemoteRunStatus, RunJob, RunReporter, Runner};

@@ -6,7 +6,7 @@
 //! section of the issue description; any failure leaves the section out and never fails the
 //! webhook.
 
-use super::client::{Attempt, GithubClient, SERVICE};
+use super::client::{Attempt, GithubClient, GithubReply, SERVICE};
 use super::config::GithubConfig;
 use crate::sentry::SuspectFinder;
 use async_trait::async_trait;
@@ -274,11 +274,7 @@ impl GithubSuspectFinder {
                     Error::upstream(SERVICE, r.status.as_u16(), format!("{what}: not JSON: {e}"))
                 })
             }
-            Attempt::Answer(r) => Err(Error::upstream(
-                SERVICE,
-                r.status.as_u16(),
-                format!("{what} failed: {}", r.message()),
-            )),
+            Attempt::Answer(r) => Err(r.error(format!("{what} failed: {}", r.message()))),
             Attempt::Retry { error, .. } | Attempt::Fail(error) => Err(error),
         }
     }

@@ -30,6 +30,8 @@ mod store_impl;
 mod orchestrator_impl;
 #[macro_use]
 mod outbox_impl;
+#[macro_use]
+mod embedding_impl;
 
 use dispatch_core::{Error, ErrorKind};
 
@@ -160,7 +162,13 @@ pub(crate) fn split_statements(sql: &str) -> Vec<String> {
             in_trigger = true;
         }
         if in_trigger {
-            if upper == "END;" {
+            // SQLite's body ends with `END;`; PostgreSQL's `CREATE TRIGGER … EXECUTE FUNCTION
+            // f();` has no body and ends like any statement.
+            let has_body = cur
+                .to_ascii_uppercase()
+                .split_whitespace()
+                .any(|w| w == "BEGIN");
+            if upper == "END;" || (!has_body && trimmed.ends_with(';')) {
                 in_trigger = false;
                 out.push(std::mem::take(&mut cur));
             }
@@ -184,6 +192,15 @@ mod tests {
         let s = split_statements(sql);
         assert_eq!(s.len(), 3);
         assert!(s[1].contains("x = 2"));
+        assert!(s[2].starts_with("CREATE INDEX"));
+    }
+
+    #[test]
+    fn a_postgres_trigger_without_a_body_ends_at_its_semicolon() {
+        let sql = "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;\nCREATE TRIGGER t AFTER INSERT ON a\nFOR EACH ROW EXECUTE FUNCTION f();\nCREATE INDEX i ON a (x);\n";
+        let s = split_statements(sql);
+        assert_eq!(s.len(), 3, "{s:?}");
+        assert!(s[1].contains("EXECUTE FUNCTION f()"));
         assert!(s[2].starts_with("CREATE INDEX"));
     }
 }

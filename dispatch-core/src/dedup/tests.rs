@@ -232,3 +232,57 @@ fn an_unusable_review_leaves_the_cluster_as_found() {
         "{text}"
     );
 }
+
+#[test]
+fn embeddings_propose_duplicates_that_share_no_word() {
+    use crate::testkit::fake_openai_embed::embedding;
+    let texts = [
+        (1, "Login fails for users", ""),
+        (2, "signin broken for customers", ""),
+        (3, "Export to CSV drops the header row", ""),
+        (4, "Webhook retries pile up", "queue grows"),
+    ];
+    let items: Vec<DedupItem> = texts
+        .iter()
+        .map(|(n, t, d)| {
+            let mut i = item(*n, t, d);
+            i.embedding = Some(embedding(&format!("{t} {d}"), 256));
+            i
+        })
+        .collect();
+    let without: Vec<DedupItem> = items
+        .iter()
+        .cloned()
+        .map(|mut i| {
+            i.embedding = None;
+            i
+        })
+        .collect();
+    let policy = DedupPolicy {
+        embedding_threshold: 0.6,
+        ..DedupPolicy::default()
+    };
+    assert!(
+        find_clusters(&without, &policy).is_empty(),
+        "no shared words"
+    );
+    let clusters = find_clusters(&items, &policy);
+    assert_eq!(clusters.len(), 1, "{clusters:?}");
+    assert_eq!(clusters[0].canonical, "DISPATCH-1");
+    assert_eq!(clusters[0].duplicates[0].identifier, "DISPATCH-2");
+    assert!(clusters[0].duplicates[0].reason.contains("by embedding"));
+}
+
+#[test]
+fn embedding_candidates_stay_bounded_per_issue() {
+    // 300 identical vectors: one bucket per band holds them all, over `max_posting`, so it
+    // proposes nobody; no pair is compared, nothing clusters (by embedding or wording).
+    let items: Vec<DedupItem> = (0..300)
+        .map(|n| {
+            let mut i = item(n, &format!("t{n}"), "");
+            i.embedding = Some(vec![1.0, 0.0, 0.0]);
+            i
+        })
+        .collect();
+    assert!(find_clusters(&items, &DedupPolicy::default()).is_empty());
+}

@@ -19,7 +19,9 @@ use std::collections::HashMap;
 pub struct DedupRequest {
     /// Column names (or ids) whose issues are compared. Default: Backlog and Investigating.
     pub columns: Vec<String>,
-    /// Similarity from which issues are duplicates (default `dedup::LEXICAL_THRESHOLD`).
+    /// Similarity from which issues are duplicates (default `dedup::LEXICAL_THRESHOLD` by
+    /// wording, `dedup::EMBEDDING_THRESHOLD` between two issues with embeddings; a value
+    /// given applies to both).
     pub threshold: Option<f64>,
     /// Only report (the default); `false` cancels the duplicates.
     pub dry_run: bool,
@@ -44,6 +46,9 @@ impl Default for DedupRequest {
 pub struct DedupReport {
     pub dry_run: bool,
     pub issues_scanned: usize,
+    /// Of them, compared by their stored embedding (an embedder is configured and the issue's
+    /// vector is computed).
+    pub issues_with_embeddings: usize,
     pub threshold: f64,
     /// Clusters found (after review: the reviewer's canonical and confirmed duplicates).
     pub clusters: Vec<Cluster>,
@@ -112,10 +117,21 @@ impl Dispatch {
                 }
             }
         }
+        if let Some(e) = &self.inner.embedder {
+            let ids: Vec<IssueId> = items.iter().map(|i| i.id).collect();
+            let mut vectors = self.inner.store.embeddings_of(&ids, e.model()).await?;
+            for item in &mut items {
+                item.embedding = vectors
+                    .remove(&item.id)
+                    .filter(|v| v.len() == e.dimensions());
+            }
+        }
+        let issues_with_embeddings = items.iter().filter(|i| i.embedding.is_some()).count();
         let mut clusters = find_clusters(
             &items,
             &DedupPolicy {
                 threshold,
+                embedding_threshold: req.threshold.unwrap_or(crate::dedup::EMBEDDING_THRESHOLD),
                 max_clusters: req.max_clusters,
                 ..DedupPolicy::default()
             },
@@ -123,6 +139,7 @@ impl Dispatch {
         let mut report = DedupReport {
             dry_run: req.dry_run,
             issues_scanned: items.len(),
+            issues_with_embeddings,
             threshold,
             clusters: Vec::new(),
             clusters_reviewed: 0,

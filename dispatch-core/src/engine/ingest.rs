@@ -152,7 +152,7 @@ impl Dispatch {
                 issue_id: outcome.issue.id,
             })
             .await;
-            self.embed_issue(&outcome.issue).await;
+            self.wake_embedder();
             self.notify(Notification::NewError {
                 issue: outcome.issue.clone(),
                 event_count: outcome.link.event_count,

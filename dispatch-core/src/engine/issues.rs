@@ -64,7 +64,7 @@ impl Dispatch {
         Ok(issue)
     }
 
-    /// Creates the issue (events, embedding) without notifying: the caller notifies once it
+    /// Creates the issue (events; the embedding it owes is computed in the background) without notifying: the caller notifies once it
     /// has recorded what the notifications need.
     pub(crate) async fn create_issue_unannounced(
         &self,
@@ -83,7 +83,7 @@ impl Dispatch {
             .await?;
         self.publish(Event::IssueCreated { issue_id: issue.id })
             .await;
-        self.embed_issue(&issue).await;
+        self.wake_embedder();
         Ok(issue)
     }
 
@@ -313,6 +313,10 @@ impl Dispatch {
             match self.apply_patch(&current, patch, actor).await {
                 Err(e) if e.kind == ErrorKind::Conflict => continue,
                 Ok(updated) => {
+                    if updated.title != current.title || updated.description != current.description
+                    {
+                        self.wake_embedder();
+                    }
                     if updated.assignee.is_some() && updated.assignee != current.assignee {
                         self.announce_assignment(&updated).await;
                     }

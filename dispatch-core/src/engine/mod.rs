@@ -43,6 +43,7 @@ pub use outbox::OutboxConfig;
 pub use plans::PlanReview;
 pub use prs::{NAMED_MATCH_CONFIDENCE, PrLinkReport, PrMatch, PullRequestInfo};
 pub use runs::ExternalRun;
+pub use search::EmbedReport;
 pub use spawn::{CancelOutcome, SpawnOptions, SpawnOutcome};
 pub use sweeper::SweepReport;
 pub use verification::{FixAttemptReport, FixStatus, PrMergeReport};
@@ -81,6 +82,8 @@ struct Inner {
     wake_outbox: Notify,
     /// Wakes the dispatcher loop when a run is queued, so nothing waits for the next tick.
     wake_dispatcher: Notify,
+    /// Wakes the embedding worker when an issue owes an embedding.
+    wake_embedder: Notify,
     /// Label ids of alert origins, and whether a column is closed: both immutable once known.
     label_cache: std::sync::Mutex<std::collections::HashMap<String, crate::ids::LabelId>>,
     column_categories: std::sync::Mutex<std::collections::HashMap<crate::ids::ColumnId, bool>>,
@@ -167,6 +170,7 @@ impl DispatchBuilder {
                 config: self.config,
                 workspace,
                 wake_dispatcher: Notify::new(),
+                wake_embedder: Notify::new(),
                 label_cache: Default::default(),
                 column_categories: Default::default(),
                 columns_shown: Default::default(),

@@ -91,14 +91,15 @@ impl Dispatch {
         Ok(removed)
     }
 
-    /// The issues a PR is matched to now (spec §6.1, without embeddings):
+    /// The issues a PR is matched to now (spec §6.1):
     ///
     /// 1. issues of this workspace whose identifiers the title, body or head branch name
     ///    (confidence 1.0); when it names any that exist, nothing else;
     /// 2. else, when the PR is already linked here, nothing new (its links were matched when it
     ///    opened, and a person may have removed a wrong one);
     /// 3. else open issues whose words match the PR's (the store's lexical search, scored by
-    ///    [`pr_match::similarity`]) over the candidate threshold: with an [`crate::ports::Llm`]
+    ///    [`pr_match::similarity`]) — with an embedder, also the issues nearest to the PR's
+    ///    text, each scored by [`pr_match::with_embedding`] — over the candidate threshold: with an [`crate::ports::Llm`]
     ///    configured, those the model confirms (it can only pick among them; an error or an
     ///    unparsable answer is no match); without one, only the top candidate, when it is clearly
     ///    similar and clearly ahead of the runner-up.
@@ -152,7 +153,7 @@ impl Dispatch {
         if words.is_empty() {
             return Ok(Vec::new());
         }
-        let hits = self
+        let mut hits = self
             .inner
             .store
             .search_issues(
@@ -161,6 +162,7 @@ impl Dispatch {
                 policy.search_limit.max(1),
             )
             .await?;
+        let cosines = self.pr_embedding_candidates(pr, &mut hits).await?;
         let mut scored = Vec::new();
         let mut ids = Vec::new();
         for h in hits {
@@ -168,7 +170,11 @@ impl Dispatch {
                 continue;
             }
             let description = h.issue.description.clone().unwrap_or_default();
-            let score = pr_match::similarity(&words, &h.issue.title, &description);
+            let score = pr_match::with_embedding(
+                pr_match::similarity(&words, &h.issue.title, &description),
+                cosines.get(&h.issue.id).copied(),
+                policy,
+            );
             ids.push((h.issue.identifier.clone(), h.issue.id));
             scored.push(Candidate {
                 identifier: h.issue.identifier,
@@ -231,6 +237,71 @@ impl Dispatch {
                 })
             })
             .collect())
+    }
+
+    /// With an embedder: embeds the PR's title, body and branch (bounded by
+    /// [`crate::embedding::SEMANTIC_TIMEOUT`]), adds the nearest issues to `hits` and
+    /// returns the cosine similarity of every hit that has a vector. Empty without an embedder
+    /// or when the embedding fails (matching stays lexical).
+    async fn pr_embedding_candidates(
+        &self,
+        pr: &PullRequestInfo,
+        hits: &mut Vec<crate::search::SearchHit>,
+    ) -> Result<std::collections::HashMap<IssueId, f64>> {
+        let mut cosines = std::collections::HashMap::new();
+        let Some(e) = &self.inner.embedder else {
+            return Ok(cosines);
+        };
+        let text: String = [
+            pr.title.as_deref(),
+            pr.body.as_deref(),
+            pr.head_branch.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("\n")
+        .chars()
+        .take(crate::embedding::TEXT_MAX_CHARS)
+        .collect();
+        if text.trim().is_empty() {
+            return Ok(cosines);
+        }
+        let v = match tokio::time::timeout(crate::embedding::SEMANTIC_TIMEOUT, e.embed(&[text]))
+            .await
+        {
+            Ok(Ok(mut v)) if !v.is_empty() => v.swap_remove(0),
+            Ok(Ok(_)) => return Ok(cosines),
+            Ok(Err(err)) => {
+                tracing::warn!(pr = pr.number, error = %err, "PR embedding failed; matching by words");
+                return Ok(cosines);
+            }
+            Err(_) => {
+                tracing::warn!(pr = pr.number, "PR embedding timed out; matching by words");
+                return Ok(cosines);
+            }
+        };
+        let limit = self.inner.config.pr_match.search_limit.max(1);
+        let near = self
+            .inner
+            .store
+            .nearest_issues(self.inner.workspace.id, e.model(), &v, None, limit)
+            .await?;
+        for h in near {
+            cosines.insert(h.issue.id, h.score);
+            if !hits.iter().any(|x| x.issue.id == h.issue.id) {
+                hits.push(h);
+            }
+        }
+        let unscored: Vec<IssueId> = hits
+            .iter()
+            .map(|h| h.issue.id)
+            .filter(|id| !cosines.contains_key(id))
+            .collect();
+        for (id, w) in self.inner.store.embeddings_of(&unscored, e.model()).await? {
+            cosines.insert(id, crate::search::cosine(&v, &w));
+        }
+        Ok(cosines)
     }
 
     /// Matches the PR ([`Self::match_pr`]) and upserts its links: on the matched issues (with

@@ -5,8 +5,9 @@ use tokio_util::sync::CancellationToken;
 
 impl Dispatch {
     /// Runs the dispatcher (woken at once when a run is queued, else every
-    /// `dispatcher_interval`), the sweeper (every `sweeper_interval`) and the delivery worker
-    /// (woken when a notification is stored, else every `dispatcher_interval`) until `cancel`
+    /// `dispatcher_interval`), the sweeper (every `sweeper_interval`), the delivery worker
+    /// (woken when a notification is stored, else every `dispatcher_interval`) and, with an
+    /// embedder, the embedding worker (woken when an issue owes an embedding) until `cancel`
     /// fires.
     /// Errors are logged and retried on the next tick; nothing here panics on data.
     pub async fn run(&self, cancel: CancellationToken) {
@@ -45,7 +46,8 @@ impl Dispatch {
             }
         };
         let deliverer = self.run_deliveries(cancel.clone());
-        tokio::join!(dispatcher, sweeper, deliverer);
+        let embedder = self.run_embeddings(cancel.clone());
+        tokio::join!(dispatcher, sweeper, deliverer, embedder);
     }
 
     /// Runs only the delivery worker of the outbox (woken when a notification is stored, else

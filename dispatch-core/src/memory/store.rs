@@ -70,6 +70,8 @@ struct State {
     agent_events: HashMap<crate::ids::AgentId, std::collections::VecDeque<AgentEvent>>,
     agent_event_seq: i64,
     embeddings: HashMap<IssueId, (String, Vec<f32>)>,
+    /// Owed embeddings (what SQL keeps in `dispatch_embedding_queue`).
+    embedding_owed: HashMap<IssueId, Owed>,
     settings: HashMap<String, serde_json::Value>,
     /// Usage of deleted runs per (UTC day, bucket): (runs, cost).
     carried: HashMap<(Timestamp, BudgetBucket), (u32, f64)>,
@@ -139,12 +141,28 @@ impl State {
                 issue.identifier, issue.version
             )));
         }
+        let text = (issue.title.clone(), issue.description.clone());
         update.patch.apply_to(issue);
         issue.version += 1;
         issue.updated_at = update.now;
         let out = issue.clone();
+        if text != (out.title.clone(), out.description.clone()) {
+            self.owe_embedding(id);
+        }
         self.push_history(id, update.history, update.now);
         Ok(out)
+    }
+
+    /// What the SQL triggers do: the issue owes an embedding, due now, with a new generation.
+    fn owe_embedding(&mut self, id: IssueId) {
+        let o = self.embedding_owed.entry(id).or_insert(Owed {
+            generation: 0,
+            attempts: 0,
+            not_before: None,
+        });
+        o.generation += 1;
+        o.attempts = 0;
+        o.not_before = None;
     }
 
     /// A comment on an existing issue, with its history entry.
@@ -403,6 +421,7 @@ fn new_issue_row(s: &mut State, ws: WorkspaceId, new: NewIssue, now: Timestamp) 
     let issue = new.into_issue(ws, number, identifier.clone(), column_id, now);
     s.by_identifier.insert(identifier, issue.id);
     s.issues.insert(issue.id, issue.clone());
+    s.owe_embedding(issue.id);
     Ok(issue)
 }
 
@@ -522,6 +541,7 @@ impl IssueStore for MemoryStore {
         }
         s.links.retain(|l| l.issue_id != id);
         s.embeddings.remove(&id);
+        s.embedding_owed.remove(&id);
         let index: HashMap<(String, String), usize> = s
             .links
             .iter()
@@ -1518,19 +1538,155 @@ impl SearchStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<SearchHit>> {
         let s = self.lock();
-        let hits: Vec<SearchHit> = s
+        let mut candidates: Vec<(&Issue, &Vec<f32>)> = s
             .embeddings
             .iter()
             .filter(|(id, (m, _))| m == model && Some(**id) != exclude)
             .filter_map(|(id, (_, v))| {
                 let issue = s.issues.get(id).filter(|i| i.workspace_id == ws)?;
-                Some(SearchHit {
-                    issue: issue.clone(),
-                    score: cosine(vector, v),
-                })
+                Some((issue, v))
             })
             .collect();
-        Ok(crate::search::best_first(hits, limit))
+        // The newest `NEAREST_SCAN_LIMIT`, as the SQL stores scan.
+        candidates.sort_by_key(|(i, _)| std::cmp::Reverse(i.number));
+        candidates.truncate(crate::embedding::NEAREST_SCAN_LIMIT);
+        let mut top = crate::search::TopK::new(limit);
+        for (issue, v) in candidates {
+            let score = cosine(vector, v);
+            if top.wants(score) {
+                top.push(SearchHit {
+                    issue: issue.clone(),
+                    score,
+                });
+            }
+        }
+        Ok(top.into_hits())
+    }
+}
+
+/// An owed embedding (see `crate::embedding`).
+#[derive(Debug, Clone)]
+struct Owed {
+    generation: i64,
+    attempts: u32,
+    /// Due from then (`None`: due now).
+    not_before: Option<Timestamp>,
+}
+
+#[async_trait]
+impl crate::ports::EmbeddingStore for MemoryStore {
+    async fn claim_owed_embeddings(
+        &self,
+        now: Timestamp,
+        lease: chrono::Duration,
+        limit: usize,
+    ) -> Result<Vec<crate::embedding::OwedEmbedding>> {
+        let mut s = self.lock();
+        let mut due: Vec<(Option<Timestamp>, IssueId)> = s
+            .embedding_owed
+            .iter()
+            .filter(|(_, o)| o.not_before.is_none_or(|t| t <= now))
+            .map(|(id, o)| (o.not_before, *id))
+            .collect();
+        due.sort();
+        due.truncate(limit);
+        let mut out = Vec::with_capacity(due.len());
+        for (_, id) in due {
+            let Some(issue) = s.issues.get(&id).cloned() else {
+                continue;
+            };
+            let Some(o) = s.embedding_owed.get_mut(&id) else {
+                continue;
+            };
+            o.not_before = Some(now + lease);
+            out.push(crate::embedding::OwedEmbedding {
+                issue,
+                generation: o.generation,
+                attempts: o.attempts,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn settle_embedding(
+        &self,
+        issue: IssueId,
+        generation: i64,
+        model: &str,
+        vector: &[f32],
+    ) -> Result<bool> {
+        crate::embedding::check_vector(vector)?;
+        let mut s = self.lock();
+        s.issue(issue)?;
+        s.embeddings
+            .insert(issue, (model.to_string(), vector.to_vec()));
+        match s.embedding_owed.get_mut(&issue) {
+            Some(o) if o.generation == generation => {
+                s.embedding_owed.remove(&issue);
+                Ok(true)
+            }
+            Some(o) => {
+                o.not_before = None;
+                Ok(false)
+            }
+            None => Ok(true),
+        }
+    }
+
+    async fn defer_embedding(
+        &self,
+        issue: IssueId,
+        generation: i64,
+        retry_at: Timestamp,
+    ) -> Result<()> {
+        let mut s = self.lock();
+        if let Some(o) = s.embedding_owed.get_mut(&issue)
+            && o.generation == generation
+        {
+            o.attempts = o.attempts.saturating_add(1);
+            o.not_before = Some(retry_at);
+        }
+        Ok(())
+    }
+
+    async fn owe_embeddings_not_of(&self, model: &str, dimensions: usize) -> Result<u64> {
+        let mut s = self.lock();
+        let stale: Vec<IssueId> = s
+            .issues
+            .keys()
+            .filter(|id| !s.embedding_owed.contains_key(id))
+            .filter(|id| {
+                s.embeddings.get(id).is_none_or(|(m, v)| {
+                    !crate::embedding::is_current(m, v.len(), model, dimensions)
+                })
+            })
+            .copied()
+            .collect();
+        for id in &stale {
+            s.owe_embedding(*id);
+        }
+        Ok(stale.len() as u64)
+    }
+
+    async fn embeddings_of(
+        &self,
+        issues: &[IssueId],
+        model: &str,
+    ) -> Result<HashMap<IssueId, Vec<f32>>> {
+        let s = self.lock();
+        Ok(issues
+            .iter()
+            .filter_map(|id| {
+                s.embeddings
+                    .get(id)
+                    .filter(|(m, _)| m == model)
+                    .map(|(_, v)| (*id, v.clone()))
+            })
+            .collect())
+    }
+
+    async fn owed_embedding_count(&self) -> Result<u64> {
+        Ok(self.lock().embedding_owed.len() as u64)
     }
 }
 

@@ -14,6 +14,7 @@
 use crate::Timestamp;
 use crate::agent::{Agent, AgentEvent, NewAgentEvent};
 use crate::customer::{Customer, CustomerPatch, CustomerUser, HealthInputs, NewCustomerUser};
+use crate::embedding::OwedEmbedding;
 use crate::error::Result;
 use crate::gate::{Decision, SpawnPolicy};
 use crate::ids::{
@@ -33,6 +34,7 @@ use crate::verify::{FixAttempt, VerificationStatus};
 use async_trait::async_trait;
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 #[async_trait]
@@ -423,6 +425,52 @@ pub trait SearchStore: Send + Sync {
     ) -> Result<Vec<SearchHit>>;
 }
 
+/// Owed embeddings (see [`crate::embedding`]): every issue created, and every change of its
+/// title or description, owes one, marked by the store in the same transaction as the write.
+#[async_trait]
+pub trait EmbeddingStore: Send + Sync {
+    /// Claims up to `limit` owed embeddings due at `now` (any workspace), the longest due first,
+    /// and leases them until `now + lease`: a concurrent claim (another process) skips them.
+    async fn claim_owed_embeddings(
+        &self,
+        now: Timestamp,
+        lease: chrono::Duration,
+        limit: usize,
+    ) -> Result<Vec<OwedEmbedding>>;
+    /// Stores the issue's vector for `model` and settles the claim of `generation`: `true` when
+    /// the issue owes nothing more; `false` when it was edited since the claim (the vector is
+    /// stored, the issue stays owed and due). `NotFound` for a deleted issue; nothing is owed
+    /// for it any more.
+    async fn settle_embedding(
+        &self,
+        issue: IssueId,
+        generation: i64,
+        model: &str,
+        vector: &[f32],
+    ) -> Result<bool>;
+    /// A failed attempt at the claim of `generation`: owed again from `retry_at`, one more
+    /// attempt counted. Nothing happens when the issue was edited since (it is due already) or
+    /// is gone.
+    async fn defer_embedding(
+        &self,
+        issue: IssueId,
+        generation: i64,
+        retry_at: Timestamp,
+    ) -> Result<()>;
+    /// Marks every issue without a vector of `model` with `dimensions` numbers as owed (after
+    /// the model or size changed, or for issues from before embeddings were configured);
+    /// returns how many new marks. Issues owed already keep their mark.
+    async fn owe_embeddings_not_of(&self, model: &str, dimensions: usize) -> Result<u64>;
+    /// Stored vectors of `model` of these issues (those that have one).
+    async fn embeddings_of(
+        &self,
+        issues: &[IssueId],
+        model: &str,
+    ) -> Result<HashMap<IssueId, Vec<f32>>>;
+    /// How many issues owe an embedding (due or not).
+    async fn owed_embedding_count(&self) -> Result<u64>;
+}
+
 /// What an upsert of a PR link did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrLinkUpsertOutcome {
@@ -584,6 +632,7 @@ pub trait Store:
     + SettingStore
     + OrchestratorStore
     + super::OutboxStore
+    + EmbeddingStore
 {
 }
 
@@ -601,5 +650,6 @@ impl<T> Store for T where
         + SettingStore
         + OrchestratorStore
         + super::OutboxStore
+        + EmbeddingStore
 {
 }

@@ -6,6 +6,7 @@ pub mod conformance;
 pub mod dedup_corpus;
 pub mod fake_anthropic;
 mod fake_llm;
+pub mod fake_openai_embed;
 mod fake_runner;
 mod scripted_llm;
 

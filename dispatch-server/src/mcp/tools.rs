@@ -776,7 +776,7 @@ async fn search_issues(s: &AppState, p: SearchIssues) -> ToolResult {
     } else {
         limit
     };
-    let hits = s.dispatch.search(query, fetch).await?;
+    let hits = s.dispatch.search_keywords(query, fetch).await?;
     let rows: Vec<Value> = hits
         .iter()
         .filter(|h| {

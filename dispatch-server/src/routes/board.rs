@@ -42,7 +42,7 @@ pub fn router() -> ApiRouter {
             )
             .post(create_comment, doc("Comment on an issue").status(201)),
         )
-        .route("/api/search", get(search, doc("Ranked lexical search (?q=)")))
+        .route("/api/search", get(search, doc("Ranked search (?q=): lexical, merged with the nearest issues by embedding when OPENAI_API_KEY is set")))
         .route(
             "/api/spawns/active",
             get(active_spawns, doc("Issues with an active agent")),

@@ -79,6 +79,7 @@ fn render(r: &DedupReport) -> Value {
     let mut v = json!({
         "dry_run": r.dry_run,
         "issues_scanned": r.issues_scanned,
+        "issues_with_embeddings": r.issues_with_embeddings,
         "threshold": r.threshold,
         "clusters_found": r.clusters.len(),
         "clusters_reviewed": r.clusters_reviewed,

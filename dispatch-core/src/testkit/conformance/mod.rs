@@ -38,6 +38,7 @@ mod agent_events;
 mod concurrency;
 mod customers;
 mod deliveries;
+mod embeddings;
 mod errors;
 mod fixes;
 mod issues;
@@ -81,6 +82,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(agent_events::cases());
     all.extend(orchestrator::cases());
     all.extend(outbox::cases());
+    all.extend(embeddings::cases());
     all.extend(concurrency::cases());
     all
 }
