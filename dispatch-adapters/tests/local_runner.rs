@@ -873,3 +873,57 @@ async fn a_run_whose_agent_outlived_its_server_gets_no_second_agent() {
     wait_gone(&pids, Duration::from_secs(5)).await;
     drop(first);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_is_noted_in_its_worktree_before_it_runs() {
+    let tmp = TempDir::new("note-first");
+    let repo = git_repo(&tmp);
+    let seen_file = tmp.path().join("seen-note");
+    let seen_env = seen_file.display().to_string();
+    let conf = config(
+        &tmp,
+        &repo,
+        "agent-note.sh",
+        &[("AGENT_NOTE_FILE", &seen_env)],
+    );
+    let runner = LocalRunner::new(conf);
+    let job = job("Noted before it runs", WorkflowKind::PrdInvestigate).await;
+    let receipt = runner
+        .dispatch(job.clone(), Arc::new(Recorder::default()))
+        .await
+        .expect("dispatch");
+    let start = Instant::now();
+    let seen = loop {
+        if let Ok(s) = std::fs::read_to_string(&seen_file) {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the agent never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // What the agent found at its first instruction is the whole note naming it: written by
+    // the agent's own process between fork and exec, not by the runner afterwards.
+    assert_eq!(Some(seen.trim()), receipt.external_id.as_deref());
+    let workdir = PathBuf::from(
+        receipt
+            .external_url
+            .as_deref()
+            .and_then(|u| u.strip_prefix("file://"))
+            .expect("file URL"),
+    );
+    assert!(
+        !workdir.join(".scratch/agent.tmp").exists(),
+        "the note is renamed into place"
+    );
+    let pgid: i32 = seen
+        .trim()
+        .split_once('@')
+        .and_then(|(head, _)| head.rsplit_once('-'))
+        .and_then(|(_, p)| p.parse().ok())
+        .expect("the note names the process group");
+    assert!(alive(pgid), "the note names the running agent");
+    assert!(runner.cancel(&job.run).await.expect("cancel"));
+    wait_gone(&[pgid], Duration::from_secs(5)).await;
+}

@@ -234,7 +234,8 @@ impl Runner for LocalRunner {
         }
         let program = self.program()?;
         let prep = worktree::prepare(&self.config, &job).await?;
-        let spawned = match process::spawn(&self.config, &program, &job, &prep) {
+        let note = process::AgentNote::new(&worktree::short_id(&job), &self.owner);
+        let spawned = match process::spawn(&self.config, &program, &job, &prep, &note) {
             Ok(s) => s,
             Err(e) => {
                 worktree::discard(&self.config, &prep).await;
@@ -243,19 +244,11 @@ impl Runner for LocalRunner {
         };
         let run_id = job.run.id;
         let pgid = spawned.pgid;
+        // The agent noted itself in its worktree before it started (`process::spawn`).
         let receipt = DispatchReceipt {
-            external_id: Some(format!(
-                "local-{}-{pgid}@{}",
-                worktree::short_id(&job),
-                self.owner
-            )),
+            external_id: Some(note.id(pgid)),
             external_url: Some(format!("file://{}", prep.workdir.display())),
         };
-        if let Some(id) = &receipt.external_id
-            && let Err(e) = std::fs::write(prep.workdir.join(worktree::AGENT_MARKER), id)
-        {
-            tracing::warn!(run = %run_id, error = %e, "cannot note the agent in its worktree");
-        }
         let (stop_tx, stop_rx) = watch::channel(None);
         let (done_tx, done_rx) = watch::channel(false);
         self.runs().insert(

@@ -9,6 +9,8 @@ use dispatch_core::run::{ActivityType, NewActivity, Outcome, RunStatus, Workflow
 use dispatch_core::{Error, Result};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
@@ -135,11 +137,16 @@ pub(crate) struct Spawned {
 
 /// Starts the agent: the template's program with expanded arguments, in the worktree, with the
 /// `DISPATCH_*` environment. No shell is involved.
+///
+/// The agent's note (`worktree::AGENT_MARKER`, `note.id(pgid)`) is written by the child itself
+/// between fork and exec: if the agent runs, its note exists — a server killed right after the
+/// fork leaves no agent that a restarted server cannot see (it would start a second one).
 pub(crate) fn spawn(
     config: &LocalConfig,
     program: &Path,
     job: &RunJob,
     prep: &Prepared,
+    note: &AgentNote,
 ) -> Result<Spawned> {
     let workdir = prep.workdir.to_string_lossy().to_string();
     let prompt_file = prep.prompt_file.to_string_lossy().to_string();
@@ -192,6 +199,14 @@ pub(crate) fn spawn(
     for (k, v) in &config.env {
         cmd.env(k, v);
     }
+    let marker = prep.workdir.join(worktree::AGENT_MARKER);
+    let writer = MarkerWriter::new(&marker, note)?;
+    // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
+    // calls (getpid, open, write, close, rename) on memory prepared before the fork; it neither
+    // allocates nor takes locks.
+    unsafe {
+        cmd.pre_exec(move || writer.write());
+    }
     let child = cmd.spawn().map_err(|e| {
         let msg = format!("could not start the agent {}: {e}", program.display());
         match e.kind() {
@@ -206,6 +221,96 @@ pub(crate) fn spawn(
         .and_then(|p| i32::try_from(p).ok())
         .ok_or_else(|| Error::internal("the agent process has no id"))?;
     Ok(Spawned { child, pgid })
+}
+
+/// How an agent is named in its run (`external_id`) and in its worktree's note:
+/// `local-{short}-{pgid}@{owner}` (parsed back by [`parse_external_id`]).
+pub(crate) struct AgentNote {
+    prefix: String,
+    suffix: String,
+}
+
+impl AgentNote {
+    pub fn new(short: &str, owner: &Owner) -> Self {
+        AgentNote {
+            prefix: format!("local-{short}-"),
+            suffix: format!("@{owner}"),
+        }
+    }
+
+    pub fn id(&self, pgid: i32) -> String {
+        format!("{}{pgid}{}", self.prefix, self.suffix)
+    }
+}
+
+/// Writes the agent's note from the child, before exec: to a temporary file renamed over the
+/// note, so that a reader sees a whole note or none.
+struct MarkerWriter {
+    tmp: CString,
+    path: CString,
+    prefix: Vec<u8>,
+    suffix: Vec<u8>,
+}
+
+impl MarkerWriter {
+    fn new(path: &Path, note: &AgentNote) -> Result<Self> {
+        let c = |p: &Path| {
+            CString::new(p.as_os_str().as_bytes()).map_err(|_| {
+                Error::invalid(
+                    "DISPATCH_WORKTREE_DIR",
+                    format!("the path {} contains a NUL byte", p.display()),
+                )
+            })
+        };
+        Ok(MarkerWriter {
+            tmp: c(&path.with_extension("tmp"))?,
+            path: c(path)?,
+            prefix: note.prefix.as_bytes().to_vec(),
+            suffix: note.suffix.as_bytes().to_vec(),
+        })
+    }
+
+    /// In the child between fork and exec: async-signal-safe calls only, no allocation.
+    fn write(&self) -> std::io::Result<()> {
+        // The child leads its own process group (`process_group(0)`): its pid is the group's id.
+        let pid = unsafe { libc::getpid() };
+        let mut digits = [0u8; 12];
+        let mut at = digits.len();
+        let mut n = pid.unsigned_abs();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC;
+        let fd = unsafe { libc::open(self.tmp.as_ptr(), flags, 0o644 as libc::c_uint) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        for part in [&self.prefix[..], &digits[at..], &self.suffix[..]] {
+            let mut rest = part;
+            while !rest.is_empty() {
+                let w = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+                if w < 0 {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    unsafe { libc::close(fd) };
+                    return Err(e);
+                }
+                rest = &rest[w as usize..];
+            }
+        }
+        unsafe { libc::close(fd) };
+        if unsafe { libc::rename(self.tmp.as_ptr(), self.path.as_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
 }
 
 /// `plan_content` → `PLAN_CONTENT`.
