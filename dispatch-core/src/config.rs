@@ -18,6 +18,9 @@ pub struct EngineConfig {
     pub verify: VerifyPolicy,
     /// `STALE_RUN_MINUTES` (45): a running run with no callback for this long times out.
     pub stale_after: Duration,
+    /// `AGENT_HEARTBEAT_TIMEOUT_SECONDS` (300): a running run whose agent heartbeats ends when
+    /// no heartbeat or callback came for this long (runs that never heartbeat: `stale_after`).
+    pub heartbeat_timeout: Duration,
     /// `AUTO_SPAWN_ORIGINS` (loki): alert origins whose errors start agents by themselves
     /// (Sentry issues never did in the original).
     pub auto_spawn_origins: Vec<String>,
@@ -50,6 +53,7 @@ impl Default for EngineConfig {
             policy: SpawnPolicy::default(),
             verify: VerifyPolicy::default(),
             stale_after: Duration::minutes(45),
+            heartbeat_timeout: Duration::seconds(300),
             auto_spawn_origins: vec!["loki".into()],
             respawn_on_fix_failure: false,
             max_dispatch_attempts: 3,
@@ -182,6 +186,14 @@ impl Vars<'_> {
 }
 
 impl EngineConfig {
+    /// When a silent running run ends ([`crate::run::liveness`]).
+    pub fn liveness(&self) -> crate::run::LivenessPolicy {
+        crate::run::LivenessPolicy {
+            stale_after: self.stale_after,
+            heartbeat_timeout: self.heartbeat_timeout,
+        }
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Self> {
         Self::from_lookup(&|k| std::env::var(k).ok())
@@ -261,6 +273,13 @@ impl EngineConfig {
             Unit::Minutes,
             Duration::minutes(1),
         )?;
+        // Agents heartbeat every minute: below 30 s one late heartbeat would end a live run.
+        let heartbeat_timeout = v.duration(
+            &["AGENT_HEARTBEAT_TIMEOUT_SECONDS"],
+            d.heartbeat_timeout,
+            Unit::Seconds,
+            Duration::seconds(30),
+        )?;
         // 0 (the default) keeps everything.
         let retention = v.duration(
             &["RETENTION_DAYS"],
@@ -283,6 +302,7 @@ impl EngineConfig {
             policy,
             verify,
             stale_after,
+            heartbeat_timeout,
             auto_spawn_origins: match v.raw("AUTO_SPAWN_ORIGINS") {
                 Some(s) => s
                     .split(',')
@@ -392,6 +412,8 @@ mod tests {
             ("VERIFICATION_WINDOW_HOURS", "9e18"),
             ("STALE_RUN_MINUTES", "-5"),
             ("STALE_RUN_MINUTES", "0"),
+            ("AGENT_HEARTBEAT_TIMEOUT_SECONDS", "10"),
+            ("AGENT_HEARTBEAT_TIMEOUT_SECONDS", "-300"),
             ("RETENTION_DAYS", "99999999999"),
             ("DISPATCH_RETRY_BASE_SECONDS", "-10"),
         ] {

@@ -864,6 +864,67 @@ async fn stale_runs_time_out_and_return_to_backlog() {
 }
 
 #[tokio::test]
+async fn a_heartbeating_run_ends_when_its_heartbeats_stop_not_at_the_stale_timeout() {
+    let w = world(config(SpawnPolicy::permissive())).await;
+    assert_eq!(w.d.config().heartbeat_timeout, Duration::seconds(300));
+    let r = w.d.ingest(loki("db down", 1)).await.unwrap();
+    let run = r.spawn.unwrap().run_id.unwrap();
+    w.d.dispatcher_step().await.unwrap();
+    assert_eq!(
+        w.store.get_run(run).await.unwrap().status,
+        RunStatus::Running
+    );
+    // Heartbeats a minute apart keep it alive well past both timeouts.
+    for _ in 0..50 {
+        w.clock.advance(Duration::minutes(1));
+        let beat = w.d.heartbeat(r.issue.id, None).await.unwrap();
+        assert_eq!(beat.id, run);
+        assert_eq!(w.d.sweeper_step().await.unwrap().timed_out, 0);
+    }
+    // Heartbeats stop: alive at 300 s of silence, ended just after.
+    w.clock.advance(Duration::seconds(300));
+    assert_eq!(w.d.sweeper_step().await.unwrap().timed_out, 0);
+    assert_eq!(w.d.fleet_status().await.unwrap().stale_runs, 0);
+    w.clock.advance(Duration::seconds(1));
+    assert_eq!(w.d.fleet_status().await.unwrap().stale_runs, 1);
+    assert_eq!(w.d.sweeper_step().await.unwrap().timed_out, 1);
+    let ended = w.store.get_run(run).await.unwrap();
+    assert_eq!(ended.status, RunStatus::TimedOut);
+    assert_eq!(
+        ended.outcome_summary.as_deref(),
+        Some("Agent lost: no heartbeat for 300s")
+    );
+    assert_eq!(w.runner.cancelled(), vec![run]);
+    let issue = w.d.get_issue(r.issue.id).await.unwrap();
+    assert_eq!(issue.spawn_status, Some(SpawnStatus::Failed));
+    // A late heartbeat is answered with the ended run and changes nothing.
+    let late = w.d.heartbeat(r.issue.id, None).await.unwrap();
+    assert_eq!(late.status, RunStatus::TimedOut);
+    assert_eq!(w.store.get_run(run).await.unwrap(), ended);
+}
+
+#[tokio::test]
+async fn a_run_that_never_heartbeats_keeps_the_stale_timeout() {
+    let w = world(config(SpawnPolicy::permissive())).await;
+    let r = w.d.ingest(loki("db down", 1)).await.unwrap();
+    let run = r.spawn.unwrap().run_id.unwrap();
+    w.d.dispatcher_step().await.unwrap();
+    // Silent far beyond the heartbeat timeout: a workflow without heartbeats (installed from
+    // the original) is not cut short.
+    w.clock.advance(Duration::minutes(45));
+    assert_eq!(w.d.sweeper_step().await.unwrap().timed_out, 0);
+    assert_eq!(
+        w.store.get_run(run).await.unwrap().status,
+        RunStatus::Running
+    );
+    w.clock.advance(Duration::seconds(1));
+    assert_eq!(w.d.sweeper_step().await.unwrap().timed_out, 1);
+    let ended = w.store.get_run(run).await.unwrap();
+    assert_eq!(ended.status, RunStatus::TimedOut);
+    assert!(ended.outcome_summary.unwrap().contains("45m"));
+}
+
+#[tokio::test]
 async fn kill_switch_beats_force_and_cancel_ends_the_run() {
     let mut policy = SpawnPolicy::permissive();
     policy.kill_switch = true;

@@ -236,6 +236,9 @@ pub struct RunDto {
     pub started_at: Option<Timestamp>,
     pub completed_at: Option<Timestamp>,
     pub last_callback_at: Option<Timestamp>,
+    /// The agent's last heartbeat: once it has one, the run ends when heartbeats stop for
+    /// `AGENT_HEARTBEAT_TIMEOUT_SECONDS`.
+    pub heartbeat_at: Option<Timestamp>,
     pub duration_seconds: Option<i64>,
     #[serde(flatten)]
     pub text: Option<RunText>,
@@ -277,6 +280,7 @@ impl RunDto {
             started_at: r.started_at,
             completed_at: r.completed_at,
             last_callback_at: r.last_callback_at,
+            heartbeat_at: r.heartbeat_at,
             duration_seconds: r.duration_seconds(now),
             text: full.then(|| RunText {
                 prompt_text: r.prompt_text.clone(),

@@ -320,6 +320,33 @@ async fn agent_callbacks_drive_a_run_and_plan_review() {
     assert_eq!(st, StatusCode::OK, "{r}");
     assert_eq!(r["id"], run_id);
     assert_eq!(r["status"], "running");
+    assert!(r["heartbeat_at"].is_null(), "{r}");
+    // The workflow's heartbeat: kept on the run, answered with the run (a cancelled agent
+    // learns it here); another run's id is a conflict, an unknown issue a 404.
+    let (st, hb) = post(
+        &s,
+        &format!("/api/issues/{id}/runs/current/heartbeat?github_run_id=987654"),
+        json!(null),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{hb}");
+    assert_eq!(hb["id"], run_id);
+    assert_eq!(hb["status"], "running");
+    assert!(hb["heartbeat_at"].is_string(), "{hb}");
+    let (st, e) = post(
+        &s,
+        &format!("/api/issues/{id}/runs/current/heartbeat?github_run_id=111"),
+        json!(null),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+    let (st, _) = post(
+        &s,
+        "/api/issues/NOPE-999/runs/current/heartbeat",
+        json!(null),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
     for (n, line) in ["Reading the code", "[TOOL] Grep(pattern=csv)"]
         .iter()
         .enumerate()

@@ -1178,6 +1178,11 @@ EOF
     assert_eq!(run["status"], "completed", "{run}\n{}", sc.runner.log);
     assert_eq!(run["outcome"], "investigation_complete");
     assert!(
+        run["heartbeat_at"].is_string(),
+        "the workflow heartbeats while its agent works: {run}\n{}",
+        sc.runner.log
+    );
+    assert!(
         (run["cost_usd"].as_f64().unwrap_or_default() - 0.0598312).abs() < 1e-5,
         "{run}"
     );

@@ -19,7 +19,8 @@
 #                                metadata = {run_id, github_run_id, run_url, workflow_type} + JSON
 #   terminal FILE                POST /api/issues/{id}/terminal, the whole FILE as one chunk
 #   stream FILE STOPFILE         post new complete lines of FILE every ~10 s until STOPFILE exists,
-#                                then the rest; an agent_heartbeat after 5 quiet minutes
+#                                then the rest; a heartbeat every ~60 s meanwhile
+#   heartbeat                    POST /api/issues/{id}/runs/current/heartbeat?run_id=<dispatch_run_id>
 #   flush FILE                   post what `stream` has not posted yet
 #   plan FILE                    POST /api/issues/{id}/plan {action:"submit", content: FILE}
 #   full-log FILE                activity agent_full_log: FILE cut to 512,000 bytes
@@ -104,6 +105,17 @@ cmd_issue() {
   f="$(body "$1")" || return 0
   send PATCH "$(issue_path)" "$f"
   rm -f "$f"
+}
+
+# A heartbeat: once a run has one, Dispatch ends it when they stop (the agent's machine is gone)
+# instead of waiting for the stale-run timeout.
+cmd_heartbeat() {
+  local q="" resp
+  [ -n "${DISPATCH_RUN_ID:-}" ] && q="?run_id=$(uri "$DISPATCH_RUN_ID")"
+  resp="$(mktemp)"
+  api POST "$(issue_path)/runs/current/heartbeat$q" "" "$resp" \
+    || log "warning: heartbeat answered HTTP $HTTP_CODE"
+  rm -f "$resp"
 }
 
 cmd_run() {
@@ -217,23 +229,24 @@ post_new() {
     fi
     rm -f "$chunk"
     printf '%s' "$((off + len))" >"$key"
-    touch "$STATE/last-post"
   done
 }
 
 cmd_stream() {
   local file="$1" stop="$2" interval="${DISPATCH_STREAM_INTERVAL:-10}" i
-  touch "$STATE/last-post"
+  local beat=0
+  cmd_heartbeat
   while [ ! -e "$stop" ]; do
     for ((i = 0; i < interval; i++)); do
       [ -e "$stop" ] && break
       sleep 1
     done
     post_new "$file" || true
-    # Quiet for 5 minutes: tell Dispatch the run is alive (stale-run cleanup).
-    if [ -n "$(find "$STATE/last-post" -mmin +5 2>/dev/null)" ]; then
-      printf '' | cmd_activity agent_heartbeat - '{}' || true
-      touch "$STATE/last-post"
+    # Every ~60 s: the agent's machine is alive (Dispatch ends the run when heartbeats stop).
+    beat=$((beat + interval))
+    if [ "$beat" -ge 60 ]; then
+      cmd_heartbeat
+      beat=0
     fi
   done
   cmd_flush "$file"
@@ -285,6 +298,7 @@ main() {
   case "$cmd" in
     issue) cmd_issue "$@" ;;
     run) cmd_run "$@" ;;
+    heartbeat) cmd_heartbeat ;;
     activity) cmd_activity "$@" ;;
     terminal) cmd_terminal "$@" ;;
     stream) cmd_stream "$@" ;;

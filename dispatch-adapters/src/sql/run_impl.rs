@@ -77,7 +77,7 @@ macro_rules! impl_sql_run_store {
                     .bind(r.cost_usd)
                     .bind(i64::from(r.num_turns))
                     .bind(r.outcome.map(|o| o.as_str()))
-                    .bind(Self::ts(r.last_callback_at.or(r.started_at).unwrap_or(r.created_at)))
+                    .bind(Self::ts(r.alive_at()))
                     .bind(Self::ts(r.created_at))
                     .bind(Json(r))
                     .execute(&mut **tx)
@@ -98,7 +98,7 @@ macro_rules! impl_sql_run_store {
                     .bind(r.cost_usd)
                     .bind(i64::from(r.num_turns))
                     .bind(r.outcome.map(|o| o.as_str()))
-                    .bind(Self::ts(r.last_callback_at.or(r.started_at).unwrap_or(r.created_at)))
+                    .bind(Self::ts(r.alive_at()))
                     .bind(Json(r))
                     .execute(&mut **tx)
                     .await

@@ -23,7 +23,8 @@ pub enum RunSelector {
     External(String),
 }
 
-/// Terminal chunks refresh the run's liveness at most this often (saves a write per chunk).
+/// Terminal chunks and heartbeats refresh the run's liveness at most this often (saves a write
+/// per chunk or heartbeat).
 const LIVENESS_EVERY: i64 = 30;
 
 /// A terminal chunk up to this size travels in its live event (viewers need not read it back).
@@ -97,6 +98,36 @@ impl Dispatch {
                 issue.identifier
             ))),
         }
+    }
+
+    /// An agent's heartbeat for the run a report names (see [`Self::resolve_reported_run`]).
+    /// From its first heartbeat on, the run is judged by the heartbeat timeout
+    /// ([`crate::run::liveness`]). Cheap: the run is written at most every `LIVENESS_EVERY`
+    /// seconds; a terminal run is answered as it is and not changed. Returns the run (its status
+    /// tells the agent whether it was cancelled).
+    pub async fn heartbeat(
+        &self,
+        issue: impl Into<IssueRef>,
+        external: Option<&str>,
+    ) -> Result<Run> {
+        let run = self.resolve_reported_run(issue, external).await?;
+        let now = self.now();
+        let fresh = run
+            .heartbeat_at
+            .is_some_and(|t| now - t < Duration::seconds(LIVENESS_EVERY));
+        if fresh || run.status.is_terminal() {
+            return Ok(run);
+        }
+        let patch = RunPatch {
+            heartbeat_at: Some(now),
+            ..RunPatch::default()
+        };
+        let update = self
+            .inner
+            .store
+            .update_run(run.id, &patch, &Actor::system("Heartbeat"), now)
+            .await?;
+        Ok(update.run)
     }
 
     /// Applies a patch to a run and runs the consequences (events, cooldown, notifications).

@@ -8,7 +8,7 @@ use crate::gate::SpawnPolicy;
 use crate::issue::{Issue, IssueFilter};
 use crate::ports::SpawnStats;
 
-/// Runs without a callback for longer than `stale_after` counted at most this far.
+/// Running runs past their liveness timeout ([`crate::run::liveness`]) counted at most this far.
 const STALE_COUNT_CAP: usize = 1000;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,12 +32,15 @@ impl Dispatch {
     pub async fn fleet_status(&self) -> Result<FleetStatus> {
         let now = self.now();
         let stats = self.inner.store.spawn_stats(now).await?;
+        let policy = self.inner.config.liveness();
         let stale_runs = self
             .inner
             .store
-            .stale_runs(now - self.inner.config.stale_after, STALE_COUNT_CAP)
+            .stale_runs(now - policy.shortest(), STALE_COUNT_CAP)
             .await?
-            .len();
+            .iter()
+            .filter(|r| crate::run::liveness(r, now, &policy) != crate::run::Liveness::Alive)
+            .count();
         Ok(FleetStatus {
             stats,
             policy: self.current_policy().await?,

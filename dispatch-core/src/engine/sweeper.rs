@@ -135,19 +135,32 @@ impl Dispatch {
         Ok(Some(update.run))
     }
 
-    /// Running runs with no callback for `stale_after` end `timed_out`; their issues return to
+    /// Running runs silent for longer than their liveness timeout ([`crate::run::liveness`]: no
+    /// heartbeat for `heartbeat_timeout` when the agent heartbeats, no callback for `stale_after`
+    /// when it never did) end `timed_out` and their agent is stopped; their issues return to
     /// Backlog if they were Investigating (spec §5.8). Returns how many this call ended.
     pub async fn time_out_stale_runs(&self) -> Result<usize> {
-        let stale_after = self.inner.config.stale_after;
-        let cutoff = self.now() - stale_after;
-        let stale = self.inner.store.stale_runs(cutoff, BATCH).await?;
-        let actor = Actor::system("Stale Run Cleanup");
+        let policy = self.inner.config.liveness();
+        let now = self.now();
+        // Running runs are few (the concurrency limits bound them): the store finds those silent
+        // for the shorter timeout, the rule decides each.
+        let silent = self
+            .inner
+            .store
+            .stale_runs(now - policy.shortest(), BATCH)
+            .await?;
         let mut n = 0;
-        for run in stale {
-            let summary = format!(
-                "Run timed out (no callback received after {}m)",
-                stale_after.num_minutes()
-            );
+        for run in silent {
+            let verdict = crate::run::liveness(&run, now, &policy);
+            let Some(summary) = verdict.summary() else {
+                continue;
+            };
+            let actor = match verdict {
+                crate::run::Liveness::Dead {
+                    heartbeats: true, ..
+                } => Actor::system("Heartbeat Check"),
+                _ => Actor::system("Stale Run Cleanup"),
+            };
             if let Some(ended) = self
                 .end_unattended(&run, RunStatus::TimedOut, &summary, &actor)
                 .await?

@@ -900,7 +900,7 @@ impl RunStore for MemoryStore {
             .runs
             .values()
             .filter(|r| r.status == RunStatus::Running)
-            .filter(|r| r.last_callback_at.or(r.started_at).unwrap_or(r.created_at) < cutoff)
+            .filter(|r| r.alive_at() < cutoff)
             .cloned()
             .collect();
         out.sort_by_key(|r| r.created_at);

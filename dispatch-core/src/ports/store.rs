@@ -271,7 +271,7 @@ pub trait RunStore: Send + Sync {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Run>>;
-    /// Running runs with no callback since `cutoff` (by `last_callback_at`, else `started_at`).
+    /// Running runs with no sign of life since `cutoff` (by [`Run::alive_at`]), oldest first.
     async fn stale_runs(&self, cutoff: Timestamp, limit: usize) -> Result<Vec<Run>>;
     /// Appends a chunk; `seq: Some(n)` makes a retried post idempotent (an existing `n` is
     /// returned unchanged). Sequence numbers start at 1 and are gapless per run.

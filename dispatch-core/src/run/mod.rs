@@ -12,7 +12,8 @@ mod usage;
 pub use activity::{Activity, ActivityType, NewActivity};
 pub use reservation::{GateCounters, ReservationInputs, ReservationPlan, plan_reservation};
 pub use run::{
-    Blocker, BlockerCategory, BudgetBucket, NewRun, Outcome, Run, RunPatch, RunStatus, WorkflowKind,
+    Blocker, BlockerCategory, BudgetBucket, Liveness, LivenessPolicy, NewRun, Outcome, Run,
+    RunPatch, RunStatus, WorkflowKind, liveness,
 };
 pub use spawn_effects::{
     RunUpdateEffects, RunUpdatePlan, SpawnEffects, external_run_effects, run_end_effects,

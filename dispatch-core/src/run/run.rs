@@ -2,6 +2,7 @@ use crate::Timestamp;
 use crate::error::{Error, Result};
 use crate::ids::{IssueId, RunId};
 use crate::issue::AgentStatus;
+use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
 text_enum!(
@@ -215,6 +216,11 @@ pub struct Run {
     pub started_at: Option<Timestamp>,
     /// Last sign of life from the agent (any callback); staleness is measured from here.
     pub last_callback_at: Option<Timestamp>,
+    /// The agent's last heartbeat (`POST …/runs/current/heartbeat`). A run that has heartbeated
+    /// once is judged by the heartbeat timeout from then on ([`liveness`]); one that never did
+    /// (a workflow installed from the original) by the stale-run timeout.
+    #[serde(default)]
+    pub heartbeat_at: Option<Timestamp>,
     pub completed_at: Option<Timestamp>,
     pub updated_at: Timestamp,
     /// Someone asked to cancel while the run was being dispatched: the dispatcher stops what it
@@ -298,8 +304,90 @@ impl NewRun {
             created_at: now,
             started_at: None,
             last_callback_at: None,
+            heartbeat_at: None,
             completed_at: None,
             updated_at: now,
+        }
+    }
+}
+
+impl Run {
+    /// The last sign of life: the newest callback or heartbeat, else the start, else creation.
+    /// Stores index running runs by it (`stale_runs`).
+    pub fn alive_at(&self) -> Timestamp {
+        self.last_callback_at
+            .max(self.heartbeat_at)
+            .or(self.started_at)
+            .unwrap_or(self.created_at)
+    }
+}
+
+/// How long a running run may stay silent before the sweeper ends it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LivenessPolicy {
+    /// `STALE_RUN_MINUTES`: for runs whose agent never heartbeated.
+    pub stale_after: Duration,
+    /// `AGENT_HEARTBEAT_TIMEOUT_SECONDS`: for runs whose agent heartbeats.
+    pub heartbeat_timeout: Duration,
+}
+
+impl LivenessPolicy {
+    /// The shortest silence that can end a run: stores are asked for runs silent this long,
+    /// and [`liveness`] decides each.
+    pub fn shortest(&self) -> Duration {
+        self.stale_after.min(self.heartbeat_timeout)
+    }
+}
+
+/// What the sweeper makes of a running run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    /// Silent longer than its timeout: `heartbeats` tells which timeout (`after`) it exceeded.
+    Dead {
+        heartbeats: bool,
+        after: Duration,
+    },
+}
+
+/// The liveness rule: a run that has heartbeated is dead after `heartbeat_timeout` without a
+/// sign of life; one that never did after `stale_after`. Only running runs can be dead.
+pub fn liveness(run: &Run, now: Timestamp, policy: &LivenessPolicy) -> Liveness {
+    if run.status != RunStatus::Running {
+        return Liveness::Alive;
+    }
+    let heartbeats = run.heartbeat_at.is_some();
+    let after = if heartbeats {
+        policy.heartbeat_timeout
+    } else {
+        policy.stale_after
+    };
+    if now - run.alive_at() > after {
+        Liveness::Dead { heartbeats, after }
+    } else {
+        Liveness::Alive
+    }
+}
+
+impl Liveness {
+    /// The run's failure summary.
+    pub fn summary(&self) -> Option<String> {
+        match *self {
+            Liveness::Alive => None,
+            Liveness::Dead {
+                heartbeats: true,
+                after,
+            } => Some(format!(
+                "Agent lost: no heartbeat for {}s",
+                after.num_seconds()
+            )),
+            Liveness::Dead {
+                heartbeats: false,
+                after,
+            } => Some(format!(
+                "Run timed out (no callback received after {}m)",
+                after.num_minutes()
+            )),
         }
     }
 }
@@ -328,6 +416,9 @@ pub struct RunPatch {
     pub report_content: Option<String>,
     pub started_at: Option<Timestamp>,
     pub last_callback_at: Option<Timestamp>,
+    /// A heartbeat (kept as the newest; ignored by terminal runs).
+    #[serde(default)]
+    pub heartbeat_at: Option<Timestamp>,
     pub completed_at: Option<Timestamp>,
     /// Records a cancel request (only the first is kept).
     pub cancel_requested_at: Option<Timestamp>,
@@ -408,6 +499,9 @@ impl RunPatch {
         set!(opt started_at);
         if let Some(t) = self.last_callback_at {
             run.last_callback_at = Some(run.last_callback_at.map_or(t, |old| old.max(t)));
+        }
+        if let Some(t) = self.heartbeat_at {
+            run.heartbeat_at = Some(run.heartbeat_at.map_or(t, |old| old.max(t)));
         }
         if let Some(t) = self.completed_at
             && run.status.is_terminal()

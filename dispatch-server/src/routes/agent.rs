@@ -68,6 +68,13 @@ pub fn router() -> ApiRouter {
             ),
         )
         .route(
+            "/api/issues/{id}/runs/current/heartbeat",
+            post(
+                heartbeat,
+                doc("An agent's heartbeat for its run (or ?github_run_id=/run_id=): from its first heartbeat on, the run ends when heartbeats stop for AGENT_HEARTBEAT_TIMEOUT_SECONDS; answers the run (its status tells a cancelled agent to stop)"),
+            ),
+        )
+        .route(
             "/api/issues/{id}/runs/{run_id}",
             get(get_run, doc("A run by our id or the runner's id"))
                 .patch(patch_run, doc("Update a run")),
@@ -488,6 +495,21 @@ async fn patch_current_run(
         Err(e) => return Err(e.into()),
     };
     Ok(Json(apply_run_body(&s, &a, run, b).await?))
+}
+
+/// The workflows send one a minute while their agent works (`dispatch-callback.sh heartbeat`).
+async fn heartbeat(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    ApiPath(IssueKey(id)): ApiPath<IssueKey>,
+    ApiQuery(q): ApiQuery<CurrentQuery>,
+) -> ApiResult<Json<RunDto>> {
+    let external = q.run_id.or(q.github_run_id).filter(|x| !x.is_empty());
+    let run = s
+        .dispatch
+        .heartbeat(issue_ref(&id)?, external.as_deref())
+        .await?;
+    Ok(Json(RunDto::new(&run, s.dispatch.now(), false)))
 }
 
 async fn get_plan(

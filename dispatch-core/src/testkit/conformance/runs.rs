@@ -1562,10 +1562,26 @@ async fn stale_runs_by_last_callback_else_started(store: Arc<dyn Store>) {
     let s = &*store;
     let ws = workspace(s).await;
     let mut issues = Vec::new();
-    for n in 0..4 {
+    for n in 0..5 {
         issues.push(issue(s, ws.id, &format!("issue {n}")).await.id);
     }
     let silent = running(s, issues[0], WorkflowKind::ErrorFix, t0()).await.id;
+    // A heartbeat is a sign of life too (`Run::alive_at`), kept with the run.
+    let beating = running(s, issues[4], WorkflowKind::ErrorFix, t0()).await.id;
+    patch_run(
+        s,
+        beating,
+        RunPatch {
+            heartbeat_at: Some(mins(25)),
+            ..Default::default()
+        },
+        mins(25),
+    )
+    .await;
+    assert_eq!(
+        s.get_run(beating).await.expect("get").heartbeat_at,
+        Some(mins(25))
+    );
     let chatty = running(s, issues[1], WorkflowKind::ErrorFix, t0()).await.id;
     patch_run(
         s,
@@ -1590,7 +1606,7 @@ async fn stale_runs_by_last_callback_else_started(store: Arc<dyn Store>) {
     let stale = s.stale_runs(mins(40), 10).await.expect("stale_runs");
     assert_eq!(
         ids(&stale),
-        BTreeSet::from([silent, chatty]),
+        BTreeSet::from([silent, chatty, beating]),
         "only running runs are stale"
     );
     assert_eq!(
