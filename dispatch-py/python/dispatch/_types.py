@@ -465,6 +465,7 @@ class Run:
     report_content: Optional[str] = None
     started_at: Optional[datetime] = None
     last_callback_at: Optional[datetime] = None
+    heartbeat_at: Optional[datetime] = None
     completed_at: Optional[datetime] = None
 
 
