@@ -20,12 +20,12 @@
 //! TLS: the same reqwest (`rustls-no-provider`) + rustls `ring` stack as the `github` feature.
 
 use crate::claude_sse::DeltaDecoder;
+use crate::http::{self, Attempt, HttpClient, HttpConfig, Idempotency, Reply};
 use async_trait::async_trait;
 use dispatch_core::ports::{
     ContentBlock, Llm, LlmDelta, LlmMessage, LlmRequest, LlmResponse, LlmStream, Role, Usage,
 };
 use dispatch_core::{Error, Result};
-use crate::http::{self, Attempt, HttpClient, HttpConfig, Idempotency, Reply};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
@@ -301,8 +301,7 @@ fn failure<T>(reply: Reply) -> Attempt<T> {
     let should = reply
         .header("x-should-retry")
         .map(|v| v.trim().eq_ignore_ascii_case("true"));
-    let retryable =
-        should.unwrap_or(matches!(reply.status.as_u16(), 408 | 409 | 429 | 500..=599));
+    let retryable = should.unwrap_or(matches!(reply.status.as_u16(), 408 | 409 | 429 | 500..=599));
     let error = Error::from(api_error(reply.status, &reply.headers, &reply.body))
         .with_source(reply.error_body());
     if retryable {
@@ -682,5 +681,4 @@ mod tests {
         assert!(parse_response(&bad, "d").is_err());
         assert!(parse_response(&serde_json::json!({"nope": 1}), "d").is_err());
     }
-
 }
