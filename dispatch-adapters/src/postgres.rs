@@ -78,6 +78,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "ingest_follow_up",
         sql: include_str!("../migrations/postgres/0012_ingest_follow_up.sql"),
     },
+    Migration {
+        version: 16,
+        name: "outbox_retention",
+        sql: include_str!("../migrations/postgres/0016_outbox_retention.sql"),
+    },
 ];
 
 /// Advisory lock keys (any fixed 64-bit numbers unlikely to collide with an application's own).

@@ -79,6 +79,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "ingest_follow_up",
         sql: include_str!("../migrations/sqlite/0012_ingest_follow_up.sql"),
     },
+    Migration {
+        version: 16,
+        name: "outbox_retention",
+        sql: include_str!("../migrations/sqlite/0016_outbox_retention.sql"),
+    },
 ];
 
 /// A Dispatch store in a SQLite file.
