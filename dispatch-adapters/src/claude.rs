@@ -20,12 +20,13 @@
 //! TLS: the same reqwest (`rustls-no-provider`) + rustls `ring` stack as the `github` feature.
 
 use crate::claude_sse::DeltaDecoder;
+use crate::http::{self, Attempt, HttpClient, HttpConfig, Idempotency, Reply};
 use async_trait::async_trait;
 use dispatch_core::ports::{
     ContentBlock, Llm, LlmDelta, LlmMessage, LlmRequest, LlmResponse, LlmStream, Role, Usage,
 };
 use dispatch_core::{Error, Result};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -42,35 +43,17 @@ pub const DEFAULT_MODEL: &str = "claude-opus-4-6";
 /// The API version this adapter speaks.
 pub const API_VERSION: &str = "2023-06-01";
 
-/// How one call is retried.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaudeRetry {
-    /// Tries per call, the first included (at least 1).
-    pub max_attempts: u32,
-    /// Backoff before the 2nd try; doubles after each further failure.
-    pub base_delay: Duration,
-    /// Upper bound of one backoff step.
-    pub max_delay: Duration,
-    /// The longest `retry-after` this adapter sits out; a longer one ends the call with the error.
-    pub max_retry_after: Duration,
-}
+/// How one call is retried: the shared HTTP retry settings (`max_retry_after` is the longest
+/// `retry-after` this adapter sits out; a longer one ends the call with the error).
+pub type ClaudeRetry = crate::http::RetryConfig;
 
-impl Default for ClaudeRetry {
-    fn default() -> Self {
-        ClaudeRetry {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(16),
-            max_retry_after: Duration::from_secs(60),
-        }
-    }
-}
-
-impl ClaudeRetry {
-    /// The wait before try `attempt + 1`, after `attempt` (1-based) failed.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32 << attempt.saturating_sub(1).min(16);
-        self.base_delay.saturating_mul(factor).min(self.max_delay)
+/// Four tries, 0.5 s doubling up to 16 s (jittered), `retry-after` up to a minute.
+fn default_retry() -> ClaudeRetry {
+    ClaudeRetry {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(500),
+        max_delay: Duration::from_secs(16),
+        max_retry_after: Duration::from_secs(60),
     }
 }
 
@@ -97,7 +80,7 @@ impl ClaudeConfig {
             model: DEFAULT_MODEL.to_string(),
             request_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(10),
-            retry: ClaudeRetry::default(),
+            retry: default_retry(),
             user_agent: concat!("dispatch/", env!("CARGO_PKG_VERSION")).to_string(),
         }
     }
@@ -170,13 +153,6 @@ enum ClaudeError {
         message: String,
         request_id: Option<String>,
     },
-    /// No HTTP answer (connect, timeout, broken body).
-    #[error("request {what}")]
-    Transport {
-        what: &'static str,
-        #[source]
-        source: reqwest::Error,
-    },
     /// A 2xx answer that is not a message.
     #[error("unreadable answer: {0}")]
     Decode(String),
@@ -190,7 +166,7 @@ impl ClaudeError {
         match self {
             ClaudeError::Api { status, .. } => *status,
             ClaudeError::Decode(_) => 200,
-            ClaudeError::Transport { .. } | ClaudeError::Request(_) => 0,
+            ClaudeError::Request(_) => 0,
         }
     }
 }
@@ -211,10 +187,6 @@ impl From<ClaudeError> for Error {
                 }
                 Error::upstream(SERVICE, status, m)
             }
-            ClaudeError::Transport { what, source } => {
-                Error::upstream(SERVICE, 0, format!("Anthropic API request {what}"))
-                    .with_source(source)
-            }
             ClaudeError::Request(m) => Error::invalid("llm_request", m),
             other => Error::upstream(SERVICE, status, other.to_string()),
         }
@@ -223,7 +195,7 @@ impl From<ClaudeError> for Error {
 
 /// Claude over the Messages API.
 pub struct ClaudeLlm {
-    http: reqwest::Client,
+    http: HttpClient,
     url: Url,
     model: String,
     retry: ClaudeRetry,
@@ -263,22 +235,12 @@ impl ClaudeLlm {
         headers.insert("x-api-key", key);
         headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_str(&cfg.user_agent)
-                .unwrap_or_else(|_| HeaderValue::from_static("dispatch")),
-        );
-        crate::tls::ensure_crypto_provider();
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(cfg.request_timeout)
-            .connect_timeout(cfg.connect_timeout)
-            .build()
-            .map_err(|e| {
-                Error::internal("could not build the Anthropic HTTP client").with_source(e)
-            })?;
+        let mut hc = HttpConfig::new(SERVICE, cfg.request_timeout);
+        hc.connect_timeout = cfg.connect_timeout;
+        hc.headers = headers;
+        hc.user_agent = cfg.user_agent.clone();
         Ok(ClaudeLlm {
-            http,
+            http: HttpClient::new(hc)?,
             url,
             model: cfg.model,
             retry: cfg.retry,
@@ -291,166 +253,66 @@ impl ClaudeLlm {
         &self.model
     }
 
-    async fn send(&self, body: &[u8]) -> std::result::Result<Value, ClaudeError> {
-        let max = self.retry.max_attempts.max(1);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let (error, asked_wait, retryable) = match self.attempt(body).await {
-                Ok(v) => return Ok(v),
-                Err(Failure {
-                    error,
-                    wait,
-                    retryable,
-                }) => (error, wait, retryable),
-            };
-            if !retryable || attempt >= max {
-                return Err(error);
+    /// A whole answer, retried (a completion has no side effect to repeat).
+    async fn send(&self, body: &[u8]) -> Result<Value> {
+        let reply = http::retry(&self.retry, WHAT, Idempotency::Idempotent, |_| async {
+            let req = self
+                .http
+                .request(reqwest::Method::POST, self.url.clone())
+                .body(body.to_vec());
+            match self.http.fetch(WHAT, req).await {
+                Ok(r) if r.status.is_success() => Attempt::Answer(r),
+                Ok(r) => failure(r),
+                Err(t) => t.into(),
             }
-            let wait = match asked_wait {
-                Some(w) if w > self.retry.max_retry_after => return Err(error),
-                Some(w) => w,
-                None => self.retry.backoff(attempt),
-            };
-            tracing::warn!(
-                attempt,
-                status = error.status(),
-                wait_ms = wait.as_millis() as u64,
-                error = %error,
-                "Anthropic API call failed; retrying"
-            );
-            tokio::time::sleep(wait).await;
-        }
+        })
+        .await?;
+        serde_json::from_slice::<Value>(&reply.body)
+            .map_err(|e| Error::from(ClaudeError::Decode(format!("not JSON ({e})"))))
     }
 
     /// Sends a streaming request until the API accepts it (retrying like `send`), and returns
     /// the response whose body is the event stream.
-    async fn open_stream(
-        &self,
-        body: &[u8],
-    ) -> std::result::Result<reqwest::Response, ClaudeError> {
-        let max = self.retry.max_attempts.max(1);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let failure = match self
+    async fn open_stream(&self, body: &[u8]) -> Result<reqwest::Response> {
+        http::retry(&self.retry, WHAT, Idempotency::Idempotent, |_| async {
+            let req = self
                 .http
-                .post(self.url.clone())
+                .request(reqwest::Method::POST, self.url.clone())
                 .timeout(STREAM_TOTAL_TIMEOUT)
-                .body(body.to_vec())
-                .send()
-                .await
-            {
-                Err(e) => Failure::transport(e, true),
-                Ok(resp) if resp.status().is_success() => return Ok(resp),
-                Ok(resp) => {
-                    let status = resp.status();
-                    let headers = resp.headers().clone();
-                    let bytes = resp.bytes().await.unwrap_or_default();
-                    let should = headers
-                        .get("x-should-retry")
-                        .and_then(|v| v.to_str().ok())
-                        .map(|v| v.trim().eq_ignore_ascii_case("true"));
-                    Failure {
-                        error: api_error(status, &headers, &bytes),
-                        wait: retry_after(&headers),
-                        retryable: should
-                            .unwrap_or(matches!(status.as_u16(), 408 | 409 | 429 | 500..=599)),
-                    }
-                }
-            };
-            if !failure.retryable || attempt >= max {
-                return Err(failure.error);
+                .body(body.to_vec());
+            match self.http.open(WHAT, req).await {
+                Ok(resp) if resp.status().is_success() => Attempt::Answer(resp),
+                Ok(resp) => match self.http.read(WHAT, resp).await {
+                    Ok(r) => failure(r),
+                    Err(t) => t.into(),
+                },
+                Err(t) => t.into(),
             }
-            let wait = match failure.wait {
-                Some(w) if w > self.retry.max_retry_after => return Err(failure.error),
-                Some(w) => w,
-                None => self.retry.backoff(attempt),
-            };
-            tracing::warn!(
-                attempt,
-                status = failure.error.status(),
-                wait_ms = wait.as_millis() as u64,
-                error = %failure.error,
-                "Anthropic streaming call failed; retrying"
-            );
-            tokio::time::sleep(wait).await;
-        }
-    }
-
-    async fn attempt(&self, body: &[u8]) -> std::result::Result<Value, Failure> {
-        let resp = self
-            .http
-            .post(self.url.clone())
-            .body(body.to_vec())
-            .send()
-            .await
-            .map_err(|e| Failure::transport(e, true))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| Failure::transport(e, false))?;
-        if status.is_success() {
-            return serde_json::from_slice::<Value>(&bytes).map_err(|e| Failure {
-                error: ClaudeError::Decode(format!("not JSON ({e})")),
-                wait: None,
-                retryable: false,
-            });
-        }
-        let error = api_error(status, &headers, &bytes);
-        let should = headers
-            .get("x-should-retry")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim().eq_ignore_ascii_case("true"));
-        let retryable = should.unwrap_or(matches!(status.as_u16(), 408 | 409 | 429 | 500..=599));
-        Err(Failure {
-            error,
-            wait: retry_after(&headers),
-            retryable,
         })
+        .await
     }
 }
 
-struct Failure {
-    error: ClaudeError,
-    wait: Option<Duration>,
-    retryable: bool,
-}
+const WHAT: &str = "Anthropic API request";
 
-impl Failure {
-    fn transport(e: reqwest::Error, sending: bool) -> Self {
-        let what = if e.is_timeout() {
-            "timed out"
-        } else if e.is_connect() {
-            "could not connect"
-        } else if sending {
-            "failed in transit"
-        } else {
-            "answer was cut off"
-        };
-        Failure {
-            error: ClaudeError::Transport { what, source: e },
-            wait: None,
-            retryable: true,
+/// An error answer: retried when `x-should-retry` says so, else when it is 408, 409, 429 or
+/// 5xx, after `retry-after` / `retry-after-ms` when given. The body is the error's source.
+fn failure<T>(reply: Reply) -> Attempt<T> {
+    let should = reply
+        .header("x-should-retry")
+        .map(|v| v.trim().eq_ignore_ascii_case("true"));
+    let retryable = should.unwrap_or(matches!(reply.status.as_u16(), 408 | 409 | 429 | 500..=599));
+    let error = Error::from(api_error(reply.status, &reply.headers, &reply.body))
+        .with_source(reply.error_body());
+    if retryable {
+        Attempt::Retry {
+            wait: reply.retry_after(std::time::SystemTime::now()),
+            error,
+            maybe_applied: false,
         }
+    } else {
+        Attempt::Fail(error)
     }
-}
-
-/// `retry-after` in seconds (possibly fractional), or `retry-after-ms`.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let get = |k| headers.get(k).and_then(|v: &HeaderValue| v.to_str().ok());
-    if let Some(ms) = get("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok())
-        && ms.is_finite()
-        && ms >= 0.0
-    {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
-    }
-    get(RETRY_AFTER.as_str())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
 }
 
 /// `{"type":"error","error":{"type":..,"message":..}}`, else the start of the body.
@@ -818,20 +680,5 @@ mod tests {
         let bad = serde_json::json!({"content": [{"type": "tool_use", "name": "x"}]});
         assert!(parse_response(&bad, "d").is_err());
         assert!(parse_response(&serde_json::json!({"nope": 1}), "d").is_err());
-    }
-
-    #[test]
-    fn retry_after_in_seconds_or_ms() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("2"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert("retry-after-ms", HeaderValue::from_static("150"));
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
-        let mut h = HeaderMap::new();
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(retry_after(&h), None);
     }
 }

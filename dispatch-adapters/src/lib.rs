@@ -40,6 +40,9 @@ pub mod loki;
 #[cfg(feature = "loki-gateway")]
 pub mod loki_gateway;
 
+#[cfg(any(feature = "loki-gateway", feature = "loki-tools"))]
+mod loki_client;
+
 #[cfg(feature = "sentry")]
 pub mod sentry;
 

@@ -12,10 +12,11 @@
 //! `| json` and kept when `level` is error, fatal or critical and, when the alert has one, the
 //! `feature` matches.
 
+use crate::loki_client::{LokiAuth, LokiClient, loki_message, quote};
 use dispatch_core::event::ErrorEvent;
 use dispatch_core::{Error, Result};
 use reqwest::Url;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, USER_AGENT};
+use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -107,25 +108,6 @@ impl LokiGatewayConfig {
         cfg.token = var("LOKI_GATEWAY_TOKEN").map(SecretString::from);
         Ok(Some(cfg))
     }
-}
-
-/// A LogQL string literal (double-quoted, escaped).
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The LogQL query for an alert's error logs.
@@ -317,103 +299,66 @@ impl UserImpact {
 
 /// The Loki HTTP API client.
 pub struct LokiGateway {
-    http: reqwest::Client,
-    base: Url,
+    client: LokiClient,
     cfg: LokiGatewayConfig,
 }
 
 impl std::fmt::Debug for LokiGateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LokiGateway")
-            .field("base", &self.base.as_str())
+            .field("base", &self.client.base().as_str())
             .finish_non_exhaustive()
     }
 }
 
 impl LokiGateway {
     pub fn new(cfg: LokiGatewayConfig) -> Result<Self> {
-        let base = Url::parse(cfg.url.trim_end_matches('/'))
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-            .ok_or_else(|| {
-                Error::invalid(
-                    "LOKI_GATEWAY_URL",
-                    format!("LOKI_GATEWAY_URL must be an http(s) URL, not {:?}", cfg.url),
-                )
-            })?;
-        let mut headers = HeaderMap::new();
-        headers.insert(USER_AGENT, HeaderValue::from_static("dispatch"));
-        if let Some(t) = &cfg.tenant {
-            let v = HeaderValue::from_str(t).map_err(|_| {
-                Error::invalid(
-                    "LOKI_TENANT_ID",
-                    "LOKI_TENANT_ID cannot be sent in a header",
-                )
-            })?;
-            headers.insert("x-scope-orgid", v);
-        }
-        if let Some(t) = &cfg.token {
-            let mut v =
+        let base = crate::http::parse_base("LOKI_GATEWAY_URL", &cfg.url)?;
+        let auth = match &cfg.token {
+            Some(t) => {
+                // Checked here so that a token that cannot be a header is a start-up error.
                 HeaderValue::from_str(&format!("Bearer {}", t.expose_secret())).map_err(|_| {
                     Error::invalid(
                         "LOKI_GATEWAY_TOKEN",
                         "LOKI_GATEWAY_TOKEN contains characters that cannot be sent in a header",
                     )
                 })?;
-            v.set_sensitive(true);
-            headers.insert(AUTHORIZATION, v);
-        }
-        crate::tls::ensure_crypto_provider();
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(cfg.check_timeout)
-            .build()
-            .map_err(|e| Error::internal("could not build the Loki HTTP client").with_source(e))?;
-        Ok(LokiGateway { http, base, cfg })
+                LokiAuth::Bearer(t.clone())
+            }
+            None => LokiAuth::None,
+        };
+        let client = LokiClient::new(base, cfg.tenant.as_deref(), auth, cfg.check_timeout)?;
+        Ok(LokiGateway { client, cfg })
     }
 
     pub fn config(&self) -> &LokiGatewayConfig {
         &self.cfg
     }
 
-    fn url(&self, tail: &[&str]) -> Result<Url> {
-        let mut url = self.base.clone();
-        url.path_segments_mut()
-            .map_err(|_| Error::invalid("LOKI_GATEWAY_URL", "LOKI_GATEWAY_URL cannot be a base"))?
-            .pop_if_empty()
-            .extend(tail);
-        Ok(url)
-    }
-
-    async fn get_json(&self, url: Url, timeout: Duration) -> Result<Value> {
-        let resp = self
-            .http
-            .get(url)
-            .timeout(timeout)
-            .send()
+    /// One `GET` of a JSON answer: any failure is an upstream error (logged by the callers).
+    async fn get_json(&self, what: &str, url: Url, timeout: Duration) -> Result<Value> {
+        let reply = self
+            .client
+            .get(what, url, timeout)
             .await
-            .map_err(|e| Error::upstream("loki", 0, format!("Loki unreachable: {e}")))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            let excerpt: String = body.trim().chars().take(200).collect();
-            return Err(Error::upstream("loki", status.as_u16(), excerpt));
+            .map_err(|t| t.error)?;
+        if !reply.status.is_success() {
+            return Err(reply.error(format!(
+                "{what} failed ({}): {}",
+                reply.status.as_u16(),
+                loki_message(&reply, 200)
+            )));
         }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| Error::upstream("loki", status.as_u16(), format!("Loki body: {e}")))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::upstream("loki", status.as_u16(), format!("Loki JSON: {e}")))
+        reply.json(what)
     }
 
     /// `GET /loki/api/v1/labels` within the check timeout: whether Loki is there.
     pub async fn reachable(&self) -> bool {
-        let url = match self.url(&["loki", "api", "v1", "labels"]) {
-            Ok(u) => u,
-            Err(_) => return false,
-        };
-        match self.get_json(url, self.cfg.check_timeout).await {
+        let url = self.client.url(&["loki", "api", "v1", "labels"]);
+        match self
+            .get_json("the Loki labels check", url, self.cfg.check_timeout)
+            .await
+        {
             Ok(v) if v.get("status").and_then(Value::as_str) == Some("success") => true,
             Ok(_) => {
                 tracing::warn!("Loki labels answer is not a success; enrichment skipped");
@@ -431,14 +376,13 @@ impl LokiGateway {
         let query = logql(&self.cfg, source, feature);
         let end = chrono::Utc::now();
         let start = end - self.cfg.lookback;
-        let mut url = self.url(&["loki", "api", "v1", "query_range"]).ok()?;
-        url.query_pairs_mut()
-            .append_pair("query", &query)
-            .append_pair("start", &start.timestamp_nanos_opt()?.to_string())
-            .append_pair("end", &end.timestamp_nanos_opt()?.to_string())
-            .append_pair("limit", &self.cfg.limit.to_string())
-            .append_pair("direction", "backward");
-        match self.get_json(url, self.cfg.query_timeout).await {
+        let url = self
+            .client
+            .query_range_url(&query, start, end, self.cfg.limit)?;
+        match self
+            .get_json("the Loki query", url, self.cfg.query_timeout)
+            .await
+        {
             Ok(v) => {
                 user_impact(&v, self.cfg.limit).markdown(&query, self.cfg.lookback.num_minutes())
             }

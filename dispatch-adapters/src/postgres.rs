@@ -83,6 +83,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "embedding_queue",
         sql: include_str!("../migrations/postgres/0014_embedding_queue.sql"),
     },
+    Migration {
+        version: 16,
+        name: "outbox_retention",
+        sql: include_str!("../migrations/postgres/0016_outbox_retention.sql"),
+    },
 ];
 
 /// Advisory lock keys (any fixed 64-bit numbers unlikely to collide with an application's own).

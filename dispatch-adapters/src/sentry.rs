@@ -798,9 +798,10 @@ fn format_exception(data: &Value) -> Option<String> {
 #[cfg(feature = "sentry-api")]
 pub mod api {
     use super::{Enrichment, SentryAlertSource};
+    use crate::http::{HttpClient, HttpConfig};
     use dispatch_core::{Error, Result};
     use reqwest::Url;
-    use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, USER_AGENT};
+    use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
     use secrecy::{ExposeSecret, SecretString};
     use serde_json::Value;
     use std::sync::Arc;
@@ -877,7 +878,7 @@ pub mod api {
     }
 
     pub(super) struct SentryApi {
-        http: reqwest::Client,
+        http: HttpClient,
         base: Url,
         organization: String,
     }
@@ -893,18 +894,7 @@ pub mod api {
 
     impl SentryApi {
         fn new(cfg: &SentryApiConfig) -> Result<Self> {
-            let base = Url::parse(cfg.api_url.trim_end_matches('/'))
-                .ok()
-                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-                .ok_or_else(|| {
-                    Error::invalid(
-                        "SENTRY_API_URL",
-                        format!(
-                            "SENTRY_API_URL must be an http(s) URL, not {:?}",
-                            cfg.api_url
-                        ),
-                    )
-                })?;
+            let base = crate::http::parse_base("SENTRY_API_URL", &cfg.api_url)?;
             let mut auth = HeaderValue::from_str(&format!("Bearer {}", cfg.token.expose_secret()))
                 .map_err(|_| {
                     Error::invalid(
@@ -916,18 +906,13 @@ pub mod api {
             let mut headers = HeaderMap::new();
             headers.insert(AUTHORIZATION, auth);
             headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-            headers.insert(USER_AGENT, HeaderValue::from_static("dispatch"));
-            crate::tls::ensure_crypto_provider();
-            let http = reqwest::Client::builder()
-                .default_headers(headers)
-                .timeout(cfg.timeout)
-                .connect_timeout(cfg.timeout)
-                .build()
-                .map_err(|e| {
-                    Error::internal("could not build the Sentry HTTP client").with_source(e)
-                })?;
+            let mut hc = HttpConfig::new("sentry", cfg.timeout);
+            hc.connect_timeout = cfg.timeout;
+            hc.headers = headers;
+            // A larger latest event is not read (the enrichment is left out).
+            hc.max_body = MAX_EVENT_BYTES;
             Ok(SentryApi {
-                http,
+                http: HttpClient::new(hc)?,
                 base,
                 organization: cfg.organization.clone(),
             })
@@ -953,32 +938,16 @@ pub mod api {
             url.query_pairs_mut()
                 .append_pair("full", "true")
                 .append_pair("limit", "1");
-            let resp = self.http.get(url).send().await.map_err(|e| {
-                Error::upstream("sentry", 0, format!("Sentry API unreachable: {e}"))
-            })?;
-            let status = resp.status();
-            if !status.is_success() {
-                return Err(Error::upstream(
-                    "sentry",
-                    status.as_u16(),
-                    format!("Sentry API answered {status}"),
-                ));
+            let what = "reading the latest Sentry event";
+            let reply = self
+                .http
+                .fetch(what, self.http.request(reqwest::Method::GET, url))
+                .await
+                .map_err(|t| t.error)?;
+            if !reply.status.is_success() {
+                return Err(reply.error(format!("Sentry API answered {}", reply.status)));
             }
-            if resp
-                .content_length()
-                .is_some_and(|n| n > MAX_EVENT_BYTES as u64)
-            {
-                return Ok(None);
-            }
-            let bytes = resp.bytes().await.map_err(|e| {
-                Error::upstream("sentry", status.as_u16(), format!("Sentry API body: {e}"))
-            })?;
-            if bytes.len() > MAX_EVENT_BYTES {
-                return Ok(None);
-            }
-            let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::upstream("sentry", status.as_u16(), format!("Sentry API JSON: {e}"))
-            })?;
+            let v: Value = reply.json(what)?;
             Ok(match v {
                 Value::Array(mut a) if !a.is_empty() => Some(a.swap_remove(0)),
                 Value::Object(_) => Some(v),

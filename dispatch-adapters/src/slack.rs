@@ -8,13 +8,14 @@
 //! retried by the outbox; a bad token, an unknown or archived channel and the like are final.
 //! Which `thread_ts` a message gets is the core's rule ([`dispatch_core::outbox::slack::thread_ts`]).
 
+use crate::http::{HttpClient, HttpConfig};
 use async_trait::async_trait;
-use dispatch_core::outbox::{Attempt, Delivery, parse_retry_after, slack};
+use dispatch_core::outbox::{Attempt, Delivery, slack};
 use dispatch_core::ports::DeliveryTransport;
 use dispatch_core::{Error, Result};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Where and how to reach Slack.
 #[derive(Debug, Clone)]
@@ -56,7 +57,7 @@ fn transient(error: &str) -> bool {
 /// Posts the outbox's Slack messages.
 #[derive(Clone)]
 pub struct SlackTransport {
-    http: reqwest::Client,
+    http: HttpClient,
     url: String,
     token: SecretString,
 }
@@ -71,14 +72,10 @@ impl SlackTransport {
                 "SLACK_API_BASE_URL must be an http(s) URL",
             ));
         }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .user_agent("Dispatch-Slack/1")
-            .build()
-            .map_err(|e| Error::internal("could not build the Slack HTTP client").with_source(e))?;
+        let mut hc = HttpConfig::new("slack", config.timeout);
+        hc.user_agent = "Dispatch-Slack/1".into();
         Ok(SlackTransport {
-            http,
+            http: HttpClient::new(hc)?,
             url: format!("{base}/chat.postMessage"),
             token: config.token,
         })
@@ -108,31 +105,27 @@ impl DeliveryTransport for SlackTransport {
         if let Some(ts) = thread_ts {
             body["thread_ts"] = json!(ts);
         }
-        let sent = self
+        let req = self
             .http
-            .post(&self.url)
+            .request(reqwest::Method::POST, &self.url)
             .bearer_auth(self.token.expose_secret())
             .header("content-type", "application/json; charset=utf-8")
-            .json(&body)
-            .send()
-            .await;
-        let resp = match sent {
+            .json(&body);
+        let resp = match self.http.fetch("chat.postMessage", req).await {
             Ok(r) => r,
-            Err(e) => {
+            Err(t) => {
                 return Attempt::Retry {
                     code: None,
-                    error: format!("Slack unreachable: {e}"),
+                    error: format!("Slack unreachable: {}", t.error),
                     retry_after: None,
                 };
             }
         };
-        let status = resp.status();
+        let status = resp.status;
         let code = Some(status.as_u16());
         let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+            .retry_after(SystemTime::now())
+            .and_then(|d| chrono::Duration::from_std(d).ok());
         if status.as_u16() == 429 || status.is_server_error() {
             return Attempt::Retry {
                 code,
@@ -146,7 +139,7 @@ impl DeliveryTransport for SlackTransport {
                 error: format!("Slack answered HTTP {status}"),
             };
         }
-        let answer: serde_json::Value = match resp.json().await {
+        let answer: serde_json::Value = match serde_json::from_slice(&resp.body) {
             Ok(v) => v,
             Err(e) => {
                 return Attempt::Retry {

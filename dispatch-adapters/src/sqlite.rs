@@ -84,6 +84,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "embedding_queue",
         sql: include_str!("../migrations/sqlite/0014_embedding_queue.sql"),
     },
+    Migration {
+        version: 16,
+        name: "outbox_retention",
+        sql: include_str!("../migrations/sqlite/0016_outbox_retention.sql"),
+    },
 ];
 
 /// A Dispatch store in a SQLite file.

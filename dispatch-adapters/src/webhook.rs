@@ -14,15 +14,16 @@
 //! unique-local, CGNAT, multicast, ...), checked on the resolved addresses so that a public name
 //! pointing inside is refused too. `allow_private` lifts that for receivers on an internal network.
 
+use crate::http::{HttpClient, HttpConfig};
 use async_trait::async_trait;
-use dispatch_core::outbox::{Attempt, Delivery, parse_retry_after};
+use dispatch_core::Result;
+use dispatch_core::outbox::{Attempt, Delivery};
 use dispatch_core::ports::DeliveryTransport;
-use dispatch_core::{Error, Result};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Limits of the transport.
 #[derive(Debug, Clone)]
@@ -128,28 +129,20 @@ pub fn signature(body: &[u8], secret: &str) -> String {
 /// Sends the outbox's `webhook` deliveries.
 #[derive(Clone)]
 pub struct WebhookTransport {
-    http: reqwest::Client,
+    http: HttpClient,
     allow_private: bool,
 }
 
 impl WebhookTransport {
     pub fn new(config: WebhookTransportConfig) -> Result<Self> {
-        crate::tls::ensure_crypto_provider();
-        let mut builder = reqwest::Client::builder();
+        let mut hc = HttpConfig::new("webhook", config.timeout);
+        hc.user_agent = "Dispatch-Webhook/1".into();
+        hc.follow_redirects = false;
         if !config.allow_private {
-            builder = builder.dns_resolver(Arc::new(PublicOnly));
+            hc.resolver = Some(Arc::new(PublicOnly));
         }
-        let http = builder
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent("Dispatch-Webhook/1")
-            .build()
-            .map_err(|e| {
-                Error::internal("could not build the webhook HTTP client").with_source(e)
-            })?;
         Ok(WebhookTransport {
-            http,
+            http: HttpClient::new(hc)?,
             allow_private: config.allow_private,
         })
     }
@@ -158,6 +151,25 @@ impl WebhookTransport {
 /// The URL without its query (which may carry a token) for logs.
 fn redact(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
+}
+
+/// A failed try for the delivery record: what happened and its innermost cause (the resolver's
+/// refusal of a private address, "connection refused").
+fn transport_text(t: &crate::http::Transport) -> String {
+    let mut cause = None;
+    let mut src: Option<&(dyn std::error::Error + 'static)> = t
+        .error
+        .source
+        .as_deref()
+        .map(|e| e as &(dyn std::error::Error + 'static));
+    while let Some(s) = src {
+        cause = Some(s.to_string());
+        src = s.source();
+    }
+    match cause {
+        Some(c) => format!("{}: {c}", t.error.message),
+        None => t.error.message.clone(),
+    }
 }
 
 /// The start of an answer, for the delivery record.
@@ -194,36 +206,37 @@ impl DeliveryTransport for WebhookTransport {
             .and_then(|t| t.as_str())
             .map(str::to_string)
             .unwrap_or_else(|| d.created_at.to_rfc3339());
-        let sent = self
+        let req = self
             .http
-            .post(&d.target)
+            .request(reqwest::Method::POST, &d.target)
             .header("content-type", "application/json")
             .header("x-webhook-event", &d.event)
             .header("x-webhook-timestamp", &ts)
             .header("x-webhook-delivery", d.id.to_string())
             .header("x-webhook-signature", &sig)
-            .body(body)
-            .send()
-            .await;
-        let resp = match sent {
+            .body(body);
+        let resp = match self
+            .http
+            .fetch(&format!("the {} webhook", d.event), req)
+            .await
+        {
             Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(url = %redact(&d.target), event = %d.event, error = %e, "webhook not delivered");
+            Err(t) => {
+                let error = transport_text(&t);
+                tracing::debug!(url = %redact(&d.target), event = %d.event, error = %error, "webhook not delivered");
                 return Attempt::Retry {
                     code: None,
-                    error: e.to_string(),
+                    error,
                     retry_after: None,
                 };
             }
         };
-        let status = resp.status();
+        let status = resp.status;
         let code = Some(status.as_u16());
         let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
-        let text = resp.text().await.unwrap_or_default();
+            .retry_after(SystemTime::now())
+            .and_then(|d| chrono::Duration::from_std(d).ok());
+        let text = resp.text();
         if status.is_success() {
             return Attempt::Delivered {
                 code,

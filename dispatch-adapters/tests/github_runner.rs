@@ -661,13 +661,14 @@ async fn error_422_quotes_github_and_asks_to_declare_every_input() {
     let server = MockServer::start().await;
     let job = job().await;
     mount_runs(&server, &job, vec![], None, 5).await;
-    // Rejected with and without return_run_details: the inputs are the problem.
+    // Rejected with and without return_run_details: a job input the workflow lacks (not one of
+    // Dispatch's own, which are left out instead) is the problem.
     Mock::given(method("POST"))
         .and(path(DISPATCHES))
         .and(body_json(dispatch_body(&job, true)))
         .respond_with(gh_error(
             422,
-            "Unexpected inputs provided: [\"dispatch_run_id\"]",
+            "Unexpected inputs provided: [\"issue_identifier\"]",
         ))
         .expect(1)
         .mount(&server)
@@ -677,7 +678,7 @@ async fn error_422_quotes_github_and_asks_to_declare_every_input() {
         .and(body_json(dispatch_body(&job, false)))
         .respond_with(gh_error(
             422,
-            "Unexpected inputs provided: [\"dispatch_run_id\"]",
+            "Unexpected inputs provided: [\"issue_identifier\"]",
         ))
         .expect(1)
         .mount(&server)
@@ -694,11 +695,121 @@ async fn error_422_quotes_github_and_asks_to_declare_every_input() {
     assert_mentions(
         &e,
         &[
-            r#"GitHub said "Unexpected inputs provided: ["dispatch_run_id"]""#,
+            r#"GitHub said "Unexpected inputs provided: ["issue_identifier"]""#,
             "must be declared under `on.workflow_dispatch.inputs` in auto-investigate.yml",
             "dispatch_run_id",
         ],
     );
+}
+
+/// A workflow as installed from the original: it declares the job's inputs but not Dispatch's
+/// own. Like GitHub, a dispatch with an undeclared input is refused with 422 "Unexpected inputs
+/// provided: [...]" (the undeclared names, as a JSON list); otherwise the run is created (204,
+/// the answer without run details).
+struct OldWorkflow {
+    declared: Vec<String>,
+}
+
+impl wiremock::Respond for OldWorkflow {
+    fn respond(&self, req: &wiremock::Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).expect("dispatch body");
+        let unexpected: Vec<String> = body["inputs"]
+            .as_object()
+            .expect("inputs")
+            .keys()
+            .filter(|k| !self.declared.contains(k))
+            .cloned()
+            .collect();
+        if unexpected.is_empty() {
+            ResponseTemplate::new(204)
+        } else {
+            gh_error(
+                422,
+                &format!(
+                    "Unexpected inputs provided: {}",
+                    serde_json::to_string(&unexpected).expect("names")
+                ),
+            )
+        }
+    }
+}
+
+/// A run of the old workflow (its name does not carry our id), created `secs` from now.
+fn old_run(id: u64, secs: i64) -> Value {
+    let mut r = gh_run(id, "Auto Investigate", "queued", None);
+    r["created_at"] = json!(
+        (Utc::now() + chrono::Duration::seconds(secs))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    );
+    r
+}
+
+#[tokio::test]
+async fn old_workflow_without_our_inputs_is_dispatched_without_them_and_its_run_found_by_time() {
+    let server = MockServer::start().await;
+    let first = job().await;
+    let second = job().await;
+    let declared: Vec<String> = first
+        .inputs
+        .keys()
+        .filter(|k| *k != "dispatch_run_id")
+        .cloned()
+        .collect();
+    // The lookups by dispatch_run_id (before each dispatch) find nothing.
+    mount_runs(&server, &first, vec![], None, 1).await;
+    mount_runs(&server, &second, vec![], None, 1).await;
+    // The lookup by time: an older run (before our request) and two new ones.
+    Mock::given(method("GET"))
+        .and(path(RUNS))
+        .and(query_param("event", "workflow_dispatch"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(list_of(vec![
+            old_run(501, 30),
+            old_run(502, 40),
+            old_run(400, -3600),
+        ])))
+        .with_priority(10)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(DISPATCHES))
+        .respond_with(OldWorkflow { declared })
+        .mount(&server)
+        .await;
+    let mut cfg = config(&server.uri());
+    cfg.callback_url = Some("https://tunnel.example.test".into());
+    let runner = runner(cfg);
+
+    let receipt = runner.dispatch(first, reporter()).await.expect("dispatch");
+    assert_eq!(
+        receipt.external_id.as_deref(),
+        Some("502"),
+        "the newest run after our request"
+    );
+    // The second dispatch goes straight to the old form and takes the run not taken yet.
+    let receipt = runner.dispatch(second, reporter()).await.expect("dispatch");
+    assert_eq!(receipt.external_id.as_deref(), Some("501"));
+
+    let posts: Vec<Value> = server
+        .received_requests()
+        .await
+        .expect("recorded")
+        .into_iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .map(|r| serde_json::from_slice(&r.body).expect("json"))
+        .collect();
+    assert_eq!(
+        posts.len(),
+        3,
+        "one refused dispatch, then one per run: {posts:?}"
+    );
+    assert!(posts[0]["inputs"].get("dispatch_run_id").is_some());
+    assert!(posts[0]["inputs"].get("callback_url").is_some());
+    for p in &posts[1..] {
+        assert!(p["inputs"].get("dispatch_run_id").is_none(), "{p}");
+        assert!(p["inputs"].get("callback_url").is_none(), "{p}");
+        assert!(p["inputs"].get("issue_identifier").is_some(), "{p}");
+    }
 }
 
 #[tokio::test]

@@ -166,6 +166,7 @@ async fn internal_flow_is_threaded_and_429_waits_for_retry_after() {
         &file,
         clock.clone(),
         OutboxConfig {
+            retention: None,
             slack: Some(routing()),
             subscriptions: Vec::new(),
             policy: policy(),
@@ -323,6 +324,7 @@ async fn customer_messages_are_threaded_on_the_issue_post() {
         &file,
         clock.clone(),
         OutboxConfig {
+            retention: None,
             slack: Some(SlackRouting {
                 internal_channel: None,
                 ..routing()
@@ -441,6 +443,7 @@ async fn customer_messages_are_threaded_on_the_issue_post() {
         &file2,
         clock.clone(),
         OutboxConfig {
+            retention: None,
             slack: Some(routing()),
             subscriptions: Vec::new(),
             policy: policy(),
@@ -482,6 +485,7 @@ async fn customer_messages_are_threaded_on_the_issue_post() {
         &file3,
         clock.clone(),
         OutboxConfig {
+            retention: None,
             slack: None,
             subscriptions: Vec::new(),
             policy: policy(),
@@ -510,6 +514,7 @@ async fn the_outbox_survives_a_restart() {
     let file = db_path();
     let clock = Arc::new(ManualClock::at_default());
     let outbox = OutboxConfig {
+        retention: None,
         slack: Some(routing()),
         subscriptions: Vec::new(),
         policy: policy(),
@@ -604,6 +609,7 @@ async fn event_webhooks_are_signed_and_recorded() {
         &file,
         clock.clone(),
         OutboxConfig {
+            retention: None,
             slack: None,
             subscriptions: vec![Subscription {
                 url: format!("{}/hooks/dispatch", receiver.uri()),
@@ -740,6 +746,7 @@ async fn a_report_made_in_a_thread_is_answered_there() {
         &file,
         clock.clone(),
         OutboxConfig {
+            retention: None,
             slack: Some(routing()),
             subscriptions: Vec::new(),
             policy: policy(),
@@ -817,6 +824,7 @@ async fn measure_outbox_cost_and_drain_rate() {
             &file,
             clock,
             OutboxConfig {
+                retention: None,
                 slack: None,
                 subscriptions: subs,
                 policy: policy(),

@@ -56,6 +56,7 @@ async fn engine(
     let mut b = Dispatch::builder(store.clone(), FakeRunner::new())
         .clock(clock)
         .outbox(OutboxConfig {
+            retention: None,
             slack: None,
             subscriptions: subs,
             policy: RetryPolicy {
@@ -198,4 +199,39 @@ async fn agent_webhooks_are_stored_only_with_a_webhook_transport() {
             assert!(rows.is_empty(), "nobody could send it: {rows:?}");
         }
     }
+}
+
+#[tokio::test]
+async fn the_sweeper_deletes_settled_deliveries_after_the_retention() {
+    let clock = Arc::new(ManualClock::at_default());
+    let t = Arc::new(Gated {
+        gate: Arc::new(Semaphore::new(100)),
+        sent: Mutex::new(Vec::new()),
+    });
+    let store = Arc::new(MemoryStore::new());
+    let d = Dispatch::builder(store.clone(), FakeRunner::new())
+        .clock(clock.clone())
+        .outbox(OutboxConfig {
+            retention: Some(Duration::days(7)),
+            slack: None,
+            subscriptions: vec![sub("https://a.example.com/h")],
+            policy: RetryPolicy::default(),
+        })
+        .transport(KIND_WEBHOOK, t.clone())
+        .build()
+        .await
+        .expect("engine");
+    d.create_issue(NewIssue::titled("One"), &Actor::user("ann"))
+        .await
+        .expect("issue");
+    assert_eq!(d.deliver_step().await.expect("step"), 1);
+    let all = DeliveryFilter::default();
+    assert_eq!(d.deliveries(&all).await.expect("list").len(), 1);
+    // Kept for the retention, then deleted by the sweeper.
+    clock.advance(Duration::days(7) - Duration::seconds(1));
+    assert_eq!(d.sweeper_step().await.expect("sweep").outbox_pruned, 0);
+    assert_eq!(d.deliveries(&all).await.expect("list").len(), 1);
+    clock.advance(Duration::seconds(2));
+    assert_eq!(d.sweeper_step().await.expect("sweep").outbox_pruned, 1);
+    assert!(d.deliveries(&all).await.expect("list").is_empty());
 }

@@ -74,3 +74,85 @@ async fn observe(State(s): State<AppState>, mut req: Request, next: Next) -> Res
     }
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::LoginLimiter;
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    /// A whole app on the in-memory store, with its own state.
+    async fn app() -> Router {
+        let vars: HashMap<&str, &str> = [
+            ("DISPATCH_API_KEY", "0123456789abcdef0123"),
+            ("DISPATCH_PASSWORD", "correct-horse"),
+            (
+                "DISPATCH_SESSION_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let cfg =
+            crate::config::ServerConfig::from_lookup(&|k: &str| vars.get(k).map(|v| v.to_string()))
+                .expect("config");
+        let store = Arc::new(dispatch_core::memory::MemoryStore::new());
+        let dispatch =
+            dispatch_core::Dispatch::builder(store, dispatch_core::testkit::FakeRunner::new())
+                .config(cfg.engine.clone())
+                .build()
+                .await
+                .expect("dispatch");
+        let orchestrator = dispatch_core::orchestrator::Orchestrator::new(
+            dispatch.clone(),
+            None,
+            Vec::new(),
+            cfg.orchestrator.clone(),
+        )
+        .expect("orchestrator");
+        build(AppState {
+            dispatch,
+            config: Arc::new(cfg),
+            login_limiter: Arc::new(LoginLimiter::new(10, Duration::from_secs(300))),
+            portal_limiter: Arc::new(LoginLimiter::new(30, Duration::from_secs(300))),
+            og: Arc::new(crate::web::og::OgCache::default()),
+            metrics: Arc::new(crate::metrics::Metrics::default()),
+            loki_gateway: None,
+            sentry: Arc::new(dispatch_adapters::sentry::SentryAlertSource::new()),
+            orchestrator,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        })
+    }
+
+    async fn portal(app: &Router) -> StatusCode {
+        let mut req = Request::builder()
+            .uri(format!("/api/portal/acme?token={}", "0".repeat(64)))
+            .body(Body::empty())
+            .expect("request");
+        let peer: SocketAddr = "203.0.113.7:40000".parse().expect("addr");
+        req.extensions_mut().insert(ConnectInfo(peer));
+        app.clone().oneshot(req).await.expect("answer").status()
+    }
+
+    #[tokio::test]
+    async fn two_apps_do_not_share_the_portal_limiter() {
+        let a = app().await;
+        let b = app().await;
+        for _ in 0..30 {
+            assert_eq!(portal(&a).await, StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(
+            portal(&a).await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "the 31st bad link within 5 minutes is refused"
+        );
+        // The same client on another app (another state) starts from zero.
+        assert_eq!(portal(&b).await, StatusCode::UNAUTHORIZED);
+    }
+}

@@ -68,6 +68,10 @@ pub struct ServerConfig {
     pub max_agent_cost_per_run: f64,
     /// Event webhooks (`EVENT_WEBHOOK_URLS`, `EVENT_WEBHOOK_SECRET`, `EVENT_WEBHOOK_EVENTS`).
     pub event_webhooks: Vec<dispatch_core::outbox::events::Subscription>,
+    /// `OUTBOX_RETENTION_DAYS` (7, 0–3650): settled outbox deliveries (Slack messages, webhooks:
+    /// delivered, skipped or failed for good) are deleted by the sweeper once their last try is
+    /// this old; `0` keeps them forever.
+    pub outbox_retention_days: u32,
     /// `MCP_ALLOWED_HOSTS`: more `Host` names (comma-separated, `host` or `host:port`) the MCP
     /// endpoint answers besides the public URL's host and loopback (DNS-rebinding protection).
     pub mcp_allowed_hosts: Vec<String>,
@@ -325,6 +329,8 @@ impl ServerConfig {
             }),
             subscriptions: self.event_webhooks.clone(),
             policy: dispatch_core::outbox::RetryPolicy::default(),
+            retention: (self.outbox_retention_days > 0)
+                .then(|| chrono::Duration::days(i64::from(self.outbox_retention_days))),
         }
     }
 
@@ -485,6 +491,7 @@ impl ServerConfig {
                     })?,
             },
             event_webhooks: event_webhooks(get)?,
+            outbox_retention_days: bounded(get, "OUTBOX_RETENTION_DAYS", 7, 0, 3650)?,
             mcp_allowed_hosts: nonempty(get, "MCP_ALLOWED_HOSTS")
                 .map(|v| {
                     v.split(',')
@@ -643,6 +650,23 @@ mod tests {
             let mut vars = vec![("OPENAI_API_KEY", "sk-1")];
             vars.push((k, v));
             assert_eq!(field(config(&vars)), k, "{k}={v}");
+        }
+    }
+
+    #[test]
+    fn outbox_retention_is_a_week_by_default_and_zero_keeps_forever() {
+        let c = config(&[]).expect("config");
+        assert_eq!(c.outbox().retention, Some(chrono::Duration::days(7)));
+        let c = config(&[("OUTBOX_RETENTION_DAYS", "30")]).expect("config");
+        assert_eq!(c.outbox().retention, Some(chrono::Duration::days(30)));
+        let c = config(&[("OUTBOX_RETENTION_DAYS", "0")]).expect("config");
+        assert_eq!(c.outbox().retention, None);
+        for bad in ["-1", "a week", "3651"] {
+            assert_eq!(
+                field(config(&[("OUTBOX_RETENTION_DAYS", bad)])),
+                "OUTBOX_RETENTION_DAYS",
+                "{bad}"
+            );
         }
     }
 

@@ -505,6 +505,11 @@ async fn serve() -> dispatch_core::Result<()> {
             10,
             std::time::Duration::from_secs(300),
         )),
+        portal_limiter: Arc::new(auth::LoginLimiter::new(
+            30,
+            std::time::Duration::from_secs(300),
+        )),
+        og: Arc::new(web::og::OgCache::default()),
         metrics: Arc::new(metrics::Metrics::default()),
         loki_gateway: cfg
             .loki_gateway

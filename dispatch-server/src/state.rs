@@ -11,6 +11,11 @@ pub struct AppState {
     pub dispatch: Dispatch,
     pub config: Arc<ServerConfig>,
     pub login_limiter: Arc<LoginLimiter>,
+    /// Failed portal token checks per client address (30 per 5 minutes; a valid token clears
+    /// the count). Per app, bounded like the login limiter.
+    pub portal_limiter: Arc<LoginLimiter>,
+    /// Rendered Open Graph cards (bounded) and the drawing slots.
+    pub og: Arc<crate::web::og::OgCache>,
     pub metrics: Arc<Metrics>,
     /// The Loki gateway new Grafana alerts get a "User Impact" section from, when configured.
     pub loki_gateway: Option<Arc<dispatch_adapters::loki_gateway::LokiGateway>>,

@@ -11,13 +11,13 @@
 //! answers "Loki not reachable at <url>: …" within those 3 s instead of holding the turn.
 
 use super::{clip, env_u64, env_var, input_object, opt_limit, opt_str, req_str};
+use crate::loki_client::{LokiClient, cause, loki_message};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use dispatch_core::ports::{ToolContext, ToolProvider, ToolSpec};
 use dispatch_core::{Error, Result};
 use reqwest::Url;
-use reqwest::header::{HeaderMap, HeaderValue, USER_AGENT};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -37,19 +37,7 @@ pub const MAX_WINDOW_DAYS: i64 = 30;
 /// Groups listed at most by `loki_stats` and `loki_compare`.
 const MAX_GROUPS: usize = 50;
 
-/// How requests to Loki authenticate. `Debug` never shows secrets.
-#[derive(Debug, Clone, Default)]
-pub enum LokiAuth {
-    #[default]
-    None,
-    /// `LOKI_USERNAME` / `LOKI_PASSWORD` (HTTP basic).
-    Basic {
-        username: String,
-        password: SecretString,
-    },
-    /// `LOKI_TOKEN` (bearer).
-    Bearer(SecretString),
-}
+pub use crate::loki_client::{LokiAuth, quote};
 
 /// Where Loki is and how to query it. `Debug` never shows secrets.
 #[derive(Debug, Clone)]
@@ -210,28 +198,6 @@ fn split_selector(s: &str) -> std::result::Result<(&str, &str), String> {
         }
     }
     Err("the selector's { is not closed".into())
-}
-
-/// A LogQL string literal: double-quoted, with backslash, double quote and control characters
-/// escaped, so the value can never end the literal.
-pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// A label filter on a parsed field.
@@ -526,38 +492,16 @@ fn count_groups(entries: &[Entry], by: GroupBy) -> BTreeMap<String, u64> {
     counts
 }
 
-/// The innermost cause of an HTTP failure ("Connection refused (os error 111)").
-fn cause(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg = s.to_string();
-        src = s.source();
-    }
-    msg
-}
-
-/// Loki's own message in an error answer (plain text or `{"error"|"message": …}`).
-fn loki_message(body: &str) -> String {
-    let from_json = serde_json::from_str::<Value>(body).ok().and_then(|v| {
-        ["error", "message"]
-            .iter()
-            .find_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_string))
-    });
-    clip(from_json.as_deref().unwrap_or(body).trim(), 500)
-}
-
 /// The Loki tool set: a [`ToolProvider`] named `loki`.
 pub struct LokiTools {
-    http: reqwest::Client,
-    base: Url,
+    client: LokiClient,
     cfg: LokiToolsConfig,
 }
 
 impl std::fmt::Debug for LokiTools {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LokiTools")
-            .field("base", &self.base.as_str())
+            .field("base", &self.client.base().as_str())
             .finish_non_exhaustive()
     }
 }
@@ -571,70 +515,44 @@ impl LokiTools {
         ] {
             split_selector(s).map_err(|why| Error::invalid(var, format!("{var}: {why}")))?;
         }
-        let mut headers = HeaderMap::new();
-        headers.insert(USER_AGENT, HeaderValue::from_static("dispatch"));
-        if let Some(t) = &cfg.tenant {
-            let v = HeaderValue::from_str(t).map_err(|_| {
-                Error::invalid(
-                    "LOKI_TENANT_ID",
-                    "LOKI_TENANT_ID cannot be sent in a header",
-                )
-            })?;
-            headers.insert("x-scope-orgid", v);
-        }
-        crate::tls::ensure_crypto_provider();
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(cfg.probe_timeout)
-            .build()
-            .map_err(|e| Error::internal("could not build the Loki HTTP client").with_source(e))?;
-        Ok(LokiTools { http, base, cfg })
+        let client = LokiClient::new(
+            base,
+            cfg.tenant.as_deref(),
+            cfg.auth.clone(),
+            cfg.probe_timeout,
+        )?;
+        Ok(LokiTools { client, cfg })
     }
 
     pub fn config(&self) -> &LokiToolsConfig {
         &self.cfg
     }
 
-    fn url(&self, tail: &[&str]) -> Url {
-        let mut url = self.base.clone();
-        if let Ok(mut segs) = url.path_segments_mut() {
-            segs.pop_if_empty().extend(tail);
-        }
-        url
-    }
-
-    fn get(&self, url: Url, timeout: Duration) -> reqwest::RequestBuilder {
-        let req = self.http.get(url).timeout(timeout);
-        match &self.cfg.auth {
-            LokiAuth::None => req,
-            LokiAuth::Basic { username, password } => {
-                req.basic_auth(username, Some(password.expose_secret()))
-            }
-            LokiAuth::Bearer(t) => req.bearer_auth(t.expose_secret()),
-        }
-    }
-
     fn unreachable(&self, why: String) -> Error {
         Error::unavailable(format!(
             "Loki not reachable at {}: {why}. Check LOKI_URL and that Loki is up; \
              answer without log data or try again later.",
-            self.base.as_str().trim_end_matches('/')
+            self.client.base().as_str().trim_end_matches('/')
         ))
     }
 
     /// `GET /ready` within the probe timeout: any HTTP answer means Loki is there.
     async fn probe(&self) -> Result<()> {
         match self
-            .get(self.url(&["ready"]), self.cfg.probe_timeout)
-            .send()
+            .client
+            .get(
+                "the Loki probe",
+                self.client.url(&["ready"]),
+                self.cfg.probe_timeout,
+            )
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if e.is_timeout() => Err(self.unreachable(format!(
+            Err(t) if t.timeout => Err(self.unreachable(format!(
                 "no answer within {} s",
                 self.cfg.probe_timeout.as_secs_f32()
             ))),
-            Err(e) => Err(self.unreachable(cause(&e))),
+            Err(t) => Err(self.unreachable(cause(&t))),
         }
     }
 
@@ -646,50 +564,39 @@ impl LokiTools {
         end: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Entry>> {
-        let ns = |t: DateTime<Utc>| {
-            t.timestamp_nanos_opt()
-                .map(|n| n.to_string())
-                .ok_or_else(|| Error::invalid("since", "the time window is out of range"))
-        };
-        let mut url = self.url(&["loki", "api", "v1", "query_range"]);
-        url.query_pairs_mut()
-            .append_pair("query", query)
-            .append_pair("start", &ns(start)?)
-            .append_pair("end", &ns(end)?)
-            .append_pair("limit", &limit.to_string())
-            .append_pair("direction", "backward");
-        let resp = match self.get(url, self.cfg.timeout).send().await {
+        let url = self
+            .client
+            .query_range_url(query, start, end, limit)
+            .ok_or_else(|| Error::invalid("since", "the time window is out of range"))?;
+        let reply = match self
+            .client
+            .get("the Loki query", url, self.cfg.timeout)
+            .await
+        {
             Ok(r) => r,
-            Err(e) if e.is_timeout() => {
+            Err(t) if t.timeout && !t.connect => {
                 return Err(Error::unavailable(format!(
                     "Loki at {} did not answer the query within {} s; try a shorter window \
                      or a smaller limit",
-                    self.base.as_str().trim_end_matches('/'),
+                    self.client.base().as_str().trim_end_matches('/'),
                     self.cfg.timeout.as_secs()
-                )));
+                ))
+                .with_source(t.error));
             }
-            Err(e) => return Err(self.unreachable(cause(&e))),
+            Err(t) => {
+                let why = cause(&t);
+                return Err(self.unreachable(why).with_source(t.error));
+            }
         };
-        let status = resp.status();
-        let body = resp.text().await.map_err(|e| {
-            Error::upstream(
-                "loki",
-                status.as_u16(),
-                format!("Loki's answer was cut: {}", cause(&e)),
-            )
-        })?;
+        let status = reply.status;
         if !status.is_success() {
-            return Err(Error::upstream(
-                "loki",
+            return Err(reply.error(format!(
+                "Loki refused the query ({}): {}",
                 status.as_u16(),
-                format!(
-                    "Loki refused the query ({}): {}",
-                    status.as_u16(),
-                    loki_message(&body)
-                ),
-            ));
+                loki_message(&reply, 500)
+            )));
         }
-        let answer: Value = serde_json::from_str(&body).map_err(|e| {
+        let answer: Value = serde_json::from_slice(&reply.body).map_err(|e| {
             Error::upstream(
                 "loki",
                 status.as_u16(),

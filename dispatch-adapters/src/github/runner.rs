@@ -4,19 +4,39 @@
 use super::client::{Attempt, GithubClient, GithubReply, Reply, SERVICE, after_attempts};
 use super::config::GithubConfig;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use dispatch_core::ports::{DispatchReceipt, RemoteRunStatus, RunJob, RunReporter, Runner};
 use dispatch_core::run::Run;
 use dispatch_core::{Error, ErrorKind, Result};
 use reqwest::Method;
 use serde::Deserialize;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The input that names our run; the workflows put it into their `run-name`.
 pub const RUN_ID_INPUT: &str = "dispatch_run_id";
 /// The input that overrides `DISPATCH_API_URL` inside the workflow.
 pub const CALLBACK_URL_INPUT: &str = "callback_url";
+/// The inputs Dispatch adds to a job's own; workflows installed from the original lack them.
+const OWN_INPUTS: [&str; 2] = [RUN_ID_INPUT, CALLBACK_URL_INPUT];
+/// GitHub runs found by time that are remembered as taken (per runner).
+const CLAIMED_MAX: usize = 1024;
+
+/// The inputs named in GitHub's 422 "Unexpected inputs provided: [\"a\", \"b\"]".
+fn unexpected_inputs(message: &str) -> Option<Vec<String>> {
+    let (_, rest) = message.split_once("Unexpected inputs provided")?;
+    let rest = rest.trim_start_matches(':').trim();
+    let list = &rest[..rest.find(']').map_or(rest.len(), |i| i + 1)];
+    let names: Vec<String> = serde_json::from_str(list).unwrap_or_else(|_| {
+        list.trim_matches(['[', ']'])
+            .split(',')
+            .map(|n| n.trim().trim_matches('"').to_string())
+            .filter(|n| !n.is_empty())
+            .collect()
+    });
+    (!names.is_empty()).then_some(names)
+}
 
 /// What a GitHub call was, for error messages.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +73,10 @@ struct WorkflowRun {
     status: Option<String>,
     #[serde(default)]
     conclusion: Option<String>,
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
+    created_at: Option<DateTime<Utc>>,
 }
 
 impl WorkflowRun {
@@ -115,6 +139,12 @@ pub struct GithubActionsRunner {
     client: GithubClient,
     /// Set once the server rejected `return_run_details` and accepted the dispatch without it.
     no_run_details: AtomicBool,
+    /// Per workflow file, the inputs of Dispatch's own that it does not declare (a workflow
+    /// installed from the original): later dispatches leave them out at once.
+    undeclared: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// GitHub runs given to a dispatch by time window (newest last, bounded), so that two
+    /// dispatches of an old workflow do not take the same run.
+    claimed: Mutex<VecDeque<u64>>,
 }
 
 impl GithubActionsRunner {
@@ -124,6 +154,8 @@ impl GithubActionsRunner {
             cfg,
             client,
             no_run_details: AtomicBool::new(false),
+            undeclared: Mutex::new(HashMap::new()),
+            claimed: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -252,15 +284,112 @@ impl GithubActionsRunner {
         Ok(None)
     }
 
-    /// Waits for the run a dispatch started to show up in the run list (bounded).
-    async fn discover(&self, file: &str, run: &Run) -> Result<Option<WorkflowRun>> {
+    /// For a workflow whose runs do not carry our id: the newest `workflow_dispatch` run of
+    /// `file` created at or after `since` (our dispatch request) that no other dispatch of this
+    /// runner took; it is then taken.
+    async fn find_run_since(
+        &self,
+        file: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<WorkflowRun>> {
+        let policy = &self.cfg.discovery;
+        let per_page = policy.per_page.clamp(1, 100);
+        // GitHub's filter has whole seconds: from the start of our request's second.
+        let floor = since.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let floor_t = DateTime::parse_from_rfc3339(&floor)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(since);
+        let op = Op::ListRuns { file };
+        let mut candidates = Vec::new();
+        for page in 1..=policy.max_pages.max(1) {
+            let url = self.client.url(
+                &self.repo_segments(&["actions", "workflows", file, "runs"]),
+                &[
+                    ("event", "workflow_dispatch".to_string()),
+                    ("created", format!(">={floor}")),
+                    ("per_page", per_page.to_string()),
+                    ("page", page.to_string()),
+                ],
+            )?;
+            let reply = self
+                .client
+                .call(&op.what(), Method::GET, &url, None)
+                .await?;
+            if !reply.status.is_success() {
+                return Err(self.error_for(op, &reply));
+            }
+            let list: RunList = reply.json(&op.what())?;
+            let n = list.workflow_runs.len();
+            candidates.extend(list.workflow_runs.into_iter().filter(|r| {
+                r.event.as_deref().is_none_or(|e| e == "workflow_dispatch")
+                    && r.created_at.is_some_and(|t| t >= floor_t)
+            }));
+            if n < per_page as usize {
+                break;
+            }
+        }
+        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        let found = candidates
+            .into_iter()
+            .filter(|r| !claimed.contains(&r.id))
+            .max_by_key(|r| (r.created_at, r.id));
+        if let Some(f) = &found {
+            claimed.push_back(f.id);
+            if claimed.len() > CLAIMED_MAX {
+                claimed.pop_front();
+            }
+        }
+        Ok(found)
+    }
+
+    /// Waits for the run a dispatch started to show up in the run list (bounded): by our id
+    /// in its name, or, for a workflow that does not take our id (`legacy_since` = when we
+    /// sent the dispatch), by time.
+    async fn discover(
+        &self,
+        file: &str,
+        run: &Run,
+        legacy_since: Option<DateTime<Utc>>,
+    ) -> Result<Option<WorkflowRun>> {
         for _ in 0..self.cfg.discovery.attempts.max(1) {
             tokio::time::sleep(self.cfg.discovery.delay).await;
-            if let Some(found) = self.find_run(file, run).await? {
+            let found = match legacy_since {
+                Some(since) => self.find_run_since(file, since).await?,
+                None => self.find_run(file, run).await?,
+            };
+            if let Some(found) = found {
                 return Ok(Some(found));
             }
         }
         Ok(None)
+    }
+
+    /// Remembers that `file` does not declare `names` (our own inputs), and tells the operator.
+    fn note_undeclared(&self, file: &str, names: &[String]) {
+        tracing::warn!(
+            workflow = file,
+            inputs = %names.join(", "),
+            "the workflow does not declare Dispatch's inputs (installed from the original?): \
+             dispatching without them and finding the run by time. Run `dispatch workflows \
+             install` and push the workflows so that runs are matched by their dispatch_run_id"
+        );
+        let mut map = self.undeclared.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(file.to_string())
+            .or_default()
+            .extend(names.iter().cloned());
+    }
+
+    fn claim(&self, id: u64) {
+        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        claimed.push_back(id);
+        if claimed.len() > CLAIMED_MAX {
+            claimed.pop_front();
+        }
+    }
+
+    fn undeclared_of(&self, file: &str) -> BTreeSet<String> {
+        let map = self.undeclared.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(file).cloned().unwrap_or_default()
     }
 
     /// The GitHub run id of `run`: recorded at dispatch, else found by name.
@@ -277,14 +406,21 @@ impl GithubActionsRunner {
                 html_url: run.external_url.clone(),
                 status: None,
                 conclusion: None,
+                event: None,
+                created_at: None,
             }));
         }
         self.find_run(self.cfg.workflow_file(run.kind), run).await
     }
 
     /// Receipt of a dispatch that GitHub accepted without naming the run.
-    async fn receipt_by_discovery(&self, file: &str, run: &Run) -> Result<DispatchReceipt> {
-        match self.discover(file, run).await {
+    async fn receipt_by_discovery(
+        &self,
+        file: &str,
+        run: &Run,
+        legacy_since: Option<DateTime<Utc>>,
+    ) -> Result<DispatchReceipt> {
+        match self.discover(file, run, legacy_since).await {
             Ok(Some(found)) => {
                 tracing::info!(run = %run.id, github_run = found.id, "GitHub run found");
                 Ok(found.receipt())
@@ -323,7 +459,12 @@ impl Runner for GithubActionsRunner {
             return Ok(found.receipt());
         }
 
-        let inputs = self.inputs(&job);
+        let mut inputs = self.inputs(&job);
+        let undeclared = self.undeclared_of(file);
+        inputs.retain(|k, _| !undeclared.contains(k));
+        // When the workflow does not take our run id, its run is found by time: from now on.
+        let requested_at = Utc::now();
+        let mut legacy = !undeclared.is_empty();
         let url = self.client.url(
             &self.repo_segments(&["actions", "workflows", file, "dispatches"]),
             &[],
@@ -350,12 +491,32 @@ impl Runner for GithubActionsRunner {
                     if reply.status.as_u16() == 200
                         && let Ok(d) = serde_json::from_slice::<DispatchDetails>(&reply.body)
                     {
+                        if legacy {
+                            self.claim(d.workflow_run_id);
+                        }
                         return Ok(DispatchReceipt {
                             external_id: Some(d.workflow_run_id.to_string()),
                             external_url: d.html_url,
                         });
                     }
-                    return self.receipt_by_discovery(file, run).await;
+                    return self
+                        .receipt_by_discovery(file, run, legacy.then_some(requested_at))
+                        .await;
+                }
+                // A workflow installed from the original does not declare our own inputs, and
+                // GitHub refuses undeclared inputs: send the dispatch without them (nothing was
+                // dispatched, so this is no repeat) and find the run by time.
+                Attempt::Answer(reply)
+                    if reply.status.as_u16() == 422
+                        && let Some(names) = unexpected_inputs(&reply.message())
+                        && names.iter().all(|n| {
+                            OWN_INPUTS.contains(&n.as_str()) && inputs.contains_key(n)
+                        }) =>
+                {
+                    self.note_undeclared(file, &names);
+                    inputs.retain(|k, _| !names.contains(k));
+                    legacy = true;
+                    attempt -= 1;
                 }
                 // Older GitHub Enterprise Server rejects `return_run_details`: try without it
                 // (nothing was dispatched, so this is no repeat).
@@ -374,7 +535,11 @@ impl Runner for GithubActionsRunner {
                     maybe_applied,
                 } => {
                     if attempt >= max {
-                        if maybe_applied && let Ok(Some(found)) = self.discover(file, run).await {
+                        if maybe_applied
+                            && let Ok(Some(found)) = self
+                                .discover(file, run, legacy.then_some(requested_at))
+                                .await
+                        {
                             return Ok(found.receipt());
                         }
                         return Err(after_attempts(error, attempt));
@@ -383,7 +548,11 @@ impl Runner for GithubActionsRunner {
                     tracing::warn!(run = %run.id, attempt, wait_ms = wait.as_millis() as u64, error = %error, "dispatch failed; retrying");
                     tokio::time::sleep(wait).await;
                     // The failed request may still have started the workflow: look before repeating.
-                    if maybe_applied && let Some(found) = self.discover(file, run).await? {
+                    if maybe_applied
+                        && let Some(found) = self
+                            .discover(file, run, legacy.then_some(requested_at))
+                            .await?
+                    {
                         tracing::info!(run = %run.id, github_run = found.id, "the failed dispatch had gone through; not dispatching again");
                         return Ok(found.receipt());
                     }

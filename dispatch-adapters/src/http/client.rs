@@ -169,7 +169,7 @@ impl Transport {
     }
 }
 
-impl From<Transport> for Attempt {
+impl<T> From<Transport> for Attempt<T> {
     fn from(t: Transport) -> Self {
         Attempt::Retry {
             wait: None,

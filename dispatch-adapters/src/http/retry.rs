@@ -55,11 +55,12 @@ impl RetryConfig {
     }
 }
 
-/// The result of one try.
+/// The result of one try: by default a [`Reply`] read whole; a streaming caller's `T` is the
+/// open response.
 #[derive(Debug)]
-pub enum Attempt {
+pub enum Attempt<T = Reply> {
     /// An answer to act on (2xx, or a 4xx that repeating cannot fix).
-    Answer(Reply),
+    Answer(T),
     /// Worth another try after `wait` (the backoff when `None`). `maybe_applied`: the request
     /// may have reached the server and taken effect (5xx, a timeout, a broken answer), so a
     /// non-idempotent caller must check before repeating it. A connection that never opened,
@@ -85,15 +86,15 @@ pub enum Idempotency {
 /// Runs `attempt` (given the 1-based try number) until it answers, fails for good, or the budget
 /// is spent. A requested wait longer than `max_retry_after` ends the call with its error; a
 /// non-idempotent call stops at the first failure that may have been applied.
-pub async fn retry<F, Fut>(
+pub async fn retry<T, F, Fut>(
     cfg: &RetryConfig,
     what: &str,
     idempotency: Idempotency,
     mut attempt: F,
-) -> Result<Reply>
+) -> Result<T>
 where
     F: FnMut(u32) -> Fut,
-    Fut: Future<Output = Attempt>,
+    Fut: Future<Output = Attempt<T>>,
 {
     let max = cfg.max_attempts.max(1);
     let mut n = 0;

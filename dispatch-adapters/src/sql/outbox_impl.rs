@@ -151,6 +151,23 @@ macro_rules! impl_sql_outbox_store {
                     row.map(|r| doc_col!(r, "dispatch_outbox", Delivery)).transpose()
                 }
 
+                async fn prune_outbox(&self, before: Timestamp, limit: usize) -> Result<usize> {
+                    // dispatch_core::outbox::prunable, in SQL: settled, last try due before
+                    // `before`, and no pending delivery waits on it.
+                    let r = sqlx::query(
+                        "DELETE FROM dispatch_outbox WHERE id IN (SELECT o.id FROM dispatch_outbox o \
+                         WHERE o.state <> 'pending' AND o.due_at < $1 \
+                         AND NOT EXISTS (SELECT 1 FROM dispatch_outbox c WHERE c.after_key = o.idempotency_key AND c.state = 'pending') \
+                         ORDER BY o.id LIMIT $2)",
+                    )
+                    .bind(Self::ts(before))
+                    .bind(to_i64(limit as u64))
+                    .execute(self.autocommit())
+                    .await
+                    .map_err(db("prune outbox"))?;
+                    Ok(usize::try_from(r.rows_affected()).unwrap_or(usize::MAX))
+                }
+
                 async fn list_deliveries(&self, f: &DeliveryFilter) -> Result<Vec<Delivery>> {
                     let rows = sqlx::query(
                         "SELECT doc FROM dispatch_outbox WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR state = $2) \

@@ -21,6 +21,9 @@ pub struct OutboxConfig {
     /// Receivers of event webhooks.
     pub subscriptions: Vec<Subscription>,
     pub policy: RetryPolicy,
+    /// Settled deliveries are deleted by the sweeper once their last try is this old; `None`
+    /// keeps them forever.
+    pub retention: Option<chrono::Duration>,
 }
 
 /// How many deliveries one worker step claims.

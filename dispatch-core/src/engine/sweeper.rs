@@ -25,7 +25,15 @@ pub struct SweepReport {
     pub pruned: u64,
     /// Webhook delivery ids forgotten after [`DELIVERY_DAYS`].
     pub deliveries_pruned: u64,
+    /// Settled outbox deliveries deleted after the outbox retention.
+    #[serde(default)]
+    pub outbox_pruned: u64,
 }
+
+/// Settled outbox deliveries deleted per statement, and statements per sweep at most (the rest
+/// waits for the next sweep, so one sweep never holds the database long).
+const OUTBOX_PRUNE_BATCH: usize = 500;
+const OUTBOX_PRUNE_BATCHES: usize = 20;
 
 /// Webhook delivery ids are kept this long for de-duplication (GitHub lets a person redeliver
 /// for three days; Sentry and Grafana retry within hours).
@@ -68,7 +76,28 @@ impl Dispatch {
             .store
             .prune_deliveries(self.now() - chrono::Duration::days(DELIVERY_DAYS))
             .await?;
+        if let Some(keep) = self.inner.outbox.retention {
+            report.outbox_pruned = self.prune_outbox(self.now() - keep).await?;
+        }
         Ok(report)
+    }
+
+    /// Deletes settled outbox deliveries whose last try was due before `before`, in bounded
+    /// batches (at most [`OUTBOX_PRUNE_BATCHES`] of [`OUTBOX_PRUNE_BATCH`] per call).
+    async fn prune_outbox(&self, before: crate::Timestamp) -> Result<u64> {
+        let mut total = 0u64;
+        for _ in 0..OUTBOX_PRUNE_BATCHES {
+            let n = self
+                .inner
+                .store
+                .prune_outbox(before, OUTBOX_PRUNE_BATCH)
+                .await?;
+            total += n as u64;
+            if n < OUTBOX_PRUNE_BATCH {
+                break;
+            }
+        }
+        Ok(total)
     }
 
     /// Running runs of this process's runner whose agent is lost for good (`Runner::orphaned`:

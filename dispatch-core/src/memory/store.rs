@@ -2206,6 +2206,32 @@ impl crate::ports::OutboxStore for MemoryStore {
             .cloned())
     }
 
+    async fn prune_outbox(&self, before: Timestamp, limit: usize) -> Result<usize> {
+        use crate::outbox::DeliveryState;
+        let mut s = self.lock();
+        let waited_on: std::collections::HashSet<&str> = s
+            .outbox
+            .values()
+            .filter(|d| d.state == DeliveryState::Pending)
+            .filter_map(|d| d.after_key.as_deref())
+            .collect();
+        let mut gone: Vec<(crate::ids::DeliveryId, String)> = s
+            .outbox
+            .values()
+            .filter(|d| {
+                crate::outbox::prunable(d, before, waited_on.contains(d.idempotency_key.as_str()))
+            })
+            .map(|d| (d.id, d.idempotency_key.clone()))
+            .collect();
+        gone.sort();
+        gone.truncate(limit);
+        for (id, key) in &gone {
+            s.outbox.remove(id);
+            s.outbox_keys.remove(key);
+        }
+        Ok(gone.len())
+    }
+
     async fn list_deliveries(
         &self,
         filter: &crate::outbox::DeliveryFilter,

@@ -47,6 +47,13 @@ impl DeliveryState {
     }
 }
 
+/// Whether a stored delivery may be deleted by the retention: settled (delivered, skipped or
+/// failed for good) and its last try was due before `before`. A delivery that a pending one still
+/// waits on (its `after_key`, a Slack thread's first post) is kept as well (`parent_of_pending`).
+pub fn prunable(d: &Delivery, before: Timestamp, parent_of_pending: bool) -> bool {
+    d.state.is_settled() && d.due_at < before && !parent_of_pending
+}
+
 /// What a caller hands to the outbox.
 #[derive(Clone, PartialEq)]
 pub struct NewDelivery {

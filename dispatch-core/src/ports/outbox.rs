@@ -31,6 +31,9 @@ pub trait OutboxStore: Send + Sync {
     async fn delivery_by_key(&self, key: &str) -> Result<Option<Delivery>>;
     /// Newest first (by creation), at most `filter.limit()`.
     async fn list_deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>>;
+    /// Deletes at most `limit` deliveries that [`crate::outbox::prunable`] before `before`
+    /// (settled, last try due before it, no pending delivery waiting on it); returns how many.
+    async fn prune_outbox(&self, before: Timestamp, limit: usize) -> Result<usize>;
 }
 
 /// Sends one kind of delivery (Slack, webhooks). Called by the delivery worker, off any

@@ -7,7 +7,7 @@
 //! client address.
 
 use super::{IssueKey, Page, issue_ref, params, schema};
-use crate::auth::{Authenticated, LoginLimiter};
+use crate::auth::Authenticated;
 use crate::dto::{CustomerDto, CustomerEnvelope};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
@@ -31,8 +31,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::sync::LazyLock;
-use std::time::Duration;
 
 pub fn router() -> ApiRouter {
     ApiRouter::new()
@@ -528,11 +526,6 @@ async fn remove_watcher(
 
 // --- portal ----------------------------------------------------------------------------------------
 
-/// Failed portal token checks per client address: 30 per 5 minutes. A valid token clears the
-/// count (as a successful login does).
-static PORTAL_LIMITER: LazyLock<LoginLimiter> =
-    LazyLock::new(|| LoginLimiter::new(30, Duration::from_secs(300)));
-
 #[derive(Debug, Deserialize, JsonSchema)]
 struct PortalQuery {
     /// The customer's portal token.
@@ -550,7 +543,7 @@ pub(crate) async fn portal_auth(
     token: Option<&str>,
 ) -> ApiResult<Customer> {
     let ip = addr.ip();
-    if let Err(wait) = PORTAL_LIMITER.check(ip) {
+    if let Err(wait) = s.portal_limiter.check(ip) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "RATE_LIMITED",
@@ -563,7 +556,7 @@ pub(crate) async fn portal_auth(
     let token = token.map(str::trim).unwrap_or_default();
     match s.dispatch.portal_customer(slug, token).await {
         Ok(c) => {
-            PORTAL_LIMITER.reset(ip);
+            s.portal_limiter.reset(ip);
             Ok(c)
         }
         Err(e) if e.kind == ErrorKind::Unauthorized => {

@@ -334,42 +334,67 @@ pub fn render(card: &OgCard) -> Result<Vec<u8>, String> {
     c.png().map_err(|e| e.to_string())
 }
 
-/// Rendered images by card hash; emptied when full (a few MB at most).
-static CACHE: LazyLock<Mutex<HashMap<String, Bytes>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
 const CACHE_MAX: usize = 128;
 
-/// The PNG of `card` and its ETag, drawn once per distinct card.
-pub fn cached(card: &OgCard) -> Result<(Bytes, String), String> {
-    let key = card.key();
-    if let Some(png) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Ok((png.clone(), key));
-    }
-    let png = Bytes::from(render(card)?);
-    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if cache.len() >= CACHE_MAX {
-        cache.clear();
-    }
-    cache.insert(key.clone(), png.clone());
-    Ok((png, key))
+/// Rendered images by card hash, at most [`CACHE_MAX`] (emptied when full: a few MB at most),
+/// and the drawing slots: at most two cards are drawn at once (a few tens of milliseconds of CPU
+/// each, off the async workers); more wait their turn. One per app ([`AppState::og`]).
+pub struct OgCache {
+    images: Mutex<HashMap<String, Bytes>>,
+    drawing: tokio::sync::Semaphore,
 }
 
-/// At most this many cards are drawn at once (a few tens of milliseconds of CPU each, off the
-/// async workers); more wait their turn.
-static DRAWING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+impl Default for OgCache {
+    fn default() -> Self {
+        OgCache {
+            images: Mutex::new(HashMap::new()),
+            drawing: tokio::sync::Semaphore::new(2),
+        }
+    }
+}
+
+impl OgCache {
+    /// The PNG of `card` and its ETag, drawn once per distinct card.
+    pub fn cached(&self, card: &OgCard) -> Result<(Bytes, String), String> {
+        let key = card.key();
+        if let Some(png) = self
+            .images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok((png.clone(), key));
+        }
+        let png = Bytes::from(render(card)?);
+        let mut cache = self.images.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key.clone(), png.clone());
+        Ok((png, key))
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.images.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
 
 async fn png_response(
+    og: &std::sync::Arc<OgCache>,
     card: OgCard,
     headers: &HeaderMap,
     cache_control: &'static str,
 ) -> ApiResult<Response> {
     let internal = |e: String| ApiError::from(dispatch_core::Error::internal(e));
     let (png, key) = {
-        let _turn = DRAWING
+        let _turn = og
+            .drawing
             .acquire()
             .await
             .map_err(|e| internal(e.to_string()))?;
-        tokio::task::spawn_blocking(move || cached(&card))
+        let og = og.clone();
+        tokio::task::spawn_blocking(move || og.cached(&card))
             .await
             .map_err(|e| internal(e.to_string()))?
             .map_err(internal)?
@@ -495,7 +520,7 @@ pub async fn generic(
         brand: brand.app_name.clone(),
         accent: q.color.as_deref().and_then(hex_rgb).unwrap_or(APP_GREEN),
     };
-    png_response(card, &headers, "public, max-age=86400").await
+    png_response(&s.og, card, &headers, "public, max-age=86400").await
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -568,7 +593,7 @@ pub async fn issue(
         brand: s.config.brand.app_name.clone(),
         accent,
     };
-    let r = png_response(card, &headers, "private, max-age=300").await?;
+    let r = png_response(&s.og, card, &headers, "private, max-age=300").await?;
     Ok(if portal { portal_private(r) } else { r })
 }
 
@@ -608,18 +633,21 @@ mod tests {
             brand: "Dispatch".into(),
             accent: [0xff, 0x55, 0x00],
         };
-        let (png, etag) = cached(&card).expect("render");
+        let og = OgCache::default();
+        let (png, etag) = og.cached(&card).expect("render");
         assert_eq!(&png[1..4], b"PNG");
         let dec = png::Decoder::new(std::io::Cursor::new(png.to_vec()));
         let reader = dec.read_info().expect("a PNG");
         assert_eq!((reader.info().width, reader.info().height), (1200, 630));
-        let (again, etag2) = cached(&card).expect("cached");
+        let (again, etag2) = og.cached(&card).expect("cached");
         assert_eq!(png.as_ptr(), again.as_ptr(), "drawn once");
         assert_eq!(etag, etag2);
         let other = OgCard {
             accent: [0, 0, 255],
             ..card
         };
-        assert_ne!(cached(&other).expect("render").1, etag);
+        assert_ne!(og.cached(&other).expect("render").1, etag);
+        assert_eq!(og.len(), 2);
+        assert_eq!(OgCache::default().len(), 0, "each app has its own cache");
     }
 }

@@ -15,6 +15,7 @@ pub(super) fn cases() -> Vec<Case> {
         retries_come_back_when_due_and_give_up,
         deliveries_are_listed_newest_first_with_filters,
         concurrent_claims_hand_out_each_delivery_once,
+        settled_deliveries_are_pruned_after_the_retention_in_batches,
     )
 }
 
@@ -435,4 +436,112 @@ async fn concurrent_claims_hand_out_each_delivery_once(store: Arc<dyn Store>) {
     all.dedup();
     assert_eq!(all.len(), n, "a delivery was handed out twice");
     assert_eq!(n, 40, "every delivery was handed out");
+}
+
+/// Claims what is due at `at` and settles the named deliveries with their attempts (the others
+/// stay claimed and pending).
+async fn settle_keys(s: &dyn Store, at: Timestamp, settled: Vec<(&str, Attempt)>) {
+    let got = s
+        .claim_deliveries(
+            &kinds(&[KIND_SLACK, KIND_WEBHOOK]),
+            at,
+            Duration::seconds(60),
+            100,
+        )
+        .await
+        .expect("claim");
+    for (key, attempt) in settled {
+        let d = got
+            .iter()
+            .find(|d| d.idempotency_key == key)
+            .unwrap_or_else(|| panic!("{key} claimable at {at}"));
+        let mut done = d.clone();
+        settle(&mut done, attempt, &policy(), at, 0.0);
+        assert!(
+            s.settle_delivery(&done, d.lease_token.expect("token"))
+                .await
+                .expect("settle")
+        );
+    }
+}
+
+async fn settled_deliveries_are_pruned_after_the_retention_in_batches(store: Arc<dyn Store>) {
+    let s = &*store;
+    let delivered = || Attempt::Delivered {
+        code: Some(200),
+        response: Some("ok".into()),
+    };
+    // Three delivered and one dead long ago, one delivered recently, one still pending, and a
+    // root whose reply is still pending (the reply waits on it for its thread).
+    for (key, due) in [("d1", t0()), ("d2", t0()), ("d3", t0()), ("dead", t0())] {
+        s.enqueue_delivery(&new(KIND_WEBHOOK, key, due), t0())
+            .await
+            .expect("enqueue");
+    }
+    s.enqueue_delivery(&new(KIND_SLACK, "root", t0()), t0())
+        .await
+        .expect("enqueue");
+    settle_keys(
+        s,
+        mins(1),
+        vec![
+            ("d1", delivered()),
+            ("d2", delivered()),
+            ("d3", delivered()),
+            ("root", delivered()),
+            (
+                "dead",
+                Attempt::Failed {
+                    code: Some(410),
+                    error: "gone".into(),
+                },
+            ),
+        ],
+    )
+    .await;
+    let mut reply = new(KIND_SLACK, "reply", mins(10_000));
+    reply.after_key = Some("root".into());
+    s.enqueue_delivery(&reply, mins(2)).await.expect("enqueue");
+    s.enqueue_delivery(&new(KIND_WEBHOOK, "pending", mins(2)), mins(2))
+        .await
+        .expect("enqueue");
+    s.enqueue_delivery(&new(KIND_WEBHOOK, "recent", mins(3)), mins(3))
+        .await
+        .expect("enqueue");
+    settle_keys(s, mins(3), vec![("recent", delivered())]).await;
+
+    // Nothing is older than the cut-off yet.
+    assert_eq!(s.prune_outbox(t0(), 100).await.expect("prune"), 0);
+    // Bounded batches: two, then the other two; the root and the pending ones stay.
+    let before = mins(2);
+    assert_eq!(s.prune_outbox(before, 2).await.expect("prune"), 2);
+    assert_eq!(s.prune_outbox(before, 2).await.expect("prune"), 2);
+    assert_eq!(s.prune_outbox(before, 2).await.expect("prune"), 0);
+    let left: Vec<String> = sorted(
+        s.list_deliveries(&DeliveryFilter::default())
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|d| d.idempotency_key)
+            .collect(),
+    );
+    assert_eq!(left, ["pending", "recent", "reply", "root"]);
+    for key in ["d1", "d2", "d3", "dead"] {
+        assert_eq!(s.delivery_by_key(key).await.expect("by key"), None, "{key}");
+    }
+    // A pruned key is free again (it was delivered long ago).
+    let (_, fresh) = s
+        .enqueue_delivery(&new(KIND_WEBHOOK, "d1", mins(5)), mins(5))
+        .await
+        .expect("enqueue");
+    assert!(fresh);
+    // Once the reply has settled, its root goes too.
+    settle_keys(s, mins(10_000), vec![("reply", delivered())]).await;
+    assert_eq!(
+        s.prune_outbox(mins(10_000), 100).await.expect("prune"),
+        2,
+        "the root and the recent one; the reply's last try is not older than the cut-off"
+    );
+    assert!(s.delivery_by_key("root").await.expect("by key").is_none());
+    assert!(s.delivery_by_key("reply").await.expect("by key").is_some());
 }
