@@ -9,6 +9,7 @@ pub(super) fn cases() -> Vec<Case> {
         search_ranks_title_over_description_and_finds_comments,
         search_is_scoped_to_the_workspace_and_ignores_wordless_queries,
         search_follows_edits_and_deletes,
+        search_pages_are_the_head_of_the_full_ranking,
         similar_issues_excludes_the_issue_itself,
         embeddings_rank_by_cosine_and_replace,
     )
@@ -115,6 +116,61 @@ async fn search_is_scoped_to_the_workspace_and_ignores_wordless_queries(store: A
         s.search_issues(ws.id, q, 10)
             .await
             .unwrap_or_else(|e| panic!("query {q:?} failed: {e}"));
+    }
+}
+
+/// Many hits with tied scores, in two workspaces: a page of `limit` is exactly the head of the
+/// full ranking (best first, ties newest first), and only the workspace's issues count.
+async fn search_pages_are_the_head_of_the_full_ranking(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ws = workspace(s).await;
+    let other = s
+        .ensure_workspace("Other", "OTHER", t0())
+        .await
+        .expect("ensure_workspace");
+    let mut matching = Vec::new();
+    for i in 0..24 {
+        let (title, description) = match i % 4 {
+            0 => (format!("checkout fails for tenant {i}"), String::new()),
+            1 => (
+                format!("invoice totals drift {i}"),
+                format!("seen after checkout {i}"),
+            ),
+            2 => (format!("checkout checkout retry loop {i}"), String::new()),
+            _ => (format!("login page typo {i}"), String::new()),
+        };
+        let issue = create(s, ws.id, &title, &description).await;
+        if i % 4 != 3 {
+            matching.push(issue.identifier);
+        }
+        create(s, other.id, &title, &description).await;
+    }
+    let full = s
+        .search_issues(ws.id, "checkout", 100)
+        .await
+        .expect("search");
+    let mut found = idents(&full);
+    assert!(full.iter().all(|h| h.issue.workspace_id == ws.id));
+    assert!(
+        full.windows(2).all(|w| w[0].score > w[1].score
+            || (w[0].score == w[1].score && w[0].issue.number > w[1].issue.number)),
+        "best first, ties newest first: {:?}",
+        full.iter()
+            .map(|h| (h.issue.number, h.score))
+            .collect::<Vec<_>>()
+    );
+    found.sort();
+    matching.sort();
+    assert_eq!(found, matching);
+    for limit in [1, 5, 7, 17] {
+        let page = s
+            .search_issues(ws.id, "checkout", limit)
+            .await
+            .expect("search");
+        assert_eq!(idents(&page), idents(&full[..limit]), "limit {limit}");
+        let scores: Vec<f64> = page.iter().map(|h| h.score).collect();
+        let head: Vec<f64> = full[..limit].iter().map(|h| h.score).collect();
+        assert_eq!(scores, head, "limit {limit}");
     }
 }
 
