@@ -2,6 +2,7 @@
 //! columns and labels.
 
 use super::Dispatch;
+use super::outbox::Move;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{ColumnId, CustomerId, IssueId, IssueRef, LabelId};
 use crate::issue::{
@@ -355,6 +356,8 @@ impl Dispatch {
         if patch.is_empty() {
             return Ok(current.clone());
         }
+        let moved = self.describe_move(current, moved_to).await;
+        let outbox = self.patch_outbox(current, moved.as_ref()).await;
         let updated = self
             .inner
             .store
@@ -365,10 +368,11 @@ impl Dispatch {
                     history,
                     expected_version: Some(current.version),
                     now: self.now(),
+                    outbox,
                 },
             )
             .await?;
-        self.announce_patch(current, &updated, moved_to).await;
+        self.announce_patch(current, &updated, moved).await;
         Ok(updated)
     }
 
@@ -399,49 +403,52 @@ impl Dispatch {
         Ok(Some(target))
     }
 
-    /// Events and notifications of a committed change from `current` to `updated`.
+    /// The move a patch makes, named as it is announced (`None` when it does not move).
+    pub(crate) async fn describe_move(
+        &self,
+        current: &Issue,
+        moved_to: Option<Column>,
+    ) -> Option<Move> {
+        let to = moved_to?;
+        let from = self
+            .columns()
+            .await
+            .ok()
+            .and_then(|c| {
+                c.into_iter()
+                    .find(|c| c.id == current.column_id)
+                    .map(|c| c.name)
+            })
+            .unwrap_or_default();
+        Some(Move { from, to })
+    }
+
+    /// Events of a committed change from `current` to `updated`, and its notifications to the
+    /// notifier port (its outbox rows were stored with it: [`Self::patch_outbox`]).
     pub(crate) async fn announce_patch(
         &self,
         current: &Issue,
         updated: &Issue,
-        moved_to: Option<Column>,
+        moved: Option<Move>,
     ) {
-        if let Some(to) = moved_to {
-            self.publish(Event::IssueMoved {
-                issue_id: updated.id,
-                from: current.column_id,
-                to: to.id,
-            })
-            .await;
-            let from = self
-                .columns()
-                .await
-                .ok()
-                .and_then(|c| {
-                    c.into_iter()
-                        .find(|c| c.id == current.column_id)
-                        .map(|c| c.name)
+        match &moved {
+            Some(m) => {
+                self.publish(Event::IssueMoved {
+                    issue_id: updated.id,
+                    from: current.column_id,
+                    to: m.to.id,
                 })
-                .unwrap_or_default();
-            self.notify(Notification::StatusChanged {
-                issue: updated.clone(),
-                from,
-                to: to.name,
-            })
-            .await;
-        } else {
-            self.publish(Event::IssueUpdated {
-                issue_id: updated.id,
-            })
-            .await;
+                .await;
+            }
+            None => {
+                self.publish(Event::IssueUpdated {
+                    issue_id: updated.id,
+                })
+                .await;
+            }
         }
-        let changes = changed_fields(current, updated);
-        if !changes.is_empty() {
-            self.notify(Notification::IssueUpdated {
-                issue: updated.clone(),
-                changes,
-            })
-            .await;
+        for n in patch_notifications(current, updated, moved.as_ref()) {
+            self.notify_stored(n).await;
         }
     }
 
@@ -596,6 +603,31 @@ impl Dispatch {
         }
         Ok(cache.get(&issue.column_id).copied().unwrap_or(false))
     }
+}
+
+/// The notifications of a change from `current` to `updated`: the move, when it moves, and
+/// the other changed fields, when any changed.
+pub(crate) fn patch_notifications(
+    current: &Issue,
+    updated: &Issue,
+    moved: Option<&Move>,
+) -> Vec<Notification> {
+    let mut out = Vec::new();
+    if let Some(m) = moved {
+        out.push(Notification::StatusChanged {
+            issue: updated.clone(),
+            from: m.from.clone(),
+            to: m.to.name.clone(),
+        });
+    }
+    let changes = changed_fields(current, updated);
+    if !changes.is_empty() {
+        out.push(Notification::IssueUpdated {
+            issue: updated.clone(),
+            changes,
+        });
+    }
+    out
 }
 
 /// The names of the fields a patch changes, besides the column (a move is `STATUS_CHANGED`).

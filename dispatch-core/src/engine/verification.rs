@@ -394,11 +394,13 @@ impl Dispatch {
                 }
                 Err(e) => return Err(e),
             };
+            let moved = self.describe_move(&current, moved_to).await;
             let update = IssueUpdate {
                 history: diff_history(&current, &patch, actor),
                 patch,
                 expected_version: Some(current.version),
                 now: self.now(),
+                outbox: self.patch_outbox(&current, moved.as_ref()).await,
             };
             match self
                 .inner
@@ -413,7 +415,7 @@ impl Dispatch {
                 .await
             {
                 Ok(Some((updated, _))) => {
-                    self.announce_patch(&current, &updated, moved_to).await;
+                    self.announce_patch(&current, &updated, moved).await;
                     return Ok(Some(updated));
                 }
                 Ok(None) => return Ok(None),

@@ -139,12 +139,38 @@ impl State {
                 issue.identifier, issue.version
             )));
         }
-        update.patch.apply_to(issue);
-        issue.version += 1;
-        issue.updated_at = update.now;
-        let out = issue.clone();
+        // Changed on a copy first: the outbox rows render from it and may refuse, and a
+        // refusal changes nothing.
+        let mut out = issue.clone();
+        update.patch.apply_to(&mut out);
+        out.version += 1;
+        out.updated_at = update.now;
+        let deliveries = update.outbox.render(&out)?;
+        *issue = out.clone();
         self.push_history(id, update.history, update.now);
+        for d in &deliveries {
+            self.enqueue_delivery(d, update.now);
+        }
         Ok(out)
+    }
+
+    /// Stores a validated delivery unless its key is stored (then returns that row, `false`).
+    fn enqueue_delivery(
+        &mut self,
+        d: &crate::outbox::NewDelivery,
+        now: Timestamp,
+    ) -> (crate::outbox::Delivery, bool) {
+        if let Some(existing) = self
+            .outbox_keys
+            .get(&d.idempotency_key)
+            .and_then(|id| self.outbox.get(id))
+        {
+            return (existing.clone(), false);
+        }
+        let row = d.clone().into_delivery(now);
+        self.outbox_keys.insert(row.idempotency_key.clone(), row.id);
+        self.outbox.insert(row.id, row.clone());
+        (row, true)
     }
 
     /// A comment on an existing issue, with its history entry.
@@ -1966,18 +1992,7 @@ impl crate::ports::OutboxStore for MemoryStore {
         now: Timestamp,
     ) -> Result<(crate::outbox::Delivery, bool)> {
         d.validate()?;
-        let mut s = self.lock();
-        if let Some(existing) = s
-            .outbox_keys
-            .get(&d.idempotency_key)
-            .and_then(|id| s.outbox.get(id))
-        {
-            return Ok((existing.clone(), false));
-        }
-        let row = d.clone().into_delivery(now);
-        s.outbox_keys.insert(row.idempotency_key.clone(), row.id);
-        s.outbox.insert(row.id, row.clone());
-        Ok((row, true))
+        Ok(self.lock().enqueue_delivery(d, now))
     }
 
     async fn claim_deliveries(

@@ -64,6 +64,8 @@ pub struct IssueUpdate {
     /// When set and the issue's version differs: `Conflict`, nothing written.
     pub expected_version: Option<i64>,
     pub now: Timestamp,
+    /// The notifications of the change, stored in its transaction (none by default).
+    pub outbox: crate::outbox::OutboxPlan,
 }
 
 #[async_trait]

@@ -423,6 +423,7 @@ async fn update_issue_patches_bumps_version_and_appends_history(store: Arc<dyn S
         .update_issue(
             i.id,
             IssueUpdate {
+                outbox: Default::default(),
                 patch,
                 history: vec![h1.clone()],
                 expected_version: Some(v0),
@@ -463,6 +464,7 @@ async fn update_issue_patches_bumps_version_and_appends_history(store: Arc<dyn S
         .update_issue(
             i.id,
             IssueUpdate {
+                outbox: Default::default(),
                 patch,
                 history: vec![],
                 expected_version: None,
@@ -486,6 +488,7 @@ async fn update_issue_patches_bumps_version_and_appends_history(store: Arc<dyn S
         .update_issue(
             i.id,
             IssueUpdate {
+                outbox: Default::default(),
                 patch: IssuePatch {
                     assignee: Some(None),
                     ..Default::default()
@@ -523,6 +526,7 @@ async fn update_issue_patches_bumps_version_and_appends_history(store: Arc<dyn S
         s.update_issue(
             IssueId::new(),
             IssueUpdate {
+                outbox: Default::default(),
                 patch: IssuePatch::default(),
                 history: vec![],
                 expected_version: None,
@@ -551,6 +555,7 @@ async fn update_issue_with_a_stale_version_conflicts_and_writes_nothing(store: A
     assert_eq!(moved.version, i.version + 1);
 
     let stale = IssueUpdate {
+        outbox: Default::default(),
         patch: IssuePatch {
             title: Some("lost update".into()),
             priority: Some(Priority::P4),
@@ -573,6 +578,7 @@ async fn update_issue_with_a_stale_version_conflicts_and_writes_nothing(store: A
     assert_eq!(history.len(), 1, "nor any history: {history:?}");
 
     let future = IssueUpdate {
+        outbox: Default::default(),
         patch: IssuePatch {
             title: Some("x".into()),
             ..Default::default()
@@ -915,6 +921,7 @@ async fn history_is_newest_first_with_limit(store: Arc<dyn Store>) {
         s.update_issue(
             i.id,
             IssueUpdate {
+                outbox: Default::default(),
                 patch: IssuePatch::default(),
                 history: vec![h],
                 expected_version: None,

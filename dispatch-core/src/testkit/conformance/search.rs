@@ -135,6 +135,7 @@ async fn search_follows_edits_and_deletes(store: Arc<dyn Store>) {
     s.update_issue(
         i.id,
         IssueUpdate {
+            outbox: Default::default(),
             patch,
             history: vec![],
             expected_version: None,
