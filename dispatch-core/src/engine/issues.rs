@@ -313,13 +313,7 @@ impl Dispatch {
             };
             match self.apply_patch(&current, patch, actor).await {
                 Err(e) if e.kind == ErrorKind::Conflict => continue,
-                Ok(updated) => {
-                    if updated.assignee.is_some() && updated.assignee != current.assignee {
-                        self.announce_assignment(&updated).await;
-                    }
-                    return Ok(updated);
-                }
-                Err(e) => return Err(e),
+                other => return other,
             }
         }
         Err(Error::conflict("the issue kept changing; try again"))
@@ -357,7 +351,7 @@ impl Dispatch {
             return Ok(current.clone());
         }
         let moved = self.describe_move(current, moved_to).await;
-        let outbox = self.patch_outbox(current, moved.as_ref()).await;
+        let outbox = self.patch_outbox(current, &patch, moved.as_ref()).await;
         let updated = self
             .inner
             .store
@@ -605,8 +599,8 @@ impl Dispatch {
     }
 }
 
-/// The notifications of a change from `current` to `updated`: the move, when it moves, and
-/// the other changed fields, when any changed.
+/// The notifications of a change from `current` to `updated`: the move, when it moves, the
+/// other changed fields, when any changed, and a new assignee.
 pub(crate) fn patch_notifications(
     current: &Issue,
     updated: &Issue,
@@ -627,7 +621,17 @@ pub(crate) fn patch_notifications(
             changes,
         });
     }
+    if newly_assigned(current, updated) {
+        out.push(Notification::IssueAssigned {
+            issue: updated.clone(),
+        });
+    }
     out
+}
+
+/// The change gave the issue a new (non-empty) assignee.
+pub(crate) fn newly_assigned(current: &Issue, updated: &Issue) -> bool {
+    updated.assignee.is_some() && updated.assignee != current.assignee
 }
 
 /// The names of the fields a patch changes, besides the column (a move is `STATUS_CHANGED`).

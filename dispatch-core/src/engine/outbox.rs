@@ -4,9 +4,10 @@
 
 use super::Dispatch;
 use crate::Timestamp;
+use crate::agent::{self, Agent};
 use crate::error::Result;
 use crate::ids::DeliveryId;
-use crate::issue::{Column, Comment, Issue};
+use crate::issue::{Column, Comment, Issue, IssuePatch};
 use crate::outbox::events::{self, Subscription, WebhookEvent};
 use crate::outbox::slack::{self, CustomerChannel, SlackRouting};
 use crate::outbox::{self, Delivery, DeliveryFilter, NewDelivery, OutboxPlan, RetryPolicy};
@@ -60,11 +61,19 @@ impl Dispatch {
     }
 
     /// The outbox rows of a patch of `current`, rendered inside the update's transaction from
-    /// the issue it leaves ([`super::issues::patch_notifications`]). What rendering reads is
-    /// read now; when that fails the update goes ahead without its notifications.
-    pub(super) async fn patch_outbox(&self, current: &Issue, moved: Option<&Move>) -> OutboxPlan {
+    /// the issue it leaves ([`super::issues::patch_notifications`], and the `ISSUE_ASSIGNED`
+    /// webhook of an agent the patch assigns). What rendering reads is read now; when that
+    /// fails the update goes ahead without its notifications.
+    pub(super) async fn patch_outbox(
+        &self,
+        current: &Issue,
+        patch: &IssuePatch,
+        moved: Option<&Move>,
+    ) -> OutboxPlan {
+        let agent = self.assigned_agent(current, patch).await;
         let want = Needs {
             watchers: moved.is_some(),
+            cols: agent.is_some(),
             ..Needs::default()
         };
         let ctx = match self.render_context(current, want).await {
@@ -74,17 +83,52 @@ impl Dispatch {
                 return OutboxPlan::default();
             }
         };
-        if ctx.slack.is_none() && ctx.subscriptions.is_empty() {
+        if ctx.slack.is_none() && ctx.subscriptions.is_empty() && agent.is_none() {
             return OutboxPlan::default();
         }
         let current = current.clone();
         let moved = moved.cloned();
         OutboxPlan::new(move |updated| {
-            super::issues::patch_notifications(&current, updated, moved.as_ref())
-                .iter()
-                .flat_map(|n| render(n, &ctx))
-                .collect()
+            let mut out: Vec<NewDelivery> =
+                super::issues::patch_notifications(&current, updated, moved.as_ref())
+                    .iter()
+                    .flat_map(|n| render(n, &ctx))
+                    .collect();
+            if let Some(a) = &agent
+                && super::issues::newly_assigned(&current, updated)
+            {
+                let status = status_name(&ctx.cols, updated);
+                out.extend(agent::issue_assigned(a, updated, &status, ctx.now));
+            }
+            out
         })
+    }
+
+    /// The registered agent a patch assigns the issue to, when this engine sends agents'
+    /// webhooks (it was built with a webhook transport: a server always is; an embedding
+    /// application without one stores none that nobody would send). A failed lookup is
+    /// logged: the assignment goes ahead without the webhook.
+    async fn assigned_agent(&self, current: &Issue, patch: &IssuePatch) -> Option<Agent> {
+        let Some(Some(name)) = &patch.assignee else {
+            return None;
+        };
+        if current.assignee.as_ref() == Some(name)
+            || !self.inner.transports.contains_key(outbox::KIND_WEBHOOK)
+        {
+            return None;
+        }
+        match self
+            .inner
+            .store
+            .get_agent_by_name(self.inner.workspace.id, name)
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(issue = %current.identifier, agent = %name, error = %e, "cannot look up the assigned agent");
+                None
+            }
+        }
     }
 
     /// The customer's channel with its portal link, when it has a channel.
@@ -145,7 +189,7 @@ impl Dispatch {
             pr_url: None,
             now: self.now(),
         };
-        if ctx.slack.is_none() && ctx.subscriptions.is_empty() {
+        if ctx.slack.is_none() && ctx.subscriptions.is_empty() && !needs.cols {
             return Ok(ctx);
         }
         ctx.cols = self.columns_for_display().await?;
@@ -194,15 +238,6 @@ impl Dispatch {
         match slack::recorded_thread(issue, channel, ts, self.now()) {
             Ok(d) => self.enqueue_all(vec![d]).await,
             Err(e) => tracing::warn!(issue = %issue.identifier, error = %e, "not a Slack thread"),
-        }
-    }
-
-    /// Stores the agent's `ISSUE_ASSIGNED` delivery (its own webhook and secret) — when this
-    /// engine was built with a webhook transport (a server always is; an embedding application
-    /// without one sends no agent webhooks, and stores none that nobody would send).
-    pub(super) async fn enqueue_agent_webhook(&self, d: NewDelivery) {
-        if self.inner.transports.contains_key(outbox::KIND_WEBHOOK) {
-            self.enqueue_all(vec![d]).await;
         }
     }
 
@@ -317,6 +352,8 @@ struct RenderContext {
 /// Which of the optional reads of [`RenderContext`] a rendering needs.
 #[derive(Debug, Clone, Copy, Default)]
 struct Needs {
+    /// The columns even when neither Slack nor webhooks are on.
+    cols: bool,
     issue_channel: bool,
     watchers: bool,
     reporter: bool,

@@ -395,12 +395,13 @@ impl Dispatch {
                 Err(e) => return Err(e),
             };
             let moved = self.describe_move(&current, moved_to).await;
+            let outbox = self.patch_outbox(&current, &patch, moved.as_ref()).await;
             let update = IssueUpdate {
                 history: diff_history(&current, &patch, actor),
                 patch,
                 expected_version: Some(current.version),
                 now: self.now(),
-                outbox: self.patch_outbox(&current, moved.as_ref()).await,
+                outbox,
             };
             match self
                 .inner
