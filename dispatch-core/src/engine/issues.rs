@@ -469,16 +469,21 @@ impl Dispatch {
 
     pub async fn delete_issue(&self, issue: impl Into<IssueRef>) -> Result<Issue> {
         let issue = self.get_issue(issue).await?;
-        let deleted = self.inner.store.delete_issue(issue.id, self.now()).await?;
+        let deleted_issue = |issue: &Issue| Notification::IssueDeleted {
+            issue: issue.clone(),
+        };
+        let outbox = self.issue_outbox(&issue, deleted_issue).await;
+        let deleted = self
+            .inner
+            .store
+            .delete_issue(issue.id, self.now(), &outbox)
+            .await?;
         self.publish(Event::IssueDeleted {
             issue_id: deleted.id,
             identifier: deleted.identifier.clone(),
         })
         .await;
-        self.notify(Notification::IssueDeleted {
-            issue: deleted.clone(),
-        })
-        .await;
+        self.notify_stored(deleted_issue(&deleted)).await;
         Ok(deleted)
     }
 

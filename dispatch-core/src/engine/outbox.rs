@@ -131,6 +131,27 @@ impl Dispatch {
         }
     }
 
+    /// The outbox rows of the notification `n` makes of the issue a change leaves, rendered
+    /// inside the change's transaction; what rendering reads is read now, about `issue` (when
+    /// that fails the change goes ahead without its notification).
+    pub(super) async fn issue_outbox(
+        &self,
+        issue: &Issue,
+        n: impl Fn(&Issue) -> Notification + Send + Sync + 'static,
+    ) -> OutboxPlan {
+        let ctx = match self.render_context(issue, needs(&n(issue))).await {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot prepare a notification");
+                return OutboxPlan::default();
+            }
+        };
+        if ctx.slack.is_none() && ctx.subscriptions.is_empty() {
+            return OutboxPlan::default();
+        }
+        OutboxPlan::new(move |issue| render(&n(issue), &ctx))
+    }
+
     /// The customer's channel with its portal link, when it has a channel.
     fn customer_channel(&self, c: &crate::customer::Customer) -> Option<CustomerChannel> {
         let slack = self.inner.outbox.slack.as_ref()?;

@@ -501,11 +501,14 @@ impl IssueStore for MemoryStore {
         self.lock().write_issue(id, update)
     }
 
-    async fn delete_issue(&self, id: IssueId, now: Timestamp) -> Result<Issue> {
+    async fn delete_issue(
+        &self,
+        id: IssueId,
+        now: Timestamp,
+        outbox: &crate::outbox::OutboxPlan,
+    ) -> Result<Issue> {
         let mut s = self.lock();
-        if !s.issues.contains_key(&id) {
-            return Err(issue_not_found(id));
-        }
+        s.issue(id)?;
         let runs: Vec<Run> = s
             .runs
             .values()
@@ -513,6 +516,7 @@ impl IssueStore for MemoryStore {
             .cloned()
             .collect();
         let carried = crate::run::plan_issue_deletion(&runs, now)?;
+        let deliveries = outbox.render(s.issue(id)?)?;
         for u in carried {
             let e = s.carried.entry((u.day, u.bucket)).or_insert((0, 0.0));
             e.0 += u.runs;
@@ -555,6 +559,9 @@ impl IssueStore for MemoryStore {
             .map(|(i, l)| ((l.source.clone(), l.external_key.clone()), i))
             .collect();
         s.link_index = index;
+        for d in &deliveries {
+            s.enqueue_delivery(d, now);
+        }
         Ok(issue)
     }
 

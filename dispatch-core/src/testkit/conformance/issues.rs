@@ -691,7 +691,10 @@ async fn delete_issue_cascades_and_frees_nothing_else(store: Arc<dyn Store>) {
 
     // An issue with an active run cannot be deleted (usage.rs): its run is cancelled first.
     set_status(s, runs[0], RunStatus::Cancelled, mins(9)).await;
-    let deleted = s.delete_issue(a.id, mins(10)).await.expect("delete_issue");
+    let deleted = s
+        .delete_issue(a.id, mins(10), &Default::default())
+        .await
+        .expect("delete_issue");
     assert_eq!(
         (deleted.id, deleted.identifier.as_str()),
         (a.id, "ACME-1"),
@@ -816,7 +819,10 @@ async fn delete_issue_cascades_and_frees_nothing_else(store: Arc<dyn Store>) {
         ("ACME-4", 1)
     );
 
-    not_found(s.delete_issue(a.id, mins(0)).await, "deleting twice");
+    not_found(
+        s.delete_issue(a.id, mins(0), &Default::default()).await,
+        "deleting twice",
+    );
 }
 
 async fn comments_are_oldest_first_with_history(store: Arc<dyn Store>) {

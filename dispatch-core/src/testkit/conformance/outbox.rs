@@ -18,6 +18,7 @@ pub(super) fn cases() -> Vec<Case> {
         concurrent_claims_hand_out_each_delivery_once,
         an_update_and_its_outbox_rows_commit_or_roll_back_together,
         a_failing_outbox_row_rolls_back_a_fix_settlement,
+        a_deletion_and_its_outbox_rows_commit_or_roll_back_together,
     )
 }
 
@@ -617,4 +618,48 @@ async fn a_failing_outbox_row_rolls_back_a_fix_settlement(store: Arc<dyn Store>)
         "the settlement's row is stored with it"
     );
     assert_eq!(s.list_fix_attempts(i.id).await.expect("list")[0], verified);
+}
+
+async fn a_deletion_and_its_outbox_rows_commit_or_roll_back_together(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ws = workspace(s).await;
+    let i = issue(s, ws.id, "doomed").await;
+    let key = format!("{}:v{}", i.id, i.version);
+
+    // A row that cannot be stored fails the deletion: the issue stays, no row.
+    invalid(
+        s.delete_issue(i.id, mins(1), &plan(true)).await,
+        "idempotency_key",
+        "a deletion whose outbox row does not validate",
+    );
+    assert_eq!(get(s, &i).await, i, "the deletion rolled back");
+    assert_eq!(s.delivery_by_key(&key).await.expect("by key"), None);
+
+    // Committed: the issue is gone, its row (rendered from the issue as it was) stored.
+    let deleted = s
+        .delete_issue(i.id, mins(2), &plan(false))
+        .await
+        .expect("delete with an outbox plan");
+    assert_eq!(deleted.id, i.id);
+    not_found(s.get_issue(ws.id, &i.id.into()).await, "the deleted issue");
+    let row = s
+        .delivery_by_key(&key)
+        .await
+        .expect("by key")
+        .expect("the deletion's row is stored with it");
+    assert_eq!(row.payload["title"], "doomed");
+    assert_eq!(row.issue_id, Some(i.id), "the row outlives its issue");
+
+    // Nothing to delete: no row either.
+    not_found(
+        s.delete_issue(i.id, mins(3), &plan(false)).await,
+        "deleting twice",
+    );
+    assert_eq!(
+        s.list_deliveries(&DeliveryFilter::default())
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
 }
