@@ -100,7 +100,7 @@ impl Dispatch {
                 let status = status_name(&ctx.cols, updated);
                 out.extend(agent::issue_assigned(a, updated, &status, ctx.now));
             }
-            out
+            storable(out)
         })
     }
 
@@ -149,7 +149,7 @@ impl Dispatch {
         if ctx.slack.is_none() && ctx.subscriptions.is_empty() {
             return OutboxPlan::default();
         }
-        OutboxPlan::new(move |issue| render(&n(issue), &ctx))
+        OutboxPlan::new(move |issue| storable(render(&n(issue), &ctx)))
     }
 
     /// The customer's channel with its portal link, when it has a channel.
@@ -402,6 +402,21 @@ fn needs(n: &Notification) -> Needs {
         },
         _ => Needs::default(),
     }
+}
+
+/// The rendered rows that can be stored; one that cannot is logged and dropped, so that a
+/// notification never fails the change it reports (a plan's row that does not validate would
+/// roll the change back).
+fn storable(rows: Vec<NewDelivery>) -> Vec<NewDelivery> {
+    rows.into_iter()
+        .filter(|d| match d.validate() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(kind = %d.kind, event = %d.event, error = %e, "a notification that cannot be stored is dropped");
+                false
+            }
+        })
+        .collect()
 }
 
 /// The issue a notification is about.
