@@ -8,6 +8,7 @@ macro_rules! impl_sql_issue_store {
             use super::*;
             use super::sql_store_shared::*;
             use dispatch_core::Timestamp;
+            use dispatch_core::outbox::OutboxPlan;
             use dispatch_core::error::{Error, Result};
             use dispatch_core::ids::{CommentId, CustomerId, IssueId, IssueRef, WorkspaceId};
             use dispatch_core::issue::{
@@ -166,7 +167,7 @@ macro_rules! impl_sql_issue_store {
                     Ok(issue)
                 }
 
-                async fn delete_issue(&self, id: IssueId, now: Timestamp) -> Result<Issue> {
+                async fn delete_issue(&self, id: IssueId, now: Timestamp, outbox: &OutboxPlan) -> Result<Issue> {
                     let mut tx = self.write_tx().await?;
                     // Locks the issue first, as a spawn reservation does.
                     let issue = Self::issue_tx(&mut tx, id).await?;
@@ -176,7 +177,9 @@ macro_rules! impl_sql_issue_store {
                         .await
                         .map_err(db("read runs"))?;
                     let runs = rows.iter().map(|r| doc_col!(r, "dispatch_run", Run)).collect::<Result<Vec<_>>>()?;
-                    for u in dispatch_core::run::plan_issue_deletion(&runs, now)? {
+                    let carried = dispatch_core::run::plan_issue_deletion(&runs, now)?;
+                    let deliveries = outbox.render(&issue)?;
+                    for u in carried {
                         sqlx::query("INSERT INTO dispatch_usage_carryover (day, bucket, runs, cost_usd) VALUES ($1, $2, $3, $4) ON CONFLICT (day, bucket) DO UPDATE SET runs = dispatch_usage_carryover.runs + excluded.runs, cost_usd = dispatch_usage_carryover.cost_usd + excluded.cost_usd")
                             .bind(Self::ts(u.day))
                             .bind(bucket_str(u.bucket))
@@ -188,6 +191,7 @@ macro_rules! impl_sql_issue_store {
                     }
                     // Children go by ON DELETE CASCADE.
                     sqlx::query("DELETE FROM dispatch_issue WHERE id = $1").bind(id.0).execute(&mut *tx).await.map_err(db("delete issue"))?;
+                    Self::enqueue_deliveries_tx(&mut tx, deliveries, now).await?;
                     Self::commit(tx).await?;
                     Ok(issue)
                 }

@@ -25,6 +25,36 @@ macro_rules! impl_sql_outbox_store {
             }
 
             impl $S {
+                /// Inserts a new delivery row unless its key is stored (nothing happens then).
+                fn insert_delivery_query(row: &Delivery) -> sqlx::query::Query<'_, $DB, <$DB as sqlx::Database>::Arguments> {
+                    sqlx::query(
+                        "INSERT INTO dispatch_outbox (id, idempotency_key, kind, state, event, issue_id, after_key, due_at, lease_until, lease_token, created_at, doc) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9, $10) ON CONFLICT (idempotency_key) DO NOTHING",
+                    )
+                    .bind(row.id.0)
+                    .bind(&row.idempotency_key)
+                    .bind(&row.kind)
+                    .bind(row.state.as_str())
+                    .bind(&row.event)
+                    .bind(row.issue_id.map(|i| i.0))
+                    .bind(&row.after_key)
+                    .bind(Self::ts(row.due_at))
+                    .bind(Self::ts(row.created_at))
+                    .bind(Json(row))
+                }
+
+                /// Stores the outbox rows of a change in the change's transaction (a key
+                /// already stored is left as it is, as `enqueue_delivery` does).
+                pub(super) async fn enqueue_deliveries_tx(tx: &mut Tx, rows: Vec<NewDelivery>, now: Timestamp) -> Result<()> {
+                    for d in rows {
+                        Self::insert_delivery_query(&d.into_delivery(now))
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(db("enqueue delivery"))?;
+                    }
+                    Ok(())
+                }
+
                 async fn save_delivery_tx(tx: &mut Tx, d: &Delivery) -> Result<()> {
                     sqlx::query(
                         "UPDATE dispatch_outbox SET state = $2, due_at = $3, lease_until = $4, lease_token = $5, doc = $6 WHERE id = $1",
@@ -47,20 +77,7 @@ macro_rules! impl_sql_outbox_store {
                 async fn enqueue_delivery(&self, d: &NewDelivery, now: Timestamp) -> Result<(Delivery, bool)> {
                     d.validate()?;
                     let row = d.clone().into_delivery(now);
-                    let r = sqlx::query(
-                        "INSERT INTO dispatch_outbox (id, idempotency_key, kind, state, event, issue_id, after_key, due_at, lease_until, lease_token, created_at, doc) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9, $10) ON CONFLICT (idempotency_key) DO NOTHING",
-                    )
-                    .bind(row.id.0)
-                    .bind(&row.idempotency_key)
-                    .bind(&row.kind)
-                    .bind(row.state.as_str())
-                    .bind(&row.event)
-                    .bind(row.issue_id.map(|i| i.0))
-                    .bind(&row.after_key)
-                    .bind(Self::ts(row.due_at))
-                    .bind(Self::ts(row.created_at))
-                    .bind(Json(&row))
+                    let r = Self::insert_delivery_query(&row)
                     .execute(self.autocommit())
                     .await
                     .map_err(db("enqueue delivery"))?;

@@ -151,7 +151,8 @@ macro_rules! impl_sql_store_shared {
                     Ok(())
                 }
 
-                /// The one write path for issues: version check, patch, version bump, history.
+                /// The one write path for issues: version check, patch, version bump, history, and the
+                /// outbox rows the update plans (stored in the same transaction).
                 pub(super) async fn write_issue_tx(tx: &mut Tx, id: IssueId, u: IssueUpdate) -> Result<Issue> {
                     let mut issue = Self::issue_tx(tx, id).await?;
                     if let Some(v) = u.expected_version {
@@ -165,8 +166,10 @@ macro_rules! impl_sql_store_shared {
                     u.patch.apply_to(&mut issue);
                     issue.version += 1;
                     issue.updated_at = u.now;
+                    let deliveries = u.outbox.render(&issue)?;
                     Self::save_issue_tx(tx, &issue).await?;
                     Self::history_tx(tx, id, u.history, u.now).await?;
+                    Self::enqueue_deliveries_tx(tx, deliveries, u.now).await?;
                     Ok(issue)
                 }
 

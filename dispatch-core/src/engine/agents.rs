@@ -2,7 +2,7 @@
 
 use super::Dispatch;
 use crate::agent::{
-    self, AGENT_EVENT_CAP, Agent, AgentEvent, NewAgent, NewAgentEvent, new_webhook_secret,
+    AGENT_EVENT_CAP, Agent, AgentEvent, NewAgent, NewAgentEvent, new_webhook_secret,
     validate_webhook_url,
 };
 use crate::error::{Error, ErrorKind, Result};
@@ -53,46 +53,6 @@ impl Dispatch {
             .store
             .set_agent_webhook(self.inner.workspace.id, name, None, self.now())
             .await
-    }
-
-    /// The issue was just assigned: tells the assignee's webhook, if it is a registered active
-    /// agent with one, and the event-webhook subscribers. Never fails the caller: the deliveries
-    /// are stored in the outbox and sent off the request path; a lookup failure is logged.
-    pub(crate) async fn announce_assignment(&self, issue: &Issue) {
-        self.notify(crate::ports::Notification::IssueAssigned {
-            issue: issue.clone(),
-        })
-        .await;
-        let Some(name) = &issue.assignee else {
-            return;
-        };
-        let agent = match self
-            .inner
-            .store
-            .get_agent_by_name(self.inner.workspace.id, name)
-            .await
-        {
-            Ok(Some(a)) => a,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(issue = %issue.identifier, agent = %name, error = %e, "cannot look up the assigned agent");
-                return;
-            }
-        };
-        let status = match self.columns().await {
-            Ok(cols) => cols
-                .into_iter()
-                .find(|c| c.id == issue.column_id)
-                .map(|c| c.name)
-                .unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(issue = %issue.identifier, error = %e, "cannot read the columns");
-                String::new()
-            }
-        };
-        if let Some(d) = agent::issue_assigned(&agent, issue, &status, self.now()) {
-            self.enqueue_agent_webhook(d).await;
-        }
     }
 }
 

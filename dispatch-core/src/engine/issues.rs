@@ -2,6 +2,7 @@
 //! columns and labels.
 
 use super::Dispatch;
+use super::outbox::Move;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{ColumnId, CustomerId, IssueId, IssueRef, LabelId};
 use crate::issue::{
@@ -317,9 +318,6 @@ impl Dispatch {
                     {
                         self.wake_embedder();
                     }
-                    if updated.assignee.is_some() && updated.assignee != current.assignee {
-                        self.announce_assignment(&updated).await;
-                    }
                     return Ok(updated);
                 }
                 Err(e) => return Err(e),
@@ -359,6 +357,8 @@ impl Dispatch {
         if patch.is_empty() {
             return Ok(current.clone());
         }
+        let moved = self.describe_move(current, moved_to).await;
+        let outbox = self.patch_outbox(current, &patch, moved.as_ref()).await;
         let updated = self
             .inner
             .store
@@ -369,10 +369,11 @@ impl Dispatch {
                     history,
                     expected_version: Some(current.version),
                     now: self.now(),
+                    outbox,
                 },
             )
             .await?;
-        self.announce_patch(current, &updated, moved_to).await;
+        self.announce_patch(current, &updated, moved).await;
         Ok(updated)
     }
 
@@ -403,49 +404,52 @@ impl Dispatch {
         Ok(Some(target))
     }
 
-    /// Events and notifications of a committed change from `current` to `updated`.
+    /// The move a patch makes, named as it is announced (`None` when it does not move).
+    pub(crate) async fn describe_move(
+        &self,
+        current: &Issue,
+        moved_to: Option<Column>,
+    ) -> Option<Move> {
+        let to = moved_to?;
+        let from = self
+            .columns()
+            .await
+            .ok()
+            .and_then(|c| {
+                c.into_iter()
+                    .find(|c| c.id == current.column_id)
+                    .map(|c| c.name)
+            })
+            .unwrap_or_default();
+        Some(Move { from, to })
+    }
+
+    /// Events of a committed change from `current` to `updated`, and its notifications to the
+    /// notifier port (its outbox rows were stored with it: [`Self::patch_outbox`]).
     pub(crate) async fn announce_patch(
         &self,
         current: &Issue,
         updated: &Issue,
-        moved_to: Option<Column>,
+        moved: Option<Move>,
     ) {
-        if let Some(to) = moved_to {
-            self.publish(Event::IssueMoved {
-                issue_id: updated.id,
-                from: current.column_id,
-                to: to.id,
-            })
-            .await;
-            let from = self
-                .columns()
-                .await
-                .ok()
-                .and_then(|c| {
-                    c.into_iter()
-                        .find(|c| c.id == current.column_id)
-                        .map(|c| c.name)
+        match &moved {
+            Some(m) => {
+                self.publish(Event::IssueMoved {
+                    issue_id: updated.id,
+                    from: current.column_id,
+                    to: m.to.id,
                 })
-                .unwrap_or_default();
-            self.notify(Notification::StatusChanged {
-                issue: updated.clone(),
-                from,
-                to: to.name,
-            })
-            .await;
-        } else {
-            self.publish(Event::IssueUpdated {
-                issue_id: updated.id,
-            })
-            .await;
+                .await;
+            }
+            None => {
+                self.publish(Event::IssueUpdated {
+                    issue_id: updated.id,
+                })
+                .await;
+            }
         }
-        let changes = changed_fields(current, updated);
-        if !changes.is_empty() {
-            self.notify(Notification::IssueUpdated {
-                issue: updated.clone(),
-                changes,
-            })
-            .await;
+        for n in patch_notifications(current, updated, moved.as_ref()) {
+            self.notify_stored(n).await;
         }
     }
 
@@ -472,16 +476,21 @@ impl Dispatch {
 
     pub async fn delete_issue(&self, issue: impl Into<IssueRef>) -> Result<Issue> {
         let issue = self.get_issue(issue).await?;
-        let deleted = self.inner.store.delete_issue(issue.id, self.now()).await?;
+        let deleted_issue = |issue: &Issue| Notification::IssueDeleted {
+            issue: issue.clone(),
+        };
+        let outbox = self.issue_outbox(&issue, deleted_issue).await;
+        let deleted = self
+            .inner
+            .store
+            .delete_issue(issue.id, self.now(), &outbox)
+            .await?;
         self.publish(Event::IssueDeleted {
             issue_id: deleted.id,
             identifier: deleted.identifier.clone(),
         })
         .await;
-        self.notify(Notification::IssueDeleted {
-            issue: deleted.clone(),
-        })
-        .await;
+        self.notify_stored(deleted_issue(&deleted)).await;
         Ok(deleted)
     }
 
@@ -600,6 +609,41 @@ impl Dispatch {
         }
         Ok(cache.get(&issue.column_id).copied().unwrap_or(false))
     }
+}
+
+/// The notifications of a change from `current` to `updated`: the move, when it moves, the
+/// other changed fields, when any changed, and a new assignee.
+pub(crate) fn patch_notifications(
+    current: &Issue,
+    updated: &Issue,
+    moved: Option<&Move>,
+) -> Vec<Notification> {
+    let mut out = Vec::new();
+    if let Some(m) = moved {
+        out.push(Notification::StatusChanged {
+            issue: updated.clone(),
+            from: m.from.clone(),
+            to: m.to.name.clone(),
+        });
+    }
+    let changes = changed_fields(current, updated);
+    if !changes.is_empty() {
+        out.push(Notification::IssueUpdated {
+            issue: updated.clone(),
+            changes,
+        });
+    }
+    if newly_assigned(current, updated) {
+        out.push(Notification::IssueAssigned {
+            issue: updated.clone(),
+        });
+    }
+    out
+}
+
+/// The change gave the issue a new (non-empty) assignee.
+pub(crate) fn newly_assigned(current: &Issue, updated: &Issue) -> bool {
+    updated.assignee.is_some() && updated.assignee != current.assignee
 }
 
 /// The names of the fields a patch changes, besides the column (a move is `STATUS_CHANGED`).

@@ -235,8 +235,19 @@ impl Dispatch {
     /// the notifier port, if any. Never fails the use-case.
     async fn notify(&self, n: Notification) {
         self.enqueue_notification(&n).await;
+        self.tell_notifier(&n).await;
+    }
+
+    /// A notification whose outbox rows the change stored in its own transaction: wakes the
+    /// delivery worker and tells the notifier port, if any.
+    async fn notify_stored(&self, n: Notification) {
+        self.inner.wake_outbox.notify_one();
+        self.tell_notifier(&n).await;
+    }
+
+    async fn tell_notifier(&self, n: &Notification) {
         if let Some(notifier) = &self.inner.notifier
-            && let Err(e) = notifier.notify(&n).await
+            && let Err(e) = notifier.notify(n).await
         {
             tracing::warn!(error = %e, "notification failed");
         }

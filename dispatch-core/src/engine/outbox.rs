@@ -3,12 +3,14 @@
 //! `outbox::events`), and the delivery worker sends them through the registered transports.
 
 use super::Dispatch;
+use crate::Timestamp;
+use crate::agent::{self, Agent};
 use crate::error::Result;
 use crate::ids::DeliveryId;
-use crate::issue::{Comment, Issue};
+use crate::issue::{Column, Comment, Issue, IssuePatch};
 use crate::outbox::events::{self, Subscription, WebhookEvent};
 use crate::outbox::slack::{self, CustomerChannel, SlackRouting};
-use crate::outbox::{self, Delivery, DeliveryFilter, NewDelivery, RetryPolicy};
+use crate::outbox::{self, Delivery, DeliveryFilter, NewDelivery, OutboxPlan, RetryPolicy};
 use crate::ports::Notification;
 use serde_json::{Value, json};
 
@@ -48,41 +50,109 @@ impl Dispatch {
         self.inner.wake_outbox.notify_one();
     }
 
-    /// Renders a notification into deliveries and stores them.
+    /// Renders a notification into deliveries and stores them (after the change it reports
+    /// committed; changes that store their rows themselves use an [`OutboxPlan`]).
     pub(super) async fn enqueue_notification(&self, n: &Notification) {
-        let out = match self.render_notification(n).await {
-            Ok(out) => out,
+        let ctx = match self.render_context(subject(n), needs(n)).await {
+            Ok(ctx) => ctx,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot prepare a notification");
                 return;
             }
         };
-        self.enqueue_all(out).await;
+        self.enqueue_all(render(n, &ctx)).await;
     }
 
-    fn status_name(cols: &[crate::issue::Column], issue: &Issue) -> String {
-        cols.iter()
-            .find(|c| c.id == issue.column_id)
-            .map(|c| c.name.clone())
-            .unwrap_or_default()
-    }
-
-    fn webhook_events(
+    /// The outbox rows of a patch of `current`, rendered inside the update's transaction from
+    /// the issue it leaves ([`super::issues::patch_notifications`], and the `ISSUE_ASSIGNED`
+    /// webhook of an agent the patch assigns). What rendering reads is read now; when that
+    /// fails the update goes ahead without its notifications.
+    pub(super) async fn patch_outbox(
         &self,
-        event: WebhookEvent,
-        issue: &Issue,
-        status: &str,
-        comment: Option<&Comment>,
-        metadata: Option<Value>,
-        key: &str,
-    ) -> Vec<NewDelivery> {
-        let subs = &self.inner.outbox.subscriptions;
-        if !subs.iter().any(|s| s.events.contains(&event)) {
-            return Vec::new();
+        current: &Issue,
+        patch: &IssuePatch,
+        moved: Option<&Move>,
+    ) -> OutboxPlan {
+        let agent = self.assigned_agent(current, patch).await;
+        let want = Needs {
+            watchers: moved.is_some(),
+            cols: agent.is_some(),
+            ..Needs::default()
+        };
+        let ctx = match self.render_context(current, want).await {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot prepare a notification");
+                return OutboxPlan::default();
+            }
+        };
+        if ctx.slack.is_none() && ctx.subscriptions.is_empty() && agent.is_none() {
+            return OutboxPlan::default();
         }
-        let now = self.now();
-        let body = events::body(event, issue, status, comment, metadata, now);
-        events::fan_out(subs, event, &body, key, issue, now)
+        let current = current.clone();
+        let moved = moved.cloned();
+        OutboxPlan::new(move |updated| {
+            let mut out: Vec<NewDelivery> =
+                super::issues::patch_notifications(&current, updated, moved.as_ref())
+                    .iter()
+                    .flat_map(|n| render(n, &ctx))
+                    .collect();
+            if let Some(a) = &agent
+                && super::issues::newly_assigned(&current, updated)
+            {
+                let status = status_name(&ctx.cols, updated);
+                out.extend(agent::issue_assigned(a, updated, &status, ctx.now));
+            }
+            storable(out)
+        })
+    }
+
+    /// The registered agent a patch assigns the issue to, when this engine sends agents'
+    /// webhooks (it was built with a webhook transport: a server always is; an embedding
+    /// application without one stores none that nobody would send). A failed lookup is
+    /// logged: the assignment goes ahead without the webhook.
+    async fn assigned_agent(&self, current: &Issue, patch: &IssuePatch) -> Option<Agent> {
+        let Some(Some(name)) = &patch.assignee else {
+            return None;
+        };
+        if current.assignee.as_ref() == Some(name)
+            || !self.inner.transports.contains_key(outbox::KIND_WEBHOOK)
+        {
+            return None;
+        }
+        match self
+            .inner
+            .store
+            .get_agent_by_name(self.inner.workspace.id, name)
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(issue = %current.identifier, agent = %name, error = %e, "cannot look up the assigned agent");
+                None
+            }
+        }
+    }
+
+    /// The outbox rows of the notification `n` makes of the issue a change leaves, rendered
+    /// inside the change's transaction; what rendering reads is read now, about `issue` (when
+    /// that fails the change goes ahead without its notification).
+    pub(super) async fn issue_outbox(
+        &self,
+        issue: &Issue,
+        n: impl Fn(&Issue) -> Notification + Send + Sync + 'static,
+    ) -> OutboxPlan {
+        let ctx = match self.render_context(issue, needs(&n(issue))).await {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot prepare a notification");
+                return OutboxPlan::default();
+            }
+        };
+        if ctx.slack.is_none() && ctx.subscriptions.is_empty() {
+            return OutboxPlan::default();
+        }
+        OutboxPlan::new(move |issue| storable(render(&n(issue), &ctx)))
     }
 
     /// The customer's channel with its portal link, when it has a channel.
@@ -130,147 +200,49 @@ impl Dispatch {
         Ok(self.customer_channel(&c))
     }
 
-    async fn render_notification(&self, n: &Notification) -> Result<Vec<NewDelivery>> {
-        let now = self.now();
-        let slack = self.inner.outbox.slack.clone();
-        let wants_webhooks = !self.inner.outbox.subscriptions.is_empty();
-        if slack.is_none() && !wants_webhooks {
-            return Ok(Vec::new());
+    /// Reads what rendering notifications about `issue` needs (nothing when neither Slack nor
+    /// webhooks are on; Slack's channels only when Slack is on).
+    async fn render_context(&self, issue: &Issue, needs: Needs) -> Result<RenderContext> {
+        let mut ctx = RenderContext {
+            slack: self.inner.outbox.slack.clone(),
+            subscriptions: self.inner.outbox.subscriptions.clone(),
+            cols: Vec::new(),
+            issue_channel: None,
+            watcher_channels: Vec::new(),
+            reporter: None,
+            pr_url: None,
+            now: self.now(),
+        };
+        if ctx.slack.is_none() && ctx.subscriptions.is_empty() && !needs.cols {
+            return Ok(ctx);
         }
-        let cols = self.columns_for_display().await?;
-        let mut out = Vec::new();
-        match n {
-            Notification::NewError { issue, event_count } => {
-                if let Some(r) = &slack {
-                    out.extend(slack::new_error(r, issue, *event_count, now));
-                }
-                let status = Self::status_name(&cols, issue);
-                out.extend(self.webhook_events(
-                    WebhookEvent::IssueCreated,
-                    issue,
-                    &status,
-                    None,
-                    None,
-                    &issue.id.to_string(),
-                ));
-            }
-            Notification::IssueCreated { issue } => {
-                let status = Self::status_name(&cols, issue);
-                if slack.is_some()
-                    && let Some(ch) = self.issue_channel(issue).await?
-                {
-                    let reporter = match issue.reporter_id {
-                        Some(r) => self
-                            .inner
-                            .store
-                            .get_customer_user(r)
-                            .await
-                            .ok()
-                            .and_then(|u| u.display_name),
-                        None => None,
-                    };
-                    out.push(slack::issue_created(
-                        &ch,
-                        issue,
-                        &status,
-                        reporter.as_deref(),
-                        now,
-                    ));
-                }
-                out.extend(self.webhook_events(
-                    WebhookEvent::IssueCreated,
-                    issue,
-                    &status,
-                    None,
-                    None,
-                    &issue.id.to_string(),
-                ));
-            }
-            Notification::AgentStarted { issue, run } => {
-                if let Some(r) = &slack {
-                    out.extend(slack::agent_started(r, issue, run, now));
-                }
-            }
-            Notification::AgentCompleted { issue, run } => {
-                if let Some(r) = &slack {
-                    let prs = self.inner.store.list_pr_links(issue.id).await?;
-                    let pr = prs.iter().find_map(|p| p.url.clone());
-                    out.extend(slack::agent_finished(r, issue, run, pr.as_deref(), now));
-                }
-            }
-            Notification::BudgetWarning { issue, run } => {
-                if let Some(r) = &slack {
-                    out.extend(slack::budget_warning(r, issue, run, now));
-                }
-            }
-            Notification::StatusChanged { issue, from, to } => {
-                let change = format!("v{}", issue.version);
-                if slack.is_some() {
-                    for ch in self.watcher_channels(issue).await? {
-                        out.push(slack::status_changed(&ch, issue, from, to, &change, now));
-                    }
-                }
-                out.extend(self.webhook_events(
-                    WebhookEvent::StatusChanged,
-                    issue,
-                    to,
-                    None,
-                    Some(json!({ "from": from, "to": to })),
-                    &format!("{}:{change}", issue.id),
-                ));
-            }
-            Notification::IssueUpdated { issue, changes } => {
-                let status = Self::status_name(&cols, issue);
-                out.extend(self.webhook_events(
-                    WebhookEvent::IssueUpdated,
-                    issue,
-                    &status,
-                    None,
-                    Some(json!({ "changes": changes })),
-                    &format!("{}:v{}", issue.id, issue.version),
-                ));
-            }
-            Notification::IssueDeleted { issue } => {
-                let status = Self::status_name(&cols, issue);
-                out.extend(self.webhook_events(
-                    WebhookEvent::IssueDeleted,
-                    issue,
-                    &status,
-                    None,
-                    None,
-                    &issue.id.to_string(),
-                ));
-            }
-            Notification::IssueAssigned { issue } => {
-                let status = Self::status_name(&cols, issue);
-                out.extend(self.webhook_events(
-                    WebhookEvent::IssueAssigned,
-                    issue,
-                    &status,
-                    None,
-                    None,
-                    &format!("{}:v{}", issue.id, issue.version),
-                ));
-            }
-            Notification::CommentAdded { issue, comment } => {
-                if slack.is_some()
-                    && let Some(ch) = self.issue_channel(issue).await?
-                {
-                    out.push(slack::comment_added(&ch, issue, comment, now));
-                }
-                let status = Self::status_name(&cols, issue);
-                out.extend(self.webhook_events(
-                    WebhookEvent::CommentCreated,
-                    issue,
-                    &status,
-                    Some(comment),
-                    None,
-                    &comment.id.to_string(),
-                ));
-            }
-            Notification::FixFailed { .. } | Notification::FixVerified { .. } => {}
+        ctx.cols = self.columns_for_display().await?;
+        if ctx.slack.is_none() {
+            return Ok(ctx);
         }
-        Ok(out)
+        if needs.issue_channel {
+            ctx.issue_channel = self.issue_channel(issue).await?;
+        }
+        if needs.reporter
+            && ctx.issue_channel.is_some()
+            && let Some(r) = issue.reporter_id
+        {
+            ctx.reporter = self
+                .inner
+                .store
+                .get_customer_user(r)
+                .await
+                .ok()
+                .and_then(|u| u.display_name);
+        }
+        if needs.watchers {
+            ctx.watcher_channels = self.watcher_channels(issue).await?;
+        }
+        if needs.pr_url {
+            let prs = self.inner.store.list_pr_links(issue.id).await?;
+            ctx.pr_url = prs.iter().find_map(|p| p.url.clone());
+        }
+        Ok(ctx)
     }
 
     /// The per-run budget Slack warns at 90 % of, when Slack is on.
@@ -290,15 +262,6 @@ impl Dispatch {
         match slack::recorded_thread(issue, channel, ts, self.now()) {
             Ok(d) => self.enqueue_all(vec![d]).await,
             Err(e) => tracing::warn!(issue = %issue.identifier, error = %e, "not a Slack thread"),
-        }
-    }
-
-    /// Stores the agent's `ISSUE_ASSIGNED` delivery (its own webhook and secret) — when this
-    /// engine was built with a webhook transport (a server always is; an embedding application
-    /// without one sends no agent webhooks, and stores none that nobody would send).
-    pub(super) async fn enqueue_agent_webhook(&self, d: NewDelivery) {
-        if self.inner.transports.contains_key(outbox::KIND_WEBHOOK) {
-            self.enqueue_all(vec![d]).await;
         }
     }
 
@@ -384,4 +347,207 @@ impl Dispatch {
     pub async fn delivery(&self, id: DeliveryId) -> Result<Delivery> {
         self.inner.store.get_delivery(id).await
     }
+}
+
+/// A patch's move to another column: the names it is announced with.
+#[derive(Debug, Clone)]
+pub(crate) struct Move {
+    pub from: String,
+    pub to: Column,
+}
+
+/// What rendering a notification reads besides the notification, read before the rendering so
+/// that the rendering is pure (and can run inside a change's transaction).
+struct RenderContext {
+    slack: Option<SlackRouting>,
+    subscriptions: Vec<Subscription>,
+    cols: Vec<Column>,
+    /// The channel of the issue's customer.
+    issue_channel: Option<CustomerChannel>,
+    /// The channels of the customers watching the issue.
+    watcher_channels: Vec<CustomerChannel>,
+    /// The reporter's display name.
+    reporter: Option<String>,
+    /// A linked pull request's URL.
+    pr_url: Option<String>,
+    now: Timestamp,
+}
+
+/// Which of the optional reads of [`RenderContext`] a rendering needs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Needs {
+    /// The columns even when neither Slack nor webhooks are on.
+    cols: bool,
+    issue_channel: bool,
+    watchers: bool,
+    reporter: bool,
+    pr_url: bool,
+}
+
+fn needs(n: &Notification) -> Needs {
+    match n {
+        Notification::IssueCreated { .. } => Needs {
+            issue_channel: true,
+            reporter: true,
+            ..Needs::default()
+        },
+        Notification::CommentAdded { .. } => Needs {
+            issue_channel: true,
+            ..Needs::default()
+        },
+        Notification::StatusChanged { .. } => Needs {
+            watchers: true,
+            ..Needs::default()
+        },
+        Notification::AgentCompleted { .. } => Needs {
+            pr_url: true,
+            ..Needs::default()
+        },
+        _ => Needs::default(),
+    }
+}
+
+/// The rendered rows that can be stored; one that cannot is logged and dropped, so that a
+/// notification never fails the change it reports (a plan's row that does not validate would
+/// roll the change back).
+fn storable(rows: Vec<NewDelivery>) -> Vec<NewDelivery> {
+    rows.into_iter()
+        .filter(|d| match d.validate() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(kind = %d.kind, event = %d.event, error = %e, "a notification that cannot be stored is dropped");
+                false
+            }
+        })
+        .collect()
+}
+
+/// The issue a notification is about.
+fn subject(n: &Notification) -> &Issue {
+    match n {
+        Notification::NewError { issue, .. }
+        | Notification::IssueCreated { issue }
+        | Notification::IssueUpdated { issue, .. }
+        | Notification::IssueDeleted { issue }
+        | Notification::IssueAssigned { issue }
+        | Notification::AgentStarted { issue, .. }
+        | Notification::AgentCompleted { issue, .. }
+        | Notification::BudgetWarning { issue, .. }
+        | Notification::StatusChanged { issue, .. }
+        | Notification::CommentAdded { issue, .. }
+        | Notification::FixFailed { issue, .. }
+        | Notification::FixVerified { issue, .. } => issue,
+    }
+}
+
+fn status_name(cols: &[Column], issue: &Issue) -> String {
+    cols.iter()
+        .find(|c| c.id == issue.column_id)
+        .map(|c| c.name.clone())
+        .unwrap_or_default()
+}
+
+/// The event webhook a notification sends, when it sends one.
+struct Webhook<'a> {
+    event: WebhookEvent,
+    status: String,
+    comment: Option<&'a Comment>,
+    metadata: Option<Value>,
+    /// Unique per change, so a retried use-case does not send twice.
+    key: String,
+}
+
+fn webhook_of<'a>(n: &'a Notification, cols: &[Column]) -> Option<Webhook<'a>> {
+    let hook = |event, issue: &Issue, key: String| Webhook {
+        event,
+        status: status_name(cols, issue),
+        comment: None,
+        metadata: None,
+        key,
+    };
+    let version = |issue: &Issue| format!("{}:v{}", issue.id, issue.version);
+    Some(match n {
+        Notification::NewError { issue, .. } | Notification::IssueCreated { issue } => {
+            hook(WebhookEvent::IssueCreated, issue, issue.id.to_string())
+        }
+        Notification::StatusChanged { issue, from, to } => Webhook {
+            status: to.clone(),
+            metadata: Some(json!({ "from": from, "to": to })),
+            ..hook(WebhookEvent::StatusChanged, issue, version(issue))
+        },
+        Notification::IssueUpdated { issue, changes } => Webhook {
+            metadata: Some(json!({ "changes": changes })),
+            ..hook(WebhookEvent::IssueUpdated, issue, version(issue))
+        },
+        Notification::IssueDeleted { issue } => {
+            hook(WebhookEvent::IssueDeleted, issue, issue.id.to_string())
+        }
+        Notification::IssueAssigned { issue } => {
+            hook(WebhookEvent::IssueAssigned, issue, version(issue))
+        }
+        Notification::CommentAdded { issue, comment } => Webhook {
+            comment: Some(comment),
+            ..hook(WebhookEvent::CommentCreated, issue, comment.id.to_string())
+        },
+        Notification::AgentStarted { .. }
+        | Notification::AgentCompleted { .. }
+        | Notification::BudgetWarning { .. }
+        | Notification::FixFailed { .. }
+        | Notification::FixVerified { .. } => return None,
+    })
+}
+
+/// A notification's deliveries: its Slack messages, then its event webhooks (pure).
+fn render(n: &Notification, ctx: &RenderContext) -> Vec<NewDelivery> {
+    let now = ctx.now;
+    let mut out = Vec::new();
+    if let Some(r) = &ctx.slack {
+        match n {
+            Notification::NewError { issue, event_count } => {
+                out.extend(slack::new_error(r, issue, *event_count, now));
+            }
+            Notification::IssueCreated { issue } => {
+                if let Some(ch) = &ctx.issue_channel {
+                    let status = status_name(&ctx.cols, issue);
+                    let reporter = ctx.reporter.as_deref();
+                    out.push(slack::issue_created(ch, issue, &status, reporter, now));
+                }
+            }
+            Notification::AgentStarted { issue, run } => {
+                out.extend(slack::agent_started(r, issue, run, now));
+            }
+            Notification::AgentCompleted { issue, run } => {
+                let pr = ctx.pr_url.as_deref();
+                out.extend(slack::agent_finished(r, issue, run, pr, now));
+            }
+            Notification::BudgetWarning { issue, run } => {
+                out.extend(slack::budget_warning(r, issue, run, now));
+            }
+            Notification::StatusChanged { issue, from, to } => {
+                let change = format!("v{}", issue.version);
+                for ch in &ctx.watcher_channels {
+                    out.push(slack::status_changed(ch, issue, from, to, &change, now));
+                }
+            }
+            Notification::CommentAdded { issue, comment } => {
+                if let Some(ch) = &ctx.issue_channel {
+                    out.push(slack::comment_added(ch, issue, comment, now));
+                }
+            }
+            Notification::IssueUpdated { .. }
+            | Notification::IssueDeleted { .. }
+            | Notification::IssueAssigned { .. }
+            | Notification::FixFailed { .. }
+            | Notification::FixVerified { .. } => {}
+        }
+    }
+    let subs = &ctx.subscriptions;
+    if let Some(w) = webhook_of(n, &ctx.cols)
+        && subs.iter().any(|s| s.events.contains(&w.event))
+    {
+        let issue = subject(n);
+        let body = events::body(w.event, issue, &w.status, w.comment, w.metadata, now);
+        out.extend(events::fan_out(subs, w.event, &body, &w.key, issue, now));
+    }
+    out
 }

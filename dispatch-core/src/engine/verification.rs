@@ -394,11 +394,14 @@ impl Dispatch {
                 }
                 Err(e) => return Err(e),
             };
+            let moved = self.describe_move(&current, moved_to).await;
+            let outbox = self.patch_outbox(&current, &patch, moved.as_ref()).await;
             let update = IssueUpdate {
                 history: diff_history(&current, &patch, actor),
                 patch,
                 expected_version: Some(current.version),
                 now: self.now(),
+                outbox,
             };
             match self
                 .inner
@@ -413,7 +416,7 @@ impl Dispatch {
                 .await
             {
                 Ok(Some((updated, _))) => {
-                    self.announce_patch(&current, &updated, moved_to).await;
+                    self.announce_patch(&current, &updated, moved).await;
                     return Ok(Some(updated));
                 }
                 Ok(None) => return Ok(None),

@@ -141,15 +141,22 @@ impl State {
                 issue.identifier, issue.version
             )));
         }
-        let text = (issue.title.clone(), issue.description.clone());
-        update.patch.apply_to(issue);
-        issue.version += 1;
-        issue.updated_at = update.now;
-        let out = issue.clone();
-        if text != (out.title.clone(), out.description.clone()) {
+        // Changed on a copy first: the outbox rows render from it and may refuse, and a
+        // refusal changes nothing.
+        let mut out = issue.clone();
+        update.patch.apply_to(&mut out);
+        out.version += 1;
+        out.updated_at = update.now;
+        let deliveries = update.outbox.render(&out)?;
+        let text_changed = issue.title != out.title || issue.description != out.description;
+        *issue = out.clone();
+        if text_changed {
             self.owe_embedding(id);
         }
         self.push_history(id, update.history, update.now);
+        for d in &deliveries {
+            self.enqueue_delivery(d, update.now);
+        }
         Ok(out)
     }
 
@@ -163,6 +170,25 @@ impl State {
         o.generation += 1;
         o.attempts = 0;
         o.not_before = None;
+    }
+
+    /// Stores a validated delivery unless its key is stored (then returns that row, `false`).
+    fn enqueue_delivery(
+        &mut self,
+        d: &crate::outbox::NewDelivery,
+        now: Timestamp,
+    ) -> (crate::outbox::Delivery, bool) {
+        if let Some(existing) = self
+            .outbox_keys
+            .get(&d.idempotency_key)
+            .and_then(|id| self.outbox.get(id))
+        {
+            return (existing.clone(), false);
+        }
+        let row = d.clone().into_delivery(now);
+        self.outbox_keys.insert(row.idempotency_key.clone(), row.id);
+        self.outbox.insert(row.id, row.clone());
+        (row, true)
     }
 
     /// A comment on an existing issue, with its history entry.
@@ -494,11 +520,14 @@ impl IssueStore for MemoryStore {
         self.lock().write_issue(id, update)
     }
 
-    async fn delete_issue(&self, id: IssueId, now: Timestamp) -> Result<Issue> {
+    async fn delete_issue(
+        &self,
+        id: IssueId,
+        now: Timestamp,
+        outbox: &crate::outbox::OutboxPlan,
+    ) -> Result<Issue> {
         let mut s = self.lock();
-        if !s.issues.contains_key(&id) {
-            return Err(issue_not_found(id));
-        }
+        s.issue(id)?;
         let runs: Vec<Run> = s
             .runs
             .values()
@@ -506,6 +535,7 @@ impl IssueStore for MemoryStore {
             .cloned()
             .collect();
         let carried = crate::run::plan_issue_deletion(&runs, now)?;
+        let deliveries = outbox.render(s.issue(id)?)?;
         for u in carried {
             let e = s.carried.entry((u.day, u.bucket)).or_insert((0, 0.0));
             e.0 += u.runs;
@@ -549,6 +579,9 @@ impl IssueStore for MemoryStore {
             .map(|(i, l)| ((l.source.clone(), l.external_key.clone()), i))
             .collect();
         s.link_index = index;
+        for d in &deliveries {
+            s.enqueue_delivery(d, now);
+        }
         Ok(issue)
     }
 
@@ -2122,18 +2155,7 @@ impl crate::ports::OutboxStore for MemoryStore {
         now: Timestamp,
     ) -> Result<(crate::outbox::Delivery, bool)> {
         d.validate()?;
-        let mut s = self.lock();
-        if let Some(existing) = s
-            .outbox_keys
-            .get(&d.idempotency_key)
-            .and_then(|id| s.outbox.get(id))
-        {
-            return Ok((existing.clone(), false));
-        }
-        let row = d.clone().into_delivery(now);
-        s.outbox_keys.insert(row.idempotency_key.clone(), row.id);
-        s.outbox.insert(row.id, row.clone());
-        Ok((row, true))
+        Ok(self.lock().enqueue_delivery(d, now))
     }
 
     async fn claim_deliveries(

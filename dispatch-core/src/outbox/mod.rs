@@ -18,8 +18,10 @@ pub mod slack;
 use crate::Timestamp;
 use crate::error::{Error, Result};
 use crate::ids::{DeliveryId, IssueId};
+use crate::issue::Issue;
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Delivery kinds the server knows (a transport is registered per kind).
@@ -52,6 +54,53 @@ impl DeliveryState {
 /// waits on (its `after_key`, a Slack thread's first post) is kept as well (`parent_of_pending`).
 pub fn prunable(d: &Delivery, before: Timestamp, parent_of_pending: bool) -> bool {
     d.state.is_settled() && d.due_at < before && !parent_of_pending
+}
+
+/// The outbox rows a change of an issue enqueues in the change's own transaction: rendered
+/// from the issue as the change leaves it (by the core's pure renderers, from what they need,
+/// read before the change), and stored with the change or, when the change fails, not at all
+/// (issue 10: a crash between the commit and a separate enqueue lost the notification).
+/// A key already stored is left as it is, as [`crate::ports::OutboxStore::enqueue_delivery`]
+/// does; a rendered row that does not validate fails the whole change.
+#[derive(Clone, Default)]
+pub struct OutboxPlan(Option<Arc<RenderFn>>);
+
+type RenderFn = dyn Fn(&Issue) -> Vec<NewDelivery> + Send + Sync;
+
+impl OutboxPlan {
+    pub fn new(render: impl Fn(&Issue) -> Vec<NewDelivery> + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(render)))
+    }
+
+    /// The rows for the changed issue, each validated.
+    pub fn render(&self, issue: &Issue) -> Result<Vec<NewDelivery>> {
+        let rows = self.0.as_ref().map(|f| f(issue)).unwrap_or_default();
+        for d in &rows {
+            d.validate()?;
+        }
+        Ok(rows)
+    }
+}
+
+impl std::fmt::Debug for OutboxPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "OutboxPlan(..)"
+        } else {
+            "OutboxPlan(none)"
+        })
+    }
+}
+
+/// Two plans are equal when they are the same renderer (or both render nothing).
+impl PartialEq for OutboxPlan {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 /// What a caller hands to the outbox.

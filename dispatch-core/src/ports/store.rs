@@ -66,6 +66,8 @@ pub struct IssueUpdate {
     /// When set and the issue's version differs: `Conflict`, nothing written.
     pub expected_version: Option<i64>,
     pub now: Timestamp,
+    /// The notifications of the change, stored in its transaction (none by default).
+    pub outbox: crate::outbox::OutboxPlan,
 }
 
 #[async_trait]
@@ -86,8 +88,14 @@ pub trait IssueStore: Send + Sync {
     async fn update_issue(&self, id: IssueId, update: IssueUpdate) -> Result<Issue>;
     /// Deletes the issue and everything that belongs to it; returns what was deleted.
     /// `Conflict` (nothing deleted) while the issue has an active run; today's runs leave their
-    /// spawn counts and cost behind for the daily limits (`run::plan_issue_deletion`).
-    async fn delete_issue(&self, id: IssueId, now: Timestamp) -> Result<Issue>;
+    /// spawn counts and cost behind for the daily limits (`run::plan_issue_deletion`). The
+    /// `outbox` rows, rendered from the issue as it was, are stored in the same transaction.
+    async fn delete_issue(
+        &self,
+        id: IssueId,
+        now: Timestamp,
+        outbox: &crate::outbox::OutboxPlan,
+    ) -> Result<Issue>;
     async fn add_comment(
         &self,
         id: IssueId,

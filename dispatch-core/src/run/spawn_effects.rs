@@ -19,6 +19,7 @@ impl SpawnEffects {
     /// records the run, so no version check).
     pub fn into_update(self, now: Timestamp) -> IssueUpdate {
         IssueUpdate {
+            outbox: Default::default(),
             patch: self.patch,
             history: self.history,
             expected_version: None,
@@ -255,6 +256,7 @@ impl RunUpdatePlan {
         {
             return RunUpdateEffects {
                 issue_update: Some(IssueUpdate {
+                    outbox: Default::default(),
                     patch: IssuePatch {
                         spawn_status: Some(Some(SpawnStatus::Running)),
                         ..IssuePatch::default()

@@ -350,7 +350,9 @@ async fn owed_follow_ups_are_kept_until_settled_and_a_newer_debt_survives(store:
     );
 
     // The debt goes with its issue.
-    s.delete_issue(b.issue.id, mins(6)).await.expect("delete");
+    s.delete_issue(b.issue.id, mins(6), &Default::default())
+        .await
+        .expect("delete");
     assert!(
         s.owed_follow_ups(mins(10), 10)
             .await

@@ -307,6 +307,7 @@ async fn settle_fix_attempt_writes_attempt_issue_and_comment_together_or_nothing
         body: "## Fix Verified".into(),
     };
     let close = |version: i64| IssueUpdate {
+        outbox: Default::default(),
         patch: IssuePatch {
             column_id: Some(done),
             ..IssuePatch::default()
@@ -378,6 +379,7 @@ async fn settle_fix_attempt_writes_attempt_issue_and_comment_together_or_nothing
             &failed,
             Monitoring,
             IssueUpdate {
+                outbox: Default::default(),
                 patch: IssuePatch {
                     priority: Some(Priority::P1),
                     ..IssuePatch::default()

@@ -423,6 +423,7 @@ async fn update_issue_patches_bumps_version_and_appends_history(store: Arc<dyn S
         .update_issue(
             i.id,
             IssueUpdate {
+                outbox: Default::default(),
                 patch,
                 history: vec![h1.clone()],
                 expected_version: Some(v0),
@@ -463,6 +464,7 @@ async fn update_issue_patches_bumps_version_and_appends_history(store: Arc<dyn S
         .update_issue(
             i.id,
             IssueUpdate {
+                outbox: Default::default(),
                 patch,
                 history: vec![],
                 expected_version: None,
@@ -486,6 +488,7 @@ async fn update_issue_patches_bumps_version_and_appends_history(store: Arc<dyn S
         .update_issue(
             i.id,
             IssueUpdate {
+                outbox: Default::default(),
                 patch: IssuePatch {
                     assignee: Some(None),
                     ..Default::default()
@@ -523,6 +526,7 @@ async fn update_issue_patches_bumps_version_and_appends_history(store: Arc<dyn S
         s.update_issue(
             IssueId::new(),
             IssueUpdate {
+                outbox: Default::default(),
                 patch: IssuePatch::default(),
                 history: vec![],
                 expected_version: None,
@@ -551,6 +555,7 @@ async fn update_issue_with_a_stale_version_conflicts_and_writes_nothing(store: A
     assert_eq!(moved.version, i.version + 1);
 
     let stale = IssueUpdate {
+        outbox: Default::default(),
         patch: IssuePatch {
             title: Some("lost update".into()),
             priority: Some(Priority::P4),
@@ -573,6 +578,7 @@ async fn update_issue_with_a_stale_version_conflicts_and_writes_nothing(store: A
     assert_eq!(history.len(), 1, "nor any history: {history:?}");
 
     let future = IssueUpdate {
+        outbox: Default::default(),
         patch: IssuePatch {
             title: Some("x".into()),
             ..Default::default()
@@ -685,7 +691,10 @@ async fn delete_issue_cascades_and_frees_nothing_else(store: Arc<dyn Store>) {
 
     // An issue with an active run cannot be deleted (usage.rs): its run is cancelled first.
     set_status(s, runs[0], RunStatus::Cancelled, mins(9)).await;
-    let deleted = s.delete_issue(a.id, mins(10)).await.expect("delete_issue");
+    let deleted = s
+        .delete_issue(a.id, mins(10), &Default::default())
+        .await
+        .expect("delete_issue");
     assert_eq!(
         (deleted.id, deleted.identifier.as_str()),
         (a.id, "ACME-1"),
@@ -810,7 +819,10 @@ async fn delete_issue_cascades_and_frees_nothing_else(store: Arc<dyn Store>) {
         ("ACME-4", 1)
     );
 
-    not_found(s.delete_issue(a.id, mins(0)).await, "deleting twice");
+    not_found(
+        s.delete_issue(a.id, mins(0), &Default::default()).await,
+        "deleting twice",
+    );
 }
 
 async fn comments_are_oldest_first_with_history(store: Arc<dyn Store>) {
@@ -915,6 +927,7 @@ async fn history_is_newest_first_with_limit(store: Arc<dyn Store>) {
         s.update_issue(
             i.id,
             IssueUpdate {
+                outbox: Default::default(),
                 patch: IssuePatch::default(),
                 history: vec![h],
                 expected_version: None,

@@ -242,7 +242,9 @@ async fn pr_links_go_with_their_issue(store: Arc<dyn Store>) {
     s.upsert_pr_link(&up(i.id, 5), &actor(), mins(1))
         .await
         .expect("upsert");
-    s.delete_issue(i.id, mins(0)).await.expect("delete issue");
+    s.delete_issue(i.id, mins(0), &Default::default())
+        .await
+        .expect("delete issue");
     assert!(s.pr_links_by_number(5).await.expect("by number").is_empty());
     gone(s.list_pr_links(i.id).await, "links of a deleted issue");
 }

@@ -1,9 +1,10 @@
 //! OutboxStore: notifications and outbound webhooks waiting to be delivered.
 
 use super::support::*;
+use crate::issue::{IssuePatch, NewComment};
 use crate::outbox::{
-    Attempt, DeliveryFilter, DeliveryState, KIND_SLACK, KIND_WEBHOOK, NewDelivery, RetryPolicy,
-    settle,
+    Attempt, DeliveryFilter, DeliveryState, KIND_SLACK, KIND_WEBHOOK, NewDelivery, OutboxPlan,
+    RetryPolicy, settle,
 };
 
 pub(super) fn cases() -> Vec<Case> {
@@ -16,6 +17,9 @@ pub(super) fn cases() -> Vec<Case> {
         deliveries_are_listed_newest_first_with_filters,
         concurrent_claims_hand_out_each_delivery_once,
         settled_deliveries_are_pruned_after_the_retention_in_batches,
+        an_update_and_its_outbox_rows_commit_or_roll_back_together,
+        a_failing_outbox_row_rolls_back_a_fix_settlement,
+        a_deletion_and_its_outbox_rows_commit_or_roll_back_together,
     )
 }
 
@@ -544,4 +548,227 @@ async fn settled_deliveries_are_pruned_after_the_retention_in_batches(store: Arc
     );
     assert!(s.delivery_by_key("root").await.expect("by key").is_none());
     assert!(s.delivery_by_key("reply").await.expect("by key").is_some());
+}
+
+/// A plan rendering one webhook per update, keyed by the version the update leaves (as the
+/// engine's `issue:vN` keys are), and, when `broken`, a second row that does not validate.
+fn plan(broken: bool) -> OutboxPlan {
+    OutboxPlan::new(move |issue| {
+        let mut d = new(
+            KIND_WEBHOOK,
+            &format!("{}:v{}", issue.id, issue.version),
+            t0(),
+        );
+        d.issue_id = Some(issue.id);
+        d.payload = serde_json::json!({ "title": issue.title });
+        let mut rows = vec![d];
+        if broken {
+            rows.push(new(KIND_WEBHOOK, "", t0()));
+        }
+        rows
+    })
+}
+
+fn titled(
+    title: &str,
+    expected_version: Option<i64>,
+    outbox: OutboxPlan,
+    now: Timestamp,
+) -> IssueUpdate {
+    IssueUpdate {
+        patch: IssuePatch {
+            title: Some(title.into()),
+            ..IssuePatch::default()
+        },
+        history: Vec::new(),
+        expected_version,
+        now,
+        outbox,
+    }
+}
+
+async fn an_update_and_its_outbox_rows_commit_or_roll_back_together(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ws = workspace(s).await;
+    let i = issue(s, ws.id, "before").await;
+
+    // Committed: the issue and its row, rendered from the issue as the update left it.
+    let updated = s
+        .update_issue(i.id, titled("after", Some(i.version), plan(false), mins(1)))
+        .await
+        .expect("update with an outbox plan");
+    assert_eq!(updated.version, i.version + 1);
+    let key = format!("{}:v{}", i.id, updated.version);
+    let row = s
+        .delivery_by_key(&key)
+        .await
+        .expect("delivery_by_key")
+        .expect("the update's outbox row is stored with it");
+    assert_eq!(row.state, DeliveryState::Pending);
+    assert_eq!(row.issue_id, Some(i.id));
+    assert_eq!(
+        row.payload["title"], "after",
+        "rendered from the updated issue"
+    );
+    assert_eq!(row.created_at, mins(1), "stored at the update's time");
+
+    // Refused (stale version): neither the change nor a row.
+    conflict(
+        s.update_issue(i.id, titled("lost", Some(i.version), plan(false), mins(2)))
+            .await,
+        "stale expected_version",
+    );
+    assert_eq!(get(s, &i).await, updated, "a refused update writes nothing");
+    let lost = format!("{}:v{}", i.id, i.version + 1);
+    assert_eq!(
+        s.delivery_by_key(&lost)
+            .await
+            .expect("by key")
+            .map(|d| d.id),
+        Some(row.id),
+        "only the committed update's row has that key"
+    );
+    let all = s
+        .list_deliveries(&DeliveryFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(all.len(), 1, "{all:?}");
+
+    // A row that cannot be stored fails the change: the update rolls back with it, and the
+    // valid row rendered beside it is not stored either.
+    invalid(
+        s.update_issue(i.id, titled("half", None, plan(true), mins(3)))
+            .await,
+        "idempotency_key",
+        "an outbox row that does not validate",
+    );
+    assert_eq!(get(s, &i).await, updated, "the update rolled back");
+    let next = format!("{}:v{}", i.id, updated.version + 1);
+    assert_eq!(s.delivery_by_key(&next).await.expect("by key"), None);
+
+    // A key already stored is kept as it is; the update commits.
+    let again = s
+        .update_issue(i.id, titled("again", None, plan(false), mins(4)))
+        .await
+        .expect("update");
+    let mut pre = new(
+        KIND_WEBHOOK,
+        &format!("{}:v{}", i.id, again.version + 1),
+        t0(),
+    );
+    pre.payload = serde_json::json!({ "title": "enqueued earlier" });
+    s.enqueue_delivery(&pre, mins(5)).await.expect("enqueue");
+    let last = s
+        .update_issue(i.id, titled("last", None, plan(false), mins(6)))
+        .await
+        .expect("an update whose row's key is stored");
+    assert_eq!(last.title, "last");
+    let kept = s
+        .delivery_by_key(&pre.idempotency_key)
+        .await
+        .expect("by key")
+        .expect("kept");
+    assert_eq!(kept.payload["title"], "enqueued earlier");
+    assert_eq!(
+        s.list_deliveries(&DeliveryFilter::default())
+            .await
+            .expect("list")
+            .len(),
+        3
+    );
+}
+
+async fn a_failing_outbox_row_rolls_back_a_fix_settlement(store: Arc<dyn Store>) {
+    use crate::verify::VerificationStatus::{Monitoring, Verified};
+    let s = &*store;
+    let ws = workspace(s).await;
+    let i = issue(s, ws.id, "a").await;
+    let monitoring = attempt(i.id, 7, Monitoring, mins(1), Some(mins(60)));
+    s.create_fix_attempt(&monitoring).await.expect("create");
+    let mut verified = monitoring.clone();
+    verified.status = Verified;
+    let comment = || NewComment {
+        author: Some("Dispatch".into()),
+        body: "## Fix Verified".into(),
+    };
+    invalid(
+        s.settle_fix_attempt(
+            &verified,
+            Monitoring,
+            titled("closed", Some(i.version), plan(true), mins(60)),
+            comment(),
+            &actor(),
+        )
+        .await,
+        "idempotency_key",
+        "a settlement whose outbox row does not validate",
+    );
+    assert_eq!(get(s, &i).await, i, "the issue is unchanged");
+    assert_eq!(s.list_comments(i.id).await.expect("comments"), vec![]);
+    assert_eq!(
+        s.list_fix_attempts(i.id).await.expect("list")[0],
+        monitoring
+    );
+
+    let (closed, _) = s
+        .settle_fix_attempt(
+            &verified,
+            Monitoring,
+            titled("closed", Some(i.version), plan(false), mins(60)),
+            comment(),
+            &actor(),
+        )
+        .await
+        .expect("settle")
+        .expect("settled");
+    let key = format!("{}:v{}", i.id, closed.version);
+    assert!(
+        s.delivery_by_key(&key).await.expect("by key").is_some(),
+        "the settlement's row is stored with it"
+    );
+    assert_eq!(s.list_fix_attempts(i.id).await.expect("list")[0], verified);
+}
+
+async fn a_deletion_and_its_outbox_rows_commit_or_roll_back_together(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ws = workspace(s).await;
+    let i = issue(s, ws.id, "doomed").await;
+    let key = format!("{}:v{}", i.id, i.version);
+
+    // A row that cannot be stored fails the deletion: the issue stays, no row.
+    invalid(
+        s.delete_issue(i.id, mins(1), &plan(true)).await,
+        "idempotency_key",
+        "a deletion whose outbox row does not validate",
+    );
+    assert_eq!(get(s, &i).await, i, "the deletion rolled back");
+    assert_eq!(s.delivery_by_key(&key).await.expect("by key"), None);
+
+    // Committed: the issue is gone, its row (rendered from the issue as it was) stored.
+    let deleted = s
+        .delete_issue(i.id, mins(2), &plan(false))
+        .await
+        .expect("delete with an outbox plan");
+    assert_eq!(deleted.id, i.id);
+    not_found(s.get_issue(ws.id, &i.id.into()).await, "the deleted issue");
+    let row = s
+        .delivery_by_key(&key)
+        .await
+        .expect("by key")
+        .expect("the deletion's row is stored with it");
+    assert_eq!(row.payload["title"], "doomed");
+    assert_eq!(row.issue_id, Some(i.id), "the row outlives its issue");
+
+    // Nothing to delete: no row either.
+    not_found(
+        s.delete_issue(i.id, mins(3), &plan(false)).await,
+        "deleting twice",
+    );
+    assert_eq!(
+        s.list_deliveries(&DeliveryFilter::default())
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
 }

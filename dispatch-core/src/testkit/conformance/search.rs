@@ -191,6 +191,7 @@ async fn search_follows_edits_and_deletes(store: Arc<dyn Store>) {
     s.update_issue(
         i.id,
         IssueUpdate {
+            outbox: Default::default(),
             patch,
             history: vec![],
             expected_version: None,
@@ -214,7 +215,9 @@ async fn search_follows_edits_and_deletes(store: Arc<dyn Store>) {
             .is_empty(),
         "the old title is gone from the index"
     );
-    s.delete_issue(i.id, mins(0)).await.expect("delete_issue");
+    s.delete_issue(i.id, mins(0), &Default::default())
+        .await
+        .expect("delete_issue");
     assert!(
         s.search_issues(ws.id, "deadlock", 10)
             .await

@@ -74,6 +74,7 @@ pub(super) async fn update(s: &dyn Store, id: IssueId, patch: IssuePatch, now: T
     s.update_issue(
         id,
         IssueUpdate {
+            outbox: Default::default(),
             patch,
             history: Vec::new(),
             expected_version: None,

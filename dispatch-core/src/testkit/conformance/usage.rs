@@ -20,7 +20,7 @@ async fn an_issue_with_an_active_run_cannot_be_deleted(store: Arc<dyn Store>) {
     let run = running(s, i.id, WorkflowKind::Qa, mins(1)).await;
     let before = s.spawn_stats(mins(2)).await.expect("stats");
     conflict(
-        s.delete_issue(i.id, mins(2)).await,
+        s.delete_issue(i.id, mins(2), &Default::default()).await,
         "delete with a running run",
     );
     assert_eq!(get(s, &i).await.id, i.id, "the issue is still there");
@@ -32,7 +32,7 @@ async fn an_issue_with_an_active_run_cannot_be_deleted(store: Arc<dyn Store>) {
     assert_eq!(after.spawned_today_prd, before.spawned_today_prd);
     // Once the run is over the issue can go.
     set_status(s, run.id, RunStatus::Completed, mins(3)).await;
-    s.delete_issue(i.id, mins(4))
+    s.delete_issue(i.id, mins(4), &Default::default())
         .await
         .expect("delete after the run ended");
 }
@@ -57,8 +57,12 @@ async fn deleting_an_issue_keeps_todays_spawns_and_cost(store: Arc<dyn Store>) {
     let erun = running(s, e.id, WorkflowKind::ErrorFix, mins(1)).await;
     set_status(s, erun.id, RunStatus::Failed, mins(2)).await;
     let before = s.spawn_stats(mins(3)).await.expect("stats");
-    s.delete_issue(i.id, mins(3)).await.expect("delete");
-    s.delete_issue(e.id, mins(3)).await.expect("delete");
+    s.delete_issue(i.id, mins(3), &Default::default())
+        .await
+        .expect("delete");
+    s.delete_issue(e.id, mins(3), &Default::default())
+        .await
+        .expect("delete");
     let after = s.spawn_stats(mins(4)).await.expect("stats");
     assert_eq!(
         after.spawned_today_prd, before.spawned_today_prd,
@@ -84,7 +88,9 @@ async fn deleted_usage_counts_toward_the_daily_budget(store: Arc<dyn Store>) {
     let i = issue(s, ws.id, "first").await;
     let run = running(s, i.id, WorkflowKind::Qa, mins(1)).await;
     set_status(s, run.id, RunStatus::Completed, mins(2)).await;
-    s.delete_issue(i.id, mins(3)).await.expect("delete");
+    s.delete_issue(i.id, mins(3), &Default::default())
+        .await
+        .expect("delete");
     let j = issue(s, ws.id, "second").await;
     let r = reserve(s, &spawn(j.id, WorkflowKind::Qa, policy), mins(4)).await;
     assert_eq!(
