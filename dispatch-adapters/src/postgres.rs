@@ -78,6 +78,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "ingest_follow_up",
         sql: include_str!("../migrations/postgres/0012_ingest_follow_up.sql"),
     },
+    Migration {
+        version: 15,
+        name: "import_map",
+        sql: include_str!("../migrations/postgres/0015_import_map.sql"),
+    },
 ];
 
 /// Advisory lock keys (any fixed 64-bit numbers unlikely to collide with an application's own).
@@ -376,6 +381,7 @@ impl_sql_outbox_store!(
     sqlx::Postgres,
     skip_locked = " FOR NO KEY UPDATE SKIP LOCKED"
 );
+impl_sql_import_store!(PostgresStore, sqlx::Postgres);
 
 #[async_trait::async_trait]
 impl dispatch_core::ports::SearchStore for PostgresStore {

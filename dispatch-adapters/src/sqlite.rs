@@ -79,6 +79,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "ingest_follow_up",
         sql: include_str!("../migrations/sqlite/0012_ingest_follow_up.sql"),
     },
+    Migration {
+        version: 15,
+        name: "import_map",
+        sql: include_str!("../migrations/sqlite/0015_import_map.sql"),
+    },
 ];
 
 /// A Dispatch store in a SQLite file.
@@ -439,6 +444,7 @@ impl SqliteStore {
 impl_sql_store!(SqliteStore, sqlx::Sqlite, for_update = "", skip_locked = "");
 impl_sql_orchestrator_store!(SqliteStore, sqlx::Sqlite, for_update = "");
 impl_sql_outbox_store!(SqliteStore, sqlx::Sqlite, skip_locked = "");
+impl_sql_import_store!(SqliteStore, sqlx::Sqlite);
 
 fn encode_vector(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()

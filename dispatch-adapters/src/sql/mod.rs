@@ -8,6 +8,8 @@ mod store_impl;
 mod orchestrator_impl;
 #[macro_use]
 mod outbox_impl;
+#[macro_use]
+mod import_impl;
 
 use dispatch_core::{Error, ErrorKind};
 

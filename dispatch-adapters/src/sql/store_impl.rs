@@ -109,7 +109,7 @@ macro_rules! impl_sql_store {
                 })
             }
 
-            fn row_label(row: &DbRow) -> Result<Label> {
+            pub(super) fn row_label(row: &DbRow) -> Result<Label> {
                 Ok(Label {
                     id: LabelId(col!(row, "dispatch_label", "id", uuid::Uuid)?),
                     workspace_id: WorkspaceId(col!(row, "dispatch_label", "workspace_id", uuid::Uuid)?),
@@ -167,7 +167,7 @@ macro_rules! impl_sql_store {
                 })
             }
 
-            async fn columns_tx(tx: &mut Tx, ws: WorkspaceId) -> Result<Vec<Column>> {
+            pub(super) async fn columns_tx(tx: &mut Tx, ws: WorkspaceId) -> Result<Vec<Column>> {
                 let rows = sqlx::query("SELECT * FROM dispatch_column WHERE workspace_id = $1 ORDER BY position, name")
                     .bind(ws.0)
                     .fetch_all(&mut **tx)
@@ -176,7 +176,7 @@ macro_rules! impl_sql_store {
                 rows.iter().map(Self::row_column).collect()
             }
 
-            async fn workspace_tx(tx: &mut Tx, ws: WorkspaceId) -> Result<Workspace> {
+            pub(super) async fn workspace_tx(tx: &mut Tx, ws: WorkspaceId) -> Result<Workspace> {
                 let row = sqlx::query(concat!("SELECT * FROM dispatch_workspace WHERE id = $1", $FU))
                     .bind(ws.0)
                     .fetch_optional(&mut **tx)
@@ -196,7 +196,7 @@ macro_rules! impl_sql_store {
                 doc_col!(row, "dispatch_issue", Issue)
             }
 
-            async fn insert_issue_tx(tx: &mut Tx, i: &Issue) -> Result<()> {
+            pub(super) async fn insert_issue_tx(tx: &mut Tx, i: &Issue) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO dispatch_issue (id, workspace_id, number, identifier, title, description, column_id, customer_id, spawn_active, version, created_at, updated_at, doc) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
@@ -239,7 +239,7 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn history_tx(tx: &mut Tx, issue: IssueId, entries: Vec<NewHistory>, at: Timestamp) -> Result<()> {
+            pub(super) async fn history_tx(tx: &mut Tx, issue: IssueId, entries: Vec<NewHistory>, at: Timestamp) -> Result<()> {
                 for e in entries {
                     let entry = e.into_entry(issue, at);
                     sqlx::query("INSERT INTO dispatch_history (id, issue_id, action, created_at, doc) VALUES ($1, $2, $3, $4, $5)")
@@ -542,7 +542,7 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn commit(tx: Tx) -> Result<()> {
+            pub(super) async fn commit(tx: Tx) -> Result<()> {
                 tx.commit().await.map_err(db("commit"))
             }
         }

@@ -77,6 +77,8 @@ struct State {
     proposals: BTreeMap<crate::ids::ProposalId, crate::orchestrator::Proposal>,
     outbox: BTreeMap<crate::ids::DeliveryId, crate::outbox::Delivery>,
     outbox_keys: HashMap<String, crate::ids::DeliveryId>,
+    /// The import map: (workspace, source, kind, external id) → our id.
+    imports: HashMap<(WorkspaceId, String, String, String), uuid::Uuid>,
 }
 
 impl MemoryStore {
@@ -2064,5 +2066,73 @@ impl crate::ports::OutboxStore for MemoryStore {
         rows.sort_by_key(|d| std::cmp::Reverse((d.created_at, d.id)));
         rows.truncate(filter.limit());
         Ok(rows)
+    }
+}
+
+#[async_trait]
+impl crate::ports::ImportStore for MemoryStore {
+    async fn apply_import(
+        &self,
+        ws: WorkspaceId,
+        plan: &crate::import::ImportPlan,
+        dry_run: bool,
+        now: Timestamp,
+    ) -> Result<crate::import::ImportReport> {
+        let mut s = self.lock();
+        let workspace = s.workspace_mut(ws)?.clone();
+        let target = crate::import::ImportTarget {
+            columns: s.columns_of(ws),
+            labels: s
+                .labels
+                .iter()
+                .filter(|l| l.workspace_id == ws)
+                .cloned()
+                .collect(),
+            imported: s
+                .imports
+                .iter()
+                .filter(|((w, source, _, _), _)| *w == ws && *source == plan.source)
+                .map(|((_, _, kind, ext), id)| ((kind.clone(), ext.clone()), *id))
+                .collect(),
+            workspace,
+        };
+        let mut write = crate::import::resolve(plan, &target, now)?;
+        write.report.dry_run = dry_run;
+        if dry_run {
+            return Ok(write.report);
+        }
+        s.labels.extend(write.labels);
+        for row in write.issues {
+            let id = row.issue.id;
+            s.push_history(id, row.history, row.issue.created_at);
+            s.by_identifier.insert(row.issue.identifier.clone(), id);
+            s.issues.insert(id, row.issue);
+        }
+        for m in write.mappings {
+            s.imports.insert(
+                (m.workspace_id, m.source, m.kind, m.external_id),
+                m.target_id,
+            );
+        }
+        s.workspace_mut(ws)?.next_issue_number = write.next_issue_number;
+        Ok(write.report)
+    }
+
+    async fn imported_id(
+        &self,
+        ws: WorkspaceId,
+        source: &str,
+        kind: &str,
+        external_id: &str,
+    ) -> Result<Option<uuid::Uuid>> {
+        let s = self.lock();
+        Ok(s.imports
+            .get(&(
+                ws,
+                source.to_string(),
+                kind.to_string(),
+                external_id.to_string(),
+            ))
+            .copied())
     }
 }

@@ -22,8 +22,8 @@ pub use outbox::{DeliveryTransport, OutboxStore};
 pub use runner::{DispatchReceipt, RemoteRunStatus, RunJob, RunReporter, RunResult, Runner};
 pub use store::{
     AgentStore, CustomerStore, DeferredSpawn, DeliveryStore, ErrorLink, ErrorLinkStore, FixStore,
-    IngestDraft, IngestOutcome, IssueStore, IssueUpdate, OrchestratorStore, PrLinkStore,
-    PrLinkUpsertOutcome, RunStore, RunUpdate, SearchStore, SettingStore, SpawnRequest,
+    ImportStore, IngestDraft, IngestOutcome, IssueStore, IssueUpdate, OrchestratorStore,
+    PrLinkStore, PrLinkUpsertOutcome, RunStore, RunUpdate, SearchStore, SettingStore, SpawnRequest,
     SpawnReservation, SpawnStats, Store, WorkspaceStore,
 };
 pub use tools::{ToolContext, ToolProvider};

@@ -40,6 +40,7 @@ mod customers;
 mod deliveries;
 mod errors;
 mod fixes;
+mod imports;
 mod issues;
 mod links;
 mod orchestrator;
@@ -81,6 +82,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(agent_events::cases());
     all.extend(orchestrator::cases());
     all.extend(outbox::cases());
+    all.extend(imports::cases());
     all.extend(concurrency::cases());
     all
 }
