@@ -1,0 +1,188 @@
+//! `POST /api/import`: a Linear CSV export into the workspace (the original took it as a
+//! multipart upload; here the CSV text travels in a JSON body), one call to
+//! `Dispatch::import_linear`. Bodies are limited by `MAX_BODY_BYTES` (1 MiB): larger exports go
+//! through `dispatch import linear FILE`.
+
+use crate::auth::Authenticated;
+use crate::error::ApiResult;
+use crate::extract::ApiJson;
+use crate::openapi::{ApiRouter, doc, post};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+pub fn router() -> ApiRouter {
+    ApiRouter::new().route(
+        "/api/import",
+        post(
+            import,
+            doc("Import a Linear CSV export (issues, statuses, priorities, labels, assignees, dates; Linear ids kept in the import map and the description). Importing the same rows again creates nothing; dry_run reports the mapping, counts and row problems and writes nothing")
+                .tag("import"),
+        ),
+    )
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Import")]
+struct Body {
+    /// `linear` (the only source over HTTP; the original Dispatch is imported with
+    /// `dispatch import original`).
+    source: Option<String>,
+    /// The CSV export, as text (header line first).
+    csv: String,
+    /// Report what would be imported without writing (default false).
+    dry_run: Option<bool>,
+}
+
+/// The import report: `source`, `dry_run`, `rows`, `issues_created`, `issues_skipped` (imported
+/// before), `labels_created`, `assignees`, `by_column`, `mapping` (per row: line, external_id,
+/// identifier, source_status → column, source_priority → priority, action) and `problems` (per
+/// row: line, external_id, message, skipped).
+async fn import(
+    State(s): State<AppState>,
+    _a: Authenticated,
+    ApiJson(b): ApiJson<Body>,
+) -> ApiResult<Json<Value>> {
+    if let Some(src) = b.source.as_deref()
+        && !src.eq_ignore_ascii_case("linear")
+    {
+        return Err(dispatch_core::Error::invalid(
+            "source",
+            format!("unknown source {src:?}: only linear is imported over HTTP"),
+        )
+        .into());
+    }
+    let report = s
+        .dispatch
+        .import_linear(b.csv.as_bytes(), b.dry_run.unwrap_or(false))
+        .await?;
+    Ok(Json(serde_json::to_value(&report).map_err(|e| {
+        dispatch_core::Error::internal(format!("cannot render the import report: {e}"))
+    })?))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::{app, call};
+    use axum::http::StatusCode;
+    use dispatch_core::issue::IssueFilter;
+    use dispatch_core::memory::MemoryStore;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    const SAMPLE: &str =
+        include_str!("../../../dispatch-core/src/import/fixtures/linear_export.csv");
+
+    #[tokio::test]
+    async fn linear_export_over_http_dry_run_real_and_again() {
+        let (app, dispatch) = app(Arc::new(MemoryStore::new())).await;
+        let (st, _) = call(
+            &app,
+            "POST",
+            "/api/import",
+            Some(json!({ "csv": SAMPLE })),
+            false,
+        )
+        .await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+
+        let (st, dry) = call(
+            &app,
+            "POST",
+            "/api/import",
+            Some(json!({ "source": "linear", "csv": SAMPLE, "dry_run": true })),
+            true,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{dry}");
+        assert_eq!(dry["dry_run"], true);
+        assert_eq!(dry["issues_created"], 7);
+        assert_eq!(dry["mapping"][0]["external_id"], "ENG-101");
+        assert_eq!(dry["mapping"][0]["identifier"], "DISPATCH-1");
+        assert_eq!(dry["mapping"][0]["column"], "In Progress");
+        assert_eq!(dry["mapping"][0]["priority"], "P1");
+        assert!(
+            dispatch
+                .list_issues(&IssueFilter::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let (st, real) = call(
+            &app,
+            "POST",
+            "/api/import",
+            Some(json!({ "csv": SAMPLE })),
+            true,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{real}");
+        assert_eq!(real["issues_created"], 7);
+        let (st, issue) = call(&app, "GET", "/api/issues/DISPATCH-4", None, true).await;
+        assert_eq!(st, StatusCode::OK, "{issue}");
+        assert_eq!(issue["title"], "Upgrade the PostgreSQL driver");
+
+        let (_, again) = call(
+            &app,
+            "POST",
+            "/api/import",
+            Some(json!({ "csv": SAMPLE })),
+            true,
+        )
+        .await;
+        assert_eq!(
+            (
+                again["issues_created"].clone(),
+                again["issues_skipped"].clone()
+            ),
+            (json!(0), json!(7))
+        );
+        assert_eq!(
+            dispatch
+                .list_issues(&IssueFilter::default())
+                .await
+                .unwrap()
+                .len(),
+            7
+        );
+
+        // A malformed row is reported with its line; the file's other rows go in.
+        let bad = format!("{SAMPLE}ENG-120,Engineering,\"Broken row\n");
+        let (st, r) = call(
+            &app,
+            "POST",
+            "/api/import",
+            Some(json!({ "csv": bad, "dry_run": true })),
+            true,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{r}");
+        assert_eq!(r["problems"][0]["line"], 13, "{r}");
+        assert_eq!(r["problems"][0]["skipped"], true);
+        assert_eq!(r["issues_skipped"], 7);
+
+        let (st, e) = call(
+            &app,
+            "POST",
+            "/api/import",
+            Some(json!({ "csv": "Name,Status\nx,Todo\n" })),
+            true,
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+        let (st, _) = call(
+            &app,
+            "POST",
+            "/api/import",
+            Some(json!({ "csv": SAMPLE, "source": "jira" })),
+            true,
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+    }
+}
