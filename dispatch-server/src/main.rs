@@ -70,6 +70,17 @@ enum ImportCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Move over from the original Dispatch: workspace counter, labels, issues with their
+    /// identifiers, comments, history, error links, customers with their portal tokens and
+    /// watchers. Importing again brings only what is new.
+    Original {
+        /// The original's database, postgres://user@host/db (read only).
+        #[arg(long = "from")]
+        from: String,
+        /// Report counts per table; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -432,6 +443,14 @@ async fn import(command: ImportCommand) -> dispatch_core::Result<()> {
             )
             .await?
         }
+        ImportCommand::Original { from, dry_run } => {
+            let data = read_original(&from).await?;
+            let plan = dispatch_core::import::original::plan(&data, &ws.issue_prefix);
+            opened
+                .store
+                .apply_import(ws.id, &plan, dry_run, opened.clock.now())
+                .await?
+        }
     };
     let json = serde_json::to_string_pretty(&report)
         .map_err(|e| dispatch_core::Error::internal(e.to_string()))?;
@@ -457,6 +476,23 @@ async fn import(command: ImportCommand) -> dispatch_core::Result<()> {
         report.problems.len(),
     );
     Ok(())
+}
+
+#[cfg(feature = "postgres")]
+async fn read_original(
+    url: &str,
+) -> dispatch_core::Result<dispatch_core::import::original::OriginalData> {
+    dispatch_adapters::original::read_original(url).await
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn read_original(
+    _url: &str,
+) -> dispatch_core::Result<dispatch_core::import::original::OriginalData> {
+    Err(dispatch_core::Error::invalid(
+        "--from",
+        "this build has no PostgreSQL support",
+    ))
 }
 
 async fn serve() -> dispatch_core::Result<()> {

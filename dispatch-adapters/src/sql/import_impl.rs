@@ -9,7 +9,8 @@ macro_rules! impl_sql_import_store {
         mod sql_import_impl {
             #[allow(unused_imports)]
             use super::*;
-            use crate::sql::db;
+            use crate::sql::{db, to_i64};
+            use sqlx::types::Json;
             use async_trait::async_trait;
             use dispatch_core::Timestamp;
             use dispatch_core::error::Result;
@@ -47,7 +48,15 @@ macro_rules! impl_sql_import_store {
                             col!(r, "dispatch_import_map", "target_id", uuid::Uuid)?,
                         );
                     }
-                    let target = ImportTarget { workspace, columns, labels, imported };
+                    let used_numbers = sqlx::query("SELECT number FROM dispatch_issue WHERE workspace_id = $1")
+                        .bind(ws.0)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(db("read issue numbers"))?
+                        .iter()
+                        .map(|r| col!(r, "dispatch_issue", "number", i64))
+                        .collect::<Result<_>>()?;
+                    let target = ImportTarget { workspace, columns, labels, imported, used_numbers };
                     let mut write = resolve(plan, &target, now)?;
                     write.report.dry_run = dry_run;
                     if dry_run {
@@ -65,9 +74,65 @@ macro_rules! impl_sql_import_store {
                             .await
                             .map_err(db("insert label"))?;
                     }
-                    for row in write.issues {
-                        Self::insert_issue_tx(&mut tx, &row.issue).await?;
-                        Self::history_tx(&mut tx, row.issue.id, row.history, row.issue.created_at).await?;
+                    for c in &write.customers {
+                        Self::save_customer_tx(&mut tx, c, true).await?;
+                    }
+                    for i in &write.issues {
+                        Self::insert_issue_tx(&mut tx, i).await?;
+                    }
+                    for c in &write.comments {
+                        sqlx::query("INSERT INTO dispatch_comment (id, issue_id, author, body, created_at) VALUES ($1, $2, $3, $4, $5)")
+                            .bind(c.id.0)
+                            .bind(c.issue_id.0)
+                            .bind(&c.author)
+                            .bind(&c.body)
+                            .bind(Self::ts(c.created_at))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert comment"))?;
+                        sqlx::query("UPDATE dispatch_issue SET comments_text = comments_text || ' ' || $2 WHERE id = $1")
+                            .bind(c.issue_id.0)
+                            .bind(&c.body)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("index comment"))?;
+                    }
+                    for h in &write.history {
+                        sqlx::query("INSERT INTO dispatch_history (id, issue_id, action, created_at, doc) VALUES ($1, $2, $3, $4, $5)")
+                            .bind(h.id.0)
+                            .bind(h.issue_id.0)
+                            .bind(super::sql_store_impl::history_action(h))
+                            .bind(Self::ts(h.created_at))
+                            .bind(Json(h))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert history"))?;
+                    }
+                    for l in &write.links {
+                        sqlx::query("INSERT INTO dispatch_error_link (id, issue_id, source, external_key, fingerprint, url, metadata, event_count, first_seen_at, last_seen_at, cooldown_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+                            .bind(l.id.0)
+                            .bind(l.issue_id.0)
+                            .bind(&l.source)
+                            .bind(&l.external_key)
+                            .bind(&l.fingerprint)
+                            .bind(&l.url)
+                            .bind(Json(&l.metadata))
+                            .bind(to_i64(l.event_count))
+                            .bind(Self::ts(l.first_seen_at))
+                            .bind(Self::ts(l.last_seen_at))
+                            .bind(Self::ts_opt(l.cooldown_until))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert error link"))?;
+                    }
+                    for (issue, customer, at) in &write.watchers {
+                        sqlx::query("INSERT INTO dispatch_watcher (issue_id, customer_id, added_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                            .bind(issue.0)
+                            .bind(customer.0)
+                            .bind(Self::ts(*at))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert watcher"))?;
                     }
                     for m in &write.mappings {
                         sqlx::query("INSERT INTO dispatch_import_map (workspace_id, source, kind, external_id, target_id, imported_at) VALUES ($1, $2, $3, $4, $5, $6)")

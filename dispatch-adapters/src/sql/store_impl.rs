@@ -68,7 +68,7 @@ macro_rules! impl_sql_store {
         }
 
         /// The history row's `action` column: the action's serialised name.
-        fn history_action(e: &HistoryEntry) -> String {
+        pub(super) fn history_action(e: &HistoryEntry) -> String {
             serde_json::to_value(e.action)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
@@ -516,7 +516,7 @@ macro_rules! impl_sql_store {
                 doc_col!(row, "dispatch_customer", Customer)
             }
 
-            async fn save_customer_tx(tx: &mut Tx, c: &Customer, insert: bool) -> Result<()> {
+            pub(super) async fn save_customer_tx(tx: &mut Tx, c: &Customer, insert: bool) -> Result<()> {
                 let sql = if insert {
                     "INSERT INTO dispatch_customer (id, workspace_id, name, slug, portal_token, slack_channel_id, created_at, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                 } else {

@@ -211,6 +211,9 @@ pub fn parse(csv_bytes: &[u8], now: Timestamp) -> Result<ImportPlan> {
             labels,
             created_at,
             updated_at,
+            number: None,
+            customer: None,
+            record_created: true,
         });
     }
     Ok(plan)

@@ -6,20 +6,28 @@
 //! same call with nothing written, so its counts are exactly what a real run would do.
 
 pub mod linear;
+pub mod original;
 
 use crate::Timestamp;
+use crate::customer::Customer;
 use crate::error::{Error, Result};
-use crate::ids::{LabelId, WorkspaceId};
+use crate::ids::{CommentId, CustomerId, IssueId, LabelId, LinkId, WorkspaceId};
 use crate::issue::{
-    Actor, Column, HistoryAction, Issue, Label, NewHistory, NewIssue, NewLabel, Priority,
-    Workspace, default_labels, format_identifier,
+    Actor, Column, Comment, HistoryAction, HistoryEntry, Issue, Label, NewHistory, NewIssue,
+    NewLabel, Priority, Workspace, default_labels, format_identifier,
 };
+use crate::ports::ErrorLink;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use uuid::Uuid;
 
 /// Kind of an imported row in the import map.
 pub const KIND_ISSUE: &str = "issue";
+pub const KIND_CUSTOMER: &str = "customer";
+pub const KIND_COMMENT: &str = "comment";
+pub const KIND_HISTORY: &str = "history";
+pub const KIND_LINK: &str = "link";
+pub const KIND_WATCHER: &str = "watcher";
 
 /// One issue as the source has it, already mapped to our vocabulary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +49,70 @@ pub struct ImportIssue {
     pub labels: Vec<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Keep this number (the original Dispatch's own identifiers) when the workspace has the
+    /// same prefix and the number is free; otherwise the issue gets the next number.
+    pub number: Option<i64>,
+    /// The source's id of the issue's customer (a customer of this plan).
+    pub customer: Option<String>,
+    /// Write a `created` history entry saying where it came from (sources without history).
+    pub record_created: bool,
+}
+
+/// A customer (the original Dispatch), its portal token kept so that portal links keep working.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportCustomer {
+    pub external_id: String,
+    pub name: String,
+    pub slug: String,
+    pub slack_channel_id: Option<String>,
+    pub portal_token: String,
+    pub brand_color: Option<String>,
+    pub logo_url: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A comment of an imported issue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportComment {
+    pub external_id: String,
+    pub issue: String,
+    pub author: Option<String>,
+    pub body: String,
+    pub created_at: Timestamp,
+}
+
+/// A history entry of an imported issue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportHistory {
+    pub external_id: String,
+    pub issue: String,
+    pub entry: NewHistory,
+    pub created_at: Timestamp,
+}
+
+/// An error link (fingerprint or external id) of an imported issue, with its counts and cooldown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportLink {
+    pub external_id: String,
+    pub issue: String,
+    pub source: String,
+    pub external_key: String,
+    pub fingerprint: String,
+    pub url: Option<String>,
+    pub metadata: serde_json::Value,
+    pub event_count: u64,
+    pub first_seen_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub cooldown_until: Option<Timestamp>,
+}
+
+/// A customer watching an imported issue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportWatcher {
+    pub issue: String,
+    pub customer: String,
+    pub added_at: Timestamp,
 }
 
 /// A row the source could not give us, with where it is.
@@ -63,6 +135,13 @@ pub struct ImportPlan {
     /// Data rows read (good and bad).
     pub rows: usize,
     pub issues: Vec<ImportIssue>,
+    pub customers: Vec<ImportCustomer>,
+    pub comments: Vec<ImportComment>,
+    pub history: Vec<ImportHistory>,
+    pub links: Vec<ImportLink>,
+    pub watchers: Vec<ImportWatcher>,
+    /// The source's own counter: the workspace's ends at least here.
+    pub next_issue_number: Option<i64>,
     pub problems: Vec<RowProblem>,
 }
 
@@ -74,6 +153,8 @@ pub struct ImportTarget {
     pub labels: Vec<Label>,
     /// The import map of this source: (kind, external id) → our id.
     pub imported: HashMap<(String, String), Uuid>,
+    /// Issue numbers the workspace has used.
+    pub used_numbers: HashSet<i64>,
 }
 
 /// A row of the import map: a source's row and what it became here.
@@ -86,18 +167,16 @@ pub struct ImportMapping {
     pub target_id: Uuid,
 }
 
-/// One new issue with the history written for it (at its `created_at`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImportedIssueRow {
-    pub issue: Issue,
-    pub history: Vec<NewHistory>,
-}
-
-/// What the store writes, decided by [`resolve`].
+/// What the store writes, decided by [`resolve`]; rows in dependency order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImportWrite {
     pub labels: Vec<Label>,
-    pub issues: Vec<ImportedIssueRow>,
+    pub customers: Vec<Customer>,
+    pub issues: Vec<Issue>,
+    pub comments: Vec<Comment>,
+    pub history: Vec<HistoryEntry>,
+    pub links: Vec<ErrorLink>,
+    pub watchers: Vec<(IssueId, CustomerId, Timestamp)>,
     pub mappings: Vec<ImportMapping>,
     /// The workspace's counter after the import (never lowered).
     pub next_issue_number: i64,
@@ -129,6 +208,10 @@ pub struct ImportReport {
     pub issues_created: usize,
     /// Rows an earlier import already brought in (nothing written for them).
     pub issues_skipped: usize,
+    /// Rows created per kind (`issue`, `customer`, `comment`, `history`, `link`, `watcher`).
+    pub created: BTreeMap<String, usize>,
+    /// Rows an earlier import already brought in, per kind.
+    pub skipped: BTreeMap<String, usize>,
     pub labels_created: Vec<String>,
     /// Assignee names the imported issues carry.
     pub assignees: Vec<String>,
@@ -148,11 +231,14 @@ fn label_key(name: &str) -> String {
     name.trim().to_lowercase()
 }
 
-/// Decides what an import writes into `target`: issues not in the import map yet get the next
-/// numbers of the workspace (in source order, so identifiers the workspace issues later never
-/// collide), missing labels are created (colours cycling through the default palette), and every
-/// new row is recorded in the import map. Pure: the same plan on the same target gives the same
-/// decision (ids aside).
+/// Decides what an import writes into `target`: rows not in the import map yet are created and
+/// recorded there, rows already in it are skipped (so a second import creates nothing). Issues
+/// keep their source number when asked and free under the same prefix, otherwise they get the
+/// next numbers of the workspace (in source order), and the counter ends above every number used,
+/// so identifiers the workspace issues later never collide. Missing labels are created (colours
+/// cycling through the default palette). Comments, history, links and watchers of issues imported
+/// earlier attach to those. Pure: the same plan on the same target gives the same decision (ids
+/// aside).
 pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Result<ImportWrite> {
     let ws = &target.workspace;
     let actor = import_actor(&plan.source);
@@ -162,25 +248,85 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
         .iter()
         .map(|l| (label_key(&l.name), l.id))
         .collect();
-    let mut new_labels: Vec<Label> = Vec::new();
-    let mut report = ImportReport {
-        source: plan.source.clone(),
-        rows: plan.rows,
-        problems: plan.problems.clone(),
-        ..ImportReport::default()
+    let mut w = ImportWrite {
+        labels: Vec::new(),
+        customers: Vec::new(),
+        issues: Vec::new(),
+        comments: Vec::new(),
+        history: Vec::new(),
+        links: Vec::new(),
+        watchers: Vec::new(),
+        mappings: Vec::new(),
+        next_issue_number: ws.next_issue_number,
+        report: ImportReport {
+            source: plan.source.clone(),
+            rows: plan.rows,
+            problems: plan.problems.clone(),
+            ..ImportReport::default()
+        },
     };
+    let mut ids: HashMap<(&str, String), Uuid> = HashMap::new();
+    let map = |w: &mut ImportWrite, kind: &'static str, ext: &str, id: Uuid| {
+        *w.report.created.entry(kind.to_string()).or_default() += 1;
+        w.mappings.push(ImportMapping {
+            workspace_id: ws.id,
+            source: plan.source.clone(),
+            kind: kind.into(),
+            external_id: ext.to_string(),
+            target_id: id,
+        });
+    };
+    let known = |kind: &str, ext: &str| {
+        target
+            .imported
+            .get(&(kind.to_string(), ext.to_string()))
+            .copied()
+    };
+    let skip = |w: &mut ImportWrite, kind: &str| {
+        *w.report.skipped.entry(kind.to_string()).or_default() += 1;
+    };
+
+    for c in &plan.customers {
+        if let Some(id) = known(KIND_CUSTOMER, &c.external_id) {
+            ids.insert((KIND_CUSTOMER, c.external_id.clone()), id);
+            skip(&mut w, KIND_CUSTOMER);
+            continue;
+        }
+        let customer = Customer {
+            id: CustomerId::new(),
+            workspace_id: ws.id,
+            name: c.name.clone(),
+            slug: c.slug.clone(),
+            slack_channel_id: c.slack_channel_id.clone(),
+            portal_token: c.portal_token.clone(),
+            brand_color: c.brand_color.clone(),
+            logo_url: c.logo_url.clone(),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        };
+        ids.insert((KIND_CUSTOMER, c.external_id.clone()), customer.id.0);
+        map(&mut w, KIND_CUSTOMER, &c.external_id, customer.id.0);
+        w.customers.push(customer);
+    }
+
+    let mut used = target.used_numbers.clone();
     let mut next = ws.next_issue_number.max(1);
-    let mut issues = Vec::new();
-    let mut mappings = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
+    // Kept numbers first, so that a fresh number never takes one a later row keeps.
     for row in &plan.issues {
-        let key = (KIND_ISSUE.to_string(), row.external_id.clone());
+        if let Some(n) = row.number
+            && known(KIND_ISSUE, &row.external_id).is_none()
+        {
+            used.insert(n);
+        }
+    }
+    for row in &plan.issues {
         if !seen.insert(row.external_id.as_str()) {
-            report.problems.push(RowProblem {
+            w.report.problems.push(RowProblem {
                 line: row.line,
                 external_id: Some(row.external_id.clone()),
                 message: format!(
-                    "{} appears twice in the file; the first row counts",
+                    "{} appears twice in the source; the first row counts",
                     row.external_id
                 ),
                 skipped: true,
@@ -203,10 +349,12 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
             priority: row.priority,
             action: "created".into(),
         };
-        if target.imported.contains_key(&key) {
-            report.issues_skipped += 1;
+        if let Some(id) = known(KIND_ISSUE, &row.external_id) {
+            ids.insert((KIND_ISSUE, row.external_id.clone()), id);
+            w.report.issues_skipped += 1;
+            skip(&mut w, KIND_ISSUE);
             mapped.action = "already_imported".into();
-            report.mapping.push(mapped);
+            w.report.mapping.push(mapped);
             continue;
         }
         let mut label_ids = Vec::new();
@@ -218,7 +366,7 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
             let id = match labels.get(&k) {
                 Some(id) => *id,
                 None => {
-                    let color = palette[new_labels.len() % palette.len()].clone();
+                    let color = palette[w.labels.len() % palette.len()].clone();
                     let new = NewLabel::new(name.trim(), color);
                     new.validate()?;
                     let l = Label {
@@ -228,9 +376,9 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
                         color: new.color,
                     };
                     labels.insert(k, l.id);
-                    report.labels_created.push(l.name.clone());
+                    w.report.labels_created.push(l.name.clone());
                     let id = l.id;
-                    new_labels.push(l);
+                    w.labels.push(l);
                     id
                 }
             };
@@ -238,6 +386,11 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
                 label_ids.push(id);
             }
         }
+        let customer_id = row
+            .customer
+            .as_ref()
+            .and_then(|c| ids.get(&(KIND_CUSTOMER, c.clone())))
+            .map(|id| CustomerId(*id));
         let new = NewIssue {
             title: row.title.clone(),
             description: row.description.clone(),
@@ -245,11 +398,11 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
             priority: row.priority,
             assignee: row.assignee.clone(),
             labels: label_ids,
-            customer_id: None,
+            customer_id,
             reporter_id: None,
         };
         if let Err(e) = new.validate() {
-            report.problems.push(RowProblem {
+            w.report.problems.push(RowProblem {
                 line: row.line,
                 external_id: Some(row.external_id.clone()),
                 message: e.message.clone(),
@@ -257,46 +410,152 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
             });
             continue;
         }
-        let number = next;
-        next += 1;
+        let number = match row.number {
+            Some(n) if n > 0 && !target.used_numbers.contains(&n) => n,
+            _ => {
+                while used.contains(&next) {
+                    next += 1;
+                }
+                used.insert(next);
+                next
+            }
+        };
+        w.next_issue_number = w.next_issue_number.max(number + 1);
         let identifier = format_identifier(&ws.issue_prefix, number);
+        if row.number.is_some_and(|n| n != number) {
+            w.report.problems.push(RowProblem {
+                line: row.line,
+                external_id: Some(row.external_id.clone()),
+                message: format!(
+                    "{} is taken here: imported as {identifier}",
+                    row.external_id
+                ),
+                skipped: false,
+            });
+        }
         let mut issue =
             new.into_issue(ws.id, number, identifier.clone(), column.id, row.created_at);
         issue.updated_at = row.updated_at.max(row.created_at);
-        let history = vec![NewHistory::new(HistoryAction::Created, &actor).values(
-            None,
-            Some(serde_json::json!({
-                "source": plan.source,
-                "external_id": row.external_id,
-                "identifier": identifier,
-                "imported_at": now,
-            })),
-        )];
+        if row.record_created {
+            w.history.push(
+                NewHistory::new(HistoryAction::Created, &actor)
+                    .values(
+                        None,
+                        Some(serde_json::json!({
+                            "source": plan.source,
+                            "external_id": row.external_id,
+                            "identifier": identifier,
+                            "imported_at": now,
+                        })),
+                    )
+                    .into_entry(issue.id, row.created_at),
+            );
+        }
         mapped.identifier = Some(identifier);
         if let Some(a) = &row.assignee
-            && !report.assignees.contains(a)
+            && !w.report.assignees.contains(a)
         {
-            report.assignees.push(a.clone());
+            w.report.assignees.push(a.clone());
         }
-        *report.by_column.entry(column.name.clone()).or_default() += 1;
-        report.issues_created += 1;
-        report.mapping.push(mapped);
-        mappings.push(ImportMapping {
-            workspace_id: ws.id,
-            source: plan.source.clone(),
-            kind: KIND_ISSUE.into(),
-            external_id: row.external_id.clone(),
-            target_id: issue.id.0,
-        });
-        issues.push(ImportedIssueRow { issue, history });
+        *w.report.by_column.entry(column.name.clone()).or_default() += 1;
+        w.report.issues_created += 1;
+        w.report.mapping.push(mapped);
+        ids.insert((KIND_ISSUE, row.external_id.clone()), issue.id.0);
+        map(&mut w, KIND_ISSUE, &row.external_id, issue.id.0);
+        w.issues.push(issue);
     }
-    Ok(ImportWrite {
-        labels: new_labels,
-        issues,
-        mappings,
-        next_issue_number: next.max(ws.next_issue_number),
-        report,
-    })
+    if let Some(n) = plan.next_issue_number {
+        w.next_issue_number = w.next_issue_number.max(n);
+    }
+
+    // Rows of issues: attached to the issue of this import or of an earlier one.
+    let issue_of = |ids: &HashMap<(&str, String), Uuid>, ext: &str| {
+        ids.get(&(KIND_ISSUE, ext.to_string()))
+            .map(|id| IssueId(*id))
+    };
+    let orphan = |w: &mut ImportWrite, kind: &str, ext: &str, issue: &str| {
+        w.report.problems.push(RowProblem {
+            line: None,
+            external_id: Some(ext.to_string()),
+            message: format!("{kind} {ext} belongs to issue {issue}, which is not imported"),
+            skipped: true,
+        });
+    };
+    for c in &plan.comments {
+        if known(KIND_COMMENT, &c.external_id).is_some() {
+            skip(&mut w, KIND_COMMENT);
+            continue;
+        }
+        let Some(issue_id) = issue_of(&ids, &c.issue) else {
+            orphan(&mut w, KIND_COMMENT, &c.external_id, &c.issue);
+            continue;
+        };
+        let comment = Comment {
+            id: CommentId::new(),
+            issue_id,
+            author: c.author.clone(),
+            body: c.body.clone(),
+            created_at: c.created_at,
+        };
+        map(&mut w, KIND_COMMENT, &c.external_id, comment.id.0);
+        w.comments.push(comment);
+    }
+    for h in &plan.history {
+        if known(KIND_HISTORY, &h.external_id).is_some() {
+            skip(&mut w, KIND_HISTORY);
+            continue;
+        }
+        let Some(issue_id) = issue_of(&ids, &h.issue) else {
+            orphan(&mut w, KIND_HISTORY, &h.external_id, &h.issue);
+            continue;
+        };
+        let entry = h.entry.clone().into_entry(issue_id, h.created_at);
+        map(&mut w, KIND_HISTORY, &h.external_id, entry.id.0);
+        w.history.push(entry);
+    }
+    for l in &plan.links {
+        if known(KIND_LINK, &l.external_id).is_some() {
+            skip(&mut w, KIND_LINK);
+            continue;
+        }
+        let Some(issue_id) = issue_of(&ids, &l.issue) else {
+            orphan(&mut w, KIND_LINK, &l.external_id, &l.issue);
+            continue;
+        };
+        let link = ErrorLink {
+            id: LinkId::new(),
+            issue_id,
+            source: l.source.clone(),
+            external_key: l.external_key.clone(),
+            fingerprint: l.fingerprint.clone(),
+            url: l.url.clone(),
+            metadata: l.metadata.clone(),
+            event_count: l.event_count,
+            first_seen_at: l.first_seen_at,
+            last_seen_at: l.last_seen_at,
+            cooldown_until: l.cooldown_until,
+        };
+        map(&mut w, KIND_LINK, &l.external_id, link.id.0);
+        w.links.push(link);
+    }
+    for x in &plan.watchers {
+        let ext = format!("{}|{}", x.issue, x.customer);
+        if known(KIND_WATCHER, &ext).is_some() {
+            skip(&mut w, KIND_WATCHER);
+            continue;
+        }
+        let (Some(issue_id), Some(customer)) = (
+            issue_of(&ids, &x.issue),
+            ids.get(&(KIND_CUSTOMER, x.customer.clone())),
+        ) else {
+            orphan(&mut w, KIND_WATCHER, &ext, &x.issue);
+            continue;
+        };
+        map(&mut w, KIND_WATCHER, &ext, issue_id.0);
+        w.watchers
+            .push((issue_id, CustomerId(*customer), x.added_at));
+    }
+    Ok(w)
 }
 
 /// Imports a Linear CSV export into the workspace (or, `dry_run`, reports what that would do).

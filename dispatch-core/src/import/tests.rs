@@ -42,6 +42,7 @@ fn target() -> ImportTarget {
         columns,
         labels,
         imported: HashMap::new(),
+        used_numbers: HashSet::new(),
     }
 }
 
@@ -134,8 +135,8 @@ fn resolve_numbers_after_the_counter_folds_labels_and_skips_imported_rows() {
     let mut t = target();
     let w = resolve(&plan, &t, now()).unwrap();
     assert_eq!(w.issues.len(), 7);
-    assert_eq!(w.issues[0].issue.identifier, "DISPATCH-5");
-    assert_eq!(w.issues[6].issue.identifier, "DISPATCH-11");
+    assert_eq!(w.issues[0].identifier, "DISPATCH-5");
+    assert_eq!(w.issues[6].identifier, "DISPATCH-11");
     assert_eq!(w.next_issue_number, 12);
     // "Bug" and "bug" fold onto the default label "bug" ("Feature" onto "feature"); new ones are
     // created once.
@@ -144,8 +145,8 @@ fn resolve_numbers_after_the_counter_folds_labels_and_skips_imported_rows() {
         vec!["Payments", "Uploads", "Chore", "UI", "Performance", "API"]
     );
     let bug = t.labels.iter().find(|l| l.name == "bug").unwrap().id;
-    assert!(w.issues[0].issue.labels.contains(&bug));
-    assert!(w.issues[2].issue.labels.contains(&bug));
+    assert!(w.issues[0].labels.contains(&bug));
+    assert!(w.issues[2].labels.contains(&bug));
     assert!(
         w.labels
             .iter()
@@ -153,7 +154,7 @@ fn resolve_numbers_after_the_counter_folds_labels_and_skips_imported_rows() {
     );
     let done = t.columns.iter().find(|c| c.name == "Done").unwrap();
     assert_eq!(done.category, ColumnCategory::Closed);
-    assert_eq!(w.issues[3].issue.column_id, done.id);
+    assert_eq!(w.issues[3].column_id, done.id);
     assert_eq!(w.report.by_column.get("Canceled"), Some(&2));
     assert_eq!(w.report.assignees, vec!["maria", "sam", "Priya Natarajan"]);
     assert_eq!(w.mappings.len(), 7);

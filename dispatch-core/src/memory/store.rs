@@ -2094,6 +2094,12 @@ impl crate::ports::ImportStore for MemoryStore {
                 .filter(|((w, source, _, _), _)| *w == ws && *source == plan.source)
                 .map(|((_, _, kind, ext), id)| ((kind.clone(), ext.clone()), *id))
                 .collect(),
+            used_numbers: s
+                .issues
+                .values()
+                .filter(|i| i.workspace_id == ws)
+                .map(|i| i.number)
+                .collect(),
             workspace,
         };
         let mut write = crate::import::resolve(plan, &target, now)?;
@@ -2101,12 +2107,51 @@ impl crate::ports::ImportStore for MemoryStore {
         if dry_run {
             return Ok(write.report);
         }
+        // Checked before anything is written, as the SQL stores' unique keys do.
+        for c in &write.customers {
+            if s.customers.values().any(|x| {
+                (x.workspace_id == ws && x.slug == c.slug)
+                    || x.portal_token == c.portal_token
+                    || (x.slack_channel_id.is_some() && x.slack_channel_id == c.slack_channel_id)
+            }) {
+                return Err(Error::conflict(format!(
+                    "a customer with slug {:?}, that Slack channel or that token exists",
+                    c.slug
+                )));
+            }
+        }
+        for l in &write.links {
+            if s.link_index
+                .contains_key(&(l.source.clone(), l.external_key.clone()))
+            {
+                return Err(Error::conflict(format!(
+                    "the error link {}/{} exists",
+                    l.source, l.external_key
+                )));
+            }
+        }
         s.labels.extend(write.labels);
-        for row in write.issues {
-            let id = row.issue.id;
-            s.push_history(id, row.history, row.issue.created_at);
-            s.by_identifier.insert(row.issue.identifier.clone(), id);
-            s.issues.insert(id, row.issue);
+        for c in write.customers {
+            s.customers.insert(c.id, c);
+        }
+        for issue in write.issues {
+            s.by_identifier.insert(issue.identifier.clone(), issue.id);
+            s.issues.insert(issue.id, issue);
+        }
+        s.comments.extend(write.comments);
+        for h in write.history {
+            let list = s.history.entry(h.issue_id).or_default();
+            list.push(h);
+            list.sort_by_key(|e| e.created_at);
+        }
+        for l in write.links {
+            let at = s.links.len();
+            s.link_index
+                .insert((l.source.clone(), l.external_key.clone()), at);
+            s.links.push(l);
+        }
+        for (issue, customer, _) in write.watchers {
+            s.watchers.insert((issue, customer));
         }
         for m in write.mappings {
             s.imports.insert(
