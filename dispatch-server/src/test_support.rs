@@ -80,6 +80,13 @@ pub async fn call(
         None => req.body(Body::empty()),
     }
     .expect("request");
+    let mut req = req;
+    // What the server's listener gives every request (the portal's rate limit reads it).
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            40000,
+        ))));
     let res = app.clone().oneshot(req).await.expect("response");
     let status = res.status();
     let bytes = axum::body::to_bytes(res.into_body(), 16 << 20)

@@ -185,4 +185,112 @@ mod tests {
         .await;
         assert_eq!(st, StatusCode::BAD_REQUEST);
     }
+
+    /// An original Dispatch portal link (`/portal/{slug}?token=…`) keeps working after the move:
+    /// the imported customer has the original's token and watches its issues.
+    #[tokio::test]
+    async fn an_original_portal_link_works_after_the_move() {
+        use dispatch_core::import::original::{OriginalData, OriginalIssue, plan};
+        use dispatch_core::import::{ImportCustomer, ImportWatcher};
+        let (app, dispatch) = app(Arc::new(MemoryStore::new())).await;
+        let token = "9e1f0c6f6b1e2d4a7c9b8e3f2a1d0c9b8a7f6e5d4c3b2a1908f7e6d5c4b3a291";
+        let t = |s: &str| s.parse::<dispatch_core::Timestamp>().unwrap();
+        let issue = |id: &str, ident: &str, status: &str| OriginalIssue {
+            id: id.into(),
+            identifier: ident.into(),
+            title: format!("{ident} title"),
+            description: Some("from the original".into()),
+            status_id: status.into(),
+            priority: "P2".into(),
+            assignee_id: None,
+            customer_id: Some("cu1".into()),
+            created_at: t("2026-01-05T10:00:00Z"),
+            updated_at: t("2026-01-06T10:00:00Z"),
+        };
+        let data = OriginalData {
+            workspaces: vec![("DISPATCH".into(), 8)],
+            statuses: vec![
+                ("st-ip".into(), "In Progress".into()),
+                ("st-done".into(), "Done".into()),
+            ],
+            customers: vec![ImportCustomer {
+                external_id: "cu1".into(),
+                name: "Acme Corp".into(),
+                slug: "acme".into(),
+                slack_channel_id: None,
+                portal_token: token.into(),
+                brand_color: Some("#f9db00".into()),
+                logo_url: None,
+                created_at: t("2026-01-03T09:00:00Z"),
+                updated_at: t("2026-01-03T09:00:00Z"),
+            }],
+            issues: vec![
+                issue("is4", "DISPATCH-4", "st-ip"),
+                issue("is7", "DISPATCH-7", "st-done"),
+            ],
+            watchers: vec![ImportWatcher {
+                issue: "is4".into(),
+                customer: "cu1".into(),
+                added_at: t("2026-01-05T10:01:00Z"),
+            }],
+            ..OriginalData::default()
+        };
+        let p = plan(&data, &dispatch.workspace().issue_prefix);
+        dispatch
+            .store()
+            .apply_import(dispatch.workspace().id, &p, false, dispatch.now())
+            .await
+            .expect("import");
+
+        let (st, board) = call(
+            &app,
+            "GET",
+            &format!("/api/portal/acme?token={token}"),
+            None,
+            false,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{board}");
+        assert_eq!(board["customer"]["name"], "Acme Corp");
+        let cards: Vec<&str> = board["statuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["issues"].as_array().unwrap())
+            .map(|i| i["identifier"].as_str().unwrap())
+            .collect();
+        assert_eq!(cards, ["DISPATCH-4"], "{board}");
+        let (st, one) = call(
+            &app,
+            "GET",
+            &format!("/api/portal/acme/issue/DISPATCH-4?token={token}"),
+            None,
+            false,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{one}");
+        assert_eq!(one["issue"]["title"], "DISPATCH-4 title");
+        let (st, _) = call(
+            &app,
+            "GET",
+            &format!("/api/portal/acme/issue/DISPATCH-7?token={token}"),
+            None,
+            false,
+        )
+        .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "not watched");
+        let (st, _) = call(&app, "GET", "/api/portal/acme?token=0000000000000000000000000000000000000000000000000000000000000000", None, false).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+        // The counter is the original's: the next issue is DISPATCH-8.
+        let (st, created) = call(
+            &app,
+            "POST",
+            "/api/issues",
+            Some(json!({ "title": "after the move" })),
+            true,
+        )
+        .await;
+        assert_eq!(st, StatusCode::CREATED, "{created}");
+        assert_eq!(created["identifier"], "DISPATCH-8");
+    }
 }
