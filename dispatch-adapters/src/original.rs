@@ -7,7 +7,7 @@ use crate::sql::db;
 use dispatch_core::Timestamp;
 use dispatch_core::error::Result;
 use dispatch_core::import::original::{
-    OriginalComment, OriginalData, OriginalHistory, OriginalIssue, OriginalLink,
+    OriginalComment, OriginalData, OriginalFix, OriginalHistory, OriginalIssue, OriginalLink,
 };
 use dispatch_core::import::{ImportCustomer, ImportWatcher};
 use sqlx::Row;
@@ -163,6 +163,30 @@ pub async fn read_original(url: &str) -> Result<OriginalData> {
             event_count: get::<Option<i32>>(&r, t, "event_count")?.map(i64::from),
             last_seen_at: get(&r, t, "last_seen_at")?,
             created_at: get(&r, t, "created_at")?,
+        });
+    }
+    for r in rows!(
+        "SELECT id, issue_id, pr_number, pr_url, pr_title, merged_at, merged_sha, deployed_sha, deployed_at, verification_status, verification_deadline, verification_checked_at, failure_reason, sentry_events_post_deploy, created_at, updated_at FROM dispatch_fix_attempt ORDER BY created_at, id"
+    ) {
+        let t = "dispatch_fix_attempt";
+        d.fixes.push(OriginalFix {
+            id: get(&r, t, "id")?,
+            issue_id: get(&r, t, "issue_id")?,
+            pr_number: i64::from(get::<i32>(&r, t, "pr_number")?),
+            pr_url: get(&r, t, "pr_url")?,
+            pr_title: get(&r, t, "pr_title")?,
+            merged_at: get(&r, t, "merged_at")?,
+            merged_sha: get(&r, t, "merged_sha")?,
+            deployed_sha: get(&r, t, "deployed_sha")?,
+            deployed_at: get(&r, t, "deployed_at")?,
+            verification_status: get(&r, t, "verification_status")?,
+            verification_deadline: get(&r, t, "verification_deadline")?,
+            verification_checked_at: get(&r, t, "verification_checked_at")?,
+            failure_reason: get(&r, t, "failure_reason")?,
+            sentry_events_post_deploy: get::<Option<i32>>(&r, t, "sentry_events_post_deploy")?
+                .map(i64::from),
+            created_at: get(&r, t, "created_at")?,
+            updated_at: get(&r, t, "updated_at")?,
         });
     }
     tx.rollback().await.map_err(db("end"))?;

@@ -152,12 +152,20 @@ async fn check(store: Arc<dyn Store>, url: &str, what: &str) {
         .expect("dry run");
     assert!(dry.dry_run);
     let counts = |r: &dispatch_core::import::ImportReport| {
-        ["customer", "issue", "comment", "history", "link", "watcher"]
-            .map(|k| r.created.get(k).copied().unwrap_or(0))
+        [
+            "customer",
+            "issue",
+            "comment",
+            "history",
+            "link",
+            "watcher",
+            "fix_attempt",
+        ]
+        .map(|k| r.created.get(k).copied().unwrap_or(0))
     };
     assert_eq!(
         counts(&dry),
-        [1, 4, 3, 4, 2, 2],
+        [1, 4, 3, 4, 2, 2, 1],
         "{what}: {:?}",
         dry.created
     );
@@ -174,7 +182,7 @@ async fn check(store: Arc<dyn Store>, url: &str, what: &str) {
         .apply_import(ws.id, &p, false, now())
         .await
         .expect("import");
-    assert_eq!(counts(&real), [1, 4, 3, 4, 2, 2], "{what}");
+    assert_eq!(counts(&real), [1, 4, 3, 4, 2, 2, 1], "{what}");
     let issues = s.list_issues(ws.id, &IssueFilter::default()).await.unwrap();
     let mut idents: Vec<_> = issues.iter().map(|i| i.identifier.clone()).collect();
     idents.sort();

@@ -11,12 +11,14 @@ pub mod original;
 use crate::Timestamp;
 use crate::customer::Customer;
 use crate::error::{Error, Result};
+use crate::ids::FixAttemptId;
 use crate::ids::{CommentId, CustomerId, IssueId, LabelId, LinkId, WorkspaceId};
 use crate::issue::{
     Actor, Column, Comment, HistoryAction, HistoryEntry, Issue, Label, NewHistory, NewIssue,
     NewLabel, Priority, Workspace, default_labels, format_identifier,
 };
 use crate::ports::ErrorLink;
+use crate::verify::FixAttempt;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use uuid::Uuid;
@@ -28,6 +30,7 @@ pub const KIND_COMMENT: &str = "comment";
 pub const KIND_HISTORY: &str = "history";
 pub const KIND_LINK: &str = "link";
 pub const KIND_WATCHER: &str = "watcher";
+pub const KIND_FIX: &str = "fix_attempt";
 
 /// One issue as the source has it, already mapped to our vocabulary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +110,15 @@ pub struct ImportLink {
     pub cooldown_until: Option<Timestamp>,
 }
 
+/// A fix attempt (merged PR under verification) of an imported issue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportFix {
+    pub external_id: String,
+    pub issue: String,
+    /// The attempt as it is (its id and issue are replaced by ours).
+    pub attempt: FixAttempt,
+}
+
 /// A customer watching an imported issue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImportWatcher {
@@ -140,6 +152,7 @@ pub struct ImportPlan {
     pub history: Vec<ImportHistory>,
     pub links: Vec<ImportLink>,
     pub watchers: Vec<ImportWatcher>,
+    pub fixes: Vec<ImportFix>,
     /// The source's own counter: the workspace's ends at least here.
     pub next_issue_number: Option<i64>,
     pub problems: Vec<RowProblem>,
@@ -177,6 +190,7 @@ pub struct ImportWrite {
     pub history: Vec<HistoryEntry>,
     pub links: Vec<ErrorLink>,
     pub watchers: Vec<(IssueId, CustomerId, Timestamp)>,
+    pub fixes: Vec<FixAttempt>,
     pub mappings: Vec<ImportMapping>,
     /// The workspace's counter after the import (never lowered).
     pub next_issue_number: i64,
@@ -256,6 +270,7 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
         history: Vec::new(),
         links: Vec::new(),
         watchers: Vec::new(),
+        fixes: Vec::new(),
         mappings: Vec::new(),
         next_issue_number: ws.next_issue_number,
         report: ImportReport {
@@ -554,6 +569,37 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
         map(&mut w, KIND_WATCHER, &ext, issue_id.0);
         w.watchers
             .push((issue_id, CustomerId(*customer), x.added_at));
+    }
+    let mut prs: HashSet<(IssueId, i64)> = HashSet::new();
+    for f in &plan.fixes {
+        if known(KIND_FIX, &f.external_id).is_some() {
+            skip(&mut w, KIND_FIX);
+            continue;
+        }
+        let Some(issue_id) = issue_of(&ids, &f.issue) else {
+            orphan(&mut w, KIND_FIX, &f.external_id, &f.issue);
+            continue;
+        };
+        // One attempt per (issue, PR), as the stores keep them.
+        if !prs.insert((issue_id, f.attempt.pr_number)) {
+            w.report.problems.push(RowProblem {
+                line: None,
+                external_id: Some(f.external_id.clone()),
+                message: format!(
+                    "a second fix attempt for PR #{} of issue {}",
+                    f.attempt.pr_number, f.issue
+                ),
+                skipped: true,
+            });
+            continue;
+        }
+        let attempt = FixAttempt {
+            id: FixAttemptId::new(),
+            issue_id,
+            ..f.attempt.clone()
+        };
+        map(&mut w, KIND_FIX, &f.external_id, attempt.id.0);
+        w.fixes.push(attempt);
     }
     Ok(w)
 }

@@ -7,13 +7,15 @@
 //! imported issue.
 
 use super::{
-    ImportComment, ImportCustomer, ImportHistory, ImportIssue, ImportLink, ImportPlan,
+    ImportComment, ImportCustomer, ImportFix, ImportHistory, ImportIssue, ImportLink, ImportPlan,
     ImportWatcher, RowProblem, linear,
 };
 use crate::Timestamp;
+use crate::ids::{FixAttemptId, IssueId};
 use crate::issue::{
     Actor, ActorKind, HistoryAction, NewHistory, Priority, names, parse_identifier,
 };
+use crate::verify::{FixAttempt, VerificationStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -37,6 +39,28 @@ pub struct OriginalData {
     pub comments: Vec<OriginalComment>,
     pub history: Vec<OriginalHistory>,
     pub links: Vec<OriginalLink>,
+    pub fixes: Vec<OriginalFix>,
+}
+
+/// A `dispatch_fix_attempt` row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OriginalFix {
+    pub id: String,
+    pub issue_id: String,
+    pub pr_number: i64,
+    pub pr_url: String,
+    pub pr_title: String,
+    pub merged_at: Timestamp,
+    pub merged_sha: String,
+    pub deployed_sha: Option<String>,
+    pub deployed_at: Option<Timestamp>,
+    pub verification_status: String,
+    pub verification_deadline: Option<Timestamp>,
+    pub verification_checked_at: Option<Timestamp>,
+    pub failure_reason: Option<String>,
+    pub sentry_events_post_deploy: Option<i64>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,6 +252,40 @@ pub fn plan(data: &OriginalData, prefix: &str) -> ImportPlan {
             first_seen_at: l.created_at.min(last),
             last_seen_at: last,
             cooldown_until: l.cooldown_until,
+        });
+    }
+    for f in &data.fixes {
+        let Ok(status) = f.verification_status.parse::<VerificationStatus>() else {
+            p.problems.push(RowProblem {
+                line: None,
+                external_id: Some(f.id.clone()),
+                message: format!("unknown verification status {:?}", f.verification_status),
+                skipped: true,
+            });
+            continue;
+        };
+        p.fixes.push(ImportFix {
+            external_id: f.id.clone(),
+            issue: f.issue_id.clone(),
+            attempt: FixAttempt {
+                // Replaced by the import's own ids.
+                id: FixAttemptId(uuid::Uuid::nil()),
+                issue_id: IssueId(uuid::Uuid::nil()),
+                pr_number: f.pr_number,
+                pr_url: Some(f.pr_url.clone()),
+                pr_title: Some(f.pr_title.clone()),
+                merged_at: f.merged_at,
+                merged_sha: Some(f.merged_sha.clone()),
+                deployed_sha: f.deployed_sha.clone(),
+                deployed_at: f.deployed_at,
+                status,
+                deadline: f.verification_deadline,
+                checked_at: f.verification_checked_at,
+                failure_reason: f.failure_reason.clone(),
+                events_after_deploy: f.sentry_events_post_deploy.map(|n| n.max(0) as u64),
+                created_at: f.created_at,
+                updated_at: f.updated_at,
+            },
         });
     }
     p

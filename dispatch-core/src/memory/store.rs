@@ -2153,6 +2153,9 @@ impl crate::ports::ImportStore for MemoryStore {
         for (issue, customer, _) in write.watchers {
             s.watchers.insert((issue, customer));
         }
+        for f in write.fixes {
+            s.fixes.insert(f.id, f);
+        }
         for m in write.mappings {
             s.imports.insert(
                 (m.workspace_id, m.source, m.kind, m.external_id),
