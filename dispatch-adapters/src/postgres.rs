@@ -84,6 +84,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0014_embedding_queue.sql"),
     },
     Migration {
+        version: 15,
+        name: "import_map",
+        sql: include_str!("../migrations/postgres/0015_import_map.sql"),
+    },
+    Migration {
         version: 16,
         name: "outbox_retention",
         sql: include_str!("../migrations/postgres/0016_outbox_retention.sql"),
@@ -403,6 +408,8 @@ impl PostgresStore {
             .map_err(|e| decode_err("dispatch_embedding", "vector", e))
     }
 }
+
+impl_sql_import_store!(PostgresStore, sqlx::Postgres);
 
 #[async_trait::async_trait]
 impl dispatch_core::ports::SearchStore for PostgresStore {

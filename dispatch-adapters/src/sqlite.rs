@@ -85,6 +85,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0014_embedding_queue.sql"),
     },
     Migration {
+        version: 15,
+        name: "import_map",
+        sql: include_str!("../migrations/sqlite/0015_import_map.sql"),
+    },
+    Migration {
         version: 16,
         name: "outbox_retention",
         sql: include_str!("../migrations/sqlite/0016_outbox_retention.sql"),
@@ -472,6 +477,8 @@ impl SqliteStore {
         decode_vector(&b)
     }
 }
+
+impl_sql_import_store!(SqliteStore, sqlx::Sqlite);
 
 fn encode_vector(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()

@@ -26,6 +26,7 @@ pub mod error;
 pub mod event;
 pub mod gate;
 pub mod ids;
+pub mod import;
 pub mod issue;
 pub mod memory;
 pub mod orchestrator;

@@ -78,56 +78,16 @@ async fn observe(State(s): State<AppState>, mut req: Request, next: Next) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::LoginLimiter;
     use axum::body::Body;
     use axum::http::StatusCode;
-    use std::collections::HashMap;
     use std::net::SocketAddr;
     use std::sync::Arc;
-    use std::time::Duration;
     use tower::ServiceExt;
 
     /// A whole app on the in-memory store, with its own state.
     async fn app() -> Router {
-        let vars: HashMap<&str, &str> = [
-            ("DISPATCH_API_KEY", "0123456789abcdef0123"),
-            ("DISPATCH_PASSWORD", "correct-horse"),
-            (
-                "DISPATCH_SESSION_SECRET",
-                "0123456789abcdef0123456789abcdef",
-            ),
-        ]
-        .into_iter()
-        .collect();
-        let cfg =
-            crate::config::ServerConfig::from_lookup(&|k: &str| vars.get(k).map(|v| v.to_string()))
-                .expect("config");
         let store = Arc::new(dispatch_core::memory::MemoryStore::new());
-        let dispatch =
-            dispatch_core::Dispatch::builder(store, dispatch_core::testkit::FakeRunner::new())
-                .config(cfg.engine.clone())
-                .build()
-                .await
-                .expect("dispatch");
-        let orchestrator = dispatch_core::orchestrator::Orchestrator::new(
-            dispatch.clone(),
-            None,
-            Vec::new(),
-            cfg.orchestrator.clone(),
-        )
-        .expect("orchestrator");
-        build(AppState {
-            dispatch,
-            config: Arc::new(cfg),
-            login_limiter: Arc::new(LoginLimiter::new(10, Duration::from_secs(300))),
-            portal_limiter: Arc::new(LoginLimiter::new(30, Duration::from_secs(300))),
-            og: Arc::new(crate::web::og::OgCache::default()),
-            metrics: Arc::new(crate::metrics::Metrics::default()),
-            loki_gateway: None,
-            sentry: Arc::new(dispatch_adapters::sentry::SentryAlertSource::new()),
-            orchestrator,
-            shutdown: tokio_util::sync::CancellationToken::new(),
-        })
+        build(crate::test_support::state(store).await.0)
     }
 
     async fn portal(app: &Router) -> StatusCode {

@@ -17,6 +17,8 @@ mod runner;
 mod secrets;
 mod state;
 mod status_cmd;
+#[cfg(test)]
+mod test_support;
 mod web;
 mod workflows_install;
 
@@ -58,11 +60,40 @@ enum WorkflowsCommand {
 }
 
 #[derive(Subcommand)]
+enum ImportCommand {
+    /// Import a Linear CSV export (Linear: Settings → Import/Export → Export CSV). Importing the
+    /// same file again creates nothing.
+    Linear {
+        /// The CSV file.
+        file: std::path::PathBuf,
+        /// Report what would be imported (mapping, counts, row problems); write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Move over from the original Dispatch: workspace counter, labels, issues with their
+    /// identifiers, comments, history, error links, customers with their portal tokens and
+    /// watchers. Importing again brings only what is new.
+    Original {
+        /// The original's database, postgres://user@host/db (read only).
+        #[arg(long = "from")]
+        from: String,
+        /// Report counts per table; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the server (HTTP API, webhooks, dispatcher and sweeper).
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Import issues from another tracker into the configured store (DATABASE_URL).
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Agent workflow templates for GitHub Actions.
     Workflows {
         #[command(subcommand)]
@@ -184,6 +215,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve => serve().await,
             Command::Migrate => migrate().await,
+            Command::Import { command } => import(command).await,
             Command::AgentFilter { summary_json } => agent_filter(summary_json),
             Command::Health { url } => health(url).await,
             Command::Status { url } => status(url).await,
@@ -379,6 +411,88 @@ async fn migrate() -> dispatch_core::Result<()> {
     dispatch_adapters::open::open_store(&cfg.store).await?;
     println!("migrations applied to {}", cfg.store.redacted());
     Ok(())
+}
+
+/// `dispatch import …`: opens the configured store (migrating it), gets the configured workspace
+/// and runs the import use-case; prints the report as JSON.
+async fn import(command: ImportCommand) -> dispatch_core::Result<()> {
+    let cfg = load_config()?;
+    let opened = dispatch_adapters::open::open_store(&cfg.store).await?;
+    let ws = opened
+        .store
+        .ensure_workspace(
+            &cfg.engine.workspace_name,
+            &cfg.engine.issue_prefix,
+            opened.clock.now(),
+        )
+        .await?;
+    let report = match command {
+        ImportCommand::Linear { file, dry_run } => {
+            let csv = std::fs::read(&file).map_err(|e| {
+                dispatch_core::Error::invalid(
+                    "FILE",
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            dispatch_core::import::import_linear(
+                &*opened.store,
+                ws.id,
+                &csv,
+                dry_run,
+                opened.clock.now(),
+            )
+            .await?
+        }
+        ImportCommand::Original { from, dry_run } => {
+            let data = read_original(&from).await?;
+            let plan = dispatch_core::import::original::plan(&data, &ws.issue_prefix);
+            opened
+                .store
+                .apply_import(ws.id, &plan, dry_run, opened.clock.now())
+                .await?
+        }
+    };
+    let json = serde_json::to_string_pretty(&report)
+        .map_err(|e| dispatch_core::Error::internal(e.to_string()))?;
+    println!("{json}");
+    eprintln!(
+        "{}{}: {} rows, {} issues {}, {} already imported, {} labels {}, {} problems",
+        report.source,
+        if report.dry_run { " (dry run)" } else { "" },
+        report.rows,
+        report.issues_created,
+        if report.dry_run {
+            "to create"
+        } else {
+            "created"
+        },
+        report.issues_skipped,
+        report.labels_created.len(),
+        if report.dry_run {
+            "to create"
+        } else {
+            "created"
+        },
+        report.problems.len(),
+    );
+    Ok(())
+}
+
+#[cfg(feature = "postgres")]
+async fn read_original(
+    url: &str,
+) -> dispatch_core::Result<dispatch_core::import::original::OriginalData> {
+    dispatch_adapters::original::read_original(url).await
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn read_original(
+    _url: &str,
+) -> dispatch_core::Result<dispatch_core::import::original::OriginalData> {
+    Err(dispatch_core::Error::invalid(
+        "--from",
+        "this build has no PostgreSQL support",
+    ))
 }
 
 async fn serve() -> dispatch_core::Result<()> {

@@ -20,7 +20,7 @@ macro_rules! impl_sql_customer_store {
             use sqlx::types::Json;
 
             impl $S {
-                async fn save_customer_tx(tx: &mut Tx, c: &Customer, insert: bool) -> Result<()> {
+                pub(super) async fn save_customer_tx(tx: &mut Tx, c: &Customer, insert: bool) -> Result<()> {
                     let sql = if insert {
                         "INSERT INTO dispatch_customer (id, workspace_id, name, slug, portal_token, slack_channel_id, created_at, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                     } else {

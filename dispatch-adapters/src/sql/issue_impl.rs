@@ -33,7 +33,7 @@ macro_rules! impl_sql_issue_store {
                     })
                 }
 
-                async fn insert_issue_tx(tx: &mut Tx, i: &Issue) -> Result<()> {
+                pub(super) async fn insert_issue_tx(tx: &mut Tx, i: &Issue) -> Result<()> {
                     sqlx::query(
                         "INSERT INTO dispatch_issue (id, workspace_id, number, identifier, title, description, column_id, customer_id, spawn_active, version, created_at, updated_at, doc) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",

@@ -32,6 +32,8 @@ mod orchestrator_impl;
 mod outbox_impl;
 #[macro_use]
 mod embedding_impl;
+#[macro_use]
+mod import_impl;
 
 use dispatch_core::{Error, ErrorKind};
 

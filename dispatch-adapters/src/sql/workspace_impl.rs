@@ -26,7 +26,7 @@ macro_rules! impl_sql_workspace_store {
             }
 
             impl $S {
-                fn row_label(row: &DbRow) -> Result<Label> {
+                pub(super) fn row_label(row: &DbRow) -> Result<Label> {
                     Ok(Label {
                         id: LabelId(col!(row, "dispatch_label", "id", uuid::Uuid)?),
                         workspace_id: WorkspaceId(col!(row, "dispatch_label", "workspace_id", uuid::Uuid)?),

@@ -11,6 +11,7 @@ mod customers;
 mod dedup;
 mod dispatcher;
 mod fleet;
+mod imports;
 mod ingest;
 mod intake;
 mod issues;

@@ -79,6 +79,8 @@ struct State {
     proposals: BTreeMap<crate::ids::ProposalId, crate::orchestrator::Proposal>,
     outbox: BTreeMap<crate::ids::DeliveryId, crate::outbox::Delivery>,
     outbox_keys: HashMap<String, crate::ids::DeliveryId>,
+    /// The import map: (workspace, source, kind, external id) → our id.
+    imports: HashMap<(WorkspaceId, String, String, String), uuid::Uuid>,
 }
 
 impl MemoryStore {
@@ -2268,5 +2270,121 @@ impl crate::ports::OutboxStore for MemoryStore {
         rows.sort_by_key(|d| std::cmp::Reverse((d.created_at, d.id)));
         rows.truncate(filter.limit());
         Ok(rows)
+    }
+}
+
+#[async_trait]
+impl crate::ports::ImportStore for MemoryStore {
+    async fn apply_import(
+        &self,
+        ws: WorkspaceId,
+        plan: &crate::import::ImportPlan,
+        dry_run: bool,
+        now: Timestamp,
+    ) -> Result<crate::import::ImportReport> {
+        let mut s = self.lock();
+        let workspace = s.workspace_mut(ws)?.clone();
+        let target = crate::import::ImportTarget {
+            columns: s.columns_of(ws),
+            labels: s
+                .labels
+                .iter()
+                .filter(|l| l.workspace_id == ws)
+                .cloned()
+                .collect(),
+            imported: s
+                .imports
+                .iter()
+                .filter(|((w, source, _, _), _)| *w == ws && *source == plan.source)
+                .map(|((_, _, kind, ext), id)| ((kind.clone(), ext.clone()), *id))
+                .collect(),
+            used_numbers: s
+                .issues
+                .values()
+                .filter(|i| i.workspace_id == ws)
+                .map(|i| i.number)
+                .collect(),
+            workspace,
+        };
+        let mut write = crate::import::resolve(plan, &target, now)?;
+        write.report.dry_run = dry_run;
+        if dry_run {
+            return Ok(write.report);
+        }
+        // Checked before anything is written, as the SQL stores' unique keys do.
+        for c in &write.customers {
+            if s.customers.values().any(|x| {
+                (x.workspace_id == ws && x.slug == c.slug)
+                    || x.portal_token == c.portal_token
+                    || (x.slack_channel_id.is_some() && x.slack_channel_id == c.slack_channel_id)
+            }) {
+                return Err(Error::conflict(format!(
+                    "a customer with slug {:?}, that Slack channel or that token exists",
+                    c.slug
+                )));
+            }
+        }
+        for l in &write.links {
+            if s.link_index
+                .contains_key(&(l.source.clone(), l.external_key.clone()))
+            {
+                return Err(Error::conflict(format!(
+                    "the error link {}/{} exists",
+                    l.source, l.external_key
+                )));
+            }
+        }
+        s.labels.extend(write.labels);
+        for c in write.customers {
+            s.customers.insert(c.id, c);
+        }
+        for issue in write.issues {
+            s.by_identifier.insert(issue.identifier.clone(), issue.id);
+            s.issues.insert(issue.id, issue);
+        }
+        s.comments.extend(write.comments);
+        for h in write.history {
+            let list = s.history.entry(h.issue_id).or_default();
+            list.push(h);
+            list.sort_by_key(|e| e.created_at);
+        }
+        for l in write.links {
+            let at = s.links.len();
+            s.link_index
+                .insert((l.source.clone(), l.external_key.clone()), at);
+            s.links.push(l);
+        }
+        for (issue, customer, _) in write.watchers {
+            s.watchers.insert((issue, customer));
+        }
+        for f in write.fixes {
+            s.fixes.insert(f.id, f);
+        }
+        for m in write.mappings {
+            s.imports.insert(
+                (m.workspace_id, m.source, m.kind, m.external_id),
+                m.target_id,
+            );
+        }
+        s.workspace_mut(ws)?.next_issue_number = write.next_issue_number;
+        Ok(write.report)
+    }
+
+    async fn imported_id(
+        &self,
+        ws: WorkspaceId,
+        source: &str,
+        kind: &str,
+        external_id: &str,
+    ) -> Result<Option<uuid::Uuid>> {
+        let s = self.lock();
+        Ok(s.imports
+            .get(&(
+                ws,
+                source.to_string(),
+                kind.to_string(),
+                external_id.to_string(),
+            ))
+            .copied())
     }
 }

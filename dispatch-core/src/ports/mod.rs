@@ -22,7 +22,7 @@ pub use outbox::{DeliveryTransport, OutboxStore};
 pub use runner::{DispatchReceipt, RemoteRunStatus, RunJob, RunReporter, RunResult, Runner};
 pub use store::{
     AgentStore, CustomerStore, DeferredSpawn, DeliveryStore, EmbeddingStore, ErrorLink,
-    ErrorLinkStore, FixStore, IngestDraft, IngestOutcome, IssueStore, IssueUpdate,
+    ErrorLinkStore, FixStore, ImportStore, IngestDraft, IngestOutcome, IssueStore, IssueUpdate,
     OrchestratorStore, PrLinkStore, PrLinkUpsertOutcome, RunStore, RunUpdate, SearchStore,
     SettingStore, SpawnRequest, SpawnReservation, SpawnStats, Store, WorkspaceStore,
 };

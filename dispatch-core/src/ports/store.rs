@@ -21,6 +21,7 @@ use crate::ids::{
     ColumnId, CustomerId, CustomerUserId, DeferredSpawnId, IssueId, IssueRef, LinkId, PrLinkId,
     ProposalId, RunId, SessionId, WorkspaceId,
 };
+use crate::import::{ImportPlan, ImportReport};
 use crate::issue::{
     Actor, Column, Comment, HistoryEntry, Issue, IssueFilter, IssuePatch, Label, NewColumn,
     NewComment, NewHistory, NewIssue, NewLabel, Workspace,
@@ -625,6 +626,32 @@ pub trait OrchestratorStore: Send + Sync {
     async fn recent_run_costs(&self, kind: WorkflowKind, limit: usize) -> Result<Vec<f64>>;
 }
 
+/// Imports from other trackers ([`crate::import`]), remembered in the import map (source, kind,
+/// external id → our id) so that importing the same rows again creates nothing.
+#[async_trait]
+pub trait ImportStore: Send + Sync {
+    /// One transaction: loads the workspace (locked: identifiers stay gapless and unique), its
+    /// columns, labels and the plan's source's import map, decides with [`crate::import::resolve`]
+    /// and, unless `dry_run`, writes the new labels, the issues with their history, the import
+    /// map rows and the workspace's counter. A dry run writes nothing and reports exactly what a
+    /// real run would do.
+    async fn apply_import(
+        &self,
+        ws: WorkspaceId,
+        plan: &ImportPlan,
+        dry_run: bool,
+        now: Timestamp,
+    ) -> Result<ImportReport>;
+    /// Our id of an imported row (`None` when that row was never imported).
+    async fn imported_id(
+        &self,
+        ws: WorkspaceId,
+        source: &str,
+        kind: &str,
+        external_id: &str,
+    ) -> Result<Option<Uuid>>;
+}
+
 /// The whole store.
 pub trait Store:
     WorkspaceStore
@@ -639,6 +666,7 @@ pub trait Store:
     + AgentStore
     + SettingStore
     + OrchestratorStore
+    + ImportStore
     + super::OutboxStore
     + EmbeddingStore
 {
@@ -657,6 +685,7 @@ impl<T> Store for T where
         + AgentStore
         + SettingStore
         + OrchestratorStore
+        + ImportStore
         + super::OutboxStore
         + EmbeddingStore
 {

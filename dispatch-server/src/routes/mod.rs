@@ -7,6 +7,7 @@ pub mod board;
 pub mod customers;
 pub mod dedup;
 pub mod deliveries;
+pub mod import;
 pub mod issues;
 pub mod ops;
 pub mod orchestrator;
@@ -40,6 +41,7 @@ pub fn api_router() -> ApiRouter {
         .merge(customers::router())
         .merge(dedup::router())
         .merge(deliveries::router())
+        .merge(import::router())
         .merge(webhooks::router())
         .merge(streams::router())
         .merge(ops::router())

@@ -27,7 +27,7 @@ pub struct ServerBuilder {
 
 /// `DISPATCH_TEST_STORE=postgres` runs every test server on its own fresh PostgreSQL database
 /// (scripts/test runs the black-box suites once per store); the default is the SQLite file.
-fn postgres_requested() -> bool {
+pub fn postgres_requested() -> bool {
     std::env::var("DISPATCH_TEST_STORE").is_ok_and(|v| v.eq_ignore_ascii_case("postgres"))
 }
 

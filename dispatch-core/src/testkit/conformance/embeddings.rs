@@ -262,7 +262,9 @@ async fn a_deleted_issue_owes_nothing(store: Arc<dyn Store>) {
         .claim_owed_embeddings(t0(), Duration::minutes(5), 10)
         .await
         .expect("claim");
-    s.delete_issue(a.id, mins(1), &Default::default()).await.expect("delete");
+    s.delete_issue(a.id, mins(1), &Default::default())
+        .await
+        .expect("delete");
     assert_eq!(s.owed_embedding_count().await.expect("count"), 0);
     assert_eq!(
         s.settle_embedding(a.id, c[0].generation, "m1", &[1.0])

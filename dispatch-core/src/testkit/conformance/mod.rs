@@ -41,6 +41,7 @@ mod deliveries;
 mod embeddings;
 mod errors;
 mod fixes;
+mod imports;
 mod issues;
 mod links;
 mod orchestrator;
@@ -83,6 +84,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(orchestrator::cases());
     all.extend(outbox::cases());
     all.extend(embeddings::cases());
+    all.extend(imports::cases());
     all.extend(concurrency::cases());
     all
 }

@@ -1,0 +1,195 @@
+//! Reads an original Dispatch database (PostgreSQL, the schema of its migrations 001-007) into
+//! [`OriginalData`], for `dispatch import original`. Read-only: one repeatable-read transaction,
+//! so the rows are one consistent snapshot. What the rows become is decided in the core
+//! ([`dispatch_core::import::original::plan`]).
+
+use crate::sql::db;
+use dispatch_core::Timestamp;
+use dispatch_core::error::Result;
+use dispatch_core::import::original::{
+    OriginalComment, OriginalData, OriginalFix, OriginalHistory, OriginalIssue, OriginalLink,
+};
+use dispatch_core::import::{ImportCustomer, ImportWatcher};
+use sqlx::Row;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::types::Json;
+
+fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
+    row: &'r sqlx::postgres::PgRow,
+    table: &'static str,
+    col: &'static str,
+) -> Result<T> {
+    row.try_get(col)
+        .map_err(|e| crate::sql::decode_err(table, col, e))
+}
+
+/// Reads every table the import brings over from the database at `url`.
+pub async fn read_original(url: &str) -> Result<OriginalData> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .map_err(db("connect to the original database"))?;
+    let mut tx = pool.begin().await.map_err(db("begin"))?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(db("set transaction"))?;
+    let mut d = OriginalData::default();
+    macro_rules! rows {
+        ($sql:expr) => {
+            sqlx::query($sql)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db("read the original database"))?
+        };
+    }
+    for r in
+        rows!("SELECT issue_prefix, next_issue_number FROM dispatch_workspace ORDER BY created_at")
+    {
+        d.workspaces.push((
+            get(&r, "dispatch_workspace", "issue_prefix")?,
+            i64::from(get::<i32>(&r, "dispatch_workspace", "next_issue_number")?),
+        ));
+    }
+    for r in rows!("SELECT id, name FROM dispatch_status ORDER BY position") {
+        d.statuses.push((
+            get(&r, "dispatch_status", "id")?,
+            get(&r, "dispatch_status", "name")?,
+        ));
+    }
+    for r in rows!("SELECT id, name FROM dispatch_label ORDER BY name") {
+        d.labels.push((
+            get(&r, "dispatch_label", "id")?,
+            get(&r, "dispatch_label", "name")?,
+        ));
+    }
+    for r in rows!("SELECT id, name FROM dispatch_agent ORDER BY name") {
+        d.agents.push((
+            get(&r, "dispatch_agent", "id")?,
+            get(&r, "dispatch_agent", "name")?,
+        ));
+    }
+    for r in rows!(
+        "SELECT id, name, slug, slack_channel_id, portal_token, brand_color, logo_url, created_at, updated_at FROM dispatch_customer ORDER BY created_at, id"
+    ) {
+        let t = "dispatch_customer";
+        d.customers.push(ImportCustomer {
+            external_id: get(&r, t, "id")?,
+            name: get(&r, t, "name")?,
+            slug: get(&r, t, "slug")?,
+            slack_channel_id: get(&r, t, "slack_channel_id")?,
+            portal_token: get(&r, t, "portal_token")?,
+            brand_color: get(&r, t, "brand_color")?,
+            logo_url: get(&r, t, "logo_url")?,
+            created_at: get(&r, t, "created_at")?,
+            updated_at: get(&r, t, "updated_at")?,
+        });
+    }
+    for r in rows!(
+        "SELECT id, identifier, title, description, status_id, priority, assignee_id, customer_id, created_at, updated_at FROM dispatch_issue ORDER BY issue_number, created_at"
+    ) {
+        let t = "dispatch_issue";
+        d.issues.push(OriginalIssue {
+            id: get(&r, t, "id")?,
+            identifier: get(&r, t, "identifier")?,
+            title: get(&r, t, "title")?,
+            description: get(&r, t, "description")?,
+            status_id: get(&r, t, "status_id")?,
+            priority: get(&r, t, "priority")?,
+            assignee_id: get(&r, t, "assignee_id")?,
+            customer_id: get(&r, t, "customer_id")?,
+            created_at: get(&r, t, "created_at")?,
+            updated_at: get(&r, t, "updated_at")?,
+        });
+    }
+    for r in
+        rows!("SELECT issue_id, label_id FROM dispatch_issue_label ORDER BY issue_id, label_id")
+    {
+        d.issue_labels.push((
+            get(&r, "dispatch_issue_label", "issue_id")?,
+            get(&r, "dispatch_issue_label", "label_id")?,
+        ));
+    }
+    for r in rows!(
+        "SELECT issue_id, customer_id, added_at FROM dispatch_issue_watcher ORDER BY added_at"
+    ) {
+        let t = "dispatch_issue_watcher";
+        d.watchers.push(ImportWatcher {
+            issue: get(&r, t, "issue_id")?,
+            customer: get(&r, t, "customer_id")?,
+            added_at: get(&r, t, "added_at")?,
+        });
+    }
+    for r in rows!(
+        "SELECT id, issue_id, author_id, body, created_at FROM dispatch_comment ORDER BY created_at, id"
+    ) {
+        let t = "dispatch_comment";
+        d.comments.push(OriginalComment {
+            id: get(&r, t, "id")?,
+            issue_id: get(&r, t, "issue_id")?,
+            author_id: get(&r, t, "author_id")?,
+            body: get(&r, t, "body")?,
+            created_at: get(&r, t, "created_at")?,
+        });
+    }
+    for r in rows!(
+        "SELECT id::text AS id, issue_id, action::text AS action, old_value, new_value, actor_type::text AS actor_type, actor_name, COALESCE(created_at, now()) AS created_at FROM dispatch_issue_history ORDER BY created_at, id"
+    ) {
+        let t = "dispatch_issue_history";
+        d.history.push(OriginalHistory {
+            id: get(&r, t, "id")?,
+            issue_id: get(&r, t, "issue_id")?,
+            action: get(&r, t, "action")?,
+            old_value: get::<Option<Json<serde_json::Value>>>(&r, t, "old_value")?.map(|j| j.0),
+            new_value: get::<Option<Json<serde_json::Value>>>(&r, t, "new_value")?.map(|j| j.0),
+            actor_type: get(&r, t, "actor_type")?,
+            actor_name: get(&r, t, "actor_name")?,
+            created_at: get::<Timestamp>(&r, t, "created_at")?,
+        });
+    }
+    for r in rows!(
+        "SELECT id, issue_id, source, external_id, external_url, metadata, cooldown_until, event_count, last_seen_at, created_at FROM dispatch_external_issue ORDER BY created_at, id"
+    ) {
+        let t = "dispatch_external_issue";
+        d.links.push(OriginalLink {
+            id: get(&r, t, "id")?,
+            issue_id: get(&r, t, "issue_id")?,
+            source: get(&r, t, "source")?,
+            external_id: get(&r, t, "external_id")?,
+            external_url: get(&r, t, "external_url")?,
+            metadata: get::<Option<Json<serde_json::Value>>>(&r, t, "metadata")?.map(|j| j.0),
+            cooldown_until: get(&r, t, "cooldown_until")?,
+            event_count: get::<Option<i32>>(&r, t, "event_count")?.map(i64::from),
+            last_seen_at: get(&r, t, "last_seen_at")?,
+            created_at: get(&r, t, "created_at")?,
+        });
+    }
+    for r in rows!(
+        "SELECT id, issue_id, pr_number, pr_url, pr_title, merged_at, merged_sha, deployed_sha, deployed_at, verification_status, verification_deadline, verification_checked_at, failure_reason, sentry_events_post_deploy, created_at, updated_at FROM dispatch_fix_attempt ORDER BY created_at, id"
+    ) {
+        let t = "dispatch_fix_attempt";
+        d.fixes.push(OriginalFix {
+            id: get(&r, t, "id")?,
+            issue_id: get(&r, t, "issue_id")?,
+            pr_number: i64::from(get::<i32>(&r, t, "pr_number")?),
+            pr_url: get(&r, t, "pr_url")?,
+            pr_title: get(&r, t, "pr_title")?,
+            merged_at: get(&r, t, "merged_at")?,
+            merged_sha: get(&r, t, "merged_sha")?,
+            deployed_sha: get(&r, t, "deployed_sha")?,
+            deployed_at: get(&r, t, "deployed_at")?,
+            verification_status: get(&r, t, "verification_status")?,
+            verification_deadline: get(&r, t, "verification_deadline")?,
+            verification_checked_at: get(&r, t, "verification_checked_at")?,
+            failure_reason: get(&r, t, "failure_reason")?,
+            sentry_events_post_deploy: get::<Option<i32>>(&r, t, "sentry_events_post_deploy")?
+                .map(i64::from),
+            created_at: get(&r, t, "created_at")?,
+            updated_at: get(&r, t, "updated_at")?,
+        });
+    }
+    tx.rollback().await.map_err(db("end"))?;
+    pool.close().await;
+    Ok(d)
+}

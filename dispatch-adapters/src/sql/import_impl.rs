@@ -1,0 +1,186 @@
+//! The import store (`dispatch_import_map`), written once for SQLite and PostgreSQL. One
+//! transaction: the workspace row is locked (the identifier counter), columns, labels and the
+//! source's import map are read, the core's [`dispatch_core::import::resolve`] decides, and the
+//! new labels, issues, history, import-map rows and the counter are written. A dry run rolls the
+//! transaction back after deciding.
+
+macro_rules! impl_sql_import_store {
+    ($S:ident, $DB:ty) => {
+        mod sql_import_impl {
+            #[allow(unused_imports)]
+            use super::*;
+            use crate::sql::{db, to_i64};
+            use sqlx::types::Json;
+            use async_trait::async_trait;
+            use dispatch_core::Timestamp;
+            use dispatch_core::error::Result;
+            use dispatch_core::ids::WorkspaceId;
+            use dispatch_core::import::{ImportPlan, ImportReport, ImportTarget, resolve};
+            use dispatch_core::ports::ImportStore;
+
+            #[async_trait]
+            impl ImportStore for $S {
+                async fn apply_import(&self, ws: WorkspaceId, plan: &ImportPlan, dry_run: bool, now: Timestamp) -> Result<ImportReport> {
+                    let mut tx = self.write_tx().await?;
+                    let workspace = Self::workspace_tx(&mut tx, ws).await?;
+                    let columns = Self::columns_tx(&mut tx, ws).await?;
+                    let labels = sqlx::query("SELECT * FROM dispatch_label WHERE workspace_id = $1 ORDER BY name")
+                        .bind(ws.0)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(db("list labels"))?
+                        .iter()
+                        .map(Self::row_label)
+                        .collect::<Result<Vec<_>>>()?;
+                    let rows = sqlx::query("SELECT kind, external_id, target_id FROM dispatch_import_map WHERE workspace_id = $1 AND source = $2")
+                        .bind(ws.0)
+                        .bind(&plan.source)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(db("read import map"))?;
+                    let mut imported = std::collections::HashMap::new();
+                    for r in &rows {
+                        imported.insert(
+                            (
+                                col!(r, "dispatch_import_map", "kind", String)?,
+                                col!(r, "dispatch_import_map", "external_id", String)?,
+                            ),
+                            col!(r, "dispatch_import_map", "target_id", uuid::Uuid)?,
+                        );
+                    }
+                    let used_numbers = sqlx::query("SELECT number FROM dispatch_issue WHERE workspace_id = $1")
+                        .bind(ws.0)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(db("read issue numbers"))?
+                        .iter()
+                        .map(|r| col!(r, "dispatch_issue", "number", i64))
+                        .collect::<Result<_>>()?;
+                    let target = ImportTarget { workspace, columns, labels, imported, used_numbers };
+                    let mut write = resolve(plan, &target, now)?;
+                    write.report.dry_run = dry_run;
+                    if dry_run {
+                        // Dropping the transaction rolls it back: nothing was written anyway.
+                        return Ok(write.report);
+                    }
+                    for l in &write.labels {
+                        sqlx::query("INSERT INTO dispatch_label (id, workspace_id, name, name_key, color) VALUES ($1, $2, $3, $4, $5)")
+                            .bind(l.id.0)
+                            .bind(ws.0)
+                            .bind(&l.name)
+                            .bind(l.name.to_lowercase())
+                            .bind(&l.color)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert label"))?;
+                    }
+                    for c in &write.customers {
+                        Self::save_customer_tx(&mut tx, c, true).await?;
+                    }
+                    for i in &write.issues {
+                        Self::insert_issue_tx(&mut tx, i).await?;
+                    }
+                    for c in &write.comments {
+                        sqlx::query("INSERT INTO dispatch_comment (id, issue_id, author, body, created_at) VALUES ($1, $2, $3, $4, $5)")
+                            .bind(c.id.0)
+                            .bind(c.issue_id.0)
+                            .bind(&c.author)
+                            .bind(&c.body)
+                            .bind(Self::ts(c.created_at))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert comment"))?;
+                        sqlx::query("UPDATE dispatch_issue SET comments_text = comments_text || ' ' || $2 WHERE id = $1")
+                            .bind(c.issue_id.0)
+                            .bind(&c.body)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("index comment"))?;
+                    }
+                    for h in &write.history {
+                        sqlx::query("INSERT INTO dispatch_history (id, issue_id, action, created_at, doc) VALUES ($1, $2, $3, $4, $5)")
+                            .bind(h.id.0)
+                            .bind(h.issue_id.0)
+                            .bind(super::sql_store_shared::history_action(h))
+                            .bind(Self::ts(h.created_at))
+                            .bind(Json(h))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert history"))?;
+                    }
+                    for l in &write.links {
+                        sqlx::query("INSERT INTO dispatch_error_link (id, issue_id, source, external_key, fingerprint, url, metadata, event_count, first_seen_at, last_seen_at, cooldown_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+                            .bind(l.id.0)
+                            .bind(l.issue_id.0)
+                            .bind(&l.source)
+                            .bind(&l.external_key)
+                            .bind(&l.fingerprint)
+                            .bind(&l.url)
+                            .bind(Json(&l.metadata))
+                            .bind(to_i64(l.event_count))
+                            .bind(Self::ts(l.first_seen_at))
+                            .bind(Self::ts(l.last_seen_at))
+                            .bind(Self::ts_opt(l.cooldown_until))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert error link"))?;
+                    }
+                    for (issue, customer, at) in &write.watchers {
+                        sqlx::query("INSERT INTO dispatch_watcher (issue_id, customer_id, added_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                            .bind(issue.0)
+                            .bind(customer.0)
+                            .bind(Self::ts(*at))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert watcher"))?;
+                    }
+                    for a in &write.fixes {
+                        sqlx::query("INSERT INTO dispatch_fix_attempt (id, issue_id, pr_number, status, deadline, created_at, doc) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                            .bind(a.id.0)
+                            .bind(a.issue_id.0)
+                            .bind(a.pr_number)
+                            .bind(a.status.as_str())
+                            .bind(Self::ts_opt(a.deadline))
+                            .bind(Self::ts(a.created_at))
+                            .bind(Json(a))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert fix attempt"))?;
+                    }
+                    for m in &write.mappings {
+                        sqlx::query("INSERT INTO dispatch_import_map (workspace_id, source, kind, external_id, target_id, imported_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                            .bind(m.workspace_id.0)
+                            .bind(&m.source)
+                            .bind(&m.kind)
+                            .bind(&m.external_id)
+                            .bind(m.target_id)
+                            .bind(Self::ts(now))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert import map"))?;
+                    }
+                    sqlx::query("UPDATE dispatch_workspace SET next_issue_number = $2 WHERE id = $1")
+                        .bind(ws.0)
+                        .bind(write.next_issue_number)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("update identifier counter"))?;
+                    Self::commit(tx).await?;
+                    Ok(write.report)
+                }
+
+                async fn imported_id(&self, ws: WorkspaceId, source: &str, kind: &str, external_id: &str) -> Result<Option<uuid::Uuid>> {
+                    let row = sqlx::query("SELECT target_id FROM dispatch_import_map WHERE workspace_id = $1 AND source = $2 AND kind = $3 AND external_id = $4")
+                        .bind(ws.0)
+                        .bind(source)
+                        .bind(kind)
+                        .bind(external_id)
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err(db("read import map"))?;
+                    row.map(|r| col!(r, "dispatch_import_map", "target_id", uuid::Uuid)).transpose()
+                }
+            }
+        }
+    };
+}
