@@ -52,21 +52,23 @@ class Stats:
     def reset(self):
         self.lat = {}
         self.errors = {}
+        self.expected = {}
         self.count = 0
 
-    def record(self, kind, seconds, ok, status=None):
+    def record(self, kind, seconds, ok, status=None, expected=False):
         with self.lock:
             self.lat.setdefault(kind, []).append(seconds * 1000.0)
             self.count += 1
             if not ok:
                 key = kind if status is None else "%s:%s" % (kind, status)
-                self.errors[key] = self.errors.get(key, 0) + 1
+                counts = self.expected if expected else self.errors
+                counts[key] = counts.get(key, 0) + 1
 
     def take(self):
         with self.lock:
-            lat, errors, count = self.lat, self.errors, self.count
+            lat, errors, expected, count = self.lat, self.errors, self.expected, self.count
             self.reset()
-        return lat, errors, count
+        return lat, errors, expected, count
 
 
 class Client:
@@ -101,10 +103,13 @@ class Client:
         return 0, b""
 
 
-def timed(stats, kind, client, method, path, body=None):
+def timed(stats, kind, client, method, path, body=None, expected=()):
+    """One request; a status in `expected` is a refusal the traffic provokes on purpose: counted
+    apart from errors."""
     t0 = time.perf_counter()
     status, payload = client.request(method, path, body)
-    stats.record(kind, time.perf_counter() - t0, 200 <= status < 300, status)
+    stats.record(kind, time.perf_counter() - t0, 200 <= status < 300, status,
+                 expected=status in expected)
     return status, payload
 
 
@@ -160,9 +165,12 @@ def callback_sender(host, port, stats, stop, rate, seed, issues):
             if stop.is_set():
                 return
             t0 = time.perf_counter()
-            status, _ = timed(stats, "callback", c, method, path, body)
-            if status == 409 and path.endswith("/runs"):
-                # Another sender's run is active on this issue: pick another.
+            # Both senders may pick the same issue: the second `POST …/runs` is refused with 409
+            # while the first run is active (one active run per issue). Expected, not an error.
+            starts_run = path.endswith("/runs")
+            status, _ = timed(stats, "callback", c, method, path, body,
+                              expected=(409,) if starts_run else ())
+            if status == 409 and starts_run:
                 break
             stop.wait(max(0.0, 1.0 / rate - (time.perf_counter() - t0)))
 
@@ -302,12 +310,13 @@ def main():
         while time.monotonic() < end:
             time.sleep(min(args.sample_seconds, max(0.0, end - time.monotonic())))
             minute += 1
-            lat, errors, count = stats.take()
+            lat, errors, expected, count = stats.take()
             rss, fds, load = proc_sample(proc.pid)
             every = [v for k, vs in lat.items() if k != "sse_connect" for v in vs]
             row = {
                 "minute": minute, "store": args.store, "rss_kib": rss, "fds": fds,
                 "requests": count, "errors": sum(errors.values()), "errors_by_kind": errors,
+                "expected_refusals": expected,
                 "p50_ms": round(percentile(every, 50) or 0, 2),
                 "p99_ms": round(percentile(every, 99) or 0, 2),
                 "p99_by_kind_ms": {k: round(percentile(v, 99), 2) for k, v in lat.items()},
