@@ -89,20 +89,10 @@ impl ClaudeConfig {
     /// `Ok(None)` when the key is unset or empty; an error naming the variable when a value is
     /// wrong.
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<Self>> {
-        let var = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let Some(key) = var("ANTHROPIC_API_KEY") else {
+        let var = |k: &str| crate::http::settings::setting(get, k);
+        let Some(key) = crate::http::settings::secret(get, "ANTHROPIC_API_KEY")? else {
             return Ok(None);
         };
-        if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(Error::invalid(
-                "ANTHROPIC_API_KEY",
-                "ANTHROPIC_API_KEY contains whitespace or control characters; paste the key alone",
-            ));
-        }
         let mut cfg = ClaudeConfig::new(key);
         if let Some(url) = var("ANTHROPIC_BASE_URL") {
             cfg.base_url = check_base_url("ANTHROPIC_BASE_URL", &url)?;
@@ -125,21 +115,9 @@ impl ClaudeConfig {
 }
 
 fn check_base_url(var: &str, s: &str) -> Result<String> {
-    match Url::parse(s) {
-        Ok(u)
-            if matches!(u.scheme(), "http" | "https")
-                && u.host().is_some()
-                && u.query().is_none() =>
-        {
-            let t = s.trim_end_matches('/');
-            // The SDKs take the base without the version; accept one given with it.
-            Ok(t.strip_suffix("/v1").unwrap_or(t).to_string())
-        }
-        _ => Err(Error::invalid(
-            var,
-            format!("{var} must be an http(s) URL such as {DEFAULT_BASE_URL}, not {s:?}"),
-        )),
-    }
+    let t = crate::http::settings::base_url(var, s, DEFAULT_BASE_URL)?;
+    // The SDKs take the base without the version; accept one given with it.
+    Ok(t.strip_suffix("/v1").unwrap_or(&t).to_string())
 }
 
 /// The adapter's own failures; converted into the core's [`Error`] at the port boundary.

@@ -17,7 +17,7 @@
 //! HTTP goes through the shared client ([`crate::http`]): its timeouts, bounded answers, retry
 //! with capped exponential backoff and full jitter, and `Retry-After`.
 
-use crate::http::{HttpClient, HttpConfig, Idempotency, RetryConfig, truncate};
+use crate::http::{HttpClient, HttpConfig, Idempotency, RetryConfig, settings, truncate};
 use async_trait::async_trait;
 use dispatch_core::ports::Embedder;
 use dispatch_core::{Error, Result};
@@ -80,23 +80,13 @@ impl OpenAiEmbedConfig {
     /// `OPENAI_EMBEDDING_DIMENSIONS` through `get`. `Ok(None)` when the key is unset or empty
     /// (embeddings off); an error naming the variable when a value is wrong.
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<Self>> {
-        let var = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let Some(key) = var("OPENAI_API_KEY") else {
+        let var = |k: &str| settings::setting(get, k);
+        let Some(key) = settings::secret(get, "OPENAI_API_KEY")? else {
             return Ok(None);
         };
-        if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(Error::invalid(
-                "OPENAI_API_KEY",
-                "OPENAI_API_KEY contains whitespace or control characters; paste the key alone",
-            ));
-        }
         let mut cfg = OpenAiEmbedConfig::new(key);
         if let Some(url) = var("OPENAI_BASE_URL") {
-            cfg.base_url = check_base_url(&url)?;
+            cfg.base_url = settings::base_url("OPENAI_BASE_URL", &url, DEFAULT_BASE_URL)?;
         }
         if let Some(model) = var("OPENAI_EMBEDDING_MODEL") {
             if model.len() > 200 || model.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -123,22 +113,6 @@ impl OpenAiEmbedConfig {
         }
         cfg.send_dimensions = explicit.is_some() || cfg.model.starts_with("text-embedding-3");
         Ok(Some(cfg))
-    }
-}
-
-fn check_base_url(s: &str) -> Result<String> {
-    match Url::parse(s) {
-        Ok(u)
-            if matches!(u.scheme(), "http" | "https")
-                && u.host().is_some()
-                && u.query().is_none() =>
-        {
-            Ok(s.trim_end_matches('/').to_string())
-        }
-        _ => Err(Error::invalid(
-            "OPENAI_BASE_URL",
-            format!("OPENAI_BASE_URL must be an http(s) URL such as {DEFAULT_BASE_URL}, not {s:?}"),
-        )),
     }
 }
 
@@ -255,7 +229,7 @@ impl OpenAiEmbedder {
                 format!("OPENAI_EMBEDDING_DIMENSIONS must be from 1 to {MAX_DIMENSIONS}"),
             ));
         }
-        let base = check_base_url(&cfg.base_url)?;
+        let base = settings::base_url("OPENAI_BASE_URL", &cfg.base_url, DEFAULT_BASE_URL)?;
         let url = Url::parse(&format!("{base}/embeddings")).map_err(|_| {
             Error::invalid(
                 "OPENAI_BASE_URL",

@@ -103,20 +103,10 @@ impl GithubConfig {
     /// Reads the environment through `get`. `Ok(None)` when `GITHUB_TOKEN` is unset or empty
     /// (the GitHub runner is not configured); an error naming the variable when a value is wrong.
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<Self>> {
-        let var = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let Some(token) = var("GITHUB_TOKEN") else {
+        let var = |k: &str| crate::http::settings::setting(get, k);
+        let Some(token) = crate::http::settings::secret(get, "GITHUB_TOKEN")? else {
             return Ok(None);
         };
-        if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(Error::invalid(
-                "GITHUB_TOKEN",
-                "GITHUB_TOKEN contains whitespace or control characters; paste the token alone",
-            ));
-        }
 
         let (repo_owner, repo_name) = match var("GITHUB_REPO") {
             Some(full) => {

@@ -245,43 +245,51 @@ impl GithubActionsRunner {
         let policy = &self.cfg.discovery;
         let slack = chrono::Duration::from_std(policy.created_slack)
             .unwrap_or_else(|_| chrono::Duration::minutes(10));
-        let since = (run.created_at - slack).format("%Y-%m-%dT%H:%M:%SZ");
+        let since = (run.created_at - slack)
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
         let run_id = run.id.to_string();
-        let per_page = policy.per_page.clamp(1, 100);
-        let op = Op::ListRuns { file };
         for page in 1..=policy.max_pages.max(1) {
-            let url = self.client.url(
-                &self.repo_segments(&["actions", "workflows", file, "runs"]),
-                &[
-                    ("event", "workflow_dispatch".to_string()),
-                    ("created", format!(">={since}")),
-                    ("per_page", per_page.to_string()),
-                    ("page", page.to_string()),
-                ],
-            )?;
-            let reply = self
-                .client
-                .call(&op.what(), Method::GET, &url, None)
-                .await?;
-            if !reply.status.is_success() {
-                return Err(self.error_for(op, &reply));
+            let (runs, more) = self.dispatch_runs_page(file, &since, page).await?;
+            if let Some(found) = runs.into_iter().find(|r| r.is_for(&run_id)) {
+                return Ok(Some(found));
             }
-            let list: RunList = serde_json::from_slice(&reply.body).map_err(|e| {
-                Error::upstream(
-                    SERVICE,
-                    502,
-                    format!("{} returned a body that is not a run list", op.what()),
-                )
-                .with_source(e)
-            })?;
-            if let Some(found) = list.workflow_runs.iter().find(|r| r.is_for(&run_id)) {
-                return Ok(Some(found.clone()));
-            }
-            if list.workflow_runs.len() < per_page as usize {
+            if !more {
                 break;
             }
         }
         Ok(None)
+    }
+
+    /// One page of the workflow's `workflow_dispatch` runs created at or after `since` (GitHub's
+    /// filter, whole seconds), newest first; `true` when a further page may hold more.
+    async fn dispatch_runs_page(
+        &self,
+        file: &str,
+        since: &str,
+        page: u32,
+    ) -> Result<(Vec<WorkflowRun>, bool)> {
+        let per_page = self.cfg.discovery.per_page.clamp(1, 100);
+        let op = Op::ListRuns { file };
+        let url = self.client.url(
+            &self.repo_segments(&["actions", "workflows", file, "runs"]),
+            &[
+                ("event", "workflow_dispatch".to_string()),
+                ("created", format!(">={since}")),
+                ("per_page", per_page.to_string()),
+                ("page", page.to_string()),
+            ],
+        )?;
+        let reply = self
+            .client
+            .call(&op.what(), Method::GET, &url, None)
+            .await?;
+        if !reply.status.is_success() {
+            return Err(self.error_for(op, &reply));
+        }
+        let list: RunList = reply.json(&op.what())?;
+        let more = list.workflow_runs.len() >= per_page as usize;
+        Ok((list.workflow_runs, more))
     }
 
     /// For a workflow whose runs do not carry our id: the newest `workflow_dispatch` run of
@@ -293,38 +301,19 @@ impl GithubActionsRunner {
         since: DateTime<Utc>,
     ) -> Result<Option<WorkflowRun>> {
         let policy = &self.cfg.discovery;
-        let per_page = policy.per_page.clamp(1, 100);
         // GitHub's filter has whole seconds: from the start of our request's second.
         let floor = since.format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let floor_t = DateTime::parse_from_rfc3339(&floor)
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or(since);
-        let op = Op::ListRuns { file };
         let mut candidates = Vec::new();
         for page in 1..=policy.max_pages.max(1) {
-            let url = self.client.url(
-                &self.repo_segments(&["actions", "workflows", file, "runs"]),
-                &[
-                    ("event", "workflow_dispatch".to_string()),
-                    ("created", format!(">={floor}")),
-                    ("per_page", per_page.to_string()),
-                    ("page", page.to_string()),
-                ],
-            )?;
-            let reply = self
-                .client
-                .call(&op.what(), Method::GET, &url, None)
-                .await?;
-            if !reply.status.is_success() {
-                return Err(self.error_for(op, &reply));
-            }
-            let list: RunList = reply.json(&op.what())?;
-            let n = list.workflow_runs.len();
-            candidates.extend(list.workflow_runs.into_iter().filter(|r| {
+            let (runs, more) = self.dispatch_runs_page(file, &floor, page).await?;
+            candidates.extend(runs.into_iter().filter(|r| {
                 r.event.as_deref().is_none_or(|e| e == "workflow_dispatch")
                     && r.created_at.is_some_and(|t| t >= floor_t)
             }));
-            if n < per_page as usize {
+            if !more {
                 break;
             }
         }

@@ -6,6 +6,7 @@
 
 mod client;
 mod retry;
+pub mod settings;
 
 pub use client::{
     ERROR_BODY_LIMIT, ErrorBody, HttpClient, HttpConfig, Reply, Transport, classify, join,
