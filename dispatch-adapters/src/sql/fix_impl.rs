@@ -30,6 +30,25 @@ macro_rules! impl_sql_fix_store {
                     Ok(())
                 }
 
+                /// Inserts an attempt unless its issue already has one for that PR; `true` when
+                /// inserted.
+                pub(super) async fn insert_fix_attempt_tx(tx: &mut Tx, a: &FixAttempt) -> Result<bool> {
+                    let r = sqlx::query(
+                        "INSERT INTO dispatch_fix_attempt (id, issue_id, pr_number, status, deadline, created_at, doc) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (issue_id, pr_number) DO NOTHING",
+                    )
+                    .bind(a.id.0)
+                    .bind(a.issue_id.0)
+                    .bind(a.pr_number)
+                    .bind(a.status.as_str())
+                    .bind(Self::ts_opt(a.deadline))
+                    .bind(Self::ts(a.created_at))
+                    .bind(Json(a))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db("insert fix attempt"))?;
+                    Ok(r.rows_affected() == 1)
+                }
+
                 async fn fix_tx(tx: &mut Tx, id: dispatch_core::ids::FixAttemptId) -> Result<Option<FixAttempt>> {
                     let row = sqlx::query(concat!("SELECT doc FROM dispatch_fix_attempt WHERE id = $1", $FU))
                         .bind(id.0)
@@ -45,20 +64,7 @@ macro_rules! impl_sql_fix_store {
                 async fn create_fix_attempt(&self, a: &FixAttempt) -> Result<(FixAttempt, bool)> {
                     let mut tx = self.write_tx().await?;
                     Self::issue_tx(&mut tx, a.issue_id).await?;
-                    let r = sqlx::query(
-                        "INSERT INTO dispatch_fix_attempt (id, issue_id, pr_number, status, deadline, created_at, doc) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (issue_id, pr_number) DO NOTHING",
-                    )
-                    .bind(a.id.0)
-                    .bind(a.issue_id.0)
-                    .bind(a.pr_number)
-                    .bind(a.status.as_str())
-                    .bind(Self::ts_opt(a.deadline))
-                    .bind(Self::ts(a.created_at))
-                    .bind(Json(a))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("insert fix attempt"))?;
-                    if r.rows_affected() == 1 {
+                    if Self::insert_fix_attempt_tx(&mut tx, a).await? {
                         Self::commit(tx).await?;
                         return Ok((a.clone(), true));
                     }

@@ -135,17 +135,12 @@ macro_rules! impl_sql_import_store {
                             .map_err(db("insert watcher"))?;
                     }
                     for a in &write.fixes {
-                        sqlx::query("INSERT INTO dispatch_fix_attempt (id, issue_id, pr_number, status, deadline, created_at, doc) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                            .bind(a.id.0)
-                            .bind(a.issue_id.0)
-                            .bind(a.pr_number)
-                            .bind(a.status.as_str())
-                            .bind(Self::ts_opt(a.deadline))
-                            .bind(Self::ts(a.created_at))
-                            .bind(Json(a))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(db("insert fix attempt"))?;
+                        if !Self::insert_fix_attempt_tx(&mut tx, a).await? {
+                            return Err(dispatch_core::Error::conflict(format!(
+                                "issue {} already has a fix attempt for PR #{}",
+                                a.issue_id, a.pr_number
+                            )));
+                        }
                     }
                     for m in &write.mappings {
                         sqlx::query("INSERT INTO dispatch_import_map (workspace_id, source, kind, external_id, target_id, imported_at) VALUES ($1, $2, $3, $4, $5, $6)")
