@@ -401,6 +401,7 @@ async fn draft_template(store: &dyn Store, ws: WorkspaceId) -> AnyResult<DraftTe
         seen_at: chrono::Utc::now(),
         new_issue,
         actor: Actor::webhook("Loki Webhook"),
+        outbox: Default::default(),
     };
     Ok(DraftTemplate {
         draft,

@@ -291,7 +291,7 @@ async fn error_fix_job() -> RunJob {
     let mut new = NewIssue::titled("TypeError: cannot read properties of undefined");
     new.description = Some("**Source:** `checkout`\nIt crashes.".into());
     let issue = store
-        .create_issue(ws.id, new, &Actor::user("test"), now)
+        .create_issue(ws.id, new, &Actor::user("test"), now, &Default::default())
         .await
         .expect("issue");
     let run = NewRun {

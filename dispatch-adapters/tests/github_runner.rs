@@ -93,7 +93,7 @@ async fn job() -> RunJob {
     let mut new = NewIssue::titled("TypeError: cannot read properties of undefined");
     new.description = Some("**Source:** `checkout`\n**Feature:** `payment`".into());
     let issue: Issue = store
-        .create_issue(ws.id, new, &Actor::user("test"), now)
+        .create_issue(ws.id, new, &Actor::user("test"), now, &Default::default())
         .await
         .expect("issue");
     let run: Run = NewRun {

@@ -67,7 +67,7 @@ async fn job(title: &str, kind: WorkflowKind) -> RunJob {
     let mut new = NewIssue::titled(title);
     new.description = Some("**Source:** `checkout`\nIt crashes. ünïcödé ✓".into());
     let issue: Issue = store
-        .create_issue(ws.id, new, &Actor::user("test"), now)
+        .create_issue(ws.id, new, &Actor::user("test"), now, &Default::default())
         .await
         .expect("issue");
     let run = NewRun {

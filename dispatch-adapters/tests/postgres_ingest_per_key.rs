@@ -26,6 +26,7 @@ fn draft(key: &str) -> IngestDraft {
         seen_at: chrono::Utc::now(),
         new_issue: NewIssue::titled(format!("error {key}")),
         actor: Actor::webhook("Loki Webhook"),
+        outbox: Default::default(),
     }
 }
 

@@ -26,7 +26,13 @@ async fn a_run_update_does_not_wait_for_inserts_that_reference_its_rows() {
     let now = chrono::Utc::now();
     let ws = store.ensure_workspace("Acme", "ACME", now).await.unwrap();
     let issue = store
-        .create_issue(ws.id, NewIssue::titled("locks"), &Actor::system("t"), now)
+        .create_issue(
+            ws.id,
+            NewIssue::titled("locks"),
+            &Actor::system("t"),
+            now,
+            &Default::default(),
+        )
         .await
         .unwrap();
     let r = store
@@ -40,6 +46,7 @@ async fn a_run_update_does_not_wait_for_inserts_that_reference_its_rows() {
                 actor: Actor::system("t"),
                 policy: SpawnPolicy::permissive(),
                 deferred_id: None,
+                outbox: Default::default(),
             },
             now,
         )

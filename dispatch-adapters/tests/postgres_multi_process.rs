@@ -129,6 +129,7 @@ async fn concurrency_limit_holds_across_two_processes() {
                 NewIssue::titled(format!("i{i}")),
                 &Actor::user("a"),
                 clock.now(),
+                &Default::default(),
             )
             .await
             .unwrap()
@@ -157,6 +158,7 @@ async fn concurrency_limit_holds_across_two_processes() {
                     actor: Actor::system("t"),
                     policy,
                     deferred_id: None,
+                    outbox: Default::default(),
                 };
                 s.reserve_spawn(&req, now).await.unwrap().decision
             })
@@ -233,7 +235,13 @@ async fn a_row_that_fails_to_decode_is_an_internal_error_naming_table_and_column
         .await
         .unwrap();
     let i = s
-        .create_issue(ws.id, NewIssue::titled("x"), &Actor::user("a"), clock.now())
+        .create_issue(
+            ws.id,
+            NewIssue::titled("x"),
+            &Actor::user("a"),
+            clock.now(),
+            &Default::default(),
+        )
         .await
         .unwrap();
     let pool = support::pool(&d.opts, 1).await;

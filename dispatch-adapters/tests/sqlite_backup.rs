@@ -53,6 +53,7 @@ async fn create(s: &SqliteStore, title: &str) {
         NewIssue::titled(title),
         &Actor::user("a"),
         clock.now(),
+        &Default::default(),
     )
     .await
     .unwrap();

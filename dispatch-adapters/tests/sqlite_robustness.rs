@@ -21,7 +21,13 @@ async fn a_row_that_fails_to_decode_is_an_internal_error_naming_table_and_column
         .await
         .unwrap();
     let i = s
-        .create_issue(ws.id, NewIssue::titled("x"), &Actor::user("a"), clock.now())
+        .create_issue(
+            ws.id,
+            NewIssue::titled("x"),
+            &Actor::user("a"),
+            clock.now(),
+            &Default::default(),
+        )
         .await
         .unwrap();
     s.close().await;
@@ -56,6 +62,7 @@ async fn reopening_a_file_keeps_data_and_does_not_remigrate() {
         NewIssue::titled("kept"),
         &Actor::user("a"),
         clock.now(),
+        &Default::default(),
     )
     .await
     .unwrap();
@@ -74,6 +81,7 @@ async fn reopening_a_file_keeps_data_and_does_not_remigrate() {
             NewIssue::titled("next"),
             &Actor::user("a"),
             clock.now(),
+            &Default::default(),
         )
         .await
         .unwrap();

@@ -54,6 +54,7 @@ async fn stored_sighting(w: &World, issue: IssueId) -> IngestDraft {
         seen_at: w.clock.now(),
         new_issue: NewIssue::titled("unused for a known key"),
         actor: Actor::webhook("Loki Webhook"),
+        outbox: Default::default(),
     };
     let ws = w.d.workspace().id;
     w.store.ingest_error(ws, draft.clone()).await.unwrap();
@@ -201,6 +202,7 @@ async fn an_owed_ingest_follow_up_is_finished_by_the_sweeper_once() {
         seen_at: w.clock.now(),
         new_issue: NewIssue::titled("Payment failed"),
         actor: Actor::webhook("Loki Webhook"),
+        outbox: Default::default(),
     };
     let stored = w.store.ingest_error(ws, draft).await.unwrap();
     w.store

@@ -268,7 +268,7 @@ async fn server_inputs(kind: WorkflowKind) -> BTreeSet<String> {
     let mut new = NewIssue::titled("Checkout fails");
     new.description = Some("It fails".into());
     let mut issue = store
-        .create_issue(ws.id, new, &Actor::user("test"), now)
+        .create_issue(ws.id, new, &Actor::user("test"), now, &Default::default())
         .await
         .expect("issue");
     issue.plan.content = Some("1. do it".into());

@@ -355,7 +355,7 @@ mod tests {
         let mut new = NewIssue::titled("Checkout fails");
         new.description = Some(description.into());
         let issue = store
-            .create_issue(ws.id, new, &Actor::user("t"), now)
+            .create_issue(ws.id, new, &Actor::user("t"), now, &Default::default())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let run = dispatch_core::run::NewRun {

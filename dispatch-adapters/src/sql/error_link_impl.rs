@@ -462,6 +462,12 @@ macro_rules! impl_sql_error_link_store {
                                 .push_bind(Self::ts(l.last_seen_at));
                         });
                         q.build().execute(&mut **tx).await.map_err(db("insert error links"))?;
+                        // The new issues' notifications, in the same transaction (a row refused
+                        // fails the batch, whose calls are then tried each on its own).
+                        for (issue, _, d) in &created {
+                            let rows = d.outbox.render(issue)?;
+                            Self::enqueue_deliveries_tx(tx, rows, d.seen_at).await?;
+                        }
                     }
                     outcomes
                         .into_iter()

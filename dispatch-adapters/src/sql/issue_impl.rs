@@ -93,13 +93,15 @@ macro_rules! impl_sql_issue_store {
 
             #[async_trait]
             impl IssueStore for $S {
-                async fn create_issue(&self, ws: WorkspaceId, issue: NewIssue, actor: &Actor, now: Timestamp) -> Result<Issue> {
+                async fn create_issue(&self, ws: WorkspaceId, issue: NewIssue, actor: &Actor, now: Timestamp, outbox: &OutboxPlan) -> Result<Issue> {
                     issue.validate()?;
                     let mut tx = self.write_tx().await?;
                     let issue = Self::new_issue_tx(&mut tx, ws, issue, now).await?;
+                    let deliveries = outbox.render(&issue)?;
                     let h = NewHistory::new(HistoryAction::Created, actor)
                         .values(None, Some(json!({"identifier": issue.identifier, "title": issue.title})));
                     Self::history_tx(&mut tx, issue.id, vec![h], now).await?;
+                    Self::enqueue_deliveries_tx(&mut tx, deliveries, now).await?;
                     Self::commit(tx).await?;
                     Ok(issue)
                 }
@@ -196,11 +198,13 @@ macro_rules! impl_sql_issue_store {
                     Ok(issue)
                 }
 
-                async fn add_comment(&self, id: IssueId, comment: NewComment, actor: &Actor, now: Timestamp) -> Result<Comment> {
+                async fn add_comment(&self, id: IssueId, comment: NewComment, actor: &Actor, now: Timestamp, outbox: &OutboxPlan<Comment>) -> Result<Comment> {
                     comment.validate()?;
                     let mut tx = self.write_tx().await?;
                     let mut issue = Self::issue_tx(&mut tx, id).await?;
                     let c = Self::comment_tx(&mut tx, &mut issue, comment, actor, now).await?;
+                    let deliveries = outbox.render(&c)?;
+                    Self::enqueue_deliveries_tx(&mut tx, deliveries, now).await?;
                     Self::commit(tx).await?;
                     Ok(c)
                 }

@@ -255,8 +255,11 @@ macro_rules! impl_sql_run_store {
                         Some((id, update)) => Self::write_issue_tx(&mut tx, id, update).await?,
                         None => issue,
                     };
+                    let reservation = SpawnReservation { decision: plan.decision, run: plan.insert_run, issue };
+                    let deliveries = req.outbox.render(&reservation)?;
+                    Self::enqueue_deliveries_tx(&mut tx, deliveries, now).await?;
                     Self::commit(tx).await?;
-                    Ok(SpawnReservation { decision: plan.decision, run: plan.insert_run, issue })
+                    Ok(reservation)
                 }
 
                 async fn get_run(&self, id: RunId) -> Result<Run> {
@@ -311,8 +314,11 @@ macro_rules! impl_sql_run_store {
                             .map_err(db("set cooldown"))?;
                     }
                     let RunUpdatePlan { run, status_changed, ended, .. } = plan;
+                    let update = RunUpdate { run, issue, status_changed, ended, cost_before_usd: before.cost_usd };
+                    let deliveries = patch.outbox.render(&update)?;
+                    Self::enqueue_deliveries_tx(&mut tx, deliveries, now).await?;
                     Self::commit(tx).await?;
-                    Ok(RunUpdate { run, issue, status_changed, ended })
+                    Ok(update)
                 }
 
                 async fn claim_due_runs(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<Run>> {

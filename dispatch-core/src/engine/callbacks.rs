@@ -137,9 +137,7 @@ impl Dispatch {
         let mut patch = patch;
         patch.last_callback_at = Some(self.now());
         let update = self
-            .inner
-            .store
-            .update_run(run_id, &patch, actor, self.now())
+            .write_run(run_id, patch, &before, actor, self.now())
             .await?;
         self.after_run_update(&update, &before).await?;
         Ok(update.run)

@@ -112,12 +112,7 @@ impl Dispatch {
                     expect_claim: Some(run.claim),
                     ..RunPatch::default()
                 };
-                let update = match self
-                    .inner
-                    .store
-                    .update_run(run.id, &patch, &actor, now)
-                    .await
-                {
+                let update = match self.write_run(run.id, patch, &issue, &actor, now).await {
                     Ok(u) => u,
                     Err(e) if e.kind == ErrorKind::Conflict => {
                         self.fenced_dispatch(&run, receipt).await;
@@ -175,12 +170,7 @@ impl Dispatch {
                         ..RunPatch::default()
                     }
                 };
-                let update = match self
-                    .inner
-                    .store
-                    .update_run(run.id, &patch, &actor, now)
-                    .await
-                {
+                let update = match self.write_run(run.id, patch, &issue, &actor, now).await {
                     Ok(u) => u,
                     Err(e) if e.kind == ErrorKind::Conflict => {
                         tracing::warn!(run = %run.id, claim = run.claim, "dispatch failed after another process claimed the run; its result is not recorded");

@@ -125,6 +125,11 @@ impl Dispatch {
             "stackTrace": event.stack_trace,
         });
         let seen_at = event.last_seen.unwrap_or(now).min(now);
+        // The "new error" notifications, stored by the ingest's transaction when it creates
+        // the issue (the link is new: its count is this event's).
+        let outbox = self
+            .creation_outbox(&new_issue, Some(event.event_count), None)
+            .await;
         let draft = IngestDraft {
             source: event.origin.clone(),
             external_key: key,
@@ -137,6 +142,7 @@ impl Dispatch {
             seen_at,
             new_issue,
             actor: actor.clone(),
+            outbox,
         };
         let outcome = self
             .inner
@@ -153,7 +159,7 @@ impl Dispatch {
             })
             .await;
             self.wake_embedder();
-            self.notify(Notification::NewError {
+            self.notify_stored(Notification::NewError {
                 issue: outcome.issue.clone(),
                 event_count: outcome.link.event_count,
             })

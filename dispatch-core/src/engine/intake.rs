@@ -123,18 +123,15 @@ impl Dispatch {
         };
         new.customer_id = Some(customer.id);
         new.reporter_id = reporter.as_ref().map(|r| r.id);
-        let issue = self.create_issue_unannounced(new, actor).await?;
-        if let Some(ts) = intake.thread_ts.as_deref() {
-            // The report's thread is the issue's thread in this channel: recorded under the key
-            // of the "issue created" post, which therefore is not posted again.
-            self.record_slack_thread(&issue, intake.channel_id.trim(), ts)
-                .await;
-        }
+        // The report's thread is the issue's thread in this channel: recorded, in the
+        // creation's transaction, under the key of the "issue created" post, which therefore
+        // is not posted again.
+        let thread = intake
+            .thread_ts
+            .as_deref()
+            .map(|ts| (intake.channel_id.trim().to_string(), ts.to_string()));
+        let issue = self.create_issue_notifying(new, thread, actor).await?;
         self.add_watcher(issue.id, customer.id).await?;
-        self.notify(crate::ports::Notification::IssueCreated {
-            issue: issue.clone(),
-        })
-        .await;
         Ok(ChannelIssue {
             issue,
             customer,

@@ -57,19 +57,16 @@ pub(super) const UPDATE_RETRIES: usize = 5;
 
 impl Dispatch {
     pub async fn create_issue(&self, new: NewIssue, actor: &Actor) -> Result<Issue> {
-        let issue = self.create_issue_unannounced(new, actor).await?;
-        self.notify(Notification::IssueCreated {
-            issue: issue.clone(),
-        })
-        .await;
-        Ok(issue)
+        self.create_issue_notifying(new, None, actor).await
     }
 
-    /// Creates the issue (events; the embedding it owes is computed in the background) without notifying: the caller notifies once it
-    /// has recorded what the notifications need.
-    pub(crate) async fn create_issue_unannounced(
+    /// Creates the issue with its "issue created" notifications stored in the same transaction
+    /// (after `thread`, an existing Slack thread recorded as the issue's thread in a channel),
+    /// then publishes it; the embedding it owes is computed in the background.
+    pub(crate) async fn create_issue_notifying(
         &self,
         new: NewIssue,
+        thread: Option<(String, String)>,
         actor: &Actor,
     ) -> Result<Issue> {
         new.validate()?;
@@ -77,14 +74,19 @@ impl Dispatch {
         if let Some(c) = new.customer_id {
             self.inner.store.get_customer(c).await?;
         }
+        let outbox = self.creation_outbox(&new, None, thread).await;
         let issue = self
             .inner
             .store
-            .create_issue(self.inner.workspace.id, new, actor, self.now())
+            .create_issue(self.inner.workspace.id, new, actor, self.now(), &outbox)
             .await?;
         self.publish(Event::IssueCreated { issue_id: issue.id })
             .await;
         self.wake_embedder();
+        self.notify_stored(Notification::IssueCreated {
+            issue: issue.clone(),
+        })
+        .await;
         Ok(issue)
     }
 
@@ -502,14 +504,15 @@ impl Dispatch {
     ) -> Result<Comment> {
         comment.validate()?;
         let issue = self.get_issue(issue).await?;
+        let outbox = self.comment_outbox(&issue).await;
         let c = self
             .inner
             .store
-            .add_comment(issue.id, comment, actor, self.now())
+            .add_comment(issue.id, comment, actor, self.now(), &outbox)
             .await?;
         self.publish(Event::IssueUpdated { issue_id: issue.id })
             .await;
-        self.notify(Notification::CommentAdded {
+        self.notify_stored(Notification::CommentAdded {
             issue,
             comment: c.clone(),
         })

@@ -7,11 +7,13 @@ use crate::Timestamp;
 use crate::agent::{self, Agent};
 use crate::error::Result;
 use crate::ids::DeliveryId;
-use crate::issue::{Column, Comment, Issue, IssuePatch};
+use crate::ids::{CustomerId, CustomerUserId, IssueId};
+use crate::issue::{Column, Comment, Issue, IssuePatch, NewIssue};
 use crate::outbox::events::{self, Subscription, WebhookEvent};
 use crate::outbox::slack::{self, CustomerChannel, SlackRouting};
 use crate::outbox::{self, Delivery, DeliveryFilter, NewDelivery, OutboxPlan, RetryPolicy};
-use crate::ports::Notification;
+use crate::ports::{Notification, RunUpdate, SpawnReservation};
+use crate::run::RunPatch;
 use serde_json::{Value, json};
 
 /// What the engine sends through the outbox.
@@ -53,7 +55,7 @@ impl Dispatch {
     /// Renders a notification into deliveries and stores them (after the change it reports
     /// committed; changes that store their rows themselves use an [`OutboxPlan`]).
     pub(super) async fn enqueue_notification(&self, n: &Notification) {
-        let ctx = match self.render_context(subject(n), needs(n)).await {
+        let ctx = match self.render_context(subject(n).into(), needs(n)).await {
             Ok(ctx) => ctx,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot prepare a notification");
@@ -79,7 +81,7 @@ impl Dispatch {
             cols: agent.is_some(),
             ..Needs::default()
         };
-        let ctx = match self.render_context(current, want).await {
+        let ctx = match self.render_context(current.into(), want).await {
             Ok(ctx) => ctx,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot prepare a notification");
@@ -142,7 +144,7 @@ impl Dispatch {
         issue: &Issue,
         n: impl Fn(&Issue) -> Notification + Send + Sync + 'static,
     ) -> OutboxPlan {
-        let ctx = match self.render_context(issue, needs(&n(issue))).await {
+        let ctx = match self.render_context(issue.into(), needs(&n(issue))).await {
             Ok(ctx) => ctx,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot prepare a notification");
@@ -153,6 +155,129 @@ impl Dispatch {
             return OutboxPlan::default();
         }
         OutboxPlan::new(move |issue| storable(render(&n(issue), &ctx)))
+    }
+
+    /// The outbox rows of creating an issue, rendered in the creation's transaction from the
+    /// issue it makes: `IssueCreated`, or `NewError` with the alert's `event_count` for an error
+    /// issue. `thread` (a channel and a Slack `ts`) first records a thread that exists already
+    /// as the issue's thread in that channel: the recorded row takes the key of the "issue
+    /// created" post, which is therefore not posted again. What rendering reads is read now;
+    /// when that fails the issue is created without its notifications.
+    pub(super) async fn creation_outbox(
+        &self,
+        new: &NewIssue,
+        event_count: Option<u64>,
+        thread: Option<(String, String)>,
+    ) -> OutboxPlan {
+        let want = match event_count {
+            Some(_) => Needs::default(),
+            None => Needs {
+                issue_channel: true,
+                reporter: true,
+                ..Needs::default()
+            },
+        };
+        let Some(ctx) = self.plan_context(new.into(), want).await else {
+            return OutboxPlan::default();
+        };
+        let thread = thread.filter(|_| ctx.slack.is_some());
+        OutboxPlan::new(move |issue: &Issue| {
+            let mut out = Vec::new();
+            if let Some((channel, ts)) = &thread {
+                match slack::recorded_thread(issue, channel, ts, ctx.now) {
+                    Ok(d) => out.push(d),
+                    Err(e) => {
+                        tracing::warn!(issue = %issue.identifier, error = %e, "not a Slack thread")
+                    }
+                }
+            }
+            let n = match event_count {
+                Some(event_count) => Notification::NewError {
+                    issue: issue.clone(),
+                    event_count,
+                },
+                None => Notification::IssueCreated {
+                    issue: issue.clone(),
+                },
+            };
+            out.extend(render(&n, &ctx));
+            storable(out)
+        })
+    }
+
+    /// The outbox rows of a comment on `issue`, rendered in the comment's transaction.
+    pub(super) async fn comment_outbox(&self, issue: &Issue) -> OutboxPlan<Comment> {
+        let want = Needs {
+            issue_channel: true,
+            ..Needs::default()
+        };
+        let Some(ctx) = self.plan_context(issue.into(), want).await else {
+            return OutboxPlan::default();
+        };
+        let issue = issue.clone();
+        OutboxPlan::new(move |comment: &Comment| {
+            let n = Notification::CommentAdded {
+                issue: issue.clone(),
+                comment: comment.clone(),
+            };
+            storable(render(&n, &ctx))
+        })
+    }
+
+    /// The outbox rows of a spawn reservation ("agent started" when it queued a run), rendered
+    /// in the reservation's transaction.
+    pub(super) async fn spawn_outbox(&self, issue: &Issue) -> OutboxPlan<SpawnReservation> {
+        let Some(ctx) = self.plan_context(issue.into(), Needs::default()).await else {
+            return OutboxPlan::default();
+        };
+        OutboxPlan::new(move |r: &SpawnReservation| {
+            let rows = spawn_notifications(r)
+                .iter()
+                .flat_map(|n| render(n, &ctx))
+                .collect();
+            storable(rows)
+        })
+    }
+
+    /// The outbox rows of a run update of `before`'s run ([`run_notifications`]: the budget
+    /// warning, "agent finished"), rendered in the update's transaction. A linked pull
+    /// request's URL is read only for a patch that may end the run.
+    pub(super) async fn run_outbox(
+        &self,
+        before: &Issue,
+        patch: &RunPatch,
+    ) -> OutboxPlan<RunUpdate> {
+        let want = Needs {
+            pr_url: patch.status.is_some_and(|s| s.is_terminal()),
+            ..Needs::default()
+        };
+        let Some(ctx) = self.plan_context(before.into(), want).await else {
+            return OutboxPlan::default();
+        };
+        let cap = self.slack_budget_cap();
+        OutboxPlan::new(move |u: &RunUpdate| {
+            let rows = run_notifications(u, cap)
+                .iter()
+                .flat_map(|n| render(n, &ctx))
+                .collect();
+            storable(rows)
+        })
+    }
+
+    /// The render context of a plan, or `None` when nothing would be rendered (neither Slack
+    /// nor webhooks are on) or what rendering reads cannot be read (logged: the change goes
+    /// ahead without its notifications).
+    async fn plan_context(&self, about: About, want: Needs) -> Option<RenderContext> {
+        if self.inner.outbox.slack.is_none() && self.inner.outbox.subscriptions.is_empty() {
+            return None;
+        }
+        match self.render_context(about, want).await {
+            Ok(ctx) => Some(ctx),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot prepare a notification");
+                None
+            }
+        }
     }
 
     /// The customer's channel with its portal link, when it has a channel.
@@ -174,9 +299,9 @@ impl Dispatch {
     }
 
     /// The channels of the customers watching the issue (each once).
-    async fn watcher_channels(&self, issue: &Issue) -> Result<Vec<CustomerChannel>> {
+    async fn watcher_channels(&self, issue: IssueId) -> Result<Vec<CustomerChannel>> {
         let mut out: Vec<CustomerChannel> = Vec::new();
-        for id in self.inner.store.list_watchers(issue.id).await? {
+        for id in self.inner.store.list_watchers(issue).await? {
             // A customer deleted meanwhile has nobody to tell.
             let c = match self.inner.store.get_customer(id).await {
                 Ok(c) => c,
@@ -192,8 +317,8 @@ impl Dispatch {
         Ok(out)
     }
 
-    async fn issue_channel(&self, issue: &Issue) -> Result<Option<CustomerChannel>> {
-        let Some(id) = issue.customer_id else {
+    async fn issue_channel(&self, customer: Option<CustomerId>) -> Result<Option<CustomerChannel>> {
+        let Some(id) = customer else {
             return Ok(None);
         };
         let c = self.inner.store.get_customer(id).await?;
@@ -202,7 +327,7 @@ impl Dispatch {
 
     /// Reads what rendering notifications about `issue` needs (nothing when neither Slack nor
     /// webhooks are on; Slack's channels only when Slack is on).
-    async fn render_context(&self, issue: &Issue, needs: Needs) -> Result<RenderContext> {
+    async fn render_context(&self, about: About, needs: Needs) -> Result<RenderContext> {
         let mut ctx = RenderContext {
             slack: self.inner.outbox.slack.clone(),
             subscriptions: self.inner.outbox.subscriptions.clone(),
@@ -221,11 +346,11 @@ impl Dispatch {
             return Ok(ctx);
         }
         if needs.issue_channel {
-            ctx.issue_channel = self.issue_channel(issue).await?;
+            ctx.issue_channel = self.issue_channel(about.customer).await?;
         }
         if needs.reporter
             && ctx.issue_channel.is_some()
-            && let Some(r) = issue.reporter_id
+            && let Some(r) = about.reporter
         {
             ctx.reporter = self
                 .inner
@@ -235,11 +360,15 @@ impl Dispatch {
                 .ok()
                 .and_then(|u| u.display_name);
         }
-        if needs.watchers {
-            ctx.watcher_channels = self.watcher_channels(issue).await?;
+        if needs.watchers
+            && let Some(id) = about.issue
+        {
+            ctx.watcher_channels = self.watcher_channels(id).await?;
         }
-        if needs.pr_url {
-            let prs = self.inner.store.list_pr_links(issue.id).await?;
+        if needs.pr_url
+            && let Some(id) = about.issue
+        {
+            let prs = self.inner.store.list_pr_links(id).await?;
             ctx.pr_url = prs.iter().find_map(|p| p.url.clone());
         }
         Ok(ctx)
@@ -252,17 +381,6 @@ impl Dispatch {
             .slack
             .as_ref()
             .map(|s| s.max_cost_per_run_usd)
-    }
-
-    /// Records an existing Slack thread as the issue's thread in `channel` (when Slack is on).
-    pub(super) async fn record_slack_thread(&self, issue: &Issue, channel: &str, ts: &str) {
-        if self.inner.outbox.slack.is_none() {
-            return;
-        }
-        match slack::recorded_thread(issue, channel, ts, self.now()) {
-            Ok(d) => self.enqueue_all(vec![d]).await,
-            Err(e) => tracing::warn!(issue = %issue.identifier, error = %e, "not a Slack thread"),
-        }
     }
 
     /// One pass of the delivery worker: claims due deliveries of the kinds this process has a
@@ -371,6 +489,34 @@ struct RenderContext {
     /// A linked pull request's URL.
     pr_url: Option<String>,
     now: Timestamp,
+}
+
+/// What the reads of [`RenderContext`] are about: an issue, or one about to be created.
+#[derive(Clone, Copy)]
+struct About {
+    issue: Option<IssueId>,
+    customer: Option<CustomerId>,
+    reporter: Option<CustomerUserId>,
+}
+
+impl From<&Issue> for About {
+    fn from(i: &Issue) -> Self {
+        About {
+            issue: Some(i.id),
+            customer: i.customer_id,
+            reporter: i.reporter_id,
+        }
+    }
+}
+
+impl From<&NewIssue> for About {
+    fn from(i: &NewIssue) -> Self {
+        About {
+            issue: None,
+            customer: i.customer_id,
+            reporter: i.reporter_id,
+        }
+    }
 }
 
 /// Which of the optional reads of [`RenderContext`] a rendering needs.
@@ -548,6 +694,39 @@ fn render(n: &Notification, ctx: &RenderContext) -> Vec<NewDelivery> {
         let issue = subject(n);
         let body = events::body(w.event, issue, &w.status, w.comment, w.metadata, now);
         out.extend(events::fan_out(subs, w.event, &body, &w.key, issue, now));
+    }
+    out
+}
+
+/// What a spawn reservation tells: "agent started" when it queued a run.
+pub(super) fn spawn_notifications(r: &SpawnReservation) -> Vec<Notification> {
+    r.run
+        .iter()
+        .map(|run| Notification::AgentStarted {
+            issue: r.issue.clone(),
+            run: run.clone(),
+        })
+        .collect()
+}
+
+/// What a run update tells: a running agent's cost crossing 90 % of the per-run cap (`cap`,
+/// when Slack is on), and the run's end.
+pub(super) fn run_notifications(u: &RunUpdate, cap: Option<f64>) -> Vec<Notification> {
+    let mut out = Vec::new();
+    if !u.ended
+        && let Some(cap) = cap
+        && slack::budget_crossed(u.cost_before_usd, u.run.cost_usd, cap)
+    {
+        out.push(Notification::BudgetWarning {
+            issue: u.issue.clone(),
+            run: u.run.clone(),
+        });
+    }
+    if u.ended {
+        out.push(Notification::AgentCompleted {
+            issue: u.issue.clone(),
+            run: u.run.clone(),
+        });
     }
     out
 }

@@ -95,6 +95,7 @@ impl Dispatch {
             actor: actor.clone(),
             policy: self.current_policy().await?,
             deferred_id: None,
+            outbox: Default::default(),
         };
         self.reserve(&issue, req).await
     }
@@ -114,6 +115,7 @@ impl Dispatch {
             actor: actor.clone(),
             policy: self.current_policy().await?,
             deferred_id: None,
+            outbox: Default::default(),
         };
         self.reserve(issue, req).await
     }
@@ -132,11 +134,13 @@ impl Dispatch {
             actor: d.actor.clone(),
             policy: self.current_policy().await?,
             deferred_id: Some(d.id),
+            outbox: Default::default(),
         };
         self.reserve(&issue, req).await
     }
 
-    async fn reserve(&self, before: &Issue, req: SpawnRequest) -> Result<SpawnOutcome> {
+    async fn reserve(&self, before: &Issue, mut req: SpawnRequest) -> Result<SpawnOutcome> {
+        req.outbox = self.spawn_outbox(before).await;
         let SpawnReservation {
             decision,
             run,
@@ -162,7 +166,7 @@ impl Dispatch {
                     status: run.status,
                 })
                 .await;
-                self.notify(Notification::AgentStarted {
+                self.notify_stored(Notification::AgentStarted {
                     issue: issue.clone(),
                     run: run.clone(),
                 })
@@ -291,30 +295,33 @@ impl Dispatch {
             ..RunPatch::default()
         };
         let update = self
-            .inner
-            .store
-            .update_run(run.id, &patch, actor, self.now())
+            .write_run(run.id, patch, issue, actor, self.now())
             .await?;
         self.after_run_update(&update, issue).await
     }
 
-    /// Events, cooldown and notifications after a run update.
+    /// Applies a patch to a run of `before` in one store transaction together with the
+    /// notifications it causes ([`Self::run_outbox`]); the caller then runs
+    /// [`Self::after_run_update`].
+    pub(crate) async fn write_run(
+        &self,
+        run_id: RunId,
+        mut patch: RunPatch,
+        before: &Issue,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<RunUpdate> {
+        patch.outbox = self.run_outbox(before, &patch).await;
+        self.inner
+            .store
+            .update_run(run_id, &patch, actor, now)
+            .await
+    }
+
+    /// Events, cooldown and notifications after a run update written by [`Self::write_run`]
+    /// (which stored the notifications' outbox rows with it).
     pub(crate) async fn after_run_update(&self, update: &RunUpdate, before: &Issue) -> Result<()> {
         let run = &update.run;
-        // The issue's cost is the sum of its runs' costs, and only this run changed: the
-        // difference is what this update added to the run's cost.
-        if !update.ended
-            && let Some(cap) = self.slack_budget_cap()
-        {
-            let run_before = run.cost_usd - (update.issue.cost_usd - before.cost_usd);
-            if crate::outbox::slack::budget_crossed(run_before, run.cost_usd, cap) {
-                self.notify(Notification::BudgetWarning {
-                    issue: update.issue.clone(),
-                    run: run.clone(),
-                })
-                .await;
-            }
-        }
         if update.status_changed {
             self.publish(Event::RunChanged {
                 issue_id: run.issue_id,
@@ -345,11 +352,9 @@ impl Dispatch {
             }
             // A slot is free: deferred spawns waiting on concurrency can go now.
             self.inner.wake_dispatcher.notify_one();
-            self.notify(Notification::AgentCompleted {
-                issue: update.issue.clone(),
-                run: run.clone(),
-            })
-            .await;
+        }
+        for n in super::outbox::run_notifications(update, self.slack_budget_cap()) {
+            self.notify_stored(n).await;
         }
         Ok(())
     }

@@ -151,9 +151,7 @@ impl Dispatch {
             ..RunPatch::default()
         };
         let update = self
-            .inner
-            .store
-            .update_run(run.id, &patch, actor, self.now())
+            .write_run(run.id, patch, &before, actor, self.now())
             .await?;
         if !update.ended {
             return Ok(None);

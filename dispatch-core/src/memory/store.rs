@@ -122,6 +122,22 @@ impl State {
         self.issues.get(&id).ok_or_else(|| issue_not_found(id))
     }
 
+    /// An issue as it is now with the length of its history, for [`Self::restore_issue`].
+    fn keep_issue(&self, id: IssueId) -> Option<(Issue, usize)> {
+        let issue = self.issues.get(&id)?.clone();
+        Some((issue, self.history.get(&id).map_or(0, Vec::len)))
+    }
+
+    /// Puts back an issue kept by [`Self::keep_issue`], dropping history written since.
+    fn restore_issue(&mut self, kept: Option<(Issue, usize)>) {
+        if let Some((issue, history_len)) = kept {
+            if let Some(h) = self.history.get_mut(&issue.id) {
+                h.truncate(history_len);
+            }
+            self.issues.insert(issue.id, issue);
+        }
+    }
+
     fn push_history(&mut self, issue_id: IssueId, entries: Vec<NewHistory>, at: Timestamp) {
         let h = self.history.entry(issue_id).or_default();
         for e in entries {
@@ -193,14 +209,16 @@ impl State {
         (row, true)
     }
 
-    /// A comment on an existing issue, with its history entry.
+    /// A comment on an existing issue, with its history entry and the `outbox` rows rendered
+    /// from it (nothing at all when a row is refused).
     fn insert_comment(
         &mut self,
         id: IssueId,
         comment: NewComment,
         actor: &Actor,
         now: Timestamp,
-    ) -> Comment {
+        outbox: &crate::outbox::OutboxPlan<Comment>,
+    ) -> Result<Comment> {
         let c = Comment {
             id: crate::ids::CommentId::new(),
             issue_id: id,
@@ -208,6 +226,10 @@ impl State {
             body: comment.body,
             created_at: now,
         };
+        let rows = outbox.render(&c)?;
+        for d in &rows {
+            self.enqueue_delivery(d, now);
+        }
         self.comments.push(c.clone());
         let h = NewHistory::new(HistoryAction::CommentAdded, actor)
             .values(None, Some(json!({"comment_id": c.id})));
@@ -215,7 +237,7 @@ impl State {
         if let Some(i) = self.issues.get_mut(&id) {
             i.updated_at = now;
         }
-        c
+        Ok(c)
     }
 
     fn recompute_totals(&mut self, issue_id: IssueId) {
@@ -423,7 +445,15 @@ impl WorkspaceStore for MemoryStore {
     }
 }
 
-fn new_issue_row(s: &mut State, ws: WorkspaceId, new: NewIssue, now: Timestamp) -> Result<Issue> {
+/// Inserts a new issue and stores the `outbox` rows rendered from it (nothing at all when
+/// a row is refused).
+fn new_issue_row(
+    s: &mut State,
+    ws: WorkspaceId,
+    new: NewIssue,
+    now: Timestamp,
+    outbox: &crate::outbox::OutboxPlan,
+) -> Result<Issue> {
     new.validate()?;
     let columns = s.columns_of(ws);
     let column_id = match new.column_id {
@@ -444,12 +474,16 @@ fn new_issue_row(s: &mut State, ws: WorkspaceId, new: NewIssue, now: Timestamp) 
     };
     let w = s.workspace_mut(ws)?;
     let number = w.next_issue_number;
-    w.next_issue_number += 1;
     let identifier = format_identifier(&w.issue_prefix, number);
     let issue = new.into_issue(ws, number, identifier.clone(), column_id, now);
+    let rows = outbox.render(&issue)?;
+    s.workspace_mut(ws)?.next_issue_number += 1;
     s.by_identifier.insert(identifier, issue.id);
     s.issues.insert(issue.id, issue.clone());
     s.owe_embedding(issue.id);
+    for d in &rows {
+        s.enqueue_delivery(d, now);
+    }
     Ok(issue)
 }
 
@@ -461,9 +495,10 @@ impl IssueStore for MemoryStore {
         issue: NewIssue,
         actor: &Actor,
         now: Timestamp,
+        outbox: &crate::outbox::OutboxPlan,
     ) -> Result<Issue> {
         let mut s = self.lock();
-        let issue = new_issue_row(&mut s, ws, issue, now)?;
+        let issue = new_issue_row(&mut s, ws, issue, now, outbox)?;
         let h = NewHistory::new(HistoryAction::Created, actor).values(
             None,
             Some(json!({"identifier": issue.identifier, "title": issue.title})),
@@ -593,11 +628,12 @@ impl IssueStore for MemoryStore {
         comment: NewComment,
         actor: &Actor,
         now: Timestamp,
+        outbox: &crate::outbox::OutboxPlan<Comment>,
     ) -> Result<Comment> {
         comment.validate()?;
         let mut s = self.lock();
         s.issue(id)?;
-        Ok(s.insert_comment(id, comment, actor, now))
+        s.insert_comment(id, comment, actor, now, outbox)
     }
 
     async fn list_comments(&self, id: IssueId) -> Result<Vec<Comment>> {
@@ -680,7 +716,7 @@ impl ErrorLinkStore for MemoryStore {
                 latest_fix,
             });
         }
-        let issue = new_issue_row(&mut s, ws, d.new_issue, d.seen_at)?;
+        let issue = new_issue_row(&mut s, ws, d.new_issue, d.seen_at, &d.outbox)?;
         let h = NewHistory::new(HistoryAction::Created, &d.actor).values(
             None,
             Some(json!({"identifier": issue.identifier, "title": issue.title, "source": d.source})),
@@ -807,9 +843,13 @@ impl RunStore for MemoryStore {
             columns: &columns,
             now,
         });
+        // What the reservation may change, kept so that a refused outbox row undoes it all
+        // (what a rolled-back transaction does in the SQL stores).
+        let kept = s.keep_issue(issue.id);
         for id in &plan.delete_deferred {
             s.deferred.remove(id);
         }
+        let saved = plan.save_deferred.as_ref().map(|d| d.id);
         if let Some(d) = plan.save_deferred {
             s.deferred.insert(d.id, d);
         }
@@ -820,11 +860,32 @@ impl RunStore for MemoryStore {
             Some((id, update)) => s.write_issue(id, update)?,
             None => issue,
         };
-        Ok(SpawnReservation {
+        let reservation = SpawnReservation {
             decision: plan.decision,
             run: plan.insert_run,
             issue,
-        })
+        };
+        match req.outbox.render(&reservation) {
+            Ok(rows) => {
+                for d in &rows {
+                    s.enqueue_delivery(d, now);
+                }
+                Ok(reservation)
+            }
+            Err(e) => {
+                s.restore_issue(kept);
+                if let Some(run) = &reservation.run {
+                    s.runs.remove(&run.id);
+                }
+                if let Some(id) = saved {
+                    s.deferred.remove(&id);
+                }
+                for d in deferred {
+                    s.deferred.insert(d.id, d);
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn get_run(&self, id: RunId) -> Result<Run> {
@@ -871,6 +932,16 @@ impl RunStore for MemoryStore {
             .cloned()
             .ok_or_else(|| Error::not_found(format!("run {id} not found")))?;
         let plan = RunUpdatePlan::new(&before, patch, now)?;
+        // What the update may change, kept so that a refused outbox row undoes it all (what
+        // a rolled-back transaction does in the SQL stores).
+        let kept = s.keep_issue(plan.run.issue_id);
+        let cooldowns: Vec<(usize, Option<Timestamp>)> = s
+            .links
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.issue_id == plan.run.issue_id)
+            .map(|(i, l)| (i, l.cooldown_until))
+            .collect();
         s.runs.insert(id, plan.run.clone());
         if plan.totals_changed {
             s.recompute_totals(plan.run.issue_id);
@@ -896,12 +967,29 @@ impl RunStore for MemoryStore {
             ended,
             ..
         } = plan;
-        Ok(RunUpdate {
+        let update = RunUpdate {
             run,
             issue,
             status_changed,
             ended,
-        })
+            cost_before_usd: before.cost_usd,
+        };
+        match patch.outbox.render(&update) {
+            Ok(rows) => {
+                for d in &rows {
+                    s.enqueue_delivery(d, now);
+                }
+                Ok(update)
+            }
+            Err(e) => {
+                s.runs.insert(id, before);
+                for (i, c) in cooldowns {
+                    s.links[i].cooldown_until = c;
+                }
+                s.restore_issue(kept);
+                Err(e)
+            }
+        }
     }
 
     async fn claim_due_runs(
@@ -1247,7 +1335,13 @@ impl FixStore for MemoryStore {
         // before anything changed.
         let now = update.now;
         s.write_issue(attempt.issue_id, update)?;
-        let c = s.insert_comment(attempt.issue_id, comment, actor, now);
+        let c = s.insert_comment(
+            attempt.issue_id,
+            comment,
+            actor,
+            now,
+            &crate::outbox::OutboxPlan::default(),
+        )?;
         s.fixes.insert(attempt.id, attempt.clone());
         let issue = s.issue(attempt.issue_id)?.clone();
         Ok(Some((issue, c)))

@@ -56,25 +56,30 @@ pub fn prunable(d: &Delivery, before: Timestamp, parent_of_pending: bool) -> boo
     d.state.is_settled() && d.due_at < before && !parent_of_pending
 }
 
-/// The outbox rows a change of an issue enqueues in the change's own transaction: rendered
-/// from the issue as the change leaves it (by the core's pure renderers, from what they need,
-/// read before the change), and stored with the change or, when the change fails, not at all
-/// (issue 10: a crash between the commit and a separate enqueue lost the notification).
-/// A key already stored is left as it is, as [`crate::ports::OutboxStore::enqueue_delivery`]
-/// does; a rendered row that does not validate fails the whole change.
-#[derive(Clone, Default)]
-pub struct OutboxPlan(Option<Arc<RenderFn>>);
+/// The outbox rows a change enqueues in the change's own transaction: rendered from what the
+/// change leaves (`T`: the issue for issue changes, the comment, the spawn reservation, the run
+/// update), by the core's pure renderers from what they need, read before the change; stored
+/// with the change or, when the change fails, not at all (issue 10: a crash between the commit
+/// and a separate enqueue lost the notification). A key already stored is left as it is, as
+/// [`crate::ports::OutboxStore::enqueue_delivery`] does, and so is a row whose key an earlier
+/// row of the same plan took; a rendered row that does not validate fails the whole change.
+pub struct OutboxPlan<T: ?Sized = Issue>(Option<Arc<RenderFn<T>>>);
 
-type RenderFn = dyn Fn(&Issue) -> Vec<NewDelivery> + Send + Sync;
+type RenderFn<T> = dyn Fn(&T) -> Vec<NewDelivery> + Send + Sync;
 
-impl OutboxPlan {
-    pub fn new(render: impl Fn(&Issue) -> Vec<NewDelivery> + Send + Sync + 'static) -> Self {
+impl<T: ?Sized> OutboxPlan<T> {
+    pub fn new(render: impl Fn(&T) -> Vec<NewDelivery> + Send + Sync + 'static) -> Self {
         Self(Some(Arc::new(render)))
     }
 
-    /// The rows for the changed issue, each validated.
-    pub fn render(&self, issue: &Issue) -> Result<Vec<NewDelivery>> {
-        let rows = self.0.as_ref().map(|f| f(issue)).unwrap_or_default();
+    /// Whether the plan renders anything at all (a plan made by `default()` does not).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The rows for what the change left, each validated.
+    pub fn render(&self, changed: &T) -> Result<Vec<NewDelivery>> {
+        let rows = self.0.as_ref().map(|f| f(changed)).unwrap_or_default();
         for d in &rows {
             d.validate()?;
         }
@@ -82,7 +87,19 @@ impl OutboxPlan {
     }
 }
 
-impl std::fmt::Debug for OutboxPlan {
+impl<T: ?Sized> Default for OutboxPlan<T> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<T: ?Sized> Clone for OutboxPlan<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T: ?Sized> std::fmt::Debug for OutboxPlan<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.0.is_some() {
             "OutboxPlan(..)"
@@ -93,7 +110,7 @@ impl std::fmt::Debug for OutboxPlan {
 }
 
 /// Two plans are equal when they are the same renderer (or both render nothing).
-impl PartialEq for OutboxPlan {
+impl<T: ?Sized> PartialEq for OutboxPlan<T> {
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
             (None, None) => true,

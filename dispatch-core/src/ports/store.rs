@@ -75,12 +75,14 @@ pub struct IssueUpdate {
 pub trait IssueStore: Send + Sync {
     /// Allocates the next identifier of the workspace, inserts the issue (first open column when
     /// none is given) and a `created` history entry.
+    /// The `outbox` rows, rendered from the created issue, are stored in the same transaction.
     async fn create_issue(
         &self,
         ws: WorkspaceId,
         issue: NewIssue,
         actor: &Actor,
         now: Timestamp,
+        outbox: &crate::outbox::OutboxPlan,
     ) -> Result<Issue>;
     async fn get_issue(&self, ws: WorkspaceId, issue: &IssueRef) -> Result<Issue>;
     /// Newest first (by number).
@@ -97,12 +99,14 @@ pub trait IssueStore: Send + Sync {
         now: Timestamp,
         outbox: &crate::outbox::OutboxPlan,
     ) -> Result<Issue>;
+    /// The `outbox` rows, rendered from the new comment, are stored in the same transaction.
     async fn add_comment(
         &self,
         id: IssueId,
         comment: NewComment,
         actor: &Actor,
         now: Timestamp,
+        outbox: &crate::outbox::OutboxPlan<Comment>,
     ) -> Result<Comment>;
     /// Oldest first.
     async fn list_comments(&self, id: IssueId) -> Result<Vec<Comment>>;
@@ -145,6 +149,8 @@ pub struct IngestDraft {
     /// The issue to create if the key is unseen.
     pub new_issue: NewIssue,
     pub actor: Actor,
+    /// The notifications of the issue, stored with it when this draft creates it.
+    pub outbox: crate::outbox::OutboxPlan,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -197,6 +203,8 @@ pub struct SpawnRequest {
     pub policy: SpawnPolicy,
     /// Set when the sweeper retries a deferred spawn: the store settles that record.
     pub deferred_id: Option<DeferredSpawnId>,
+    /// The notifications of the reservation ("agent started"), stored in its transaction.
+    pub outbox: crate::outbox::OutboxPlan<SpawnReservation>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -234,6 +242,8 @@ pub struct RunUpdate {
     pub status_changed: bool,
     /// This call moved the run into a terminal status (exactly one call ever sees `true`).
     pub ended: bool,
+    /// The run's cost before this call (what a budget line is judged against).
+    pub cost_before_usd: f64,
 }
 
 /// Fleet counters (today is the UTC day of `now`).

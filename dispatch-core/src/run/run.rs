@@ -426,6 +426,10 @@ pub struct RunPatch {
     /// writes after its claim); otherwise it is a `Conflict` and nothing changes.
     #[serde(default)]
     pub expect_claim: Option<u64>,
+    /// The notifications of the update (the budget warning, "agent finished"), rendered from
+    /// what it did and stored in its transaction. Not part of the patch's JSON.
+    #[serde(skip)]
+    pub outbox: crate::outbox::OutboxPlan<crate::ports::RunUpdate>,
 }
 
 impl RunPatch {

@@ -208,6 +208,7 @@ async fn concurrent_creates_allocate_unique_gapless_identifiers(store: Arc<dyn S
             crate::issue::NewIssue::titled(format!("issue {i}")),
             &actor(),
             t0(),
+            &Default::default(),
         )
         .await
         .expect("create_issue")

@@ -433,6 +433,7 @@ async fn health_inputs_cover_the_customers_issues(store: Arc<dyn Store>) {
             },
             &actor(),
             mins(at),
+            &Default::default(),
         )
         .await
         .expect("comment");

@@ -96,14 +96,26 @@ async fn create_issue_allocates_gapless_identifiers_in_the_first_open_column(
 
     // Rejected creates allocate no number.
     invalid(
-        s.create_issue(ws.id, NewIssue::titled("   "), &actor(), mins(3))
-            .await,
+        s.create_issue(
+            ws.id,
+            NewIssue::titled("   "),
+            &actor(),
+            mins(3),
+            &Default::default(),
+        )
+        .await,
         "title",
         "an empty title",
     );
     invalid(
-        s.create_issue(ws.id, NewIssue::titled("x".repeat(501)), &actor(), mins(3))
-            .await,
+        s.create_issue(
+            ws.id,
+            NewIssue::titled("x".repeat(501)),
+            &actor(),
+            mins(3),
+            &Default::default(),
+        )
+        .await,
         "title",
         "a title over 500 characters",
     );
@@ -114,7 +126,8 @@ async fn create_issue_allocates_gapless_identifiers_in_the_first_open_column(
     let mut foreign = NewIssue::titled("foreign column");
     foreign.column_id = Some(column_id(s, other.id, "Backlog").await);
     invalid(
-        s.create_issue(ws.id, foreign, &actor(), mins(3)).await,
+        s.create_issue(ws.id, foreign, &actor(), mins(3), &Default::default())
+            .await,
         "statusId",
         "a column of another workspace",
     );
@@ -618,6 +631,7 @@ async fn delete_issue_cascades_and_frees_nothing_else(store: Arc<dyn Store>) {
             },
             &actor(),
             mins(1),
+            &Default::default(),
         )
         .await
         .expect("comment");
@@ -629,6 +643,7 @@ async fn delete_issue_cascades_and_frees_nothing_else(store: Arc<dyn Store>) {
             },
             &actor(),
             mins(2),
+            &Default::default(),
         )
         .await
         .expect("comment");
@@ -842,6 +857,7 @@ async fn comments_are_oldest_first_with_history(store: Arc<dyn Store>) {
                 },
                 &actor(),
                 mins(n as i64 + 1),
+                &Default::default(),
             )
             .await
             .expect("add_comment");
@@ -860,6 +876,7 @@ async fn comments_are_oldest_first_with_history(store: Arc<dyn Store>) {
         },
         &actor(),
         mins(2),
+        &Default::default(),
     )
     .await
     .expect("add_comment");
@@ -891,6 +908,7 @@ async fn comments_are_oldest_first_with_history(store: Arc<dyn Store>) {
             },
             &actor(),
             mins(5),
+            &Default::default(),
         )
         .await,
         "body",
@@ -905,6 +923,7 @@ async fn comments_are_oldest_first_with_history(store: Arc<dyn Store>) {
             },
             &actor(),
             mins(5),
+            &Default::default(),
         )
         .await,
         "a comment on an unknown issue",

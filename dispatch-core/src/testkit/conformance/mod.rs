@@ -46,6 +46,7 @@ mod issues;
 mod links;
 mod orchestrator;
 mod outbox;
+mod outbox_tx;
 mod runs;
 mod search;
 mod support;
@@ -83,6 +84,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(agent_events::cases());
     all.extend(orchestrator::cases());
     all.extend(outbox::cases());
+    all.extend(outbox_tx::cases());
     all.extend(embeddings::cases());
     all.extend(imports::cases());
     all.extend(concurrency::cases());

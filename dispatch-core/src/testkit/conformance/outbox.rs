@@ -1,7 +1,7 @@
 //! OutboxStore: notifications and outbound webhooks waiting to be delivered.
 
 use super::support::*;
-use crate::issue::{IssuePatch, NewComment};
+use crate::issue::{Issue, IssuePatch, NewComment};
 use crate::outbox::{
     Attempt, DeliveryFilter, DeliveryState, KIND_SLACK, KIND_WEBHOOK, NewDelivery, OutboxPlan,
     RetryPolicy, settle,
@@ -553,7 +553,7 @@ async fn settled_deliveries_are_pruned_after_the_retention_in_batches(store: Arc
 /// A plan rendering one webhook per update, keyed by the version the update leaves (as the
 /// engine's `issue:vN` keys are), and, when `broken`, a second row that does not validate.
 fn plan(broken: bool) -> OutboxPlan {
-    OutboxPlan::new(move |issue| {
+    OutboxPlan::new(move |issue: &Issue| {
         let mut d = new(
             KIND_WEBHOOK,
             &format!("{}:v{}", issue.id, issue.version),

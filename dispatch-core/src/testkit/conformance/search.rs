@@ -23,7 +23,7 @@ async fn create(
 ) -> crate::issue::Issue {
     let mut n = NewIssue::titled(title);
     n.description = (!description.is_empty()).then(|| description.to_string());
-    s.create_issue(ws, n, &actor(), t0())
+    s.create_issue(ws, n, &actor(), t0(), &Default::default())
         .await
         .expect("create_issue")
 }
@@ -47,6 +47,7 @@ async fn search_ranks_title_over_description_and_finds_comments(store: Arc<dyn S
         },
         &actor(),
         mins(1),
+        &Default::default(),
     )
     .await
     .expect("add_comment");

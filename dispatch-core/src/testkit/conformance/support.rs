@@ -60,7 +60,7 @@ pub(super) async fn column_id(s: &dyn Store, ws: WorkspaceId, name: &str) -> Col
 }
 
 pub(super) async fn create(s: &dyn Store, ws: WorkspaceId, new: NewIssue, at: Timestamp) -> Issue {
-    s.create_issue(ws, new, &actor(), at)
+    s.create_issue(ws, new, &actor(), at, &Default::default())
         .await
         .expect("create_issue")
 }
@@ -116,6 +116,7 @@ pub(super) fn draft(source: &str, key: &str, count: u64, seen_at: Timestamp) -> 
         seen_at,
         new_issue: NewIssue::titled(format!("TypeError in billing ({key})")),
         actor: Actor::webhook("Loki Webhook"),
+        outbox: Default::default(),
     }
 }
 
@@ -130,6 +131,7 @@ pub(super) fn spawn(issue: IssueId, kind: WorkflowKind, policy: SpawnPolicy) -> 
         actor: actor(),
         policy,
         deferred_id: None,
+        outbox: Default::default(),
     }
 }
 
