@@ -232,10 +232,11 @@ impl Dispatch {
         }
     }
 
-    /// Stores the notification's Slack messages and event webhooks in the outbox, then tells
-    /// the notifier port, if any. Never fails the use-case.
+    /// A notification that has no outbox rows (a fix verified or failed: neither Slack nor the
+    /// event webhooks carry one): tells the notifier port, if any. Notifications with rows are
+    /// stored by their change's transaction (an `OutboxPlan`) and announced by
+    /// [`Self::notify_stored`].
     async fn notify(&self, n: Notification) {
-        self.enqueue_notification(&n).await;
         self.tell_notifier(&n).await;
     }
 

@@ -37,34 +37,6 @@ const BATCH: usize = 32;
 const LEASE_MARGIN: chrono::Duration = chrono::Duration::seconds(15);
 
 impl Dispatch {
-    /// Stores deliveries; a failure is logged, never raised (the change that caused them is
-    /// already committed; the notification is lost, the request is not).
-    async fn enqueue_all(&self, deliveries: Vec<NewDelivery>) {
-        if deliveries.is_empty() {
-            return;
-        }
-        let now = self.now();
-        for d in deliveries {
-            if let Err(e) = self.inner.store.enqueue_delivery(&d, now).await {
-                tracing::warn!(kind = %d.kind, event = %d.event, error = %e, "cannot store a notification");
-            }
-        }
-        self.inner.wake_outbox.notify_one();
-    }
-
-    /// Renders a notification into deliveries and stores them (after the change it reports
-    /// committed; changes that store their rows themselves use an [`OutboxPlan`]).
-    pub(super) async fn enqueue_notification(&self, n: &Notification) {
-        let ctx = match self.render_context(subject(n).into(), needs(n)).await {
-            Ok(ctx) => ctx,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot prepare a notification");
-                return;
-            }
-        };
-        self.enqueue_all(render(n, &ctx)).await;
-    }
-
     /// The outbox rows of a patch of `current`, rendered inside the update's transaction from
     /// the issue it leaves ([`super::issues::patch_notifications`], and the `ISSUE_ASSIGNED`
     /// webhook of an agent the patch assigns). What rendering reads is read now; when that
