@@ -14,6 +14,7 @@ use dispatch_core::{Error, Result, Timestamp};
 use futures::StreamExt;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row};
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 use tokio::sync::broadcast;
 
@@ -111,8 +112,10 @@ pub struct PostgresStore {
     pool: PgPool,
     /// `pg_trgm` is installed: similarity on titles joins the full-text rank.
     trigram: bool,
-    /// The `vector` extension is installed and the `pgvector` feature is on.
-    pgvector: bool,
+    /// The `nearest_issues` query with the `vector` extension's type and operator named by the
+    /// schema the extension lives in (any schema, on the search path or not), when it is
+    /// installed and the `pgvector` feature is on.
+    pgvector: Option<Arc<str>>,
     /// Issue creations, answered in batches by one group-commit worker per process.
     ingest: IngestQueue,
 }
@@ -137,8 +140,18 @@ impl PostgresStore {
                 .execute(&pool)
                 .await
                 .is_ok();
-        let pgvector = cfg!(feature = "pgvector") && enable_extension(&pool, "vector").await;
-        tracing::info!(trigram, pgvector, "PostgreSQL store ready");
+        let pgvector = if cfg!(feature = "pgvector") && enable_extension(&pool, "vector").await {
+            vector_schema(&pool)
+                .await
+                .map(|schema| nearest_by_vector_sql(&schema).into())
+        } else {
+            None
+        };
+        tracing::info!(
+            trigram,
+            pgvector = pgvector.is_some(),
+            "PostgreSQL store ready"
+        );
         Ok(PostgresStore {
             pool,
             trigram,
@@ -153,7 +166,14 @@ impl PostgresStore {
 
     /// Whether embeddings are compared inside PostgreSQL with the `vector` extension.
     pub fn uses_pgvector(&self) -> bool {
-        self.pgvector
+        self.pgvector.is_some()
+    }
+
+    /// Compares embeddings in Rust over the newest vectors even where the `vector` extension
+    /// is installed (what a server without the extension does; the tests run both paths).
+    pub fn without_pgvector(mut self) -> Self {
+        self.pgvector = None;
+        self
     }
 
     pub async fn close(&self) {
@@ -307,6 +327,32 @@ fn connect_error(e: sqlx::Error) -> Error {
         _ => "the server refused the connection",
     };
     Error::unavailable(format!("cannot connect to PostgreSQL: {what}")).with_source(e)
+}
+
+/// The schema the `vector` extension was installed in.
+async fn vector_schema(pool: &PgPool) -> Option<String> {
+    sqlx::query_scalar(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'",
+    )
+    .fetch_optional(pool)
+    .await
+    .inspect_err(|e| tracing::info!(error = %e, "cannot find the vector extension's schema; falling back"))
+    .ok()
+    .flatten()
+}
+
+/// The nearest-neighbour query over `<=>`, with the extension's type and operator qualified by
+/// `schema` (a quoted identifier: a store whose search path does not hold the extension's schema
+/// still finds them).
+fn nearest_by_vector_sql(schema: &str) -> String {
+    let q = format!("\"{}\"", schema.replace('"', "\"\""));
+    format!(
+        "SELECT i.doc AS doc, 1 - (e.vector::{q}.vector OPERATOR({q}.<=>) $3::real[]::{q}.vector) AS score \
+         FROM dispatch_embedding e JOIN dispatch_issue i ON i.id = e.issue_id \
+         WHERE e.workspace_id = $1 AND e.model = $2 AND ($4::uuid IS NULL OR e.issue_id <> $4) \
+         AND cardinality(e.vector) = cardinality($3::real[]) \
+         ORDER BY e.vector::{q}.vector OPERATOR({q}.<=>) $3::real[]::{q}.vector LIMIT $5"
+    )
 }
 
 async fn enable_extension(pool: &PgPool, name: &'static str) -> bool {
@@ -477,22 +523,16 @@ impl dispatch_core::ports::SearchStore for PostgresStore {
         exclude: Option<dispatch_core::ids::IssueId>,
         limit: usize,
     ) -> Result<Vec<SearchHit>> {
-        if self.pgvector {
-            let rows = sqlx::query(
-                "SELECT i.doc AS doc, 1 - (e.vector::vector <=> $3::real[]::vector) AS score \
-                 FROM dispatch_embedding e JOIN dispatch_issue i ON i.id = e.issue_id \
-                 WHERE e.workspace_id = $1 AND e.model = $2 AND ($4::uuid IS NULL OR e.issue_id <> $4) \
-                 AND cardinality(e.vector) = cardinality($3::real[]) \
-                 ORDER BY e.vector::vector <=> $3::real[]::vector LIMIT $5",
-            )
-            .bind(ws.0)
-            .bind(model)
-            .bind(vector)
-            .bind(exclude.map(|e| e.0))
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("nearest issues"))?;
+        if let Some(sql) = &self.pgvector {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+                .bind(ws.0)
+                .bind(model)
+                .bind(vector)
+                .bind(exclude.map(|e| e.0))
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("nearest issues"))?;
             return rows
                 .into_iter()
                 .map(|r| {
@@ -523,7 +563,9 @@ impl dispatch_core::ports::SearchStore for PostgresStore {
             let v: Vec<f32> = r
                 .try_get("vector")
                 .map_err(|e| decode_err("dispatch_embedding", "vector", e))?;
-            let score = dispatch_core::search::cosine(vector, &v);
+            let Some(score) = dispatch_core::search::neighbour_score(vector, &v) else {
+                continue;
+            };
             if top.wants(score) {
                 let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
                 top.push(SearchHit { issue, score });

@@ -8,7 +8,7 @@
 
 use crate::sql::group_commit::IngestQueue;
 use crate::sql::{Migration, StoreError, db, decode_err, split_statements};
-use dispatch_core::search::{SearchHit, cosine, terms};
+use dispatch_core::search::{SearchHit, terms};
 use dispatch_core::{Error, Result, Timestamp};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -598,7 +598,10 @@ impl dispatch_core::ports::SearchStore for SqliteStore {
             let v: Vec<u8> = r
                 .try_get("vector")
                 .map_err(|e| decode_err("dispatch_embedding", "vector", e))?;
-            let score = cosine(vector, &decode_vector(&v)?);
+            let Some(score) = dispatch_core::search::neighbour_score(vector, &decode_vector(&v)?)
+            else {
+                continue;
+            };
             if top.wants(score) {
                 let issue = crate::sql::doc_col!(r, "dispatch_issue", dispatch_core::issue::Issue)?;
                 top.push(SearchHit { issue, score });

@@ -99,6 +99,14 @@ impl TopK {
     }
 }
 
+/// The score of a stored vector as a neighbour of `query`: their cosine, or `None` when the
+/// two cannot be compared — a vector of another size (stored before a change of model or
+/// dimensions, owed again, and no neighbour meanwhile), as the `vector` extension's query in
+/// PostgreSQL leaves such rows out.
+pub fn neighbour_score(query: &[f32], stored: &[f32]) -> Option<f64> {
+    (query.len() == stored.len()).then(|| cosine(query, stored))
+}
+
 /// Cosine similarity; 0 for empty, mismatched or zero vectors.
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     if a.len() != b.len() || a.is_empty() {

@@ -29,6 +29,17 @@ pub async fn admin_pool() -> PgPool {
 /// A fresh schema on the test database, and connect options whose search_path uses it (public
 /// stays on the path for extensions such as pg_trgm).
 pub async fn fresh_schema(admin: &PgPool) -> (String, PgConnectOptions) {
+    // Extensions are per database: made in public first, so that a store's own
+    // `CREATE EXTENSION IF NOT EXISTS` finds them there instead of making them in its fresh
+    // schema (which would take them away from every other case when that schema is dropped).
+    // Absent ones (pgvector not built here) stay absent; two cases racing here both end with it.
+    for ext in ["pg_trgm", "vector"] {
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE EXTENSION IF NOT EXISTS {ext} SCHEMA public"
+        )))
+        .execute(admin)
+        .await;
+    }
     let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
         .execute(admin)

@@ -25,7 +25,7 @@ use crate::run::{
     RunUpdatePlan, TerminalChunk, external_run_effects, plan_chunk_append, plan_reservation,
     replayed_chunk,
 };
-use crate::search::{SearchHit, cosine, lexical_score, terms};
+use crate::search::{SearchHit, lexical_score, terms};
 use crate::verify::{FixAttempt, VerificationStatus};
 use async_trait::async_trait;
 use chrono::Duration;
@@ -1681,7 +1681,9 @@ impl SearchStore for MemoryStore {
         candidates.truncate(crate::embedding::NEAREST_SCAN_LIMIT);
         let mut top = crate::search::TopK::new(limit);
         for (issue, v) in candidates {
-            let score = cosine(vector, v);
+            let Some(score) = crate::search::neighbour_score(vector, v) else {
+                continue;
+            };
             if top.wants(score) {
                 top.push(SearchHit {
                     issue: issue.clone(),

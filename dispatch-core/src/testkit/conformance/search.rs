@@ -268,6 +268,11 @@ async fn embeddings_rank_by_cosine_and_replace(store: Arc<dyn Store>) {
     s.set_embedding(c.id, "m2", &[1.0, 0.0, 0.0])
         .await
         .expect("set_embedding");
+    // Of the same model but another size (stored before the dimensions changed): no neighbour.
+    let d = create(s, ws.id, "d", "").await;
+    s.set_embedding(d.id, "m1", &[1.0, 0.1])
+        .await
+        .expect("set_embedding");
     let hits = s
         .nearest_issues(ws.id, "m1", &[1.0, 0.1, 0.0], None, 10)
         .await
@@ -275,7 +280,7 @@ async fn embeddings_rank_by_cosine_and_replace(store: Arc<dyn Store>) {
     assert_eq!(
         idents(&hits),
         vec![a.identifier.clone(), b.identifier.clone()],
-        "same model only, best first"
+        "same model and size only, best first"
     );
     assert!(
         hits[0].score > 0.99 && hits[0].score <= 1.0 + 1e-9,
