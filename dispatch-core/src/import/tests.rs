@@ -43,6 +43,7 @@ fn target() -> ImportTarget {
         labels,
         imported: HashMap::new(),
         used_numbers: HashSet::new(),
+        taken: Taken::default(),
     }
 }
 

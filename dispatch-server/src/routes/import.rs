@@ -19,7 +19,7 @@ pub fn router() -> ApiRouter {
         "/api/import",
         post(
             import,
-            doc("Import a Linear CSV export (issues, statuses, priorities, labels, assignees, dates; Linear ids kept in the import map and the description). Importing the same rows again creates nothing; dry_run reports the mapping, counts and row problems and writes nothing")
+            doc("Import a Linear CSV export (issues, statuses, priorities, labels, assignees, dates; Linear ids kept in the import map and the description). Importing the same rows again creates nothing; each row is decided on its own: the report counts, per kind of row, what was created, imported before (skipped) and left out (not_imported, each with its reason in problems); dry_run reports the same and writes nothing")
                 .tag("import"),
         ),
     )
@@ -39,9 +39,10 @@ struct Body {
 }
 
 /// The import report: `source`, `dry_run`, `rows`, `issues_created`, `issues_skipped` (imported
-/// before), `labels_created`, `assignees`, `by_column`, `mapping` (per row: line, external_id,
-/// identifier, source_status → column, source_priority → priority, action) and `problems` (per
-/// row: line, external_id, message, skipped).
+/// before), `created`, `skipped` (imported before) and `not_imported` (left out, the reasons in
+/// `problems`) per kind of row, `labels_created`, `assignees`, `by_column`, `mapping` (per row:
+/// line, external_id, identifier, source_status → column, source_priority → priority, action)
+/// and `problems` (per row: line, external_id, kind, message, skipped).
 async fn import(
     State(s): State<AppState>,
     _a: Authenticated,
@@ -204,6 +205,7 @@ mod tests {
             priority: "P2".into(),
             assignee_id: None,
             customer_id: Some("cu1".into()),
+            reporter_id: None,
             created_at: t("2026-01-05T10:00:00Z"),
             updated_at: t("2026-01-06T10:00:00Z"),
         };
