@@ -573,6 +573,21 @@ async fn check(store: Arc<dyn Store>, url: &str, what: &str) {
         .build()
         .await
         .unwrap();
+    // The imported runs count in the issue's history of runs and the fleet, and an agent's late
+    // report naming the original's GitHub run lands on that ended run, changing nothing.
+    let fleet = engine.fleet_status().await.unwrap();
+    assert_eq!((fleet.active(), fleet.stale_runs), (0, 0), "{what}");
+    let late = engine
+        .resolve_reported_run("DISPATCH-2", Some("9002"))
+        .await
+        .expect("the late report's run");
+    assert_eq!((late.id, late.status), (run2.id, RunStatus::Failed));
+    let hb = engine
+        .heartbeat("DISPATCH-2", Some("9002"))
+        .await
+        .expect("a late heartbeat");
+    assert_eq!((hb.status, hb.heartbeat_at), (RunStatus::Failed, None));
+    assert_eq!(s.list_runs(i2.id).await.unwrap(), runs2, "{what}: unchanged");
     let mut ev = ErrorEvent::new(
         "loki",
         "billing",
@@ -584,15 +599,6 @@ async fn check(store: Arc<dyn Store>, url: &str, what: &str) {
     assert!(!r.created, "{what}: deduplicated");
     assert_eq!(r.issue.identifier, "DISPATCH-2");
     assert_eq!(r.event_count, 19);
-    // The imported runs count in the issue's history of runs and the fleet, and an agent's late
-    // report naming the original's GitHub run lands on that ended run, changing nothing.
-    let fleet = engine.fleet_status().await.unwrap();
-    assert_eq!((fleet.active(), fleet.stale_runs), (0, 0), "{what}");
-    let late = engine
-        .resolve_reported_run("DISPATCH-2", Some("9002"))
-        .await
-        .expect("the late report's run");
-    assert_eq!((late.id, late.status), (run2.id, RunStatus::Failed));
     let fresh = engine
         .create_issue(
             dispatch_core::issue::NewIssue::titled("after the move"),
