@@ -20,9 +20,9 @@ use dispatch_core::ids::{CustomerId, IssueRef};
 use dispatch_core::import::STALE_AT_IMPORT;
 use dispatch_core::import::original::plan;
 use dispatch_core::issue::{ActorKind, HistoryAction, IssueFilter, SpawnStatus};
+use dispatch_core::ports::Store;
 use dispatch_core::pr::PrStatus;
 use dispatch_core::run::{Outcome, RunStatus, WorkflowKind};
-use dispatch_core::ports::Store;
 use dispatch_core::testkit::FakeRunner;
 use dispatch_core::{Dispatch, Timestamp};
 use sqlx::PgPool;
@@ -269,8 +269,16 @@ async fn check(store: Arc<dyn Store>, url: &str, what: &str) {
     assert_eq!(
         reasons,
         [
-            ("agent", "ag2", "an agent named \"GitHub Actions\" exists here"),
-            ("customer", "cu2", "a customer with slug \"globex\" exists here"),
+            (
+                "agent",
+                "ag2",
+                "an agent named \"GitHub Actions\" exists here"
+            ),
+            (
+                "customer",
+                "cu2",
+                "a customer with slug \"globex\" exists here"
+            ),
             ("customer_user", "cuu2", "its customer cu2 is not imported"),
             ("watcher", "is5|cu2", "its customer cu2 is not imported"),
         ],
@@ -367,7 +375,12 @@ async fn check(store: Arc<dyn Store>, url: &str, what: &str) {
         s.get_customer_by_slug(ws.id, "globex").await.unwrap().id,
         globex_here.id
     );
-    assert!(s.get_customer_by_token(GLOBEX_TOKEN).await.unwrap().is_none());
+    assert!(
+        s.get_customer_by_token(GLOBEX_TOKEN)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let i5 = s
         .get_issue(ws.id, &IssueRef::from("DISPATCH-5"))
         .await
@@ -418,7 +431,9 @@ async fn check(store: Arc<dyn Store>, url: &str, what: &str) {
     assert_eq!(run1.follow_ups, ["Paginate the export API"]);
     let out = s.read_terminal(run1.id, 0, 10).await.unwrap();
     assert_eq!(
-        out.iter().map(|c| (c.seq, c.content.as_str())).collect::<Vec<_>>(),
+        out.iter()
+            .map(|c| (c.seq, c.content.as_str()))
+            .collect::<Vec<_>>(),
         [(1, "Reading src/export.ts\nFound the unbounded query")],
         "{what}: the transcript is the run's terminal output"
     );
@@ -561,7 +576,10 @@ async fn check(store: Arc<dyn Store>, url: &str, what: &str) {
     assert_eq!(s.list_pr_links(i3.id).await.unwrap().len(), 1);
     assert_eq!(s.list_activities(i3.id, None, 10).await.unwrap().len(), 1);
     assert_eq!(s.list_agents(ws.id, true).await.unwrap().len(), 2);
-    let i3 = s.get_issue(ws.id, &IssueRef::from("DISPATCH-3")).await.unwrap();
+    let i3 = s
+        .get_issue(ws.id, &IssueRef::from("DISPATCH-3"))
+        .await
+        .unwrap();
     assert_eq!(i3.cost_usd, 1.25, "{what}: not counted twice");
     // A dry run now says the same as the real run did: nothing to create.
     let dry_again = s.apply_import(ws.id, &p, true, now()).await.unwrap();
@@ -587,7 +605,11 @@ async fn check(store: Arc<dyn Store>, url: &str, what: &str) {
         .await
         .expect("a late heartbeat");
     assert_eq!((hb.status, hb.heartbeat_at), (RunStatus::Failed, None));
-    assert_eq!(s.list_runs(i2.id).await.unwrap(), runs2, "{what}: unchanged");
+    assert_eq!(
+        s.list_runs(i2.id).await.unwrap(),
+        runs2,
+        "{what}: unchanged"
+    );
     let mut ev = ErrorEvent::new(
         "loki",
         "billing",

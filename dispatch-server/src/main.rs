@@ -482,12 +482,17 @@ async fn import(command: ImportCommand) -> dispatch_core::Result<()> {
     let mut kinds: std::collections::BTreeSet<&String> = report.created.keys().collect();
     kinds.extend(report.skipped.keys());
     kinds.extend(report.not_imported.keys());
-    let n = |m: &std::collections::BTreeMap<String, usize>, k: &String| m.get(k).copied().unwrap_or(0);
+    let n =
+        |m: &std::collections::BTreeMap<String, usize>, k: &String| m.get(k).copied().unwrap_or(0);
     for k in kinds {
         eprintln!(
             "  {k}: {} {}, {} already imported, {} not imported",
             n(&report.created, k),
-            if report.dry_run { "to create" } else { "created" },
+            if report.dry_run {
+                "to create"
+            } else {
+                "created"
+            },
             n(&report.skipped, k),
             n(&report.not_imported, k),
         );

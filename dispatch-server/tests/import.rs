@@ -111,7 +111,8 @@ fn dispatch_with_summary(dir: &Path, pg: Option<&PgDatabase>, args: &[&str]) -> 
 /// The original's migration files, in order (pgvector's column type as TEXT when the server has
 /// no pgvector: the import never reads embeddings).
 fn original_schema(has_vector: bool) -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/original-migrations");
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/original-migrations");
     let dir = if dir.exists() {
         dir
     } else {
@@ -159,7 +160,7 @@ fn psql(url: &str, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-const ORIGINAL_TOKEN: &str = "3c9b8e3f2a1d0c9b8a7f6e5d4c3b2a1908f7e6d5c4b3a291805f0c6f6b1e2d4a7";
+const ORIGINAL_TOKEN: &str = "3c9b8e3f2a1d0c9b8a7f6e5d4c3b2a1908f7e6d5c4b3a291805f0c6f6b1e2d4a";
 
 /// `dispatch import original --from …` against a database made with the original's own
 /// migrations: the dry run's counts per kind are the real run's, the run the original left

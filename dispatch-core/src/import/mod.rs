@@ -575,18 +575,26 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
                 "a customer here has the portal token of {:?}",
                 c.slug
             ))
-        } else if let Some(ch) = c
-            .slack_channel_id
-            .as_ref()
-            .filter(|ch| taken.slack_channels.contains(*ch))
-        {
-            Some(format!("a customer here has the Slack channel {ch}"))
         } else {
-            None
+            c.slack_channel_id
+                .as_ref()
+                .filter(|ch| taken.slack_channels.contains(*ch))
+                .map(|ch| format!("a customer here has the Slack channel {ch}"))
         };
         if let Some(reason) = clash {
             leave(&mut w, KIND_CUSTOMER, &c.external_id, reason);
             continue;
+        }
+        if c.portal_token.len() != 64 {
+            warn(
+                &mut w,
+                KIND_CUSTOMER,
+                &c.external_id,
+                format!(
+                    "the portal token of {:?} is not 64 characters: its portal links will not open here; regenerate it",
+                    c.slug
+                ),
+            );
         }
         taken.customer_slugs.insert(c.slug.clone());
         taken.portal_tokens.insert(c.portal_token.clone());
@@ -1075,7 +1083,10 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
                 &mut w,
                 KIND_PR_LINK,
                 &p.external_id,
-                format!("PR number {} is not a pull request number", p.link.pr_number),
+                format!(
+                    "PR number {} is not a pull request number",
+                    p.link.pr_number
+                ),
             );
             continue;
         }

@@ -578,7 +578,12 @@ fn run_of(r: &OriginalRun) -> Result<(ImportRun, Option<String>), String> {
             RunStatus::Failed
         }
     };
-    let outcome = match r.outcome.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
+    let outcome = match r
+        .outcome
+        .as_deref()
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+    {
         None => None,
         Some(o) => match o.parse::<Outcome>() {
             Ok(o) => Some(o),

@@ -242,8 +242,16 @@ async fn original_rows_import_per_row_conflicts_left_out_and_runs_ended(store: A
         ],
         agents: vec![OriginalAgent::named("ag1", "claude", at(-1000)), agent2],
         customers: vec![
-            customer("cu1", "acme", "1111111111111111111111111111111111111111111111111111111111111111"),
-            customer("cu2", "globex", "2222222222222222222222222222222222222222222222222222222222222222"),
+            customer(
+                "cu1",
+                "acme",
+                "1111111111111111111111111111111111111111111111111111111111111111",
+            ),
+            customer(
+                "cu2",
+                "globex",
+                "2222222222222222222222222222222222222222222222222222222222222222",
+            ),
         ],
         customer_users: vec![
             OriginalCustomerUser {
@@ -344,11 +352,12 @@ async fn original_rows_import_per_row_conflicts_left_out_and_runs_ended(store: A
     assert!(p.problems.is_empty(), "{:?}", p.problems);
     let stats_before = s.spawn_stats(t0()).await.expect("stats");
 
-    let dry = s.apply_import(ws.id, &p, true, t0()).await.expect("dry run");
+    let dry = s
+        .apply_import(ws.id, &p, true, t0())
+        .await
+        .expect("dry run");
     let counts = |m: &std::collections::BTreeMap<String, usize>| {
-        m.iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect::<Vec<_>>()
+        m.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>()
     };
     let want = |pairs: &[(&str, usize)]| {
         pairs
@@ -404,7 +413,10 @@ async fn original_rows_import_per_row_conflicts_left_out_and_runs_ended(store: A
     );
     assert_eq!(s.spawn_stats(t0()).await.unwrap(), stats_before);
 
-    let real = s.apply_import(ws.id, &p, false, t0()).await.expect("import");
+    let real = s
+        .apply_import(ws.id, &p, false, t0())
+        .await
+        .expect("import");
     assert_eq!(real.created, dry.created, "the dry run said what happened");
     assert_eq!(real.not_imported, dry.not_imported);
 
@@ -423,10 +435,16 @@ async fn original_rows_import_per_row_conflicts_left_out_and_runs_ended(store: A
         .expect("reviewer imported");
     assert_eq!(
         reviewer.webhook(),
-        Some(("https://hooks.invalid/reviewer", "original-secret-0123456789"))
+        Some((
+            "https://hooks.invalid/reviewer",
+            "original-secret-0123456789"
+        ))
     );
     let link = s.get_link("loki", "fp-taken").await.unwrap().unwrap();
-    assert_eq!(link.issue_id, taken.issue.id, "the fingerprint stays with ACME-1");
+    assert_eq!(
+        link.issue_id, taken.issue.id,
+        "the fingerprint stays with ACME-1"
+    );
 
     let i3 = s.get_issue(ws.id, &"ACME-3".into()).await.expect("ACME-3");
     let globex = s.get_customer_by_slug(ws.id, "globex").await.unwrap();
@@ -458,7 +476,10 @@ async fn original_rows_import_per_row_conflicts_left_out_and_runs_ended(store: A
     assert_eq!(r1.files_changed, vec!["src/export.rs"]);
     let out = s.read_terminal(r1.id, 0, 10).await.unwrap();
     assert_eq!(out.len(), 1, "the transcript is the run's terminal output");
-    assert_eq!((out[0].seq, out[0].content.as_str()), (1, "$ cargo test\nok"));
+    assert_eq!(
+        (out[0].seq, out[0].content.as_str()),
+        (1, "$ cargo test\nok")
+    );
     let prs = s.list_pr_links(i3.id).await.unwrap();
     assert_eq!(prs.len(), 1);
     assert_eq!(
@@ -495,13 +516,15 @@ async fn original_rows_import_per_row_conflicts_left_out_and_runs_ended(store: A
     // today's budget and cost, as the original's spawns of the day did.
     let stats = s.spawn_stats(t0()).await.unwrap();
     assert_eq!(
-        (stats.active_error, stats.active_prd, stats.queued, stats.running),
+        (
+            stats.active_error,
+            stats.active_prd,
+            stats.queued,
+            stats.running
+        ),
         (0, 0, 0, 0)
     );
-    assert_eq!(
-        stats.spawned_today_prd,
-        stats_before.spawned_today_prd + 2
-    );
+    assert_eq!(stats.spawned_today_prd, stats_before.spawned_today_prd + 2);
     approx(
         stats.cost_today_usd,
         stats_before.cost_today_usd + 1.75,
@@ -517,7 +540,10 @@ async fn original_rows_import_per_row_conflicts_left_out_and_runs_ended(store: A
     assert_eq!(s.get_workspace(ws.id).await.unwrap().next_issue_number, 10);
 
     // Again: nothing new; the conflicting rows are still reported.
-    let again = s.apply_import(ws.id, &p, false, mins(1)).await.expect("again");
+    let again = s
+        .apply_import(ws.id, &p, false, mins(1))
+        .await
+        .expect("again");
     assert!(again.created.is_empty(), "{:?}", again.created);
     assert_eq!(again.skipped.get("run"), Some(&2));
     assert_eq!(again.skipped.get("pr_link"), Some(&1));
