@@ -10,6 +10,7 @@ use dispatch_core::error::Result;
 use dispatch_core::import::original::{
     OriginalActivity, OriginalAgent, OriginalComment, OriginalCustomerUser, OriginalData,
     OriginalFix, OriginalHistory, OriginalIssue, OriginalLink, OriginalPr, OriginalRun,
+    OriginalSession,
 };
 use dispatch_core::import::{ImportCustomer, ImportWatcher};
 use sqlx::Row;
@@ -113,7 +114,7 @@ pub async fn read_original(url: &str) -> Result<OriginalData> {
         });
     }
     for r in rows!(
-        "SELECT id, identifier, title, description, status_id, priority, assignee_id, customer_id, reporter_id, created_at, updated_at FROM dispatch_issue ORDER BY issue_number, created_at"
+        "SELECT id, identifier, title, description, status_id, priority, assignee_id, customer_id, reporter_id, plan_status, plan_content, plan_feedback, plan_approved_at, plan_approved_by, blocked_reason, agent_status, created_at, updated_at FROM dispatch_issue ORDER BY issue_number, created_at"
     ) {
         let t = "dispatch_issue";
         d.issues.push(OriginalIssue {
@@ -126,6 +127,13 @@ pub async fn read_original(url: &str) -> Result<OriginalData> {
             assignee_id: get(&r, t, "assignee_id")?,
             customer_id: get(&r, t, "customer_id")?,
             reporter_id: get(&r, t, "reporter_id")?,
+            plan_status: get(&r, t, "plan_status")?,
+            plan_content: get(&r, t, "plan_content")?,
+            plan_feedback: get(&r, t, "plan_feedback")?,
+            plan_approved_at: get(&r, t, "plan_approved_at")?,
+            plan_approved_by: get(&r, t, "plan_approved_by")?,
+            blocked_reason: get(&r, t, "blocked_reason")?,
+            agent_status: get(&r, t, "agent_status")?,
             created_at: get(&r, t, "created_at")?,
             updated_at: get(&r, t, "updated_at")?,
         });
@@ -277,6 +285,17 @@ pub async fn read_original(url: &str) -> Result<OriginalData> {
             head_branch: get(&r, t, "head_branch")?,
             match_confidence: get(&r, t, "match_confidence")?,
             merged_at: get(&r, t, "merged_at")?,
+            created_at: get(&r, t, "created_at")?,
+            updated_at: get(&r, t, "updated_at")?,
+        });
+    }
+    for r in rows!(
+        "SELECT id, messages, created_at, updated_at FROM dispatch_orchestrator_session ORDER BY created_at, id"
+    ) {
+        let t = "dispatch_orchestrator_session";
+        d.sessions.push(OriginalSession {
+            id: get(&r, t, "id")?,
+            messages: get::<Json<serde_json::Value>>(&r, t, "messages")?.0,
             created_at: get(&r, t, "created_at")?,
             updated_at: get(&r, t, "updated_at")?,
         });

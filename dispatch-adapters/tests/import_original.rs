@@ -20,7 +20,9 @@ use dispatch_core::ids::{CustomerId, IssueRef};
 use dispatch_core::import::STALE_AT_IMPORT;
 use dispatch_core::import::original::plan;
 use dispatch_core::issue::{ActorKind, HistoryAction, IssueFilter, SpawnStatus};
+use dispatch_core::plan::PlanStatus;
 use dispatch_core::ports::Store;
+use dispatch_core::ports::{ContentBlock, Role};
 use dispatch_core::pr::PrStatus;
 use dispatch_core::run::{Outcome, RunStatus, WorkflowKind};
 use dispatch_core::testkit::FakeRunner;
@@ -137,7 +139,11 @@ INSERT INTO dispatch_issue_pr (issue_id, pr_number, pr_url, pr_title, pr_status,
  ('is3', 77, 'https://github.com/acme/app/pull/77', 'Stream CSV exports', 'merged', 'fix/export', 'claude[bot]', 'main', 'fix/export', 1.0, '2026-01-11T09:00:00Z', 'run1', '2026-01-10T09:00:00Z', '2026-01-11T09:00:00Z'),
  ('is5', 88, 'https://github.com/acme/app/pull/88', 'Fix SSO redirect loop', 'open', NULL, 'claude[bot]', 'main', 'fix/sso', 0.8, NULL, 'run3', '2026-01-11T09:30:00Z', '2026-01-11T09:30:00Z');
 INSERT INTO dispatch_spawn_budget (date, spawn_count, max_spawns, spawn_type) VALUES ('2026-01-11', 2, 10, 'prd');
-INSERT INTO dispatch_orchestrator_session (id, workspace_id, messages) VALUES ('os1', 'ws1', '[{{"role": "user", "content": "status?"}}]');
+INSERT INTO dispatch_orchestrator_session (id, workspace_id, messages, created_at, updated_at) VALUES
+ ('os1', 'ws1', '[{{"role": "user", "content": "What is failing in billing?"}}, {{"role": "assistant", "content": [{{"type": "text", "text": "Let me look."}}, {{"type": "tool_use", "id": "t1", "name": "search_issues", "input": {{"q": "billing"}}}}]}}, {{"role": "user", "content": [{{"type": "tool_result", "tool_use_id": "t1", "content": "DISPATCH-2"}}]}}, {{"role": "assistant", "content": [{{"type": "text", "text": "DISPATCH-2: invoices fail."}}]}}]', '2026-01-09T10:00:00Z', '2026-01-09T10:05:00Z'),
+ ('os2', 'ws1', '[{{"role": "user", "content": "hello?"}}]', '2026-01-09T11:00:00Z', '2026-01-09T11:00:00Z');
+UPDATE dispatch_issue SET plan_status = 'awaiting_review', plan_content = '## Plan: fix the redirect', agent_status = 'awaiting_review' WHERE id = 'is5';
+UPDATE dispatch_issue SET agent_status = 'investigating', spawn_status = 'running' WHERE id = 'is2';
 INSERT INTO dispatch_fix_attempt (id, issue_id, pr_number, pr_url, pr_title, merged_at, merged_sha, deployed_at, verification_status, verification_deadline) VALUES
  ('fx1', 'is3', 77, 'https://github.com/acme/app/pull/77', 'Stream CSV exports', '2026-01-11T09:00:00Z', 'abc123', '2026-01-11T10:00:00Z', 'monitoring', '2026-01-13T10:00:00Z');
 "#
@@ -157,7 +163,7 @@ fn now() -> Timestamp {
 /// Rows per kind: created on the first import (and said by the dry run), and left out because
 /// this instance has their key (the customer `globex` and the agent `GitHub Actions` made here
 /// before) or their customer was left out.
-const CREATED: [(&str, usize); 12] = [
+const CREATED: [(&str, usize); 13] = [
     ("activity", 3),
     ("agent", 1),
     ("comment", 3),
@@ -169,12 +175,14 @@ const CREATED: [(&str, usize); 12] = [
     ("link", 2),
     ("pr_link", 2),
     ("run", 3),
+    ("session", 1),
     ("watcher", 2),
 ];
-const NOT_IMPORTED: [(&str, usize); 4] = [
+const NOT_IMPORTED: [(&str, usize); 5] = [
     ("agent", 1),
     ("customer", 1),
     ("customer_user", 1),
+    ("session", 1),
     ("watcher", 1),
 ];
 
@@ -235,8 +243,9 @@ async fn check(store: Arc<dyn Store>, url: &str, what: &str) {
             data.runs.len(),
             data.activities.len(),
             data.prs.len(),
+            data.sessions.len(),
         ],
-        [1, 7, 3, 2, 2, 2, 4, 3, 3, 3, 4, 2, 1, 3, 3, 2]
+        [1, 7, 3, 2, 2, 2, 4, 3, 3, 3, 4, 2, 1, 3, 3, 2, 2]
     );
     let p = plan(&data, "DISPATCH");
     assert!(p.problems.is_empty(), "{:?}", p.problems);
@@ -281,6 +290,7 @@ async fn check(store: Arc<dyn Store>, url: &str, what: &str) {
             ),
             ("customer_user", "cuu2", "its customer cu2 is not imported"),
             ("watcher", "is5|cu2", "its customer cu2 is not imported"),
+            ("session", "os2", "the conversation has no text to keep"),
         ],
         "{what}"
     );
@@ -386,6 +396,46 @@ async fn check(store: Arc<dyn Store>, url: &str, what: &str) {
         .await
         .unwrap();
     assert_eq!(s.list_watchers(i5.id).await.unwrap(), vec![acme.id]);
+    // The plan waiting for review stays waiting; the original's running agent is not here.
+    assert_eq!(i5.plan.status, Some(PlanStatus::AwaitingReview));
+    assert_eq!(
+        i5.plan.content.as_deref(),
+        Some("## Plan: fix the redirect")
+    );
+    assert_eq!(
+        i5.agent_status,
+        dispatch_core::issue::AgentStatus::AwaitingReview
+    );
+    // The orchestrator conversation, its text (the original's tool calls left out).
+    let sessions = s.list_sessions(ws.id, 10).await.unwrap();
+    assert_eq!(sessions.len(), 1, "{what}");
+    assert_eq!(sessions[0].title, "What is failing in billing?");
+    let texts: Vec<(Role, Vec<&str>)> = sessions[0]
+        .messages
+        .iter()
+        .map(|m| {
+            (
+                m.role,
+                m.content
+                    .iter()
+                    .filter_map(|b| match b {
+                        ContentBlock::Text { text } => Some(text.as_str()),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            (Role::User, vec!["What is failing in billing?"]),
+            (
+                Role::Assistant,
+                vec!["Let me look.", "DISPATCH-2: invoices fail."]
+            ),
+        ]
+    );
     // Agents: the original's claude with its webhook and secret; the agent made here stays.
     let claude = s
         .get_agent_by_name(ws.id, "claude")

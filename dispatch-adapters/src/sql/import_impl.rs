@@ -4,9 +4,9 @@
 //! channels, agent names, customer users, the plan's error-link keys, PR links and fix attempts)
 //! are read, the core's [`dispatch_core::import::resolve`] decides row by row, and what it
 //! decided is written: labels, agents, customers and their people, issues, comments, history,
-//! links, watchers, runs (ended; the issues' totals recomputed from them), activities, PR links,
-//! fix attempts, import-map rows and the counter. A dry run rolls the transaction back after
-//! deciding.
+//! links, watchers, runs (ended; the issues' totals recomputed from them) and their terminal
+//! output, activities, PR links, orchestrator sessions, fix attempts, import-map rows and the
+//! counter. A dry run rolls the transaction back after deciding.
 
 macro_rules! impl_sql_import_store {
     ($S:ident, $DB:ty) => {
@@ -268,6 +268,16 @@ macro_rules! impl_sql_import_store {
                             .execute(&mut *tx)
                             .await
                             .map_err(db("insert PR link"))?;
+                    }
+                    for x in &write.sessions {
+                        sqlx::query("INSERT INTO dispatch_orchestrator_session (id, workspace_id, updated_at, doc) VALUES ($1, $2, $3, $4)")
+                            .bind(x.id.0)
+                            .bind(x.workspace_id.0)
+                            .bind(Self::ts(x.updated_at))
+                            .bind(Json(x))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert session"))?;
                     }
                     for a in &write.fixes {
                         if !Self::insert_fix_attempt_tx(&mut tx, a).await? {

@@ -216,6 +216,9 @@ pub fn parse(csv_bytes: &[u8], now: Timestamp) -> Result<ImportPlan> {
             number: None,
             customer: None,
             reporter: None,
+            plan: Default::default(),
+            blocked_reason: None,
+            agent_status: Default::default(),
             record_created: true,
         });
     }

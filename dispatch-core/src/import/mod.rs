@@ -15,15 +15,19 @@ use crate::Timestamp;
 use crate::agent::{Agent, name_key, validate_webhook_url};
 use crate::customer::{Customer, CustomerUser, NewCustomerUser};
 use crate::error::{Error, Result};
+use crate::ids::SessionId;
 use crate::ids::{
     ActivityId, AgentId, CommentId, CustomerId, CustomerUserId, FixAttemptId, IssueId, LabelId,
     LinkId, PrLinkId, RunId, WorkspaceId,
 };
 use crate::issue::{
-    Actor, Column, Comment, HistoryAction, HistoryEntry, Issue, Label, NewHistory, NewIssue,
-    NewLabel, Priority, SpawnStatus, Workspace, default_labels, format_identifier,
+    Actor, AgentStatus, Column, Comment, HistoryAction, HistoryEntry, Issue, Label, NewHistory,
+    NewIssue, NewLabel, PlanFields, Priority, SpawnStatus, Workspace, default_labels,
+    format_identifier,
 };
+use crate::orchestrator::{Session, valid_history};
 use crate::ports::ErrorLink;
+use crate::ports::LlmMessage;
 use crate::pr::PrLink;
 use crate::run::{Activity, ActivityType, Outcome, Run, RunStatus, TerminalChunk};
 use crate::verify::FixAttempt;
@@ -44,6 +48,7 @@ pub const KIND_CUSTOMER_USER: &str = "customer_user";
 pub const KIND_RUN: &str = "run";
 pub const KIND_ACTIVITY: &str = "activity";
 pub const KIND_PR_LINK: &str = "pr_link";
+pub const KIND_SESSION: &str = "session";
 
 /// The summary of a run the source left active: it is imported ended, never as a run holding a
 /// slot or waiting for a dispatcher.
@@ -77,6 +82,15 @@ pub struct ImportIssue {
     /// The source's id of the customer's person who reported it (a customer user of this plan).
     #[serde(default)]
     pub reporter: Option<String>,
+    /// The issue's plan (PRD workflow) and its review, as the source left them.
+    #[serde(default)]
+    pub plan: PlanFields,
+    /// Why the agent stopped, and whether the issue waits for a person (`blocked`,
+    /// `awaiting_review`; any other agent status is the source's run, imported ended: idle).
+    #[serde(default)]
+    pub blocked_reason: Option<String>,
+    #[serde(default)]
+    pub agent_status: AgentStatus,
     /// Write a `created` history entry saying where it came from (sources without history).
     pub record_created: bool,
 }
@@ -204,6 +218,16 @@ pub struct ImportPrLink {
     pub link: PrLink,
 }
 
+/// An orchestrator (terminal chat) session: its conversation, the text of it (tool calls of the
+/// source's own tools left out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportSession {
+    pub external_id: String,
+    pub messages: Vec<LlmMessage>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
 /// A customer watching an imported issue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImportWatcher {
@@ -251,6 +275,8 @@ pub struct ImportPlan {
     pub activities: Vec<ImportActivity>,
     #[serde(default)]
     pub pr_links: Vec<ImportPrLink>,
+    #[serde(default)]
+    pub sessions: Vec<ImportSession>,
     /// The source's own counter: the workspace's ends at least here.
     pub next_issue_number: Option<i64>,
     pub problems: Vec<RowProblem>,
@@ -331,6 +357,7 @@ pub struct ImportWrite {
     pub terminal: Vec<TerminalChunk>,
     pub activities: Vec<Activity>,
     pub pr_links: Vec<PrLink>,
+    pub sessions: Vec<Session>,
     pub mappings: Vec<ImportMapping>,
     /// The workspace's counter after the import (never lowered).
     pub next_issue_number: i64,
@@ -428,6 +455,7 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
         terminal: Vec::new(),
         activities: Vec::new(),
         pr_links: Vec::new(),
+        sessions: Vec::new(),
         mappings: Vec::new(),
         next_issue_number: ws.next_issue_number,
         report: ImportReport {
@@ -839,6 +867,13 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
         let mut issue =
             new.into_issue(ws.id, number, identifier.clone(), column.id, row.created_at);
         issue.updated_at = row.updated_at.max(row.created_at);
+        issue.plan = row.plan.clone();
+        issue.blocked_reason = row.blocked_reason.clone();
+        // Only the statuses that wait for a person: an agent of the source is not working here.
+        issue.agent_status = match row.agent_status {
+            AgentStatus::Blocked | AgentStatus::AwaitingReview => row.agent_status,
+            _ => AgentStatus::Idle,
+        };
         if row.record_created {
             w.history.push(
                 NewHistory::new(HistoryAction::Created, &actor)
@@ -1111,6 +1146,37 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
         map(&mut w, KIND_PR_LINK, &p.external_id, link.id.0);
         w.pr_links.push(link);
     }
+    for x in &plan.sessions {
+        if known(KIND_SESSION, &x.external_id).is_some() {
+            skip(&mut w, KIND_SESSION);
+            continue;
+        }
+        if x.messages.is_empty() {
+            leave(
+                &mut w,
+                KIND_SESSION,
+                &x.external_id,
+                "the conversation has no text to keep".into(),
+            );
+            continue;
+        }
+        if let Err(e) = valid_history(&x.messages) {
+            leave(
+                &mut w,
+                KIND_SESSION,
+                &x.external_id,
+                format!("not a conversation the model can continue: {}", e.message),
+            );
+            continue;
+        }
+        let mut session = Session::new(ws.id, x.created_at);
+        session.id = SessionId::new();
+        session.title = session_title(&x.messages);
+        session.messages = x.messages.clone();
+        session.updated_at = x.updated_at.max(x.created_at);
+        map(&mut w, KIND_SESSION, &x.external_id, session.id.0);
+        w.sessions.push(session);
+    }
     for f in &plan.fixes {
         if known(KIND_FIX, &f.external_id).is_some() {
             skip(&mut w, KIND_FIX);
@@ -1142,6 +1208,20 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
         w.fixes.push(attempt);
     }
     Ok(w)
+}
+
+/// A session's title: its first words from the person (as a turn names a new session).
+fn session_title(messages: &[LlmMessage]) -> String {
+    messages
+        .iter()
+        .filter(|m| m.role == crate::ports::Role::User)
+        .flat_map(|m| &m.content)
+        .find_map(|b| match b {
+            crate::ports::ContentBlock::Text { text } => Some(text),
+            _ => None,
+        })
+        .map(|t| t.chars().take(80).collect::<String>().trim().to_string())
+        .unwrap_or_default()
 }
 
 /// An imported run as it is stored: ended (a run the source left queued or running is `failed`

@@ -10,20 +10,24 @@
 //!
 //! Tables brought over: workspace (its counter), status (onto our columns by name), label,
 //! agent, customer, customer_user, issue, issue_label, issue_watcher, comment, agent_activity,
-//! external_issue, issue_history, issue_pr, fix_attempt, agent_runs. Not brought over (see
-//! [`NOT_IMPORTED`]): sentry_event_log, reconciliation, spawn_budget, webhook,
-//! webhook_delivery, orchestrator_session.
+//! external_issue, issue_history, issue_pr, fix_attempt, agent_runs, orchestrator_session (the
+//! text of each conversation). Not brought over (see [`NOT_IMPORTED`]): sentry_event_log,
+//! reconciliation, spawn_budget, webhook, webhook_delivery.
 
 use super::{
     ImportActivity, ImportAgent, ImportComment, ImportCustomer, ImportCustomerUser, ImportFix,
-    ImportHistory, ImportIssue, ImportLink, ImportPlan, ImportPrLink, ImportRun, ImportWatcher,
-    KIND_ACTIVITY, KIND_FIX, KIND_HISTORY, KIND_ISSUE, KIND_PR_LINK, KIND_RUN, RowProblem, linear,
+    ImportHistory, ImportIssue, ImportLink, ImportPlan, ImportPrLink, ImportRun, ImportSession,
+    ImportWatcher, KIND_ACTIVITY, KIND_FIX, KIND_HISTORY, KIND_ISSUE, KIND_PR_LINK, KIND_RUN,
+    RowProblem, linear,
 };
 use crate::Timestamp;
 use crate::ids::{FixAttemptId, IssueId, PrLinkId, RunId};
 use crate::issue::{
-    Actor, ActorKind, HistoryAction, NewHistory, Priority, names, parse_identifier,
+    Actor, ActorKind, AgentStatus, HistoryAction, NewHistory, PlanFields, Priority, names,
+    parse_identifier,
 };
+use crate::plan::PlanStatus;
+use crate::ports::{ContentBlock, LlmMessage, Role};
 use crate::pr::{PrLink, PrStatus};
 use crate::run::{ActivityType, NewRun, Outcome, RunStatus, WorkflowKind};
 use crate::verify::{FixAttempt, VerificationStatus};
@@ -53,10 +57,6 @@ pub const NOT_IMPORTED: &[(&str, &str)] = &[
     (
         "dispatch_webhook_delivery",
         "a delivery log of the unused webhooks above",
-    ),
-    (
-        "dispatch_orchestrator_session",
-        "chat transcripts of the original's model and tool set; our sessions hold turns and proposals of our own tools, which those messages cannot become",
     ),
 ];
 
@@ -91,6 +91,18 @@ pub struct OriginalData {
     pub activities: Vec<OriginalActivity>,
     #[serde(default)]
     pub prs: Vec<OriginalPr>,
+    #[serde(default)]
+    pub sessions: Vec<OriginalSession>,
+}
+
+/// A `dispatch_orchestrator_session` row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OriginalSession {
+    pub id: String,
+    /// The Messages API conversation (`[{role, content}]`, content a string or blocks).
+    pub messages: serde_json::Value,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// A `dispatch_agent` row.
@@ -228,6 +240,21 @@ pub struct OriginalIssue {
     /// The customer user who reported it.
     #[serde(default)]
     pub reporter_id: Option<String>,
+    /// The PRD workflow's plan and its review, and the agent's state.
+    #[serde(default)]
+    pub plan_status: Option<String>,
+    #[serde(default)]
+    pub plan_content: Option<String>,
+    #[serde(default)]
+    pub plan_feedback: Option<String>,
+    #[serde(default)]
+    pub plan_approved_at: Option<Timestamp>,
+    #[serde(default)]
+    pub plan_approved_by: Option<String>,
+    #[serde(default)]
+    pub blocked_reason: Option<String>,
+    #[serde(default)]
+    pub agent_status: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -334,6 +361,27 @@ pub fn plan(data: &OriginalData, prefix: &str) -> ImportPlan {
         let number = parse_identifier(&i.identifier)
             .filter(|(pre, _)| pre.eq_ignore_ascii_case(prefix))
             .map(|(_, n)| n);
+        let plan_status = match i.plan_status.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(st) => match st.parse::<PlanStatus>() {
+                Ok(st) => Some(st),
+                Err(_) => {
+                    p.problems.push(RowProblem {
+                        line: None,
+                        external_id: Some(i.identifier.clone()),
+                        kind: Some(KIND_ISSUE.into()),
+                        message: format!("unknown plan status {st:?}: left out"),
+                        skipped: false,
+                    });
+                    None
+                }
+            },
+        };
+        let agent_status = i
+            .agent_status
+            .as_deref()
+            .and_then(|a| a.trim().parse::<AgentStatus>().ok())
+            .unwrap_or_default();
         p.issues.push(ImportIssue {
             external_id: i.id.clone(),
             line: None,
@@ -359,6 +407,15 @@ pub fn plan(data: &OriginalData, prefix: &str) -> ImportPlan {
             number,
             customer: i.customer_id.clone(),
             reporter: i.reporter_id.clone(),
+            plan: PlanFields {
+                status: plan_status,
+                content: i.plan_content.clone(),
+                feedback: i.plan_feedback.clone(),
+                approved_at: i.plan_approved_at,
+                approved_by: i.plan_approved_by.clone(),
+            },
+            blocked_reason: i.blocked_reason.clone(),
+            agent_status,
             record_created: false,
         });
     }
@@ -559,7 +616,58 @@ pub fn plan(data: &OriginalData, prefix: &str) -> ImportPlan {
             },
         });
     }
+    for x in &data.sessions {
+        p.sessions.push(ImportSession {
+            external_id: x.id.clone(),
+            messages: conversation(&x.messages),
+            created_at: x.created_at,
+            updated_at: x.updated_at,
+        });
+    }
     p
+}
+
+/// The text of an original orchestrator conversation as a history our orchestrator continues:
+/// text blocks only (the calls and results of the original's own tools are left out, as tools
+/// here have other names and inputs), consecutive messages of one role merged, starting with
+/// the person and ending with the assistant's answer.
+pub fn conversation(messages: &serde_json::Value) -> Vec<LlmMessage> {
+    let mut out: Vec<LlmMessage> = Vec::new();
+    for m in messages.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let role = match m.get("role").and_then(|r| r.as_str()) {
+            Some("user") => Role::User,
+            Some("assistant") => Role::Assistant,
+            _ => continue,
+        };
+        let texts: Vec<String> = match m.get("content") {
+            Some(serde_json::Value::String(t)) => vec![t.clone()],
+            Some(serde_json::Value::Array(blocks)) => blocks
+                .iter()
+                .filter(|b| b.get("type").and_then(|t| t.as_str()) == Some("text"))
+                .filter_map(|b| b.get("text").and_then(|t| t.as_str()).map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let blocks: Vec<ContentBlock> = texts
+            .into_iter()
+            .filter(|t| !t.trim().is_empty())
+            .map(|text| ContentBlock::Text { text })
+            .collect();
+        if blocks.is_empty() || (out.is_empty() && role != Role::User) {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if last.role == role => last.content.extend(blocks),
+            _ => out.push(LlmMessage {
+                role,
+                content: blocks,
+            }),
+        }
+    }
+    if out.last().is_some_and(|m| m.role == Role::User) {
+        out.pop();
+    }
+    out
 }
 
 /// What an original `dispatch_agent_runs` row becomes: the run (as the original left it; an

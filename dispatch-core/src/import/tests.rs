@@ -220,6 +220,9 @@ fn resolve_leaves_out_rows_whose_keys_are_taken_and_ends_active_runs() {
         number: Some(1),
         customer: Some("c1".into()),
         reporter: None,
+        plan: PlanFields::default(),
+        blocked_reason: None,
+        agent_status: AgentStatus::Investigating,
         record_created: false,
     };
     let mut running = NewRun {
@@ -282,4 +285,9 @@ fn resolve_leaves_out_rows_whose_keys_are_taken_and_ends_active_runs() {
     assert_eq!((r.completed_at, r.lease_until), (Some(now()), None));
     assert_eq!(r.issue_id, w.issues[0].id);
     assert_eq!(w.issues[0].spawn_status, Some(SpawnStatus::Failed));
+    assert_eq!(
+        w.issues[0].agent_status,
+        AgentStatus::Idle,
+        "no agent works here"
+    );
 }

@@ -2421,6 +2421,9 @@ impl crate::ports::ImportStore for MemoryStore {
         for l in write.pr_links {
             s.pr_links.insert(l.id, l);
         }
+        for x in write.sessions {
+            s.sessions.insert(x.id, x);
+        }
         for m in write.mappings {
             s.imports.insert(
                 (m.workspace_id, m.source, m.kind, m.external_id),

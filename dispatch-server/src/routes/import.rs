@@ -306,6 +306,13 @@ mod tests {
             assignee_id: None,
             customer_id: Some("cu1".into()),
             reporter_id: None,
+            plan_status: None,
+            plan_content: None,
+            plan_feedback: None,
+            plan_approved_at: None,
+            plan_approved_by: None,
+            blocked_reason: None,
+            agent_status: None,
             created_at: t("2026-01-05T10:00:00Z"),
             updated_at: t("2026-01-06T10:00:00Z"),
         };

@@ -142,7 +142,7 @@ async fn original_rows_import_per_row_conflicts_left_out_and_runs_ended(store: A
     use crate::agent::NewAgent;
     use crate::import::original::{
         OriginalActivity, OriginalAgent, OriginalCustomerUser, OriginalData, OriginalIssue,
-        OriginalLink, OriginalPr, OriginalRun, plan,
+        OriginalLink, OriginalPr, OriginalRun, OriginalSession, plan,
     };
     use crate::import::{ImportCustomer, ImportWatcher, STALE_AT_IMPORT};
     use crate::issue::SpawnStatus;
@@ -181,6 +181,13 @@ async fn original_rows_import_per_row_conflicts_left_out_and_runs_ended(store: A
             assignee_id: Some("ag1".into()),
             customer_id: Some(customer.into()),
             reporter_id: reporter.map(Into::into),
+            plan_status: None,
+            plan_content: None,
+            plan_feedback: None,
+            plan_approved_at: None,
+            plan_approved_by: None,
+            blocked_reason: None,
+            agent_status: None,
             created_at: at(-600),
             updated_at: at(-500),
         }
@@ -346,6 +353,15 @@ async fn original_rows_import_per_row_conflicts_left_out_and_runs_ended(store: A
             created_at: Some(at(-110)),
             updated_at: Some(at(-100)),
         }],
+        sessions: vec![OriginalSession {
+            id: "os1".into(),
+            messages: serde_json::json!([
+                {"role": "user", "content": "What failed today?"},
+                {"role": "assistant", "content": [{"type": "text", "text": "ACME-3."}]},
+            ]),
+            created_at: at(-60),
+            updated_at: at(-59),
+        }],
         ..OriginalData::default()
     };
     let p = plan(&data, PREFIX);
@@ -376,6 +392,7 @@ async fn original_rows_import_per_row_conflicts_left_out_and_runs_ended(store: A
             ("link", 1),
             ("pr_link", 1),
             ("run", 2),
+            ("session", 1),
             ("watcher", 1),
         ])
     );
@@ -494,6 +511,16 @@ async fn original_rows_import_per_row_conflicts_left_out_and_runs_ended(store: A
         ("Found it", Some(r1.id))
     );
     assert_eq!(s.list_watchers(i3.id).await.unwrap(), vec![globex.id]);
+
+    let sessions = s.list_sessions(ws.id, 10).await.unwrap();
+    assert_eq!(
+        (
+            sessions.len(),
+            sessions[0].title.as_str(),
+            sessions[0].messages.len()
+        ),
+        (1, "What failed today?", 2)
+    );
 
     // ACME-4: its customer (and so its reporter and watcher) left out; its run, which the
     // original left running, ended.
