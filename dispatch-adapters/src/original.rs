@@ -10,7 +10,7 @@ use dispatch_core::error::Result;
 use dispatch_core::import::original::{
     OriginalActivity, OriginalAgent, OriginalComment, OriginalCustomerUser, OriginalData,
     OriginalFix, OriginalHistory, OriginalIssue, OriginalLink, OriginalPr, OriginalRun,
-    OriginalSession,
+    OriginalSession, OriginalWebhook,
 };
 use dispatch_core::import::{ImportCustomer, ImportWatcher};
 use sqlx::Row;
@@ -287,6 +287,16 @@ pub async fn read_original(url: &str) -> Result<OriginalData> {
             merged_at: get(&r, t, "merged_at")?,
             created_at: get(&r, t, "created_at")?,
             updated_at: get(&r, t, "updated_at")?,
+        });
+    }
+    for r in rows!("SELECT id, url, events, enabled FROM dispatch_webhook ORDER BY created_at, id")
+    {
+        let t = "dispatch_webhook";
+        d.webhooks.push(OriginalWebhook {
+            id: get(&r, t, "id")?,
+            url: get(&r, t, "url")?,
+            events: get(&r, t, "events")?,
+            enabled: get(&r, t, "enabled")?,
         });
     }
     for r in rows!(

@@ -138,6 +138,9 @@ INSERT INTO dispatch_agent_activity (id, issue_id, run_id, type, content, metada
 INSERT INTO dispatch_issue_pr (issue_id, pr_number, pr_url, pr_title, pr_status, branch_name, author, base_branch, head_branch, match_confidence, merged_at, run_id, created_at, updated_at) VALUES
  ('is3', 77, 'https://github.com/acme/app/pull/77', 'Stream CSV exports', 'merged', 'fix/export', 'claude[bot]', 'main', 'fix/export', 1.0, '2026-01-11T09:00:00Z', 'run1', '2026-01-10T09:00:00Z', '2026-01-11T09:00:00Z'),
  ('is5', 88, 'https://github.com/acme/app/pull/88', 'Fix SSO redirect loop', 'open', NULL, 'claude[bot]', 'main', 'fix/sso', 0.8, NULL, 'run3', '2026-01-11T09:30:00Z', '2026-01-11T09:30:00Z');
+INSERT INTO dispatch_webhook (id, workspace_id, url, secret, events, enabled) VALUES
+ ('wh1', 'ws1', 'https://hooks.example/dispatch', 'original-webhook-secret', ARRAY['ISSUE_CREATED', 'STATUS_CHANGED'], true),
+ ('wh2', 'ws1', 'https://old.example/hook', 'old-secret', ARRAY[]::TEXT[], false);
 INSERT INTO dispatch_spawn_budget (date, spawn_count, max_spawns, spawn_type) VALUES ('2026-01-11', 2, 10, 'prd');
 INSERT INTO dispatch_orchestrator_session (id, workspace_id, messages, created_at, updated_at) VALUES
  ('os1', 'ws1', '[{{"role": "user", "content": "What is failing in billing?"}}, {{"role": "assistant", "content": [{{"type": "text", "text": "Let me look."}}, {{"type": "tool_use", "id": "t1", "name": "search_issues", "input": {{"q": "billing"}}}}]}}, {{"role": "user", "content": [{{"type": "tool_result", "tool_use_id": "t1", "content": "DISPATCH-2"}}]}}, {{"role": "assistant", "content": [{{"type": "text", "text": "DISPATCH-2: invoices fail."}}]}}]', '2026-01-09T10:00:00Z', '2026-01-09T10:05:00Z'),
@@ -178,12 +181,13 @@ const CREATED: [(&str, usize); 13] = [
     ("session", 1),
     ("watcher", 2),
 ];
-const NOT_IMPORTED: [(&str, usize); 5] = [
+const NOT_IMPORTED: [(&str, usize); 6] = [
     ("agent", 1),
     ("customer", 1),
     ("customer_user", 1),
     ("session", 1),
     ("watcher", 1),
+    ("webhook", 1),
 ];
 
 fn kinds(m: &std::collections::BTreeMap<String, usize>) -> Vec<(&str, usize)> {
@@ -244,11 +248,22 @@ async fn check(store: Arc<dyn Store>, url: &str, what: &str) {
             data.activities.len(),
             data.prs.len(),
             data.sessions.len(),
+            data.webhooks.len(),
         ],
-        [1, 7, 3, 2, 2, 2, 4, 3, 3, 3, 4, 2, 1, 3, 3, 2, 2]
+        [1, 7, 3, 2, 2, 2, 4, 3, 3, 3, 4, 2, 1, 3, 3, 2, 2, 2]
     );
     let p = plan(&data, "DISPATCH");
-    assert!(p.problems.is_empty(), "{:?}", p.problems);
+    // The one thing the plan cannot bring: the enabled event webhook, which is configuration here.
+    assert_eq!(p.problems.len(), 1, "{:?}", p.problems);
+    assert_eq!(p.problems[0].kind.as_deref(), Some("webhook"));
+    assert!(
+        p.problems[0]
+            .message
+            .contains("add https://hooks.example/dispatch to EVENT_WEBHOOK_URLS (events: ISSUE_CREATED,STATUS_CHANGED)"),
+        "{}",
+        p.problems[0].message
+    );
+    assert!(!p.problems[0].message.contains("original-webhook-secret"));
 
     let stats_before = s.spawn_stats(now()).await.unwrap();
     let dry = s
@@ -266,7 +281,7 @@ async fn check(store: Arc<dyn Store>, url: &str, what: &str) {
     let reasons: Vec<(&str, &str, &str)> = dry
         .problems
         .iter()
-        .filter(|p| p.skipped)
+        .filter(|p| p.skipped && p.kind.as_deref() != Some("webhook"))
         .map(|p| {
             (
                 p.kind.as_deref().unwrap_or(""),

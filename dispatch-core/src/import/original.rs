@@ -12,7 +12,8 @@
 //! agent, customer, customer_user, issue, issue_label, issue_watcher, comment, agent_activity,
 //! external_issue, issue_history, issue_pr, fix_attempt, agent_runs, orchestrator_session (the
 //! text of each conversation). Not brought over (see [`NOT_IMPORTED`]): sentry_event_log,
-//! reconciliation, spawn_budget, webhook, webhook_delivery.
+//! reconciliation, spawn_budget, webhook (reported, row by row, with what to configure),
+//! webhook_delivery.
 
 use super::{
     ImportActivity, ImportAgent, ImportComment, ImportCustomer, ImportCustomerUser, ImportFix,
@@ -52,11 +53,11 @@ pub const NOT_IMPORTED: &[(&str, &str)] = &[
     ),
     (
         "dispatch_webhook",
-        "no route of the original used it (spec §2.2); outbound webhooks here are the agents' webhooks, which are imported",
+        "event webhooks are configured in the environment here (EVENT_WEBHOOK_URLS, EVENT_WEBHOOK_SECRET, EVENT_WEBHOOK_EVENTS), not in the store: each enabled row is reported (URL and events, never the secret) as a row left out, saying what to set",
     ),
     (
         "dispatch_webhook_delivery",
-        "a delivery log of the unused webhooks above",
+        "the original's delivery log; deliveries here are the outbox's own work (kept OUTBOX_RETENTION_DAYS after they settle), which old deliveries are not",
     ),
 ];
 
@@ -93,6 +94,17 @@ pub struct OriginalData {
     pub prs: Vec<OriginalPr>,
     #[serde(default)]
     pub sessions: Vec<OriginalSession>,
+    #[serde(default)]
+    pub webhooks: Vec<OriginalWebhook>,
+}
+
+/// A `dispatch_webhook` row (its secret is not read).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OriginalWebhook {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub enabled: bool,
 }
 
 /// A `dispatch_orchestrator_session` row.
@@ -614,6 +626,23 @@ pub fn plan(data: &OriginalData, prefix: &str) -> ImportPlan {
                 created_at: created,
                 updated_at: x.updated_at.unwrap_or(created).max(created),
             },
+        });
+    }
+    for x in data.webhooks.iter().filter(|x| x.enabled) {
+        p.problems.push(RowProblem {
+            line: None,
+            external_id: Some(x.id.clone()),
+            kind: Some("webhook".into()),
+            message: format!(
+                "event webhooks are configured in the environment here: add {} to EVENT_WEBHOOK_URLS (events: {}) and set EVENT_WEBHOOK_SECRET to its secret",
+                x.url,
+                if x.events.is_empty() {
+                    "all".to_string()
+                } else {
+                    x.events.join(",")
+                }
+            ),
+            skipped: true,
         });
     }
     for x in &data.sessions {
