@@ -15,10 +15,9 @@ use crate::Timestamp;
 use crate::agent::{Agent, name_key, validate_webhook_url};
 use crate::customer::{Customer, CustomerUser, NewCustomerUser};
 use crate::error::{Error, Result};
-use crate::ids::SessionId;
 use crate::ids::{
     ActivityId, AgentId, CommentId, CustomerId, CustomerUserId, FixAttemptId, IssueId, LabelId,
-    LinkId, PrLinkId, RunId, WorkspaceId,
+    LinkId, PrLinkId, RunId, SessionId, WorkspaceId,
 };
 use crate::issue::{
     Actor, AgentStatus, Column, Comment, HistoryAction, HistoryEntry, Issue, Label, NewHistory,
@@ -26,8 +25,7 @@ use crate::issue::{
     format_identifier,
 };
 use crate::orchestrator::{Session, valid_history};
-use crate::ports::ErrorLink;
-use crate::ports::LlmMessage;
+use crate::ports::{ContentBlock, ErrorLink, LlmMessage, Role};
 use crate::pr::PrLink;
 use crate::run::{Activity, ActivityType, Outcome, Run, RunStatus, TerminalChunk};
 use crate::verify::FixAttempt;
@@ -1214,10 +1212,10 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
 fn session_title(messages: &[LlmMessage]) -> String {
     messages
         .iter()
-        .filter(|m| m.role == crate::ports::Role::User)
+        .filter(|m| m.role == Role::User)
         .flat_map(|m| &m.content)
         .find_map(|b| match b {
-            crate::ports::ContentBlock::Text { text } => Some(text),
+            ContentBlock::Text { text } => Some(text),
             _ => None,
         })
         .map(|t| t.chars().take(80).collect::<String>().trim().to_string())
