@@ -1,5 +1,6 @@
 //! Reads an original Dispatch database (PostgreSQL, the schema of its migrations 001-007) into
-//! [`OriginalData`], for `dispatch import original`. Read-only: one repeatable-read transaction,
+//! [`OriginalData`], for `dispatch import original`: every table the import brings over (the
+//! ones it leaves are listed in [`dispatch_core::import::original::NOT_IMPORTED`]). Read-only: one repeatable-read transaction,
 //! so the rows are one consistent snapshot. What the rows become is decided in the core
 //! ([`dispatch_core::import::original::plan`]).
 
@@ -7,7 +8,9 @@ use crate::sql::db;
 use dispatch_core::Timestamp;
 use dispatch_core::error::Result;
 use dispatch_core::import::original::{
-    OriginalComment, OriginalData, OriginalFix, OriginalHistory, OriginalIssue, OriginalLink,
+    OriginalActivity, OriginalAgent, OriginalComment, OriginalCustomerUser, OriginalData,
+    OriginalFix, OriginalHistory, OriginalIssue, OriginalLink, OriginalPr, OriginalRun,
+    OriginalSession, OriginalWebhook,
 };
 use dispatch_core::import::{ImportCustomer, ImportWatcher};
 use sqlx::Row;
@@ -64,11 +67,20 @@ pub async fn read_original(url: &str) -> Result<OriginalData> {
             get(&r, "dispatch_label", "name")?,
         ));
     }
-    for r in rows!("SELECT id, name FROM dispatch_agent ORDER BY name") {
-        d.agents.push((
-            get(&r, "dispatch_agent", "id")?,
-            get(&r, "dispatch_agent", "name")?,
-        ));
+    for r in rows!(
+        "SELECT id, name, description, webhook_url, webhook_secret, is_active, created_at, updated_at FROM dispatch_agent ORDER BY created_at, id"
+    ) {
+        let t = "dispatch_agent";
+        d.agents.push(OriginalAgent {
+            id: get(&r, t, "id")?,
+            name: get(&r, t, "name")?,
+            description: get(&r, t, "description")?,
+            webhook_url: get(&r, t, "webhook_url")?,
+            webhook_secret: get(&r, t, "webhook_secret")?,
+            is_active: get(&r, t, "is_active")?,
+            created_at: get(&r, t, "created_at")?,
+            updated_at: get(&r, t, "updated_at")?,
+        });
     }
     for r in rows!(
         "SELECT id, name, slug, slack_channel_id, portal_token, brand_color, logo_url, created_at, updated_at FROM dispatch_customer ORDER BY created_at, id"
@@ -87,7 +99,22 @@ pub async fn read_original(url: &str) -> Result<OriginalData> {
         });
     }
     for r in rows!(
-        "SELECT id, identifier, title, description, status_id, priority, assignee_id, customer_id, created_at, updated_at FROM dispatch_issue ORDER BY issue_number, created_at"
+        "SELECT id, customer_id, slack_user_id, slack_display_name, slack_avatar_url, email, created_at, updated_at FROM dispatch_customer_user ORDER BY created_at, id"
+    ) {
+        let t = "dispatch_customer_user";
+        d.customer_users.push(OriginalCustomerUser {
+            id: get(&r, t, "id")?,
+            customer_id: get(&r, t, "customer_id")?,
+            slack_user_id: get(&r, t, "slack_user_id")?,
+            slack_display_name: get(&r, t, "slack_display_name")?,
+            slack_avatar_url: get(&r, t, "slack_avatar_url")?,
+            email: get(&r, t, "email")?,
+            created_at: get(&r, t, "created_at")?,
+            updated_at: get(&r, t, "updated_at")?,
+        });
+    }
+    for r in rows!(
+        "SELECT id, identifier, title, description, status_id, priority, assignee_id, customer_id, reporter_id, plan_status, plan_content, plan_feedback, plan_approved_at, plan_approved_by, blocked_reason, agent_status, created_at, updated_at FROM dispatch_issue ORDER BY issue_number, created_at"
     ) {
         let t = "dispatch_issue";
         d.issues.push(OriginalIssue {
@@ -99,6 +126,14 @@ pub async fn read_original(url: &str) -> Result<OriginalData> {
             priority: get(&r, t, "priority")?,
             assignee_id: get(&r, t, "assignee_id")?,
             customer_id: get(&r, t, "customer_id")?,
+            reporter_id: get(&r, t, "reporter_id")?,
+            plan_status: get(&r, t, "plan_status")?,
+            plan_content: get(&r, t, "plan_content")?,
+            plan_feedback: get(&r, t, "plan_feedback")?,
+            plan_approved_at: get(&r, t, "plan_approved_at")?,
+            plan_approved_by: get(&r, t, "plan_approved_by")?,
+            blocked_reason: get(&r, t, "blocked_reason")?,
+            agent_status: get(&r, t, "agent_status")?,
             created_at: get(&r, t, "created_at")?,
             updated_at: get(&r, t, "updated_at")?,
         });
@@ -185,6 +220,92 @@ pub async fn read_original(url: &str) -> Result<OriginalData> {
             failure_reason: get(&r, t, "failure_reason")?,
             sentry_events_post_deploy: get::<Option<i32>>(&r, t, "sentry_events_post_deploy")?
                 .map(i64::from),
+            created_at: get(&r, t, "created_at")?,
+            updated_at: get(&r, t, "updated_at")?,
+        });
+    }
+    for r in rows!(
+        "SELECT id, issue_id, github_run_id, github_run_url, workflow_type, status, prompt_text, transcript, report_content, outcome, outcome_summary, CAST(cost_usd AS DOUBLE PRECISION) AS cost_usd, num_turns, model, tokens_used, pr_number, files_changed, follow_ups, started_at, completed_at, created_at FROM dispatch_agent_runs ORDER BY created_at, id"
+    ) {
+        let t = "dispatch_agent_runs";
+        d.runs.push(OriginalRun {
+            id: get(&r, t, "id")?,
+            issue_id: get(&r, t, "issue_id")?,
+            github_run_id: get(&r, t, "github_run_id")?,
+            github_run_url: get(&r, t, "github_run_url")?,
+            workflow_type: get(&r, t, "workflow_type")?,
+            status: get(&r, t, "status")?,
+            prompt_text: get(&r, t, "prompt_text")?,
+            transcript: get(&r, t, "transcript")?,
+            report_content: get(&r, t, "report_content")?,
+            outcome: get(&r, t, "outcome")?,
+            outcome_summary: get(&r, t, "outcome_summary")?,
+            cost_usd: get(&r, t, "cost_usd")?,
+            num_turns: get::<Option<i32>>(&r, t, "num_turns")?.map(i64::from),
+            model: get(&r, t, "model")?,
+            tokens_used: get::<Option<i32>>(&r, t, "tokens_used")?.map(i64::from),
+            pr_number: get::<Option<i32>>(&r, t, "pr_number")?.map(i64::from),
+            files_changed: get::<Option<Json<serde_json::Value>>>(&r, t, "files_changed")?
+                .map(|j| j.0),
+            follow_ups: get::<Option<Json<serde_json::Value>>>(&r, t, "follow_ups")?.map(|j| j.0),
+            started_at: get(&r, t, "started_at")?,
+            completed_at: get(&r, t, "completed_at")?,
+            created_at: get(&r, t, "created_at")?,
+        });
+    }
+    for r in rows!(
+        "SELECT id, issue_id, run_id, type, content, metadata, created_at FROM dispatch_agent_activity ORDER BY created_at, id"
+    ) {
+        let t = "dispatch_agent_activity";
+        d.activities.push(OriginalActivity {
+            id: get(&r, t, "id")?,
+            issue_id: get(&r, t, "issue_id")?,
+            run_id: get(&r, t, "run_id")?,
+            kind: get(&r, t, "type")?,
+            content: get(&r, t, "content")?,
+            metadata: get::<Option<Json<serde_json::Value>>>(&r, t, "metadata")?.map(|j| j.0),
+            created_at: get(&r, t, "created_at")?,
+        });
+    }
+    for r in rows!(
+        "SELECT id::text AS id, issue_id, run_id, pr_number, pr_url, pr_title, pr_status::text AS pr_status, branch_name, author, base_branch, head_branch, match_confidence, merged_at, created_at, updated_at FROM dispatch_issue_pr ORDER BY created_at, id"
+    ) {
+        let t = "dispatch_issue_pr";
+        d.prs.push(OriginalPr {
+            id: get(&r, t, "id")?,
+            issue_id: get(&r, t, "issue_id")?,
+            run_id: get(&r, t, "run_id")?,
+            pr_number: i64::from(get::<i32>(&r, t, "pr_number")?),
+            pr_url: get(&r, t, "pr_url")?,
+            pr_title: get(&r, t, "pr_title")?,
+            pr_status: get(&r, t, "pr_status")?,
+            branch_name: get(&r, t, "branch_name")?,
+            author: get(&r, t, "author")?,
+            base_branch: get(&r, t, "base_branch")?,
+            head_branch: get(&r, t, "head_branch")?,
+            match_confidence: get(&r, t, "match_confidence")?,
+            merged_at: get(&r, t, "merged_at")?,
+            created_at: get(&r, t, "created_at")?,
+            updated_at: get(&r, t, "updated_at")?,
+        });
+    }
+    for r in rows!("SELECT id, url, events, enabled FROM dispatch_webhook ORDER BY created_at, id")
+    {
+        let t = "dispatch_webhook";
+        d.webhooks.push(OriginalWebhook {
+            id: get(&r, t, "id")?,
+            url: get(&r, t, "url")?,
+            events: get(&r, t, "events")?,
+            enabled: get(&r, t, "enabled")?,
+        });
+    }
+    for r in rows!(
+        "SELECT id, messages, created_at, updated_at FROM dispatch_orchestrator_session ORDER BY created_at, id"
+    ) {
+        let t = "dispatch_orchestrator_session";
+        d.sessions.push(OriginalSession {
+            id: get(&r, t, "id")?,
+            messages: get::<Json<serde_json::Value>>(&r, t, "messages")?.0,
             created_at: get(&r, t, "created_at")?,
             updated_at: get(&r, t, "updated_at")?,
         });

@@ -71,13 +71,16 @@ enum ImportCommand {
         dry_run: bool,
     },
     /// Move over from the original Dispatch: workspace counter, labels, issues with their
-    /// identifiers, comments, history, error links, customers with their portal tokens and
-    /// watchers. Importing again brings only what is new.
+    /// identifiers, comments, history, error links, customers with their portal tokens and their
+    /// people, watchers, agents with their webhooks, agent runs (imported ended), activities, PR
+    /// links and fix attempts. A row whose key exists here already is left out and reported;
+    /// everything else goes in. Importing again brings only what is new.
     Original {
         /// The original's database, postgres://user@host/db (read only).
         #[arg(long = "from")]
         from: String,
-        /// Report counts per table; write nothing.
+        /// Report counts per kind of row (created, imported before, left out and why); write
+        /// nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -475,6 +478,33 @@ async fn import(command: ImportCommand) -> dispatch_core::Result<()> {
         },
         report.problems.len(),
     );
+    // Per kind of row: created (or to create), imported before, left out (reasons in `problems`).
+    let mut kinds: std::collections::BTreeSet<&String> = report.created.keys().collect();
+    kinds.extend(report.skipped.keys());
+    kinds.extend(report.not_imported.keys());
+    let n =
+        |m: &std::collections::BTreeMap<String, usize>, k: &String| m.get(k).copied().unwrap_or(0);
+    for k in kinds {
+        eprintln!(
+            "  {k}: {} {}, {} already imported, {} not imported",
+            n(&report.created, k),
+            if report.dry_run {
+                "to create"
+            } else {
+                "created"
+            },
+            n(&report.skipped, k),
+            n(&report.not_imported, k),
+        );
+    }
+    for p in report.problems.iter().filter(|p| p.skipped) {
+        eprintln!(
+            "  not imported: {} {}: {}",
+            p.kind.as_deref().unwrap_or("row"),
+            p.external_id.as_deref().unwrap_or("-"),
+            p.message
+        );
+    }
     Ok(())
 }
 

@@ -1,8 +1,12 @@
 //! The import store (`dispatch_import_map`), written once for SQLite and PostgreSQL. One
-//! transaction: the workspace row is locked (the identifier counter), columns, labels and the
-//! source's import map are read, the core's [`dispatch_core::import::resolve`] decides, and the
-//! new labels, issues, history, import-map rows and the counter are written. A dry run rolls the
-//! transaction back after deciding.
+//! transaction: the workspace row is locked (the identifier counter), columns, labels, the
+//! source's import map and the keys already taken here (customer slugs, portal tokens and Slack
+//! channels, agent names, customer users, the plan's error-link keys, PR links and fix attempts)
+//! are read, the core's [`dispatch_core::import::resolve`] decides row by row, and what it
+//! decided is written: labels, agents, customers and their people, issues, comments, history,
+//! links, watchers, runs (ended; the issues' totals recomputed from them) and their terminal
+//! output, activities, PR links, orchestrator sessions, fix attempts, import-map rows and the
+//! counter. A dry run rolls the transaction back after deciding.
 
 macro_rules! impl_sql_import_store {
     ($S:ident, $DB:ty) => {
@@ -10,13 +14,80 @@ macro_rules! impl_sql_import_store {
             #[allow(unused_imports)]
             use super::*;
             use crate::sql::{db, to_i64};
+            use super::sql_store_shared::Tx;
             use sqlx::types::Json;
             use async_trait::async_trait;
             use dispatch_core::Timestamp;
             use dispatch_core::error::Result;
             use dispatch_core::ids::WorkspaceId;
-            use dispatch_core::import::{ImportPlan, ImportReport, ImportTarget, resolve};
+            use dispatch_core::import::{ImportPlan, ImportReport, ImportTarget, Taken, resolve};
             use dispatch_core::ports::ImportStore;
+
+            impl $S {
+                /// The keys already taken here that the plan's rows could collide with
+                /// ([`Taken`]), read inside the import's transaction.
+                async fn taken_tx(tx: &mut Tx, ws: WorkspaceId, plan: &ImportPlan) -> Result<Taken> {
+                    let mut t = Taken::default();
+                    for r in sqlx::query("SELECT workspace_id, slug, portal_token, slack_channel_id FROM dispatch_customer")
+                        .fetch_all(&mut **tx)
+                        .await
+                        .map_err(db("read customers"))?
+                    {
+                        if col!(r, "dispatch_customer", "workspace_id", uuid::Uuid)? == ws.0 {
+                            t.customer_slugs.insert(col!(r, "dispatch_customer", "slug", String)?);
+                        }
+                        t.portal_tokens.insert(col!(r, "dispatch_customer", "portal_token", String)?);
+                        if let Some(ch) = col!(r, "dispatch_customer", "slack_channel_id", Option<String>)? {
+                            t.slack_channels.insert(ch);
+                        }
+                    }
+                    for r in sqlx::query("SELECT name_key FROM dispatch_agent WHERE workspace_id = $1")
+                        .bind(ws.0)
+                        .fetch_all(&mut **tx)
+                        .await
+                        .map_err(db("read agents"))?
+                    {
+                        t.agent_names.insert(col!(r, "dispatch_agent", "name_key", String)?);
+                    }
+                    for r in sqlx::query("SELECT u.customer_id, u.slack_user_id FROM dispatch_customer_user u JOIN dispatch_customer c ON c.id = u.customer_id WHERE c.workspace_id = $1")
+                        .bind(ws.0)
+                        .fetch_all(&mut **tx)
+                        .await
+                        .map_err(db("read customer users"))?
+                    {
+                        t.customer_users.insert((
+                            dispatch_core::ids::CustomerId(col!(r, "dispatch_customer_user", "customer_id", uuid::Uuid)?),
+                            col!(r, "dispatch_customer_user", "slack_user_id", String)?,
+                        ));
+                    }
+                    for (source, key) in plan.link_keys() {
+                        let found = sqlx::query("SELECT 1 AS one FROM dispatch_error_link WHERE source = $1 AND external_key = $2")
+                            .bind(source)
+                            .bind(key)
+                            .fetch_optional(&mut **tx)
+                            .await
+                            .map_err(db("read error links"))?;
+                        if found.is_some() {
+                            t.links.insert((source.to_string(), key.to_string()));
+                        }
+                    }
+                    for (table, set) in [("dispatch_issue_pr", &mut t.pr_links), ("dispatch_fix_attempt", &mut t.fixes)] {
+                        let sql = format!("SELECT x.issue_id, x.pr_number FROM {table} x JOIN dispatch_issue i ON i.id = x.issue_id WHERE i.workspace_id = $1");
+                        for r in sqlx::query(sqlx::AssertSqlSafe(sql))
+                            .bind(ws.0)
+                            .fetch_all(&mut **tx)
+                            .await
+                            .map_err(db("read PR links"))?
+                        {
+                            set.insert((
+                                dispatch_core::ids::IssueId(col!(r, "dispatch_issue_pr", "issue_id", uuid::Uuid)?),
+                                col!(r, "dispatch_issue_pr", "pr_number", i64)?,
+                            ));
+                        }
+                    }
+                    Ok(t)
+                }
+            }
 
             #[async_trait]
             impl ImportStore for $S {
@@ -56,7 +127,8 @@ macro_rules! impl_sql_import_store {
                         .iter()
                         .map(|r| col!(r, "dispatch_issue", "number", i64))
                         .collect::<Result<_>>()?;
-                    let target = ImportTarget { workspace, columns, labels, imported, used_numbers };
+                    let taken = Self::taken_tx(&mut tx, ws, plan).await?;
+                    let target = ImportTarget { workspace, columns, labels, imported, used_numbers, taken };
                     let mut write = resolve(plan, &target, now)?;
                     write.report.dry_run = dry_run;
                     if dry_run {
@@ -74,8 +146,28 @@ macro_rules! impl_sql_import_store {
                             .await
                             .map_err(db("insert label"))?;
                     }
+                    for a in &write.agents {
+                        sqlx::query("INSERT INTO dispatch_agent (id, workspace_id, name_key, doc) VALUES ($1, $2, $3, $4)")
+                            .bind(a.id.0)
+                            .bind(ws.0)
+                            .bind(dispatch_core::agent::name_key(&a.name))
+                            .bind(Json(a))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert agent"))?;
+                    }
                     for c in &write.customers {
                         Self::save_customer_tx(&mut tx, c, true).await?;
+                    }
+                    for u in &write.customer_users {
+                        sqlx::query("INSERT INTO dispatch_customer_user (id, customer_id, slack_user_id, doc) VALUES ($1, $2, $3, $4)")
+                            .bind(u.id.0)
+                            .bind(u.customer_id.0)
+                            .bind(&u.slack_user_id)
+                            .bind(Json(u))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert customer user"))?;
                     }
                     for i in &write.issues {
                         Self::insert_issue_tx(&mut tx, i).await?;
@@ -133,6 +225,59 @@ macro_rules! impl_sql_import_store {
                             .execute(&mut *tx)
                             .await
                             .map_err(db("insert watcher"))?;
+                    }
+                    let mut ran = std::collections::BTreeSet::new();
+                    for r in &write.runs {
+                        Self::insert_run_tx(&mut tx, r).await?;
+                        ran.insert(r.issue_id);
+                    }
+                    for issue in ran {
+                        Self::recompute_totals_tx(&mut tx, issue).await?;
+                    }
+                    for c in &write.terminal {
+                        sqlx::query("INSERT INTO dispatch_terminal_chunk (run_id, seq, content, at) VALUES ($1, $2, $3, $4)")
+                            .bind(c.run_id.0)
+                            .bind(to_i64(c.seq))
+                            .bind(&c.content)
+                            .bind(Self::ts(c.at))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert terminal output"))?;
+                    }
+                    for a in &write.activities {
+                        sqlx::query("INSERT INTO dispatch_activity (id, issue_id, run_id, kind, content, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                            .bind(a.id.0)
+                            .bind(a.issue_id.0)
+                            .bind(a.run_id.map(|r| r.0))
+                            .bind(a.kind.as_str())
+                            .bind(&a.content)
+                            .bind(Json(&a.metadata))
+                            .bind(Self::ts(a.created_at))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert activity"))?;
+                    }
+                    for l in &write.pr_links {
+                        sqlx::query("INSERT INTO dispatch_issue_pr (id, issue_id, pr_number, status, created_at, doc) VALUES ($1, $2, $3, $4, $5, $6)")
+                            .bind(l.id.0)
+                            .bind(l.issue_id.0)
+                            .bind(l.pr_number)
+                            .bind(l.status.as_str())
+                            .bind(Self::ts(l.created_at))
+                            .bind(Json(l))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert PR link"))?;
+                    }
+                    for x in &write.sessions {
+                        sqlx::query("INSERT INTO dispatch_orchestrator_session (id, workspace_id, updated_at, doc) VALUES ($1, $2, $3, $4)")
+                            .bind(x.id.0)
+                            .bind(x.workspace_id.0)
+                            .bind(Self::ts(x.updated_at))
+                            .bind(Json(x))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("insert session"))?;
                     }
                     for a in &write.fixes {
                         if !Self::insert_fix_attempt_tx(&mut tx, a).await? {

@@ -61,7 +61,7 @@ macro_rules! impl_sql_run_store {
                     doc_col!(row, "dispatch_run", Run)
                 }
 
-                async fn insert_run_tx(tx: &mut Tx, r: &Run) -> Result<()> {
+                pub(super) async fn insert_run_tx(tx: &mut Tx, r: &Run) -> Result<()> {
                     sqlx::query(
                         "INSERT INTO dispatch_run (id, issue_id, kind, bucket, status, not_before, lease_until, external_id, cost_usd, num_turns, outcome, alive_at, created_at, doc) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
@@ -149,7 +149,7 @@ macro_rules! impl_sql_run_store {
                     Ok((ae, ap, se, sp, cost))
                 }
 
-                async fn recompute_totals_tx(tx: &mut Tx, issue_id: IssueId) -> Result<()> {
+                pub(super) async fn recompute_totals_tx(tx: &mut Tx, issue_id: IssueId) -> Result<()> {
                     let row = sqlx::query(
                         "SELECT CAST(COALESCE(SUM(cost_usd), 0.0) AS DOUBLE PRECISION) AS cost, CAST(COALESCE(SUM(num_turns), 0) AS BIGINT) AS turns FROM dispatch_run WHERE issue_id = $1",
                     )

@@ -126,6 +126,7 @@ pub fn parse(csv_bytes: &[u8], now: Timestamp) -> Result<ImportPlan> {
                 plan.problems.push(RowProblem {
                     line,
                     external_id: None,
+                    kind: Some(super::KIND_ISSUE.into()),
                     message,
                     skipped: true,
                 });
@@ -139,6 +140,7 @@ pub fn parse(csv_bytes: &[u8], now: Timestamp) -> Result<ImportPlan> {
             plan.problems.push(RowProblem {
                 line,
                 external_id: (!external_id.is_empty()).then(|| external_id.clone()),
+                kind: Some(super::KIND_ISSUE.into()),
                 message,
                 skipped,
             })
@@ -213,6 +215,10 @@ pub fn parse(csv_bytes: &[u8], now: Timestamp) -> Result<ImportPlan> {
             updated_at,
             number: None,
             customer: None,
+            reporter: None,
+            plan: Default::default(),
+            blocked_reason: None,
+            agent_status: Default::default(),
             record_created: true,
         });
     }

@@ -1,23 +1,33 @@
-//! Importing work from elsewhere: a Linear CSV export ([`linear`]). The rules are pure: a source
-//! is parsed into an [`ImportPlan`] (what the source holds, row problems included); the store,
-//! inside one transaction, loads what the workspace already has ([`ImportTarget`]) and calls
-//! [`resolve`], which decides what is created, what was imported before (the import map:
-//! source + kind + external id → our id) and which numbers the new issues get. A dry run is the
-//! same call with nothing written, so its counts are exactly what a real run would do.
+//! Importing work from elsewhere: a Linear CSV export ([`linear`]) or the original Dispatch's
+//! database ([`original`]). The rules are pure: a source is parsed into an [`ImportPlan`] (what
+//! the source holds, row problems included); the store, inside one transaction, loads what the
+//! workspace already has ([`ImportTarget`], with the keys already taken here: [`Taken`]) and
+//! calls [`resolve`], which decides, row by row, what is created, what was imported before (the
+//! import map: source + kind + external id → our id), what is left out and why (a key this
+//! instance already has, a row the source cannot give us), and which numbers the new issues get.
+//! A dry run is the same call with nothing written, so its counts are exactly what a real run
+//! would do.
 
 pub mod linear;
 pub mod original;
 
 use crate::Timestamp;
-use crate::customer::Customer;
+use crate::agent::{Agent, name_key, validate_webhook_url};
+use crate::customer::{Customer, CustomerUser, NewCustomerUser};
 use crate::error::{Error, Result};
-use crate::ids::FixAttemptId;
-use crate::ids::{CommentId, CustomerId, IssueId, LabelId, LinkId, WorkspaceId};
-use crate::issue::{
-    Actor, Column, Comment, HistoryAction, HistoryEntry, Issue, Label, NewHistory, NewIssue,
-    NewLabel, Priority, Workspace, default_labels, format_identifier,
+use crate::ids::{
+    ActivityId, AgentId, CommentId, CustomerId, CustomerUserId, FixAttemptId, IssueId, LabelId,
+    LinkId, PrLinkId, RunId, SessionId, WorkspaceId,
 };
-use crate::ports::ErrorLink;
+use crate::issue::{
+    Actor, AgentStatus, Column, Comment, HistoryAction, HistoryEntry, Issue, Label, NewHistory,
+    NewIssue, NewLabel, PlanFields, Priority, SpawnStatus, Workspace, default_labels,
+    format_identifier,
+};
+use crate::orchestrator::{Session, valid_history};
+use crate::ports::{ContentBlock, ErrorLink, LlmMessage, Role};
+use crate::pr::PrLink;
+use crate::run::{Activity, ActivityType, Outcome, Run, RunStatus, TerminalChunk};
 use crate::verify::FixAttempt;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -31,6 +41,16 @@ pub const KIND_HISTORY: &str = "history";
 pub const KIND_LINK: &str = "link";
 pub const KIND_WATCHER: &str = "watcher";
 pub const KIND_FIX: &str = "fix_attempt";
+pub const KIND_AGENT: &str = "agent";
+pub const KIND_CUSTOMER_USER: &str = "customer_user";
+pub const KIND_RUN: &str = "run";
+pub const KIND_ACTIVITY: &str = "activity";
+pub const KIND_PR_LINK: &str = "pr_link";
+pub const KIND_SESSION: &str = "session";
+
+/// The summary of a run the source left active: it is imported ended, never as a run holding a
+/// slot or waiting for a dispatcher.
+pub const STALE_AT_IMPORT: &str = "stale at import: the source still had it running";
 
 /// One issue as the source has it, already mapped to our vocabulary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +77,18 @@ pub struct ImportIssue {
     pub number: Option<i64>,
     /// The source's id of the issue's customer (a customer of this plan).
     pub customer: Option<String>,
+    /// The source's id of the customer's person who reported it (a customer user of this plan).
+    #[serde(default)]
+    pub reporter: Option<String>,
+    /// The issue's plan (PRD workflow) and its review, as the source left them.
+    #[serde(default)]
+    pub plan: PlanFields,
+    /// Why the agent stopped, and whether the issue waits for a person (`blocked`,
+    /// `awaiting_review`; any other agent status is the source's run, imported ended: idle).
+    #[serde(default)]
+    pub blocked_reason: Option<String>,
+    #[serde(default)]
+    pub agent_status: AgentStatus,
     /// Write a `created` history entry saying where it came from (sources without history).
     pub record_created: bool,
 }
@@ -119,6 +151,81 @@ pub struct ImportFix {
     pub attempt: FixAttempt,
 }
 
+/// A registered agent (the original's `dispatch_agent`), its webhook secret kept so that the
+/// receiver's signature checks keep working.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportAgent {
+    pub external_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub active: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A customer's person (a reporter; the original's `dispatch_customer_user`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportCustomerUser {
+    pub external_id: String,
+    /// The source's id of the customer (a customer of this plan).
+    pub customer: String,
+    pub slack_user_id: String,
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub email: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// An agent run of an imported issue (the original's `dispatch_agent_runs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportRun {
+    pub external_id: String,
+    pub issue: String,
+    /// The run as the source has it (its id and issue are replaced by ours; a run the source
+    /// left active is ended by [`resolve`]).
+    pub run: Run,
+    /// The agent's output as the source kept it (one text): the run's terminal output here.
+    #[serde(default)]
+    pub transcript: Option<String>,
+}
+
+/// An activity (agent activity log entry) of an imported issue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportActivity {
+    pub external_id: String,
+    pub issue: String,
+    /// The source's id of the run it belongs to (a run of this plan).
+    pub run: Option<String>,
+    pub kind: ActivityType,
+    pub content: String,
+    pub metadata: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+/// A pull request linked to an imported issue (the original's `dispatch_issue_pr`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportPrLink {
+    pub external_id: String,
+    pub issue: String,
+    /// The source's id of the run that opened it (a run of this plan).
+    pub run: Option<String>,
+    /// The link as it is (its id, issue and run are replaced by ours).
+    pub link: PrLink,
+}
+
+/// An orchestrator (terminal chat) session: its conversation, the text of it (tool calls of the
+/// source's own tools left out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportSession {
+    pub external_id: String,
+    pub messages: Vec<LlmMessage>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
 /// A customer watching an imported issue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImportWatcher {
@@ -134,6 +241,9 @@ pub struct RowProblem {
     pub line: Option<u64>,
     /// The source's id of the row, when it has one.
     pub external_id: Option<String>,
+    /// The kind of row (`issue`, `customer`, `run`, ...; the import map's kinds).
+    #[serde(default)]
+    pub kind: Option<String>,
     pub message: String,
     /// `true` when the row was left out; `false` for a warning (the row is imported).
     pub skipped: bool,
@@ -153,6 +263,18 @@ pub struct ImportPlan {
     pub links: Vec<ImportLink>,
     pub watchers: Vec<ImportWatcher>,
     pub fixes: Vec<ImportFix>,
+    #[serde(default)]
+    pub agents: Vec<ImportAgent>,
+    #[serde(default)]
+    pub customer_users: Vec<ImportCustomerUser>,
+    #[serde(default)]
+    pub runs: Vec<ImportRun>,
+    #[serde(default)]
+    pub activities: Vec<ImportActivity>,
+    #[serde(default)]
+    pub pr_links: Vec<ImportPrLink>,
+    #[serde(default)]
+    pub sessions: Vec<ImportSession>,
     /// The source's own counter: the workspace's ends at least here.
     pub next_issue_number: Option<i64>,
     pub problems: Vec<RowProblem>,
@@ -168,6 +290,40 @@ pub struct ImportTarget {
     pub imported: HashMap<(String, String), Uuid>,
     /// Issue numbers the workspace has used.
     pub used_numbers: HashSet<i64>,
+    /// Keys rows here already have (made here, or by another source's import).
+    pub taken: Taken,
+}
+
+/// The unique keys this instance already has that imported rows could collide with, loaded by
+/// the store for [`resolve`]: a row of the plan whose key is taken (and that is not in the import
+/// map) is left out and reported; every other row is imported.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Taken {
+    /// Customer slugs of the workspace.
+    pub customer_slugs: HashSet<String>,
+    /// Portal tokens and Slack channels of every customer (unique across workspaces).
+    pub portal_tokens: HashSet<String>,
+    pub slack_channels: HashSet<String>,
+    /// Agent names of the workspace, by [`name_key`].
+    pub agent_names: HashSet<String>,
+    /// (customer, Slack user id) of the people of the workspace's customers.
+    pub customer_users: HashSet<(CustomerId, String)>,
+    /// (source, external key) of the error links that exist, of those [`ImportPlan::link_keys`]
+    /// names (unique across workspaces).
+    pub links: HashSet<(String, String)>,
+    /// (issue, PR number) of the PR links and the fix attempts of the workspace's issues.
+    pub pr_links: HashSet<(IssueId, i64)>,
+    pub fixes: HashSet<(IssueId, i64)>,
+}
+
+impl ImportPlan {
+    /// The (source, external key) of every error link of the plan: the keys a store looks up for
+    /// [`Taken::links`].
+    pub fn link_keys(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.links
+            .iter()
+            .map(|l| (l.source.as_str(), l.external_key.as_str()))
+    }
 }
 
 /// A row of the import map: a source's row and what it became here.
@@ -191,6 +347,15 @@ pub struct ImportWrite {
     pub links: Vec<ErrorLink>,
     pub watchers: Vec<(IssueId, CustomerId, Timestamp)>,
     pub fixes: Vec<FixAttempt>,
+    pub agents: Vec<Agent>,
+    pub customer_users: Vec<CustomerUser>,
+    /// Ended runs only (their issues' totals are recomputed from the runs by the store).
+    pub runs: Vec<Run>,
+    /// The imported runs' transcripts, each the first chunk of its run's terminal output.
+    pub terminal: Vec<TerminalChunk>,
+    pub activities: Vec<Activity>,
+    pub pr_links: Vec<PrLink>,
+    pub sessions: Vec<Session>,
     pub mappings: Vec<ImportMapping>,
     /// The workspace's counter after the import (never lowered).
     pub next_issue_number: i64,
@@ -222,10 +387,17 @@ pub struct ImportReport {
     pub issues_created: usize,
     /// Rows an earlier import already brought in (nothing written for them).
     pub issues_skipped: usize,
-    /// Rows created per kind (`issue`, `customer`, `comment`, `history`, `link`, `watcher`).
+    /// Rows created per kind (`issue`, `customer`, `customer_user`, `agent`, `comment`,
+    /// `history`, `link`, `watcher`, `run`, `activity`, `pr_link`, `fix_attempt`).
     pub created: BTreeMap<String, usize>,
-    /// Rows an earlier import already brought in, per kind.
+    /// Rows an earlier import already brought in, per kind (nothing written for them).
     pub skipped: BTreeMap<String, usize>,
+    /// Rows left out, per kind: a key this instance already has (a customer's slug, portal
+    /// token or Slack channel, an agent's name, an error link's fingerprint, a PR already
+    /// linked, ...), a row whose issue or customer is not imported, a row the source cannot
+    /// give us. Each has an entry in `problems` with the reason.
+    #[serde(default)]
+    pub not_imported: BTreeMap<String, usize>,
     pub labels_created: Vec<String>,
     /// Assignee names the imported issues carry.
     pub assignees: Vec<String>,
@@ -245,14 +417,17 @@ fn label_key(name: &str) -> String {
     name.trim().to_lowercase()
 }
 
-/// Decides what an import writes into `target`: rows not in the import map yet are created and
-/// recorded there, rows already in it are skipped (so a second import creates nothing). Issues
-/// keep their source number when asked and free under the same prefix, otherwise they get the
-/// next numbers of the workspace (in source order), and the counter ends above every number used,
-/// so identifiers the workspace issues later never collide. Missing labels are created (colours
-/// cycling through the default palette). Comments, history, links and watchers of issues imported
-/// earlier attach to those. Pure: the same plan on the same target gives the same decision (ids
-/// aside).
+/// Decides what an import writes into `target`, row by row: rows not in the import map yet are
+/// created and recorded there; rows already in it are counted as imported before (so a second
+/// import creates nothing); rows whose unique key this instance already has ([`Taken`]: made here
+/// or by another import) are left out with the reason, as are rows whose issue or customer is not
+/// imported — everything else goes in. Issues keep their source number when asked and free
+/// under the same prefix, otherwise they get the next numbers of the workspace (in source order),
+/// and the counter ends above every number used, so identifiers the workspace issues later never
+/// collide. Missing labels are created (colours cycling through the default palette). Runs are
+/// imported ended: one the source left active becomes `failed` ([`STALE_AT_IMPORT`]), so it
+/// holds no slot and nothing dispatches it. Rows of issues imported earlier attach to those.
+/// Pure: the same plan on the same target gives the same decision (ids aside).
 pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Result<ImportWrite> {
     let ws = &target.workspace;
     let actor = import_actor(&plan.source);
@@ -262,6 +437,7 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
         .iter()
         .map(|l| (label_key(&l.name), l.id))
         .collect();
+    let mut taken = target.taken.clone();
     let mut w = ImportWrite {
         labels: Vec::new(),
         customers: Vec::new(),
@@ -271,6 +447,13 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
         links: Vec::new(),
         watchers: Vec::new(),
         fixes: Vec::new(),
+        agents: Vec::new(),
+        customer_users: Vec::new(),
+        runs: Vec::new(),
+        terminal: Vec::new(),
+        activities: Vec::new(),
+        pr_links: Vec::new(),
+        sessions: Vec::new(),
         mappings: Vec::new(),
         next_issue_number: ws.next_issue_number,
         report: ImportReport {
@@ -280,6 +463,10 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
             ..ImportReport::default()
         },
     };
+    for p in plan.problems.iter().filter(|p| p.skipped) {
+        let kind = p.kind.clone().unwrap_or_else(|| "row".into());
+        *w.report.not_imported.entry(kind).or_default() += 1;
+    }
     let mut ids: HashMap<(&str, String), Uuid> = HashMap::new();
     let map = |w: &mut ImportWrite, kind: &'static str, ext: &str, id: Uuid| {
         *w.report.created.entry(kind.to_string()).or_default() += 1;
@@ -300,12 +487,145 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
     let skip = |w: &mut ImportWrite, kind: &str| {
         *w.report.skipped.entry(kind.to_string()).or_default() += 1;
     };
+    // A row left out, with the reason.
+    let leave = |w: &mut ImportWrite, kind: &str, ext: &str, message: String| {
+        *w.report.not_imported.entry(kind.to_string()).or_default() += 1;
+        w.report.problems.push(RowProblem {
+            line: None,
+            external_id: Some(ext.to_string()),
+            kind: Some(kind.to_string()),
+            message,
+            skipped: true,
+        });
+    };
+    // A row imported with something dropped, with the reason.
+    let warn = |w: &mut ImportWrite, kind: &str, ext: &str, message: String| {
+        w.report.problems.push(RowProblem {
+            line: None,
+            external_id: Some(ext.to_string()),
+            kind: Some(kind.to_string()),
+            message,
+            skipped: false,
+        });
+    };
+
+    for a in &plan.agents {
+        if let Some(id) = known(KIND_AGENT, &a.external_id) {
+            ids.insert((KIND_AGENT, a.external_id.clone()), id);
+            skip(&mut w, KIND_AGENT);
+            continue;
+        }
+        let name = a.name.trim();
+        let check = crate::agent::NewAgent {
+            name: name.to_string(),
+            ..Default::default()
+        };
+        if let Err(e) = check.validate() {
+            leave(&mut w, KIND_AGENT, &a.external_id, e.message);
+            continue;
+        }
+        if !taken.agent_names.insert(name_key(name)) {
+            leave(
+                &mut w,
+                KIND_AGENT,
+                &a.external_id,
+                format!("an agent named {name:?} exists here"),
+            );
+            continue;
+        }
+        let url = a
+            .webhook_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty());
+        let secret = a
+            .webhook_secret
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let webhook = match (url, secret) {
+            (Some(u), Some(s)) => match validate_webhook_url("webhook_url", u) {
+                Ok(()) => Some((u.to_string(), s.to_string())),
+                Err(e) => {
+                    warn(
+                        &mut w,
+                        KIND_AGENT,
+                        &a.external_id,
+                        format!("{name}: {}; imported without its webhook", e.message),
+                    );
+                    None
+                }
+            },
+            (Some(_), None) => {
+                warn(
+                    &mut w,
+                    KIND_AGENT,
+                    &a.external_id,
+                    format!("{name}: a webhook URL without a secret; imported without it"),
+                );
+                None
+            }
+            _ => None,
+        };
+        let agent = Agent {
+            id: AgentId::new(),
+            workspace_id: ws.id,
+            name: name.to_string(),
+            description: a
+                .description
+                .as_deref()
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(str::to_string),
+            active: a.active,
+            webhook_secret: webhook.as_ref().map(|(_, s)| s.clone()),
+            webhook_url: webhook.map(|(u, _)| u),
+            created_at: a.created_at,
+            updated_at: a.updated_at.max(a.created_at),
+        };
+        ids.insert((KIND_AGENT, a.external_id.clone()), agent.id.0);
+        map(&mut w, KIND_AGENT, &a.external_id, agent.id.0);
+        w.agents.push(agent);
+    }
 
     for c in &plan.customers {
         if let Some(id) = known(KIND_CUSTOMER, &c.external_id) {
             ids.insert((KIND_CUSTOMER, c.external_id.clone()), id);
             skip(&mut w, KIND_CUSTOMER);
             continue;
+        }
+        let clash = if taken.customer_slugs.contains(&c.slug) {
+            Some(format!("a customer with slug {:?} exists here", c.slug))
+        } else if taken.portal_tokens.contains(&c.portal_token) {
+            Some(format!(
+                "a customer here has the portal token of {:?}",
+                c.slug
+            ))
+        } else {
+            c.slack_channel_id
+                .as_ref()
+                .filter(|ch| taken.slack_channels.contains(*ch))
+                .map(|ch| format!("a customer here has the Slack channel {ch}"))
+        };
+        if let Some(reason) = clash {
+            leave(&mut w, KIND_CUSTOMER, &c.external_id, reason);
+            continue;
+        }
+        if c.portal_token.len() != 64 {
+            warn(
+                &mut w,
+                KIND_CUSTOMER,
+                &c.external_id,
+                format!(
+                    "the portal token of {:?} is not 64 characters: its portal links will not open here; regenerate it",
+                    c.slug
+                ),
+            );
+        }
+        taken.customer_slugs.insert(c.slug.clone());
+        taken.portal_tokens.insert(c.portal_token.clone());
+        if let Some(ch) = &c.slack_channel_id {
+            taken.slack_channels.insert(ch.clone());
         }
         let customer = Customer {
             id: CustomerId::new(),
@@ -324,6 +644,61 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
         w.customers.push(customer);
     }
 
+    for u in &plan.customer_users {
+        if let Some(id) = known(KIND_CUSTOMER_USER, &u.external_id) {
+            ids.insert((KIND_CUSTOMER_USER, u.external_id.clone()), id);
+            skip(&mut w, KIND_CUSTOMER_USER);
+            continue;
+        }
+        let Some(customer) = ids
+            .get(&(KIND_CUSTOMER, u.customer.clone()))
+            .map(|id| CustomerId(*id))
+        else {
+            leave(
+                &mut w,
+                KIND_CUSTOMER_USER,
+                &u.external_id,
+                format!("its customer {} is not imported", u.customer),
+            );
+            continue;
+        };
+        let new = NewCustomerUser {
+            slack_user_id: u.slack_user_id.trim().to_string(),
+            display_name: u.display_name.clone(),
+            avatar_url: u.avatar_url.clone(),
+            email: u.email.clone(),
+        };
+        if let Err(e) = new.validate() {
+            leave(&mut w, KIND_CUSTOMER_USER, &u.external_id, e.message);
+            continue;
+        }
+        if !taken
+            .customer_users
+            .insert((customer, new.slack_user_id.clone()))
+        {
+            leave(
+                &mut w,
+                KIND_CUSTOMER_USER,
+                &u.external_id,
+                format!(
+                    "the customer already has a person with Slack user {}",
+                    new.slack_user_id
+                ),
+            );
+            continue;
+        }
+        let mut user = new.merge_into(None, customer, u.created_at);
+        user.updated_at = u.updated_at.max(u.created_at);
+        ids.insert((KIND_CUSTOMER_USER, u.external_id.clone()), user.id.0);
+        map(&mut w, KIND_CUSTOMER_USER, &u.external_id, user.id.0);
+        w.customer_users.push(user);
+    }
+    let users_customer: HashMap<CustomerUserId, CustomerId> = w
+        .customer_users
+        .iter()
+        .map(|u| (u.id, u.customer_id))
+        .collect();
+
     let mut used = target.used_numbers.clone();
     let mut next = ws.next_issue_number.max(1);
     let mut seen: HashSet<&str> = HashSet::new();
@@ -337,9 +712,14 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
     }
     for row in &plan.issues {
         if !seen.insert(row.external_id.as_str()) {
+            *w.report
+                .not_imported
+                .entry(KIND_ISSUE.to_string())
+                .or_default() += 1;
             w.report.problems.push(RowProblem {
                 line: row.line,
                 external_id: Some(row.external_id.clone()),
+                kind: Some(KIND_ISSUE.into()),
                 message: format!(
                     "{} appears twice in the source; the first row counts",
                     row.external_id
@@ -406,6 +786,34 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
             .as_ref()
             .and_then(|c| ids.get(&(KIND_CUSTOMER, c.clone())))
             .map(|id| CustomerId(*id));
+        if let Some(c) = &row.customer
+            && customer_id.is_none()
+        {
+            warn(
+                &mut w,
+                KIND_ISSUE,
+                &row.external_id,
+                format!("its customer {c} is not imported: imported without a customer"),
+            );
+        }
+        // The reporter is a person of the issue's customer (imported now or before).
+        let reporter_id = row.reporter.as_ref().and_then(|r| {
+            let id = CustomerUserId(*ids.get(&(KIND_CUSTOMER_USER, r.clone()))?);
+            match users_customer.get(&id) {
+                Some(c) if Some(*c) != customer_id => None,
+                _ => customer_id.map(|_| id),
+            }
+        });
+        if let Some(r) = &row.reporter
+            && reporter_id.is_none()
+        {
+            warn(
+                &mut w,
+                KIND_ISSUE,
+                &row.external_id,
+                format!("its reporter {r} is not imported: imported without a reporter"),
+            );
+        }
         let new = NewIssue {
             title: row.title.clone(),
             description: row.description.clone(),
@@ -414,12 +822,17 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
             assignee: row.assignee.clone(),
             labels: label_ids,
             customer_id,
-            reporter_id: None,
+            reporter_id,
         };
         if let Err(e) = new.validate() {
+            *w.report
+                .not_imported
+                .entry(KIND_ISSUE.to_string())
+                .or_default() += 1;
             w.report.problems.push(RowProblem {
                 line: row.line,
                 external_id: Some(row.external_id.clone()),
+                kind: Some(KIND_ISSUE.into()),
                 message: e.message.clone(),
                 skipped: true,
             });
@@ -441,6 +854,7 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
             w.report.problems.push(RowProblem {
                 line: row.line,
                 external_id: Some(row.external_id.clone()),
+                kind: Some(KIND_ISSUE.into()),
                 message: format!(
                     "{} is taken here: imported as {identifier}",
                     row.external_id
@@ -451,6 +865,13 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
         let mut issue =
             new.into_issue(ws.id, number, identifier.clone(), column.id, row.created_at);
         issue.updated_at = row.updated_at.max(row.created_at);
+        issue.plan = row.plan.clone();
+        issue.blocked_reason = row.blocked_reason.clone();
+        // Only the statuses that wait for a person: an agent of the source is not working here.
+        issue.agent_status = match row.agent_status {
+            AgentStatus::Blocked | AgentStatus::AwaitingReview => row.agent_status,
+            _ => AgentStatus::Idle,
+        };
         if row.record_created {
             w.history.push(
                 NewHistory::new(HistoryAction::Created, &actor)
@@ -489,12 +910,12 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
             .map(|id| IssueId(*id))
     };
     let orphan = |w: &mut ImportWrite, kind: &str, ext: &str, issue: &str| {
-        w.report.problems.push(RowProblem {
-            line: None,
-            external_id: Some(ext.to_string()),
-            message: format!("{kind} {ext} belongs to issue {issue}, which is not imported"),
-            skipped: true,
-        });
+        leave(
+            w,
+            kind,
+            ext,
+            format!("{kind} {ext} belongs to issue {issue}, which is not imported"),
+        );
     };
     for c in &plan.comments {
         if known(KIND_COMMENT, &c.external_id).is_some() {
@@ -537,6 +958,21 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
             orphan(&mut w, KIND_LINK, &l.external_id, &l.issue);
             continue;
         };
+        if !taken
+            .links
+            .insert((l.source.clone(), l.external_key.clone()))
+        {
+            leave(
+                &mut w,
+                KIND_LINK,
+                &l.external_id,
+                format!(
+                    "the error link {}/{} exists here (another issue has it)",
+                    l.source, l.external_key
+                ),
+            );
+            continue;
+        }
         let link = ErrorLink {
             id: LinkId::new(),
             issue_id,
@@ -559,18 +995,186 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
             skip(&mut w, KIND_WATCHER);
             continue;
         }
-        let (Some(issue_id), Some(customer)) = (
-            issue_of(&ids, &x.issue),
-            ids.get(&(KIND_CUSTOMER, x.customer.clone())),
-        ) else {
+        let Some(issue_id) = issue_of(&ids, &x.issue) else {
             orphan(&mut w, KIND_WATCHER, &ext, &x.issue);
+            continue;
+        };
+        let Some(customer) = ids.get(&(KIND_CUSTOMER, x.customer.clone())) else {
+            leave(
+                &mut w,
+                KIND_WATCHER,
+                &ext,
+                format!("its customer {} is not imported", x.customer),
+            );
             continue;
         };
         map(&mut w, KIND_WATCHER, &ext, issue_id.0);
         w.watchers
             .push((issue_id, CustomerId(*customer), x.added_at));
     }
-    let mut prs: HashSet<(IssueId, i64)> = HashSet::new();
+    for r in &plan.runs {
+        if let Some(id) = known(KIND_RUN, &r.external_id) {
+            ids.insert((KIND_RUN, r.external_id.clone()), id);
+            skip(&mut w, KIND_RUN);
+            continue;
+        }
+        let Some(issue_id) = issue_of(&ids, &r.issue) else {
+            orphan(&mut w, KIND_RUN, &r.external_id, &r.issue);
+            continue;
+        };
+        let mut run = ended_run(&r.run, now);
+        if run.status != r.run.status {
+            warn(
+                &mut w,
+                KIND_RUN,
+                &r.external_id,
+                format!(
+                    "the source still had it {}: imported as failed ({STALE_AT_IMPORT})",
+                    r.run.status
+                ),
+            );
+        }
+        run.id = RunId::new();
+        run.issue_id = issue_id;
+        if let Some(t) = r.transcript.as_ref().filter(|t| !t.trim().is_empty()) {
+            w.terminal.push(TerminalChunk {
+                run_id: run.id,
+                seq: 1,
+                content: t.clone(),
+                at: run.completed_at.unwrap_or(run.created_at),
+            });
+        }
+        ids.insert((KIND_RUN, r.external_id.clone()), run.id.0);
+        map(&mut w, KIND_RUN, &r.external_id, run.id.0);
+        w.runs.push(run);
+    }
+    // The newest imported run of each new issue is the issue's last run.
+    for issue in &mut w.issues {
+        if let Some(last) = w
+            .runs
+            .iter()
+            .filter(|r| r.issue_id == issue.id)
+            .max_by_key(|r| (r.created_at, r.id))
+        {
+            issue.spawn_status = Some(match last.status {
+                RunStatus::Completed => SpawnStatus::Completed,
+                RunStatus::Cancelled => SpawnStatus::Cancelled,
+                _ => SpawnStatus::Failed,
+            });
+            issue.spawn_kind = Some(last.kind);
+            issue.spawn_started_at = last.started_at.or(Some(last.created_at));
+            issue.spawn_completed_at = last.completed_at;
+            issue.spawn_attempt_count = w
+                .runs
+                .iter()
+                .filter(|r| r.issue_id == issue.id)
+                .count()
+                .try_into()
+                .unwrap_or(u32::MAX);
+            issue.model = last.model.clone();
+            issue.run_outcome = last.outcome;
+            issue.outcome_summary = last.outcome_summary.clone();
+        }
+    }
+    let run_of = |ids: &HashMap<(&str, String), Uuid>, ext: &Option<String>| {
+        ext.as_ref()
+            .and_then(|x| ids.get(&(KIND_RUN, x.clone())))
+            .map(|id| RunId(*id))
+    };
+    for a in &plan.activities {
+        if known(KIND_ACTIVITY, &a.external_id).is_some() {
+            skip(&mut w, KIND_ACTIVITY);
+            continue;
+        }
+        let Some(issue_id) = issue_of(&ids, &a.issue) else {
+            orphan(&mut w, KIND_ACTIVITY, &a.external_id, &a.issue);
+            continue;
+        };
+        let activity = Activity {
+            id: ActivityId::new(),
+            issue_id,
+            run_id: run_of(&ids, &a.run),
+            kind: a.kind.clone(),
+            content: a.content.clone(),
+            metadata: a.metadata.clone(),
+            created_at: a.created_at,
+        };
+        map(&mut w, KIND_ACTIVITY, &a.external_id, activity.id.0);
+        w.activities.push(activity);
+    }
+    for p in &plan.pr_links {
+        if known(KIND_PR_LINK, &p.external_id).is_some() {
+            skip(&mut w, KIND_PR_LINK);
+            continue;
+        }
+        let Some(issue_id) = issue_of(&ids, &p.issue) else {
+            orphan(&mut w, KIND_PR_LINK, &p.external_id, &p.issue);
+            continue;
+        };
+        if p.link.pr_number <= 0 {
+            leave(
+                &mut w,
+                KIND_PR_LINK,
+                &p.external_id,
+                format!(
+                    "PR number {} is not a pull request number",
+                    p.link.pr_number
+                ),
+            );
+            continue;
+        }
+        if !taken.pr_links.insert((issue_id, p.link.pr_number)) {
+            leave(
+                &mut w,
+                KIND_PR_LINK,
+                &p.external_id,
+                format!(
+                    "PR #{} is linked to issue {} here already",
+                    p.link.pr_number, p.issue
+                ),
+            );
+            continue;
+        }
+        let link = PrLink {
+            id: PrLinkId::new(),
+            issue_id,
+            run_id: run_of(&ids, &p.run),
+            ..p.link.clone()
+        };
+        map(&mut w, KIND_PR_LINK, &p.external_id, link.id.0);
+        w.pr_links.push(link);
+    }
+    for x in &plan.sessions {
+        if known(KIND_SESSION, &x.external_id).is_some() {
+            skip(&mut w, KIND_SESSION);
+            continue;
+        }
+        if x.messages.is_empty() {
+            leave(
+                &mut w,
+                KIND_SESSION,
+                &x.external_id,
+                "the conversation has no text to keep".into(),
+            );
+            continue;
+        }
+        if let Err(e) = valid_history(&x.messages) {
+            leave(
+                &mut w,
+                KIND_SESSION,
+                &x.external_id,
+                format!("not a conversation the model can continue: {}", e.message),
+            );
+            continue;
+        }
+        let mut session = Session::new(ws.id, x.created_at);
+        session.id = SessionId::new();
+        session.title = session_title(&x.messages);
+        session.messages = x.messages.clone();
+        session.updated_at = x.updated_at.max(x.created_at);
+        map(&mut w, KIND_SESSION, &x.external_id, session.id.0);
+        w.sessions.push(session);
+    }
     for f in &plan.fixes {
         if known(KIND_FIX, &f.external_id).is_some() {
             skip(&mut w, KIND_FIX);
@@ -581,16 +1185,16 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
             continue;
         };
         // One attempt per (issue, PR), as the stores keep them.
-        if !prs.insert((issue_id, f.attempt.pr_number)) {
-            w.report.problems.push(RowProblem {
-                line: None,
-                external_id: Some(f.external_id.clone()),
-                message: format!(
-                    "a second fix attempt for PR #{} of issue {}",
-                    f.attempt.pr_number, f.issue
+        if !taken.fixes.insert((issue_id, f.attempt.pr_number)) {
+            leave(
+                &mut w,
+                KIND_FIX,
+                &f.external_id,
+                format!(
+                    "issue {} already has a fix attempt for PR #{}",
+                    f.issue, f.attempt.pr_number
                 ),
-                skipped: true,
-            });
+            );
             continue;
         }
         let attempt = FixAttempt {
@@ -602,6 +1206,47 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
         w.fixes.push(attempt);
     }
     Ok(w)
+}
+
+/// A session's title: its first words from the person (as a turn names a new session).
+fn session_title(messages: &[LlmMessage]) -> String {
+    messages
+        .iter()
+        .filter(|m| m.role == Role::User)
+        .flat_map(|m| &m.content)
+        .find_map(|b| match b {
+            ContentBlock::Text { text } => Some(text),
+            _ => None,
+        })
+        .map(|t| t.chars().take(80).collect::<String>().trim().to_string())
+        .unwrap_or_default()
+}
+
+/// An imported run as it is stored: ended (a run the source left queued or running is `failed`
+/// at `now`, [`STALE_AT_IMPORT`]), with no dispatcher bookkeeping — no lease, no claim, no cancel
+/// request, no cooldown to set — and no runner of this instance, so no sweeper or dispatcher
+/// takes it up and no callback can move it.
+pub fn ended_run(run: &Run, now: Timestamp) -> Run {
+    let mut r = run.clone();
+    let began = r.started_at.unwrap_or(r.created_at);
+    if !r.status.is_terminal() {
+        r.status = RunStatus::Failed;
+        r.outcome = Some(r.outcome.unwrap_or(Outcome::Failed));
+        r.outcome_summary = Some(match r.outcome_summary.take() {
+            Some(s) if !s.trim().is_empty() => format!("{s} ({STALE_AT_IMPORT})"),
+            _ => STALE_AT_IMPORT.to_string(),
+        });
+        r.completed_at = Some(r.completed_at.unwrap_or(now).max(began));
+    }
+    // An ended run the source kept no end time for ended, as far as we know, when it began.
+    r.completed_at = Some(r.completed_at.unwrap_or(began));
+    r.not_before = r.created_at;
+    r.lease_until = None;
+    r.cancel_requested_at = None;
+    r.cooldown_seconds = None;
+    r.claim = 0;
+    r.updated_at = r.completed_at.unwrap_or(now).max(r.created_at);
+    r
 }
 
 /// Imports a Linear CSV export into the workspace (or, `dry_run`, reports what that would do).

@@ -43,6 +43,7 @@ fn target() -> ImportTarget {
         labels,
         imported: HashMap::new(),
         used_numbers: HashSet::new(),
+        taken: Taken::default(),
     }
 }
 
@@ -187,4 +188,106 @@ fn a_repeated_id_in_one_file_is_imported_once() {
     assert_eq!(w.issues.len(), 7);
     assert_eq!(w.report.problems.len(), 1);
     assert!(w.report.problems[0].message.contains("twice"));
+}
+
+#[test]
+fn resolve_leaves_out_rows_whose_keys_are_taken_and_ends_active_runs() {
+    use crate::run::{NewRun, Outcome, RunStatus, WorkflowKind};
+    let customer = |ext: &str, slug: &str, token: &str| ImportCustomer {
+        external_id: ext.into(),
+        name: slug.into(),
+        slug: slug.into(),
+        slack_channel_id: Some(format!("C-{slug}")),
+        portal_token: token.into(),
+        brand_color: None,
+        logo_url: None,
+        created_at: now(),
+        updated_at: now(),
+    };
+    let issue = ImportIssue {
+        external_id: "is1".into(),
+        line: None,
+        title: "t".into(),
+        description: None,
+        source_status: "Backlog".into(),
+        column: "Backlog".into(),
+        source_priority: "P3".into(),
+        priority: Priority::P3,
+        assignee: None,
+        labels: vec![],
+        created_at: now(),
+        updated_at: now(),
+        number: Some(1),
+        customer: Some("c1".into()),
+        reporter: None,
+        plan: PlanFields::default(),
+        blocked_reason: None,
+        agent_status: AgentStatus::Investigating,
+        record_created: false,
+    };
+    let mut running = NewRun {
+        issue_id: IssueId(Uuid::nil()),
+        kind: WorkflowKind::ErrorFix,
+        additional_context: None,
+        force: false,
+        requested_by: "x".into(),
+    }
+    .into_run(now() - chrono::Duration::hours(1));
+    running.status = RunStatus::Running;
+    running.lease_until = Some(now());
+    let plan = ImportPlan {
+        source: "original".into(),
+        issues: vec![issue],
+        customers: vec![
+            customer("c1", "acme", "t1"),
+            customer("c2", "globex", "t-taken"),
+            customer("c3", "initech", "t3"),
+            // The same slug twice in the source: the first counts.
+            customer("c4", "initech", "t4"),
+        ],
+        runs: vec![ImportRun {
+            external_id: "r1".into(),
+            issue: "is1".into(),
+            run: running,
+            transcript: None,
+        }],
+        ..ImportPlan::default()
+    };
+    let mut t = target();
+    t.taken.customer_slugs.insert("acme".into());
+    t.taken.portal_tokens.insert("t-taken".into());
+    let w = resolve(&plan, &t, now()).unwrap();
+    let slugs: Vec<_> = w.customers.iter().map(|c| c.slug.as_str()).collect();
+    assert_eq!(slugs, ["initech"]);
+    assert_eq!(w.report.not_imported.get(KIND_CUSTOMER), Some(&3));
+    let left: Vec<_> = w
+        .report
+        .problems
+        .iter()
+        .filter(|p| p.skipped)
+        .map(|p| p.external_id.clone().unwrap())
+        .collect();
+    assert_eq!(left, ["c1", "c2", "c4"]);
+    // The issue goes in without its customer, with a warning.
+    assert_eq!(w.issues.len(), 1);
+    assert_eq!(w.issues[0].customer_id, None);
+    assert!(
+        w.report
+            .problems
+            .iter()
+            .any(|p| !p.skipped && p.external_id.as_deref() == Some("is1"))
+    );
+    // The active run is ended: failed, stale at import, no lease.
+    let r = &w.runs[0];
+    assert_eq!(r.status, RunStatus::Failed);
+    assert_eq!(r.outcome, Some(Outcome::Failed));
+    assert_eq!(r.outcome_summary.as_deref(), Some(STALE_AT_IMPORT));
+    assert_eq!((r.completed_at, r.lease_until), (Some(now()), None));
+    assert_eq!(r.issue_id, w.issues[0].id);
+    assert_eq!(w.issues[0].spawn_status, Some(SpawnStatus::Failed));
+    assert_eq!(
+        w.issues[0].agent_status,
+        AgentStatus::Idle,
+        "no agent works here"
+    );
 }

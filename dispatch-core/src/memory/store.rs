@@ -2380,6 +2380,68 @@ impl crate::ports::ImportStore for MemoryStore {
     ) -> Result<crate::import::ImportReport> {
         let mut s = self.lock();
         let workspace = s.workspace_mut(ws)?.clone();
+        let issues_here: HashSet<IssueId> = s
+            .issues
+            .values()
+            .filter(|i| i.workspace_id == ws)
+            .map(|i| i.id)
+            .collect();
+        let customers_here: HashSet<CustomerId> = s
+            .customers
+            .values()
+            .filter(|c| c.workspace_id == ws)
+            .map(|c| c.id)
+            .collect();
+        let taken = crate::import::Taken {
+            customer_slugs: s
+                .customers
+                .values()
+                .filter(|c| c.workspace_id == ws)
+                .map(|c| c.slug.clone())
+                .collect(),
+            portal_tokens: s
+                .customers
+                .values()
+                .map(|c| c.portal_token.clone())
+                .collect(),
+            slack_channels: s
+                .customers
+                .values()
+                .filter_map(|c| c.slack_channel_id.clone())
+                .collect(),
+            agent_names: s
+                .agents
+                .iter()
+                .filter(|a| a.workspace_id == ws)
+                .map(|a| crate::agent::name_key(&a.name))
+                .collect(),
+            customer_users: s
+                .customer_users
+                .values()
+                .filter(|u| customers_here.contains(&u.customer_id))
+                .map(|u| (u.customer_id, u.slack_user_id.clone()))
+                .collect(),
+            links: plan
+                .link_keys()
+                .filter(|(src, key)| {
+                    s.link_index
+                        .contains_key(&(src.to_string(), key.to_string()))
+                })
+                .map(|(src, key)| (src.to_string(), key.to_string()))
+                .collect(),
+            pr_links: s
+                .pr_links
+                .values()
+                .filter(|l| issues_here.contains(&l.issue_id))
+                .map(|l| (l.issue_id, l.pr_number))
+                .collect(),
+            fixes: s
+                .fixes
+                .values()
+                .filter(|f| issues_here.contains(&f.issue_id))
+                .map(|f| (f.issue_id, f.pr_number))
+                .collect(),
+        };
         let target = crate::import::ImportTarget {
             columns: s.columns_of(ws),
             labels: s
@@ -2400,6 +2462,7 @@ impl crate::ports::ImportStore for MemoryStore {
                 .filter(|i| i.workspace_id == ws)
                 .map(|i| i.number)
                 .collect(),
+            taken,
             workspace,
         };
         let mut write = crate::import::resolve(plan, &target, now)?;
@@ -2407,29 +2470,7 @@ impl crate::ports::ImportStore for MemoryStore {
         if dry_run {
             return Ok(write.report);
         }
-        // Checked before anything is written, as the SQL stores' unique keys do.
-        for c in &write.customers {
-            if s.customers.values().any(|x| {
-                (x.workspace_id == ws && x.slug == c.slug)
-                    || x.portal_token == c.portal_token
-                    || (x.slack_channel_id.is_some() && x.slack_channel_id == c.slack_channel_id)
-            }) {
-                return Err(Error::conflict(format!(
-                    "a customer with slug {:?}, that Slack channel or that token exists",
-                    c.slug
-                )));
-            }
-        }
-        for l in &write.links {
-            if s.link_index
-                .contains_key(&(l.source.clone(), l.external_key.clone()))
-            {
-                return Err(Error::conflict(format!(
-                    "the error link {}/{} exists",
-                    l.source, l.external_key
-                )));
-            }
-        }
+        s.agents.extend(write.agents);
         s.labels.extend(write.labels);
         for c in write.customers {
             s.customers.insert(c.id, c);
@@ -2455,6 +2496,29 @@ impl crate::ports::ImportStore for MemoryStore {
         }
         for f in write.fixes {
             s.fixes.insert(f.id, f);
+        }
+        for u in write.customer_users {
+            s.customer_users.insert(u.id, u);
+        }
+        let mut ran: BTreeSet<IssueId> = BTreeSet::new();
+        for r in write.runs {
+            ran.insert(r.issue_id);
+            s.runs.insert(r.id, r);
+        }
+        for issue in ran {
+            s.recompute_totals(issue);
+        }
+        for c in write.terminal {
+            s.chunks.entry(c.run_id).or_default().push(c);
+        }
+        for a in write.activities {
+            s.activities.entry(a.issue_id).or_default().push(a);
+        }
+        for l in write.pr_links {
+            s.pr_links.insert(l.id, l);
+        }
+        for x in write.sessions {
+            s.sessions.insert(x.id, x);
         }
         for m in write.mappings {
             s.imports.insert(

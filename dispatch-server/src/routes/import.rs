@@ -7,19 +7,22 @@ use crate::auth::Authenticated;
 use crate::error::ApiResult;
 use crate::extract::ApiJson;
 use crate::openapi::{ApiRouter, doc, post};
+use crate::routes::schema;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
+use dispatch_core::import::ImportReport;
+use dispatch_core::issue::Priority;
 use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub fn router() -> ApiRouter {
     ApiRouter::new().route(
         "/api/import",
         post(
             import,
-            doc("Import a Linear CSV export (issues, statuses, priorities, labels, assignees, dates; Linear ids kept in the import map and the description). Importing the same rows again creates nothing; dry_run reports the mapping, counts and row problems and writes nothing")
+            doc("Import a Linear CSV export (issues, statuses, priorities, labels, assignees, dates; Linear ids kept in the import map and the description). Importing the same rows again creates nothing; each row is decided on its own: the report counts, per kind of row, what was created, imported before (skipped) and left out (not_imported, each with its reason in problems); dry_run reports the same and writes nothing")
                 .tag("import"),
         ),
     )
@@ -38,15 +41,115 @@ struct Body {
     dry_run: Option<bool>,
 }
 
-/// The import report: `source`, `dry_run`, `rows`, `issues_created`, `issues_skipped` (imported
-/// before), `labels_created`, `assignees`, `by_column`, `mapping` (per row: line, external_id,
-/// identifier, source_status → column, source_priority → priority, action) and `problems` (per
-/// row: line, external_id, message, skipped).
+/// The import report: what was (or, `dry_run`, would be) imported. Per kind of row (`issue`,
+/// `customer`, `comment`, ...): `created`, `skipped` (imported before; nothing written) and
+/// `not_imported` (left out; each such row has an entry in `problems` with the reason).
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "ImportReport")]
+struct ReportDto {
+    /// `linear` or `original`.
+    source: String,
+    dry_run: bool,
+    /// Data rows read.
+    rows: usize,
+    issues_created: usize,
+    /// Issues an earlier import already brought in.
+    issues_skipped: usize,
+    /// Rows created per kind of row.
+    created: BTreeMap<String, usize>,
+    /// Rows an earlier import already brought in, per kind.
+    skipped: BTreeMap<String, usize>,
+    /// Rows left out per kind (a key that exists here already, an issue or customer not
+    /// imported, a row that cannot be read); the reasons are in `problems`.
+    not_imported: BTreeMap<String, usize>,
+    labels_created: Vec<String>,
+    assignees: Vec<String>,
+    /// Issues per column.
+    by_column: BTreeMap<String, usize>,
+    mapping: Vec<RowMappingDto>,
+    problems: Vec<RowProblemDto>,
+}
+
+/// How one source row was (or would be) mapped.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "ImportRowMapping")]
+struct RowMappingDto {
+    line: Option<u64>,
+    external_id: String,
+    /// Our identifier: the new one, or the one an earlier import gave it.
+    identifier: Option<String>,
+    source_status: String,
+    column: String,
+    source_priority: String,
+    #[schemars(with = "schema::PriorityValue")]
+    priority: Priority,
+    /// `created` or `already_imported`.
+    action: String,
+}
+
+/// A row the import left out (`skipped`: true) or imported with a warning.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "ImportRowProblem")]
+struct RowProblemDto {
+    /// The line of the source file (CSV sources).
+    line: Option<u64>,
+    /// The source's id of the row.
+    external_id: Option<String>,
+    /// The kind of row (`issue`, `customer`, `run`, ...).
+    kind: Option<String>,
+    message: String,
+    /// `true` when the row was left out; `false` for a warning (the row is imported).
+    skipped: bool,
+}
+
+impl From<ImportReport> for ReportDto {
+    fn from(r: ImportReport) -> Self {
+        ReportDto {
+            source: r.source,
+            dry_run: r.dry_run,
+            rows: r.rows,
+            issues_created: r.issues_created,
+            issues_skipped: r.issues_skipped,
+            created: r.created,
+            skipped: r.skipped,
+            not_imported: r.not_imported,
+            labels_created: r.labels_created,
+            assignees: r.assignees,
+            by_column: r.by_column,
+            mapping: r
+                .mapping
+                .into_iter()
+                .map(|m| RowMappingDto {
+                    line: m.line,
+                    external_id: m.external_id,
+                    identifier: m.identifier,
+                    source_status: m.source_status,
+                    column: m.column,
+                    source_priority: m.source_priority,
+                    priority: m.priority,
+                    action: m.action,
+                })
+                .collect(),
+            problems: r
+                .problems
+                .into_iter()
+                .map(|p| RowProblemDto {
+                    line: p.line,
+                    external_id: p.external_id,
+                    kind: p.kind,
+                    message: p.message,
+                    skipped: p.skipped,
+                })
+                .collect(),
+        }
+    }
+}
+
 async fn import(
     State(s): State<AppState>,
     _a: Authenticated,
     ApiJson(b): ApiJson<Body>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ReportDto>> {
     if let Some(src) = b.source.as_deref()
         && !src.eq_ignore_ascii_case("linear")
     {
@@ -60,9 +163,7 @@ async fn import(
         .dispatch
         .import_linear(b.csv.as_bytes(), b.dry_run.unwrap_or(false))
         .await?;
-    Ok(Json(serde_json::to_value(&report).map_err(|e| {
-        dispatch_core::Error::internal(format!("cannot render the import report: {e}"))
-    })?))
+    Ok(Json(report.into()))
 }
 
 #[cfg(test)]
@@ -204,6 +305,14 @@ mod tests {
             priority: "P2".into(),
             assignee_id: None,
             customer_id: Some("cu1".into()),
+            reporter_id: None,
+            plan_status: None,
+            plan_content: None,
+            plan_feedback: None,
+            plan_approved_at: None,
+            plan_approved_by: None,
+            blocked_reason: None,
+            agent_status: None,
             created_at: t("2026-01-05T10:00:00Z"),
             updated_at: t("2026-01-06T10:00:00Z"),
         };
