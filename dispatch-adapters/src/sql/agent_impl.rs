@@ -17,6 +17,16 @@ macro_rules! impl_sql_agent_store {
             use sqlx::types::Json;
 
             impl $S {
+                /// Inserts an agent unless its name (case-folded) is taken in its workspace (no row
+                /// then); the one insert of agents, also the import's.
+                pub(super) fn insert_agent_query<'q>(a: &'q Agent) -> DbQuery<'q> {
+                    sqlx::query("INSERT INTO dispatch_agent (id, workspace_id, name_key, doc) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                        .bind(a.id.0)
+                        .bind(a.workspace_id.0)
+                        .bind(name_key(&a.name))
+                        .bind(Json(a))
+                }
+
                 async fn agent_tx(tx: &mut Tx, ws: WorkspaceId, name: &str) -> Result<Option<Agent>> {
                     let row = sqlx::query(concat!("SELECT doc FROM dispatch_agent WHERE workspace_id = $1 AND name_key = $2", $FU))
                         .bind(ws.0)
@@ -33,11 +43,7 @@ macro_rules! impl_sql_agent_store {
                 async fn create_agent(&self, a: &Agent) -> Result<Agent> {
                     let mut tx = self.write_tx().await?;
                     Self::workspace_tx(&mut tx, a.workspace_id).await?;
-                    let r = sqlx::query("INSERT INTO dispatch_agent (id, workspace_id, name_key, doc) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
-                        .bind(a.id.0)
-                        .bind(a.workspace_id.0)
-                        .bind(name_key(&a.name))
-                        .bind(Json(a))
+                    let r = Self::insert_agent_query(a)
                         .execute(&mut *tx)
                         .await
                         .map_err(db("insert agent"))?;

@@ -20,6 +20,16 @@ macro_rules! impl_sql_customer_store {
             use sqlx::types::Json;
 
             impl $S {
+                /// Inserts a customer's person unless one with their Slack user id exists for the
+                /// customer (no row then); the one insert of customer users, also the import's.
+                pub(super) fn insert_customer_user_query<'q>(u: &'q CustomerUser) -> DbQuery<'q> {
+                    sqlx::query("INSERT INTO dispatch_customer_user (id, customer_id, slack_user_id, doc) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                        .bind(u.id.0)
+                        .bind(u.customer_id.0)
+                        .bind(&u.slack_user_id)
+                        .bind(Json(u))
+                }
+
                 pub(super) async fn save_customer_tx(tx: &mut Tx, c: &Customer, insert: bool) -> Result<()> {
                     let sql = if insert {
                         "INSERT INTO dispatch_customer (id, workspace_id, name, slug, portal_token, slack_channel_id, created_at, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -163,11 +173,7 @@ macro_rules! impl_sql_customer_store {
                                 .map_err(db("update customer user"))?
                                 .rows_affected()
                         } else {
-                            sqlx::query("INSERT INTO dispatch_customer_user (id, customer_id, slack_user_id, doc) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
-                                .bind(u.id.0)
-                                .bind(customer.0)
-                                .bind(&u.slack_user_id)
-                                .bind(Json(&u))
+                            Self::insert_customer_user_query(&u)
                                 .execute(&mut *tx)
                                 .await
                                 .map_err(db("insert customer user"))?

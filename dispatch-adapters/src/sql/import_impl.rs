@@ -147,27 +147,19 @@ macro_rules! impl_sql_import_store {
                             .map_err(db("insert label"))?;
                     }
                     for a in &write.agents {
-                        sqlx::query("INSERT INTO dispatch_agent (id, workspace_id, name_key, doc) VALUES ($1, $2, $3, $4)")
-                            .bind(a.id.0)
-                            .bind(ws.0)
-                            .bind(dispatch_core::agent::name_key(&a.name))
-                            .bind(Json(a))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(db("insert agent"))?;
+                        let r = Self::insert_agent_query(a).execute(&mut *tx).await.map_err(db("insert agent"))?;
+                        if r.rows_affected() == 0 {
+                            return Err(dispatch_core::Error::conflict(format!("an agent named {:?} was created meanwhile; import again", a.name)));
+                        }
                     }
                     for c in &write.customers {
                         Self::save_customer_tx(&mut tx, c, true).await?;
                     }
                     for u in &write.customer_users {
-                        sqlx::query("INSERT INTO dispatch_customer_user (id, customer_id, slack_user_id, doc) VALUES ($1, $2, $3, $4)")
-                            .bind(u.id.0)
-                            .bind(u.customer_id.0)
-                            .bind(&u.slack_user_id)
-                            .bind(Json(u))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(db("insert customer user"))?;
+                        let r = Self::insert_customer_user_query(u).execute(&mut *tx).await.map_err(db("insert customer user"))?;
+                        if r.rows_affected() == 0 {
+                            return Err(dispatch_core::Error::conflict(format!("the customer's person {} was created meanwhile; import again", u.slack_user_id)));
+                        }
                     }
                     for i in &write.issues {
                         Self::insert_issue_tx(&mut tx, i).await?;
@@ -235,46 +227,25 @@ macro_rules! impl_sql_import_store {
                         Self::recompute_totals_tx(&mut tx, issue).await?;
                     }
                     for c in &write.terminal {
-                        sqlx::query("INSERT INTO dispatch_terminal_chunk (run_id, seq, content, at) VALUES ($1, $2, $3, $4)")
-                            .bind(c.run_id.0)
-                            .bind(to_i64(c.seq))
-                            .bind(&c.content)
-                            .bind(Self::ts(c.at))
+                        Self::insert_chunk_query(c)
                             .execute(&mut *tx)
                             .await
                             .map_err(db("insert terminal output"))?;
                     }
                     for a in &write.activities {
-                        sqlx::query("INSERT INTO dispatch_activity (id, issue_id, run_id, kind, content, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                            .bind(a.id.0)
-                            .bind(a.issue_id.0)
-                            .bind(a.run_id.map(|r| r.0))
-                            .bind(a.kind.as_str())
-                            .bind(&a.content)
-                            .bind(Json(&a.metadata))
-                            .bind(Self::ts(a.created_at))
+                        Self::insert_activity_query(a, None)
                             .execute(&mut *tx)
                             .await
                             .map_err(db("insert activity"))?;
                     }
                     for l in &write.pr_links {
-                        sqlx::query("INSERT INTO dispatch_issue_pr (id, issue_id, pr_number, status, created_at, doc) VALUES ($1, $2, $3, $4, $5, $6)")
-                            .bind(l.id.0)
-                            .bind(l.issue_id.0)
-                            .bind(l.pr_number)
-                            .bind(l.status.as_str())
-                            .bind(Self::ts(l.created_at))
-                            .bind(Json(l))
+                        Self::insert_pr_link_query(l)
                             .execute(&mut *tx)
                             .await
                             .map_err(db("insert PR link"))?;
                     }
                     for x in &write.sessions {
-                        sqlx::query("INSERT INTO dispatch_orchestrator_session (id, workspace_id, updated_at, doc) VALUES ($1, $2, $3, $4)")
-                            .bind(x.id.0)
-                            .bind(x.workspace_id.0)
-                            .bind(Self::ts(x.updated_at))
-                            .bind(Json(x))
+                        Self::insert_session_query(x)
                             .execute(&mut *tx)
                             .await
                             .map_err(db("insert session"))?;

@@ -30,6 +30,15 @@ macro_rules! impl_sql_orchestrator_store {
             }
 
             impl $S {
+                /// The one insert of orchestrator sessions (new sessions and the import).
+                pub(super) fn insert_session_query<'q>(x: &'q Session) -> sqlx::query::Query<'q, $DB, <$DB as sqlx::Database>::Arguments> {
+                    sqlx::query("INSERT INTO dispatch_orchestrator_session (id, workspace_id, updated_at, doc) VALUES ($1, $2, $3, $4)")
+                        .bind(x.id.0)
+                        .bind(x.workspace_id.0)
+                        .bind(Self::ts(x.updated_at))
+                        .bind(Json(x))
+                }
+
                 async fn locked_session(tx: &mut Tx, id: SessionId) -> Result<Session> {
                     let row = sqlx::query(concat!(
                         "SELECT doc FROM dispatch_orchestrator_session WHERE id = $1",
@@ -86,13 +95,7 @@ macro_rules! impl_sql_orchestrator_store {
             #[async_trait]
             impl OrchestratorStore for $S {
                 async fn create_session(&self, session: &Session) -> Result<Session> {
-                    sqlx::query(
-                        "INSERT INTO dispatch_orchestrator_session (id, workspace_id, updated_at, doc) VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(session.id.0)
-                    .bind(session.workspace_id.0)
-                    .bind(Self::ts(session.updated_at))
-                    .bind(Json(session))
+                    Self::insert_session_query(session)
                     .execute(self.autocommit())
                     .await
                     .map_err(db("create session"))?;

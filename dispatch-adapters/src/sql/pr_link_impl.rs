@@ -18,6 +18,17 @@ macro_rules! impl_sql_pr_link_store {
             use sqlx::types::Json;
 
             impl $S {
+                /// The one insert of PR links (upserts and the import).
+                pub(super) fn insert_pr_link_query<'q>(l: &'q PrLink) -> DbQuery<'q> {
+                    sqlx::query("INSERT INTO dispatch_issue_pr (id, issue_id, pr_number, status, created_at, doc) VALUES ($1, $2, $3, $4, $5, $6)")
+                        .bind(l.id.0)
+                        .bind(l.issue_id.0)
+                        .bind(l.pr_number)
+                        .bind(l.status.as_str())
+                        .bind(Self::ts(l.created_at))
+                        .bind(Json(l))
+                }
+
                 async fn pr_link_tx(tx: &mut Tx, issue: IssueId, pr_number: i64) -> Result<Option<PrLink>> {
                     let row = sqlx::query("SELECT doc FROM dispatch_issue_pr WHERE issue_id = $1 AND pr_number = $2")
                         .bind(issue.0)
@@ -48,13 +59,7 @@ macro_rules! impl_sql_pr_link_store {
                             .await
                             .map_err(db("update PR link"))?;
                     } else {
-                        sqlx::query("INSERT INTO dispatch_issue_pr (id, issue_id, pr_number, status, created_at, doc) VALUES ($1, $2, $3, $4, $5, $6)")
-                            .bind(link.id.0)
-                            .bind(link.issue_id.0)
-                            .bind(link.pr_number)
-                            .bind(link.status.as_str())
-                            .bind(Self::ts(link.created_at))
-                            .bind(Json(&link))
+                        Self::insert_pr_link_query(&link)
                             .execute(&mut *tx)
                             .await
                             .map_err(db("insert PR link"))?;

@@ -26,6 +26,29 @@ macro_rules! impl_sql_run_store {
             use std::collections::BTreeMap;
 
             impl $S {
+                /// The one insert of terminal output (appends and the import).
+                pub(super) fn insert_chunk_query<'q>(c: &'q TerminalChunk) -> DbQuery<'q> {
+                    sqlx::query("INSERT INTO dispatch_terminal_chunk (run_id, seq, content, at) VALUES ($1, $2, $3, $4)")
+                        .bind(c.run_id.0)
+                        .bind(to_i64(c.seq))
+                        .bind(&c.content)
+                        .bind(Self::ts(c.at))
+                }
+
+                /// The one insert of activities (callbacks and the import): no row when `key`,
+                /// the sender's idempotency key, is stored for the issue already.
+                pub(super) fn insert_activity_query<'q>(a: &'q Activity, key: Option<&'q str>) -> DbQuery<'q> {
+                    sqlx::query("INSERT INTO dispatch_activity (id, issue_id, run_id, kind, content, metadata, created_at, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING")
+                        .bind(a.id.0)
+                        .bind(a.issue_id.0)
+                        .bind(a.run_id.map(|r| r.0))
+                        .bind(a.kind.as_str())
+                        .bind(&a.content)
+                        .bind(Json(&a.metadata))
+                        .bind(Self::ts(a.created_at))
+                        .bind(key)
+                }
+
                 fn row_activity(row: &DbRow) -> Result<Activity> {
                     let kind: String = col!(row, "dispatch_activity", "kind", String)?;
                     Ok(Activity {
@@ -388,11 +411,7 @@ macro_rules! impl_sql_run_store {
                         ChunkAppend::Insert(n) => n,
                     };
                     let c = TerminalChunk { run_id: run, seq, content: content.to_string(), at };
-                    sqlx::query("INSERT INTO dispatch_terminal_chunk (run_id, seq, content, at) VALUES ($1, $2, $3, $4)")
-                        .bind(run.0)
-                        .bind(to_i64(c.seq))
-                        .bind(&c.content)
-                        .bind(Self::ts(at))
+                    Self::insert_chunk_query(&c)
                         .execute(&mut *tx)
                         .await
                         .map_err(db("append terminal"))?;
@@ -463,15 +482,7 @@ macro_rules! impl_sql_run_store {
                     }
                     let replay = activity.clone();
                     let a = activity.into_activity(issue, at);
-                    let inserted = sqlx::query("INSERT INTO dispatch_activity (id, issue_id, run_id, kind, content, metadata, created_at, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING")
-                        .bind(a.id.0)
-                        .bind(issue.0)
-                        .bind(a.run_id.map(|r| r.0))
-                        .bind(a.kind.as_str())
-                        .bind(&a.content)
-                        .bind(Json(&a.metadata))
-                        .bind(Self::ts(at))
-                        .bind(key.as_deref())
+                    let inserted = Self::insert_activity_query(&a, key.as_deref())
                         .execute(&mut *tx)
                         .await
                         .map_err(db("insert activity"))?

@@ -24,6 +24,8 @@ macro_rules! impl_sql_store_shared {
 
             pub(super) type Tx = sqlx::Transaction<'static, $DB>;
             pub(super) type DbRow = <$DB as sqlx::Database>::Row;
+            /// A statement with its arguments bound, ready to run on a transaction or the pool.
+            pub(super) type DbQuery<'q> = sqlx::query::Query<'q, $DB, <$DB as sqlx::Database>::Arguments>;
 
             pub(super) fn bucket_str(b: BudgetBucket) -> &'static str {
                 match b {
