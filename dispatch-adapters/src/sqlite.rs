@@ -250,9 +250,16 @@ impl SqliteStore {
         } else {
             opts.clone().pragma("wal_autocheckpoint", "0")
         };
+        // sqlx pings a pooled connection before handing it out (`test_before_acquire`, on by
+        // default) and again when it comes back. A SQLite connection is a thread of this
+        // process: the ping only asks that thread whether it still runs (a round trip through
+        // its channel, two thread wake-ups), and a query on a connection whose thread has died
+        // fails by itself. Both pools turn the first ping off; sqlx has no switch for the one on
+        // release, which also drops such a connection. One hand-off less on every store call.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(StdDuration::from_secs(60))
+            .test_before_acquire(false)
             .before_acquire(discard_if_in_transaction)
             .connect_with(writer_opts)
             .await
@@ -263,6 +270,7 @@ impl SqliteStore {
             SqlitePoolOptions::new()
                 .max_connections(readers)
                 .acquire_timeout(StdDuration::from_secs(60))
+                .test_before_acquire(false)
                 .connect_with(
                     opts.read_only(false)
                         .pragma("cache_size", format!("-{READER_CACHE_KIB}")),
