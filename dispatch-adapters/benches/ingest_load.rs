@@ -380,6 +380,7 @@ async fn draft_template(store: &dyn Store, ws: WorkspaceId) -> AnyResult<DraftTe
         labels: vec![label.id],
         customer_id: None,
         reporter_id: None,
+        customer_watches: false,
     };
     let metadata = json!({
         "source": event.source,

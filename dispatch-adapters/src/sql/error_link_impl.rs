@@ -465,6 +465,9 @@ macro_rules! impl_sql_error_link_store {
                         // The new issues' notifications, in the same transaction (a row refused
                         // fails the batch, whose calls are then tried each on its own).
                         for (issue, _, d) in &created {
+                            if let Some(c) = d.new_issue.initial_watcher() {
+                                Self::insert_watcher_tx(tx, issue.id, c, d.seen_at).await?;
+                            }
                             let rows = d.outbox.render(issue)?;
                             Self::enqueue_deliveries_tx(tx, rows, d.seen_at).await?;
                         }

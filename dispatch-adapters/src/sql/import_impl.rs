@@ -210,13 +210,7 @@ macro_rules! impl_sql_import_store {
                             .map_err(db("insert error link"))?;
                     }
                     for (issue, customer, at) in &write.watchers {
-                        sqlx::query("INSERT INTO dispatch_watcher (issue_id, customer_id, added_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                            .bind(issue.0)
-                            .bind(customer.0)
-                            .bind(Self::ts(*at))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(db("insert watcher"))?;
+                        Self::insert_watcher_tx(&mut tx, *issue, *customer, *at).await?;
                     }
                     let mut ran = std::collections::BTreeSet::new();
                     for r in &write.runs {

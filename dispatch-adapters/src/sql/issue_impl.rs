@@ -57,6 +57,18 @@ macro_rules! impl_sql_issue_store {
                     Ok(())
                 }
 
+                /// The one insert of watchers: `false` when the customer watched the issue already.
+                pub(super) async fn insert_watcher_tx(tx: &mut Tx, issue: IssueId, customer: CustomerId, now: Timestamp) -> Result<bool> {
+                    let r = sqlx::query("INSERT INTO dispatch_watcher (issue_id, customer_id, added_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                        .bind(issue.0)
+                        .bind(customer.0)
+                        .bind(Self::ts(now))
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(db("add watcher"))?;
+                    Ok(r.rows_affected() == 1)
+                }
+
                 async fn new_issue_tx(tx: &mut Tx, ws: WorkspaceId, new: NewIssue, now: Timestamp) -> Result<Issue> {
                     new.validate()?;
                     let columns = Self::columns_tx(tx, ws).await?;
@@ -85,8 +97,13 @@ macro_rules! impl_sql_issue_store {
                     .ok_or_else(|| Error::not_found(format!("workspace {ws} not found")))?;
                     let number = col!(row, "dispatch_workspace", "next_issue_number", i64)? - 1;
                     let prefix: String = col!(row, "dispatch_workspace", "issue_prefix", String)?;
+                    let watcher = new.initial_watcher();
                     let issue = new.into_issue(ws, number, format_identifier(&prefix, number), column_id, now);
                     Self::insert_issue_tx(tx, &issue).await?;
+                    if let Some(c) = watcher {
+                        Self::customer_tx(tx, c).await?;
+                        Self::insert_watcher_tx(tx, issue.id, c, now).await?;
+                    }
                     Ok(issue)
                 }
             }
@@ -235,15 +252,9 @@ macro_rules! impl_sql_issue_store {
                     let mut tx = self.write_tx().await?;
                     Self::issue_tx(&mut tx, id).await?;
                     Self::customer_tx(&mut tx, customer).await?;
-                    let r = sqlx::query("INSERT INTO dispatch_watcher (issue_id, customer_id, added_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                        .bind(id.0)
-                        .bind(customer.0)
-                        .bind(Self::ts(now))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db("add watcher"))?;
+                    let added = Self::insert_watcher_tx(&mut tx, id, customer, now).await?;
                     Self::commit(tx).await?;
-                    Ok(r.rows_affected() == 1)
+                    Ok(added)
                 }
 
                 async fn remove_watcher(&self, id: IssueId, customer: CustomerId) -> Result<bool> {

@@ -113,6 +113,7 @@ impl Dispatch {
             labels: vec![label],
             customer_id: None,
             reporter_id: None,
+            customer_watches: false,
         };
         let metadata = json!({
             "source": event.source,

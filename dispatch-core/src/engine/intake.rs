@@ -130,8 +130,9 @@ impl Dispatch {
             .thread_ts
             .as_deref()
             .map(|ts| (intake.channel_id.trim().to_string(), ts.to_string()));
+        // The channel's customer watches it from the creation on (same transaction).
+        new.customer_watches = true;
         let issue = self.create_issue_notifying(new, thread, actor).await?;
-        self.add_watcher(issue.id, customer.id).await?;
         Ok(ChannelIssue {
             issue,
             customer,

@@ -823,6 +823,8 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
             labels: label_ids,
             customer_id,
             reporter_id,
+            // The source's watchers come over as they were, not made here.
+            customer_watches: false,
         };
         if let Err(e) = new.validate() {
             *w.report

@@ -171,6 +171,11 @@ pub struct NewIssue {
     pub customer_id: Option<CustomerId>,
     /// The customer's person who reported it (a person of `customer_id`).
     pub reporter_id: Option<CustomerUserId>,
+    /// `customer_id` watches the issue from its creation (written in the creation's
+    /// transaction: an issue reported from a customer's chat channel is never left unwatched by
+    /// a crash right after it was made).
+    #[serde(default)]
+    pub customer_watches: bool,
 }
 
 impl Issue {
@@ -192,8 +197,15 @@ impl NewIssue {
             labels: Vec::new(),
             customer_id: None,
             reporter_id: None,
+            customer_watches: false,
         }
     }
+
+    /// The watcher the new issue starts with: its customer, when it watches.
+    pub fn initial_watcher(&self) -> Option<CustomerId> {
+        self.customer_id.filter(|_| self.customer_watches)
+    }
+
     /// The new issue row, once the store has allocated its number and chosen its column. Every
     /// store builds issues with this, so they start out identical.
     pub fn into_issue(

@@ -472,6 +472,12 @@ fn new_issue_row(
             .map(|c| c.id)
             .ok_or_else(|| Error::conflict("the workspace has no open column"))?,
     };
+    let watcher = new.initial_watcher();
+    if let Some(c) = watcher
+        && !s.customers.contains_key(&c)
+    {
+        return Err(Error::not_found(format!("customer {c} not found")));
+    }
     let w = s.workspace_mut(ws)?;
     let number = w.next_issue_number;
     let identifier = format_identifier(&w.issue_prefix, number);
@@ -481,6 +487,9 @@ fn new_issue_row(
     s.by_identifier.insert(identifier, issue.id);
     s.issues.insert(issue.id, issue.clone());
     s.owe_embedding(issue.id);
+    if let Some(c) = watcher {
+        s.watchers.insert((issue.id, c));
+    }
     for d in &rows {
         s.enqueue_delivery(d, now);
     }

@@ -350,6 +350,7 @@ impl Orchestrator {
                             labels: Vec::new(),
                             customer_id: None,
                             reporter_id: None,
+                            customer_watches: false,
                         },
                         actor,
                     )

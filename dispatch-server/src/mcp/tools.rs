@@ -830,6 +830,7 @@ async fn create_issue(s: &AppState, p: CreateIssue) -> ToolResult {
         labels: Vec::new(),
         customer_id: None,
         reporter_id: None,
+        customer_watches: false,
     };
     let who = p
         .slack_display_name

@@ -224,6 +224,7 @@ async fn create(
             .map(|c| params::customer_id("customerId", c))
             .transpose()?,
         reporter_id: None,
+        customer_watches: false,
     };
     let actor = match a.method {
         AuthMethod::Session => Actor::user("User"),

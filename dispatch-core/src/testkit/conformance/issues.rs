@@ -2,7 +2,7 @@
 
 use super::support::*;
 use crate::gate::{Decision, SpawnPolicy};
-use crate::ids::{IssueId, IssueRef, RunId};
+use crate::ids::{CustomerId, IssueId, IssueRef, RunId};
 use crate::issue::{
     Actor, AgentStatus, HistoryAction, IssueFilter, IssuePatch, NewComment, NewHistory, NewIssue,
     Priority,
@@ -14,6 +14,7 @@ use serde_json::json;
 pub(super) fn cases() -> Vec<Case> {
     cases!("issues":
         create_issue_allocates_gapless_identifiers_in_the_first_open_column,
+        a_customer_watches_its_issue_from_the_creation_on,
         get_issue_by_uuid_or_identifier,
         list_issues_filters_newest_first_and_pages,
         update_issue_patches_bumps_version_and_appends_history,
@@ -1086,5 +1087,51 @@ async fn watchers_add_remove_list_and_filter(store: Arc<dyn Store>) {
         watched(c1.id).await,
         [2],
         "watching is independent of spawns"
+    );
+}
+
+async fn a_customer_watches_its_issue_from_the_creation_on(store: Arc<dyn Store>) {
+    let s = &*store;
+    let ws = workspace(s).await;
+    let acme = add_customer(s, ws.id, "Acme", "acme").await;
+    let reported = |title: &str, customer: CustomerId, watches: bool| {
+        let mut n = NewIssue::titled(title);
+        n.customer_id = Some(customer);
+        n.customer_watches = watches;
+        n
+    };
+
+    let watched = create(s, ws.id, reported("from chat", acme.id, true), mins(1)).await;
+    assert_eq!(
+        s.list_watchers(watched.id).await.expect("watchers"),
+        vec![acme.id]
+    );
+    let owned = create(s, ws.id, reported("owned only", acme.id, false), mins(2)).await;
+    assert_eq!(s.list_watchers(owned.id).await.expect("watchers"), vec![]);
+
+    // A customer that does not exist: nothing is created (no identifier used up either).
+    not_found(
+        s.create_issue(
+            ws.id,
+            reported("nobody", CustomerId::new(), true),
+            &actor(),
+            mins(3),
+            &Default::default(),
+        )
+        .await,
+        "a watching customer that does not exist",
+    );
+    let next = create(s, ws.id, NewIssue::titled("next"), mins(4)).await;
+    assert_eq!(next.number, owned.number + 1);
+
+    // An error issue made for a customer by the ingest watches the same way.
+    let mut d = draft("loki", "fp-watched", 1, mins(5));
+    d.new_issue.customer_id = Some(acme.id);
+    d.new_issue.customer_watches = true;
+    let o = s.ingest_error(ws.id, d).await.expect("ingest");
+    assert!(o.created);
+    assert_eq!(
+        s.list_watchers(o.issue.id).await.expect("watchers"),
+        vec![acme.id]
     );
 }
