@@ -154,6 +154,11 @@ impl World {
         rows
     }
 
+    /// How many stored deliveries are of `event`.
+    async fn count(&self, event: &str) -> usize {
+        self.events().await.iter().filter(|e| *e == event).count()
+    }
+
     async fn events(&self) -> Vec<String> {
         self.outbox().await.into_iter().map(|(e, _)| e).collect()
     }
@@ -347,7 +352,7 @@ async fn a_budget_warning_is_stored_with_the_cost_that_crosses_the_line() {
     w.d.update_run(run_id, patch(5.0), &Actor::agent("GitHub Actions"))
         .await
         .expect("below the line");
-    assert!(!w.events().await.iter().any(|e| e == "slack.budget_warning"));
+    assert_eq!(w.count("slack.budget_warning").await, 0);
     let d = w.d.clone();
     let at = w
         .crash_after_commit(async move {
@@ -356,22 +361,12 @@ async fn a_budget_warning_is_stored_with_the_cost_that_crosses_the_line() {
         })
         .await;
     assert!(at.starts_with("notification BudgetWarning"), "{at}");
-    let warnings = w
-        .events()
-        .await
-        .into_iter()
-        .filter(|e| e == "slack.budget_warning")
-        .count();
+    let warnings = w.count("slack.budget_warning").await;
     assert_eq!(warnings, 1, "90 % of the 10 USD cap crossed once");
     // Later costs above the line warn no more.
     w.d.update_run(run_id, patch(9.8), &Actor::agent("GitHub Actions"))
         .await
         .expect("above the line");
-    let warnings = w
-        .events()
-        .await
-        .into_iter()
-        .filter(|e| e == "slack.budget_warning")
-        .count();
+    let warnings = w.count("slack.budget_warning").await;
     assert_eq!(warnings, 1);
 }

@@ -919,13 +919,25 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
             format!("{kind} {ext} belongs to issue {issue}, which is not imported"),
         );
     };
-    for c in &plan.comments {
-        if known(KIND_COMMENT, &c.external_id).is_some() {
-            skip(&mut w, KIND_COMMENT);
-            continue;
+    // A row of an issue: `None` when it was imported before (counted as skipped) or its issue is
+    // not imported (left out, with the reason); else the issue's id here.
+    let issue_row = |w: &mut ImportWrite,
+                     ids: &HashMap<(&str, String), Uuid>,
+                     kind: &'static str,
+                     ext: &str,
+                     issue: &str| {
+        if known(kind, ext).is_some() {
+            skip(w, kind);
+            return None;
         }
-        let Some(issue_id) = issue_of(&ids, &c.issue) else {
-            orphan(&mut w, KIND_COMMENT, &c.external_id, &c.issue);
+        let id = issue_of(ids, issue);
+        if id.is_none() {
+            orphan(w, kind, ext, issue);
+        }
+        id
+    };
+    for c in &plan.comments {
+        let Some(issue_id) = issue_row(&mut w, &ids, KIND_COMMENT, &c.external_id, &c.issue) else {
             continue;
         };
         let comment = Comment {
@@ -939,12 +951,7 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
         w.comments.push(comment);
     }
     for h in &plan.history {
-        if known(KIND_HISTORY, &h.external_id).is_some() {
-            skip(&mut w, KIND_HISTORY);
-            continue;
-        }
-        let Some(issue_id) = issue_of(&ids, &h.issue) else {
-            orphan(&mut w, KIND_HISTORY, &h.external_id, &h.issue);
+        let Some(issue_id) = issue_row(&mut w, &ids, KIND_HISTORY, &h.external_id, &h.issue) else {
             continue;
         };
         let entry = h.entry.clone().into_entry(issue_id, h.created_at);
@@ -952,12 +959,7 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
         w.history.push(entry);
     }
     for l in &plan.links {
-        if known(KIND_LINK, &l.external_id).is_some() {
-            skip(&mut w, KIND_LINK);
-            continue;
-        }
-        let Some(issue_id) = issue_of(&ids, &l.issue) else {
-            orphan(&mut w, KIND_LINK, &l.external_id, &l.issue);
+        let Some(issue_id) = issue_row(&mut w, &ids, KIND_LINK, &l.external_id, &l.issue) else {
             continue;
         };
         if !taken
@@ -993,12 +995,7 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
     }
     for x in &plan.watchers {
         let ext = format!("{}|{}", x.issue, x.customer);
-        if known(KIND_WATCHER, &ext).is_some() {
-            skip(&mut w, KIND_WATCHER);
-            continue;
-        }
-        let Some(issue_id) = issue_of(&ids, &x.issue) else {
-            orphan(&mut w, KIND_WATCHER, &ext, &x.issue);
+        let Some(issue_id) = issue_row(&mut w, &ids, KIND_WATCHER, &ext, &x.issue) else {
             continue;
         };
         let Some(customer) = ids.get(&(KIND_CUSTOMER, x.customer.clone())) else {
@@ -1084,12 +1081,8 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
             .map(|id| RunId(*id))
     };
     for a in &plan.activities {
-        if known(KIND_ACTIVITY, &a.external_id).is_some() {
-            skip(&mut w, KIND_ACTIVITY);
-            continue;
-        }
-        let Some(issue_id) = issue_of(&ids, &a.issue) else {
-            orphan(&mut w, KIND_ACTIVITY, &a.external_id, &a.issue);
+        let Some(issue_id) = issue_row(&mut w, &ids, KIND_ACTIVITY, &a.external_id, &a.issue)
+        else {
             continue;
         };
         let activity = Activity {
@@ -1105,12 +1098,7 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
         w.activities.push(activity);
     }
     for p in &plan.pr_links {
-        if known(KIND_PR_LINK, &p.external_id).is_some() {
-            skip(&mut w, KIND_PR_LINK);
-            continue;
-        }
-        let Some(issue_id) = issue_of(&ids, &p.issue) else {
-            orphan(&mut w, KIND_PR_LINK, &p.external_id, &p.issue);
+        let Some(issue_id) = issue_row(&mut w, &ids, KIND_PR_LINK, &p.external_id, &p.issue) else {
             continue;
         };
         if p.link.pr_number <= 0 {
@@ -1178,12 +1166,7 @@ pub fn resolve(plan: &ImportPlan, target: &ImportTarget, now: Timestamp) -> Resu
         w.sessions.push(session);
     }
     for f in &plan.fixes {
-        if known(KIND_FIX, &f.external_id).is_some() {
-            skip(&mut w, KIND_FIX);
-            continue;
-        }
-        let Some(issue_id) = issue_of(&ids, &f.issue) else {
-            orphan(&mut w, KIND_FIX, &f.external_id, &f.issue);
+        let Some(issue_id) = issue_row(&mut w, &ids, KIND_FIX, &f.external_id, &f.issue) else {
             continue;
         };
         // One attempt per (issue, PR), as the stores keep them.
