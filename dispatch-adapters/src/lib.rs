@@ -16,6 +16,9 @@ pub mod sqlite;
 #[cfg(feature = "sqlite")]
 pub mod sqlite_backup;
 
+#[cfg(feature = "sqlite")]
+mod sqlite_inline;
+
 /// Reading an original Dispatch database for `dispatch import original`.
 #[cfg(feature = "postgres")]
 pub mod original;

@@ -8,6 +8,7 @@
 
 use crate::sql::group_commit::IngestQueue;
 use crate::sql::{Migration, StoreError, db, decode_err, split_statements};
+use crate::sqlite_inline::{Bind, Inline, InlineReader};
 use dispatch_core::search::{SearchHit, terms};
 use dispatch_core::{Error, Result, Timestamp};
 use sqlx::sqlite::{
@@ -103,6 +104,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Error ingests, answered in batches by one group-commit worker.
     ingest: IngestQueue,
+    /// The search, answered on the caller's thread (file databases only).
+    inline: Option<Arc<InlineReader>>,
     /// Dropped with the last clone of the store: the checkpointer then stops.
     _alive: Arc<()>,
 }
@@ -118,7 +121,8 @@ pub struct SqliteStore {
 /// planning, so binding it (every call) expired the cached statement and every search parsed and
 /// planned the query again. 2.81M -> 1.53M instructions per "checkout" search at 1,000 issues
 /// (callgrind, the bundled SQLite 3.51); most of the rest is `bm25()` over every hit.
-const FTS_SEARCH_SQL: &str = "WITH top AS MATERIALIZED (\
+/// Run inline (see [`crate::sqlite_inline`]) or, past the inline budget, on a reader thread.
+const FTS_SEARCH_CSQL: &std::ffi::CStr = c"WITH top AS MATERIALIZED (\
          SELECT f.rowid AS r, bm25(dispatch_issue_fts, 3.0, 2.0, 1.0) AS score, i.number AS number \
          FROM dispatch_issue_fts f CROSS JOIN dispatch_issue i ON i.rowid = f.rowid \
          WHERE dispatch_issue_fts MATCH $1 AND i.workspace_id = $2 AND ($3 IS NULL OR i.id <> $3) \
@@ -126,6 +130,10 @@ const FTS_SEARCH_SQL: &str = "WITH top AS MATERIALIZED (\
      SELECT i.doc AS doc, t.score AS rank FROM top t \
      CROSS JOIN dispatch_issue i ON i.rowid = t.r \
      ORDER BY t.score, t.number DESC";
+const FTS_SEARCH_SQL: &str = match FTS_SEARCH_CSQL.to_str() {
+    Ok(s) => s,
+    Err(_) => panic!("the search SQL is UTF-8"),
+};
 
 /// Reader connections. Each is a thread and a page cache; reads are short point lookups and
 /// searches, so a few serve a 2-core machine, and the OS page cache holds the file anyway.
@@ -212,6 +220,27 @@ async fn checkpoint(
     Ok(())
 }
 
+/// Turns SQLite's memory statistics off before the library's first use in this process. With
+/// them on (the bundled build's default), every allocation SQLite makes takes one process-wide
+/// mutex to count it, shared by every connection's thread; nothing here reads the statistics.
+/// SQLite's configuration is global to the process and can only change before it initialises,
+/// hence the `Once` (a later call, or one after another user of SQLite in this process started
+/// it, would be refused with SQLITE_MISUSE, which changes nothing).
+fn configure_sqlite_library() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `sqlite3_config` takes (op, int) for SQLITE_CONFIG_MEMSTATUS. It is not
+        // thread-safe against other SQLite calls; the `Once` runs it once, before this process
+        // opens its first connection.
+        unsafe {
+            libsqlite3_sys::sqlite3_config(
+                libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::ffi::c_int,
+            );
+        }
+    });
+}
+
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite://path`, `sqlite::memory:` or a
     /// plain file path) and runs pending migrations.
@@ -223,6 +252,7 @@ impl SqliteStore {
 
     /// Opens without migrating.
     pub async fn connect(url: &str) -> Result<Self> {
+        configure_sqlite_library();
         let url = if url.starts_with("sqlite:") {
             url.to_string()
         } else {
@@ -240,6 +270,7 @@ impl SqliteStore {
             })
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(StdDuration::from_secs(30));
+        let file = opts.get_filename().to_path_buf();
         // An in-memory database exists per connection: share one connection for everything.
         let readers = if memory { 1 } else { READERS };
         // Checkpoints copy the WAL into the database file and fsync it; on the writer they hold
@@ -281,13 +312,20 @@ impl SqliteStore {
                 })?
         };
         let alive = Arc::new(());
-        if !memory {
+        let inline = if memory {
+            None
+        } else {
             spawn_checkpointer(reader.clone(), writer.clone(), Arc::downgrade(&alive));
-        }
+            Some(Arc::new(InlineReader::new(
+                &file,
+                StdDuration::from_secs(30),
+            )?))
+        };
         Ok(SqliteStore {
             reader,
             writer,
             ingest: IngestQueue::default(),
+            inline,
             _alive: alive,
         })
     }
@@ -342,8 +380,12 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Closes the pools (the WAL is checkpointed on close).
+    /// Closes the pools and the inline readers (the WAL is checkpointed when the last
+    /// connection closes).
     pub async fn close(&self) {
+        if let Some(inline) = &self.inline {
+            inline.close();
+        }
         self.reader.close().await;
         self.writer.close().await;
     }
@@ -440,6 +482,31 @@ impl SqliteStore {
         exclude: Option<dispatch_core::ids::IssueId>,
         limit: usize,
     ) -> Result<Vec<SearchHit>> {
+        if let Some(inline) = &self.inline {
+            let exclude = exclude.map(|e| e.0);
+            let binds = [
+                Bind::Text(query),
+                Bind::Blob(ws.0.as_bytes()),
+                exclude
+                    .as_ref()
+                    .map_or(Bind::Null, |e| Bind::Blob(e.as_bytes())),
+                Bind::Int(limit as i64),
+            ];
+            let read = inline.ranked_docs::<dispatch_core::issue::Issue>(
+                FTS_SEARCH_CSQL,
+                &binds,
+                "dispatch_issue",
+            )?;
+            if let Inline::Done(rows) = read {
+                return Ok(rows
+                    .into_iter()
+                    .map(|r| SearchHit {
+                        issue: r.doc,
+                        score: -r.rank,
+                    })
+                    .collect());
+            }
+        }
         let rows = sqlx::query(FTS_SEARCH_SQL)
             .bind(query)
             .bind(ws.0)
@@ -631,6 +698,148 @@ mod tests {
             .await
             .unwrap();
         (store, dir)
+    }
+
+    /// A store with `n` issues titled "checkout fails for tenant {i}" (every eighth also
+    /// "invoice" in its description) in workspace ACME.
+    async fn seeded(
+        n: usize,
+    ) -> (
+        SqliteStore,
+        std::path::PathBuf,
+        dispatch_core::ids::WorkspaceId,
+    ) {
+        use dispatch_core::ports::{IssueStore as _, WorkspaceStore as _};
+        let (store, dir) = store().await;
+        let now = chrono::Utc::now();
+        let ws = store.ensure_workspace("Acme", "ACME", now).await.unwrap();
+        for i in 0..n {
+            let mut new =
+                dispatch_core::issue::NewIssue::titled(format!("checkout fails for tenant {i}"));
+            if i % 8 == 0 {
+                new.description = Some(format!("invoice {i} is wrong after checkout"));
+            }
+            store
+                .create_issue(
+                    ws.id,
+                    new,
+                    &dispatch_core::issue::Actor::user("test"),
+                    now,
+                    &Default::default(),
+                )
+                .await
+                .unwrap();
+        }
+        (store, dir, ws.id)
+    }
+
+    fn ranked(hits: &[SearchHit]) -> Vec<(String, f64)> {
+        hits.iter()
+            .map(|h| (h.issue.identifier.clone(), h.score))
+            .collect()
+    }
+
+    /// The search runs on the caller's thread while it stays within its budget of SQLite
+    /// steps; past it, the read stops and the reader threads answer it, with the same ranking
+    /// (the same statement on another connection).
+    #[tokio::test]
+    async fn a_search_past_the_inline_budget_is_answered_by_the_reader_threads_alike() {
+        use dispatch_core::ports::SearchStore as _;
+        let (store, dir, ws) = seeded(60).await;
+        let inline = store.inline.clone().expect("a file database reads inline");
+        let q = SqliteStore::fts_query("checkout").unwrap();
+        let binds = [
+            Bind::Text(&q),
+            Bind::Blob(ws.0.as_bytes()),
+            Bind::Null,
+            Bind::Int(50),
+        ];
+        let within = inline
+            .ranked_docs::<dispatch_core::issue::Issue>(FTS_SEARCH_CSQL, &binds, "dispatch_issue")
+            .unwrap();
+        assert!(
+            matches!(&within, Inline::Done(rows) if rows.len() == 50),
+            "{within:?}"
+        );
+        let tight = Arc::new(
+            InlineReader::new(&dir.join("t.db"), StdDuration::from_secs(5))
+                .unwrap()
+                .with_step_budget(0),
+        );
+        let over = tight
+            .ranked_docs::<dispatch_core::issue::Issue>(FTS_SEARCH_CSQL, &binds, "dispatch_issue")
+            .unwrap();
+        assert!(matches!(over, Inline::Declined), "{over:?}");
+
+        let inline_hits = store
+            .search_issues(ws, "checkout invoice", 20)
+            .await
+            .unwrap();
+        let fallback = SqliteStore {
+            inline: Some(tight),
+            ..store.clone()
+        };
+        let thread_hits = fallback
+            .search_issues(ws, "checkout invoice", 20)
+            .await
+            .unwrap();
+        let no_inline = SqliteStore {
+            inline: None,
+            ..store.clone()
+        };
+        let reader_hits = no_inline
+            .search_issues(ws, "checkout invoice", 20)
+            .await
+            .unwrap();
+        assert_eq!(inline_hits.len(), 20);
+        assert_eq!(
+            inline_hits[0].issue.title, "checkout fails for tenant 56",
+            "both words, the newest first among equals"
+        );
+        assert_eq!(ranked(&inline_hits), ranked(&thread_hits));
+        assert_eq!(ranked(&inline_hits), ranked(&reader_hits));
+
+        // Closed: the inline reader declines and the closed pool answers.
+        store.close().await;
+        assert!(matches!(
+            inline
+                .ranked_docs::<dispatch_core::issue::Issue>(
+                    FTS_SEARCH_CSQL,
+                    &binds,
+                    "dispatch_issue"
+                )
+                .unwrap(),
+            Inline::Declined
+        ));
+        assert!(store.search_issues(ws, "checkout", 5).await.is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An inline read ends its read transaction with the read: the next one sees what the
+    /// writer committed meanwhile.
+    #[tokio::test]
+    async fn inline_searches_see_every_commit() {
+        use dispatch_core::ports::{IssueStore as _, SearchStore as _};
+        let (store, dir, ws) = seeded(3).await;
+        assert_eq!(
+            store.search_issues(ws, "refund", 10).await.unwrap().len(),
+            0
+        );
+        let now = chrono::Utc::now();
+        let made = store
+            .create_issue(
+                ws,
+                dispatch_core::issue::NewIssue::titled("refund twice"),
+                &dispatch_core::issue::Actor::user("test"),
+                now,
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        let hits = store.search_issues(ws, "refund", 10).await.unwrap();
+        assert_eq!(ranked(&hits).len(), 1);
+        assert_eq!(hits[0].issue.id, made.id);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The search walks the hits and looks each issue up by row id: never a walk of the
