@@ -845,3 +845,74 @@ async fn resources_attach_issues_and_the_fleet() {
         "{body}"
     );
 }
+
+/// Plain stateless tool calls are answered without rmcp's per-request service; a browser's
+/// `Origin` sends the same call through rmcp. Both must give the same answer, for results, tool
+/// errors and each protocol version the direct path takes; and a foreign `Host` is refused
+/// either way.
+#[tokio::test]
+async fn tool_calls_answer_the_same_directly_and_through_rmcp() {
+    let s = server();
+    let auth = format!("Bearer {}", s.api_key);
+    let made = ok(
+        &s,
+        "create_issue",
+        json!({"title": "Checkout double charges", "description": "Twice on retry"}),
+    )
+    .await;
+    let ident = made["identifier"].as_str().expect("identifier").to_string();
+    ok(
+        &s,
+        "create_issue",
+        json!({"title": "Checkout button misaligned"}),
+    )
+    .await;
+    let calls = [
+        json!({"name": "search_issues", "arguments": {"query": "checkout", "limit": 5}}),
+        json!({"name": "get_issue", "arguments": {"identifier": ident}}),
+        json!({"name": "list_issues"}),
+        json!({"name": "get_issue", "arguments": {"identifier": "NOPE-1"}}),
+        json!({"name": "search_issues", "arguments": {"query": 7}}),
+        json!({"name": "no_such_tool", "arguments": {}}),
+    ];
+    let own = s.base.clone();
+    for version in ["2025-11-25", "2025-06-18", "2025-03-26"] {
+        for params in &calls {
+            let (st, direct, h) = rpc_with(
+                &s,
+                &[("authorization", &auth), ("mcp-protocol-version", version)],
+                "tools/call",
+                params.clone(),
+            )
+            .await;
+            let (st2, via_rmcp, h2) = rpc_with(
+                &s,
+                &[
+                    ("authorization", &auth),
+                    ("mcp-protocol-version", version),
+                    ("origin", &own),
+                ],
+                "tools/call",
+                params.clone(),
+            )
+            .await;
+            assert_eq!(st, 200, "{version} {params}: {direct}");
+            assert_eq!((st, &direct), (st2, &via_rmcp), "{version} {params}");
+            assert_eq!(
+                h.get("content-type"),
+                h2.get("content-type"),
+                "{version} {params}"
+            );
+            assert_eq!(direct["id"], 7);
+            assert!(direct["result"]["isError"].is_boolean(), "{direct}");
+        }
+    }
+    let (st, _, _) = rpc_with(
+        &s,
+        &[("authorization", &auth), ("host", "attacker.example")],
+        "tools/call",
+        calls[0].clone(),
+    )
+    .await;
+    assert_eq!(st, 403, "a rebound DNS name is refused for a tool call too");
+}

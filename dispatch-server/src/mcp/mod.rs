@@ -14,6 +14,7 @@
 //! - `POST /api/mcp/webhook` queues an event for an agent, kept in the store; `poll_events`
 //!   takes them.
 
+mod direct;
 pub mod resources;
 pub mod tools;
 
@@ -25,13 +26,13 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{any, post};
 use axum::{Json, Router};
 use dispatch_core::agent::NewAgentEvent;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -39,6 +40,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 pub const PATH: &str = "/api/mcp";
 
@@ -61,6 +63,18 @@ pub struct DispatchMcp {
 impl DispatchMcp {
     pub fn new(state: AppState) -> Self {
         DispatchMcp { state }
+    }
+
+    /// A tool call, timed into the metrics (rmcp's handler and the direct path both call this).
+    async fn call(state: &AppState, name: &str, arguments: Option<JsonObject>) -> CallToolResult {
+        let started = std::time::Instant::now();
+        let result = tools::call(state, name, arguments).await;
+        state.metrics.mcp_tool_call(
+            name,
+            result.is_error == Some(true),
+            started.elapsed().as_secs_f64(),
+        );
+        result
     }
 }
 
@@ -92,14 +106,9 @@ impl ServerHandler for DispatchMcp {
         request: CallToolRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let started = std::time::Instant::now();
-        let result = tools::call(&self.state, &request.name, request.arguments).await;
-        self.state.metrics.mcp_tool_call(
-            &request.name,
-            result.is_error == Some(true),
-            started.elapsed().as_secs_f64(),
-        );
-        Ok(result.into())
+        Ok(Self::call(&self.state, &request.name, request.arguments)
+            .await
+            .into())
     }
 
     async fn list_resources(
@@ -180,11 +189,13 @@ fn authority_of(url: &str) -> Option<&str> {
 /// `/api/mcp` (the transport, behind the API key) and `/api/mcp/webhook`.
 pub fn router(state: &AppState) -> Router<AppState> {
     let handler_state = state.clone();
+    let hosts = allowed_hosts(state);
+    let direct = Arc::new(direct::Direct::new(&hosts, state.config.max_body_bytes));
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)
         .with_sse_keep_alive(None)
-        .with_allowed_hosts(allowed_hosts(state))
+        .with_allowed_hosts(hosts)
         .with_allowed_origins(allowed_origins(state))
         .with_max_request_body_bytes(state.config.max_body_bytes);
     let service = StreamableHttpService::new(
@@ -192,9 +203,21 @@ pub fn router(state: &AppState) -> Router<AppState> {
         LocalSessionManager::default().into(),
         config,
     );
+    // Plain stateless tool calls are answered directly (see `direct`); the rest by rmcp.
+    let endpoint = move |State(s): State<AppState>, req: Request| {
+        let direct = direct.clone();
+        let service = service.clone();
+        async move {
+            direct
+                .answer(&s, req, |req| async move {
+                    service.handle(req).await.into_response()
+                })
+                .await
+        }
+    };
     let transport =
         Router::new()
-            .route_service(PATH, service)
+            .route(PATH, any(endpoint))
             .route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 require_api_key,

@@ -1,0 +1,299 @@
+//! Stateless `tools/call` requests answered without rmcp's per-request service.
+//!
+//! For every stateless POST, rmcp's streamable-HTTP transport builds a one-shot service and runs
+//! it in spawned tasks that hand the response back through a channel (four `tokio::spawn`s of
+//! large futures and the wake-ups between them; ~0.3 M instructions of a 2.5 M search). Tool calls
+//! are what agents send in a loop, so the plainest of them are answered here, by the same
+//! [`DispatchMcp::call`](super::DispatchMcp) the rmcp handler uses, and serialised as the same
+//! rmcp message types.
+//!
+//! This path only *accepts* requests that rmcp would answer the same way, and hands everything
+//! else to rmcp untouched: the protocol's rules stay rmcp's. A request is answered here when
+//! - it is a POST with a `Content-Length` within the body limit;
+//! - `Host` is one of the allowed hosts as listed (exactly, or with a port when the entry has
+//!   none), and there is no `Origin` header (browsers go through rmcp's origin checks);
+//! - `Accept` lists `application/json` and `text/event-stream`, `Content-Type` is JSON;
+//! - `MCP-Protocol-Version` is 2025-03-26, 2025-06-18 or 2025-11-25 (versions before the
+//!   standard request headers and per-request negotiation), and no other `Mcp-*` header
+//!   (session, method, name, parameters) is present;
+//! - the body is one JSON-RPC request `tools/call` whose `params` hold `name` and `arguments`
+//!   only (no `_meta`, no task).
+//!
+//! The result gets what rmcp's handler does to a result for a peer on those versions
+//! (`strip_result_type_for_legacy_peer`, `strip_non_object_output_for_legacy_peer`).
+//! `tests/mcp.rs` sends the same calls both ways and compares the answers.
+
+use super::DispatchMcp;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rmcp::model::{
+    JsonObject, JsonRpcVersion2_0, ProtocolVersion, RequestId, ServerJsonRpcMessage, ServerResult,
+};
+use serde::Deserialize;
+
+/// `MCP-Protocol-Version` values answered here.
+const VERSIONS: [ProtocolVersion; 3] = [
+    ProtocolVersion::V_2025_03_26,
+    ProtocolVersion::V_2025_06_18,
+    ProtocolVersion::V_2025_11_25,
+];
+
+/// Which requests this path may answer (built once, from the transport's own host list).
+#[derive(Debug, Clone)]
+pub(super) struct Direct {
+    /// Allowed `Host` values, lower-cased, as listed.
+    hosts: Vec<String>,
+    /// Entries without a port: any port is allowed with them.
+    hosts_any_port: Vec<String>,
+    max_body_bytes: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolCall {
+    #[serde(rename = "jsonrpc")]
+    _jsonrpc: JsonRpcVersion2_0,
+    id: RequestId,
+    method: String,
+    params: ToolCallParams,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolCallParams {
+    name: String,
+    #[serde(default)]
+    arguments: Option<JsonObject>,
+}
+
+impl Direct {
+    pub(super) fn new(allowed_hosts: &[String], max_body_bytes: usize) -> Self {
+        let hosts: Vec<String> = allowed_hosts.iter().map(|h| h.to_lowercase()).collect();
+        let hosts_any_port = hosts
+            .iter()
+            .filter(|h| !h.contains(':') || h.ends_with(']'))
+            .cloned()
+            .collect();
+        Direct {
+            hosts,
+            hosts_any_port,
+            max_body_bytes,
+        }
+    }
+
+    fn host_ok(&self, host: &str) -> bool {
+        let host = host.to_lowercase();
+        if self.hosts.contains(&host) {
+            return true;
+        }
+        match host.rsplit_once(':') {
+            Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+                port.parse::<u16>().is_ok() && self.hosts_any_port.iter().any(|h| h == name)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the headers allow answering here (the body is looked at after).
+    fn headers_ok(&self, method: &Method, headers: &HeaderMap) -> bool {
+        if method != Method::POST || headers.contains_key(header::ORIGIN) {
+            return false;
+        }
+        let length_ok = one(headers, header::CONTENT_LENGTH)
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|n| n <= self.max_body_bytes);
+        let host_ok = one(headers, header::HOST).is_some_and(|h| self.host_ok(h));
+        let json_body = one(headers, header::CONTENT_TYPE).is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|e| e.trim().eq_ignore_ascii_case("application/json"))
+        });
+        let accepts = one(headers, header::ACCEPT).is_some_and(|v| {
+            let essences = || {
+                v.split(',')
+                    .filter_map(|m| m.split(';').next())
+                    .map(str::trim)
+            };
+            essences().any(|e| e.eq_ignore_ascii_case("application/json"))
+                && essences().any(|e| e.eq_ignore_ascii_case("text/event-stream"))
+        });
+        let version_ok = one(headers, "mcp-protocol-version")
+            .is_some_and(|v| VERSIONS.iter().any(|k| k.as_str() == v));
+        let other_mcp_headers = headers.keys().any(|k| {
+            let k = k.as_str();
+            k.starts_with("mcp-") && k != "mcp-protocol-version"
+        }) || headers.contains_key("last-event-id");
+        length_ok && host_ok && json_body && accepts && version_ok && !other_mcp_headers
+    }
+
+    /// Answers `req` here when it is a plain stateless tool call, else hands it to `rmcp`.
+    pub(super) async fn answer<F, Fut>(&self, state: &AppState, req: Request, rmcp: F) -> Response
+    where
+        F: FnOnce(Request) -> Fut,
+        Fut: Future<Output = Response>,
+    {
+        if !self.headers_ok(req.method(), req.headers()) {
+            return rmcp(req).await;
+        }
+        let (parts, body) = req.into_parts();
+        let bytes = match axum::body::to_bytes(body, self.max_body_bytes).await {
+            Ok(b) => b,
+            Err(e) => {
+                // The declared length was within the limit: the client broke off the body.
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {e}"),
+                )
+                    .into_response();
+            }
+        };
+        let call = match serde_json::from_slice::<ToolCall>(&bytes) {
+            Ok(c) if c.method == "tools/call" => c,
+            _ => return rmcp(Request::from_parts(parts, Body::from(bytes))).await,
+        };
+        let result = DispatchMcp::call(state, &call.params.name, call.params.arguments).await;
+        let mut result = ServerResult::CallToolResult(result);
+        result.strip_result_type_for_legacy_peer();
+        result.strip_non_object_output_for_legacy_peer();
+        let message = ServerJsonRpcMessage::response(result, call.id);
+        match serde_json::to_vec(&message) {
+            Ok(body) => {
+                let mut res = Response::new(Body::from(body));
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                res
+            }
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot serialise the tool result: {e}"),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// The header's value when it occurs once and is text.
+fn one(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
+    let mut all = headers.get_all(name).iter();
+    let first = all.next()?;
+    if all.next().is_some() {
+        return None;
+    }
+    first.to_str().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("host", "127.0.0.1:41000"),
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", "2025-11-25"),
+            ("content-length", "120"),
+            ("authorization", "Bearer k"),
+        ] {
+            h.insert(
+                axum::http::HeaderName::from_static(k),
+                HeaderValue::from_static(v),
+            );
+        }
+        h
+    }
+
+    fn direct() -> Direct {
+        let hosts = [
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "[::1]",
+            "dispatch.example.com:8443",
+        ]
+        .map(String::from);
+        Direct::new(&hosts, 1024)
+    }
+
+    #[test]
+    fn only_plain_stateless_posts_are_answered_directly() {
+        let d = direct();
+        assert!(d.headers_ok(&Method::POST, &plain()));
+        assert!(!d.headers_ok(&Method::GET, &plain()));
+        let changed = |k: &'static str, v: Option<&'static str>| {
+            let mut h = plain();
+            match v {
+                Some(v) => {
+                    h.insert(k, HeaderValue::from_static(v));
+                }
+                None => {
+                    h.remove(k);
+                }
+            }
+            d.headers_ok(&Method::POST, &h)
+        };
+        // Hosts: as listed, with any port where the entry has none.
+        assert!(changed("host", Some("LOCALHOST")));
+        assert!(changed("host", Some("[::1]:8080")));
+        assert!(changed("host", Some("dispatch.example.com:8443")));
+        assert!(!changed("host", Some("dispatch.example.com")));
+        assert!(!changed("host", Some("dispatch.example.com:443")));
+        assert!(!changed("host", Some("attacker.example")));
+        assert!(!changed("host", Some("127.0.0.1:")));
+        assert!(!changed("host", None));
+        // Everything rmcp decides on its own goes to rmcp.
+        assert!(!changed("origin", Some("http://localhost:3000")));
+        assert!(!changed("mcp-session-id", Some("abc")));
+        assert!(!changed("mcp-method", Some("tools/call")));
+        assert!(!changed("last-event-id", Some("1")));
+        assert!(!changed("mcp-protocol-version", Some("2026-07-28")));
+        assert!(!changed("mcp-protocol-version", Some("2024-11-05")));
+        assert!(!changed("mcp-protocol-version", None));
+        assert!(changed("mcp-protocol-version", Some("2025-03-26")));
+        assert!(!changed("accept", Some("application/json")));
+        assert!(changed(
+            "accept",
+            Some("text/event-stream;q=0.5, APPLICATION/JSON")
+        ));
+        assert!(!changed("content-type", Some("text/plain")));
+        assert!(changed(
+            "content-type",
+            Some("application/json; charset=utf-8")
+        ));
+        // The body must be within the limit, with its length declared.
+        assert!(!changed("content-length", None));
+        assert!(!changed("content-length", Some("1025")));
+        assert!(changed("content-length", Some("1024")));
+    }
+
+    #[test]
+    fn only_a_bare_tools_call_is_parsed_as_one() {
+        let parse = |b: &str| serde_json::from_str::<ToolCall>(b).ok();
+        let c = parse(r#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"get_issue","arguments":{"identifier":"X-1"}}}"#)
+            .expect("a plain call");
+        assert_eq!(
+            (c.method.as_str(), c.params.name.as_str()),
+            ("tools/call", "get_issue")
+        );
+        assert!(
+            parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#)
+                .is_some()
+        );
+        for other in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","task":{}}}"#,
+            r#"{"jsonrpc":"1.0","id":1,"method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}]"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"},"extra":1}"#,
+        ] {
+            assert!(parse(other).is_none(), "{other}");
+        }
+    }
+}
