@@ -4,6 +4,8 @@
 //! - **Stateless**: every POST is answered by a fresh handler over the shared engine, with JSON
 //!   responses and no session kept in memory, so any replica answers any request (protocol
 //!   versions before 2026-07-28 included: the server simply hands out no session id).
+//!   Plain tool calls, what agents send in a loop, are answered without rmcp's per-request
+//!   service (`direct.rs`); everything else goes through rmcp.
 //! - **Fail closed**: `Authorization: Bearer DISPATCH_API_KEY` on every request (there is always a
 //!   key: one is generated when unset), 401 with `WWW-Authenticate: Bearer` otherwise.
 //! - **DNS rebinding**: `Host` must be the public URL's host or a loopback name
