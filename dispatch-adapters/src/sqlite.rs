@@ -226,7 +226,7 @@ async fn checkpoint(
 /// SQLite's configuration is global to the process and can only change before it initialises,
 /// hence the `Once` (a later call, or one after another user of SQLite in this process started
 /// it, would be refused with SQLITE_MISUSE, which changes nothing).
-fn configure_sqlite_library() {
+pub(crate) fn configure_sqlite_library() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // SAFETY: `sqlite3_config` takes (op, int) for SQLITE_CONFIG_MEMSTATUS. It is not
@@ -316,10 +316,7 @@ impl SqliteStore {
             None
         } else {
             spawn_checkpointer(reader.clone(), writer.clone(), Arc::downgrade(&alive));
-            Some(Arc::new(InlineReader::new(
-                &file,
-                StdDuration::from_secs(30),
-            )?))
+            Some(Arc::new(InlineReader::new(&file)?))
         };
         Ok(SqliteStore {
             reader,
@@ -496,7 +493,7 @@ impl SqliteStore {
                 FTS_SEARCH_CSQL,
                 &binds,
                 "dispatch_issue",
-            )?;
+            );
             if let Inline::Done(rows) = read {
                 return Ok(rows
                     .into_iter()
@@ -754,21 +751,25 @@ mod tests {
             Bind::Null,
             Bind::Int(50),
         ];
-        let within = inline
-            .ranked_docs::<dispatch_core::issue::Issue>(FTS_SEARCH_CSQL, &binds, "dispatch_issue")
-            .unwrap();
+        let within = inline.ranked_docs::<dispatch_core::issue::Issue>(
+            FTS_SEARCH_CSQL,
+            &binds,
+            "dispatch_issue",
+        );
         assert!(
             matches!(&within, Inline::Done(rows) if rows.len() == 50),
             "{within:?}"
         );
         let tight = Arc::new(
-            InlineReader::new(&dir.join("t.db"), StdDuration::from_secs(5))
+            InlineReader::new(&dir.join("t.db"))
                 .unwrap()
                 .with_step_budget(0),
         );
-        let over = tight
-            .ranked_docs::<dispatch_core::issue::Issue>(FTS_SEARCH_CSQL, &binds, "dispatch_issue")
-            .unwrap();
+        let over = tight.ranked_docs::<dispatch_core::issue::Issue>(
+            FTS_SEARCH_CSQL,
+            &binds,
+            "dispatch_issue",
+        );
         assert!(matches!(over, Inline::Declined), "{over:?}");
 
         let inline_hits = store
@@ -798,17 +799,27 @@ mod tests {
         );
         assert_eq!(ranked(&inline_hits), ranked(&thread_hits));
         assert_eq!(ranked(&inline_hits), ranked(&reader_hits));
+        // A read that fails inline (here: its file cannot be opened) is the pool's to answer.
+        let broken = SqliteStore {
+            inline: Some(Arc::new(
+                InlineReader::new(&dir.join("missing").join("t.db")).unwrap(),
+            )),
+            ..store.clone()
+        };
+        let broken_hits = broken
+            .search_issues(ws, "checkout invoice", 20)
+            .await
+            .unwrap();
+        assert_eq!(ranked(&inline_hits), ranked(&broken_hits));
 
         // Closed: the inline reader declines and the closed pool answers.
         store.close().await;
         assert!(matches!(
-            inline
-                .ranked_docs::<dispatch_core::issue::Issue>(
-                    FTS_SEARCH_CSQL,
-                    &binds,
-                    "dispatch_issue"
-                )
-                .unwrap(),
+            inline.ranked_docs::<dispatch_core::issue::Issue>(
+                FTS_SEARCH_CSQL,
+                &binds,
+                "dispatch_issue"
+            ),
             Inline::Declined
         ));
         assert!(store.search_issues(ws, "checkout", 5).await.is_err());

@@ -28,6 +28,7 @@ pub struct BackupReport {
 const PAGES_PER_STEP: i32 = 1024;
 
 fn options(path: &str) -> Result<SqliteConnectOptions> {
+    crate::sqlite::configure_sqlite_library();
     let url = if path.starts_with("sqlite:") {
         path.to_string()
     } else {

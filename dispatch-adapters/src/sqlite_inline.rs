@@ -12,7 +12,10 @@
 //! interrupted and the caller answers it through sqlx's reader threads instead
 //! ([`Inline::Declined`]). The work lost is at most the budget. Steps, not time: the same read
 //! takes the same path on a slow or busy machine (and under a profiler), and tests can cross the
-//! line on purpose.
+//! line on purpose. A read that fails here for any other reason (the database busy, a schema
+//! being changed, an I/O error) is declined too and its connection closed: the pool answers it,
+//! with the pool's waiting, and with the pool's error if the failure is real. A runtime thread
+//! never waits for a lock here (no busy timeout).
 //!
 //! Only file databases have inline readers (an in-memory database exists per connection).
 
@@ -21,16 +24,16 @@ use dispatch_core::{Error, Result};
 use libsqlite3_sys as ffi;
 use std::cell::Cell;
 use std::ffi::{CStr, CString, c_int, c_void};
-use std::ptr;
+use std::ptr::{self, NonNull};
 use std::sync::Mutex;
-use std::time::Duration;
 
 /// Virtual-machine steps between two calls of the progress handler.
 const STEPS_PER_CHECK: c_int = 1_000;
-/// Virtual-machine steps one inline read may take before it is moved off the calling thread.
-/// The ranked search takes about 30 per matching issue (SQLite 3.51): 20,000 is some 650
-/// matches, ~1.5 ms on a 2-core VM; a "checkout" search over 1,000 issues (125 matches) takes
-/// ~4,300.
+/// Virtual-machine steps one inline read may take before it is moved off the calling thread
+/// (it stops at the first progress check past the budget, so within [`STEPS_PER_CHECK`] more;
+/// FTS5's own inner statements count too). The ranked search takes about 30 per matching issue
+/// (SQLite 3.51): 20,000 is some 650 matches, ~1.5 ms on a 2-core VM; a "checkout" search over
+/// 1,000 issues (125 matches) takes ~4,300.
 pub(crate) const INLINE_STEP_BUDGET: u32 = 20_000;
 /// Idle connections kept (callers are runtime threads: a few at once).
 const MAX_IDLE: usize = 4;
@@ -39,15 +42,15 @@ const MAX_IDLE: usize = 4;
 #[derive(Debug)]
 pub(crate) enum Inline<T> {
     Done(T),
-    /// Not answered here: the read passed [`INLINE_STEP_BUDGET`] and was stopped, or the reader
-    /// is closed. The caller answers it through sqlx's pool.
+    /// Not answered here: the read passed [`INLINE_STEP_BUDGET`] and was stopped, it failed
+    /// (its connection is closed), or the reader is closed. The caller answers it through sqlx's
+    /// pool.
     Declined,
 }
 
 /// A pool of read-only connections to one database file, used on the caller's thread.
 pub(crate) struct InlineReader {
     path: CString,
-    busy_timeout_ms: c_int,
     /// [`INLINE_STEP_BUDGET`] (tests set less).
     step_budget: u32,
     /// Idle connections; `None` once closed.
@@ -70,12 +73,11 @@ pub(crate) struct RankedDoc<T> {
 }
 
 impl InlineReader {
-    pub(crate) fn new(path: &std::path::Path, busy_timeout: Duration) -> Result<Self> {
+    pub(crate) fn new(path: &std::path::Path) -> Result<Self> {
         let path = CString::new(path.as_os_str().as_encoded_bytes())
             .map_err(|_| Error::invalid("DATABASE_URL", "the SQLite path contains a NUL byte"))?;
         Ok(InlineReader {
             path,
-            busy_timeout_ms: c_int::try_from(busy_timeout.as_millis()).unwrap_or(c_int::MAX),
             step_budget: INLINE_STEP_BUDGET,
             idle: Mutex::new(Some(Vec::new())),
         })
@@ -88,16 +90,27 @@ impl InlineReader {
         sql: &'static CStr,
         binds: &[Bind<'_>],
         table: &'static str,
-    ) -> Result<Inline<Vec<RankedDoc<T>>>> {
-        let Some(mut conn) = self.checkout()? else {
-            return Ok(Inline::Declined);
+    ) -> Inline<Vec<RankedDoc<T>>> {
+        let mut conn = match self.checkout() {
+            Ok(Some(c)) => c,
+            Ok(None) => return Inline::Declined,
+            Err(e) => {
+                tracing::debug!(error = %e, "inline read declined");
+                return Inline::Declined;
+            }
         };
-        let out = conn.ranked_docs(sql, binds, table, self.step_budget);
-        // A connection whose statement failed is closed, not reused.
-        if out.is_ok() {
-            self.give_back(conn);
+        match conn.ranked_docs(sql, binds, table, self.step_budget) {
+            Ok(out) => {
+                self.give_back(conn);
+                out
+            }
+            // The connection is closed, not reused; the pool answers (and fails the same way
+            // if the failure is the database's).
+            Err(e) => {
+                tracing::debug!(error = %e, "inline read failed; the pool answers it");
+                Inline::Declined
+            }
         }
-        out
     }
 
     #[cfg(test)]
@@ -122,7 +135,7 @@ impl InlineReader {
                 }
             }
         }
-        Conn::open(&self.path, self.busy_timeout_ms).map(Some)
+        Conn::open(&self.path).map(Some)
     }
 
     fn give_back(&self, conn: Conn) {
@@ -148,10 +161,11 @@ pub(crate) enum Bind<'a> {
 /// `Sync`): it is opened with `SQLITE_OPEN_NOMUTEX`.
 struct Conn {
     db: *mut ffi::sqlite3,
-    /// Compiled statements by their SQL's address (the SQL is `'static`).
-    stmts: Vec<(*const std::ffi::c_char, *mut ffi::sqlite3_stmt)>,
-    /// Progress-handler calls left to the current read (read and counted down by the handler).
-    checks_left: Box<Cell<u32>>,
+    /// Compiled statements by their SQL.
+    stmts: Vec<(&'static CStr, *mut ffi::sqlite3_stmt)>,
+    /// Progress-handler calls left to the current read (read and counted down by the handler
+    /// through the same pointer; allocated here, freed after the connection is closed).
+    checks_left: NonNull<Cell<u32>>,
 }
 
 // SAFETY: the connection is opened in multi-thread mode (NOMUTEX): SQLite allows using it from
@@ -160,8 +174,8 @@ unsafe impl Send for Conn {}
 
 /// SQLite's progress handler: non-zero interrupts the statement.
 unsafe extern "C" fn over_budget(arg: *mut c_void) -> c_int {
-    // SAFETY: `arg` is the boxed counter of the connection the handler is set on, which lives
-    // as long as the connection.
+    // SAFETY: `arg` is the counter of the connection the handler is set on, freed only after
+    // that connection is closed.
     let left = unsafe { &*(arg as *const Cell<u32>) };
     match left.get() {
         0 => 1,
@@ -173,7 +187,7 @@ unsafe extern "C" fn over_budget(arg: *mut c_void) -> c_int {
 }
 
 impl Conn {
-    fn open(path: &CStr, busy_timeout_ms: c_int) -> Result<Conn> {
+    fn open(path: &CStr) -> Result<Conn> {
         let mut db = ptr::null_mut();
         // SAFETY: `path` is NUL-terminated; `db` receives a handle (also on failure, to close).
         let rc = unsafe {
@@ -187,18 +201,28 @@ impl Conn {
         let conn = Conn {
             db,
             stmts: Vec::new(),
-            checks_left: Box::new(Cell::new(0)),
+            checks_left: NonNull::from(Box::leak(Box::new(Cell::new(0)))),
         };
         if rc != ffi::SQLITE_OK {
             return Err(conn.error("open the database for inline reads"));
         }
-        let arg = (&*conn.checks_left as *const Cell<u32>).cast_mut().cast();
-        // SAFETY: `conn.db` is an open handle; `arg` outlives it (dropped after the close).
+        // SAFETY: `conn.db` is an open handle; the counter is freed only after it is closed.
         unsafe {
-            ffi::sqlite3_busy_timeout(conn.db, busy_timeout_ms);
-            ffi::sqlite3_progress_handler(conn.db, STEPS_PER_CHECK, Some(over_budget), arg);
+            ffi::sqlite3_progress_handler(
+                conn.db,
+                STEPS_PER_CHECK,
+                Some(over_budget),
+                conn.checks_left.as_ptr().cast(),
+            );
         }
         Ok(conn)
+    }
+
+    fn set_checks(&self, step_budget: u32) {
+        // SAFETY: the counter lives until `drop`; SQLite reads it only inside calls on this
+        // connection, made by the thread that holds `&self`.
+        unsafe { self.checks_left.as_ref() }
+            .set(step_budget.div_ceil(STEPS_PER_CHECK.unsigned_abs()));
     }
 
     fn error(&self, what: &str) -> Error {
@@ -211,7 +235,7 @@ impl Conn {
     }
 
     fn statement(&mut self, sql: &'static CStr) -> Result<*mut ffi::sqlite3_stmt> {
-        if let Some((_, s)) = self.stmts.iter().find(|(p, _)| *p == sql.as_ptr()) {
+        if let Some((_, s)) = self.stmts.iter().find(|(q, _)| *q == sql) {
             return Ok(*s);
         }
         let mut stmt = ptr::null_mut();
@@ -229,7 +253,7 @@ impl Conn {
         if rc != ffi::SQLITE_OK {
             return Err(self.error("compile a read"));
         }
-        self.stmts.push((sql.as_ptr(), stmt));
+        self.stmts.push((sql, stmt));
         Ok(stmt)
     }
 
@@ -240,8 +264,26 @@ impl Conn {
         table: &'static str,
         step_budget: u32,
     ) -> Result<Inline<Vec<RankedDoc<T>>>> {
-        let stmt = self.statement(sql)?;
+        // The budget covers compiling too (the first compile on a connection reads the schema,
+        // a program of its own that the progress handler counts).
+        self.set_checks(step_budget);
+        let stmt = match self.statement(sql) {
+            Ok(s) => s,
+            // SAFETY: an open handle.
+            Err(_) if unsafe { ffi::sqlite3_errcode(self.db) } == ffi::SQLITE_INTERRUPT => {
+                return Ok(Inline::Declined);
+            }
+            Err(e) => return Err(e),
+        };
         let mut reset = Reset(stmt);
+        // SAFETY: a live statement.
+        let expected = unsafe { ffi::sqlite3_bind_parameter_count(stmt) };
+        if usize::try_from(expected).ok() != Some(binds.len()) {
+            return Err(Error::internal(format!(
+                "an inline read binds {} parameters, its statement has {expected}",
+                binds.len()
+            )));
+        }
         for (i, b) in binds.iter().enumerate() {
             let at = c_int::try_from(i + 1).unwrap_or(c_int::MAX);
             // SAFETY: `stmt` is a live statement; text and blobs are copied by SQLite
@@ -271,8 +313,10 @@ impl Conn {
                 return Err(self.error("bind a parameter"));
             }
         }
-        self.checks_left
-            .set(step_budget / STEPS_PER_CHECK.unsigned_abs());
+        // The statement's step count decides when the handler is first called: start it at 0.
+        // SAFETY: a live statement.
+        unsafe { ffi::sqlite3_stmt_status(stmt, ffi::SQLITE_STMTSTATUS_VM_STEP, 1) };
+        self.set_checks(step_budget);
         let mut out = Vec::new();
         let result = loop {
             // SAFETY: `stmt` is live and bound.
@@ -332,12 +376,14 @@ impl Drop for Reset {
 impl Drop for Conn {
     fn drop(&mut self) {
         // SAFETY: the statements belong to this handle and are finalized once, before the
-        // handle is closed; `sqlite3_close` accepts NULL.
+        // handle is closed (`sqlite3_close` accepts NULL); the counter was leaked from a `Box`
+        // in `open` and is freed once, after the handle, its only other user, is closed.
         unsafe {
             for (_, s) in self.stmts.drain(..) {
                 ffi::sqlite3_finalize(s);
             }
             ffi::sqlite3_close(self.db);
+            drop(Box::from_raw(self.checks_left.as_ptr()));
         }
     }
 }

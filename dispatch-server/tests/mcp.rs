@@ -55,8 +55,14 @@ async fn rpc_with(
     let mut r = support::http()
         .post(s.url("/api/mcp"))
         .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25");
+        .header("accept", "application/json, text/event-stream");
+    // reqwest adds to a header rather than replacing it: the caller's version or the default.
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("mcp-protocol-version"))
+    {
+        r = r.header("mcp-protocol-version", "2025-11-25");
+    }
     for (k, v) in headers {
         r = r.header(*k, *v);
     }

@@ -12,7 +12,8 @@
 //! - it is a POST with a `Content-Length` within the body limit;
 //! - `Host` is one of the allowed hosts as listed (exactly, or with a port when the entry has
 //!   none), and there is no `Origin` header (browsers go through rmcp's origin checks);
-//! - `Accept` lists `application/json` and `text/event-stream`, `Content-Type` is JSON;
+//! - `Accept` lists `application/json` and `text/event-stream` without parameters,
+//!   `Content-Type` is JSON;
 //! - `MCP-Protocol-Version` is 2025-03-26, 2025-06-18 or 2025-11-25 (versions before the
 //!   standard request headers and per-request negotiation), and no other `Mcp-*` header
 //!   (session, method, name, parameters) is present;
@@ -23,7 +24,7 @@
 //! (`strip_result_type_for_legacy_peer`, `strip_non_object_output_for_legacy_peer`).
 //! `tests/mcp.rs` sends the same calls both ways and compares the answers.
 
-use super::DispatchMcp;
+use super::{DispatchMcp, tools};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::Request;
@@ -85,6 +86,10 @@ impl Direct {
     }
 
     fn host_ok(&self, host: &str) -> bool {
+        // What rmcp cannot parse as an authority, rmcp judges.
+        if axum::http::uri::Authority::try_from(host).is_err() {
+            return false;
+        }
         let host = host.to_lowercase();
         if self.hosts.contains(&host) {
             return true;
@@ -111,13 +116,12 @@ impl Direct {
                 .next()
                 .is_some_and(|e| e.trim().eq_ignore_ascii_case("application/json"))
         });
+        // Media ranges with parameters (`q=0` refuses a type) or quotes are rmcp's to read.
         let accepts = one(headers, header::ACCEPT).is_some_and(|v| {
-            let essences = || {
-                v.split(',')
-                    .filter_map(|m| m.split(';').next())
-                    .map(str::trim)
-            };
-            essences().any(|e| e.eq_ignore_ascii_case("application/json"))
+            let plain = !v.contains([';', '"']);
+            let essences = || v.split(',').map(str::trim);
+            plain
+                && essences().any(|e| e.eq_ignore_ascii_case("application/json"))
                 && essences().any(|e| e.eq_ignore_ascii_case("text/event-stream"))
         });
         let version_ok = one(headers, "mcp-protocol-version")
@@ -142,10 +146,10 @@ impl Direct {
         let bytes = match axum::body::to_bytes(body, self.max_body_bytes).await {
             Ok(b) => b,
             Err(e) => {
-                // The declared length was within the limit: the client broke off the body.
+                // The declared length was within the limit: the body broke off. As rmcp answers.
                 return (
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot read the body: {e}"),
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("Failed to read request body: {e}"),
                 )
                     .into_response();
             }
@@ -154,7 +158,27 @@ impl Direct {
             Ok(c) if c.method == "tools/call" => c,
             _ => return rmcp(Request::from_parts(parts, Body::from(bytes))).await,
         };
-        let result = DispatchMcp::call(state, &call.params.name, call.params.arguments).await;
+        // rmcp runs a call in a task of its own, so a client that goes away does not stop it
+        // half-way; a call that changes something gets one here too. A read-only call is
+        // awaited where it is (dropping it loses nothing).
+        let ToolCallParams { name, arguments } = call.params;
+        let result = if tools::is_read_only(&name) {
+            DispatchMcp::call(state, &name, arguments).await
+        } else {
+            let state = state.clone();
+            match tokio::spawn(async move { DispatchMcp::call(&state, &name, arguments).await })
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    return (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("the tool call failed: {e}"),
+                    )
+                        .into_response();
+                }
+            }
+        };
         let mut result = ServerResult::CallToolResult(result);
         result.strip_result_type_for_legacy_peer();
         result.strip_non_object_output_for_legacy_peer();
@@ -246,6 +270,10 @@ mod tests {
         assert!(!changed("host", Some("dispatch.example.com:443")));
         assert!(!changed("host", Some("attacker.example")));
         assert!(!changed("host", Some("127.0.0.1:")));
+        assert!(
+            !changed("host", Some("::1")),
+            "not an authority: rmcp's to judge"
+        );
         assert!(!changed("host", None));
         // Everything rmcp decides on its own goes to rmcp.
         assert!(!changed("origin", Some("http://localhost:3000")));
@@ -259,7 +287,11 @@ mod tests {
         assert!(!changed("accept", Some("application/json")));
         assert!(changed(
             "accept",
-            Some("text/event-stream;q=0.5, APPLICATION/JSON")
+            Some("text/event-stream, APPLICATION/JSON")
+        ));
+        assert!(!changed(
+            "accept",
+            Some("application/json, text/event-stream;q=0")
         ));
         assert!(!changed("content-type", Some("text/plain")));
         assert!(changed(
@@ -270,6 +302,136 @@ mod tests {
         assert!(!changed("content-length", None));
         assert!(!changed("content-length", Some("1025")));
         assert!(changed("content-length", Some("1024")));
+    }
+
+    /// Sends the same request through the direct path (with rmcp behind it) and through rmcp
+    /// alone: (status, content type, body) of both, and whether the direct path handed it on.
+    async fn both_ways(
+        state: &AppState,
+        headers: &[(&'static str, &'static str)],
+        body: &str,
+    ) -> (
+        (StatusCode, String, Vec<u8>),
+        (StatusCode, String, Vec<u8>),
+        bool,
+    ) {
+        let (direct, service) = super::super::transport(state);
+        let request = || {
+            let mut r = Request::new(Body::from(body.to_string()));
+            *r.method_mut() = Method::POST;
+            *r.uri_mut() = "/api/mcp".parse().unwrap();
+            let h = r.headers_mut();
+            for (k, v) in [
+                ("host", "localhost:3000"),
+                ("content-type", "application/json"),
+                ("accept", "application/json, text/event-stream"),
+                ("mcp-protocol-version", "2025-11-25"),
+            ] {
+                h.insert(k, HeaderValue::from_static(v));
+            }
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            for (k, v) in headers {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            r
+        };
+        async fn parts(r: Response) -> (StatusCode, String, Vec<u8>) {
+            let ct = r
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let st = r.status();
+            let b = axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (st, ct, b.to_vec())
+        }
+        let handed_on = std::sync::atomic::AtomicBool::new(false);
+        let a = direct
+            .answer(state, request(), |r| {
+                handed_on.store(true, std::sync::atomic::Ordering::SeqCst);
+                let service = service.clone();
+                async move { service.handle(r).await.into_response() }
+            })
+            .await;
+        let b = service.handle(request()).await.into_response();
+        (
+            parts(a).await,
+            parts(b).await,
+            handed_on.load(std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+
+    fn call(name: &str, arguments: serde_json::Value) -> String {
+        serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": name, "arguments": arguments}})
+        .to_string()
+    }
+
+    /// The direct path's answers are rmcp's, byte for byte, for every request it takes; what
+    /// it does not take reaches rmcp unchanged.
+    #[tokio::test]
+    async fn the_direct_path_answers_as_rmcp_does_and_hands_on_the_rest() {
+        use serde_json::json;
+        let store = std::sync::Arc::new(dispatch_core::memory::MemoryStore::new());
+        let (state, _dispatch) = crate::test_support::state(store).await;
+        let made = DispatchMcp::call(
+            &state,
+            "create_issue",
+            json!({"title": "Checkout double charges"})
+                .as_object()
+                .cloned(),
+        )
+        .await;
+        assert_eq!(made.is_error, Some(false), "{made:?}");
+
+        let search = call("search_issues", json!({"query": "checkout"}));
+        let taken: Vec<(&[(&'static str, &'static str)], String)> = vec![
+            (&[], search.clone()),
+            (&[], call("get_issue", json!({"identifier": "DISPATCH-1"}))),
+            (&[], call("get_issue", json!({"identifier": "NOPE-9"}))),
+            (&[], call("search_issues", json!({"query": 7}))),
+            (&[], call("no_such_tool", json!({}))),
+            (&[], r#"{"jsonrpc":"2.0","id":"s","method":"tools/call","params":{"name":"list_issues"}}"#.into()),
+            (&[("mcp-protocol-version", "2025-03-26")], search.clone()),
+            (&[("mcp-protocol-version", "2025-06-18")], search.clone()),
+            (&[("host", "127.0.0.1:9")], search.clone()),
+        ];
+        for (headers, body) in &taken {
+            let (direct, rmcp, handed_on) = both_ways(&state, headers, body).await;
+            assert!(!handed_on, "answered directly: {headers:?} {body}");
+            assert_eq!(direct.0, StatusCode::OK, "{body}");
+            assert_eq!(
+                (direct.0, &direct.1, String::from_utf8_lossy(&direct.2)),
+                (rmcp.0, &rmcp.1, String::from_utf8_lossy(&rmcp.2)),
+                "{headers:?} {body}"
+            );
+        }
+
+        let handed: Vec<(&[(&'static str, &'static str)], String)> = vec![
+            (&[("origin", "http://localhost:3000")], search.clone()),
+            (&[("host", "::1")], search.clone()),
+            (&[("host", "attacker.example")], search.clone()),
+            (&[("accept", "application/json, text/event-stream;q=0")], search.clone()),
+            (&[("mcp-protocol-version", "2026-07-28")], search.clone()),
+            (&[("mcp-session-id", "x")], search.clone()),
+            (&[("mcp-method", "tools/call")], search.clone()),
+            (&[], r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_issues","_meta":{"progressToken":1}}}"#.into()),
+            (&[], r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#.into()),
+            (&[], format!("[{search}]")),
+            (&[], "{not json".into()),
+        ];
+        for (headers, body) in &handed {
+            let (direct, rmcp, handed_on) = both_ways(&state, headers, body).await;
+            assert!(handed_on, "handed to rmcp: {headers:?} {body}");
+            assert_eq!(
+                (direct.0, &direct.1),
+                (rmcp.0, &rmcp.1),
+                "{headers:?} {body}"
+            );
+        }
     }
 
     #[test]

@@ -189,7 +189,10 @@ fn authority_of(url: &str) -> Option<&str> {
 }
 
 /// `/api/mcp` (the transport, behind the API key) and `/api/mcp/webhook`.
-pub fn router(state: &AppState) -> Router<AppState> {
+/// rmcp's streamable-HTTP service and the direct path in front of it, configured alike.
+type Rmcp = StreamableHttpService<DispatchMcp, LocalSessionManager>;
+
+fn transport(state: &AppState) -> (Arc<direct::Direct>, Rmcp) {
     let handler_state = state.clone();
     let hosts = allowed_hosts(state);
     let direct = Arc::new(direct::Direct::new(&hosts, state.config.max_body_bytes));
@@ -205,6 +208,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
         LocalSessionManager::default().into(),
         config,
     );
+    (direct, service)
+}
+
+pub fn router(state: &AppState) -> Router<AppState> {
+    let (direct, service) = transport(state);
     // Plain stateless tool calls are answered directly (see `direct`); the rest by rmcp.
     let endpoint = move |State(s): State<AppState>, req: Request| {
         let direct = direct.clone();

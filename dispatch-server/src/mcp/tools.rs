@@ -652,6 +652,14 @@ pub fn is_known(name: &str) -> bool {
     SPECS.iter().any(|s| s.name == name)
 }
 
+/// Whether the tool only reads (an unknown tool changes nothing either).
+pub fn is_read_only(name: &str) -> bool {
+    SPECS
+        .iter()
+        .find(|s| s.name == name)
+        .is_none_or(|s| s.read_only)
+}
+
 /// Every tool, with its schema (built once).
 pub fn list() -> Vec<Tool> {
     static TOOLS: OnceLock<Vec<Tool>> = OnceLock::new();
