@@ -19,6 +19,9 @@ pub mod sqlite_backup;
 #[cfg(feature = "sqlite")]
 mod sqlite_inline;
 
+#[cfg(feature = "sqlite")]
+mod sqlite_rank;
+
 /// Reading an original Dispatch database for `dispatch import original`.
 #[cfg(feature = "postgres")]
 pub mod original;

@@ -123,8 +123,10 @@ pub struct SqliteStore {
 /// (callgrind, the bundled SQLite 3.51); most of the rest is `bm25()` over every hit.
 /// Run inline (see [`crate::sqlite_inline`]) or, past the inline budget, on a reader thread.
 const FTS_SEARCH_CSQL: &std::ffi::CStr = c"WITH top AS MATERIALIZED (\
-         SELECT f.rowid AS r, bm25(dispatch_issue_fts, 3.0, 2.0, 1.0) AS score, i.number AS number \
+         SELECT f.rowid AS r, dispatch_bm25(dispatch_issue_fts, d.sz, 3.0, 2.0, 1.0) AS score, \
+         i.number AS number \
          FROM dispatch_issue_fts f CROSS JOIN dispatch_issue i ON i.rowid = f.rowid \
+         LEFT JOIN dispatch_issue_fts_docsize d ON d.id = f.rowid \
          WHERE dispatch_issue_fts MATCH $1 AND i.workspace_id = $2 AND ($3 IS NULL OR i.id <> $3) \
          ORDER BY score, number DESC LIMIT CAST($4 AS INTEGER)) \
      SELECT i.doc AS doc, t.score AS rank FROM top t \
@@ -220,6 +222,23 @@ async fn checkpoint(
     Ok(())
 }
 
+/// Registers `dispatch_bm25` (the ranked search's scoring, [`crate::sqlite_rank`]) on a new
+/// pooled connection.
+fn register_rank(
+    conn: &mut sqlx::SqliteConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'_, std::result::Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        let mut handle = conn.lock_handle().await?;
+        // SAFETY: the locked handle is an open connection no one else uses meanwhile.
+        unsafe { crate::sqlite_rank::register(handle.as_raw_handle().as_ptr()) }.map_err(|rc| {
+            sqlx::Error::Configuration(
+                format!("SQLite refused the search ranking function (error code {rc})").into(),
+            )
+        })
+    })
+}
+
 /// Turns SQLite's memory statistics off before the library's first use in this process. With
 /// them on (the bundled build's default), every allocation SQLite makes takes one process-wide
 /// mutex to count it, shared by every connection's thread; nothing here reads the statistics.
@@ -292,6 +311,7 @@ impl SqliteStore {
             .acquire_timeout(StdDuration::from_secs(60))
             .test_before_acquire(false)
             .before_acquire(discard_if_in_transaction)
+            .after_connect(register_rank)
             .connect_with(writer_opts)
             .await
             .map_err(|e| Error::unavailable(format!("cannot open SQLite database {url}: {e}")))?;
@@ -302,6 +322,7 @@ impl SqliteStore {
                 .max_connections(readers)
                 .acquire_timeout(StdDuration::from_secs(60))
                 .test_before_acquire(false)
+                .after_connect(register_rank)
                 .connect_with(
                     opts.read_only(false)
                         .pragma("cache_size", format!("-{READER_CACHE_KIB}")),

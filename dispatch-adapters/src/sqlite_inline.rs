@@ -206,6 +206,10 @@ impl Conn {
         if rc != ffi::SQLITE_OK {
             return Err(conn.error("open the database for inline reads"));
         }
+        // SAFETY: `conn.db` is open and used by this thread only.
+        if unsafe { crate::sqlite_rank::register(conn.db) }.is_err() {
+            return Err(conn.error("register the search ranking"));
+        }
         // SAFETY: `conn.db` is an open handle; the counter is freed only after it is closed.
         unsafe {
             ffi::sqlite3_progress_handler(
