@@ -64,17 +64,17 @@ pub(crate) unsafe fn register(db: *mut ffi::sqlite3) -> Result<(), c_int> {
     // later have `xCreateFunction` at this place.
     let rc = unsafe {
         match (*api).xCreateFunction {
-            Some(create) if (*api).iVersion >= 2 => create(
-                api,
-                NAME.as_ptr(),
-                ptr::null_mut(),
-                Some(bm25_sized),
-                None,
-            ),
+            Some(create) if (*api).iVersion >= 2 => {
+                create(api, NAME.as_ptr(), ptr::null_mut(), Some(bm25_sized), None)
+            }
             _ => ffi::SQLITE_ERROR,
         }
     };
-    if rc == ffi::SQLITE_OK { Ok(()) } else { Err(rc) }
+    if rc == ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(rc)
+    }
 }
 
 /// What `bm25()` computes once per query (FTS5's `Fts5Bm25Data`).
@@ -154,7 +154,11 @@ unsafe fn query_data<'a>(
 }
 
 fn check(rc: c_int) -> Result<(), c_int> {
-    if rc == ffi::SQLITE_OK { Ok(()) } else { Err(rc) }
+    if rc == ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(rc)
+    }
 }
 
 /// The row's size in tokens from FTS5's `%_docsize.sz` blob (one SQLite varint per column):
@@ -213,12 +217,9 @@ unsafe fn score(
 ) -> Result<f64, c_int> {
     const K1: f64 = 1.2;
     const B: f64 = 0.75;
-    let (Some(inst_count), Some(inst), Some(column_size), Some(column_count)) = (
-        api.xInstCount,
-        api.xInst,
-        api.xColumnSize,
-        api.xColumnCount,
-    ) else {
+    let (Some(inst_count), Some(inst), Some(column_size), Some(column_count)) =
+        (api.xInstCount, api.xInst, api.xColumnSize, api.xColumnCount)
+    else {
         return Err(ffi::SQLITE_ERROR);
     };
     let args: &[*mut ffi::sqlite3_value] = match usize::try_from(n_val) {
@@ -292,8 +293,21 @@ mod tests {
             .await
             .unwrap();
         let words = [
-            "checkout", "checkouts", "invoice", "login", "export", "timeout", "500", "tenant",
-            "deploy", "null", "pointer", "retry", "queue", "naïve", "Überweisung",
+            "checkout",
+            "checkouts",
+            "invoice",
+            "login",
+            "export",
+            "timeout",
+            "500",
+            "tenant",
+            "deploy",
+            "null",
+            "pointer",
+            "retry",
+            "queue",
+            "naïve",
+            "Überweisung",
         ];
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = move |n: u64| {

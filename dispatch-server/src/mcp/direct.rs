@@ -163,10 +163,10 @@ impl Direct {
         // awaited where it is (dropping it loses nothing).
         let ToolCallParams { name, arguments } = call.params;
         let result = if tools::is_read_only(&name) {
-            DispatchMcp::call(state, &name, arguments).await
+            DispatchMcp::run(state, &name, arguments).await
         } else {
             let state = state.clone();
-            match tokio::spawn(async move { DispatchMcp::call(&state, &name, arguments).await })
+            match tokio::spawn(async move { DispatchMcp::run(&state, &name, arguments).await })
                 .await
             {
                 Ok(r) => r,
@@ -179,11 +179,16 @@ impl Direct {
                 }
             }
         };
-        let mut result = ServerResult::CallToolResult(result);
-        result.strip_result_type_for_legacy_peer();
-        result.strip_non_object_output_for_legacy_peer();
-        let message = ServerJsonRpcMessage::response(result, call.id);
-        match serde_json::to_vec(&message) {
+        let body = match result {
+            Ok(json) if json.is_object() => success(&call.id, &json),
+            r => {
+                let mut result = ServerResult::CallToolResult(tools::call_result(r));
+                result.strip_result_type_for_legacy_peer();
+                result.strip_non_object_output_for_legacy_peer();
+                serde_json::to_vec(&ServerJsonRpcMessage::response(result, call.id))
+            }
+        };
+        match body {
             Ok(body) => {
                 let mut res = Response::new(Body::from(body));
                 res.headers_mut().insert(
@@ -199,6 +204,22 @@ impl Direct {
                 .into_response(),
         }
     }
+}
+
+/// The response to a call whose result is an object, written as rmcp writes it (its
+/// `CallToolResult` with the JSON text as text content and as structured content, which no
+/// protocol version strips) without parsing the text into a `Value` and serialising it again.
+fn success(id: &RequestId, json: &tools::Json) -> serde_json::Result<Vec<u8>> {
+    let text = json.text();
+    let mut out = Vec::with_capacity(2 * text.len() + 128);
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    serde_json::to_writer(&mut out, id)?;
+    out.extend_from_slice(br#","result":{"content":[{"type":"text","text":"#);
+    serde_json::to_writer(&mut out, text)?;
+    out.extend_from_slice(br#"}],"structuredContent":"#);
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(br#","isError":false}}"#);
+    Ok(out)
 }
 
 /// The header's value when it occurs once and is text.
@@ -386,11 +407,25 @@ mod tests {
         )
         .await;
         assert_eq!(made.is_error, Some(false), "{made:?}");
+        // A description past the 200 characters a row shows, with quotes, escapes and
+        // characters of more than one byte.
+        let long = format!("Checkout \"quoted\" \\ naïve ✓\n{}", "é".repeat(300));
+        let made = DispatchMcp::call(
+            &state,
+            "create_issue",
+            json!({"title": "Checkout times out", "description": long, "assignee": "claude"})
+                .as_object()
+                .cloned(),
+        )
+        .await;
+        assert_eq!(made.is_error, Some(false), "{made:?}");
 
         let search = call("search_issues", json!({"query": "checkout"}));
         let taken: Vec<(&[(&'static str, &'static str)], String)> = vec![
             (&[], search.clone()),
             (&[], call("get_issue", json!({"identifier": "DISPATCH-1"}))),
+            (&[], call("get_my_issues", json!({"agentName": "claude"}))),
+            (&[], call("search_issues", json!({"query": "times", "status": "backlog"}))),
             (&[], call("get_issue", json!({"identifier": "NOPE-9"}))),
             (&[], call("search_issues", json!({"query": 7}))),
             (&[], call("no_such_tool", json!({}))),

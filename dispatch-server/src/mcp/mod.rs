@@ -68,15 +68,22 @@ impl DispatchMcp {
     }
 
     /// A tool call, timed into the metrics (rmcp's handler and the direct path both call this).
-    async fn call(state: &AppState, name: &str, arguments: Option<JsonObject>) -> CallToolResult {
+    async fn run(
+        state: &AppState,
+        name: &str,
+        arguments: Option<JsonObject>,
+    ) -> Result<tools::Json, tools::ToolError> {
         let started = std::time::Instant::now();
-        let result = tools::call(state, name, arguments).await;
-        state.metrics.mcp_tool_call(
-            name,
-            result.is_error == Some(true),
-            started.elapsed().as_secs_f64(),
-        );
+        let result = tools::run(state, name, arguments).await;
+        state
+            .metrics
+            .mcp_tool_call(name, result.is_err(), started.elapsed().as_secs_f64());
         result
+    }
+
+    /// [`Self::run`] as MCP's result.
+    async fn call(state: &AppState, name: &str, arguments: Option<JsonObject>) -> CallToolResult {
+        tools::call_result(Self::run(state, name, arguments).await)
     }
 }
 

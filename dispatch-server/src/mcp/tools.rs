@@ -22,9 +22,10 @@ use dispatch_core::run::{ActivityType, Blocker, BlockerCategory, NewActivity, Wo
 use dispatch_core::{Error, ErrorKind};
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
 use schemars::JsonSchema;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
@@ -66,7 +67,53 @@ impl From<Error> for ToolError {
     }
 }
 
-type ToolResult = Result<Value, ToolError>;
+type ToolResult<T = Value> = Result<T, ToolError>;
+
+/// A tool's result as JSON text, serialised once: it is both the text content and, as it is,
+/// the structured content of the answer (the direct path writes it into the response as is).
+#[derive(Debug)]
+pub struct Json(String);
+
+impl Json {
+    pub fn text(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether it is an object (the structured content then is it; else `{"result": it}`).
+    pub fn is_object(&self) -> bool {
+        self.0.starts_with('{')
+    }
+
+    fn of(v: &impl Serialize) -> ToolResult<Json> {
+        serde_json::to_string(v).map(Json).map_err(|e| {
+            tracing::error!(error = %e, "cannot serialise a tool result");
+            ToolError {
+                code: "INTERNAL".into(),
+                message: "the result could not be serialised".into(),
+                field: None,
+                extra: None,
+            }
+        })
+    }
+}
+
+/// What a tool function returns: a JSON value, or a result it serialised itself (a borrowed
+/// structure, without a `Value` in between).
+trait ToolOutput {
+    fn into_json(self) -> ToolResult<Json>;
+}
+
+impl ToolOutput for Value {
+    fn into_json(self) -> ToolResult<Json> {
+        Json::of(&self)
+    }
+}
+
+impl ToolOutput for Json {
+    fn into_json(self) -> ToolResult<Json> {
+        Ok(self)
+    }
+}
 
 /// The actor of a tool call: the agent it names, else "MCP".
 fn actor(agent: Option<&str>) -> Actor {
@@ -101,13 +148,13 @@ fn required<'a>(field: &str, v: &'a str) -> Result<&'a str, ToolError> {
     Ok(t)
 }
 
-fn cut(s: &str, n: usize) -> String {
+fn cut(s: &str, n: usize) -> Cow<'_, str> {
     if s.chars().count() <= n {
-        s.to_string()
+        Cow::Borrowed(s)
     } else {
         let mut out: String = s.chars().take(n).collect();
         out.push('…');
-        out
+        Cow::Owned(out)
     }
 }
 
@@ -119,26 +166,60 @@ fn lowered(v: &Option<String>) -> Option<String> {
         .map(str::to_lowercase)
 }
 
-fn status_name(cols: &[Column], i: &Issue) -> String {
+fn status_name<'a>(cols: &'a [Column], i: &Issue) -> &'a str {
     cols.iter()
         .find(|c| c.id == i.column_id)
-        .map(|c| c.name.clone())
-        .unwrap_or_default()
+        .map_or("", |c| c.name.as_str())
 }
 
-/// A short row for lists.
-fn row(i: &Issue, cols: &[Column]) -> Value {
-    json!({
-        "identifier": i.identifier,
-        "title": i.title,
-        "description": i.description.as_deref().map(|d| cut(d, 200)),
-        "priority": i.priority,
-        "status": status_name(cols, i),
-        "assignee": i.assignee,
-        "agentStatus": i.agent_status,
-        "spawnStatus": i.spawn_status,
-        "updatedAt": i.updated_at,
-    })
+/// A short row for lists. Serialised as it is (no `Value` in between), its fields in the order
+/// of a JSON object's keys, as every other result is.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Row<'a> {
+    agent_status: &'a dispatch_core::issue::AgentStatus,
+    assignee: &'a Option<String>,
+    description: Option<Cow<'a, str>>,
+    identifier: &'a str,
+    priority: &'a dispatch_core::issue::Priority,
+    /// Search hits only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    similarity: Option<f64>,
+    spawn_status: &'a Option<dispatch_core::issue::SpawnStatus>,
+    status: &'a str,
+    title: &'a str,
+    updated_at: &'a dispatch_core::Timestamp,
+}
+
+/// A list of rows: `{"count": …, "issues": […]}`.
+#[derive(Serialize)]
+struct Rows<'a> {
+    count: usize,
+    issues: Vec<Row<'a>>,
+}
+
+impl<'a> Rows<'a> {
+    fn new(issues: Vec<Row<'a>>) -> Self {
+        Rows {
+            count: issues.len(),
+            issues,
+        }
+    }
+}
+
+fn row<'a>(i: &'a Issue, cols: &'a [Column]) -> Row<'a> {
+    Row {
+        agent_status: &i.agent_status,
+        assignee: &i.assignee,
+        description: i.description.as_deref().map(|d| cut(d, 200)),
+        identifier: &i.identifier,
+        priority: &i.priority,
+        similarity: None,
+        spawn_status: &i.spawn_status,
+        status: status_name(cols, i),
+        title: &i.title,
+        updated_at: &i.updated_at,
+    }
 }
 
 async fn full_issue(s: &AppState, i: &Issue) -> ToolResult {
@@ -681,11 +762,12 @@ pub fn list() -> Vec<Tool> {
 
 // ---------------------------------------------------------------- calling
 
-async fn with_args<P, F, Fut>(args: Value, f: F) -> ToolResult
+async fn with_args<P, T, F, Fut>(args: Value, f: F) -> ToolResult<Json>
 where
     P: DeserializeOwned,
+    T: ToolOutput,
     F: FnOnce(P) -> Fut,
-    Fut: Future<Output = ToolResult>,
+    Fut: Future<Output = ToolResult<T>>,
 {
     let p: P = serde_path_to_error::deserialize(args).map_err(|e| {
         let path = e.path().to_string();
@@ -699,13 +781,13 @@ where
             format!("invalid argument {field}: {}", e.into_inner()),
         )
     })?;
-    f(p).await
+    f(p).await?.into_json()
 }
 
-/// Calls a tool; every failure is a result with `isError: true`.
-pub async fn call(s: &AppState, name: &str, args: Option<JsonObject>) -> CallToolResult {
+/// Runs a tool: its result as JSON text, or why it failed.
+pub async fn run(s: &AppState, name: &str, args: Option<JsonObject>) -> ToolResult<Json> {
     let a = Value::Object(args.unwrap_or_default());
-    let r = match name {
+    match name {
         "search_issues" => with_args(a, |p| search_issues(s, p)).await,
         "list_issues" => with_args(a, |p| list_issues(s, p)).await,
         "get_issue" => with_args(a, |p: IssueArg| get_issue(s, p)).await,
@@ -741,10 +823,14 @@ pub async fn call(s: &AppState, name: &str, args: Option<JsonObject>) -> CallToo
             field: None,
             extra: None,
         }),
-    };
+    }
+}
+
+/// A tool's outcome as MCP's result; every failure is a result with `isError: true`.
+pub fn call_result(r: ToolResult<Json>) -> CallToolResult {
     match r {
-        Ok(v) => {
-            let text = serde_json::to_string(&v).unwrap_or_default();
+        Ok(Json(text)) => {
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             let mut res = CallToolResult::success(vec![ContentBlock::text(text)]);
             res.structured_content = Some(match v {
                 Value::Object(_) => v,
@@ -773,7 +859,7 @@ pub async fn call(s: &AppState, name: &str, args: Option<JsonObject>) -> CallToo
 
 // ---------------------------------------------------------------- the tools
 
-async fn search_issues(s: &AppState, p: SearchIssues) -> ToolResult {
+async fn search_issues(s: &AppState, p: SearchIssues) -> ToolResult<Json> {
     let query = required("query", &p.query)?;
     let limit = p.limit.unwrap_or(10).clamp(1, 50) as usize;
     let cols = s.dispatch.columns_for_display().await?;
@@ -785,7 +871,7 @@ async fn search_issues(s: &AppState, p: SearchIssues) -> ToolResult {
         limit
     };
     let hits = s.dispatch.search_keywords(query, fetch).await?;
-    let rows: Vec<Value> = hits
+    let rows: Vec<Row> = hits
         .iter()
         .filter(|h| {
             status
@@ -797,16 +883,15 @@ async fn search_issues(s: &AppState, p: SearchIssues) -> ToolResult {
                 .is_none_or(|pr| h.issue.priority == pr.priority())
         })
         .take(limit)
-        .map(|h| {
-            let mut r = row(&h.issue, &cols);
-            r["similarity"] = json!((h.score * 100.0).round() / 100.0);
-            r
+        .map(|h| Row {
+            similarity: Some((h.score * 100.0).round() / 100.0),
+            ..row(&h.issue, &cols)
         })
         .collect();
-    Ok(json!({ "count": rows.len(), "issues": rows }))
+    Json::of(&Rows::new(rows))
 }
 
-async fn list_issues(s: &AppState, p: ListIssues) -> ToolResult {
+async fn list_issues(s: &AppState, p: ListIssues) -> ToolResult<Json> {
     let limit = p.limit.unwrap_or(20).clamp(1, 100) as usize;
     let cols = s.dispatch.columns_for_display().await?;
     let out = s
@@ -818,8 +903,7 @@ async fn list_issues(s: &AppState, p: ListIssues) -> ToolResult {
             limit,
         })
         .await?;
-    let rows: Vec<Value> = out.iter().map(|i| row(i, &cols)).collect();
-    Ok(json!({ "count": rows.len(), "issues": rows }))
+    Json::of(&Rows::new(out.iter().map(|i| row(i, &cols)).collect()))
 }
 
 async fn get_issue(s: &AppState, p: IssueArg) -> ToolResult {
@@ -1054,13 +1138,12 @@ async fn poll_events(s: &AppState, p: PollEvents) -> ToolResult {
     Ok(json!({ "count": events.len(), "events": events }))
 }
 
-async fn get_my_issues(s: &AppState, p: AgentArg) -> ToolResult {
+async fn get_my_issues(s: &AppState, p: AgentArg) -> ToolResult<Json> {
     let name = required("agentName", &p.agent_name)?;
     let limit = p.limit.unwrap_or(20).clamp(1, 100) as usize;
     let issues = s.dispatch.agent_issues(name, limit).await?;
     let cols = s.dispatch.columns().await?;
-    let rows: Vec<Value> = issues.iter().map(|i| row(i, &cols)).collect();
-    Ok(json!({ "count": rows.len(), "issues": rows }))
+    Json::of(&Rows::new(issues.iter().map(|i| row(i, &cols)).collect()))
 }
 
 async fn add_comment(s: &AppState, p: AddComment) -> ToolResult {
