@@ -239,7 +239,8 @@ fn register_rank(
     })
 }
 
-/// Turns SQLite's memory statistics off before the library's first use in this process. With
+/// Turns SQLite's memory statistics off and makes mimalloc its allocator ([`mi`]) before the
+/// library's first use in this process. With
 /// them on (the bundled build's default), every allocation SQLite makes takes one process-wide
 /// mutex to count it, shared by every connection's thread; nothing here reads the statistics.
 /// SQLite's configuration is global to the process and can only change before it initialises,
@@ -257,7 +258,67 @@ pub(crate) fn configure_sqlite_library() {
                 0 as std::ffi::c_int,
             );
         }
+        let methods = libsqlite3_sys::sqlite3_mem_methods {
+            xMalloc: Some(mi::malloc),
+            xFree: Some(mi::free),
+            xRealloc: Some(mi::realloc),
+            xSize: Some(mi::size),
+            xRoundup: Some(mi::roundup),
+            xInit: Some(mi::init),
+            xShutdown: Some(mi::shutdown),
+            pAppData: std::ptr::null_mut(),
+        };
+        // SAFETY: SQLITE_CONFIG_MALLOC takes a pointer to the methods and copies them; it runs
+        // in the same `Once`, before any connection.
+        unsafe {
+            libsqlite3_sys::sqlite3_config(
+                libsqlite3_sys::SQLITE_CONFIG_MALLOC,
+                &raw const methods,
+            );
+        }
     });
+}
+
+/// SQLite's allocations from mimalloc rather than glibc's malloc: in glibc, a block freed on
+/// another thread than the one that allocated it takes that thread's arena lock, and inline
+/// connections move between runtime threads; two threads searching at once spent ~6 % of the
+/// CPU waking each other on those locks (perf, MCP search at 16 clients). mimalloc frees such
+/// blocks without a lock. SQLite asks for 8-byte alignment; mimalloc gives 16.
+mod mi {
+    use libmimalloc_sys as m;
+    use std::ffi::{c_int, c_void};
+
+    pub(super) unsafe extern "C" fn malloc(n: c_int) -> *mut c_void {
+        // SAFETY: any size; SQLite never asks for a negative one (checked anyway).
+        usize::try_from(n).map_or(std::ptr::null_mut(), |n| unsafe { m::mi_malloc(n) })
+    }
+
+    pub(super) unsafe extern "C" fn free(p: *mut c_void) {
+        // SAFETY: `p` came from `malloc`/`realloc` here (or is NULL).
+        unsafe { m::mi_free(p) }
+    }
+
+    pub(super) unsafe extern "C" fn realloc(p: *mut c_void, n: c_int) -> *mut c_void {
+        // SAFETY: as for `free`; SQLite handles a NULL result (its memory is left as it was).
+        usize::try_from(n).map_or(std::ptr::null_mut(), |n| unsafe { m::mi_realloc(p, n) })
+    }
+
+    pub(super) unsafe extern "C" fn size(p: *mut c_void) -> c_int {
+        // SAFETY: `p` came from here; SQLite's allocations are far below 2 GiB.
+        c_int::try_from(unsafe { m::mi_usable_size(p) }).unwrap_or(c_int::MAX)
+    }
+
+    pub(super) unsafe extern "C" fn roundup(n: c_int) -> c_int {
+        let Ok(u) = usize::try_from(n) else { return n };
+        // SAFETY: a pure function of the size.
+        c_int::try_from(unsafe { m::mi_good_size(u) }).unwrap_or(n)
+    }
+
+    pub(super) unsafe extern "C" fn init(_: *mut c_void) -> c_int {
+        libsqlite3_sys::SQLITE_OK
+    }
+
+    pub(super) unsafe extern "C" fn shutdown(_: *mut c_void) {}
 }
 
 impl SqliteStore {
