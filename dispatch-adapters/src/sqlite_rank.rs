@@ -266,7 +266,7 @@ unsafe fn score(
         for (idf, f) in data.idf.iter().zip(&data.freq) {
             score += idf * ((f * (K1 + 1.0)) / (f + K1 * (1.0 - B + B * d / data.avgdl)));
         }
-        Ok(-1.0 * score)
+        Ok(-score)
     }
 }
 

@@ -187,30 +187,66 @@ fn init_logging() {
     }
 }
 
-/// glibc gives each thread that allocates its own arena (up to 8 per core), and memory freed in
-/// one arena is not reused by the others: under 256 concurrent webhooks that alone was ~6 MB of
-/// peak RSS (42.7 MB against 36.5 MB with one arena, same throughput, on 2 cores). One arena
-/// unless the operator chose otherwise with `MALLOC_ARENA_MAX`. Runs before any thread exists.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator parameter; no thread is running yet.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 1);
-        }
+/// mimalloc instead of glibc's malloc. glibc was held to one arena (`M_ARENA_MAX` 1, for ~6 MB
+/// less peak memory under 256 concurrent webhooks), and at 16 concurrent MCP searches the two
+/// runtime threads then spent ~12 % of the CPU waking each other on its lock (perf); with
+/// glibc's default arenas a search still takes the arena lock of whichever thread allocated a
+/// block it frees. mimalloc frees such blocks without a lock: 8,700–8,800 searches/s against
+/// 6,500–8,100 (glibc, default arenas) and 4,500 (one arena), for 3 MB more resident memory
+/// than glibc's default (docs/performance.md). SQLite allocates from it too.
+#[global_allocator]
+static ALLOCATOR: Allocator = Allocator;
+
+/// [`mimalloc::MiMalloc`], with mimalloc's options set before its first allocation (the Rust
+/// runtime allocates before `main`).
+struct Allocator;
+
+impl Allocator {
+    #[inline]
+    fn configure() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // mimalloc commits its arenas up front by default on Linux, and with transparent
+            // huge pages they fill in 2 MiB at a time: the idle server's resident memory was
+            // 46 MB against glibc's 23 MB (26 MB with this off; 31 against 27 MB after searches
+            // at 16 clients, at the same speed). `arena_eager_commit` is `mi_option_e` 4 (the
+            // bindings have no constant for it).
+            // SAFETY: sets a process-wide option before any arena exists; allocates nothing.
+            unsafe { libmimalloc_sys::mi_option_set(4, 0) };
+        });
     }
 }
 
-/// mimalloc instead of glibc's malloc: a block freed by another thread than the one that
-/// allocated it (a task that moved between runtime threads, an inline SQLite connection used by
-/// one thread and then another) takes the lock of the allocating thread's arena in glibc, and
-/// at 16 concurrent MCP searches the two runtime threads spent ~12 % of the CPU waking each
-/// other on those locks (perf). mimalloc frees such blocks without a lock.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// SAFETY: every call goes to mimalloc's allocator, as `MiMalloc` makes it.
+unsafe impl std::alloc::GlobalAlloc for Allocator {
+    #[inline]
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        Self::configure();
+        // SAFETY: the caller's contract, passed on.
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        Self::configure();
+        // SAFETY: the caller's contract, passed on.
+        unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: `ptr` came from this allocator (the caller's contract).
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+    }
+}
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
