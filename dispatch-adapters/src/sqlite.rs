@@ -239,8 +239,7 @@ fn register_rank(
     })
 }
 
-/// Turns SQLite's memory statistics off and makes mimalloc its allocator ([`mi`]) before the
-/// library's first use in this process. With
+/// Turns SQLite's memory statistics off before the library's first use in this process. With
 /// them on (the bundled build's default), every allocation SQLite makes takes one process-wide
 /// mutex to count it, shared by every connection's thread; nothing here reads the statistics.
 /// SQLite's configuration is global to the process and can only change before it initialises,
@@ -258,32 +257,51 @@ pub(crate) fn configure_sqlite_library() {
                 0 as std::ffi::c_int,
             );
         }
-        let methods = libsqlite3_sys::sqlite3_mem_methods {
-            xMalloc: Some(mi::malloc),
-            xFree: Some(mi::free),
-            xRealloc: Some(mi::realloc),
-            xSize: Some(mi::size),
-            xRoundup: Some(mi::roundup),
-            xInit: Some(mi::init),
-            xShutdown: Some(mi::shutdown),
-            pAppData: std::ptr::null_mut(),
-        };
-        // SAFETY: SQLITE_CONFIG_MALLOC takes a pointer to the methods and copies them; it runs
-        // in the same `Once`, before any connection.
-        unsafe {
-            libsqlite3_sys::sqlite3_config(
-                libsqlite3_sys::SQLITE_CONFIG_MALLOC,
-                &raw const methods,
-            );
-        }
     });
 }
 
-/// SQLite's allocations from mimalloc rather than glibc's malloc: in glibc, a block freed on
-/// another thread than the one that allocated it takes that thread's arena lock, and inline
-/// connections move between runtime threads; two threads searching at once spent ~6 % of the
-/// CPU waking each other on those locks (perf, MCP search at 16 clients). mimalloc frees such
-/// blocks without a lock. SQLite asks for 8-byte alignment; mimalloc gives 16.
+/// Makes SQLite allocate from mimalloc (the server's allocator) and initialises it, with its
+/// memory statistics off ([`configure_sqlite_library`]). For a program's `main`, before any
+/// other thread exists. In glibc, a block freed on another thread than the one that allocated
+/// it takes that thread's arena lock, and inline connections move between runtime threads: two
+/// threads searching at once spent ~6 % of the CPU waking each other on those locks (perf, MCP
+/// search at 16 clients); mimalloc frees such blocks without a lock.
+///
+/// SQLite's allocator can only change before SQLite initialises; false (nothing changed) when
+/// it already has. The library never does this by itself: a change racing another thread that
+/// is initialising SQLite would free blocks of one allocator with the other.
+///
+/// # Safety
+/// No other thread uses SQLite during the call (start-up, before any thread is spawned).
+pub unsafe fn use_mimalloc_for_sqlite() -> bool {
+    let methods = libsqlite3_sys::sqlite3_mem_methods {
+        xMalloc: Some(mi::malloc),
+        xFree: Some(mi::free),
+        xRealloc: Some(mi::realloc),
+        xSize: Some(mi::size),
+        xRoundup: Some(mi::roundup),
+        xInit: Some(mi::init),
+        xShutdown: Some(mi::shutdown),
+        pAppData: std::ptr::null_mut(),
+    };
+    // SAFETY: SQLITE_CONFIG_MALLOC takes a pointer to the methods and copies them; the caller
+    // promises that no other thread uses SQLite meanwhile. Refused (SQLITE_MISUSE) once SQLite
+    // is initialised, changing nothing.
+    unsafe {
+        libsqlite3_sys::sqlite3_config(
+            libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS,
+            0 as std::ffi::c_int,
+        );
+        if libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MALLOC, &raw const methods)
+            != libsqlite3_sys::SQLITE_OK
+        {
+            return false;
+        }
+        libsqlite3_sys::sqlite3_initialize() == libsqlite3_sys::SQLITE_OK
+    }
+}
+
+/// SQLite's allocation methods on mimalloc. SQLite asks for 8-byte alignment; mimalloc gives 16.
 mod mi {
     use libmimalloc_sys as m;
     use std::ffi::{c_int, c_void};

@@ -71,29 +71,36 @@ type ToolResult<T = Value> = Result<T, ToolError>;
 
 /// A tool's result as JSON text, serialised once: it is both the text content and, as it is,
 /// the structured content of the answer (the direct path writes it into the response as is).
+/// Also the `Value` it was serialised from, when the tool built one (rmcp's result takes a
+/// `Value`; parsing the text again could change a float in its last digit).
 #[derive(Debug)]
-pub struct Json(String);
+pub struct Json {
+    text: String,
+    value: Option<Value>,
+}
 
 impl Json {
     pub fn text(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     /// Whether it is an object (the structured content then is it; else `{"result": it}`).
     pub fn is_object(&self) -> bool {
-        self.0.starts_with('{')
+        self.text.starts_with('{')
     }
 
     fn of(v: &impl Serialize) -> ToolResult<Json> {
-        serde_json::to_string(v).map(Json).map_err(|e| {
-            tracing::error!(error = %e, "cannot serialise a tool result");
-            ToolError {
-                code: "INTERNAL".into(),
-                message: "the result could not be serialised".into(),
-                field: None,
-                extra: None,
-            }
-        })
+        serde_json::to_string(v)
+            .map(|text| Json { text, value: None })
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot serialise a tool result");
+                ToolError {
+                    code: "INTERNAL".into(),
+                    message: "the result could not be serialised".into(),
+                    field: None,
+                    extra: None,
+                }
+            })
     }
 }
 
@@ -105,7 +112,9 @@ trait ToolOutput {
 
 impl ToolOutput for Value {
     fn into_json(self) -> ToolResult<Json> {
-        Json::of(&self)
+        let mut json = Json::of(&self)?;
+        json.value = Some(self);
+        Ok(json)
     }
 }
 
@@ -829,8 +838,16 @@ pub async fn run(s: &AppState, name: &str, args: Option<JsonObject>) -> ToolResu
 /// A tool's outcome as MCP's result; every failure is a result with `isError: true`.
 pub fn call_result(r: ToolResult<Json>) -> CallToolResult {
     match r {
-        Ok(Json(text)) => {
-            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(Json { text, value }) => {
+            // A tool that serialised its own result made it of rows (strings, numbers of two
+            // decimals): parsed back exactly.
+            let v = match value {
+                Some(v) => v,
+                None => serde_json::from_str(&text).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot parse a tool result again");
+                    Value::Null
+                }),
+            };
             let mut res = CallToolResult::success(vec![ContentBlock::text(text)]);
             res.structured_content = Some(match v {
                 Value::Object(_) => v,
