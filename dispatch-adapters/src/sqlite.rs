@@ -284,14 +284,11 @@ pub unsafe fn use_mimalloc_for_sqlite() -> bool {
         xShutdown: Some(mi::shutdown),
         pAppData: std::ptr::null_mut(),
     };
+    configure_sqlite_library();
     // SAFETY: SQLITE_CONFIG_MALLOC takes a pointer to the methods and copies them; the caller
     // promises that no other thread uses SQLite meanwhile. Refused (SQLITE_MISUSE) once SQLite
     // is initialised, changing nothing.
     unsafe {
-        libsqlite3_sys::sqlite3_config(
-            libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS,
-            0 as std::ffi::c_int,
-        );
         if libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MALLOC, &raw const methods)
             != libsqlite3_sys::SQLITE_OK
         {
